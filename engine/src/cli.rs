@@ -1,0 +1,103 @@
+//! The command line: `ringway [run] -c FILE`, `ringway validate -c FILE`, `--workers`,
+//! `--log-level`, `--version`. Exit codes: 0 ok, 1 invalid config, 2 could not start.
+
+use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{config, runtime};
+
+#[derive(Debug, Parser)]
+#[command(name = "ringway", version, about = "A thread-per-core io_uring L4/L7 proxy", args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Run(RunArgs),
+    /// Check a config file: print a one-line summary, or every error with its place.
+    Validate {
+        /// Config file (.yaml, .yml or .json).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Config file (.yaml, .yml or .json).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Worker threads (one per core); overrides `workers` in the config.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter such as `ringway_engine=debug`).
+    #[arg(long, default_value = "info", env = "RINGWAY_LOG")]
+    pub log_level: String,
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Entry point of the `ringway` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { config }) => validate(&config),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!("{}: ok: {}", path.display(), cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logs(&args.log_level);
+    let Some(path) = args.config else {
+        eprintln!("ringway: no config file given (use -c FILE; `ringway --help` for more)");
+        return ExitCode::from(2);
+    };
+    if args.workers == Some(0) {
+        eprintln!("ringway: --workers must be at least 1");
+        return ExitCode::from(2);
+    }
+    let cfg = match config::load(&path) {
+        Ok(c) => Arc::new(c),
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = runtime::RunOptions { workers: args.workers };
+    let res = runtime::run(cfg, &opts, |name, addr| {
+        // Machine-readable: tests and scripts read the bound address (port 0 picks one).
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ringway: listener {name} bound to {addr}");
+        let _ = out.flush();
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Errors of the request path as data, and the one place that maps an error to the local reply a
+//! client gets (status and `x-ringway-reason`).
+
+/// Where a failure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+/// Why the proxy answers a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalReason {
+    /// No virtual host or route matched.
+    #[error("no route matched")]
+    NoRoute,
+    /// The cluster has no endpoint to send to.
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    /// Connecting to the upstream failed or timed out.
+    #[error("upstream connect failure")]
+    ConnectFailure,
+    /// The upstream did not answer in time.
+    #[error("upstream timeout")]
+    UpstreamTimeout,
+    /// The upstream closed or reset before a response.
+    #[error("upstream reset before response")]
+    UpstreamReset,
+    /// The upstream's response could not be parsed.
+    #[error("upstream protocol error")]
+    UpstreamProtocolError,
+    /// The request head did not arrive within `request_headers_timeout`.
+    #[error("request headers timeout")]
+    RequestHeadersTimeout,
+}
+
+impl LocalReason {
+    /// Status and `x-ringway-reason` value.
+    pub fn reply(self) -> (u16, &'static str) {
+        match self {
+            LocalReason::NoRoute => (404, "no_route"),
+            LocalReason::NoHealthyUpstream => (503, "no_healthy_upstream"),
+            LocalReason::ConnectFailure => (503, "connect_failure"),
+            LocalReason::UpstreamTimeout => (504, "upstream_timeout"),
+            LocalReason::UpstreamReset => (502, "upstream_reset"),
+            LocalReason::UpstreamProtocolError => (502, "upstream_protocol_error"),
+            LocalReason::RequestHeadersTimeout => (408, "request_headers_timeout"),
+        }
+    }
+
+    pub fn source(self) -> Source {
+        match self {
+            LocalReason::NoRoute => Source::Internal,
+            LocalReason::RequestHeadersTimeout => Source::Downstream,
+            _ => Source::Upstream,
+        }
+    }
+
+    /// Whether a request that failed this way may be sent again (idempotent, replayable).
+    pub fn retryable(self) -> bool {
+        matches!(self, LocalReason::UpstreamReset)
+    }
+}
+
+/// Body text of a local reply for a status.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        400 => "bad request\n",
+        404 => "no route\n",
+        408 => "request timeout\n",
+        414 => "uri too long\n",
+        431 => "request header fields too large\n",
+        501 => "not implemented\n",
+        502 => "bad gateway\n",
+        503 => "service unavailable\n",
+        504 => "gateway timeout\n",
+        505 => "http version not supported\n",
+        _ => "",
+    }
+}

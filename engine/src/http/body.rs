@@ -1,0 +1,222 @@
+//! Moving message bodies between two connections with bounded memory: a body is forwarded one
+//! read at a time (at most one pool buffer in flight per direction), so a 1 GiB upload or download
+//! costs no more memory than a small one.
+//!
+//! [`pump`] moves one body framed by Content-Length, chunked encoding or connection close, and
+//! re-frames it for the receiver (chunked bodies are decoded and re-encoded so that a malformed
+//! chunk is caught, never passed on). [`tunnel`] copies raw bytes both ways after an upgrade.
+
+use std::{io, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{
+    http::h1::{self, BodyFraming, Chunk},
+    io::{Conn, Piece, ReadBuf},
+};
+
+/// Why a body could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error("sender closed before the body ended")]
+    SrcClosed,
+    #[error("sender read failed: {0}")]
+    SrcRead(io::Error),
+    #[error("sender stalled")]
+    SrcTimeout,
+    #[error("receiver write failed: {0}")]
+    DstWrite(io::Error),
+    #[error("malformed body: {0}")]
+    Malformed(h1::ParseError),
+}
+
+const CRLF: Bytes = Bytes::from_static(b"\r\n");
+
+async fn read_src(src: &Conn, timeout: Option<Duration>) -> Result<Option<ReadBuf>, PumpError> {
+    let r = match timeout {
+        Some(t) => match compio::time::timeout(t, src.read()).await {
+            Ok(r) => r,
+            Err(_) => return Err(PumpError::SrcTimeout),
+        },
+        None => src.read().await,
+    };
+    r.map_err(PumpError::SrcRead)
+}
+
+async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
+    match pieces.len() {
+        0 => Ok(()),
+        1 => {
+            let p = pieces.into_iter().next();
+            match p {
+                Some(p) => dst.write_all(p).await.map_err(PumpError::DstWrite),
+                None => Ok(()),
+            }
+        }
+        _ => dst.write_vectored_all(pieces).await.map_err(PumpError::DstWrite),
+    }
+}
+
+fn chunk_header(len: usize) -> Piece {
+    let mut h = BytesMut::with_capacity(18);
+    h1::encode_chunk_header(len, &mut h);
+    Piece::Bytes(h.freeze())
+}
+
+/// Move one body from `src` to `dst`. `initial` holds body bytes already read with the head (and
+/// possibly bytes after the body). The body arrives framed by `framing` and leaves chunked when
+/// `chunked_out`, raw otherwise. Each read must make progress within `timeout`. Returns the bytes
+/// read past the end of the body (a pipelined request, or junk after a response).
+pub async fn pump(
+    src: &Conn,
+    mut initial: BytesMut,
+    dst: &Conn,
+    framing: BodyFraming,
+    chunked_out: bool,
+    timeout: Option<Duration>,
+) -> Result<BytesMut, PumpError> {
+    match framing {
+        BodyFraming::None => Ok(initial),
+        BodyFraming::Length(n) => {
+            let mut left = n;
+            if !initial.is_empty() {
+                let take = left.min(initial.len() as u64) as usize;
+                let part = initial.split_to(take).freeze();
+                left -= take as u64;
+                let mut v = Vec::with_capacity(3);
+                if chunked_out && take > 0 {
+                    v.push(chunk_header(take));
+                    v.push(Piece::Bytes(part));
+                    v.push(Piece::Bytes(CRLF));
+                } else if take > 0 {
+                    v.push(Piece::Bytes(part));
+                }
+                if left == 0 && chunked_out {
+                    v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+                }
+                write(dst, v).await?;
+            }
+            while left > 0 {
+                let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
+                let len = buf.len();
+                let mut v = Vec::with_capacity(4);
+                let mut rest = BytesMut::new();
+                let take = if (len as u64) <= left {
+                    len
+                } else {
+                    left as usize
+                };
+                if chunked_out {
+                    v.push(chunk_header(take));
+                }
+                if take == len {
+                    v.push(Piece::read(buf));
+                } else {
+                    rest.extend_from_slice(&buf[take..]);
+                    v.push(Piece::read_range(buf, 0..take));
+                }
+                left -= take as u64;
+                if chunked_out {
+                    v.push(Piece::Bytes(CRLF));
+                    if left == 0 {
+                        v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+                    }
+                }
+                write(dst, v).await?;
+                if left == 0 {
+                    return Ok(rest);
+                }
+            }
+            Ok(initial)
+        }
+        BodyFraming::Chunked => {
+            let mut dec = h1::ChunkedDecoder::new();
+            let mut input = initial;
+            loop {
+                let mut v: Vec<Piece> = Vec::new();
+                let mut ended = false;
+                loop {
+                    match dec.decode(&mut input).map_err(PumpError::Malformed)? {
+                        Chunk::Data(d) => {
+                            if d.is_empty() {
+                                continue;
+                            }
+                            if chunked_out {
+                                v.push(chunk_header(d.len()));
+                                v.push(Piece::Bytes(d));
+                                v.push(Piece::Bytes(CRLF));
+                            } else {
+                                v.push(Piece::Bytes(d));
+                            }
+                        }
+                        Chunk::NeedMore => break,
+                        Chunk::End => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                if ended && chunked_out {
+                    v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+                }
+                write(dst, v).await?;
+                if ended {
+                    return Ok(input);
+                }
+                let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
+                input.extend_from_slice(&buf);
+            }
+        }
+        BodyFraming::UntilClose => {
+            if !initial.is_empty() {
+                let len = initial.len();
+                let part = Piece::Bytes(initial.split().freeze());
+                let v = if chunked_out {
+                    vec![chunk_header(len), part, Piece::Bytes(CRLF)]
+                } else {
+                    vec![part]
+                };
+                write(dst, v).await?;
+            }
+            loop {
+                match read_src(src, timeout).await {
+                    Ok(Some(buf)) => {
+                        let v = if chunked_out {
+                            vec![chunk_header(buf.len()), Piece::read(buf), Piece::Bytes(CRLF)]
+                        } else {
+                            vec![Piece::read(buf)]
+                        };
+                        write(dst, v).await?;
+                    }
+                    // Connection close ends the body (a reset does too: nothing tells them apart
+                    // reliably on the wire for close-delimited bodies).
+                    Ok(None) | Err(PumpError::SrcRead(_)) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if chunked_out {
+                write(dst, vec![Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK))]).await?;
+            }
+            Ok(BytesMut::new())
+        }
+    }
+}
+
+/// Copy raw bytes one way until the sender closes, then half-close the receiver.
+async fn copy_one_way(src: &Conn, first: BytesMut, dst: &Conn) {
+    if !first.is_empty() && dst.write_all(first.freeze()).await.is_err() {
+        return;
+    }
+    while let Ok(Some(buf)) = src.read().await {
+        if dst.write_all(buf).await.is_err() {
+            break;
+        }
+    }
+    let _ = dst.shutdown_write().await;
+}
+
+/// After a 101: bytes flow both ways until both sides have closed. `to_b` / `to_a` hold bytes
+/// already read that belong to the other side.
+pub async fn tunnel(a: &Conn, to_b: BytesMut, b: &Conn, to_a: BytesMut) {
+    futures_util::future::join(copy_one_way(a, to_b, b), copy_one_way(b, to_a, a)).await;
+}

@@ -1,0 +1,202 @@
+//! The one owned-buffer I/O seam: every socket read and write in the engine goes through here.
+//!
+//! Completion-based I/O hands the buffer to the kernel, which fills it after the call returns, so
+//! buffers are owned, never borrowed. Reads come from the worker's provided-buffer pool: the
+//! kernel picks a pool buffer only when data arrives, so a connection waiting for its next request
+//! owns no read buffer at all (the idle-memory goal). When the pool is empty the read falls back to
+//! a one-off owned buffer instead of failing (`ErrorKind::ResourceBusy` is never an error here).
+//!
+//! Writes take owned buffers (`Bytes`, `BytesMut`, a pool buffer being forwarded as is, or a
+//! tuple/Vec of them for vectored writes) and return only once every byte is written.
+//!
+//! Codecs, the connection manager and the router see [`Conn`] and [`ReadBuf`] only; they never
+//! name the runtime. Hot path: [`Conn::read`] and [`Conn::write_all`] once per message each.
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    ops::Deref,
+    os::fd::{AsRawFd, RawFd},
+    rc::Rc,
+    time::Duration,
+};
+
+use compio::{
+    buf::{BufResult, IoBuf, IoVectoredBuf},
+    driver::BufferRef,
+    io::{AsyncReadManaged, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Size of one provided read buffer. A read never returns more than this.
+pub const READ_BUF_LEN: usize = 16 * 1024;
+
+/// Bytes handed back by a read: a provided buffer lent by the worker's pool (returned to the pool
+/// on drop), or an owned buffer when the pool was empty.
+pub enum ReadBuf {
+    Pooled(BufferRef),
+    Owned(Vec<u8>),
+}
+
+impl Deref for ReadBuf {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadBuf::Pooled(b) => b,
+            ReadBuf::Owned(v) => v,
+        }
+    }
+}
+
+impl IoBuf for ReadBuf {
+    #[inline]
+    fn as_init(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for ReadBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadBuf({} bytes)", self.len())
+    }
+}
+
+/// A TCP connection behind the seam. `&Conn` is enough to read and write, so a tunnel can run
+/// both directions of one connection at once.
+pub struct Conn {
+    stream: TcpStream,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Conn(fd {})", self.stream.as_raw_fd())
+    }
+}
+
+/// A read posted ahead of time on an `Rc<Conn>` (see [`Conn::read_posted`]).
+pub type PostedRead = std::pin::Pin<Box<dyn Future<Output = io::Result<Option<ReadBuf>>>>>;
+
+impl Conn {
+    /// Wrap an accepted or connected stream; sets TCP_NODELAY.
+    pub fn new(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        Conn { stream }
+    }
+
+    /// Connect to `addr` within `timeout`.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        match compio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => Ok(Conn::new(s)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// Read what has arrived. `Ok(None)` is end of stream.
+    pub async fn read(&self) -> io::Result<Option<ReadBuf>> {
+        let mut s = &self.stream;
+        match s.read_managed(0).await {
+            Ok(Some(b)) if b.is_empty() => Ok(None),
+            Ok(Some(b)) => Ok(Some(ReadBuf::Pooled(b))),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy => self.read_owned().await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fallback read into a freshly allocated buffer (the pool was empty).
+    async fn read_owned(&self) -> io::Result<Option<ReadBuf>> {
+        use compio::io::AsyncRead;
+        let mut s = &self.stream;
+        let BufResult(res, buf) = s.read(Vec::with_capacity(READ_BUF_LEN)).await;
+        match res? {
+            0 => Ok(None),
+            _ => Ok(Some(ReadBuf::Owned(buf))),
+        }
+    }
+
+    /// Post a read now and hand back its future, which owns a reference to the connection. Used
+    /// for pooled upstream connections: the read for the next response waits on the idle
+    /// connection (holding no buffer), so an upstream close while idle is seen at checkout, and
+    /// the same read then carries the response.
+    pub fn read_posted(self: &Rc<Self>) -> PostedRead {
+        let me = Rc::clone(self);
+        Box::pin(async move { me.read().await })
+    }
+
+    /// Write every byte of `buf`.
+    pub async fn write_all<T: IoBuf>(&self, buf: T) -> io::Result<()> {
+        let mut s = &self.stream;
+        let BufResult(res, _) = s.write_all(buf).await;
+        res
+    }
+
+    /// Write every byte of several buffers, in one submission where the kernel takes them all.
+    pub async fn write_vectored_all<T: IoVectoredBuf>(&self, bufs: T) -> io::Result<()> {
+        let mut s = &self.stream;
+        let BufResult(res, _) = s.write_vectored_all(bufs).await;
+        res
+    }
+
+    /// Half-close: no more bytes will be written.
+    pub async fn shutdown_write(&self) -> io::Result<()> {
+        let mut s = &self.stream;
+        s.shutdown().await
+    }
+
+    /// Close abruptly or orderly: drops the socket (the runtime closes it).
+    pub fn close(self) {}
+}
+
+/// Poll a posted read once without waiting: `Some(result)` if it already completed.
+pub fn poll_now(fut: &mut PostedRead) -> Option<io::Result<Option<ReadBuf>>> {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
+}
+
+/// One part of a vectored write: owned bytes, or (part of) a read buffer forwarded without a copy.
+pub enum Piece {
+    Bytes(bytes::Bytes),
+    Read(compio::buf::Slice<ReadBuf>),
+}
+
+impl IoBuf for Piece {
+    #[inline]
+    fn as_init(&self) -> &[u8] {
+        match self {
+            Piece::Bytes(b) => b,
+            Piece::Read(s) => s.as_init(),
+        }
+    }
+}
+
+impl Piece {
+    /// A whole read buffer.
+    pub fn read(buf: ReadBuf) -> Piece {
+        Piece::Read(buf.slice(..))
+    }
+    /// Part of a read buffer.
+    pub fn read_range(buf: ReadBuf, range: std::ops::Range<usize>) -> Piece {
+        Piece::Read(buf.slice(range))
+    }
+    pub fn len(&self) -> usize {
+        self.as_init().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,25 @@
+//! # ringway-engine
+//!
+//! A thread-per-core io_uring L4/L7 proxy. The process is a control thread and one worker per
+//! core. The control thread loads and validates the config ([`config`]), binds every listener's
+//! SO_REUSEPORT socket group ([`listener`]) and starts the workers ([`runtime`]) with an immutable
+//! `Arc` snapshot of the config. Each worker runs its own compio runtime (io_uring, pinned to its
+//! core) and owns everything on its request path: listener sockets, connections, route tables
+//! ([`router`]), cluster views, load balancers and keep-alive pools ([`upstream`]). Nothing on the
+//! request path takes a lock or touches another core.
+//!
+//! The path of a request, in the order of the modules:
+//! [`listener`] accepts → [`http::conn_manager`] reads through the I/O seam ([`io`]) and parses
+//! with [`http::h1`] → [`router`] picks a route → [`upstream`] picks an endpoint and a pooled
+//! connection → the response flows back through [`http::body`]. Local replies and their reasons
+//! live in [`error`].
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod io;
+pub mod listener;
+pub mod router;
+pub mod runtime;
+pub mod upstream;

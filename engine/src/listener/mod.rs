@@ -1,0 +1,153 @@
+//! Listeners: each worker binds its own SO_REUSEPORT socket per configured listener (the kernel
+//! spreads new connections between workers) and accepts on it; every connection stays on the
+//! worker that accepted it.
+//!
+//! Binding happens on the control thread before workers start, so a port clash is reported once
+//! and clearly — including a leftover process that would otherwise silently share the port
+//! through SO_REUSEPORT. Running out of file descriptors pauses accepting briefly (no spinning)
+//! and accepting resumes once descriptors free up.
+
+use std::{
+    io,
+    net::{SocketAddr, TcpListener as StdListener},
+    rc::Rc,
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::{
+    config,
+    http::h1,
+    router::RouteTable,
+    runtime::worker::Worker,
+};
+
+/// Why listener sockets could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("listener {name:?}: address {addr} is already in use (another process listens there; stop it or pick another port)")]
+    InUse { name: String, addr: SocketAddr },
+    #[error("listener {name:?}: cannot bind {addr}: {source}")]
+    Io { name: String, addr: SocketAddr, source: io::Error },
+}
+
+fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuseport {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Bind `count` SO_REUSEPORT sockets for one listener (port 0: the first picks a port, the rest
+/// share it). Fails if anything already listens on the address.
+pub fn bind_group(name: &str, addr: SocketAddr, backlog: u32, count: usize) -> Result<Vec<StdListener>, BindError> {
+    let io_err = |source| BindError::Io { name: name.to_string(), addr, source };
+    if addr.port() != 0 {
+        // Probe without SO_REUSEPORT: succeeds only if no one (reuseport or not) holds the port.
+        let probe = socket_for(addr, false).map_err(io_err)?;
+        if let Err(e) = probe.bind(&addr.into()) {
+            return Err(if e.kind() == io::ErrorKind::AddrInUse {
+                BindError::InUse { name: name.to_string(), addr }
+            } else {
+                io_err(e)
+            });
+        }
+        drop(probe);
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut bound = addr;
+    for _ in 0..count.max(1) {
+        let s = socket_for(bound, true).map_err(io_err)?;
+        s.bind(&bound.into()).map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                BindError::InUse { name: name.to_string(), addr: bound }
+            } else {
+                io_err(e)
+            }
+        })?;
+        s.listen(backlog.min(i32::MAX as u32) as i32).map_err(io_err)?;
+        let l: StdListener = s.into();
+        if bound.port() == 0 {
+            bound = l.local_addr().map_err(io_err)?;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// What a worker's connections need from their listener: its settings and its own route table.
+pub struct ListenerCtx {
+    pub name: String,
+    pub http: config::HttpConnManager,
+    pub routes: RouteTable,
+    pub limits: h1::Limits,
+}
+
+impl ListenerCtx {
+    pub fn new(l: &config::Listener) -> Self {
+        ListenerCtx {
+            name: l.name.clone(),
+            routes: RouteTable::new(&l.http),
+            limits: h1::Limits {
+                max_head_bytes: l.http.max_request_headers_bytes,
+                max_uri_bytes: l.http.max_uri_bytes,
+            },
+            http: l.http.clone(),
+        }
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
+
+/// Accept connections until the worker drains, spawning one task per connection.
+pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Worker>) {
+    let listener = match compio::net::TcpListener::from_std(sock) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listener = %ctx.name, error = %e, "cannot register listener with the runtime");
+            return;
+        }
+    };
+    let mut warned_exhaustion = false;
+    loop {
+        let accepted = {
+            let accept = std::pin::pin!(listener.accept());
+            let drain = worker.drain.wait();
+            match futures_util::future::select(accept, drain).await {
+                futures_util::future::Either::Left((r, _)) => r,
+                futures_util::future::Either::Right(_) => break,
+            }
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                warned_exhaustion = false;
+                let conn = crate::io::Conn::new(stream);
+                let ctx = Rc::clone(&ctx);
+                let w = Rc::clone(&worker);
+                compio::runtime::spawn(async move {
+                    crate::http::conn_manager::serve(conn, peer, ctx, w).await;
+                })
+                .detach();
+            }
+            Err(e) if is_fd_exhaustion(&e) => {
+                if !warned_exhaustion {
+                    tracing::warn!(listener = %ctx.name, error = %e, "out of file descriptors: pausing accept (raise `ulimit -n`)");
+                    warned_exhaustion = true;
+                }
+                // Let connections finish and free descriptors; the backlog holds new ones meanwhile.
+                compio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::debug!(listener = %ctx.name, error = %e, "accept failed");
+            }
+        }
+    }
+    tracing::debug!(listener = %ctx.name, worker = worker.id, "listener closed for drain");
+}

@@ -1,0 +1,87 @@
+//! Building a worker's io_uring runtime: the ring flags that measured best, the provided-buffer
+//! pool, locked-memory limits, and an error that tells the user what to do when io_uring cannot be
+//! set up (old kernel, seccomp, `kernel.io_uring_disabled`, RLIMIT_MEMLOCK).
+
+use std::{io, num::NonZeroU16};
+
+use compio::{driver::ProactorBuilder, runtime::Runtime};
+
+use crate::io::READ_BUF_LEN;
+
+/// Provided read buffers per worker (each [`READ_BUF_LEN`] bytes). Idle connections own none;
+/// this bounds the memory that in-flight reads can use before falling back to one-off buffers.
+pub const POOL_BUFFERS: u16 = 512;
+
+/// Why a worker runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up io_uring: {source}. {hint}")]
+pub struct RingError {
+    pub source: io::Error,
+    pub hint: &'static str,
+}
+
+fn hint_for(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => "This kernel has no io_uring (Linux 6.1 or newer is needed).",
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "io_uring is forbidden here: check `sysctl kernel.io_uring_disabled` (must be 0) and \
+             any seccomp profile (container runtimes' default profiles block io_uring; allow \
+             io_uring_setup/io_uring_enter/io_uring_register)."
+        }
+        Some(libc::ENOMEM) => {
+            "Not enough locked memory for the ring: raise RLIMIT_MEMLOCK (`ulimit -l unlimited`, \
+             or `LimitMEMLOCK=infinity` in the systemd unit) or grant CAP_IPC_LOCK."
+        }
+        Some(libc::EINVAL) => "The kernel rejected the ring flags (Linux 6.1 or newer is needed).",
+        _ => "See docs/architecture.md (runtime) for the requirements.",
+    }
+}
+
+/// Raise the soft RLIMIT_MEMLOCK to the hard limit (and try unlimited), so rings and the buffer
+/// ring can be registered where CAP_IPC_LOCK is missing. Returns the soft limit now in force.
+pub fn raise_memlock() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
+            return 0;
+        }
+        let want = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) == 0 {
+            return u64::MAX;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let up = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &up) == 0 {
+                return lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+/// Build one worker's runtime: io_uring only, SINGLE_ISSUER + DEFER_TASKRUN (completions are run
+/// by the worker itself when it enters the ring, never interrupting it from another core), and a
+/// provided-buffer pool of [`POOL_BUFFERS`] × [`READ_BUF_LEN`].
+pub fn build_worker_runtime() -> Result<Runtime, RingError> {
+    let mut proactor = ProactorBuilder::new();
+    proactor
+        .capacity(4096)
+        .single_issuer(true)
+        .defer_taskrun(true)
+        .buffer_pool_size(NonZeroU16::new(POOL_BUFFERS).unwrap_or(NonZeroU16::MIN))
+        .buffer_pool_buffer_len(READ_BUF_LEN);
+    let rt = Runtime::builder()
+        .with_proactor(proactor)
+        .build()
+        .map_err(|e| RingError { hint: hint_for(&e), source: e })?;
+    if !rt.driver_type().is_iouring() {
+        return Err(RingError {
+            source: io::Error::other("the runtime did not pick the io_uring driver"),
+            hint: "ringway runs on io_uring only.",
+        });
+    }
+    // Create the buffer ring now, so a failure shows at start and not on the first read.
+    rt.buffer_pool().map_err(|e| RingError { hint: hint_for(&e), source: e })?;
+    Ok(rt)
+}

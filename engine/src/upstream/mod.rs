@@ -1,0 +1,119 @@
+//! Upstream side of a worker: its view of every cluster (endpoints, load balancer, keep-alive
+//! pools, active-request counts). Built per worker from the config snapshot; `Rc`/`Cell` only.
+//!
+//! Flow: the router names a cluster -> [`ClusterView::pick`] chooses an endpoint ->
+//! [`EndpointView::pool`] hands out an idle connection, or the caller connects a new one ->
+//! after a complete response the connection goes back with [`Pool::checkin`].
+
+pub mod lb;
+pub mod pool;
+
+use std::{cell::Cell, net::SocketAddr, time::Duration};
+
+use crate::config::{Cluster, Config};
+
+pub use pool::Pool;
+
+#[derive(Debug)]
+pub struct EndpointView {
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// Requests in flight from this worker.
+    pub active_rq: Cell<u32>,
+    pub pool: Pool,
+}
+
+#[derive(Debug)]
+pub struct ClusterView {
+    pub name: String,
+    pub connect_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub idle_timeout: Duration,
+    pub endpoints: Vec<EndpointView>,
+    lb: lb::Balancer,
+}
+
+impl ClusterView {
+    fn new(c: &Cluster, seed: u64) -> Self {
+        let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
+        ClusterView {
+            name: c.name.clone(),
+            connect_timeout: c.connect_timeout,
+            max_idle_per_endpoint: c.max_idle_per_endpoint,
+            idle_timeout: c.idle_timeout,
+            endpoints: c
+                .endpoints
+                .iter()
+                .map(|e| EndpointView {
+                    address: e.address,
+                    weight: e.weight,
+                    active_rq: Cell::new(0),
+                    pool: Pool::default(),
+                })
+                .collect(),
+            lb: lb::Balancer::new(c.lb_policy, &weights, seed),
+        }
+    }
+
+    /// Choose an endpoint for the next request.
+    pub fn pick(&self) -> Option<&EndpointView> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.lb.pick(|i| self.endpoints[i].active_rq.get());
+        self.endpoints.get(i)
+    }
+}
+
+/// Counts a request in flight to an endpoint until dropped.
+pub struct ActiveRq<'a>(&'a EndpointView);
+
+impl<'a> ActiveRq<'a> {
+    pub fn new(e: &'a EndpointView) -> Self {
+        e.active_rq.set(e.active_rq.get() + 1);
+        ActiveRq(e)
+    }
+}
+
+impl Drop for ActiveRq<'_> {
+    fn drop(&mut self) {
+        self.0.active_rq.set(self.0.active_rq.get().saturating_sub(1));
+    }
+}
+
+/// Every cluster as one worker sees it; indexed by `ClusterId`.
+#[derive(Debug)]
+pub struct ClusterManager {
+    pub clusters: Vec<ClusterView>,
+}
+
+impl ClusterManager {
+    pub fn new(cfg: &Config, worker: usize) -> Self {
+        ClusterManager {
+            clusters: cfg
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ClusterView::new(c, 0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64))
+                .collect(),
+        }
+    }
+
+    /// Drop idle upstream connections that aged out or were closed by the upstream.
+    pub fn sweep(&self) {
+        for c in &self.clusters {
+            for e in &c.endpoints {
+                e.pool.sweep(c.idle_timeout);
+            }
+        }
+    }
+
+    /// Close every idle upstream connection (shutdown).
+    pub fn clear(&self) {
+        for c in &self.clusters {
+            for e in &c.endpoints {
+                e.pool.clear();
+            }
+        }
+    }
+}

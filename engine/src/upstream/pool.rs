@@ -1,0 +1,73 @@
+//! Per-worker keep-alive pool of upstream connections for one endpoint.
+//!
+//! Each idle connection waits with a read already posted ([`Conn::read_posted`]): it holds no
+//! buffer, and if the upstream closes (or sends anything) while the connection is idle, that read
+//! completes. Checkout polls it once without waiting: a completed read means the connection is
+//! dead and it is dropped, so a connection the upstream closed while idle is never used. A live
+//! connection leaves with its posted read, which then carries the response: no extra operation
+//! per request. LIFO, so the warmest connection is reused and the rest can age out.
+
+use std::{cell::RefCell, rc::Rc, time::Instant};
+
+use crate::io::{poll_now, Conn, PostedRead};
+
+pub struct Idle {
+    pub conn: Rc<Conn>,
+    pub read: PostedRead,
+    pub since: Instant,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({} idle)", self.idle.borrow().len())
+    }
+}
+
+impl Pool {
+    /// A live idle connection, or `None`. Connections idle longer than `max_idle_age` or closed by
+    /// the upstream are dropped on the way.
+    pub fn checkout(&self, max_idle_age: std::time::Duration) -> Option<(Rc<Conn>, PostedRead)> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(mut c) = idle.pop() {
+            if c.since.elapsed() > max_idle_age {
+                continue;
+            }
+            if poll_now(&mut c.read).is_some() {
+                // EOF, error, or unsolicited bytes while idle: unusable.
+                continue;
+            }
+            return Some((c.conn, c.read));
+        }
+        None
+    }
+
+    /// Return a connection whose last response was read completely.
+    pub fn checkin(&self, conn: Rc<Conn>, max_idle: usize) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() >= max_idle {
+            return;
+        }
+        let read = conn.read_posted();
+        idle.push(Idle { conn, read, since: Instant::now() });
+    }
+
+    /// Drop idle connections that are too old or were closed by the upstream.
+    pub fn sweep(&self, max_idle_age: std::time::Duration) {
+        self.idle
+            .borrow_mut()
+            .retain_mut(|c| c.since.elapsed() <= max_idle_age && poll_now(&mut c.read).is_none());
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every test: formatting, lints, unit and integration
+# tests (real proxy, real origins, real clients on 127.0.0.1), and a short fuzz run.
+# Usage: ./scripts/test.sh            (everything)
+#        FUZZ_SECONDS=0 ./scripts/test.sh   (skip the fuzz run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# --- what the tests need: curl (a real HTTP client) and Python's h2 for HTTP/2 checks.
+need_apt=()
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# io_uring rings need locked memory where CAP_IPC_LOCK is missing.
+ulimit -l unlimited 2>/dev/null || true
+# Plenty of descriptors for the connection tests.
+ulimit -n 65536 2>/dev/null || true
+
+log "cargo fmt --check"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "rustfmt not installed: skipped"
+fi
+
+log "cargo clippy"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets -- -D warnings
+else
+  echo "clippy not installed: skipped"
+fi
+
+log "build binaries (the integration tests run them)"
+cargo build --workspace --bins
+
+log "cargo test"
+cargo test --workspace -- --test-threads=2
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+if [ "$FUZZ_SECONDS" != 0 ] && [ -x scripts/fuzz.sh ]; then
+  log "fuzz the HTTP/1 request parser for ${FUZZ_SECONDS}s"
+  ./scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
+
+log "all tests passed"
