@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::{config, runtime};
 
 #[derive(Debug, Parser)]
-#[command(name = "ringway", version, about = "A thread-per-core io_uring L4/L7 proxy", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "ringway",
+    version,
+    about = "A thread-per-core io_uring L4/L7 proxy",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -42,8 +47,13 @@ pub struct RunArgs {
 }
 
 fn init_logs(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Entry point of the `ringway` binary.
@@ -86,7 +96,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts = runtime::RunOptions { workers: args.workers };
+    let opts = runtime::RunOptions {
+        workers: args.workers,
+    };
     let res = runtime::run(cfg, &opts, |name, addr| {
         // Machine-readable: tests and scripts read the bound address (port 0 picks one).
         let mut out = std::io::stdout().lock();

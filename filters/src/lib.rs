@@ -82,7 +82,10 @@ pub trait FilterFactory {
 }
 
 /// Run the request hooks of a chain in order. Returns the first local reply, if any.
-pub fn run_request(chain: &mut [Box<dyn HttpFilter>], req: &mut RequestHeaders<'_>) -> Option<LocalReply> {
+pub fn run_request(
+    chain: &mut [Box<dyn HttpFilter>],
+    req: &mut RequestHeaders<'_>,
+) -> Option<LocalReply> {
     for f in chain.iter_mut() {
         if let FilterStatus::LocalReply(r) = f.on_request_headers(req) {
             return Some(r);
@@ -92,7 +95,10 @@ pub fn run_request(chain: &mut [Box<dyn HttpFilter>], req: &mut RequestHeaders<'
 }
 
 /// Run the response hooks of a chain in reverse order.
-pub fn run_response(chain: &mut [Box<dyn HttpFilter>], resp: &mut ResponseHeaders<'_>) -> Option<LocalReply> {
+pub fn run_response(
+    chain: &mut [Box<dyn HttpFilter>],
+    resp: &mut ResponseHeaders<'_>,
+) -> Option<LocalReply> {
     for f in chain.iter_mut().rev() {
         if let FilterStatus::LocalReply(r) = f.on_response_headers(resp) {
             return Some(r);
@@ -131,14 +137,26 @@ mod tests {
 
     #[test]
     fn request_hooks_run_in_order_and_stop_at_local_reply() {
-        let mut chain: Vec<Box<dyn HttpFilter>> = vec![Box::new(AddHeader("a")), Box::new(Deny), Box::new(AddHeader("c"))];
+        let mut chain: Vec<Box<dyn HttpFilter>> = vec![
+            Box::new(AddHeader("a")),
+            Box::new(Deny),
+            Box::new(AddHeader("c")),
+        ];
         let mut path = "/".to_string();
         let mut headers = HeaderMap::default();
-        let mut req = RequestHeaders { method: "GET", path: &mut path, headers: &mut headers };
+        let mut req = RequestHeaders {
+            method: "GET",
+            path: &mut path,
+            headers: &mut headers,
+        };
         let reply = run_request(&mut chain, &mut req).expect("denied");
         assert_eq!(reply.status, 403);
         assert_eq!(headers.get("a"), Some("1"));
-        assert_eq!(headers.get("c"), None, "filters after a local reply must not run");
+        assert_eq!(
+            headers.get("c"),
+            None,
+            "filters after a local reply must not run"
+        );
     }
 
     #[test]
@@ -154,7 +172,10 @@ mod tests {
         let mut chain: Vec<Box<dyn HttpFilter>> = vec![Box::new(Order("a")), Box::new(Order("b"))];
         let mut status = 200;
         let mut headers = HeaderMap::default();
-        let mut resp = ResponseHeaders { status: &mut status, headers: &mut headers };
+        let mut resp = ResponseHeaders {
+            status: &mut status,
+            headers: &mut headers,
+        };
         assert!(run_response(&mut chain, &mut resp).is_none());
         assert_eq!(headers.get("order"), Some("ba"));
     }

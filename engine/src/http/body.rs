@@ -53,7 +53,10 @@ async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
                 None => Ok(()),
             }
         }
-        _ => dst.write_vectored_all(pieces).await.map_err(PumpError::DstWrite),
+        _ => dst
+            .write_vectored_all(pieces)
+            .await
+            .map_err(PumpError::DstWrite),
     }
 }
 
@@ -182,7 +185,11 @@ pub async fn pump(
                 match read_src(src, timeout).await {
                     Ok(Some(buf)) => {
                         let v = if chunked_out {
-                            vec![chunk_header(buf.len()), Piece::read(buf), Piece::Bytes(CRLF)]
+                            vec![
+                                chunk_header(buf.len()),
+                                Piece::read(buf),
+                                Piece::Bytes(CRLF),
+                            ]
                         } else {
                             vec![Piece::read(buf)]
                         };

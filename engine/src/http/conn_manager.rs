@@ -86,16 +86,15 @@ struct Downstream {
 pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worker>) {
     let _live = w.drain.track();
     Counters::inc(&w.counters.downstream_cx_total);
-    let mut d = Downstream { conn, peer, pending: BytesMut::new() };
-    loop {
-        match exchange(&mut d, &l, &w).await {
-            Next::KeepAlive => {
-                if d.pending.is_empty() && d.pending.capacity() > 0 {
-                    // Hold no buffer while idle.
-                    d.pending = BytesMut::new();
-                }
-            }
-            Next::Close => break,
+    let mut d = Downstream {
+        conn,
+        peer,
+        pending: BytesMut::new(),
+    };
+    while let Next::KeepAlive = exchange(&mut d, &l, &w).await {
+        if d.pending.is_empty() && d.pending.capacity() > 0 {
+            // Hold no buffer while idle.
+            d.pending = BytesMut::new();
         }
     }
 }
@@ -177,7 +176,12 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
     Counters::inc(&w.counters.downstream_rq_total);
 
     match plan {
-        Plan::Local { status, reason, body, location } => {
+        Plan::Local {
+            status,
+            reason,
+            body,
+            location,
+        } => {
             let close = !info.keep_alive || w.drain.is_draining() || !discard_body(d, info.framing);
             let mut out = BytesMut::with_capacity(160 + body.len());
             let extra_loc;
@@ -188,13 +192,26 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
                 }
                 None => &[],
             };
-            h1::encode_local_reply(status, reason, extra, &body, info.version, close, info.is_head, &mut out);
+            h1::encode_local_reply(
+                status,
+                reason,
+                extra,
+                &body,
+                info.version,
+                close,
+                info.is_head,
+                &mut out,
+            );
             if d.conn.write_all(out).await.is_err() || close {
                 return Next::Close;
             }
             Next::KeepAlive
         }
-        Plan::Forward { cluster, head, timeout } => forward(d, l, w, info, cluster, head.freeze(), timeout).await,
+        Plan::Forward {
+            cluster,
+            head,
+            timeout,
+        } => forward(d, l, w, info, cluster, head.freeze(), timeout).await,
     }
 }
 
@@ -234,7 +251,10 @@ fn plan(
     };
     let path = req.path();
     let host = req.host.unwrap_or(b"");
-    let Some(route) = l.routes.find(host, path.as_bytes(), req.method.as_bytes(), req.headers) else {
+    let Some(route) = l
+        .routes
+        .find(host, path.as_bytes(), req.method.as_bytes(), req.headers)
+    else {
         let (status, reason) = LocalReason::NoRoute.reply();
         let plan = Plan::Local {
             status,
@@ -272,7 +292,10 @@ fn plan(
             }
         }
         RouteAction::Forward(f) => {
-            let rewritten = f.prefix_rewrite.as_deref().map(|rw| rewrite_path(&route.matcher.path, path, rw));
+            let rewritten = f
+                .prefix_rewrite
+                .as_deref()
+                .map(|rw| rewrite_path(&route.matcher.path, path, rw));
             let mut idbuf = [0u8; 36];
             let request_id = if l.http.generate_request_id {
                 w.request_ids.next(&mut idbuf)
@@ -292,7 +315,11 @@ fn plan(
                 },
                 &mut out,
             );
-            Plan::Forward { cluster: f.cluster, head: out, timeout: f.timeout }
+            Plan::Forward {
+                cluster: f.cluster,
+                head: out,
+                timeout: f.timeout,
+            }
         }
     };
     Ok(Some((plan, info, req.head_len)))
@@ -349,7 +376,13 @@ async fn reply_error(d: &mut Downstream, e: h1::ParseError) -> Next {
 }
 
 /// Answer with a local reply for `reason`. `info` is `None` when the request head never completed.
-async fn local(d: &mut Downstream, w: &Worker, info: Option<ReqInfo>, reason: LocalReason, force_close: bool) -> Next {
+async fn local(
+    d: &mut Downstream,
+    w: &Worker,
+    info: Option<ReqInfo>,
+    reason: LocalReason,
+    force_close: bool,
+) -> Next {
     let (status, tag) = reason.reply();
     let (version, is_head, ka) = match info {
         Some(i) => (i.version, i.is_head, i.keep_alive),
@@ -357,7 +390,16 @@ async fn local(d: &mut Downstream, w: &Worker, info: Option<ReqInfo>, reason: Lo
     };
     let close = force_close || !ka || w.drain.is_draining();
     let mut out = BytesMut::with_capacity(192);
-    h1::encode_local_reply(status, Some(tag), &[], status_text(status).as_bytes(), version, close, is_head, &mut out);
+    h1::encode_local_reply(
+        status,
+        Some(tag),
+        &[],
+        status_text(status).as_bytes(),
+        version,
+        close,
+        is_head,
+        &mut out,
+    );
     if d.conn.write_all(out).await.is_err() || close {
         return Next::Close;
     }
@@ -409,7 +451,9 @@ async fn forward(
     // A body that is already complete can be sent in one write, and replayed on a retry.
     let buffered: Option<Bytes> = match info.framing {
         BodyFraming::None => Some(Bytes::new()),
-        BodyFraming::Length(n) if d.pending.len() as u64 >= n => Some(d.pending.split_to(n as usize).freeze()),
+        BodyFraming::Length(n) if d.pending.len() as u64 >= n => {
+            Some(d.pending.split_to(n as usize).freeze())
+        }
         _ => None,
     };
     let replayable = buffered.is_some() && info.idempotent && !info.upgrade;
@@ -417,7 +461,11 @@ async fn forward(
     let mut attempt = 0;
     let (up, first) = loop {
         attempt += 1;
-        let pooled = if attempt == 1 { ep.pool.checkout(cluster.idle_timeout) } else { None };
+        let pooled = if attempt == 1 {
+            ep.pool.checkout(cluster.idle_timeout)
+        } else {
+            None
+        };
         let (up, posted, reused) = match pooled {
             Some((c, r)) => {
                 Counters::inc(&w.counters.upstream_cx_pool_reuse);
@@ -441,11 +489,17 @@ async fn forward(
         // Send the head and the body.
         let sent = match &buffered {
             Some(b) if b.is_empty() => up.write_all(head.clone()).await.is_ok(),
-            Some(b) => up.write_vectored_all([head.clone(), b.clone()]).await.is_ok(),
+            Some(b) => up
+                .write_vectored_all([head.clone(), b.clone()])
+                .await
+                .is_ok(),
             None => {
                 if info.expect_continue
                     && info.version == Version::Http11
-                    && d.conn.write_all(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")).await.is_err()
+                    && d.conn
+                        .write_all(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+                        .await
+                        .is_err()
                 {
                     return Next::Close;
                 }
@@ -454,7 +508,16 @@ async fn forward(
                 } else {
                     let initial = std::mem::take(&mut d.pending);
                     let chunked_out = matches!(info.framing, BodyFraming::Chunked);
-                    match body::pump(&d.conn, initial, &up, info.framing, chunked_out, Some(l.http.request_body_timeout)).await {
+                    match body::pump(
+                        &d.conn,
+                        initial,
+                        &up,
+                        info.framing,
+                        chunked_out,
+                        Some(l.http.request_body_timeout),
+                    )
+                    .await
+                    {
                         Ok(rest) => {
                             d.pending = rest;
                             true
@@ -478,7 +541,14 @@ async fn forward(
                 Counters::inc(&w.counters.upstream_rq_retry);
                 continue;
             }
-            return local(d, w, Some(info), LocalReason::UpstreamReset, buffered.is_none()).await;
+            return local(
+                d,
+                w,
+                Some(info),
+                LocalReason::UpstreamReset,
+                buffered.is_none(),
+            )
+            .await;
         }
 
         match first_read(&up, posted, deadline).await {
@@ -578,7 +648,8 @@ async fn respond(
         BodyFraming::Chunked | BodyFraming::UntilClose if client_11 => (BodyFraming::Chunked, true),
         BodyFraming::Chunked | BodyFraming::UntilClose => (BodyFraming::UntilClose, false),
     };
-    let keep_alive = info.keep_alive && !w.drain.is_draining() && framing_out != BodyFraming::UntilClose;
+    let keep_alive =
+        info.keep_alive && !w.drain.is_draining() && framing_out != BodyFraming::UntilClose;
     let body_in_buf = &src[resp.head_len..];
     let mut out = BytesMut::with_capacity(resp.head_len + 64 + body_in_buf.len().min(INLINE_BODY));
     h1::encode_response_head(&resp, info.version, framing_out, keep_alive, &mut out);
@@ -591,17 +662,27 @@ async fn respond(
             out.extend_from_slice(body_in_buf);
             let ok = d.conn.write_all(out).await.is_ok();
             if up_keep {
-                ep.pool.checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+                ep.pool
+                    .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
             }
-            return if ok && keep_alive { Next::KeepAlive } else { Next::Close };
+            return if ok && keep_alive {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            };
         }
     }
     if framing_in == BodyFraming::None {
         let ok = d.conn.write_all(out).await.is_ok();
         if up_keep && body_in_buf.is_empty() {
-            ep.pool.checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+            ep.pool
+                .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
         }
-        return if ok && keep_alive { Next::KeepAlive } else { Next::Close };
+        return if ok && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
     }
     let initial = BytesMut::from(body_in_buf);
     if d.conn.write_all(out).await.is_err() {
@@ -610,7 +691,8 @@ async fn respond(
     match body::pump(up, initial, &d.conn, framing_in, chunked_out, timeout).await {
         Ok(rest) => {
             if up_keep && rest.is_empty() && framing_in != BodyFraming::UntilClose {
-                ep.pool.checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+                ep.pool
+                    .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
             }
             if keep_alive {
                 Next::KeepAlive

@@ -16,12 +16,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{
-    config,
-    http::h1,
-    router::RouteTable,
-    runtime::worker::Worker,
-};
+use crate::{config, http::h1, router::RouteTable, runtime::worker::Worker};
 
 /// Why listener sockets could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +24,11 @@ pub enum BindError {
     #[error("listener {name:?}: address {addr} is already in use (another process listens there; stop it or pick another port)")]
     InUse { name: String, addr: SocketAddr },
     #[error("listener {name:?}: cannot bind {addr}: {source}")]
-    Io { name: String, addr: SocketAddr, source: io::Error },
+    Io {
+        name: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
 }
 
 fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
@@ -45,14 +44,26 @@ fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
 
 /// Bind `count` SO_REUSEPORT sockets for one listener (port 0: the first picks a port, the rest
 /// share it). Fails if anything already listens on the address.
-pub fn bind_group(name: &str, addr: SocketAddr, backlog: u32, count: usize) -> Result<Vec<StdListener>, BindError> {
-    let io_err = |source| BindError::Io { name: name.to_string(), addr, source };
+pub fn bind_group(
+    name: &str,
+    addr: SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> Result<Vec<StdListener>, BindError> {
+    let io_err = |source| BindError::Io {
+        name: name.to_string(),
+        addr,
+        source,
+    };
     if addr.port() != 0 {
         // Probe without SO_REUSEPORT: succeeds only if no one (reuseport or not) holds the port.
         let probe = socket_for(addr, false).map_err(io_err)?;
         if let Err(e) = probe.bind(&addr.into()) {
             return Err(if e.kind() == io::ErrorKind::AddrInUse {
-                BindError::InUse { name: name.to_string(), addr }
+                BindError::InUse {
+                    name: name.to_string(),
+                    addr,
+                }
             } else {
                 io_err(e)
             });
@@ -65,12 +76,16 @@ pub fn bind_group(name: &str, addr: SocketAddr, backlog: u32, count: usize) -> R
         let s = socket_for(bound, true).map_err(io_err)?;
         s.bind(&bound.into()).map_err(|e| {
             if e.kind() == io::ErrorKind::AddrInUse {
-                BindError::InUse { name: name.to_string(), addr: bound }
+                BindError::InUse {
+                    name: name.to_string(),
+                    addr: bound,
+                }
             } else {
                 io_err(e)
             }
         })?;
-        s.listen(backlog.min(i32::MAX as u32) as i32).map_err(io_err)?;
+        s.listen(backlog.min(i32::MAX as u32) as i32)
+            .map_err(io_err)?;
         let l: StdListener = s.into();
         if bound.port() == 0 {
             bound = l.local_addr().map_err(io_err)?;
@@ -103,7 +118,10 @@ impl ListenerCtx {
 }
 
 fn is_fd_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
 }
 
 /// Accept connections until the worker drains, spawning one task per connection.

@@ -45,7 +45,10 @@ impl Drain {
 
     /// A registration that can be polled from inside another future's poll (see [`Waiter::poll`]).
     pub fn waiter(&self) -> Waiter<'_> {
-        Waiter { drain: self, slot: None }
+        Waiter {
+            drain: self,
+            slot: None,
+        }
     }
 
     /// A future that completes once draining starts.

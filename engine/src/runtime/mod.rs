@@ -39,7 +39,11 @@ pub enum RunError {
 fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {
     opts.workers
         .or(cfg.workers)
-        .unwrap_or_else(|| thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .max(1)
 }
 
@@ -65,7 +69,11 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 
 /// Run the proxy until SIGINT/SIGTERM. `on_bound` is told each listener's bound address (tests
 /// and scripts read it from stdout; port 0 picks a free port).
-pub fn run(cfg: Arc<Config>, opts: &RunOptions, on_bound: impl Fn(&str, SocketAddr)) -> Result<(), RunError> {
+pub fn run(
+    cfg: Arc<Config>,
+    opts: &RunOptions,
+    on_bound: impl Fn(&str, SocketAddr),
+) -> Result<(), RunError> {
     let memlock = ring::raise_memlock();
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
     let n = worker_count(&cfg, opts);
@@ -99,7 +107,11 @@ pub fn run(cfg: Arc<Config>, opts: &RunOptions, on_bound: impl Fn(&str, SocketAd
         controls.push(tx);
         let start = worker::Start {
             id,
-            core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
+            core: if cores.is_empty() {
+                None
+            } else {
+                Some(cores[id % cores.len()])
+            },
             config: Arc::clone(&cfg),
             sockets,
             control: rx,
@@ -132,12 +144,19 @@ pub fn run(cfg: Arc<Config>, opts: &RunOptions, on_bound: impl Fn(&str, SocketAd
             return Err(RunError::Worker(msg));
         }
     }
-    tracing::info!(workers = n, listeners = cfg.listeners.len(), clusters = cfg.clusters.len(), "ringway serving");
+    tracing::info!(
+        workers = n,
+        listeners = cfg.listeners.len(),
+        clusters = cfg.clusters.len(),
+        "ringway serving"
+    );
 
     loop {
         let sig = wait_signal(&sigset);
         if sig == libc::SIGHUP {
-            tracing::warn!("SIGHUP: configuration reload is not supported yet; keeping the running config");
+            tracing::warn!(
+                "SIGHUP: configuration reload is not supported yet; keeping the running config"
+            );
             continue;
         }
         tracing::info!(signal = sig, drain_timeout = ?cfg.drain_timeout, "shutting down: draining workers");

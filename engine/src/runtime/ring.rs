@@ -42,16 +42,25 @@ fn hint_for(e: &io::Error) -> &'static str {
 pub fn raise_memlock() -> u64 {
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
             return 0;
         }
-        let want = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let want = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
         if libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) == 0 {
             return u64::MAX;
         }
         if lim.rlim_cur < lim.rlim_max {
-            let up = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let up = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &up) == 0 {
                 return lim.rlim_max;
             }
@@ -74,7 +83,10 @@ pub fn build_worker_runtime() -> Result<Runtime, RingError> {
     let rt = Runtime::builder()
         .with_proactor(proactor)
         .build()
-        .map_err(|e| RingError { hint: hint_for(&e), source: e })?;
+        .map_err(|e| RingError {
+            hint: hint_for(&e),
+            source: e,
+        })?;
     if !rt.driver_type().is_iouring() {
         return Err(RingError {
             source: io::Error::other("the runtime did not pick the io_uring driver"),
@@ -82,6 +94,9 @@ pub fn build_worker_runtime() -> Result<Runtime, RingError> {
         });
     }
     // Create the buffer ring now, so a failure shows at start and not on the first read.
-    rt.buffer_pool().map_err(|e| RingError { hint: hint_for(&e), source: e })?;
+    rt.buffer_pool().map_err(|e| RingError {
+        hint: hint_for(&e),
+        source: e,
+    })?;
     Ok(rt)
 }

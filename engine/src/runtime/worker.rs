@@ -52,7 +52,10 @@ impl RequestIds {
             .unwrap_or(0);
         let seed = t ^ (u64::from(std::process::id()) << 32) ^ ((worker as u64) << 56);
         let prefix = crate::upstream::lb::Rng::new(seed).next_u64();
-        RequestIds { prefix, next: Cell::new(seed.rotate_left(17)) }
+        RequestIds {
+            prefix,
+            next: Cell::new(seed.rotate_left(17)),
+        }
     }
 
     /// Write the next id (36 ASCII bytes) into `out` and return it as `&str`.
@@ -113,7 +116,11 @@ pub struct Start {
 pub fn run(start: Start) {
     if let Some(core) = start.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = start.id, core = core.id, "could not pin worker to its core");
+            tracing::warn!(
+                worker = start.id,
+                core = core.id,
+                "could not pin worker to its core"
+            );
         }
     }
     let rt = match ring::build_worker_runtime() {
@@ -154,11 +161,8 @@ async fn serve(start: Start) {
     let _ = start.ready.send(Ok(start.id));
 
     // Wait for the control thread.
-    loop {
-        match start.control.recv_async().await {
-            Ok(Control::Shutdown) | Err(_) => break,
-        }
-    }
+    // Any message (today only Shutdown), or the control thread going away, ends serving.
+    let _: Result<Control, _> = start.control.recv_async().await;
 
     // Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
     // requests finish within drain_timeout.

@@ -56,7 +56,14 @@ impl Balancer {
         let rng = Rng::new(seed);
         // Start each worker at a different place so workers don't hit endpoints in lock-step.
         let start = if total > 0 { rng.below(total) } else { 0 };
-        Balancer { policy, cum, total, n: weights.len(), next: Cell::new(start), rng }
+        Balancer {
+            policy,
+            cum,
+            total,
+            n: weights.len(),
+            next: Cell::new(start),
+            rng,
+        }
     }
 
     fn by_weight_point(&self, point: u64) -> usize {
@@ -151,7 +158,11 @@ mod tests {
 
     #[test]
     fn single_endpoint_always_zero() {
-        for p in [LbPolicy::RoundRobin, LbPolicy::Random, LbPolicy::LeastRequest] {
+        for p in [
+            LbPolicy::RoundRobin,
+            LbPolicy::Random,
+            LbPolicy::LeastRequest,
+        ] {
             let b = Balancer::new(p, &[5], 1);
             assert_eq!(b.pick(|_| 0), 0);
         }

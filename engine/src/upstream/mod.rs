@@ -77,7 +77,9 @@ impl<'a> ActiveRq<'a> {
 
 impl Drop for ActiveRq<'_> {
     fn drop(&mut self) {
-        self.0.active_rq.set(self.0.active_rq.get().saturating_sub(1));
+        self.0
+            .active_rq
+            .set(self.0.active_rq.get().saturating_sub(1));
     }
 }
 
@@ -94,7 +96,12 @@ impl ClusterManager {
                 .clusters
                 .iter()
                 .enumerate()
-                .map(|(i, c)| ClusterView::new(c, 0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64))
+                .map(|(i, c)| {
+                    ClusterView::new(
+                        c,
+                        0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64,
+                    )
+                })
                 .collect(),
         }
     }

@@ -53,7 +53,11 @@ impl Pool {
             return;
         }
         let read = conn.read_posted();
-        idle.push(Idle { conn, read, since: Instant::now() });
+        idle.push(Idle {
+            conn,
+            read,
+            since: Instant::now(),
+        });
     }
 
     /// Drop idle connections that are too old or were closed by the upstream.

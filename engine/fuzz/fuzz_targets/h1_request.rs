@@ -1,0 +1,126 @@
+//! Fuzz target: arbitrary bytes as the front of a client connection.
+//!
+//! Parses them as a request head; when that succeeds, checks what an accepted head must be (CRLF
+//! only, no obs-fold, framing consistent with its headers), encodes it upstream and parses that
+//! back (same framing), then runs the chunked decoder over the bytes after the head, whole and
+//! split at a fuzzer-chosen point, and checks both give the same body and the same outcome.
+
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use ringway_fuzz::http::h1::{
+    encode_request_head, parse_request, BodyFraming, Chunk, ChunkedDecoder, Limits, ParseError,
+    RequestRewrite, MAX_HEADERS,
+};
+use std::net::{IpAddr, Ipv6Addr};
+
+const LIMITS: Limits = Limits {
+    max_head_bytes: 16 * 1024,
+    max_uri_bytes: 4 * 1024,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let req = match parse_request(data, &mut headers, &LIMITS) {
+        Ok(Some(req)) => req,
+        Ok(None) => {
+            assert!(
+                data.len() <= LIMITS.max_head_bytes,
+                "incomplete past the head limit"
+            );
+            return;
+        }
+        Err(e) => {
+            assert!(matches!(e.status(), 400 | 414 | 431 | 501 | 505), "{e:?}");
+            return;
+        }
+    };
+
+    // What an accepted head must be.
+    assert!(req.head_len <= data.len() && req.head_len <= LIMITS.max_head_bytes);
+    assert!(req.target.len() <= LIMITS.max_uri_bytes);
+    let head = &data[..req.head_len];
+    for (i, &b) in head.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && head[i - 1] == b'\r', "bare LF accepted");
+            assert!(
+                !matches!(head.get(i + 1), Some(b' ' | b'\t')),
+                "obs-fold accepted"
+            );
+        }
+    }
+    let has = |n: &str| req.headers.iter().any(|h| h.name.eq_ignore_ascii_case(n));
+    match req.framing {
+        BodyFraming::Chunked => assert!(has("transfer-encoding") && !has("content-length")),
+        BodyFraming::Length(_) => assert!(has("content-length") && !has("transfer-encoding")),
+        BodyFraming::None => assert!(!has("content-length") && !has("transfer-encoding")),
+        BodyFraming::UntilClose => panic!("UntilClose for a request"),
+    }
+
+    // Encode upstream; what we send must parse back with the same framing.
+    let rw = RequestRewrite {
+        path: None,
+        host: None,
+        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        forwarded_proto: "https",
+        request_id: "fuzz",
+        upgrade: data.len() & 1 == 0,
+    };
+    let mut out = BytesMut::new();
+    encode_request_head(&req, &rw, &mut out);
+    let lenient = Limits {
+        max_head_bytes: usize::MAX,
+        max_uri_bytes: usize::MAX,
+    };
+    let mut again_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_request(&out, &mut again_headers, &lenient) {
+        Ok(Some(again)) => {
+            assert_eq!(again.framing, req.framing);
+            assert_eq!(again.head_len, out.len());
+            assert_eq!(again.method, req.method);
+        }
+        // The proxy adds up to seven headers of its own (host, x-forwarded-*, x-request-id, framing, upgrade).
+        Err(ParseError::HeadersTooLarge) if req.headers.len() + 7 > MAX_HEADERS => {}
+        other => panic!("encoded head does not parse back: {other:?}"),
+    }
+
+    // The chunked decoder on the rest, whole and split, must agree.
+    let rest = &data[req.head_len..];
+    let cut = rest
+        .first()
+        .map_or(0, |&b| usize::from(b) % (rest.len() + 1));
+    let whole = decode(&[rest]);
+    let split = decode(&[&rest[..cut], &rest[cut..]]);
+    assert_eq!(whole, split, "split at {cut} changed the outcome");
+});
+
+/// Decode `parts` fed one after the other: (body, outcome) where the outcome is the error, or
+/// whether the end was reached and how many bytes were left unread.
+fn decode(parts: &[&[u8]]) -> (Vec<u8>, Result<Option<usize>, ParseError>) {
+    let mut dec = ChunkedDecoder::new();
+    let mut input = BytesMut::new();
+    let mut body = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        input.extend_from_slice(part);
+        loop {
+            match dec.decode(&mut input) {
+                Ok(Chunk::Data(d)) => {
+                    assert!(!d.is_empty());
+                    body.extend_from_slice(&d);
+                }
+                Ok(Chunk::NeedMore) => {
+                    assert!(input.is_empty());
+                    break;
+                }
+                Ok(Chunk::End) => {
+                    let unread: usize =
+                        input.len() + parts[i + 1..].iter().map(|p| p.len()).sum::<usize>();
+                    return (body, Ok(Some(unread)));
+                }
+                Err(e) => return (body, Err(e)),
+            }
+        }
+    }
+    (body, Ok(None))
+}

@@ -1,0 +1,5 @@
+//! The parsers under fuzz, compiled from the engine's sources by path so that fuzzing needs
+//! neither the engine crate nor its dependencies (io_uring runtime, TLS, ...). The module tree
+//! mirrors the engine's, so `crate::http::h1` paths inside the codec resolve the same way.
+
+pub mod http;

@@ -1,0 +1,49 @@
+//! Every default and limit of the config file, in one place. The schema leaves an omitted key as
+//! `None`; `validate()` fills it from here, and docs/configuration.md quotes these values.
+
+use std::time::Duration;
+
+use super::model::LbPolicy;
+
+/// `drain_timeout`: how long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Highest `workers` count accepted (a typo guard, not a tuning knob).
+pub const MAX_WORKERS: u64 = 1024;
+
+/// Listener `backlog`: the accept queue length.
+pub const BACKLOG: u32 = 1024;
+
+/// `max_request_headers_kb`: largest request head accepted, KiB.
+pub const MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// Range of `max_request_headers_kb`.
+pub const MAX_REQUEST_HEADERS_KB_RANGE: std::ops::RangeInclusive<u32> = 1..=96;
+/// Longest request-target, bytes (capped at the head limit).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// `request_headers_timeout`: time for a whole request head once its first byte arrived.
+pub const REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection manager `idle_timeout`: idle keep-alive downstream connections are closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `request_body_timeout`: a request body making no progress this long is abandoned.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `generate_request_id`: add `x-request-id` when the request has none.
+pub const GENERATE_REQUEST_ID: bool = true;
+
+/// Route `timeout`: whole-request upstream timeout (Envoy's default); `0s` disables it.
+pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Redirect `response_code`.
+pub const REDIRECT_RESPONSE_CODE: u16 = 301;
+/// Redirect codes accepted.
+pub const REDIRECT_RESPONSE_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+/// Range of `direct_response.status`.
+pub const DIRECT_RESPONSE_STATUS_RANGE: std::ops::RangeInclusive<u16> = 200..=599;
+
+/// Cluster `connect_timeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Cluster `lb_policy`.
+pub const LB_POLICY: LbPolicy = LbPolicy::RoundRobin;
+/// Cluster `max_idle_per_endpoint`: idle keep-alive connections kept per endpoint per worker.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
+/// Cluster `idle_timeout`: idle upstream connections are closed after this.
+pub const CLUSTER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Endpoint `weight`.
+pub const ENDPOINT_WEIGHT: u32 = 1;

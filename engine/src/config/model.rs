@@ -1,0 +1,156 @@
+//! The validated configuration: what `config::load` produces and what every worker builds its
+//! local views from. Immutable after load; shared across threads as `Arc<Config>`.
+//!
+//! API CONTRACT: the runtime, listeners, connection manager and upstream code use exactly these
+//! names. Add fields freely; do not rename.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` = `auto` (one worker per online CPU).
+    pub workers: Option<usize>,
+    /// How long shutdown waits for in-flight requests (default 5s).
+    pub drain_timeout: Duration,
+    pub listeners: Vec<Listener>,
+    /// Index in this Vec is the `ClusterId` used by routes.
+    pub clusters: Vec<Cluster>,
+    /// Where it came from (path), for messages.
+    pub source: String,
+}
+
+pub type ClusterId = usize;
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    /// Accept backlog (default 1024).
+    pub backlog: u32,
+    /// The HTTP connection manager of the (single, for now) filter chain.
+    pub http: HttpConnManager,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConnManager {
+    pub stat_prefix: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Largest request head accepted, bytes (`max_request_headers_kb`, default 60 KiB).
+    pub max_request_headers_bytes: usize,
+    /// Longest request-target, bytes (default 8 KiB, always <= max_request_headers_bytes).
+    pub max_uri_bytes: usize,
+    /// Time allowed for a request head to arrive once its first byte has (default 10s).
+    pub request_headers_timeout: Duration,
+    /// Idle keep-alive connection timeout (default 60s).
+    pub idle_timeout: Duration,
+    /// A request body that makes no progress for this long is abandoned (default 30s).
+    pub request_body_timeout: Duration,
+    /// Generate `x-request-id` when absent (default true).
+    pub generate_request_id: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    pub name: String,
+    /// Lower-cased as written: exact `a.com`, suffix `*.a.com`, prefix `a.*`, or `*`.
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatcher>,
+    /// Upper-case method names; empty = any.
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Whole path (query removed) equals.
+    Exact(String),
+    /// Path starts with.
+    Prefix(String),
+    /// Whole path (query removed) matches; compiled anchored (`^(?:re)$`).
+    Regex(regex::Regex),
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// Lower-cased header name.
+    pub name: String,
+    pub kind: HeaderMatchKind,
+    /// Negate the result.
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum HeaderMatchKind {
+    Exact(String),
+    Prefix(String),
+    /// Whole value must match (anchored).
+    Regex(regex::Regex),
+    Present,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Forward(ForwardAction),
+    DirectResponse { status: u16, body: Bytes },
+    Redirect(RedirectAction),
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    pub cluster: ClusterId,
+    pub cluster_name: String,
+    /// Whole-request upstream timeout (default 15s, Envoy's); `None` = disabled (`0s`).
+    pub timeout: Option<Duration>,
+    /// Replaces the matched prefix (only for prefix routes; for exact/regex routes the whole path).
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedirectAction {
+    pub https_redirect: bool,
+    pub host_redirect: Option<String>,
+    pub path_redirect: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    pub response_code: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub connect_timeout: Duration,
+    pub lb_policy: LbPolicy,
+    pub endpoints: Vec<Endpoint>,
+    /// Idle keep-alive connections kept per endpoint per worker (default 128).
+    pub max_idle_per_endpoint: usize,
+    /// Idle upstream connection lifetime (default 60s).
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    /// Default 1, at least 1.
+    pub weight: u32,
+}

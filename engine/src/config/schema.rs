@@ -1,0 +1,366 @@
+//! The config file format: serde structs mirroring the YAML/JSON keys one to one, with a doc on
+//! every key. Step one of "config in two steps": these types accept any document that is
+//! well-formed (right keys, right types) and nothing else (`deny_unknown_fields` everywhere);
+//! `validate()` then checks meaning and builds the runtime [`model`](super::model) types.
+//!
+//! Omitted optional keys stay `None` here; their defaults live in [`defaults`](super::defaults).
+//! Lists of maps hold [`Item`]s, so one broken element is reported and skipped while its
+//! siblings are still read and validated (every error in one run, not the first).
+
+use std::fmt;
+
+use serde::{
+    de::{self, value::MapAccessDeserializer, IgnoredAny},
+    Deserialize, Deserializer,
+};
+
+pub use super::decode::Item;
+pub use super::duration::Dur;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map of workers, drain_timeout, listeners, clusters"
+)]
+pub struct ConfigSpec {
+    /// `auto` (one worker per online CPU; the default) or a worker count (1..=1024).
+    pub workers: Option<WorkersSpec>,
+    /// How long shutdown waits for in-flight requests (default `5s`).
+    pub drain_timeout: Option<Dur>,
+    /// The listeners; at least one.
+    pub listeners: Vec<Item<ListenerSpec>>,
+    /// The upstream clusters routes may name (default none).
+    #[serde(default)]
+    pub clusters: Vec<Item<ClusterSpec>>,
+}
+
+/// `workers: auto` or `workers: 4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkersSpec {
+    /// One worker per online CPU.
+    Auto,
+    /// Exactly this many workers (validated to 1..=1024).
+    Count(u64),
+}
+
+impl<'de> Deserialize<'de> for WorkersSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = WorkersSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`auto` or a number of workers")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<WorkersSpec, E> {
+                if s == "auto" {
+                    Ok(WorkersSpec::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "invalid workers {s:?}: expected `auto` or a number of workers"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<WorkersSpec, E> {
+                Ok(WorkersSpec::Count(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<WorkersSpec, E> {
+                Err(E::custom(format!(
+                    "invalid workers {n}: must be at least 1"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A listening socket and what runs on its connections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a listener map")]
+pub struct ListenerSpec {
+    /// Unique listener name (used in stats and logs).
+    pub name: String,
+    /// `IP:port` to bind, e.g. `0.0.0.0:8080` or `[::1]:8080`. Host names are not resolved.
+    pub address: String,
+    /// Accept queue length (default 1024).
+    pub backlog: Option<u32>,
+    /// Exactly one filter chain for now (matching on SNI/ALPN/ports comes with TLS).
+    pub filter_chains: Vec<Item<FilterChainSpec>>,
+}
+
+/// The network filters run on a connection, in order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a filter chain map")]
+pub struct FilterChainSpec {
+    /// Exactly one filter for now: `http_connection_manager`.
+    pub filters: Vec<Item<FilterSpec>>,
+}
+
+/// One network filter: a map with a single key, the filter's name, holding its config.
+#[derive(Debug)]
+pub enum FilterSpec {
+    /// `http_connection_manager: {...}`.
+    HttpConnectionManager(Box<HcmSpec>),
+    /// A filter name this version does not implement (`tcp_proxy`, ...): a validation error.
+    Unsupported(String),
+}
+
+impl<'de> Deserialize<'de> for FilterSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = FilterSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map with one key, the filter name (`http_connection_manager`)")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FilterSpec, A::Error> {
+                let Some(name) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty filter: expected one key, the filter name (`http_connection_manager`)",
+                    ));
+                };
+                let filter = if name == "http_connection_manager" {
+                    FilterSpec::HttpConnectionManager(Box::new(map.next_value()?))
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                    FilterSpec::Unsupported(name)
+                };
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "a filter is a map with exactly one key, the filter name; \
+                         list each filter as its own item",
+                    ));
+                }
+                Ok(filter)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The HTTP connection manager: HTTP/1.1 codec, then the router.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an http_connection_manager map")]
+pub struct HcmSpec {
+    /// Prefix of this connection manager's stats (default: the listener name).
+    pub stat_prefix: Option<String>,
+    /// Virtual hosts, picked by the request's Host; at least one.
+    pub virtual_hosts: Vec<Item<VirtualHostSpec>>,
+    /// Largest request head (request line + headers) accepted, KiB, 1..=96 (default 60).
+    pub max_request_headers_kb: Option<u32>,
+    /// Time for a whole request head once its first byte arrived (default `10s`).
+    pub request_headers_timeout: Option<Dur>,
+    /// Idle keep-alive connections are closed after this (default `60s`).
+    pub idle_timeout: Option<Dur>,
+    /// A request body making no progress this long is abandoned (default `30s`).
+    pub request_body_timeout: Option<Dur>,
+    /// Add an `x-request-id` header when the request has none (default `true`).
+    pub generate_request_id: Option<bool>,
+}
+
+/// A set of domains and the routes for them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a virtual host map")]
+pub struct VirtualHostSpec {
+    /// Name, unique within its connection manager (stats, logs).
+    pub name: String,
+    /// Host names served: exact `a.com`, suffix `*.a.com`, prefix `a.*`, or `*` (any); matched
+    /// case-insensitively without the port; unique across the connection manager's hosts.
+    pub domains: Vec<String>,
+    /// Routes, tried in order; the first match wins.
+    pub routes: Vec<Item<RouteSpec>>,
+}
+
+/// A match and what to do with matching requests: exactly one of `route`, `direct_response`,
+/// `redirect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a route map")]
+pub struct RouteSpec {
+    /// What requests this route takes.
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    /// Forward to a cluster.
+    pub route: Option<ForwardSpec>,
+    /// Answer directly with a fixed status and body.
+    pub direct_response: Option<DirectResponseSpec>,
+    /// Answer with a redirect.
+    pub redirect: Option<RedirectSpec>,
+}
+
+/// Request matching: exactly one of `path`, `prefix`, `regex`, plus optional headers and methods.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a match map")]
+pub struct MatchSpec {
+    /// The path without its query string equals this (starts with `/`).
+    pub path: Option<String>,
+    /// The path (query string included, as Envoy) starts with this (starts with `/`).
+    pub prefix: Option<String>,
+    /// The whole path without its query string matches this regex (implicitly anchored).
+    pub regex: Option<String>,
+    /// Every header matcher must match.
+    #[serde(default)]
+    pub headers: Vec<Item<HeaderMatchSpec>>,
+    /// The method is one of these (upper-cased); empty or absent = any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// One header condition: `name` plus exactly one of `exact`, `prefix`, `regex`, `present`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a header matcher map")]
+pub struct HeaderMatchSpec {
+    /// Header name, case-insensitive. The first header of that name is the one checked.
+    pub name: String,
+    /// The value equals this.
+    pub exact: Option<String>,
+    /// The value starts with this.
+    pub prefix: Option<String>,
+    /// The whole value matches this regex (implicitly anchored).
+    pub regex: Option<String>,
+    /// `true`: the header is present, whatever its value.
+    pub present: Option<bool>,
+    /// Negate the result (default `false`). A missing header fails every matcher, so an
+    /// inverted matcher matches requests without the header.
+    pub invert: Option<bool>,
+}
+
+/// Forward to a cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a route action map")]
+pub struct ForwardSpec {
+    /// Name of a cluster defined under `clusters`.
+    pub cluster: String,
+    /// Whole-request upstream timeout (default `15s`); `0s` disables it.
+    pub timeout: Option<Dur>,
+    /// Replaces the matched prefix of the path (for `path`/`regex` routes, the whole path).
+    pub prefix_rewrite: Option<String>,
+    /// Replaces the Host header sent upstream.
+    pub host_rewrite: Option<String>,
+}
+
+/// Answer without going upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a direct_response map")]
+pub struct DirectResponseSpec {
+    /// Status code, 200..=599.
+    pub status: u16,
+    /// Response body (default empty).
+    pub body: Option<String>,
+}
+
+/// Answer with a redirect to the same URL with some parts replaced; at least one of
+/// `https_redirect`, `host_redirect`, `path_redirect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a redirect map")]
+pub struct RedirectSpec {
+    /// Redirect to `https` (default `false`).
+    pub https_redirect: Option<bool>,
+    /// Replace the host.
+    pub host_redirect: Option<String>,
+    /// Replace the path (and query); starts with `/`.
+    pub path_redirect: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    pub response_code: Option<u16>,
+}
+
+/// A named group of upstream endpoints and how to reach them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a cluster map")]
+pub struct ClusterSpec {
+    /// Unique cluster name, referenced by routes.
+    pub name: String,
+    /// Upstream TCP connect timeout (default `5s`; must be more than zero).
+    pub connect_timeout: Option<Dur>,
+    /// How an endpoint is picked (default `round_robin`).
+    pub lb_policy: Option<LbPolicySpec>,
+    /// The upstream endpoints; at least one.
+    pub endpoints: Vec<Item<EndpointSpec>>,
+    /// Idle keep-alive connections kept per endpoint per worker (default 128; 0 = no reuse).
+    pub max_idle_per_endpoint: Option<usize>,
+    /// Idle upstream connections are closed after this (default `60s`).
+    pub idle_timeout: Option<Dur>,
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicySpec {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Fewest active requests among two random picks (weighted).
+    LeastRequest,
+    /// Weighted random.
+    Random,
+}
+
+const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random"];
+
+impl<'de> Deserialize<'de> for LbPolicySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = LbPolicySpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of `round_robin`, `least_request`, `random`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LbPolicySpec, E> {
+                match s {
+                    "round_robin" => Ok(LbPolicySpec::RoundRobin),
+                    "least_request" => Ok(LbPolicySpec::LeastRequest),
+                    "random" => Ok(LbPolicySpec::Random),
+                    _ => Err(E::unknown_variant(s, LB_POLICIES)),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An endpoint: `"IP:port"` or `{address: "IP:port", weight: N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// `IP:port`, port 1..=65535. Host names are not resolved yet.
+    pub address: String,
+    /// Relative share of traffic, at least 1 (default 1).
+    pub weight: Option<u32>,
+    /// Written as a map (`{address: ...}`) rather than a bare string: errors about the address
+    /// then point at the `address` key.
+    pub map_form: bool,
+}
+
+/// The map form of an endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an endpoint map")]
+struct EndpointMap {
+    /// `IP:port`.
+    address: String,
+    /// Relative share of traffic.
+    weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for EndpointSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = EndpointSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an endpoint \"IP:port\" or {address, weight}")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<EndpointSpec, E> {
+                Ok(EndpointSpec {
+                    address: s.to_owned(),
+                    weight: None,
+                    map_form: false,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<EndpointSpec, A::Error> {
+                let m = EndpointMap::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(EndpointSpec {
+                    address: m.address,
+                    weight: m.weight,
+                    map_form: true,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,83 @@
+//! Cluster rules: names, endpoint forms, ports and weights, load-balancing policies, timeouts.
+
+use super::{assert_error, assert_errors, edit, ok};
+use crate::config::LbPolicy;
+
+// ---- clusters -------------------------------------------------------------------------------
+
+fn with_cluster(lines: &str) -> String {
+    edit(
+        "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n",
+        lines,
+    )
+}
+
+#[test]
+fn cluster_names_unique() {
+    assert_error(
+        &with_cluster("  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n  - name: origin\n    endpoints: [\"127.0.0.1:9001\"]\n"),
+        "clusters[1].name: duplicate cluster name \"origin\" (first defined at clusters[0]) (line 16)",
+    );
+}
+
+#[test]
+fn endpoints_forms_ports_and_weights() {
+    let c = ok(&with_cluster(
+        "  - name: origin\n    endpoints:\n      - 127.0.0.1:9000\n      - { address: \"[::1]:9001\", weight: 5 }\n",
+    ));
+    let eps = &c.clusters[0].endpoints;
+    assert_eq!(eps[0].address.to_string(), "127.0.0.1:9000");
+    assert_eq!(eps[0].weight, 1);
+    assert_eq!(eps[1].address.to_string(), "[::1]:9001");
+    assert_eq!(eps[1].weight, 5);
+
+    assert_errors(
+        &with_cluster(
+            "  - name: origin\n    endpoints:\n      - 127.0.0.1:0\n      - { address: 127.0.0.1:99999, weight: 0 }\n      - { address: localhost:80 }\n      - 42\n",
+        ),
+        &[
+            r#"clusters[0].endpoints[0]: invalid address "127.0.0.1:0": port must be 1..=65535 (line 16)"#,
+            r#"clusters[0].endpoints[1].address: invalid address "127.0.0.1:99999" (line 17)"#,
+            "clusters[0].endpoints[1].weight: weight must be at least 1 (line 17)",
+            r#"clusters[0].endpoints[2].address: invalid address "localhost:80": expected IP:port; host names such as "localhost" are not resolved (use 127.0.0.1 or [::1] for localhost) (line 18)"#,
+            r#"clusters[0].endpoints[3]: invalid type: integer `42`, expected an endpoint "IP:port" or {address, weight} (line 19)"#,
+        ],
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    endpoints: []\n"),
+        "clusters[0].endpoints: a cluster needs at least one endpoint (line 15)",
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    endpoints: [{ address: 127.0.0.1:1, wieght: 2 }]\n"),
+        "clusters[0].endpoints[0].wieght: unknown key, expected `address` or `weight` (line 15)",
+    );
+}
+
+#[test]
+fn lb_policies() {
+    for (name, policy) in [
+        ("round_robin", LbPolicy::RoundRobin),
+        ("least_request", LbPolicy::LeastRequest),
+        ("random", LbPolicy::Random),
+    ] {
+        let c = ok(&with_cluster(&format!(
+            "  - name: origin\n    lb_policy: {name}\n    endpoints: [\"127.0.0.1:9000\"]\n"
+        )));
+        assert_eq!(c.clusters[0].lb_policy, policy);
+    }
+    assert_error(
+        &with_cluster("  - name: origin\n    lb_policy: ring_hash\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].lb_policy: unknown variant `ring_hash`, expected one of `round_robin`, `least_request`, `random` (line 15)",
+    );
+}
+
+#[test]
+fn cluster_timeouts_must_be_positive() {
+    assert_errors(
+        &with_cluster("  - name: origin\n    connect_timeout: 0s\n    idle_timeout: 0ms\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        &[
+            "clusters[0].connect_timeout: connect_timeout must be more than zero (line 15)",
+            "clusters[0].idle_timeout: idle_timeout must be more than zero (use max_idle_per_endpoint: 0 to disable reuse) (line 16)",
+        ],
+    );
+}

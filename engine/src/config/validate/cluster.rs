@@ -1,0 +1,84 @@
+//! Validation of one cluster: its endpoints (static `IP:port` addresses with weights), its load
+//! balancing policy and its connection timeouts.
+
+use super::{socket_addr, Problems};
+use crate::config::{
+    defaults,
+    model::{Cluster, Endpoint, LbPolicy},
+    path::DocPath,
+    schema::{ClusterSpec, LbPolicySpec},
+};
+
+pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> Cluster {
+    if c.name.is_empty() {
+        problems.value(&path.key("name"), "cluster name must not be empty");
+    }
+    let connect_timeout = c.connect_timeout.map_or(defaults::CONNECT_TIMEOUT, |d| d.0);
+    if connect_timeout.is_zero() {
+        problems.value(
+            &path.key("connect_timeout"),
+            "connect_timeout must be more than zero",
+        );
+    }
+    let idle_timeout = c
+        .idle_timeout
+        .map_or(defaults::CLUSTER_IDLE_TIMEOUT, |d| d.0);
+    if idle_timeout.is_zero() {
+        problems.value(
+            &path.key("idle_timeout"),
+            "idle_timeout must be more than zero (use max_idle_per_endpoint: 0 to disable reuse)",
+        );
+    }
+    let lb_policy = match c.lb_policy {
+        None => defaults::LB_POLICY,
+        Some(LbPolicySpec::RoundRobin) => LbPolicy::RoundRobin,
+        Some(LbPolicySpec::LeastRequest) => LbPolicy::LeastRequest,
+        Some(LbPolicySpec::Random) => LbPolicy::Random,
+    };
+
+    let endpoints_path = path.key("endpoints");
+    if c.endpoints.is_empty() {
+        problems.value(&endpoints_path, "a cluster needs at least one endpoint");
+    }
+    let mut endpoints = Vec::with_capacity(c.endpoints.len());
+    for (ep_path, item) in super::enumerate(&c.endpoints, &endpoints_path, problems) {
+        let Some(ep) = &item.value else { continue };
+        // `"IP:port"` reports at the list item; `{address: ...}` at its address key.
+        let addr_path = match ep.map_form {
+            true => ep_path.key("address"),
+            false => ep_path.clone(),
+        };
+        let address = match socket_addr(&ep.address) {
+            Ok(a) if a.port() == 0 => {
+                problems.value(
+                    &addr_path,
+                    format!("invalid address {:?}: port must be 1..=65535", ep.address),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(message) => {
+                problems.value(&addr_path, message);
+                None
+            }
+        };
+        let weight = ep.weight.unwrap_or(defaults::ENDPOINT_WEIGHT);
+        if weight == 0 {
+            problems.value(&ep_path.key("weight"), "weight must be at least 1");
+        }
+        if let Some(address) = address {
+            endpoints.push(Endpoint { address, weight });
+        }
+    }
+
+    Cluster {
+        name: c.name.clone(),
+        connect_timeout,
+        lb_policy,
+        endpoints,
+        max_idle_per_endpoint: c
+            .max_idle_per_endpoint
+            .unwrap_or(defaults::MAX_IDLE_PER_ENDPOINT),
+        idle_timeout,
+    }
+}

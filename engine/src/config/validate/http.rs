@@ -1,0 +1,539 @@
+//! Validation of an HTTP connection manager: its limits and timeouts, its virtual hosts (domain
+//! forms, uniqueness) and their routes (one path matcher, header and method matchers, regexes
+//! that compile, exactly one action, clusters that exist).
+
+use std::{collections::HashMap, time::Duration};
+
+use bytes::Bytes;
+use regex::Regex;
+
+use super::{wire_safe, ClusterNames, Problems};
+use crate::config::{
+    defaults,
+    model::{
+        ForwardAction, HeaderMatchKind, HeaderMatcher, HttpConnManager, PathMatch, RedirectAction,
+        Route, RouteAction, RouteMatch, VirtualHost,
+    },
+    path::DocPath,
+    schema::{
+        DirectResponseSpec, Dur, ForwardSpec, HcmSpec, HeaderMatchSpec, MatchSpec, RedirectSpec,
+        RouteSpec, VirtualHostSpec,
+    },
+};
+
+pub(super) fn conn_manager(
+    hcm: &HcmSpec,
+    listener_name: &str,
+    path: &DocPath,
+    clusters: &ClusterNames,
+    problems: &mut Problems,
+) -> HttpConnManager {
+    let stat_prefix = match &hcm.stat_prefix {
+        Some(p) if p.is_empty() => {
+            problems.value(&path.key("stat_prefix"), "stat_prefix must not be empty");
+            p.clone()
+        }
+        Some(p) => p.clone(),
+        None => listener_name.to_owned(),
+    };
+    let kb = hcm
+        .max_request_headers_kb
+        .unwrap_or(defaults::MAX_REQUEST_HEADERS_KB);
+    if !defaults::MAX_REQUEST_HEADERS_KB_RANGE.contains(&kb) {
+        problems.value(
+            &path.key("max_request_headers_kb"),
+            format!(
+                "max_request_headers_kb must be {}..={} (found {kb})",
+                defaults::MAX_REQUEST_HEADERS_KB_RANGE.start(),
+                defaults::MAX_REQUEST_HEADERS_KB_RANGE.end()
+            ),
+        );
+    }
+    let max_request_headers_bytes = kb as usize * 1024;
+    let timeout = |value: Option<Dur>, key: &str, default: Duration, p: &mut Problems| {
+        let d = value.map_or(default, |d| d.0);
+        if d.is_zero() {
+            p.value(&path.key(key), format!("{key} must be more than zero"));
+        }
+        d
+    };
+    let request_headers_timeout = timeout(
+        hcm.request_headers_timeout,
+        "request_headers_timeout",
+        defaults::REQUEST_HEADERS_TIMEOUT,
+        problems,
+    );
+    let idle_timeout = timeout(
+        hcm.idle_timeout,
+        "idle_timeout",
+        defaults::IDLE_TIMEOUT,
+        problems,
+    );
+    let request_body_timeout = timeout(
+        hcm.request_body_timeout,
+        "request_body_timeout",
+        defaults::REQUEST_BODY_TIMEOUT,
+        problems,
+    );
+
+    let vhosts_path = path.key("virtual_hosts");
+    if hcm.virtual_hosts.is_empty() {
+        problems.value(&vhosts_path, "at least one virtual host is required");
+    }
+    let mut virtual_hosts = Vec::new();
+    let mut vhost_names: HashMap<&str, DocPath> = HashMap::new();
+    // domain -> name of the virtual host that has it
+    let mut domains_seen: HashMap<String, String> = HashMap::new();
+    for (vh_path, item) in super::enumerate(&hcm.virtual_hosts, &vhosts_path, problems) {
+        let Some(vh) = &item.value else { continue };
+        if let Some(first) = vhost_names.get(vh.name.as_str()) {
+            problems.value(
+                &vh_path.key("name"),
+                format!(
+                    "duplicate virtual host name {:?} (first defined at {first})",
+                    vh.name
+                ),
+            );
+        } else {
+            vhost_names.insert(&vh.name, vh_path.clone());
+        }
+        virtual_hosts.push(virtual_host(
+            vh,
+            &vh_path,
+            &mut domains_seen,
+            clusters,
+            problems,
+        ));
+    }
+
+    HttpConnManager {
+        stat_prefix,
+        virtual_hosts,
+        max_request_headers_bytes,
+        max_uri_bytes: defaults::MAX_URI_BYTES.min(max_request_headers_bytes),
+        request_headers_timeout,
+        idle_timeout,
+        request_body_timeout,
+        generate_request_id: hcm
+            .generate_request_id
+            .unwrap_or(defaults::GENERATE_REQUEST_ID),
+    }
+}
+
+fn virtual_host(
+    vh: &VirtualHostSpec,
+    path: &DocPath,
+    domains_seen: &mut HashMap<String, String>,
+    clusters: &ClusterNames,
+    problems: &mut Problems,
+) -> VirtualHost {
+    if vh.name.is_empty() {
+        problems.value(&path.key("name"), "virtual host name must not be empty");
+    }
+    let domains_path = path.key("domains");
+    if vh.domains.is_empty() {
+        problems.value(&domains_path, "a virtual host needs at least one domain");
+    }
+    let mut domains = Vec::with_capacity(vh.domains.len());
+    for (i, d) in vh.domains.iter().enumerate() {
+        let d_path = domains_path.index(i);
+        match domain(d) {
+            Err(message) => problems.value(&d_path, message),
+            Ok(d) => {
+                if let Some(first) = domains_seen.get(&d) {
+                    problems.value(
+                        &d_path,
+                        format!("duplicate domain {d:?} (also in virtual host {first:?})"),
+                    );
+                } else {
+                    domains_seen.insert(d.clone(), vh.name.clone());
+                }
+                domains.push(d);
+            }
+        }
+    }
+    let routes_path = path.key("routes");
+    let mut routes = Vec::with_capacity(vh.routes.len());
+    for (r_path, item) in super::enumerate(&vh.routes, &routes_path, problems) {
+        let Some(r) = &item.value else { continue };
+        if let Some(route) = route(r, &r_path, clusters, problems) {
+            routes.push(route);
+        }
+    }
+    VirtualHost {
+        name: vh.name.clone(),
+        domains,
+        routes,
+    }
+}
+
+/// Lower-cases a domain and checks its form: `a.com`, `*.a.com`, `a.*`, `*`, or an IP literal
+/// (`10.0.0.1`, `[::1]`). No port: hosts are matched with the port removed.
+fn domain(raw: &str) -> Result<String, String> {
+    let d = raw.to_ascii_lowercase();
+    if d.is_empty() {
+        return Err("domain must not be empty".to_owned());
+    }
+    if d == "*" {
+        return Ok(d);
+    }
+    let stars = d.matches('*').count();
+    let name = if stars == 0 {
+        d.as_str()
+    } else if stars == 1 && d.len() > 2 && d.starts_with("*.") {
+        &d[2..]
+    } else if stars == 1 && d.len() > 2 && d.ends_with(".*") {
+        &d[..d.len() - 2]
+    } else {
+        return Err(format!(
+            "invalid domain {raw:?}: a wildcard is only allowed as \"*\", \"*.suffix\" or \"prefix.*\""
+        ));
+    };
+    if let Some(inner) = name.strip_prefix('[') {
+        let ok = stars == 0
+            && inner
+                .strip_suffix(']')
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        return match ok {
+            true => Ok(d),
+            false => Err(format!(
+                "invalid domain {raw:?}: expected an IPv6 literal like \"[::1]\""
+            )),
+        };
+    }
+    if name.contains(':') {
+        return Err(format!(
+            "invalid domain {raw:?}: remove the port (hosts are matched without it)"
+        ));
+    }
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !ok || name.starts_with('.') || name.ends_with('.') {
+        return Err(format!("invalid domain {raw:?}"));
+    }
+    Ok(d)
+}
+
+fn route(
+    r: &RouteSpec,
+    path: &DocPath,
+    clusters: &ClusterNames,
+    problems: &mut Problems,
+) -> Option<Route> {
+    let matcher = route_match(&r.matcher, &path.key("match"), problems);
+
+    let given: Vec<&str> = [
+        (r.route.is_some(), "route"),
+        (r.direct_response.is_some(), "direct_response"),
+        (r.redirect.is_some(), "redirect"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    // Each action given is checked, even when there are too many, to report everything at once.
+    let mut actions = Vec::with_capacity(1);
+    if let Some(f) = &r.route {
+        actions.push(forward(f, &path.key("route"), clusters, problems));
+    }
+    if let Some(d) = &r.direct_response {
+        actions.push(direct_response(d, &path.key("direct_response"), problems));
+    }
+    if let Some(rd) = &r.redirect {
+        actions.push(redirect(rd, &path.key("redirect"), problems));
+    }
+    if given.len() != 1 {
+        let found = match given.is_empty() {
+            true => "none".to_owned(),
+            false => given.join(" and "),
+        };
+        problems.value(
+            path,
+            format!(
+                "a route needs exactly one of route, direct_response, redirect (found {found})"
+            ),
+        );
+    }
+    let action = match actions.len() {
+        1 => actions.pop().flatten(),
+        _ => None,
+    };
+    Some(Route {
+        matcher: matcher?,
+        action: action?,
+    })
+}
+
+fn route_match(m: &MatchSpec, path: &DocPath, problems: &mut Problems) -> Option<RouteMatch> {
+    let kinds: Vec<&str> = [
+        (m.path.is_some(), "path"),
+        (m.prefix.is_some(), "prefix"),
+        (m.regex.is_some(), "regex"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    let path_match = match (&m.path, &m.prefix, &m.regex) {
+        (Some(p), None, None) => url_path(p, &path.key("path"), problems).map(PathMatch::Exact),
+        (None, Some(p), None) => url_path(p, &path.key("prefix"), problems).map(PathMatch::Prefix),
+        (None, None, Some(re)) => regex(re, &path.key("regex"), problems).map(PathMatch::Regex),
+        _ => {
+            let found = match kinds.is_empty() {
+                true => "none".to_owned(),
+                false => kinds.join(" and "),
+            };
+            problems.value(
+                path,
+                format!("a match needs exactly one of path, prefix, regex (found {found})"),
+            );
+            None
+        }
+    };
+
+    let headers_path = path.key("headers");
+    let mut headers = Vec::with_capacity(m.headers.len());
+    for (h_path, item) in super::enumerate(&m.headers, &headers_path, problems) {
+        let Some(h) = &item.value else { continue };
+        if let Some(h) = header_matcher(h, &h_path, problems) {
+            headers.push(h);
+        }
+    }
+
+    let mut methods = Vec::with_capacity(m.methods.len());
+    for (i, method) in m.methods.iter().enumerate() {
+        if is_token(method) {
+            methods.push(method.to_ascii_uppercase());
+        } else {
+            problems.value(
+                &path.key("methods").index(i),
+                format!("invalid method {method:?}"),
+            );
+        }
+    }
+
+    Some(RouteMatch {
+        path: path_match?,
+        headers,
+        methods,
+    })
+}
+
+/// A path to match or produce: starts with `/`, printable ASCII.
+fn url_path(p: &str, path: &DocPath, problems: &mut Problems) -> Option<String> {
+    if !p.starts_with('/') || !wire_safe(p) {
+        problems.value(
+            path,
+            format!(
+                "invalid path {p:?}: must start with '/' and be printable ASCII without spaces"
+            ),
+        );
+        return None;
+    }
+    Some(p.to_owned())
+}
+
+/// Compiles `re` anchored at both ends (it must match the whole path or value).
+fn regex(re: &str, path: &DocPath, problems: &mut Problems) -> Option<Regex> {
+    // Check the pattern alone first so error messages quote what the user wrote.
+    if let Err(e) = Regex::new(re) {
+        problems.value(path, format!("invalid regex {re:?}: {}", regex_error(&e)));
+        return None;
+    }
+    match Regex::new(&format!("^(?:{re})$")) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            problems.value(path, format!("invalid regex {re:?}: {}", regex_error(&e)));
+            None
+        }
+    }
+}
+
+/// The one-line reason of a regex error (the crate's message spans several lines).
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| text.lines().last().unwrap_or("invalid"))
+        .to_owned()
+}
+
+fn header_matcher(
+    h: &HeaderMatchSpec,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<HeaderMatcher> {
+    let name_ok = is_token(&h.name);
+    if !name_ok {
+        problems.value(
+            &path.key("name"),
+            format!("invalid header name {:?}", h.name),
+        );
+    }
+    let kinds: Vec<&str> = [
+        (h.exact.is_some(), "exact"),
+        (h.prefix.is_some(), "prefix"),
+        (h.regex.is_some(), "regex"),
+        (h.present.is_some(), "present"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    let kind = match (&h.exact, &h.prefix, &h.regex, h.present) {
+        (Some(v), None, None, None) => Some(HeaderMatchKind::Exact(v.clone())),
+        (None, Some(v), None, None) => Some(HeaderMatchKind::Prefix(v.clone())),
+        (None, None, Some(re), None) => {
+            regex(re, &path.key("regex"), problems).map(HeaderMatchKind::Regex)
+        }
+        (None, None, None, Some(true)) => Some(HeaderMatchKind::Present),
+        (None, None, None, Some(false)) => {
+            problems.value(
+                &path.key("present"),
+                "present must be true (to match a missing header, use present: true with invert: true)",
+            );
+            None
+        }
+        _ => {
+            let found = match kinds.is_empty() {
+                true => "none".to_owned(),
+                false => kinds.join(" and "),
+            };
+            problems.value(
+                path,
+                format!(
+                    "a header matcher needs exactly one of exact, prefix, regex, present (found {found})"
+                ),
+            );
+            None
+        }
+    };
+    if !name_ok {
+        return None;
+    }
+    Some(HeaderMatcher {
+        name: h.name.to_ascii_lowercase(),
+        kind: kind?,
+        invert: h.invert.unwrap_or(false),
+    })
+}
+
+fn forward(
+    f: &ForwardSpec,
+    path: &DocPath,
+    clusters: &ClusterNames,
+    problems: &mut Problems,
+) -> Option<RouteAction> {
+    let cluster = match clusters.ids.get(&f.cluster) {
+        Some(&id) => Some(id),
+        None => {
+            if !clusters.broken.contains(&f.cluster) {
+                problems.value(
+                    &path.key("cluster"),
+                    format!(
+                        "unknown cluster {:?} (not defined under clusters)",
+                        f.cluster
+                    ),
+                );
+            }
+            None
+        }
+    };
+    let timeout = f.timeout.map_or(defaults::ROUTE_TIMEOUT, |d| d.0);
+    let prefix_rewrite = f
+        .prefix_rewrite
+        .as_ref()
+        .map(|p| url_path(p, &path.key("prefix_rewrite"), problems));
+    let host_rewrite = f
+        .host_rewrite
+        .as_ref()
+        .map(|h| host(h, &path.key("host_rewrite"), problems));
+    Some(RouteAction::Forward(ForwardAction {
+        cluster: cluster?,
+        cluster_name: f.cluster.clone(),
+        timeout: (!timeout.is_zero()).then_some(timeout),
+        prefix_rewrite: optional(prefix_rewrite)?,
+        host_rewrite: optional(host_rewrite)?,
+    }))
+}
+
+/// A host to put on the wire (`host_rewrite`, `host_redirect`): printable ASCII, no `/`.
+fn host(h: &str, path: &DocPath, problems: &mut Problems) -> Option<String> {
+    if !wire_safe(h) || h.contains('/') {
+        problems.value(
+            path,
+            format!("invalid host {h:?}: expected a host name, optionally with :port"),
+        );
+        return None;
+    }
+    Some(h.to_owned())
+}
+
+fn direct_response(
+    d: &DirectResponseSpec,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<RouteAction> {
+    if !defaults::DIRECT_RESPONSE_STATUS_RANGE.contains(&d.status) {
+        problems.value(
+            &path.key("status"),
+            format!("invalid status {}: expected 200..=599", d.status),
+        );
+        return None;
+    }
+    Some(RouteAction::DirectResponse {
+        status: d.status,
+        body: Bytes::from(d.body.clone().unwrap_or_default()),
+    })
+}
+
+fn redirect(r: &RedirectSpec, path: &DocPath, problems: &mut Problems) -> Option<RouteAction> {
+    let https_redirect = r.https_redirect.unwrap_or(false);
+    if !https_redirect && r.host_redirect.is_none() && r.path_redirect.is_none() {
+        problems.value(
+            path,
+            "a redirect must change something: set https_redirect, host_redirect or path_redirect",
+        );
+    }
+    let response_code = r.response_code.unwrap_or(defaults::REDIRECT_RESPONSE_CODE);
+    let code_ok = defaults::REDIRECT_RESPONSE_CODES.contains(&response_code);
+    if !code_ok {
+        problems.value(
+            &path.key("response_code"),
+            format!("invalid response_code {response_code}: expected 301, 302, 303, 307 or 308"),
+        );
+    }
+    let host_redirect = r
+        .host_redirect
+        .as_ref()
+        .map(|h| host(h, &path.key("host_redirect"), problems));
+    let path_redirect = r
+        .path_redirect
+        .as_ref()
+        .map(|p| url_path(p, &path.key("path_redirect"), problems));
+    if !code_ok {
+        return None;
+    }
+    Some(RouteAction::Redirect(RedirectAction {
+        https_redirect,
+        host_redirect: optional(host_redirect)?,
+        path_redirect: optional(path_redirect)?,
+        response_code,
+    }))
+}
+
+/// An optional key's checked value: absent is fine (`Some(None)`), present but invalid is not
+/// (`None`, the error already recorded).
+fn optional<T>(checked: Option<Option<T>>) -> Option<Option<T>> {
+    match checked {
+        None => Some(None),
+        Some(None) => None,
+        Some(Some(v)) => Some(Some(v)),
+    }
+}
+
+/// An HTTP token (RFC 9110 `tchar`s): header names and methods.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

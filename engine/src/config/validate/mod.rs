@@ -1,0 +1,266 @@
+//! Step two of "config in two steps": [`validate`] turns the [`schema`](super::schema) structs
+//! into the runtime [`model`](super::model), checking what serde cannot (addresses, ranges,
+//! references between sections, uniqueness, regexes) and filling defaults from
+//! [`defaults`](super::defaults).
+//!
+//! It never stops at the first problem: every check records into [`Problems`] with the path of
+//! the offending node and carries on with what it has, so a single run lists everything wrong.
+//! A [`Config`] comes out either way; the loader discards it if any problem was recorded.
+//!
+//! Clusters are validated first so routes can resolve cluster names to [`ClusterId`]s;
+//! listeners then validate their connection manager ([`http`]) and its routes.
+
+mod cluster;
+mod http;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+};
+
+use super::{
+    decode::Item,
+    defaults,
+    error::Problems,
+    model::{ClusterId, Config, Listener},
+    path::DocPath,
+    schema::{ConfigSpec, FilterSpec, ListenerSpec, WorkersSpec},
+};
+
+/// Cluster names as routes see them.
+pub(super) struct ClusterNames {
+    /// Valid-looking clusters, by name.
+    ids: HashMap<String, ClusterId>,
+    /// Clusters that exist but could not be read: routes naming them get no extra error.
+    broken: HashSet<String>,
+}
+
+/// Validates a whole file. Problems go to `problems`; the returned `Config` is only meaningful
+/// when none were recorded.
+pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) -> Config {
+    let root = DocPath::root();
+
+    let workers = match spec.workers {
+        None | Some(WorkersSpec::Auto) => None,
+        Some(WorkersSpec::Count(n)) => {
+            if n == 0 || n > defaults::MAX_WORKERS {
+                problems.value(
+                    &root.key("workers"),
+                    format!(
+                        "invalid workers {n}: expected `auto` or 1..={}",
+                        defaults::MAX_WORKERS
+                    ),
+                );
+            }
+            Some(usize::try_from(n).unwrap_or(usize::MAX))
+        }
+    };
+    let drain_timeout = spec.drain_timeout.map_or(defaults::DRAIN_TIMEOUT, |d| d.0);
+
+    let clusters_path = root.key("clusters");
+    let mut clusters = Vec::new();
+    let mut names = ClusterNames {
+        ids: HashMap::new(),
+        broken: HashSet::new(),
+    };
+    let mut first_cluster_at: HashMap<String, DocPath> = HashMap::new();
+    for (path, item) in enumerate(&spec.clusters, &clusters_path, problems) {
+        let Some(c) = &item.value else {
+            if let Some(name) = &item.name {
+                names.broken.insert(name.clone());
+            }
+            continue;
+        };
+        if let Some(first) = first_cluster_at.get(&c.name) {
+            problems.value(
+                &path.key("name"),
+                format!(
+                    "duplicate cluster name {:?} (first defined at {first})",
+                    c.name
+                ),
+            );
+        } else {
+            first_cluster_at.insert(c.name.clone(), path.clone());
+            names.ids.insert(c.name.clone(), clusters.len());
+        }
+        clusters.push(cluster::cluster(c, &path, problems));
+    }
+
+    let listeners_path = root.key("listeners");
+    if spec.listeners.is_empty() {
+        problems.value(&listeners_path, "at least one listener is required");
+    }
+    let mut listeners = Vec::new();
+    let mut first_name_at: HashMap<String, DocPath> = HashMap::new();
+    let mut first_addr_at: HashMap<SocketAddr, DocPath> = HashMap::new();
+    for (path, item) in enumerate(&spec.listeners, &listeners_path, problems) {
+        let Some(l) = &item.value else { continue };
+        if let Some(first) = first_name_at.get(&l.name) {
+            problems.value(
+                &path.key("name"),
+                format!(
+                    "duplicate listener name {:?} (first defined at {first})",
+                    l.name
+                ),
+            );
+        } else {
+            first_name_at.insert(l.name.clone(), path.clone());
+        }
+        let address = listener_address(l, &path, problems);
+        if let Some(addr) = address {
+            // Port 0 asks the kernel for a free port: two such listeners never clash.
+            if addr.port() != 0 {
+                if let Some(first) = first_addr_at.get(&addr) {
+                    problems.value(
+                        &path.key("address"),
+                        format!("duplicate listener address {addr} (also used by {first})"),
+                    );
+                } else {
+                    first_addr_at.insert(addr, path.clone());
+                }
+            }
+        }
+        let listener = listener(l, address, &path, &names, problems);
+        if let Some(listener) = listener {
+            listeners.push(listener);
+        }
+    }
+
+    Config {
+        workers,
+        drain_timeout,
+        listeners,
+        clusters,
+        source: source.to_owned(),
+    }
+}
+
+/// The elements of a list that could be read, with their paths; the problems of every element
+/// are recorded under its path.
+pub(super) fn enumerate<'a, T>(
+    list: &'a [Item<T>],
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Vec<(DocPath, &'a Item<T>)> {
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = path.index(i);
+            for problem in &item.problems {
+                problems.push(problem.under(&at));
+            }
+            (at, item)
+        })
+        .collect()
+}
+
+fn listener_address(
+    l: &ListenerSpec,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    match socket_addr(&l.address) {
+        Ok(addr) => Some(addr),
+        Err(message) => {
+            problems.value(&path.key("address"), message);
+            None
+        }
+    }
+}
+
+/// A listener: its one filter chain and that chain's one filter, which must be the HTTP
+/// connection manager.
+fn listener(
+    l: &ListenerSpec,
+    address: Option<SocketAddr>,
+    path: &DocPath,
+    clusters: &ClusterNames,
+    problems: &mut Problems,
+) -> Option<Listener> {
+    if l.name.is_empty() {
+        problems.value(&path.key("name"), "listener name must not be empty");
+    }
+    let backlog = l.backlog.unwrap_or(defaults::BACKLOG);
+    if backlog == 0 {
+        problems.value(&path.key("backlog"), "backlog must be at least 1");
+    }
+    let chains_path = path.key("filter_chains");
+    if l.filter_chains.len() != 1 {
+        problems.value(
+            &chains_path,
+            format!(
+                "exactly one filter chain is supported for now (found {})",
+                l.filter_chains.len()
+            ),
+        );
+    }
+    let mut http = None;
+    for (chain_path, chain) in enumerate(&l.filter_chains, &chains_path, problems) {
+        let Some(chain) = &chain.value else { continue };
+        let filters_path = chain_path.key("filters");
+        if chain.filters.len() != 1 {
+            problems.value(
+                &filters_path,
+                format!(
+                    "exactly one filter (http_connection_manager) is supported for now (found {})",
+                    chain.filters.len()
+                ),
+            );
+        }
+        for (filter_path, filter) in enumerate(&chain.filters, &filters_path, problems) {
+            match &filter.value {
+                None => {}
+                Some(FilterSpec::Unsupported(name)) => problems.key(
+                    &filter_path.key(name),
+                    format!(
+                        "filter `{name}` is not supported yet (only `http_connection_manager` is)"
+                    ),
+                ),
+                Some(FilterSpec::HttpConnectionManager(hcm)) => {
+                    let hcm_path = filter_path.key("http_connection_manager");
+                    let built = http::conn_manager(hcm, &l.name, &hcm_path, clusters, problems);
+                    if http.is_none() {
+                        http = Some(built);
+                    }
+                }
+            }
+        }
+    }
+    Some(Listener {
+        name: l.name.clone(),
+        address: address?,
+        backlog,
+        http: http?,
+    })
+}
+
+/// Parses `IP:port` (`[v6]:port` for IPv6). Host names are refused with a hint.
+pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let host = match text.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => {
+            return Err(format!(
+                "invalid address {text:?}: expected IP:port, e.g. \"127.0.0.1:8080\""
+            ))
+        }
+    };
+    let is_name = !host.starts_with('[')
+        && host.parse::<std::net::IpAddr>().is_err()
+        && host.bytes().any(|b| b.is_ascii_alphabetic());
+    if is_name {
+        return Err(format!(
+            "invalid address {text:?}: expected IP:port; host names such as {host:?} are not \
+             resolved (use 127.0.0.1 or [::1] for localhost)"
+        ));
+    }
+    Err(format!("invalid address {text:?}"))
+}
+
+/// True for bytes that may go on the wire unescaped in a header value or a request-target:
+/// printable ASCII, no space.
+pub(super) fn wire_safe(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}

@@ -1,0 +1,61 @@
+//! Every file in the repository's `config/` directory must load and validate: the examples are
+//! documentation, and this keeps them true.
+
+use std::path::{Path, PathBuf};
+
+use ringway_engine::config::RouteAction;
+
+fn config_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_file_in_config_validates() {
+    let files = config_files();
+    assert!(!files.is_empty(), "config/ holds no files");
+    let mut failures = Vec::new();
+    for path in &files {
+        match ringway_engine::config::load(path) {
+            Ok(config) => println!("{}: {}", path.display(), config.summary()),
+            Err(errors) => failures.push(format!("{}:\n{errors}", path.display())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "invalid config files:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn quickstart_is_what_the_readme_promises() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/quickstart.yaml");
+    let config = ringway_engine::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.summary(),
+        "1 listener, 1 cluster (1 endpoint), 3 routes, workers auto"
+    );
+    assert_eq!(config.listeners[0].address.to_string(), "127.0.0.1:10000");
+    assert_eq!(
+        config.clusters[0].endpoints[0].address.to_string(),
+        "127.0.0.1:9000"
+    );
+    let routes = &config.listeners[0].http.virtual_hosts[0].routes;
+    match &routes[0].action {
+        RouteAction::DirectResponse { status, body } => {
+            assert_eq!((*status, &body[..]), (200, &b"ok\n"[..]));
+        }
+        other => panic!("route 0 should be a direct response, is {other:?}"),
+    }
+    match &routes[1].action {
+        RouteAction::Forward(f) => assert_eq!(f.prefix_rewrite.as_deref(), Some("/")),
+        other => panic!("route 1 should forward, is {other:?}"),
+    }
+}
