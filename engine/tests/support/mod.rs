@@ -1,0 +1,637 @@
+//! Test support: start the real `ringway` binary on a config (port 0 listeners), real origin
+//! servers (`ringway-bench origin`, or a scripted std-socket origin that records what reached
+//! it), and speak raw HTTP/1.1 to them. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Longest any single test wait may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ringway-test-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// Path of a binary of this workspace (`target/<profile>/NAME`), built by `cargo build --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    let ringway = PathBuf::from(env!("CARGO_BIN_EXE_ringway"));
+    let p = ringway.with_file_name(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    p
+}
+
+/// Read lines from a child's stdout on a thread, so waits can be bounded.
+fn line_reader(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+fn send_signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real proxy, running as a child process.
+pub struct Proxy {
+    child: Option<Child>,
+    /// Bound address of every listener, by name.
+    pub listeners: HashMap<String, SocketAddr>,
+    /// The first listener's address.
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    stderr_path: PathBuf,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Proxy {
+    /// Start `ringway run -c <yaml> --workers 1`. Listener addresses in the YAML should use port 0.
+    pub fn start(yaml: &str) -> Proxy {
+        Proxy::start_args(yaml, &["--workers", "1"])
+    }
+
+    /// Start with extra command-line arguments.
+    pub fn start_args(yaml: &str, args: &[&str]) -> Proxy {
+        let dir = scratch_dir();
+        let config_path = dir.join("ringway.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        Proxy::start_file(&config_path, args)
+    }
+
+    pub fn start_file(config_path: &Path, args: &[&str]) -> Proxy {
+        let dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(scratch_dir);
+        let stderr_path = dir.join("ringway.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .arg("run")
+            .arg("-c")
+            .arg(config_path)
+            .args(args)
+            .arg("--log-level")
+            .arg(std::env::var("RINGWAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn ringway");
+        let stdout = line_reader(child.stdout.take().expect("stdout"));
+        let mut listeners = HashMap::new();
+        let mut first = None;
+        let until = Instant::now() + WAIT;
+        // Listeners are reported before workers start; wait for the "serving" log too.
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("ringway: listener ") {
+                        let mut it = rest.split(" bound to ");
+                        if let (Some(name), Some(addr)) = (it.next(), it.next()) {
+                            let addr: SocketAddr = addr.trim().parse().expect("bound address");
+                            first.get_or_insert(addr);
+                            listeners.insert(name.to_string(), addr);
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = wait_bounded(&mut child, Duration::from_secs(2));
+                    panic!(
+                        "ringway exited at start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if first.is_some() && log.contains("ringway serving") {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("ringway exited at start ({st}): {log}");
+            }
+            assert!(Instant::now() < until, "ringway did not start within {WAIT:?}: {log}");
+        }
+        Proxy {
+            child: Some(child),
+            addr: first.expect("a listener"),
+            listeners,
+            config_path: config_path.to_path_buf(),
+            stderr_path,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The proxy's log so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Send a signal (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            send_signal(c, sig);
+        }
+    }
+
+    /// Still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Wait (bounded) for the process to exit; `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let st = wait_bounded(c, limit);
+        if st.is_some() {
+            self.child = None;
+        }
+        st
+    }
+
+    /// SIGTERM, then wait for a clean exit (bounded).
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let st = self.wait_exit(WAIT);
+        st.unwrap_or_else(|| panic!("ringway did not exit after SIGTERM: {}", self.stderr()))
+    }
+
+    /// Resident set size now, KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Peak resident set size, KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = wait_bounded(&mut c, Duration::from_secs(5));
+        }
+    }
+}
+
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `ringway-bench origin` on 127.0.0.1, port 0.
+pub struct BenchOrigin {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl BenchOrigin {
+    /// Start with extra arguments (e.g. `["--delay", "5ms"]`); one worker.
+    pub fn start(args: &[&str]) -> BenchOrigin {
+        let mut child = Command::new(bin("ringway-bench"))
+            .args(["origin", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ringway-bench origin");
+        let stdout = line_reader(child.stdout.take().expect("stdout"));
+        let until = Instant::now() + WAIT;
+        let addr = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("origin listening on ") {
+                        break a.trim().parse().expect("origin address");
+                    }
+                }
+                Err(e) => panic!("origin did not start: {e}"),
+            }
+        };
+        BenchOrigin { child: Some(child), addr, stdout }
+    }
+
+    /// Stop it (SIGTERM) and return the number of requests it says it served.
+    pub fn stop(mut self) -> u64 {
+        let mut c = self.child.take().expect("running");
+        send_signal(&c, libc::SIGTERM);
+        let until = Instant::now() + WAIT;
+        let mut count = None;
+        while let Ok(line) = self.stdout.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            if let Some(rest) = line.strip_prefix("origin served ") {
+                count = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+            }
+        }
+        let _ = wait_bounded(&mut c, Duration::from_secs(5));
+        count.expect("origin printed its request count")
+    }
+}
+
+impl Drop for BenchOrigin {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = wait_bounded(&mut c, Duration::from_secs(5));
+        }
+    }
+}
+
+/// A scripted origin on a std socket: one thread per connection runs `handler`. Everything
+/// received is recorded, so a test can prove that nothing reached the origin.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<u8>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+/// What a [`RawOrigin`] handler gets: the connection, and the shared record of received bytes.
+pub struct OriginConn {
+    pub stream: TcpStream,
+    received: Arc<Mutex<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl OriginConn {
+    /// Read one request head (and a Content-Length body, if any). `None` on EOF.
+    pub fn read_request(&mut self) -> Option<RawMessage> {
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
+                let cl = header_value(&head, "content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+                while self.buf.len() < pos + 4 + cl {
+                    if !self.fill(until) {
+                        return None;
+                    }
+                }
+                let body = self.buf[pos + 4..pos + 4 + cl].to_vec();
+                self.buf.drain(..pos + 4 + cl);
+                return Some(RawMessage::from_head(&head, body));
+            }
+            if !self.fill(until) {
+                return None;
+            }
+        }
+    }
+
+    fn fill(&mut self, until: Instant) -> bool {
+        let mut tmp = [0u8; 65536];
+        let _ = self.stream.set_read_timeout(Some(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.received.lock().expect("lock").extend_from_slice(&tmp[..n]);
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+}
+
+impl RawOrigin {
+    pub fn start<F>(handler: F) -> RawOrigin
+    where
+        F: Fn(OriginConn) + Send + Sync + 'static,
+    {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = l.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler = Arc::new(handler);
+        {
+            let received = Arc::clone(&received);
+            let connections = Arc::clone(&connections);
+            thread::spawn(move || {
+                for s in l.incoming() {
+                    let Ok(stream) = s else { continue };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let h = Arc::clone(&handler);
+                    let received = Arc::clone(&received);
+                    thread::spawn(move || h(OriginConn { stream, received, buf: Vec::new() }));
+                }
+            });
+        }
+        RawOrigin { addr, received, connections }
+    }
+
+    /// An origin that answers every request with `200` and body `ok`, keep-alive.
+    pub fn ok() -> RawOrigin {
+        RawOrigin::start(|mut c| {
+            while c.read_request().is_some() {
+                if !c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok") {
+                    break;
+                }
+            }
+        })
+    }
+
+    pub fn received_bytes(&self) -> Vec<u8> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A parsed HTTP message (request or response), for assertions.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Request line or status line.
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawMessage {
+    fn from_head(head: &str, body: Vec<u8>) -> RawMessage {
+        let mut lines = head.split("\r\n");
+        let start = lines.next().unwrap_or("").to_string();
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        RawMessage { start, headers, body }
+    }
+
+    /// First value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// Status code of a response.
+    pub fn status(&self) -> u16 {
+        self.start.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header_value(head: &str, name: &str) -> Option<String> {
+    head.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// A raw client connection with bounded reads.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to proxy");
+        stream.set_nodelay(true).ok();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
+        self.stream.write_all(bytes).expect("write to proxy");
+        self
+    }
+
+    fn fill(&mut self, until: Instant) -> bool {
+        let mut tmp = [0u8; 65536];
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let _ = self.stream.set_read_timeout(Some(left));
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Read one response. `head_request`: the response to a HEAD has no body. Handles
+    /// Content-Length, chunked and close-delimited bodies; panics after [`WAIT`].
+    pub fn response(&mut self, head_request: bool) -> RawMessage {
+        self.try_response(head_request).unwrap_or_else(|| {
+            panic!("no complete response within {WAIT:?}; got {:?}", String::from_utf8_lossy(&self.buf))
+        })
+    }
+
+    /// Like [`Client::response`] but `None` if the connection closed or nothing complete came.
+    pub fn try_response(&mut self, head_request: bool) -> Option<RawMessage> {
+        let until = Instant::now() + WAIT;
+        loop {
+            let pos = loop {
+                if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                    break p;
+                }
+                if !self.fill(until) {
+                    return None;
+                }
+            };
+            let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
+            let mut msg = RawMessage::from_head(&head, Vec::new());
+            let status = msg.status();
+            let start = pos + 4;
+            if (100..200).contains(&status) && status != 101 {
+                self.buf.drain(..start);
+                continue;
+            }
+            let no_body = head_request || status == 204 || status == 304 || status == 101;
+            if no_body {
+                self.buf.drain(..start);
+                return Some(msg);
+            }
+            if let Some(cl) = msg.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                while self.buf.len() < start + cl {
+                    if !self.fill(until) {
+                        return None;
+                    }
+                }
+                msg.body = self.buf[start..start + cl].to_vec();
+                self.buf.drain(..start + cl);
+                return Some(msg);
+            }
+            if msg.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                let mut at = start;
+                let mut body = Vec::new();
+                loop {
+                    let line_end = loop {
+                        if let Some(p) = find(&self.buf[at..], b"\r\n") {
+                            break at + p;
+                        }
+                        if !self.fill(until) {
+                            return None;
+                        }
+                    };
+                    let size_txt = String::from_utf8_lossy(&self.buf[at..line_end]).to_string();
+                    let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).ok()?;
+                    at = line_end + 2;
+                    if size == 0 {
+                        // Trailers until an empty line.
+                        loop {
+                            let e = loop {
+                                if let Some(p) = find(&self.buf[at..], b"\r\n") {
+                                    break at + p;
+                                }
+                                if !self.fill(until) {
+                                    return None;
+                                }
+                            };
+                            let empty = e == at;
+                            at = e + 2;
+                            if empty {
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    while self.buf.len() < at + size + 2 {
+                        if !self.fill(until) {
+                            return None;
+                        }
+                    }
+                    body.extend_from_slice(&self.buf[at..at + size]);
+                    at += size + 2;
+                }
+                msg.body = body;
+                self.buf.drain(..at);
+                return Some(msg);
+            }
+            // Close-delimited.
+            while self.fill(until) {}
+            msg.body = self.buf[start..].to_vec();
+            self.buf.clear();
+            return Some(msg);
+        }
+    }
+
+    /// True if the proxy closed the connection (EOF) within [`WAIT`], with nothing more to read.
+    pub fn closed(&mut self) -> bool {
+        let until = Instant::now() + WAIT;
+        let mut tmp = [0u8; 4096];
+        let _ = self.stream.set_read_timeout(Some(until.saturating_duration_since(Instant::now())));
+        matches!(self.stream.read(&mut tmp), Ok(0)) || matches!(self.stream.read(&mut tmp), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// One request on a fresh connection; returns the response.
+pub fn request(addr: SocketAddr, raw: &[u8]) -> RawMessage {
+    let head = raw.starts_with(b"HEAD ");
+    let mut c = Client::connect(addr);
+    c.send(raw);
+    c.response(head)
+}
+
+/// `GET path` with Host `host` on a fresh connection.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> RawMessage {
+    request(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+}
+
+/// A minimal config: one listener on port 0, every path routed to `cluster_addr`.
+pub fn simple_config(cluster_addr: SocketAddr) -> String {
+    format!(
+        r#"listeners:
+  - name: main
+    address: 127.0.0.1:0
+    filter_chains:
+      - filters:
+          - http_connection_manager:
+              stat_prefix: main
+              virtual_hosts:
+                - name: all
+                  domains: ["*"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: origin }}
+clusters:
+  - name: origin
+    connect_timeout: 1s
+    endpoints: ["{cluster_addr}"]
+"#
+    )
+}
+
+/// Wait until `f` is true (bounded by [`WAIT`]).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
