@@ -34,6 +34,9 @@ pub enum LocalReason {
     /// The request head did not arrive within `request_headers_timeout`.
     #[error("request headers timeout")]
     RequestHeadersTimeout,
+    /// The request body made no progress for `request_body_timeout`.
+    #[error("request body timeout")]
+    RequestBodyTimeout,
 }
 
 impl LocalReason {
@@ -47,13 +50,16 @@ impl LocalReason {
             LocalReason::UpstreamReset => (502, "upstream_reset"),
             LocalReason::UpstreamProtocolError => (502, "upstream_protocol_error"),
             LocalReason::RequestHeadersTimeout => (408, "request_headers_timeout"),
+            LocalReason::RequestBodyTimeout => (408, "request_body_timeout"),
         }
     }
 
     pub fn source(self) -> Source {
         match self {
             LocalReason::NoRoute => Source::Internal,
-            LocalReason::RequestHeadersTimeout => Source::Downstream,
+            LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => {
+                Source::Downstream
+            }
             _ => Source::Upstream,
         }
     }

@@ -85,8 +85,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             format!("config file is larger than {MAX_FILE_BYTES} bytes"),
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::whole_file(&source, format!("cannot read config file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::whole_file(&source, format!("cannot read config file {source}: {e}"))
+    })?;
     load_str(&text, format, &source)
 }
 

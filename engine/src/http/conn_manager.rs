@@ -99,26 +99,41 @@ pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worke
     }
 }
 
-enum Idle {
+enum ReadOutcome {
     Data(ReadBuf),
+    /// End of stream or a read error.
     Closed,
+    TimedOut,
+    /// The worker started draining (only when waiting between requests).
+    Drained,
 }
 
-/// Wait for the first bytes of the next request.
-async fn read_idle(conn: &Conn, idle_timeout: Duration, w: &Worker) -> Idle {
+/// Read what arrives before `until`; while waiting between requests (`drain` given) also wake
+/// when the worker drains. Hand-rolled instead of `timeout_at`: this future is part of every
+/// connection's state, and it is a third of the size.
+async fn read_bounded(
+    conn: &Conn,
+    until: Instant,
+    drain: Option<&crate::runtime::drain::Drain>,
+) -> ReadOutcome {
     use std::{future::Future, task::Poll};
     let mut read = std::pin::pin!(conn.read());
-    let mut sleep = std::pin::pin!(compio::time::sleep(idle_timeout));
-    let mut drain = w.drain.waiter();
+    let mut sleep = std::pin::pin!(compio::time::sleep_until(until));
+    let mut waiter = drain.map(|d| d.waiter());
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(match r {
-                Ok(Some(b)) => Idle::Data(b),
-                _ => Idle::Closed,
+                Ok(Some(b)) => ReadOutcome::Data(b),
+                _ => ReadOutcome::Closed,
             });
         }
-        if drain.poll_drain(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Idle::Closed);
+        if let Some(w) = waiter.as_mut() {
+            if w.poll_drain(cx).is_ready() {
+                return Poll::Ready(ReadOutcome::Drained);
+            }
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(ReadOutcome::TimedOut);
         }
         Poll::Pending
     })
@@ -141,18 +156,16 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
             }
             deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
-        let buf = match deadline {
-            None => match read_idle(&d.conn, l.http.idle_timeout, w).await {
-                Idle::Data(b) => b,
-                Idle::Closed => return Next::Close,
-            },
-            Some(dl) => match compio::time::timeout_at(dl, d.conn.read()).await {
-                Ok(Ok(Some(b))) => b,
-                Ok(_) => return Next::Close,
-                Err(_) => {
-                    return local(d, w, None, LocalReason::RequestHeadersTimeout, true).await;
-                }
-            },
+        let (until, drain) = match deadline {
+            None => (Instant::now() + l.http.idle_timeout, Some(&w.drain)),
+            Some(dl) => (dl, None),
+        };
+        let buf = match read_bounded(&d.conn, until, drain).await {
+            ReadOutcome::Data(b) => b,
+            ReadOutcome::TimedOut if deadline.is_some() => {
+                return local(d, w, None, LocalReason::RequestHeadersTimeout, true).await;
+            }
+            _ => return Next::Close,
         };
         if d.pending.is_empty() {
             // Common case: the whole head is in this one read.
@@ -211,7 +224,11 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
             cluster,
             head,
             timeout,
-        } => forward(d, l, w, info, cluster, head.freeze(), timeout).await,
+        } => {
+            // Boxed: the forward path's state exists only while a request is in flight, so an
+            // idle connection's task stays small.
+            Box::pin(forward(d, l, w, info, cluster, head.freeze(), timeout)).await
+        }
     }
 }
 
@@ -484,7 +501,6 @@ async fn forward(
                 }
             },
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
 
         // Send the head and the body.
         let sent = match &buffered {
@@ -527,10 +543,15 @@ async fn forward(
                             // The client's body failed: nothing sensible can follow on either
                             // connection.
                             tracing::debug!(error = %e, "request body failed");
-                            if let PumpError::Malformed(pe) = e {
-                                return reply_error(d, pe).await;
+                            match e {
+                                PumpError::Malformed(pe) => return reply_error(d, pe).await,
+                                // No response byte has gone out yet: say why, then close.
+                                PumpError::SrcTimeout => {
+                                    let why = LocalReason::RequestBodyTimeout;
+                                    return local(d, w, Some(info), why, true).await;
+                                }
+                                _ => return Next::Close,
                             }
-                            return Next::Close;
                         }
                     }
                 }
@@ -551,6 +572,9 @@ async fn forward(
             .await;
         }
 
+        // The route timeout counts from the end of the request (as Envoy's does): a long upload
+        // does not eat into the time the upstream has to answer.
+        let deadline = timeout.map(|t| Instant::now() + t);
         match first_read(&up, posted, deadline).await {
             FirstRead::Data(b) => break (up, (b, deadline)),
             FirstRead::Reset => {
@@ -571,26 +595,24 @@ async fn forward(
     let mut rpend = BytesMut::new();
     loop {
         let src: &[u8] = if rpend.is_empty() { &buf } else { &rpend };
-        let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
-        let parsed = h1::parse_response(src, &mut headers, info.is_head, MAX_RESPONSE_HEAD);
-        match parsed {
+        match prepare_response(src, info, w.drain.is_draining()) {
             Err(e) => {
                 tracing::debug!(cluster = %cluster.name, error = %e, "bad response head");
                 return local(d, w, Some(info), LocalReason::UpstreamProtocolError, false).await;
             }
-            Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
-                let used = resp.head_len;
+            Ok(Some(p)) if p.interim => {
                 if rpend.is_empty() {
-                    rpend.extend_from_slice(&buf[used..]);
+                    rpend.extend_from_slice(&buf[p.head_len..]);
                 } else {
-                    let _ = rpend.split_to(used);
+                    let _ = rpend.split_to(p.head_len);
                 }
                 if !rpend.is_empty() {
                     continue;
                 }
             }
-            Ok(Some(resp)) => {
-                return respond(d, w, info, &up, resp, src, ep, cluster, deadline, timeout).await;
+            Ok(Some(p)) => {
+                let body_in_buf = &src[p.head_len..];
+                return respond(d, w, info, &up, p, body_in_buf, ep, cluster, timeout).await;
             }
             Ok(None) => {
                 if rpend.is_empty() {
@@ -612,49 +634,109 @@ async fn forward(
     }
 }
 
-/// Send the response whose head was parsed from the front of `src`, then its body.
+/// A parsed upstream response head, already re-encoded for the client.
+struct PreparedResponse {
+    /// A 1xx other than 101: skip `head_len` bytes and read the next head.
+    interim: bool,
+    status: u16,
+    head_len: usize,
+    /// The head to send to the client.
+    out: BytesMut,
+    framing_in: BodyFraming,
+    chunked_out: bool,
+    /// Keep the client connection open after this response.
+    keep_alive: bool,
+    /// The upstream connection may be reused after the body.
+    up_keep: bool,
+}
+
+/// Parse the response head at the front of `src` and encode the client's head. Synchronous, so
+/// the parser's header array never lives in the connection's future.
+fn prepare_response(
+    src: &[u8],
+    info: ReqInfo,
+    draining: bool,
+) -> Result<Option<PreparedResponse>, h1::ParseError> {
+    let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+    let Some(resp) = h1::parse_response(src, &mut headers, info.is_head, MAX_RESPONSE_HEAD)? else {
+        return Ok(None);
+    };
+    if (100..200).contains(&resp.status) && resp.status != 101 {
+        return Ok(Some(PreparedResponse {
+            interim: true,
+            status: resp.status,
+            head_len: resp.head_len,
+            out: BytesMut::new(),
+            framing_in: BodyFraming::None,
+            chunked_out: false,
+            keep_alive: false,
+            up_keep: false,
+        }));
+    }
+    let client_11 = info.version == Version::Http11;
+    let (framing_out, chunked_out) = if resp.status == 101 {
+        (BodyFraming::None, false)
+    } else {
+        match resp.framing {
+            BodyFraming::None => (BodyFraming::None, false),
+            BodyFraming::Length(n) => (BodyFraming::Length(n), false),
+            BodyFraming::Chunked | BodyFraming::UntilClose if client_11 => {
+                (BodyFraming::Chunked, true)
+            }
+            BodyFraming::Chunked | BodyFraming::UntilClose => (BodyFraming::UntilClose, false),
+        }
+    };
+    let keep_alive = resp.status == 101
+        || (info.keep_alive && !draining && framing_out != BodyFraming::UntilClose);
+    let body_in_buf = src.len() - resp.head_len;
+    let mut out = BytesMut::with_capacity(resp.head_len + 64 + body_in_buf.min(INLINE_BODY));
+    h1::encode_response_head(&resp, info.version, framing_out, keep_alive, &mut out);
+    Ok(Some(PreparedResponse {
+        interim: false,
+        status: resp.status,
+        head_len: resp.head_len,
+        out,
+        framing_in: resp.framing,
+        chunked_out,
+        keep_alive,
+        up_keep: resp.keep_alive,
+    }))
+}
+
+/// Send a prepared response head, then its body (`body_in_buf`: body bytes that came with the
+/// head).
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     d: &mut Downstream,
     w: &Worker,
     info: ReqInfo,
     up: &Rc<Conn>,
-    resp: h1::Response<'_, '_>,
-    src: &[u8],
+    p: PreparedResponse,
+    body_in_buf: &[u8],
     ep: &crate::upstream::EndpointView,
     cluster: &crate::upstream::ClusterView,
-    _deadline: Option<Instant>,
     timeout: Option<Duration>,
 ) -> Next {
-    let client_11 = info.version == Version::Http11;
-    if resp.status == 101 {
+    if p.status == 101 {
         if !info.upgrade {
             return local(d, w, Some(info), LocalReason::UpstreamProtocolError, true).await;
         }
-        let mut out = BytesMut::with_capacity(resp.head_len + 64);
-        h1::encode_response_head(&resp, info.version, BodyFraming::None, true, &mut out);
-        let to_client = BytesMut::from(&src[resp.head_len..]);
-        if d.conn.write_all(out).await.is_err() {
+        let to_client = BytesMut::from(body_in_buf);
+        if d.conn.write_all(p.out).await.is_err() {
             return Next::Close;
         }
         let to_up = std::mem::take(&mut d.pending);
         body::tunnel(&d.conn, to_up, up, to_client).await;
         return Next::Close;
     }
-    // Framing towards the client.
-    let (framing_out, chunked_out) = match resp.framing {
-        BodyFraming::None => (BodyFraming::None, false),
-        BodyFraming::Length(n) => (BodyFraming::Length(n), false),
-        BodyFraming::Chunked | BodyFraming::UntilClose if client_11 => (BodyFraming::Chunked, true),
-        BodyFraming::Chunked | BodyFraming::UntilClose => (BodyFraming::UntilClose, false),
-    };
-    let keep_alive =
-        info.keep_alive && !w.drain.is_draining() && framing_out != BodyFraming::UntilClose;
-    let body_in_buf = &src[resp.head_len..];
-    let mut out = BytesMut::with_capacity(resp.head_len + 64 + body_in_buf.len().min(INLINE_BODY));
-    h1::encode_response_head(&resp, info.version, framing_out, keep_alive, &mut out);
-    let up_keep = resp.keep_alive;
-    let framing_in = resp.framing;
+    let PreparedResponse {
+        mut out,
+        framing_in,
+        chunked_out,
+        keep_alive,
+        up_keep,
+        ..
+    } = p;
 
     // Fast path: the whole (small) body came with the head.
     if let BodyFraming::Length(n) = framing_in {

@@ -129,9 +129,19 @@ impl Conn {
     /// for pooled upstream connections: the read for the next response waits on the idle
     /// connection (holding no buffer), so an upstream close while idle is seen at checkout, and
     /// the same read then carries the response.
+    ///
+    /// The future is polled once here: an operation is only submitted on its first poll, and a
+    /// read that was never submitted cannot complete when the upstream closes, so without this
+    /// poll a checkout could not tell a dead connection from a live one.
     pub fn read_posted(self: &Rc<Self>) -> PostedRead {
         let me = Rc::clone(self);
-        Box::pin(async move { me.read().await })
+        let mut read: PostedRead = Box::pin(async move { me.read().await });
+        match poll_now(&mut read) {
+            None => read,
+            // Completed at once (bytes or EOF already there): a finished future must not be
+            // polled again, so hand the result over as a ready one.
+            Some(r) => Box::pin(std::future::ready(r)),
+        }
     }
 
     /// Write every byte of `buf`.

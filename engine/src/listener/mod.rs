@@ -149,10 +149,8 @@ pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Wor
                 let conn = crate::io::Conn::new(stream);
                 let ctx = Rc::clone(&ctx);
                 let w = Rc::clone(&worker);
-                compio::runtime::spawn(async move {
-                    crate::http::conn_manager::serve(conn, peer, ctx, w).await;
-                })
-                .detach();
+                compio::runtime::spawn(crate::http::conn_manager::serve(conn, peer, ctx, w))
+                    .detach();
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 if !warned_exhaustion {

@@ -37,7 +37,11 @@ pub fn scratch_dir() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     let ringway = PathBuf::from(env!("CARGO_BIN_EXE_ringway"));
     let p = ringway.with_file_name(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
     p
 }
 
@@ -106,7 +110,10 @@ impl Proxy {
     }
 
     pub fn start_file(config_path: &Path, args: &[&str]) -> Proxy {
-        let dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(scratch_dir);
+        let dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(scratch_dir);
         let stderr_path = dir.join("ringway.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
@@ -154,7 +161,10 @@ impl Proxy {
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("ringway exited at start ({st}): {log}");
             }
-            assert!(Instant::now() < until, "ringway did not start within {WAIT:?}: {log}");
+            assert!(
+                Instant::now() < until,
+                "ringway did not start within {WAIT:?}: {log}"
+            );
         }
         Proxy {
             child: Some(child),
@@ -263,7 +273,11 @@ impl BenchOrigin {
                 Err(e) => panic!("origin did not start: {e}"),
             }
         };
-        BenchOrigin { child: Some(child), addr, stdout }
+        BenchOrigin {
+            child: Some(child),
+            addr,
+            stdout,
+        }
     }
 
     /// Stop it (SIGTERM) and return the number of requests it says it served.
@@ -272,7 +286,10 @@ impl BenchOrigin {
         send_signal(&c, libc::SIGTERM);
         let until = Instant::now() + WAIT;
         let mut count = None;
-        while let Ok(line) = self.stdout.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        while let Ok(line) = self
+            .stdout
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
             if let Some(rest) = line.strip_prefix("origin served ") {
                 count = rest.split_whitespace().next().and_then(|n| n.parse().ok());
             }
@@ -313,7 +330,9 @@ impl OriginConn {
         loop {
             if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
-                let cl = header_value(&head, "content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+                let cl = header_value(&head, "content-length")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
                 while self.buf.len() < pos + 4 + cl {
                     if !self.fill(until) {
                         return None;
@@ -331,11 +350,18 @@ impl OriginConn {
 
     fn fill(&mut self, until: Instant) -> bool {
         let mut tmp = [0u8; 65536];
-        let _ = self.stream.set_read_timeout(Some(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
+        let _ = self.stream.set_read_timeout(Some(
+            until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ));
         match self.stream.read(&mut tmp) {
             Ok(0) | Err(_) => false,
             Ok(n) => {
-                self.received.lock().expect("lock").extend_from_slice(&tmp[..n]);
+                self.received
+                    .lock()
+                    .expect("lock")
+                    .extend_from_slice(&tmp[..n]);
                 self.buf.extend_from_slice(&tmp[..n]);
                 true
             }
@@ -366,11 +392,21 @@ impl RawOrigin {
                     connections.fetch_add(1, Ordering::SeqCst);
                     let h = Arc::clone(&handler);
                     let received = Arc::clone(&received);
-                    thread::spawn(move || h(OriginConn { stream, received, buf: Vec::new() }));
+                    thread::spawn(move || {
+                        h(OriginConn {
+                            stream,
+                            received,
+                            buf: Vec::new(),
+                        })
+                    });
                 }
             });
         }
-        RawOrigin { addr, received, connections }
+        RawOrigin {
+            addr,
+            received,
+            connections,
+        }
     }
 
     /// An origin that answers every request with `200` and body `ok`, keep-alive.
@@ -411,23 +447,38 @@ impl RawMessage {
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        RawMessage { start, headers, body }
+        RawMessage {
+            start,
+            headers,
+            body,
+        }
     }
 
     /// First value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// Status code of a response.
     pub fn status(&self) -> u16 {
-        self.start.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+        self.start
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn body_str(&self) -> String {
@@ -456,7 +507,10 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect to proxy");
         stream.set_nodelay(true).ok();
-        Client { stream, buf: Vec::new() }
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
@@ -484,7 +538,10 @@ impl Client {
     /// Content-Length, chunked and close-delimited bodies; panics after [`WAIT`].
     pub fn response(&mut self, head_request: bool) -> RawMessage {
         self.try_response(head_request).unwrap_or_else(|| {
-            panic!("no complete response within {WAIT:?}; got {:?}", String::from_utf8_lossy(&self.buf))
+            panic!(
+                "no complete response within {WAIT:?}; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )
         })
     }
 
@@ -513,7 +570,10 @@ impl Client {
                 self.buf.drain(..start);
                 return Some(msg);
             }
-            if let Some(cl) = msg.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            if let Some(cl) = msg
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 while self.buf.len() < start + cl {
                     if !self.fill(until) {
                         return None;
@@ -523,7 +583,10 @@ impl Client {
                 self.buf.drain(..start + cl);
                 return Some(msg);
             }
-            if msg.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            if msg
+                .header("transfer-encoding")
+                .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+            {
                 let mut at = start;
                 let mut body = Vec::new();
                 loop {
@@ -536,7 +599,9 @@ impl Client {
                         }
                     };
                     let size_txt = String::from_utf8_lossy(&self.buf[at..line_end]).to_string();
-                    let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).ok()?;
+                    let size =
+                        usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
+                            .ok()?;
                     at = line_end + 2;
                     if size == 0 {
                         // Trailers until an empty line.
@@ -581,8 +646,11 @@ impl Client {
     pub fn closed(&mut self) -> bool {
         let until = Instant::now() + WAIT;
         let mut tmp = [0u8; 4096];
-        let _ = self.stream.set_read_timeout(Some(until.saturating_duration_since(Instant::now())));
-        matches!(self.stream.read(&mut tmp), Ok(0)) || matches!(self.stream.read(&mut tmp), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        let _ = self
+            .stream
+            .set_read_timeout(Some(until.saturating_duration_since(Instant::now())));
+        matches!(self.stream.read(&mut tmp), Ok(0))
+            || matches!(self.stream.read(&mut tmp), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 
     pub fn shutdown_write(&self) {
@@ -600,7 +668,10 @@ pub fn request(addr: SocketAddr, raw: &[u8]) -> RawMessage {
 
 /// `GET path` with Host `host` on a fresh connection.
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> RawMessage {
-    request(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
 }
 
 /// A minimal config: one listener on port 0, every path routed to `cluster_addr`.
@@ -633,5 +704,405 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < until, "timed out waiting for: {what}");
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// --- Added for the http1_* tests (bodies, keep-alive, headers, upgrade, large transfers).
+
+/// The JSON a `ringway-bench origin` `/echo` answered.
+pub fn echo_json(r: &RawMessage) -> serde_json::Value {
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("/echo body is not JSON ({e}): {:?}", r.body_str()))
+}
+
+/// The `header_list` of an `/echo` answer: every header the origin received, in order, names
+/// lower-cased.
+pub fn echo_header_list(echo: &serde_json::Value) -> Vec<(String, String)> {
+    echo["header_list"]
+        .as_array()
+        .expect("header_list")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().expect("name").to_ascii_lowercase(),
+                p[1].as_str().expect("value").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Decode a complete chunked body at the front of `raw`: `(payload, bytes used)`, or `None` if
+/// incomplete or malformed. Trailers are skipped.
+pub fn dechunk(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut at = 0;
+    let mut body = Vec::new();
+    loop {
+        let e = at + find(&raw[at..], b"\r\n")?;
+        let txt = std::str::from_utf8(&raw[at..e]).ok()?;
+        let size = usize::from_str_radix(txt.split(';').next()?.trim(), 16).ok()?;
+        at = e + 2;
+        if size == 0 {
+            loop {
+                let e = at + find(&raw[at..], b"\r\n")?;
+                let empty = e == at;
+                at = e + 2;
+                if empty {
+                    return Some((body, at));
+                }
+            }
+        }
+        if raw.len() < at + size + 2 || &raw[at + size..at + size + 2] != b"\r\n" {
+            return None;
+        }
+        body.extend_from_slice(&raw[at..at + size]);
+        at += size + 2;
+    }
+}
+
+impl OriginConn {
+    /// Like [`OriginConn::read_request`], but a chunked body is read too (and decoded into
+    /// `body`). `None` on EOF.
+    pub fn read_request_framed(&mut self) -> Option<RawMessage> {
+        let until = Instant::now() + WAIT;
+        let pos = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                break p;
+            }
+            if !self.fill(until) {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
+        let chunked = header_value(&head, "transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if !chunked {
+            return self.read_request();
+        }
+        loop {
+            if let Some((body, used)) = dechunk(&self.buf[pos + 4..]) {
+                self.buf.drain(..pos + 4 + used);
+                return Some(RawMessage::from_head(&head, body));
+            }
+            if !self.fill(until) {
+                return None;
+            }
+        }
+    }
+
+    /// Read exactly `n` raw bytes (after any buffered ones). `None` on EOF or timeout.
+    pub fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
+        let until = Instant::now() + WAIT;
+        while self.buf.len() < n {
+            if !self.fill(until) {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    /// True if the peer closed (EOF) within [`WAIT`] with no further bytes.
+    pub fn eof(&mut self) -> bool {
+        let until = Instant::now() + WAIT;
+        self.buf.is_empty() && !self.fill(until)
+    }
+}
+
+impl Client {
+    /// Read one response head only (an interim `100 Continue` or a `101` included), leaving
+    /// anything after it buffered. `None` on EOF or after [`WAIT`].
+    pub fn read_head(&mut self) -> Option<RawMessage> {
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..p + 4]).to_string();
+                self.buf.drain(..p + 4);
+                return Some(RawMessage::from_head(&head, Vec::new()));
+            }
+            if !self.fill(until) {
+                return None;
+            }
+        }
+    }
+
+    /// Read exactly `n` raw bytes (buffered ones first). `None` on EOF or after [`WAIT`].
+    pub fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
+        let until = Instant::now() + WAIT;
+        while self.buf.len() < n {
+            if !self.fill(until) {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    /// Everything until EOF (buffered bytes first); `None` if EOF did not come within [`WAIT`].
+    pub fn read_to_eof(&mut self) -> Option<Vec<u8>> {
+        let until = Instant::now() + WAIT;
+        let mut tmp = [0u8; 65536];
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let _ = self.stream.set_read_timeout(Some(left));
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return Some(std::mem::take(&mut self.buf)),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Some(std::mem::take(&mut self.buf))
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Take the bytes received but not consumed yet (e.g. to count a body read directly from
+    /// `stream` afterwards).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Bytes received but not consumed by a parsed message yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+// --- Added for the route_*, cluster_*, errors_*, cli_* and runtime_* tests.
+
+/// Write `yaml` to a fresh scratch directory as `ringway.yaml`; returns its path.
+pub fn write_config(yaml: &str) -> PathBuf {
+    let p = scratch_dir().join("ringway.yaml");
+    std::fs::write(&p, yaml).expect("write config");
+    p
+}
+
+/// What a bounded run of a command left behind.
+#[derive(Debug)]
+pub struct CmdOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `ringway ARGS` to completion within `limit` (killed, and the test fails, if it takes
+/// longer). Output goes through files, so a chatty child never blocks on a full pipe.
+pub fn run_ringway(args: &[&str], limit: Duration) -> CmdOutput {
+    let dir = scratch_dir();
+    let (out_p, err_p) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(
+            std::fs::File::create(&out_p).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(&err_p).expect("stderr file"),
+        ))
+        .spawn()
+        .expect("spawn ringway");
+    let status = wait_bounded(&mut child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = wait_bounded(&mut child, Duration::from_secs(5));
+        panic!(
+            "`ringway {}` did not exit within {limit:?}: {}",
+            args.join(" "),
+            std::fs::read_to_string(&err_p).unwrap_or_default()
+        )
+    });
+    CmdOutput {
+        status,
+        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
+    }
+}
+
+/// Remove ANSI colour escapes (`ESC [ ... m`) from a log.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' && it.peek() == Some(&'[') {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The value of `key=` in a structured log line.
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+impl Proxy {
+    /// Start `ringway ARGS` exactly as given (no `run`, no `--log-level` added; the caller passes
+    /// `-c`). Ready once the first listener is reported and a TCP connect to it succeeds.
+    pub fn start_exact(config_path: &Path, args: &[&str]) -> Proxy {
+        let dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(scratch_dir);
+        let stderr_path = dir.join("ringway.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn ringway");
+        let stdout = line_reader(child.stdout.take().expect("stdout"));
+        let until = Instant::now() + WAIT;
+        let (name, addr) = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((n, a)) = line
+                        .strip_prefix("ringway: listener ")
+                        .and_then(|r| r.split_once(" bound to "))
+                    {
+                        break (
+                            n.to_string(),
+                            a.trim().parse::<SocketAddr>().expect("bound address"),
+                        );
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = wait_bounded(&mut child, Duration::from_secs(2));
+                    panic!(
+                        "ringway did not report a listener ({e}): {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        let mut listeners = HashMap::new();
+        listeners.insert(name, addr);
+        Proxy {
+            child: Some(child),
+            addr,
+            listeners,
+            config_path: config_path.to_path_buf(),
+            stderr_path,
+            stdout,
+        }
+    }
+
+    /// User + system CPU time of the process so far, in clock ticks (`/proc/PID/stat`).
+    pub fn cpu_ticks(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        num(11) + num(12)
+    }
+
+    /// Open file descriptors of the process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Names of the process's threads.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+
+    /// The log without colour escapes.
+    pub fn log(&self) -> String {
+        strip_ansi(&self.stderr())
+    }
+}
+
+/// Per-worker `downstream_cx_total` from the `worker stopped` lines of a log, by worker id.
+pub fn worker_connection_counts(log: &str) -> std::collections::BTreeMap<usize, u64> {
+    strip_ansi(log)
+        .lines()
+        .filter(|l| l.contains("worker stopped"))
+        .filter_map(|l| {
+            let w = log_field(l, "worker")?.parse().ok()?;
+            let n = log_field(l, "downstream_cx_total")?.parse().ok()?;
+            Some((w, n))
+        })
+        .collect()
+}
+
+impl RawOrigin {
+    /// An origin that answers every request with `200` and body `name` after `delay`,
+    /// keep-alive; the returned counter counts the requests it read.
+    pub fn counting(name: &'static str, delay: Duration) -> (RawOrigin, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = Arc::clone(&n);
+        let o = RawOrigin::start(move |mut c| {
+            while c.read_request().is_some() {
+                n2.fetch_add(1, Ordering::SeqCst);
+                if !delay.is_zero() {
+                    thread::sleep(delay);
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                    name.len()
+                );
+                if !c.write(resp.as_bytes()) {
+                    break;
+                }
+            }
+        });
+        (o, n)
+    }
+
+    /// An origin that answers every request with `200` whose body is the request head exactly as
+    /// it arrived (request line and headers, CRLFs included), keep-alive.
+    pub fn echo_head() -> RawOrigin {
+        RawOrigin::start(|mut c| {
+            while let Some(m) = c.read_request() {
+                let mut head = format!("{}\r\n", m.start);
+                for (n, v) in &m.headers {
+                    head.push_str(&format!("{n}: {v}\r\n"));
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+                    head.len()
+                );
+                if !c.write(resp.as_bytes()) {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+impl Client {
+    /// Send `raw` and read one response on this (keep-alive) connection.
+    pub fn roundtrip(&mut self, raw: &[u8]) -> RawMessage {
+        let head = raw.starts_with(b"HEAD ");
+        self.send(raw);
+        self.response(head)
+    }
+
+    /// `GET path` with Host `host` on this connection.
+    pub fn get(&mut self, host: &str, path: &str) -> RawMessage {
+        self.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
     }
 }
