@@ -69,7 +69,8 @@ fn chunk_header(len: usize) -> Piece {
 /// Move one body from `src` to `dst`. `initial` holds body bytes already read with the head (and
 /// possibly bytes after the body). The body arrives framed by `framing` and leaves chunked when
 /// `chunked_out`, raw otherwise. Each read must make progress within `timeout`. Returns the bytes
-/// read past the end of the body (a pipelined request, or junk after a response).
+/// read past the end of the body (a pipelined request, or junk after a response) and the number
+/// of body bytes moved.
 pub async fn pump(
     src: &Conn,
     mut initial: BytesMut,
@@ -77,9 +78,9 @@ pub async fn pump(
     framing: BodyFraming,
     chunked_out: bool,
     timeout: Option<Duration>,
-) -> Result<BytesMut, PumpError> {
+) -> Result<(BytesMut, u64), PumpError> {
     match framing {
-        BodyFraming::None => Ok(initial),
+        BodyFraming::None => Ok((initial, 0)),
         BodyFraming::Length(n) => {
             let mut left = n;
             if !initial.is_empty() {
@@ -127,14 +128,15 @@ pub async fn pump(
                 }
                 write(dst, v).await?;
                 if left == 0 {
-                    return Ok(rest);
+                    return Ok((rest, n));
                 }
             }
-            Ok(initial)
+            Ok((initial, n))
         }
         BodyFraming::Chunked => {
             let mut dec = h1::ChunkedDecoder::new();
             let mut input = initial;
+            let mut moved = 0u64;
             loop {
                 let mut v: Vec<Piece> = Vec::new();
                 let mut ended = false;
@@ -144,6 +146,7 @@ pub async fn pump(
                             if d.is_empty() {
                                 continue;
                             }
+                            moved += d.len() as u64;
                             if chunked_out {
                                 v.push(chunk_header(d.len()));
                                 v.push(Piece::Bytes(d));
@@ -164,13 +167,14 @@ pub async fn pump(
                 }
                 write(dst, v).await?;
                 if ended {
-                    return Ok(input);
+                    return Ok((input, moved));
                 }
                 let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
                 input.extend_from_slice(&buf);
             }
         }
         BodyFraming::UntilClose => {
+            let mut moved = initial.len() as u64;
             if !initial.is_empty() {
                 let len = initial.len();
                 let part = Piece::Bytes(initial.split().freeze());
@@ -184,6 +188,7 @@ pub async fn pump(
             loop {
                 match read_src(src, timeout).await {
                     Ok(Some(buf)) => {
+                        moved += buf.len() as u64;
                         let v = if chunked_out {
                             vec![
                                 chunk_header(buf.len()),
@@ -204,7 +209,7 @@ pub async fn pump(
             if chunked_out {
                 write(dst, vec![Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK))]).await?;
             }
-            Ok(BytesMut::new())
+            Ok((BytesMut::new(), moved))
         }
     }
 }

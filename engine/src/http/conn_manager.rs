@@ -31,6 +31,7 @@ use crate::{
     http::{
         body::{self, PumpError},
         h1::{self, BodyFraming, Version},
+        stream_info::{Method, StreamInfo},
     },
     io::{Conn, PostedRead, ReadBuf},
     listener::ListenerCtx,
@@ -80,6 +81,8 @@ struct Downstream {
     /// Bytes read but not yet used (a split head, body bytes, pipelined requests). Empty, and
     /// holding no allocation, for an idle connection in the common case.
     pending: BytesMut,
+    /// The current request's record, handed to the observers when its exchange ends.
+    si: StreamInfo,
 }
 
 /// Serve one downstream connection until it closes.
@@ -90,8 +93,17 @@ pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worke
         conn,
         peer,
         pending: BytesMut::new(),
+        si: StreamInfo::default(),
     };
-    while let Next::KeepAlive = exchange(&mut d, &l, &w).await {
+    loop {
+        let next = exchange(&mut d, &l, &w).await;
+        if d.si.seen {
+            w.stream_done(&l, &d.si);
+        }
+        d.si.reset();
+        if let Next::Close = next {
+            break;
+        }
         if d.pending.is_empty() && d.pending.capacity() > 0 {
             // Hold no buffer while idle.
             d.pending = BytesMut::new();
@@ -146,7 +158,8 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
     let mut deadline: Option<Instant> = None;
     let (plan, info) = loop {
         if !d.pending.is_empty() {
-            match plan(&d.pending, l, w, d.peer) {
+            d.si.start.get_or_insert_with(Instant::now);
+            match plan(&d.pending, l, w, d.peer, &mut d.si) {
                 Ok(Some((p, info, used))) => {
                     let _ = d.pending.split_to(used);
                     break (p, info);
@@ -161,7 +174,10 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
             Some(dl) => (dl, None),
         };
         let buf = match read_bounded(&d.conn, until, drain).await {
-            ReadOutcome::Data(b) => b,
+            ReadOutcome::Data(b) => {
+                d.si.start.get_or_insert_with(Instant::now);
+                b
+            }
             ReadOutcome::TimedOut if deadline.is_some() => {
                 return local(d, w, None, LocalReason::RequestHeadersTimeout, true).await;
             }
@@ -169,7 +185,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
         };
         if d.pending.is_empty() {
             // Common case: the whole head is in this one read.
-            match plan(&buf, l, w, d.peer) {
+            match plan(&buf, l, w, d.peer, &mut d.si) {
                 Ok(Some((p, info, used))) => {
                     if used < buf.len() {
                         d.pending.extend_from_slice(&buf[used..]);
@@ -215,7 +231,14 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
                 info.is_head,
                 &mut out,
             );
-            if d.conn.write_all(out).await.is_err() || close {
+            d.si.status = status;
+            if status == 404 && reason.is_some() {
+                d.si.local_reason = Some(LocalReason::NoRoute);
+            }
+            d.si.bytes_sent = if info.is_head { 0 } else { body.len() as u64 };
+            let ok = d.conn.write_all(out).await.is_ok();
+            d.si.t_last_byte = Some(Instant::now());
+            if !ok || close {
                 return Next::Close;
             }
             Next::KeepAlive
@@ -251,11 +274,23 @@ fn plan(
     l: &ListenerCtx,
     w: &Worker,
     peer: SocketAddr,
+    si: &mut StreamInfo,
 ) -> Result<Option<(Plan, ReqInfo, usize)>, h1::ParseError> {
     let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
-    let Some(req) = h1::parse_request(src, &mut headers, &l.limits)? else {
-        return Ok(None);
+    let req = match h1::parse_request(src, &mut headers, &l.limits) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            si.seen = true;
+            return Err(e);
+        }
     };
+    si.seen = true;
+    si.method = Method::from_bytes(req.method.as_bytes());
+    si.version = Some(req.version);
+    if l.capture_request_head {
+        si.request_head = Some(Bytes::copy_from_slice(&src[..req.head_len]));
+    }
     let is_head = req.method == "HEAD";
     let info = ReqInfo {
         version: req.version,
@@ -388,7 +423,10 @@ async fn reply_error(d: &mut Downstream, e: h1::ParseError) -> Next {
         false,
         &mut out,
     );
+    d.si.status = status;
+    d.si.downstream_reset = true;
     let _ = d.conn.write_all(out).await;
+    d.si.t_last_byte = Some(Instant::now());
     Next::Close
 }
 
@@ -417,7 +455,16 @@ async fn local(
         is_head,
         &mut out,
     );
-    if d.conn.write_all(out).await.is_err() || close {
+    d.si.status = status;
+    d.si.local_reason = Some(reason);
+    d.si.bytes_sent = if is_head {
+        0
+    } else {
+        status_text(status).len() as u64
+    };
+    let ok = d.conn.write_all(out).await.is_ok();
+    d.si.t_last_byte = Some(Instant::now());
+    if !ok || close {
         return Next::Close;
     }
     Next::KeepAlive
@@ -464,6 +511,8 @@ async fn forward(
     };
     let _active = ActiveRq::new(ep);
     Counters::inc(&w.counters.upstream_rq_total);
+    d.si.cluster = Some(cluster_id);
+    d.si.upstream = Some(ep.address);
 
     // A body that is already complete can be sent in one write, and replayed on a retry.
     let buffered: Option<Bytes> = match info.framing {
@@ -474,6 +523,9 @@ async fn forward(
         _ => None,
     };
     let replayable = buffered.is_some() && info.idempotent && !info.upgrade;
+    if let Some(b) = &buffered {
+        d.si.bytes_received = b.len() as u64;
+    }
 
     let mut attempt = 0;
     let (up, first) = loop {
@@ -483,6 +535,7 @@ async fn forward(
         } else {
             None
         };
+        d.si.retried = attempt > 1;
         let (up, posted, reused) = match pooled {
             Some((c, r)) => {
                 Counters::inc(&w.counters.upstream_cx_pool_reuse);
@@ -502,6 +555,8 @@ async fn forward(
             },
         };
 
+        d.si.upstream_reused = reused;
+        d.si.t_upstream_ready = Some(Instant::now());
         // Send the head and the body.
         let sent = match &buffered {
             Some(b) if b.is_empty() => up.write_all(head.clone()).await.is_ok(),
@@ -534,12 +589,14 @@ async fn forward(
                     )
                     .await
                     {
-                        Ok(rest) => {
+                        Ok((rest, moved)) => {
                             d.pending = rest;
+                            d.si.bytes_received = moved;
                             true
                         }
                         Err(PumpError::DstWrite(_)) => false,
                         Err(e) => {
+                            d.si.downstream_reset = true;
                             // The client's body failed: nothing sensible can follow on either
                             // connection.
                             tracing::debug!(error = %e, "request body failed");
@@ -574,9 +631,14 @@ async fn forward(
 
         // The route timeout counts from the end of the request (as Envoy's does): a long upload
         // does not eat into the time the upstream has to answer.
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let sent_at = Instant::now();
+        d.si.t_request_sent = Some(sent_at);
+        let deadline = timeout.map(|t| sent_at + t);
         match first_read(&up, posted, deadline).await {
-            FirstRead::Data(b) => break (up, (b, deadline)),
+            FirstRead::Data(b) => {
+                d.si.t_first_byte = Some(Instant::now());
+                break (up, (b, deadline));
+            }
             FirstRead::Reset => {
                 if reused && replayable && attempt == 1 {
                     Counters::inc(&w.counters.upstream_rq_retry);
@@ -729,6 +791,7 @@ async fn respond(
         body::tunnel(&d.conn, to_up, up, to_client).await;
         return Next::Close;
     }
+    d.si.status = p.status;
     let PreparedResponse {
         mut out,
         framing_in,
@@ -742,7 +805,10 @@ async fn respond(
     if let BodyFraming::Length(n) = framing_in {
         if n as usize == body_in_buf.len() && body_in_buf.len() <= INLINE_BODY {
             out.extend_from_slice(body_in_buf);
+            d.si.bytes_sent = n;
             let ok = d.conn.write_all(out).await.is_ok();
+            d.si.t_last_byte = Some(Instant::now());
+            d.si.downstream_reset = !ok;
             if up_keep {
                 ep.pool
                     .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
@@ -756,6 +822,8 @@ async fn respond(
     }
     if framing_in == BodyFraming::None {
         let ok = d.conn.write_all(out).await.is_ok();
+        d.si.t_last_byte = Some(Instant::now());
+        d.si.downstream_reset = !ok;
         if up_keep && body_in_buf.is_empty() {
             ep.pool
                 .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
@@ -768,10 +836,14 @@ async fn respond(
     }
     let initial = BytesMut::from(body_in_buf);
     if d.conn.write_all(out).await.is_err() {
+        d.si.downstream_reset = true;
         return Next::Close;
     }
-    match body::pump(up, initial, &d.conn, framing_in, chunked_out, timeout).await {
-        Ok(rest) => {
+    let pumped = body::pump(up, initial, &d.conn, framing_in, chunked_out, timeout).await;
+    d.si.t_last_byte = Some(Instant::now());
+    match pumped {
+        Ok((rest, moved)) => {
+            d.si.bytes_sent = moved;
             if up_keep && rest.is_empty() && framing_in != BodyFraming::UntilClose {
                 ep.pool
                     .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
@@ -784,6 +856,10 @@ async fn respond(
         }
         Err(e) => {
             tracing::debug!(cluster = %cluster.name, error = %e, "response body failed");
+            match e {
+                PumpError::DstWrite(_) => d.si.downstream_reset = true,
+                _ => d.si.upstream_reset = true,
+            }
             Next::Close
         }
     }

@@ -4,3 +4,4 @@
 pub mod body;
 pub mod conn_manager;
 pub mod h1;
+pub mod stream_info;

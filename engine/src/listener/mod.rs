@@ -101,6 +101,8 @@ pub struct ListenerCtx {
     pub http: config::HttpConnManager,
     pub routes: RouteTable,
     pub limits: h1::Limits,
+    /// Copy each request head into its `StreamInfo` (an access log needs request headers).
+    pub capture_request_head: bool,
 }
 
 impl ListenerCtx {
@@ -113,6 +115,7 @@ impl ListenerCtx {
                 max_uri_bytes: l.http.max_uri_bytes,
             },
             http: l.http.clone(),
+            capture_request_head: false,
         }
     }
 }

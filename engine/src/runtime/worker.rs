@@ -13,6 +13,7 @@ use std::{
 
 use crate::{
     config::Config,
+    http::stream_info::StreamInfo,
     listener::{accept_loop, ListenerCtx},
     runtime::{drain::Drain, ring, Control},
     upstream::ClusterManager,
@@ -98,6 +99,14 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Worker({})", self.id)
+    }
+}
+
+impl Worker {
+    /// One request's exchange ended (response sent, or the proxy answered, or it failed):
+    /// the observers (stats, access logs, tracing) read its record here, on the worker.
+    pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
+        let _ = (l, si);
     }
 }
 

@@ -1,0 +1,119 @@
+//! What happened to one request, filled in along the request path and handed to the observers
+//! (stats, access logs, tracing) once the exchange ends: Envoy's "stream info".
+//!
+//! The connection manager owns one `StreamInfo` per connection and resets it per request, so
+//! recording costs no allocation; the observers read it after the response has gone out. The
+//! timing breakdown (`t_*`) splits a request's latency into phases: head received → upstream
+//! connection ready (pooled or new) → request sent → first response byte → last byte.
+
+use std::{net::SocketAddr, time::Instant};
+
+use bytes::Bytes;
+
+use crate::{error::LocalReason, http::h1::Version};
+
+/// Request methods ringway names without allocating; anything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Connect,
+    Trace,
+    Other,
+}
+
+impl Method {
+    pub fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"CONNECT" => Method::Connect,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other => "OTHER",
+        }
+    }
+}
+
+/// One request's record. `Default` is the empty record of a connection between requests.
+#[derive(Debug, Default)]
+pub struct StreamInfo {
+    /// A request head was seen in this exchange (false: the connection closed or timed out
+    /// between requests, or the head never completed).
+    pub seen: bool,
+    /// First byte of the request head arrived.
+    pub start: Option<Instant>,
+    pub method: Method,
+    pub version: Option<Version>,
+    /// Status sent to the client (0: none was sent).
+    pub status: u16,
+    /// Why the proxy answered itself, if it did.
+    pub local_reason: Option<LocalReason>,
+    /// The client went away (or sent a malformed body) before the response was complete.
+    pub downstream_reset: bool,
+    /// The upstream went away before the response was complete (after headers).
+    pub upstream_reset: bool,
+    /// The request was sent a second time on a fresh connection.
+    pub retried: bool,
+    /// Cluster and endpoint the request was forwarded to.
+    pub cluster: Option<usize>,
+    pub upstream: Option<SocketAddr>,
+    /// The upstream connection came from the pool.
+    pub upstream_reused: bool,
+    /// Request body bytes received from the client.
+    pub bytes_received: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_sent: u64,
+    /// Upstream connection ready (checked out or connected).
+    pub t_upstream_ready: Option<Instant>,
+    /// Request head and body fully written upstream.
+    pub t_request_sent: Option<Instant>,
+    /// First response byte read from upstream.
+    pub t_first_byte: Option<Instant>,
+    /// Last response byte written to the client.
+    pub t_last_byte: Option<Instant>,
+    /// The request head as received, captured only when an observer (access log) asks for
+    /// request headers.
+    pub request_head: Option<Bytes>,
+}
+
+impl StreamInfo {
+    /// Forget the previous request (keeps no allocation).
+    pub fn reset(&mut self) {
+        *self = StreamInfo::default();
+    }
+
+    /// Total duration from the first request byte to the last response byte (or now).
+    pub fn duration(&self) -> Option<std::time::Duration> {
+        let start = self.start?;
+        Some(
+            self.t_last_byte
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(start),
+        )
+    }
+}
