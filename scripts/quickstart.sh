@@ -34,15 +34,16 @@ ulimit -l unlimited 2>/dev/null || true
 
 echo "== building (release)"
 cargo build --release --bins
+BIN="${CARGO_TARGET_DIR:-target}/release"
 
 echo "== starting the origin on $ORIGIN"
-./target/release/ringway-bench origin --listen "$ORIGIN" --workers 1 &
+"$BIN"/ringway-bench origin --listen "$ORIGIN" --workers 1 &
 pids+=($!)
 wait_port "$ORIGIN"
 
 echo "== validating and starting ringway on $PROXY"
-./target/release/ringway validate -c config/quickstart.yaml
-./target/release/ringway run -c config/quickstart.yaml --log-level warn &
+"$BIN"/ringway validate -c config/quickstart.yaml
+"$BIN"/ringway run -c config/quickstart.yaml --log-level warn &
 pids+=($!)
 wait_port "$PROXY"
 
@@ -53,6 +54,6 @@ echo "\$ curl -s http://$PROXY/static/echo   (prefix_rewrite: /static/ -> /)"; c
 echo "\$ curl -s -o /dev/null -w '%{http_code}\\n' http://$PROXY/status/503"; curl -s -o /dev/null -w '%{http_code}\n' "http://$PROXY/status/503"
 
 echo "== load: $CONNECTIONS connections for $DURATION through ringway"
-./target/release/ringway-bench load "http://$PROXY/" --connections "$CONNECTIONS" --duration "$DURATION" --warmup 1s
+"$BIN"/ringway-bench load "http://$PROXY/" --connections "$CONNECTIONS" --duration "$DURATION" --warmup 1s
 
 echo "== done; stopping the proxy and the origin"
