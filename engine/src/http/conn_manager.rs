@@ -120,36 +120,61 @@ enum ReadOutcome {
     Drained,
 }
 
-/// Read what arrives before `until`; while waiting between requests (`drain` given) also wake
-/// when the worker drains. Hand-rolled instead of `timeout_at`: this future is part of every
-/// connection's state, and it is a third of the size.
+/// How long a read may wait.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Between requests: up to the idle timeout on the worker's coarse clock, or until the
+    /// worker drains. No runtime timer and no clock read per wait.
+    Idle(Duration),
+    /// Inside a request head: until this instant (a precise timer; only split heads get here).
+    Until(Instant),
+}
+
+/// Read what arrives within `bound`. Hand-rolled instead of `timeout`: this future is part of
+/// every connection's state, and it is a third of the size.
 async fn read_bounded(
     conn: &Conn,
-    until: Instant,
-    drain: Option<&crate::runtime::drain::Drain>,
+    bound: Bound,
+    drain: &crate::runtime::drain::Drain,
 ) -> ReadOutcome {
+    use crate::runtime::drain::IdleEnd;
     use std::{future::Future, task::Poll};
     let mut read = std::pin::pin!(conn.read());
-    let mut sleep = std::pin::pin!(compio::time::sleep_until(until));
-    let mut waiter = drain.map(|d| d.waiter());
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = read.as_mut().poll(cx) {
-            return Poll::Ready(match r {
-                Ok(Some(b)) => ReadOutcome::Data(b),
-                _ => ReadOutcome::Closed,
-            });
+    match bound {
+        Bound::Idle(timeout) => {
+            let mut waiter = drain.waiter_for(timeout);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(match r {
+                        Ok(Some(b)) => ReadOutcome::Data(b),
+                        _ => ReadOutcome::Closed,
+                    });
+                }
+                match waiter.poll_idle(cx) {
+                    Poll::Ready(IdleEnd::Drained) => Poll::Ready(ReadOutcome::Drained),
+                    Poll::Ready(IdleEnd::TimedOut) => Poll::Ready(ReadOutcome::TimedOut),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
         }
-        if let Some(w) = waiter.as_mut() {
-            if w.poll_drain(cx).is_ready() {
-                return Poll::Ready(ReadOutcome::Drained);
-            }
+        Bound::Until(until) => {
+            let mut sleep = std::pin::pin!(compio::time::sleep_until(until));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(match r {
+                        Ok(Some(b)) => ReadOutcome::Data(b),
+                        _ => ReadOutcome::Closed,
+                    });
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(ReadOutcome::TimedOut);
+                }
+                Poll::Pending
+            })
+            .await
         }
-        if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(ReadOutcome::TimedOut);
-        }
-        Poll::Pending
-    })
-    .await
+    }
 }
 
 /// One request/response exchange on the connection.
@@ -169,11 +194,11 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
             }
             deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
-        let (until, drain) = match deadline {
-            None => (Instant::now() + l.http.idle_timeout, Some(&w.drain)),
-            Some(dl) => (dl, None),
+        let bound = match deadline {
+            None => Bound::Idle(l.http.idle_timeout),
+            Some(dl) => Bound::Until(dl),
         };
-        let buf = match read_bounded(&d.conn, until, drain).await {
+        let buf = match read_bounded(&d.conn, bound, &w.drain).await {
             ReadOutcome::Data(b) => {
                 d.si.start.get_or_insert_with(Instant::now);
                 b

@@ -1,5 +1,12 @@
-//! Per-worker drain signal: set once when the worker starts shutting down (or draining its
-//! listeners); everything waiting for the next request or the next connection wakes up and closes.
+//! Per-worker drain signal and idle-wait registry.
+//!
+//! Draining: set once when the worker starts shutting down (or draining its listeners);
+//! everything waiting for the next request or the next connection wakes up and closes.
+//!
+//! Idle deadlines: a keep-alive connection waiting for its next request registers here with a
+//! deadline on a coarse per-worker clock (advanced by [`Drain::tick`] every [`TICK`]), instead of
+//! arming a runtime timer and reading the system clock for every request. The tick wakes the
+//! waiters whose deadline has passed. Idle timeouts are therefore accurate to about one tick.
 //! Single-threaded (`Cell`/`RefCell`): it never crosses a core.
 
 use std::{
@@ -7,16 +14,41 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll, Waker},
+    time::{Duration, Instant},
 };
 
-#[derive(Default)]
+/// Period of the coarse clock.
+pub const TICK: Duration = Duration::from_millis(100);
+
+struct Slot {
+    waker: Option<Waker>,
+    /// Coarse-clock deadline in ms (`u64::MAX`: none).
+    deadline: u64,
+}
+
 pub struct Drain {
     draining: Cell<bool>,
-    /// Wakers of current waiters; `None` slots are free (their indexes are in `free`).
-    slots: RefCell<Vec<Option<Waker>>>,
+    /// Current waiters; `None` slots are free (their indexes are in `free`).
+    slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
     /// Connections alive on this worker.
     active: Cell<usize>,
+    epoch: Instant,
+    /// Coarse clock: ms since `epoch`, as of the last tick.
+    now_ms: Cell<u64>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            draining: Cell::new(false),
+            slots: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            active: Cell::new(0),
+            epoch: Instant::now(),
+            now_ms: Cell::new(0),
+        }
+    }
 }
 
 impl std::fmt::Debug for Drain {
@@ -36,18 +68,49 @@ impl Drain {
     /// Start draining and wake every waiter.
     pub fn start(&self) {
         self.draining.set(true);
-        for w in self.slots.borrow_mut().iter_mut() {
-            if let Some(w) = w.take() {
+        for s in self.slots.borrow_mut().iter_mut().flatten() {
+            if let Some(w) = s.waker.take() {
                 w.wake();
             }
         }
     }
 
-    /// A registration that can be polled from inside another future's poll (see [`Waiter::poll`]).
+    /// Advance the coarse clock and wake every waiter whose deadline has passed. Called by the
+    /// worker every [`TICK`].
+    pub fn tick(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.now_ms.set(now);
+        for s in self.slots.borrow_mut().iter_mut().flatten() {
+            if s.deadline <= now {
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// A registration that can be polled from inside another future's poll (see
+    /// [`Waiter::poll_drain`]); it never times out.
     pub fn waiter(&self) -> Waiter<'_> {
         Waiter {
             drain: self,
             slot: None,
+            deadline: u64::MAX,
+        }
+    }
+
+    /// A registration that also ends `timeout` from now on the coarse clock (see
+    /// [`Waiter::poll_idle`]); rounded to the nearest tick.
+    pub fn waiter_for(&self, timeout: Duration) -> Waiter<'_> {
+        let half_tick = TICK.as_millis() as u64 / 2;
+        let deadline = self
+            .now_ms
+            .get()
+            .saturating_add(timeout.as_millis() as u64 + half_tick);
+        Waiter {
+            drain: self,
+            slot: None,
+            deadline,
         }
     }
 
@@ -75,32 +138,59 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// One waiter's slot in the drain's waker list, released on drop.
+/// Why an idle wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleEnd {
+    Drained,
+    TimedOut,
+}
+
+/// One waiter's slot in the drain's waiter list, released on drop.
 pub struct Waiter<'a> {
     drain: &'a Drain,
     slot: Option<usize>,
+    deadline: u64,
 }
 
 impl Waiter<'_> {
     /// Ready once draining has started; otherwise remembers the waker.
     pub fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.poll_idle(cx) {
+            Poll::Ready(IdleEnd::Drained) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Ready once draining has started or the deadline has passed; otherwise remembers the waker.
+    pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<IdleEnd> {
         if self.drain.draining.get() {
-            return Poll::Ready(());
+            return Poll::Ready(IdleEnd::Drained);
+        }
+        if self.deadline <= self.drain.now_ms.get() {
+            return Poll::Ready(IdleEnd::TimedOut);
         }
         let mut slots = self.drain.slots.borrow_mut();
-        match self.slot {
-            Some(i) => match &mut slots[i] {
+        match self
+            .slot
+            .and_then(|i| slots.get_mut(i))
+            .and_then(|s| s.as_mut())
+        {
+            Some(s) => match &s.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
-                s => *s = Some(cx.waker().clone()),
+                _ => s.waker = Some(cx.waker().clone()),
             },
             None => {
+                let slot = Slot {
+                    waker: Some(cx.waker().clone()),
+                    deadline: self.deadline,
+                };
                 let i = match self.drain.free.borrow_mut().pop() {
                     Some(i) => {
-                        slots[i] = Some(cx.waker().clone());
+                        slots[i] = Some(slot);
                         i
                     }
                     None => {
-                        slots.push(Some(cx.waker().clone()));
+                        slots.push(Some(slot));
                         slots.len() - 1
                     }
                 };

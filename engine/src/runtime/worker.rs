@@ -167,6 +167,17 @@ async fn serve(start: Start) {
         })
         .detach();
     }
+    {
+        let w = Rc::clone(&worker);
+        compio::runtime::spawn(async move {
+            while !w.drain.is_draining() {
+                let tick = std::pin::pin!(compio::time::sleep(crate::runtime::drain::TICK));
+                let _ = futures_util::future::select(tick, w.drain.wait()).await;
+                w.drain.tick();
+            }
+        })
+        .detach();
+    }
     let _ = start.ready.send(Ok(start.id));
 
     // Wait for the control thread.
