@@ -46,17 +46,28 @@ pub struct RunArgs {
     pub log_level: String,
 }
 
-fn init_logs(level: &str) {
+/// Set up logging to stderr; the returned handle changes the filter at run time (the admin
+/// server's `POST /logging`).
+fn init_logs(level: &str) -> Option<crate::admin::LogReload> {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Colours only on a terminal: a log redirected to a file gets no escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .ok()?;
+    Some(crate::admin::LogReload::new(move |level: &str| {
+        let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    }))
 }
 
 /// Entry point of the `ringway` binary.
@@ -83,7 +94,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    init_logs(&args.log_level);
+    let log_reload = init_logs(&args.log_level);
     let Some(path) = args.config else {
         eprintln!("ringway: no config file given (use -c FILE; `ringway --help` for more)");
         return ExitCode::from(2);
@@ -101,6 +112,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let opts = runtime::RunOptions {
         workers: args.workers,
+        log_reload,
     };
     let res = runtime::run(cfg, &opts, |name, addr| {
         // Machine-readable: tests and scripts read the bound address (port 0 picks one).

@@ -13,7 +13,13 @@
 //! with [`http::h1`] → [`router`] picks a route → [`upstream`] picks an endpoint and a pooled
 //! connection → the response flows back through [`http::body`]. Local replies and their reasons
 //! live in [`error`].
+//!
+//! Beside the path: [`stats`] (per-worker single-writer counter blocks and histograms, merged by
+//! an aggregator on the control side) and [`admin`] (the admin HTTP server, on its own threads,
+//! which reads the stats and talks to workers over their control channels).
 
+pub mod access_log;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -22,4 +28,5 @@ pub mod io;
 pub mod listener;
 pub mod router;
 pub mod runtime;
+pub mod stats;
 pub mod upstream;

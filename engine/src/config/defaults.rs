@@ -7,6 +7,8 @@ use super::model::LbPolicy;
 
 /// `drain_timeout`: how long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// `stats_flush_interval`: how often workers ship histograms to the aggregator.
+pub const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Highest `workers` count accepted (a typo guard, not a tuning knob).
 pub const MAX_WORKERS: u64 = 1024;
 

@@ -108,6 +108,7 @@ pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, Conf
     };
 
     let mut problems = Problems::default();
+    let document = std::sync::Arc::new(value.clone());
     let spec = decode::decode::<schema::ConfigSpec>(value);
     for problem in &spec.problems {
         problems.push(problem.clone());
@@ -116,7 +117,10 @@ pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, Conf
         .value
         .map(|spec| validate::validate(spec, source, &mut problems));
     match config {
-        Some(config) if problems.is_empty() => Ok(config),
+        Some(mut config) if problems.is_empty() => {
+            config.document = Some(document);
+            Ok(config)
+        }
         _ => {
             if problems.is_empty() {
                 problems.value(

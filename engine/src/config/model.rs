@@ -20,6 +20,18 @@ pub struct Config {
     pub clusters: Vec<Cluster>,
     /// Where it came from (path), for messages.
     pub source: String,
+    /// How often workers ship histograms to the stats aggregator (default 5s).
+    pub stats_flush_interval: Duration,
+    /// The admin server, if configured.
+    pub admin: Option<Admin>,
+    /// The document as parsed (before defaults), for the admin `/config_dump`.
+    pub document: Option<std::sync::Arc<serde_json::Value>>,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub address: SocketAddr,
 }
 
 pub type ClusterId = usize;
@@ -50,6 +62,25 @@ pub struct HttpConnManager {
     pub request_body_timeout: Duration,
     /// Generate `x-request-id` when absent (default true).
     pub generate_request_id: bool,
+    /// Access logs written for every request (empty: none, and no cost).
+    pub access_log: Vec<AccessLog>,
+}
+
+/// One access log of a connection manager.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub path: AccessLogPath,
+    /// Index of the destination among all the config's distinct destinations (two logs on the
+    /// same path share one; see `access_log::destinations`).
+    pub file: usize,
+    pub format: std::sync::Arc<crate::access_log::Format>,
+}
+
+/// Where an access log's lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AccessLogPath {
+    Stdout,
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,18 @@ pub struct ConfigSpec {
     /// The upstream clusters routes may name (default none).
     #[serde(default)]
     pub clusters: Vec<Item<ClusterSpec>>,
+    /// How often workers ship their histograms to the stats aggregator (default `5s`).
+    pub stats_flush_interval: Option<Dur>,
+    /// The admin HTTP server (stats, readiness, drain); off unless configured.
+    pub admin: Option<AdminSpec>,
+}
+
+/// `admin: {address: 127.0.0.1:9901}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an admin map")]
+pub struct AdminSpec {
+    /// `IP:port` the admin server binds (keep it on loopback; port 0 picks a free port).
+    pub address: String,
 }
 
 /// `workers: auto` or `workers: 4`.
@@ -156,6 +168,22 @@ pub struct HcmSpec {
     pub request_body_timeout: Option<Dur>,
     /// Add an `x-request-id` header when the request has none (default `true`).
     pub generate_request_id: Option<bool>,
+    /// Access logs: one line per request to each (default none).
+    #[serde(default)]
+    pub access_log: Vec<Item<AccessLogSpec>>,
+}
+
+/// One access log: where lines go and their format (`format` or `json_format`; neither: Envoy's
+/// default text format).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an access log map")]
+pub struct AccessLogSpec {
+    /// A file (opened for appending, created if missing) or `stdout`.
+    pub path: String,
+    /// A text format with `%COMMAND%`s; a newline is added when it does not end with one.
+    pub format: Option<String>,
+    /// One JSON object per line: each key's value is a format string.
+    pub json_format: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A set of domains and the routes for them.

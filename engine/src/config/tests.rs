@@ -153,10 +153,11 @@ fn every_error_is_reported_one_per_line_sorted_by_line() {
 
 #[test]
 fn unknown_keys_are_rejected_with_path_and_line() {
-    let text = format!("admin: {{ address: 127.0.0.1:9901 }}\n{BASE}");
+    let text = format!("tracing: {{ provider: x }}\n{BASE}");
     assert_error(
         &text,
-        "admin: unknown key, expected one of `workers`, `drain_timeout`, `listeners`, `clusters` (line 1)",
+        "tracing: unknown key, expected one of `workers`, `drain_timeout`, `listeners`, `clusters`, \
+         `stats_flush_interval`, `admin` (line 1)",
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),

@@ -73,11 +73,26 @@ fn chunk_header(len: usize) -> Piece {
 /// of body bytes moved.
 pub async fn pump(
     src: &Conn,
+    initial: BytesMut,
+    dst: &Conn,
+    framing: BodyFraming,
+    chunked_out: bool,
+    timeout: Option<Duration>,
+) -> Result<(BytesMut, u64), PumpError> {
+    let progress = std::cell::Cell::new(0);
+    pump_counting(src, initial, dst, framing, chunked_out, timeout, &progress).await
+}
+
+/// [`pump`], also keeping `progress` at the number of body bytes written to `dst` so far, so a
+/// caller still knows how much went through when the body breaks off (access logs).
+pub async fn pump_counting(
+    src: &Conn,
     mut initial: BytesMut,
     dst: &Conn,
     framing: BodyFraming,
     chunked_out: bool,
     timeout: Option<Duration>,
+    progress: &std::cell::Cell<u64>,
 ) -> Result<(BytesMut, u64), PumpError> {
     match framing {
         BodyFraming::None => Ok((initial, 0)),
@@ -99,6 +114,7 @@ pub async fn pump(
                     v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
                 }
                 write(dst, v).await?;
+                progress.set(n - left);
             }
             while left > 0 {
                 let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
@@ -127,6 +143,7 @@ pub async fn pump(
                     }
                 }
                 write(dst, v).await?;
+                progress.set(n - left);
                 if left == 0 {
                     return Ok((rest, n));
                 }
@@ -166,6 +183,7 @@ pub async fn pump(
                     v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
                 }
                 write(dst, v).await?;
+                progress.set(moved);
                 if ended {
                     return Ok((input, moved));
                 }
@@ -184,6 +202,7 @@ pub async fn pump(
                     vec![part]
                 };
                 write(dst, v).await?;
+                progress.set(moved);
             }
             loop {
                 match read_src(src, timeout).await {
@@ -199,6 +218,7 @@ pub async fn pump(
                             vec![Piece::read(buf)]
                         };
                         write(dst, v).await?;
+                        progress.set(moved);
                     }
                     // Connection close ends the body (a reset does too: nothing tells them apart
                     // reliably on the wire for close-delimited bodies).

@@ -35,7 +35,8 @@ use crate::{
     },
     io::{Conn, PostedRead, ReadBuf},
     listener::ListenerCtx,
-    runtime::worker::{Counters, Worker},
+    runtime::worker::Worker,
+    stats,
     upstream::ActiveRq,
 };
 
@@ -88,7 +89,7 @@ struct Downstream {
 /// Serve one downstream connection until it closes.
 pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worker>) {
     let _live = w.drain.track();
-    Counters::inc(&w.counters.downstream_cx_total);
+    let _cx = w.stats.downstream_cx(l.index);
     let mut d = Downstream {
         conn,
         peer,
@@ -96,6 +97,7 @@ pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worke
         si: StreamInfo::default(),
     };
     loop {
+        d.si.downstream_remote = Some(d.peer);
         let next = exchange(&mut d, &l, &w).await;
         if d.si.seen {
             w.stream_done(&l, &d.si);
@@ -227,7 +229,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
             d.pending.extend_from_slice(&buf);
         }
     };
-    Counters::inc(&w.counters.downstream_rq_total);
+    w.stats.downstream_rq(l.index);
 
     match plan {
         Plan::Local {
@@ -375,7 +377,9 @@ fn plan(
                 .map(|rw| rewrite_path(&route.matcher.path, path, rw));
             let mut idbuf = [0u8; 36];
             let request_id = if l.http.generate_request_id {
-                w.request_ids.next(&mut idbuf)
+                w.request_ids.next(&mut idbuf);
+                si.generated_request_id = Some(idbuf);
+                std::str::from_utf8(&idbuf).unwrap_or("")
             } else {
                 ""
             };
@@ -450,6 +454,7 @@ async fn reply_error(d: &mut Downstream, e: h1::ParseError) -> Next {
     );
     d.si.status = status;
     d.si.downstream_reset = true;
+    d.si.protocol_error = Some(e.reason());
     let _ = d.conn.write_all(out).await;
     d.si.t_last_byte = Some(Instant::now());
     Next::Close
@@ -535,7 +540,8 @@ async fn forward(
         return local(d, w, Some(info), LocalReason::NoHealthyUpstream, close).await;
     };
     let _active = ActiveRq::new(ep);
-    Counters::inc(&w.counters.upstream_rq_total);
+    w.stats.upstream_rq(cluster_id, ep.index);
+    let cstats = w.stats.cluster(cluster_id);
     d.si.cluster = Some(cluster_id);
     d.si.upstream = Some(ep.address);
 
@@ -563,16 +569,22 @@ async fn forward(
         d.si.retried = attempt > 1;
         let (up, posted, reused) = match pooled {
             Some((c, r)) => {
-                Counters::inc(&w.counters.upstream_cx_pool_reuse);
+                if let Some(c) = cstats {
+                    stats::inc(&c.upstream_cx_pool_reuse);
+                }
                 (c, Some(r), true)
             }
             None => match Conn::connect(ep.address, cluster.connect_timeout).await {
                 Ok(c) => {
-                    Counters::inc(&w.counters.upstream_cx_total);
+                    if let Some(c) = cstats {
+                        stats::inc(&c.upstream_cx_total);
+                    }
                     (Rc::new(c), None, false)
                 }
                 Err(e) => {
-                    Counters::inc(&w.counters.upstream_cx_connect_fail);
+                    if let Some(c) = cstats {
+                        stats::inc(&c.upstream_cx_connect_fail);
+                    }
                     tracing::debug!(cluster = %cluster.name, endpoint = %ep.address, error = %e, "connect failed");
                     let keep = buffered.is_some();
                     return local(d, w, Some(info), LocalReason::ConnectFailure, !keep).await;
@@ -604,16 +616,19 @@ async fn forward(
                 } else {
                     let initial = std::mem::take(&mut d.pending);
                     let chunked_out = matches!(info.framing, BodyFraming::Chunked);
-                    match body::pump(
+                    let received = std::cell::Cell::new(0);
+                    let pumped = body::pump_counting(
                         &d.conn,
                         initial,
                         &up,
                         info.framing,
                         chunked_out,
                         Some(l.http.request_body_timeout),
+                        &received,
                     )
-                    .await
-                    {
+                    .await;
+                    d.si.bytes_received = received.get();
+                    match pumped {
                         Ok((rest, moved)) => {
                             d.pending = rest;
                             d.si.bytes_received = moved;
@@ -641,7 +656,9 @@ async fn forward(
         };
         if !sent {
             if reused && replayable && attempt == 1 {
-                Counters::inc(&w.counters.upstream_rq_retry);
+                if let Some(c) = cstats {
+                    stats::inc(&c.upstream_rq_retry);
+                }
                 continue;
             }
             return local(
@@ -666,7 +683,9 @@ async fn forward(
             }
             FirstRead::Reset => {
                 if reused && replayable && attempt == 1 {
-                    Counters::inc(&w.counters.upstream_rq_retry);
+                    if let Some(c) = cstats {
+                        stats::inc(&c.upstream_rq_retry);
+                    }
                     continue;
                 }
                 return local(d, w, Some(info), LocalReason::UpstreamReset, false).await;
@@ -864,8 +883,19 @@ async fn respond(
         d.si.downstream_reset = true;
         return Next::Close;
     }
-    let pumped = body::pump(up, initial, &d.conn, framing_in, chunked_out, timeout).await;
+    let sent = std::cell::Cell::new(0);
+    let pumped = body::pump_counting(
+        up,
+        initial,
+        &d.conn,
+        framing_in,
+        chunked_out,
+        timeout,
+        &sent,
+    )
+    .await;
     d.si.t_last_byte = Some(Instant::now());
+    d.si.bytes_sent = sent.get();
     match pumped {
         Ok((rest, moved)) => {
             d.si.bytes_sent = moved;

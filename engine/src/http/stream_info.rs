@@ -99,6 +99,13 @@ pub struct StreamInfo {
     /// The request head as received, captured only when an observer (access log) asks for
     /// request headers.
     pub request_head: Option<Bytes>,
+    /// The client's address.
+    pub downstream_remote: Option<SocketAddr>,
+    /// The `x-request-id` ringway generated for this request (used only when the request had
+    /// none).
+    pub generated_request_id: Option<[u8; 36]>,
+    /// The request was malformed: the `x-ringway-reason` of the 4xx/5xx sent (e.g. `bad_request`).
+    pub protocol_error: Option<&'static str>,
 }
 
 impl StreamInfo {

@@ -98,6 +98,8 @@ pub fn bind_group(
 /// What a worker's connections need from their listener: its settings and its own route table.
 pub struct ListenerCtx {
     pub name: String,
+    /// Position in `Config::listeners`: the index of this listener's stats (set by the worker).
+    pub index: usize,
     pub http: config::HttpConnManager,
     pub routes: RouteTable,
     pub limits: h1::Limits,
@@ -109,13 +111,18 @@ impl ListenerCtx {
     pub fn new(l: &config::Listener) -> Self {
         ListenerCtx {
             name: l.name.clone(),
+            index: 0,
             routes: RouteTable::new(&l.http),
             limits: h1::Limits {
                 max_head_bytes: l.http.max_request_headers_bytes,
                 max_uri_bytes: l.http.max_uri_bytes,
             },
             http: l.http.clone(),
-            capture_request_head: false,
+            capture_request_head: l
+                .http
+                .access_log
+                .iter()
+                .any(|a| a.format.needs_request_head()),
         }
     }
 }

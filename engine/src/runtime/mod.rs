@@ -5,6 +5,12 @@
 //! workers with an immutable `Arc<Config>` snapshot, and waits for signals. SIGINT/SIGTERM: it
 //! tells every worker to drain (stop accepting, close idle keep-alives, finish in-flight requests
 //! within `drain_timeout`) and exits once they have. Workers never call back into it.
+//!
+//! It also owns the stats side: one [`WorkerStats`](crate::stats::WorkerStats) block per worker
+//! (handed to the worker, read here), the [`Aggregator`](crate::stats::aggregate::Aggregator)
+//! that merges the workers' histograms every `stats_flush_interval` (a small `ringway-stats`
+//! thread), and, when `admin` is configured, the [admin server](crate::admin), which talks to the
+//! workers over the same control channels (`FlushStats`, `DrainListeners`).
 
 pub mod drain;
 pub mod ring;
@@ -12,24 +18,38 @@ pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread};
 
-use crate::{config::Config, listener};
+use crate::{admin, config::Config, listener, stats};
 
-/// Messages from the control thread to a worker.
+/// Messages from the control thread (or the admin server) to a worker.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
+    /// Drain and stop: the worker thread ends.
     Shutdown,
+    /// Ship the current interval's histograms to the stats aggregator now, tagged `seq`.
+    FlushStats { seq: u64 },
+    /// Stop accepting and drain connections, but keep the worker (and the process) running.
+    DrainListeners,
 }
 
 /// Options from the command line that override the config.
 #[derive(Debug, Default, Clone)]
 pub struct RunOptions {
     pub workers: Option<usize>,
+    /// Changes the log level at run time (the admin server's `POST /logging`).
+    pub log_reload: Option<crate::admin::LogReload>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Bind(#[from] listener::BindError),
+    #[error("admin server: cannot bind {addr}: {source}")]
+    AdminBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    AccessLog(#[from] crate::access_log::OpenError),
     #[error("a worker failed to start: {0}")]
     Worker(String),
     #[error("cannot start worker thread: {0}")]
@@ -80,15 +100,43 @@ pub fn run(
 
     // Bind every listener's socket group first.
     let mut per_listener = Vec::new();
+    let mut bound_addrs = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
         let group = listener::bind_group(&l.name, l.address, l.backlog, n)?;
+        let mut bound = l.address;
         if let Some(first) = group.first() {
             if let Ok(addr) = first.local_addr() {
                 on_bound(&l.name, addr);
+                bound = addr;
             }
         }
+        bound_addrs.push(bound);
         per_listener.push(group);
     }
+    let admin_listener =
+        match &cfg.admin {
+            Some(a) => Some(std::net::TcpListener::bind(a.address).map_err(|source| {
+                RunError::AdminBind {
+                    addr: a.address,
+                    source,
+                }
+            })?),
+            None => None,
+        };
+
+    // Stats: one block per worker (shared with the aggregator), one channel for histograms.
+    let worker_stats: Vec<Arc<stats::WorkerStats>> = (0..n)
+        .map(|id| Arc::new(stats::WorkerStats::new(id, &cfg)))
+        .collect();
+    let (hist_tx, hist_rx) = flume::unbounded();
+    let aggregator = Arc::new(stats::aggregate::Aggregator::new(
+        Arc::clone(&cfg),
+        bound_addrs,
+        worker_stats.clone(),
+        hist_rx,
+    ));
+    // The access-log writer thread (opens the files now, so a bad path fails the start).
+    let access_log = crate::access_log::Writer::start(&cfg)?;
     // Re-slice: worker i gets socket i of every listener.
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
     for group in per_listener {
@@ -116,6 +164,9 @@ pub fn run(
             sockets,
             control: rx,
             ready: ready_tx.clone(),
+            stats: Arc::clone(&worker_stats[id]),
+            hist_tx: hist_tx.clone(),
+            access_log: access_log.as_ref().map(|w| w.sink()),
         };
         let h = thread::Builder::new()
             .name(format!("ringway-w{id}"))
@@ -124,6 +175,27 @@ pub fn run(
         handles.push(h);
     }
     drop(ready_tx);
+    drop(hist_tx);
+    let admin = Arc::new(admin::Shared::new(
+        Arc::clone(&cfg),
+        Arc::clone(&aggregator),
+        controls.clone(),
+        opts.log_reload.clone(),
+    ));
+    if let Some(l) = admin_listener {
+        admin::start(l, Arc::clone(&admin));
+    }
+    // Merge the workers' histograms every stats_flush_interval, whether or not anyone reads them.
+    {
+        let agg = Arc::clone(&aggregator);
+        let every = cfg.stats_flush_interval;
+        let _ = thread::Builder::new()
+            .name("ringway-stats".into())
+            .spawn(move || loop {
+                thread::sleep(every);
+                agg.merge_pending();
+            });
+    }
 
     let stop_all = |controls: &[flume::Sender<Control>]| {
         for c in controls {
@@ -144,6 +216,7 @@ pub fn run(
             return Err(RunError::Worker(msg));
         }
     }
+    admin.set_serving();
     tracing::info!(
         workers = n,
         listeners = cfg.listeners.len(),
@@ -162,9 +235,14 @@ pub fn run(
         tracing::info!(signal = sig, drain_timeout = ?cfg.drain_timeout, "shutting down: draining workers");
         break;
     }
+    admin.set_draining();
     stop_all(&controls);
     for h in handles {
         let _ = h.join();
+    }
+    // The workers have shipped their last access-log lines: write, fsync, stop the writer.
+    if let Some(w) = access_log {
+        w.finish();
     }
     Ok(())
 }

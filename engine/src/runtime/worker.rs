@@ -1,7 +1,9 @@
 //! One worker: a thread pinned to a core, running its own compio (io_uring) runtime, its own
-//! listener sockets, connections, route tables, cluster views, pools and counters. Nothing here is
-//! shared with another worker; the only cross-thread traffic is the control channel (shutdown)
-//! and the immutable config snapshot it was built from.
+//! listener sockets, connections, route tables, cluster views, pools and stats. Nothing here is
+//! shared with another worker; the only cross-thread traffic is the control channel (shutdown,
+//! stats flush requests, drain), the immutable config snapshot it was built from, and its stats:
+//! an `Arc<WorkerStats>` block it alone writes and the control thread reads, and the histogram
+//! batches it ships to the aggregator (see [`crate::stats`]).
 
 use std::{
     cell::Cell,
@@ -16,27 +18,9 @@ use crate::{
     http::stream_info::StreamInfo,
     listener::{accept_loop, ListenerCtx},
     runtime::{drain::Drain, ring, Control},
+    stats::{self, HistBatch, WorkerHistograms, WorkerStats},
     upstream::ClusterManager,
 };
-
-/// Per-worker counters (single writer; the stats issue turns these into an aggregated block).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub downstream_cx_total: Cell<u64>,
-    pub downstream_rq_total: Cell<u64>,
-    pub upstream_cx_total: Cell<u64>,
-    pub upstream_cx_connect_fail: Cell<u64>,
-    pub upstream_rq_total: Cell<u64>,
-    pub upstream_cx_pool_reuse: Cell<u64>,
-    pub upstream_rq_retry: Cell<u64>,
-}
-
-impl Counters {
-    #[inline]
-    pub fn inc(c: &Cell<u64>) {
-        c.set(c.get() + 1);
-    }
-}
 
 /// Generates `x-request-id` values: a per-worker random prefix and a counter, UUID-shaped.
 #[derive(Debug)]
@@ -92,8 +76,13 @@ pub struct Worker {
     pub config: Arc<Config>,
     pub clusters: ClusterManager,
     pub drain: Drain,
-    pub counters: Counters,
+    /// Counters and gauges: written only here, read by the control thread.
+    pub stats: Arc<WorkerStats>,
+    /// Latency histograms of the current interval (shipped to the aggregator).
+    pub hists: WorkerHistograms,
     pub request_ids: RequestIds,
+    /// This worker's access-log buffers (empty and idle when no access log is configured).
+    pub access_log: crate::access_log::WorkerLog,
 }
 
 impl std::fmt::Debug for Worker {
@@ -106,7 +95,16 @@ impl Worker {
     /// One request's exchange ended (response sent, or the proxy answered, or it failed):
     /// the observers (stats, access logs, tracing) read its record here, on the worker.
     pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
-        let _ = (l, si);
+        self.stats.stream_done(l.index, si);
+        self.hists.stream_done(l.index, si);
+        let logs = &l.http.access_log;
+        if !logs.is_empty() {
+            let cluster = si
+                .cluster
+                .and_then(|c| self.config.clusters.get(c))
+                .map(|c| c.name.as_str());
+            self.access_log.log(logs, si, cluster);
+        }
     }
 }
 
@@ -119,6 +117,12 @@ pub struct Start {
     pub sockets: Vec<StdListener>,
     pub control: flume::Receiver<Control>,
     pub ready: flume::Sender<Result<usize, String>>,
+    /// This worker's stats block (the aggregator holds the other `Arc`).
+    pub stats: Arc<WorkerStats>,
+    /// Where interval histograms go.
+    pub hist_tx: flume::Sender<HistBatch>,
+    /// Where access-log buffers go (`None`: no access log configured).
+    pub access_log: Option<crate::access_log::Sink>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -145,14 +149,26 @@ pub fn run(start: Start) {
 async fn serve(start: Start) {
     let worker = Rc::new(Worker {
         id: start.id,
-        clusters: ClusterManager::new(&start.config, start.id),
+        clusters: ClusterManager::new(&start.config, start.id, &start.stats),
         config: Arc::clone(&start.config),
         drain: Drain::default(),
-        counters: Counters::default(),
+        hists: WorkerHistograms::new(&start.config),
+        stats: start.stats,
         request_ids: RequestIds::new(start.id),
+        access_log: crate::access_log::WorkerLog::new(
+            start.access_log.clone(),
+            crate::access_log::destinations(&start.config).len(),
+        ),
     });
-    for (sock, l) in start.sockets.into_iter().zip(start.config.listeners.iter()) {
-        let ctx = Rc::new(ListenerCtx::new(l));
+    for (index, (sock, l)) in start
+        .sockets
+        .into_iter()
+        .zip(start.config.listeners.iter())
+        .enumerate()
+    {
+        let mut ctx = ListenerCtx::new(l);
+        ctx.index = index;
+        let ctx = Rc::new(ctx);
         compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(&worker))).detach();
     }
     // Age out idle upstream connections (and those the upstream closed) once a second.
@@ -167,6 +183,37 @@ async fn serve(start: Start) {
         })
         .detach();
     }
+    // Ship the interval's histograms every stats_flush_interval.
+    {
+        let w = Rc::clone(&worker);
+        let tx = start.hist_tx.clone();
+        let every = worker.config.stats_flush_interval;
+        compio::runtime::spawn(async move {
+            loop {
+                compio::time::sleep(every).await;
+                if let Some(hists) = w.hists.take() {
+                    let _ = tx.send(HistBatch {
+                        worker: w.id,
+                        seq: 0,
+                        hists,
+                    });
+                }
+            }
+        })
+        .detach();
+    }
+    // Ship access-log lines at least every FLUSH_INTERVAL (full buffers go at once).
+    if worker.access_log.enabled() {
+        let w = Rc::clone(&worker);
+        compio::runtime::spawn(async move {
+            loop {
+                compio::time::sleep(crate::access_log::FLUSH_INTERVAL).await;
+                w.access_log.flush(false);
+            }
+        })
+        .detach();
+    }
+    // The coarse clock behind idle keep-alive timeouts (see `drain::TICK`).
     {
         let w = Rc::clone(&worker);
         compio::runtime::spawn(async move {
@@ -180,9 +227,26 @@ async fn serve(start: Start) {
     }
     let _ = start.ready.send(Ok(start.id));
 
-    // Wait for the control thread.
-    // Any message (today only Shutdown), or the control thread going away, ends serving.
-    let _: Result<Control, _> = start.control.recv_async().await;
+    // Serve until the control thread says Shutdown (or goes away).
+    loop {
+        match start.control.recv_async().await {
+            Ok(Control::FlushStats { seq }) => {
+                // Always answer, even with nothing recorded: the aggregator counts replies.
+                let hists = worker.hists.take().unwrap_or_default();
+                let _ = start.hist_tx.send(HistBatch {
+                    worker: worker.id,
+                    seq,
+                    hists,
+                });
+            }
+            Ok(Control::DrainListeners) => {
+                tracing::info!(worker = worker.id, "draining listeners (admin request)");
+                worker.drain.start();
+                worker.clusters.clear();
+            }
+            Ok(Control::Shutdown) | Err(_) => break,
+        }
+    }
 
     // Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
     // requests finish within drain_timeout.
@@ -192,15 +256,18 @@ async fn serve(start: Start) {
     while worker.drain.active() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
-    let c = &worker.counters;
+    // Every line logged so far goes to the writer before this thread ends.
+    worker.access_log.flush(true);
+    let c = &worker.stats;
+    let sum = |f: fn(&crate::stats::ClusterStats) -> u64| c.clusters.iter().map(f).sum::<u64>();
     tracing::info!(
         worker = worker.id,
         left_in_flight = worker.drain.active(),
-        downstream_cx_total = c.downstream_cx_total.get(),
-        downstream_rq_total = c.downstream_rq_total.get(),
-        upstream_cx_total = c.upstream_cx_total.get(),
-        upstream_rq_total = c.upstream_rq_total.get(),
-        upstream_cx_pool_reuse = c.upstream_cx_pool_reuse.get(),
+        downstream_cx_total = stats::get(&c.downstream_cx_total),
+        downstream_rq_total = stats::get(&c.downstream_rq_total),
+        upstream_cx_total = sum(|s| stats::get(&s.upstream_cx_total)),
+        upstream_rq_total = stats::get(&c.upstream_rq_total),
+        upstream_cx_pool_reuse = sum(|s| stats::get(&s.upstream_cx_pool_reuse)),
         "worker stopped"
     );
 }

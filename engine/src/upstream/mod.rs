@@ -8,9 +8,12 @@
 pub mod lb;
 pub mod pool;
 
-use std::{cell::Cell, net::SocketAddr, time::Duration};
+use std::{cell::Cell, net::SocketAddr, sync::Arc, time::Duration};
 
-use crate::config::{Cluster, Config};
+use crate::{
+    config::{Cluster, Config},
+    stats::{self, EndpointStats, WorkerStats},
+};
 
 pub use pool::Pool;
 
@@ -18,9 +21,13 @@ pub use pool::Pool;
 pub struct EndpointView {
     pub address: SocketAddr,
     pub weight: u32,
+    /// Position in the cluster's endpoint list (stats index).
+    pub index: usize,
     /// Requests in flight from this worker.
     pub active_rq: Cell<u32>,
     pub pool: Pool,
+    /// This worker's gauges for the endpoint (shared with the control thread for `/clusters`).
+    pub stats: Arc<EndpointStats>,
 }
 
 #[derive(Debug)]
@@ -34,7 +41,7 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    fn new(c: &Cluster, seed: u64) -> Self {
+    fn new(c: &Cluster, seed: u64, stats: Option<&stats::ClusterStats>) -> Self {
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         ClusterView {
             name: c.name.clone(),
@@ -44,11 +51,20 @@ impl ClusterView {
             endpoints: c
                 .endpoints
                 .iter()
-                .map(|e| EndpointView {
-                    address: e.address,
-                    weight: e.weight,
-                    active_rq: Cell::new(0),
-                    pool: Pool::default(),
+                .enumerate()
+                .map(|(i, e)| {
+                    let stats = stats
+                        .and_then(|s| s.endpoints.get(i))
+                        .cloned()
+                        .unwrap_or_default();
+                    EndpointView {
+                        address: e.address,
+                        weight: e.weight,
+                        index: i,
+                        active_rq: Cell::new(0),
+                        pool: Pool::with_stats(Arc::clone(&stats)),
+                        stats,
+                    }
                 })
                 .collect(),
             lb: lb::Balancer::new(c.lb_policy, &weights, seed),
@@ -71,6 +87,7 @@ pub struct ActiveRq<'a>(&'a EndpointView);
 impl<'a> ActiveRq<'a> {
     pub fn new(e: &'a EndpointView) -> Self {
         e.active_rq.set(e.active_rq.get() + 1);
+        stats::inc(&e.stats.rq_active);
         ActiveRq(e)
     }
 }
@@ -80,6 +97,7 @@ impl Drop for ActiveRq<'_> {
         self.0
             .active_rq
             .set(self.0.active_rq.get().saturating_sub(1));
+        stats::dec(&self.0.stats.rq_active);
     }
 }
 
@@ -90,7 +108,8 @@ pub struct ClusterManager {
 }
 
 impl ClusterManager {
-    pub fn new(cfg: &Config, worker: usize) -> Self {
+    /// The worker's views, wired to its stats block (`stats` is shaped after the same config).
+    pub fn new(cfg: &Config, worker: usize, stats: &WorkerStats) -> Self {
         ClusterManager {
             clusters: cfg
                 .clusters
@@ -100,6 +119,7 @@ impl ClusterManager {
                     ClusterView::new(
                         c,
                         0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64,
+                        stats.cluster(i),
                     )
                 })
                 .collect(),

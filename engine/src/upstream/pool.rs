@@ -7,9 +7,12 @@
 //! connection leaves with its posted read, which then carries the response: no extra operation
 //! per request. LIFO, so the warmest connection is reused and the rest can age out.
 
-use std::{cell::RefCell, rc::Rc, time::Instant};
+use std::{cell::RefCell, rc::Rc, sync::Arc, time::Instant};
 
-use crate::io::{poll_now, Conn, PostedRead};
+use crate::{
+    io::{poll_now, Conn, PostedRead},
+    stats::EndpointStats,
+};
 
 pub struct Idle {
     pub conn: Rc<Conn>,
@@ -20,6 +23,8 @@ pub struct Idle {
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<Vec<Idle>>,
+    /// Publishes the idle count (`cx_idle` gauge) after every change.
+    stats: Arc<EndpointStats>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -29,6 +34,21 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A pool that publishes its idle count into `stats.cx_idle`.
+    pub fn with_stats(stats: Arc<EndpointStats>) -> Self {
+        Pool {
+            idle: RefCell::default(),
+            stats,
+        }
+    }
+
+    #[inline]
+    fn publish(&self, idle: usize) {
+        self.stats
+            .cx_idle
+            .store(idle as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A live idle connection, or `None`. Connections idle longer than `max_idle_age` or closed by
     /// the upstream are dropped on the way.
     pub fn checkout(&self, max_idle_age: std::time::Duration) -> Option<(Rc<Conn>, PostedRead)> {
@@ -41,8 +61,10 @@ impl Pool {
                 // EOF, error, or unsolicited bytes while idle: unusable.
                 continue;
             }
+            self.publish(idle.len());
             return Some((c.conn, c.read));
         }
+        self.publish(0);
         None
     }
 
@@ -58,13 +80,14 @@ impl Pool {
             read,
             since: Instant::now(),
         });
+        self.publish(idle.len());
     }
 
     /// Drop idle connections that are too old or were closed by the upstream.
     pub fn sweep(&self, max_idle_age: std::time::Duration) {
-        self.idle
-            .borrow_mut()
-            .retain_mut(|c| c.since.elapsed() <= max_idle_age && poll_now(&mut c.read).is_none());
+        let mut idle = self.idle.borrow_mut();
+        idle.retain_mut(|c| c.since.elapsed() <= max_idle_age && poll_now(&mut c.read).is_none());
+        self.publish(idle.len());
     }
 
     pub fn idle_count(&self) -> usize {
@@ -73,5 +96,6 @@ impl Pool {
 
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
+        self.publish(0);
     }
 }

@@ -1106,3 +1106,164 @@ impl Client {
         self.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
     }
 }
+
+// --- Added for the admin_* and stats_* tests.
+
+impl Proxy {
+    /// Start like [`Proxy::start_args`] on a config with an `admin:` block (address
+    /// `127.0.0.1:0`), and return the admin server's bound address too (read from the
+    /// `ringway: admin bound to ADDR` line on stdout).
+    pub fn start_with_admin(yaml: &str, args: &[&str]) -> (Proxy, SocketAddr) {
+        let dir = scratch_dir();
+        let config_path = dir.join("ringway.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+        let stderr_path = dir.join("ringway.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+            .arg("run")
+            .arg("-c")
+            .arg(&config_path)
+            .args(args)
+            .arg("--log-level")
+            .arg(std::env::var("RINGWAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn ringway");
+        let stdout = line_reader(child.stdout.take().expect("stdout"));
+        let mut listeners = HashMap::new();
+        let mut first = None;
+        let mut admin = None;
+        let until = Instant::now() + WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match stdout.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("ringway: listener ") {
+                        let mut it = rest.split(" bound to ");
+                        if let (Some(name), Some(addr)) = (it.next(), it.next()) {
+                            let addr: SocketAddr = addr.trim().parse().expect("bound address");
+                            first.get_or_insert(addr);
+                            listeners.insert(name.to_string(), addr);
+                        }
+                    } else if let Some(rest) = line.strip_prefix("ringway: admin bound to ") {
+                        admin = Some(rest.trim().parse::<SocketAddr>().expect("admin address"));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = wait_bounded(&mut child, Duration::from_secs(2));
+                    panic!(
+                        "ringway exited at start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if first.is_some() && admin.is_some() && log.contains("ringway serving") {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("ringway exited at start ({st}): {log}");
+            }
+            assert!(
+                Instant::now() < until,
+                "ringway did not start within {WAIT:?}: {log}"
+            );
+        }
+        let proxy = Proxy {
+            child: Some(child),
+            addr: first.expect("a listener"),
+            listeners,
+            config_path,
+            stderr_path,
+            stdout,
+        };
+        (proxy, admin.expect("admin address"))
+    }
+}
+
+/// `simple_config` plus `admin: {address: 127.0.0.1:0}` and extra top-level keys.
+pub fn admin_config(cluster_addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "admin:\n  address: 127.0.0.1:0\n{extra}{}",
+        simple_config(cluster_addr)
+    )
+}
+
+/// `METHOD path` to the admin server on a fresh connection.
+pub fn admin(addr: SocketAddr, method: &str, path: &str) -> RawMessage {
+    request(
+        addr,
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The `name: value` lines of the admin `/stats` text output, counters and gauges only.
+pub fn admin_stats(addr: SocketAddr) -> HashMap<String, u64> {
+    let r = admin(addr, "GET", "/stats");
+    assert_eq!(r.status(), 200, "{}", r.body_str());
+    r.body_str()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A [`RawOrigin`] answering `GET /status/NNN` with status NNN (and 200 otherwise), keep-alive.
+pub fn status_origin() -> RawOrigin {
+    RawOrigin::start(|mut c| {
+        while let Some(m) = c.read_request() {
+            let path = m.start.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let status: u16 = path
+                .strip_prefix("/status/")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
+            let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
+            if !c.write(resp.as_bytes()) {
+                break;
+            }
+        }
+    })
+}
+
+// --- Added for the access_log_* tests.
+
+impl Proxy {
+    /// The next `n` lines the proxy writes on stdout that `keep` accepts (bounded by [`WAIT`];
+    /// fails the test if they do not come).
+    pub fn stdout_lines(&self, n: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let until = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = until.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "only {} of {n} stdout lines within {WAIT:?}: {out:?}",
+                out.len()
+            );
+            match self.stdout.recv_timeout(left) {
+                Ok(l) if keep(&l) => out.push(l),
+                Ok(_) => {}
+                Err(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// The lines of `path` once it has at least `n` (bounded by [`WAIT`]).
+pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    eventually(&format!("{n} lines in {}", path.display()), || {
+        lines = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.len() >= n
+    });
+    lines
+}

@@ -117,6 +117,11 @@ pub(super) fn conn_manager(
         generate_request_id: hcm
             .generate_request_id
             .unwrap_or(defaults::GENERATE_REQUEST_ID),
+        access_log: super::access_log::access_logs(
+            &hcm.access_log,
+            &path.key("access_log"),
+            problems,
+        ),
     }
 }
 

@@ -10,6 +10,7 @@
 //! Clusters are validated first so routes can resolve cluster names to [`ClusterId`]s;
 //! listeners then validate their connection manager ([`http`]) and its routes.
 
+mod access_log;
 mod cluster;
 mod http;
 
@@ -22,7 +23,7 @@ use super::{
     decode::Item,
     defaults,
     error::Problems,
-    model::{ClusterId, Config, Listener},
+    model::{Admin, ClusterId, Config, Listener},
     path::DocPath,
     schema::{ConfigSpec, FilterSpec, ListenerSpec, WorkersSpec},
 };
@@ -56,6 +57,25 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         }
     };
     let drain_timeout = spec.drain_timeout.map_or(defaults::DRAIN_TIMEOUT, |d| d.0);
+    let stats_flush_interval = spec
+        .stats_flush_interval
+        .map_or(defaults::STATS_FLUSH_INTERVAL, |d| d.0);
+    if stats_flush_interval.is_zero() {
+        problems.value(
+            &root.key("stats_flush_interval"),
+            "stats_flush_interval must be more than zero",
+        );
+    }
+    let admin = spec
+        .admin
+        .as_ref()
+        .and_then(|a| match socket_addr(&a.address) {
+            Ok(address) => Some(Admin { address }),
+            Err(message) => {
+                problems.value(&root.key("admin").key("address"), message);
+                None
+            }
+        });
 
     let clusters_path = root.key("clusters");
     let mut clusters = Vec::new();
@@ -126,12 +146,16 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         }
     }
 
+    access_log::number_destinations(&mut listeners);
     Config {
         workers,
         drain_timeout,
         listeners,
         clusters,
         source: source.to_owned(),
+        stats_flush_interval,
+        admin,
+        document: None,
     }
 }
 

@@ -1,0 +1,466 @@
+//! The admin server: a small, plain-std HTTP/1.1 server on the control side (never on a worker),
+//! off unless `admin: {address: ...}` is configured. Keep it on loopback: it can drain the proxy.
+//!
+//! Each connection gets its own short-lived thread (at most [`MAX_CONNS`] at once); the request
+//! head is read with a bound ([`MAX_HEAD`]) and a timeout, answered, and the connection closed
+//! (`Connection: close`). Stats reads go through the [`Aggregator`]: it asks every worker for its
+//! current histograms over the control channel and waits, bounded, for the replies; counters and
+//! gauges are read straight from the workers' atomic blocks. Actions (`/drain_listeners`) are
+//! messages to the workers on the same control channel.
+//!
+//! Endpoints are listed in [`ENDPOINTS`]; a wrong method is 405, an unknown path 404 with that
+//! list.
+
+mod http;
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    net::{TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::Duration,
+};
+
+use crate::{
+    config::Config,
+    runtime::Control,
+    stats::{
+        aggregate::{sanitize_addr, Aggregator},
+        format,
+    },
+};
+
+use self::http::{Request, Response};
+
+/// Largest request head read, bytes.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body read (and discarded), bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Admin connections served at once; more get a 503.
+pub const MAX_CONNS: usize = 16;
+/// Read/write timeout on an admin connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stats read waits for the workers' histograms.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// Every endpoint: method, path, what it does.
+pub const ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("GET", "/", "this list"),
+    (
+        "GET",
+        "/stats",
+        "all stats as `name: value` (?filter=REGEX, ?format=json|prometheus)",
+    ),
+    (
+        "GET",
+        "/stats/prometheus",
+        "stats in Prometheus text format",
+    ),
+    (
+        "GET",
+        "/clusters",
+        "endpoints with health, weight, active requests per worker (?format=json)",
+    ),
+    ("GET", "/config_dump", "the loaded configuration as JSON"),
+    (
+        "GET",
+        "/listeners",
+        "listeners and their bound addresses (?format=json)",
+    ),
+    (
+        "GET",
+        "/ready",
+        "200 while serving; 503 while starting, draining or after /healthcheck/fail",
+    ),
+    ("GET", "/server_info", "version, uptime, workers, state"),
+    (
+        "POST",
+        "/drain_listeners",
+        "stop accepting and drain connections; the process keeps running",
+    ),
+    ("POST", "/healthcheck/fail", "make /ready answer 503"),
+    ("POST", "/healthcheck/ok", "undo /healthcheck/fail"),
+    (
+        "POST",
+        "/logging",
+        "change the log level: ?level=debug (or a tracing filter)",
+    ),
+];
+
+/// Changes the process's log filter at run time (set up by the CLI with a
+/// `tracing_subscriber::reload` handle).
+#[derive(Clone)]
+pub struct LogReload(Arc<SetLevel>);
+
+/// Applies a log filter; `Err` says why it is invalid.
+type SetLevel = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+impl LogReload {
+    pub fn new(f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        LogReload(Arc::new(f))
+    }
+    /// Apply a new filter (`debug`, `ringway_engine=trace,info`, ...).
+    pub fn set(&self, level: &str) -> Result<(), String> {
+        (self.0)(level)
+    }
+}
+
+impl std::fmt::Debug for LogReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogReload")
+    }
+}
+
+const STARTING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
+
+/// What the admin server shares with the control thread.
+pub struct Shared {
+    config: Arc<Config>,
+    agg: Arc<Aggregator>,
+    controls: Vec<flume::Sender<Control>>,
+    log_reload: Option<LogReload>,
+    log_level: Mutex<String>,
+    state: AtomicU8,
+    health_failed: AtomicBool,
+    conns: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("admin::Shared")
+    }
+}
+
+impl Shared {
+    pub fn new(
+        config: Arc<Config>,
+        agg: Arc<Aggregator>,
+        controls: Vec<flume::Sender<Control>>,
+        log_reload: Option<LogReload>,
+    ) -> Self {
+        Shared {
+            config,
+            agg,
+            controls,
+            log_reload,
+            log_level: Mutex::new(String::new()),
+            state: AtomicU8::new(STARTING),
+            health_failed: AtomicBool::new(false),
+            conns: AtomicUsize::new(0),
+        }
+    }
+    /// Every worker is serving.
+    pub fn set_serving(&self) {
+        let _ = self
+            .state
+            .compare_exchange(STARTING, SERVING, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    /// Shutting down or draining listeners.
+    pub fn set_draining(&self) {
+        self.state.store(DRAINING, Ordering::SeqCst);
+    }
+    fn state_name(&self) -> &'static str {
+        match self.state.load(Ordering::SeqCst) {
+            STARTING => "PRE_INITIALIZING",
+            SERVING => "LIVE",
+            _ => "DRAINING",
+        }
+    }
+}
+
+/// Serve the admin API on `listener` from a background thread. Prints the bound address on
+/// stdout (`ringway: admin bound to ADDR`), as listeners do.
+pub fn start(listener: TcpListener, shared: Arc<Shared>) {
+    if let Ok(addr) = listener.local_addr() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ringway: admin bound to {addr}");
+        let _ = out.flush();
+        tracing::info!(%addr, "admin server listening");
+    }
+    let spawned = thread::Builder::new()
+        .name("ringway-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
+                    shared.conns.fetch_sub(1, Ordering::SeqCst);
+                    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+                    let _ = http::write_response(
+                        &conn,
+                        &Response::text(503, "too many admin connections\n"),
+                    );
+                    continue;
+                }
+                let s = Arc::clone(&shared);
+                let worker = thread::Builder::new()
+                    .name("ringway-admin-conn".into())
+                    .spawn(move || {
+                        serve_conn(conn, &s);
+                        s.conns.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if worker.is_err() {
+                    shared.conns.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the admin server thread");
+    }
+}
+
+fn serve_conn(conn: TcpStream, s: &Shared) {
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let resp = match http::read_request(&conn) {
+        Ok(req) => {
+            let resp = handle(&req, s);
+            tracing::debug!(method = %req.method, path = %req.path, status = resp.status, "admin request");
+            resp
+        }
+        Err(resp) => resp,
+    };
+    let _ = http::write_response(&conn, &resp);
+}
+
+fn endpoint_list() -> String {
+    let mut out = String::from("admin endpoints:\n");
+    for (m, p, what) in ENDPOINTS {
+        let _ = writeln!(out, "  {m:<5}{p:<20}{what}");
+    }
+    out
+}
+
+/// Route one request.
+pub fn handle(req: &Request, s: &Shared) -> Response {
+    let known: Vec<&(&str, &str, &str)> = ENDPOINTS.iter().filter(|e| e.1 == req.path).collect();
+    if known.is_empty() {
+        return Response::text(404, format!("not found: {}\n{}", req.path, endpoint_list()));
+    }
+    if !known.iter().any(|e| e.0 == req.method) {
+        let allow = known.iter().map(|e| e.0).collect::<Vec<_>>().join(", ");
+        return Response::text(
+            405,
+            format!("method {} not allowed; use {allow}\n", req.method),
+        )
+        .header("allow", allow);
+    }
+    match req.path.as_str() {
+        "/" => Response::text(200, endpoint_list()),
+        "/stats" => stats(req, s, req.query("format")),
+        "/stats/prometheus" => stats(req, s, Some("prometheus")),
+        "/clusters" => clusters(req, s),
+        "/config_dump" => config_dump(s),
+        "/listeners" => listeners(req, s),
+        "/ready" => {
+            let live = s.state.load(Ordering::SeqCst) == SERVING
+                && !s.health_failed.load(Ordering::SeqCst);
+            if live {
+                Response::text(200, "LIVE\n")
+            } else if s.health_failed.load(Ordering::SeqCst) {
+                Response::text(503, "health check failed\n")
+            } else {
+                Response::text(503, format!("{}\n", s.state_name()))
+            }
+        }
+        "/server_info" => server_info(s),
+        "/drain_listeners" => {
+            s.set_draining();
+            for c in &s.controls {
+                let _ = c.send(Control::DrainListeners);
+            }
+            tracing::info!("admin: draining listeners");
+            Response::text(200, "OK\n")
+        }
+        "/healthcheck/fail" => {
+            s.health_failed.store(true, Ordering::SeqCst);
+            tracing::info!("admin: health check set to failing");
+            Response::text(200, "OK\n")
+        }
+        "/healthcheck/ok" => {
+            s.health_failed.store(false, Ordering::SeqCst);
+            tracing::info!("admin: health check set to ok");
+            Response::text(200, "OK\n")
+        }
+        "/logging" => logging(req, s),
+        _ => Response::text(404, endpoint_list()),
+    }
+}
+
+fn stats(req: &Request, s: &Shared, format: Option<&str>) -> Response {
+    let filter = match req.query("filter") {
+        Some(f) if !f.is_empty() => match regex::Regex::new(f) {
+            Ok(re) => Some(re),
+            Err(e) => return Response::text(400, format!("invalid filter regex: {e}\n")),
+        },
+        _ => None,
+    };
+    let answered = s.agg.refresh(&s.controls, FLUSH_WAIT);
+    if answered < s.controls.len() {
+        tracing::debug!(
+            answered,
+            workers = s.controls.len(),
+            "stats read: not every worker answered in time"
+        );
+    }
+    let snap = s.agg.snapshot();
+    let keep = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
+    match format {
+        Some("json") => Response::json(200, format::json(&snap, keep)),
+        Some("prometheus") => {
+            let mut snap = snap;
+            snap.stats.retain(|st| keep(&st.name()));
+            Response::text(200, format::prometheus(&snap))
+                .content_type("text/plain; version=0.0.4; charset=utf-8")
+        }
+        None | Some("text") => Response::text(200, format::text(&snap, keep)),
+        Some(other) => Response::text(
+            400,
+            format!("unknown format {other:?}: use json or prometheus\n"),
+        ),
+    }
+}
+
+fn clusters(req: &Request, s: &Shared) -> Response {
+    let cs = s.agg.clusters();
+    if req.query("format") == Some("json") {
+        let doc: Vec<serde_json::Value> = cs
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "endpoints": c.endpoints.iter().map(|e| {
+                        serde_json::json!({
+                            "address": e.address.to_string(),
+                            "weight": e.weight,
+                            "health": "healthy",
+                            "rq_active": e.per_worker.iter().map(|w| w.0).sum::<u64>(),
+                            "rq_total": e.per_worker.iter().map(|w| w.1).sum::<u64>(),
+                            "cx_idle": e.per_worker.iter().map(|w| w.2).sum::<u64>(),
+                            "workers": e.per_worker.iter().enumerate().map(|(i, w)| serde_json::json!({
+                                "worker": i, "rq_active": w.0, "rq_total": w.1, "cx_idle": w.2,
+                            })).collect::<Vec<_>>(),
+                        })
+                    }).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return Response::json(
+            200,
+            serde_json::to_string_pretty(&serde_json::json!({ "clusters": doc }))
+                .unwrap_or_default(),
+        );
+    }
+    let mut out = String::new();
+    for c in &cs {
+        for e in &c.endpoints {
+            let p = format!("{}::{}", c.name, e.address);
+            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let _ = writeln!(out, "{p}::weight::{}", e.weight);
+            let _ = writeln!(
+                out,
+                "{p}::rq_active::{}",
+                e.per_worker.iter().map(|w| w.0).sum::<u64>()
+            );
+            let _ = writeln!(
+                out,
+                "{p}::rq_total::{}",
+                e.per_worker.iter().map(|w| w.1).sum::<u64>()
+            );
+            let _ = writeln!(
+                out,
+                "{p}::cx_idle::{}",
+                e.per_worker.iter().map(|w| w.2).sum::<u64>()
+            );
+            for (i, w) in e.per_worker.iter().enumerate() {
+                let _ = writeln!(out, "{p}::worker_{i}::rq_active::{}", w.0);
+                let _ = writeln!(out, "{p}::worker_{i}::rq_total::{}", w.1);
+                let _ = writeln!(out, "{p}::worker_{i}::cx_idle::{}", w.2);
+            }
+        }
+    }
+    Response::text(200, out)
+}
+
+fn config_dump(s: &Shared) -> Response {
+    let doc = serde_json::json!({
+        "source": s.config.source,
+        "workers": s.agg.workers().len(),
+        "config": s.config.document.as_deref().cloned().unwrap_or(serde_json::Value::Null),
+    });
+    Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())
+}
+
+fn listeners(req: &Request, s: &Shared) -> Response {
+    let addrs = s.agg.listener_addrs();
+    let rows: Vec<(String, String, String)> = s
+        .config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let a = addrs.get(i).copied().unwrap_or(l.address);
+            (l.name.clone(), a.to_string(), l.http.stat_prefix.clone())
+        })
+        .collect();
+    if req.query("format") == Some("json") {
+        let doc: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, a, p)| {
+                serde_json::json!({
+                    "name": n,
+                    "address": a,
+                    "stat_prefix": p,
+                    "stats_name": a.parse().map(sanitize_addr).unwrap_or_default(),
+                })
+            })
+            .collect();
+        return Response::json(
+            200,
+            serde_json::to_string_pretty(&serde_json::json!({ "listeners": doc }))
+                .unwrap_or_default(),
+        );
+    }
+    let mut out = String::new();
+    for (n, a, _) in rows {
+        let _ = writeln!(out, "{n}::{a}");
+    }
+    Response::text(200, out)
+}
+
+fn server_info(s: &Shared) -> Response {
+    let doc = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": s.state_name(),
+        "health_check_failed": s.health_failed.load(Ordering::SeqCst),
+        "uptime_seconds": s.agg.uptime().as_secs(),
+        "workers": s.agg.workers().len(),
+        "config_source": s.config.source,
+        "log_level": s.log_level.lock().map(|l| l.clone()).unwrap_or_default(),
+    });
+    Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())
+}
+
+fn logging(req: &Request, s: &Shared) -> Response {
+    let Some(level) = req.query("level").filter(|l| !l.is_empty()) else {
+        return Response::text(400, "missing ?level= (e.g. ?level=debug)\n");
+    };
+    let Some(reload) = &s.log_reload else {
+        return Response::text(501, "log level changes are not available in this process\n");
+    };
+    match reload.set(level) {
+        Ok(()) => {
+            if let Ok(mut l) = s.log_level.lock() {
+                *l = level.to_owned();
+            }
+            tracing::info!(level, "admin: log level changed");
+            Response::text(200, format!("log level: {level}\n"))
+        }
+        Err(e) => Response::text(400, format!("invalid level {level:?}: {e}\n")),
+    }
+}

@@ -1,0 +1,456 @@
+//! The aggregator: the control thread's side of stats. It holds every worker's `Arc<WorkerStats>`
+//! (read with `Relaxed` loads), receives the workers' interval histograms ([`HistBatch`]) and
+//! merges them into cumulative histograms, and turns all of it into a named [`Snapshot`].
+//!
+//! Merging happens every `stats_flush_interval` (a small control-side thread calls
+//! [`Aggregator::merge_pending`]) and on every admin read ([`Aggregator::refresh`]: ask each
+//! worker for its current interval over the control channel and wait, bounded, for the replies).
+//! Nothing here runs on a worker.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+
+use super::{
+    cluster_hist_slot, get, listener_hist_slot, new_histogram, ClusterHist, HistBatch, WorkerStats,
+};
+use crate::{config::Config, runtime::Control};
+
+/// What a stat measures.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Only goes up (summed over workers).
+    Counter(u64),
+    /// Goes up and down (summed over workers).
+    Gauge(u64),
+    /// Latency, µs (merged over workers, since start).
+    Histogram(Box<Histogram<u64>>),
+}
+
+/// The scope of a stat: the first part of its name, which becomes a label in Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// `listener.<address>.`
+    Listener,
+    /// `http.<stat_prefix>.`
+    Http,
+    /// `cluster.<name>.`
+    Cluster,
+    /// `worker.<n>.`
+    Worker,
+    /// `server.` (no label).
+    Server,
+}
+
+impl Scope {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Scope::Listener => "listener",
+            Scope::Http => "http",
+            Scope::Cluster => "cluster",
+            Scope::Worker => "worker",
+            Scope::Server => "server",
+        }
+    }
+    /// The Prometheus label carrying the scope's value (Envoy's label names).
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Scope::Listener => Some("envoy_listener_address"),
+            Scope::Http => Some("envoy_http_conn_manager_prefix"),
+            Scope::Cluster => Some("envoy_cluster_name"),
+            Scope::Worker => Some("worker"),
+            Scope::Server => None,
+        }
+    }
+}
+
+/// One named stat.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub scope: Scope,
+    /// The scope's value (`origin`, `127.0.0.1_8080`, `0`); empty for `server`.
+    pub scope_value: String,
+    /// The stat's own name (`upstream_rq_total`).
+    pub metric: &'static str,
+    pub value: Value,
+}
+
+impl Stat {
+    /// The dotted name: `cluster.origin.upstream_rq_total`.
+    pub fn name(&self) -> String {
+        if self.scope_value.is_empty() {
+            format!("{}.{}", self.scope.prefix(), self.metric)
+        } else {
+            format!(
+                "{}.{}.{}",
+                self.scope.prefix(),
+                self.scope_value,
+                self.metric
+            )
+        }
+    }
+}
+
+/// Every stat at one moment, sorted by name.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub stats: Vec<Stat>,
+}
+
+/// One endpoint's state per worker, for `/clusters`.
+#[derive(Debug, Clone)]
+pub struct EndpointStatus {
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// Per worker: (requests in flight, requests total, idle pooled connections).
+    pub per_worker: Vec<(u64, u64, u64)>,
+}
+
+/// One cluster's endpoints, for `/clusters`.
+#[derive(Debug, Clone)]
+pub struct ClusterStatus {
+    pub name: String,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// Reads one counter of a worker's cluster block.
+type ClusterGetter = fn(&super::ClusterStats) -> u64;
+
+struct Merged {
+    /// Cumulative histograms, by slot.
+    hists: Vec<Histogram<u64>>,
+    /// The last `FlushStats` seq each worker answered.
+    answered: Vec<u64>,
+    next_seq: u64,
+}
+
+/// The control thread's view of every worker's stats.
+pub struct Aggregator {
+    config: Arc<Config>,
+    /// Bound address of each listener (config order), for `listener.<addr>.` names.
+    listener_addrs: Vec<SocketAddr>,
+    workers: Vec<Arc<WorkerStats>>,
+    rx: flume::Receiver<HistBatch>,
+    merged: Mutex<Merged>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Aggregator({} workers)", self.workers.len())
+    }
+}
+
+/// `127.0.0.1:8080` → `127.0.0.1_8080` (Envoy's listener stat names); `[::1]:80` → `[__1]_80`.
+pub fn sanitize_addr(addr: SocketAddr) -> String {
+    addr.to_string().replace(':', "_")
+}
+
+impl Aggregator {
+    pub fn new(
+        config: Arc<Config>,
+        listener_addrs: Vec<SocketAddr>,
+        workers: Vec<Arc<WorkerStats>>,
+        rx: flume::Receiver<HistBatch>,
+    ) -> Self {
+        let slots = super::hist_slots(&config);
+        let n = workers.len();
+        Aggregator {
+            config,
+            listener_addrs,
+            workers,
+            rx,
+            merged: Mutex::new(Merged {
+                hists: (0..slots).map(|_| new_histogram()).collect(),
+                answered: vec![0; n],
+                next_seq: 0,
+            }),
+            started: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Merged> {
+        self.merged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn merge(m: &mut Merged, b: HistBatch) {
+        if let Some(a) = m.answered.get_mut(b.worker) {
+            *a = (*a).max(b.seq);
+        }
+        for (into, from) in m.hists.iter_mut().zip(b.hists.iter()) {
+            if !from.is_empty() {
+                let _ = into.add(from);
+            }
+        }
+    }
+
+    /// Merge every batch the workers have shipped so far (periodic flush).
+    pub fn merge_pending(&self) {
+        let mut m = self.lock();
+        while let Ok(b) = self.rx.try_recv() {
+            Self::merge(&mut m, b);
+        }
+    }
+
+    /// Ask every worker for its current interval and merge the replies, waiting at most `limit`.
+    /// Returns how many workers answered in time.
+    pub fn refresh(&self, controls: &[flume::Sender<Control>], limit: Duration) -> usize {
+        let mut m = self.lock();
+        while let Ok(b) = self.rx.try_recv() {
+            Self::merge(&mut m, b);
+        }
+        m.next_seq += 1;
+        let seq = m.next_seq;
+        for c in controls {
+            let _ = c.send(Control::FlushStats { seq });
+        }
+        let until = Instant::now() + limit;
+        loop {
+            let answered = m.answered.iter().filter(|&&a| a >= seq).count();
+            if answered >= controls.len() {
+                return answered;
+            }
+            match self
+                .rx
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(b) => Self::merge(&mut m, b),
+                Err(_) => return answered,
+            }
+        }
+    }
+
+    /// Seconds since the aggregator was built (process start, near enough).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn workers(&self) -> &[Arc<WorkerStats>] {
+        &self.workers
+    }
+
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.listener_addrs
+    }
+
+    /// Every stat, summed over workers, sorted by name. Stats with the same name (two listeners
+    /// sharing a `stat_prefix`) are added together.
+    pub fn snapshot(&self) -> Snapshot {
+        let hists = self.lock().hists.clone();
+        let cfg = &self.config;
+        let mut out: BTreeMap<String, Stat> = BTreeMap::new();
+        let mut put = |scope: Scope, scope_value: &str, metric: &'static str, value: Value| {
+            let stat = Stat {
+                scope,
+                scope_value: scope_value.to_owned(),
+                metric,
+                value,
+            };
+            match out.entry(stat.name()) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(stat);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    match (&mut o.get_mut().value, stat.value) {
+                        (Value::Counter(a), Value::Counter(b))
+                        | (Value::Gauge(a), Value::Gauge(b)) => *a += b,
+                        (Value::Histogram(a), Value::Histogram(b)) => {
+                            let _ = a.add(&*b);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        };
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| self.workers.iter().map(|w| f(w)).sum::<u64>();
+        const DOWN_XX: [&str; 5] = [
+            "downstream_rq_1xx",
+            "downstream_rq_2xx",
+            "downstream_rq_3xx",
+            "downstream_rq_4xx",
+            "downstream_rq_5xx",
+        ];
+        const UP_XX: [&str; 5] = [
+            "upstream_rq_1xx",
+            "upstream_rq_2xx",
+            "upstream_rq_3xx",
+            "upstream_rq_4xx",
+            "upstream_rq_5xx",
+        ];
+
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            let addr = self.listener_addrs.get(i).copied().unwrap_or(l.address);
+            let a = sanitize_addr(addr);
+            let ls = |f: fn(&super::ListenerStats) -> u64| {
+                sum(&|w: &WorkerStats| w.listeners.get(i).map_or(0, f))
+            };
+            put(
+                Scope::Listener,
+                &a,
+                "downstream_cx_total",
+                Value::Counter(ls(|l| get(&l.downstream_cx_total))),
+            );
+            put(
+                Scope::Listener,
+                &a,
+                "downstream_cx_active",
+                Value::Gauge(ls(|l| get(&l.downstream_cx_active))),
+            );
+            let p = &l.http.stat_prefix;
+            put(
+                Scope::Http,
+                p,
+                "downstream_rq_total",
+                Value::Counter(ls(|l| get(&l.downstream_rq_total))),
+            );
+            for (k, name) in DOWN_XX.iter().enumerate() {
+                let v = sum(&|w: &WorkerStats| {
+                    w.listeners
+                        .get(i)
+                        .map_or(0, |l| get(&l.downstream_rq_xx[k]))
+                });
+                put(Scope::Http, p, name, Value::Counter(v));
+            }
+            if let Some(h) = hists.get(listener_hist_slot(i)) {
+                put(
+                    Scope::Http,
+                    p,
+                    "downstream_rq_time",
+                    Value::Histogram(Box::new(h.clone())),
+                );
+            }
+        }
+
+        for (c, cl) in cfg.clusters.iter().enumerate() {
+            let n = &cl.name;
+            let cs = |f: fn(&super::ClusterStats) -> u64| {
+                sum(&|w: &WorkerStats| w.clusters.get(c).map_or(0, f))
+            };
+            let counters: [(&'static str, ClusterGetter); 6] = [
+                ("upstream_cx_total", |s| get(&s.upstream_cx_total)),
+                ("upstream_cx_connect_fail", |s| {
+                    get(&s.upstream_cx_connect_fail)
+                }),
+                ("upstream_cx_pool_reuse", |s| get(&s.upstream_cx_pool_reuse)),
+                ("upstream_rq_total", |s| get(&s.upstream_rq_total)),
+                ("upstream_rq_timeout", |s| get(&s.upstream_rq_timeout)),
+                ("upstream_rq_retry", |s| get(&s.upstream_rq_retry)),
+            ];
+            for (name, f) in counters {
+                put(Scope::Cluster, n, name, Value::Counter(cs(f)));
+            }
+            for (k, name) in UP_XX.iter().enumerate() {
+                let v = sum(&|w: &WorkerStats| {
+                    w.clusters.get(c).map_or(0, |s| get(&s.upstream_rq_xx[k]))
+                });
+                put(Scope::Cluster, n, name, Value::Counter(v));
+            }
+            let rq_active = cs(|s| s.endpoints.iter().map(|e| get(&e.rq_active)).sum());
+            let idle = cs(|s| s.endpoints.iter().map(|e| get(&e.cx_idle)).sum());
+            put(
+                Scope::Cluster,
+                n,
+                "upstream_rq_active",
+                Value::Gauge(rq_active),
+            );
+            put(
+                Scope::Cluster,
+                n,
+                "upstream_cx_active",
+                Value::Gauge(rq_active + idle),
+            );
+            put(Scope::Cluster, n, "upstream_cx_idle", Value::Gauge(idle));
+            for kind in ClusterHist::ALL {
+                if let Some(h) = hists.get(cluster_hist_slot(cfg.listeners.len(), c, kind)) {
+                    put(
+                        Scope::Cluster,
+                        n,
+                        kind.name(),
+                        Value::Histogram(Box::new(h.clone())),
+                    );
+                }
+            }
+        }
+
+        for w in &self.workers {
+            let id = w.id.to_string();
+            put(
+                Scope::Worker,
+                &id,
+                "downstream_cx_total",
+                Value::Counter(get(&w.downstream_cx_total)),
+            );
+            put(
+                Scope::Worker,
+                &id,
+                "downstream_cx_active",
+                Value::Gauge(get(&w.downstream_cx_active)),
+            );
+            put(
+                Scope::Worker,
+                &id,
+                "downstream_rq_total",
+                Value::Counter(get(&w.downstream_rq_total)),
+            );
+            put(
+                Scope::Worker,
+                &id,
+                "upstream_rq_total",
+                Value::Counter(get(&w.upstream_rq_total)),
+            );
+        }
+        put(
+            Scope::Server,
+            "",
+            "uptime",
+            Value::Gauge(self.started.elapsed().as_secs()),
+        );
+        put(
+            Scope::Server,
+            "",
+            "concurrency",
+            Value::Gauge(self.workers.len() as u64),
+        );
+        Snapshot {
+            stats: out.into_values().collect(),
+        }
+    }
+
+    /// Every cluster's endpoints with their per-worker state.
+    pub fn clusters(&self) -> Vec<ClusterStatus> {
+        self.config
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(c, cl)| ClusterStatus {
+                name: cl.name.clone(),
+                endpoints: cl
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(e, ep)| EndpointStatus {
+                        address: ep.address,
+                        weight: ep.weight,
+                        per_worker: self
+                            .workers
+                            .iter()
+                            .map(|w| {
+                                w.clusters
+                                    .get(c)
+                                    .and_then(|s| s.endpoints.get(e))
+                                    .map_or((0, 0, 0), |s| {
+                                        (get(&s.rq_active), get(&s.rq_total), get(&s.cx_idle))
+                                    })
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}

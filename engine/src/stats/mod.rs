@@ -1,0 +1,430 @@
+//! Stats: counters, gauges and histograms, recorded per worker and merged on the control thread.
+//!
+//! Each worker owns one [`WorkerStats`] block, built from the config before the worker starts and
+//! shared with the control thread as an `Arc`: its counters and gauges are `AtomicU64`s that only
+//! that worker writes (`Relaxed` load + store, no locked instruction, no contention); the control
+//! thread only reads them. Every place on the request path is resolved to an index at build time
+//! (listener index, cluster id, endpoint index), so recording is a handful of plain atomic stores
+//! into a pre-indexed block: no string, no map, no lock, no allocation.
+//!
+//! Latency histograms live in the worker ([`WorkerHistograms`], `RefCell<hdrhistogram>`,
+//! microseconds). On every `stats_flush_interval` tick, and whenever the control thread asks
+//! ([`Control::FlushStats`](crate::runtime::Control::FlushStats), sent by an admin read), the
+//! worker ships the interval's copies ([`HistBatch`]) over a flume channel and starts a fresh
+//! interval. The [`aggregate::Aggregator`] on the control side merges them into cumulative
+//! histograms and sums the workers' blocks into named stats ([`aggregate::Snapshot`]), which the
+//! admin server renders as text, JSON or Prometheus.
+//!
+//! ```text
+//! worker k: conn_manager / stream_done ──Relaxed stores──▶ Arc<WorkerStats> ◀──reads── aggregator
+//!           stream_done ──record──▶ RefCell<Histogram>s ──HistBatch (flume)──▶ aggregator (merge)
+//! ```
+
+pub mod aggregate;
+pub mod format;
+
+use std::{
+    cell::RefCell,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Instant,
+};
+
+use hdrhistogram::Histogram;
+
+use crate::{config::Config, http::stream_info::StreamInfo};
+
+/// Add one to a counter or gauge written by this thread only (no read-modify-write instruction:
+/// the single writer makes a plain load + store exact).
+#[inline]
+pub fn inc(c: &AtomicU64) {
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+/// Subtract one from a single-writer gauge (never below zero).
+#[inline]
+pub fn dec(c: &AtomicU64) {
+    c.store(c.load(Relaxed).saturating_sub(1), Relaxed);
+}
+
+/// Read a counter or gauge (any thread).
+#[inline]
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
+
+/// Response status classes `1xx..5xx` (index 0..=4); other codes are not counted by class.
+#[inline]
+fn class(status: u16) -> Option<usize> {
+    match status {
+        100..=599 => Some(usize::from(status / 100) - 1),
+        _ => None,
+    }
+}
+
+/// One listener and its HTTP connection manager, as one worker counts them.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// `listener.<addr>.downstream_cx_total`
+    pub downstream_cx_total: AtomicU64,
+    /// `listener.<addr>.downstream_cx_active`
+    pub downstream_cx_active: AtomicU64,
+    /// `http.<stat_prefix>.downstream_rq_total`
+    pub downstream_rq_total: AtomicU64,
+    /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`
+    pub downstream_rq_xx: [AtomicU64; 5],
+}
+
+/// One upstream endpoint of a cluster, as one worker sees it (read by `/clusters`).
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    /// Requests in flight from this worker to the endpoint.
+    pub rq_active: AtomicU64,
+    /// Requests sent to the endpoint by this worker.
+    pub rq_total: AtomicU64,
+    /// Idle keep-alive connections this worker holds to the endpoint.
+    pub cx_idle: AtomicU64,
+}
+
+/// One cluster, as one worker counts it.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub upstream_cx_total: AtomicU64,
+    pub upstream_cx_connect_fail: AtomicU64,
+    pub upstream_cx_pool_reuse: AtomicU64,
+    pub upstream_rq_total: AtomicU64,
+    pub upstream_rq_timeout: AtomicU64,
+    pub upstream_rq_retry: AtomicU64,
+    /// `upstream_rq_1xx` .. `_5xx`: statuses the upstream answered with.
+    pub upstream_rq_xx: [AtomicU64; 5],
+    /// Per endpoint, in config order; shared with the worker's `EndpointView`s.
+    pub endpoints: Vec<Arc<EndpointStats>>,
+}
+
+/// One worker's counters and gauges. Written only by that worker; read by the control thread.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub id: usize,
+    /// `worker.<n>.downstream_cx_total`
+    pub downstream_cx_total: AtomicU64,
+    /// `worker.<n>.downstream_cx_active`
+    pub downstream_cx_active: AtomicU64,
+    /// `worker.<n>.downstream_rq_total`
+    pub downstream_rq_total: AtomicU64,
+    /// `worker.<n>.upstream_rq_total`
+    pub upstream_rq_total: AtomicU64,
+    /// Indexed like `Config::listeners`.
+    pub listeners: Vec<ListenerStats>,
+    /// Indexed by `ClusterId`.
+    pub clusters: Vec<ClusterStats>,
+}
+
+impl WorkerStats {
+    /// The block for worker `id`, shaped after the config.
+    pub fn new(id: usize, cfg: &Config) -> Self {
+        WorkerStats {
+            id,
+            listeners: cfg
+                .listeners
+                .iter()
+                .map(|_| ListenerStats::default())
+                .collect(),
+            clusters: cfg
+                .clusters
+                .iter()
+                .map(|c| ClusterStats {
+                    endpoints: c
+                        .endpoints
+                        .iter()
+                        .map(|_| Arc::new(EndpointStats::default()))
+                        .collect(),
+                    ..ClusterStats::default()
+                })
+                .collect(),
+            ..WorkerStats::default()
+        }
+    }
+
+    /// A downstream connection opened on listener `listener`; the guard counts it active.
+    #[inline]
+    pub fn downstream_cx(&self, listener: usize) -> CxGuard<'_> {
+        inc(&self.downstream_cx_total);
+        inc(&self.downstream_cx_active);
+        let l = self.listeners.get(listener);
+        if let Some(l) = l {
+            inc(&l.downstream_cx_total);
+            inc(&l.downstream_cx_active);
+        }
+        CxGuard { w: self, l }
+    }
+
+    /// A complete request head arrived on listener `listener`.
+    #[inline]
+    pub fn downstream_rq(&self, listener: usize) {
+        inc(&self.downstream_rq_total);
+        if let Some(l) = self.listeners.get(listener) {
+            inc(&l.downstream_rq_total);
+        }
+    }
+
+    /// A request is being forwarded to endpoint `endpoint` of cluster `cluster`.
+    #[inline]
+    pub fn upstream_rq(&self, cluster: usize, endpoint: usize) {
+        inc(&self.upstream_rq_total);
+        if let Some(c) = self.clusters.get(cluster) {
+            inc(&c.upstream_rq_total);
+            if let Some(e) = c.endpoints.get(endpoint) {
+                inc(&e.rq_total);
+            }
+        }
+    }
+
+    /// The cluster's block (`None` only for an id outside the config).
+    #[inline]
+    pub fn cluster(&self, cluster: usize) -> Option<&ClusterStats> {
+        self.clusters.get(cluster)
+    }
+
+    /// A request's exchange ended: count its status (downstream and, when the upstream answered,
+    /// upstream) and a route timeout.
+    #[inline]
+    pub fn stream_done(&self, listener: usize, si: &StreamInfo) {
+        let cls = class(si.status);
+        if let (Some(l), Some(k)) = (self.listeners.get(listener), cls) {
+            inc(&l.downstream_rq_xx[k]);
+        }
+        let Some(c) = si.cluster.and_then(|c| self.clusters.get(c)) else {
+            return;
+        };
+        match si.local_reason {
+            None => {
+                if let Some(k) = cls {
+                    inc(&c.upstream_rq_xx[k]);
+                }
+            }
+            Some(crate::error::LocalReason::UpstreamTimeout) => inc(&c.upstream_rq_timeout),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Counts a downstream connection active until dropped.
+pub struct CxGuard<'a> {
+    w: &'a WorkerStats,
+    l: Option<&'a ListenerStats>,
+}
+
+impl Drop for CxGuard<'_> {
+    fn drop(&mut self) {
+        dec(&self.w.downstream_cx_active);
+        if let Some(l) = self.l {
+            dec(&l.downstream_cx_active);
+        }
+    }
+}
+
+/// The histograms of one cluster, in their order within a cluster's slot range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterHist {
+    /// `upstream_rq_time`: upstream connection ready → last response byte sent to the client.
+    RqTime = 0,
+    /// `upstream_rq_connect_time`: request head received → upstream connection ready (pooled or
+    /// newly connected).
+    ConnectTime = 1,
+    /// `upstream_rq_send_time`: upstream connection ready → request (head and body) written.
+    SendTime = 2,
+    /// `upstream_rq_first_byte_time`: request written → first response byte read.
+    FirstByteTime = 3,
+    /// `upstream_rq_response_time`: first response byte → last byte written to the client.
+    ResponseTime = 4,
+}
+
+impl ClusterHist {
+    pub const ALL: [ClusterHist; 5] = [
+        ClusterHist::RqTime,
+        ClusterHist::ConnectTime,
+        ClusterHist::SendTime,
+        ClusterHist::FirstByteTime,
+        ClusterHist::ResponseTime,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterHist::RqTime => "upstream_rq_time",
+            ClusterHist::ConnectTime => "upstream_rq_connect_time",
+            ClusterHist::SendTime => "upstream_rq_send_time",
+            ClusterHist::FirstByteTime => "upstream_rq_first_byte_time",
+            ClusterHist::ResponseTime => "upstream_rq_response_time",
+        }
+    }
+}
+
+/// Histograms per cluster.
+pub const CLUSTER_HISTS: usize = 5;
+/// Highest value a histogram tracks, µs (an hour); larger values are clamped.
+const HIST_MAX_US: u64 = 3_600_000_000;
+/// Significant figures kept (2: values within 1%).
+const HIST_SIGFIG: u8 = 2;
+
+/// A fresh, empty latency histogram (µs).
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants known to be valid.
+    Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG).unwrap_or_else(|_| {
+        Histogram::new(HIST_SIGFIG).unwrap_or_else(|_| unreachable!("valid sigfig"))
+    })
+}
+
+/// Slot of listener `l`'s `downstream_rq_time`.
+pub fn listener_hist_slot(l: usize) -> usize {
+    l
+}
+
+/// Slot of cluster `c`'s histogram `h`, in a layout with `listeners` listeners.
+pub fn cluster_hist_slot(listeners: usize, c: usize, h: ClusterHist) -> usize {
+    listeners + c * CLUSTER_HISTS + h as usize
+}
+
+/// Number of histogram slots for a config.
+pub fn hist_slots(cfg: &Config) -> usize {
+    cfg.listeners.len() + cfg.clusters.len() * CLUSTER_HISTS
+}
+
+/// An interval's histograms from one worker, shipped to the aggregator.
+#[derive(Debug)]
+pub struct HistBatch {
+    pub worker: usize,
+    /// The `FlushStats` request this answers (0: a periodic flush).
+    pub seq: u64,
+    /// Indexed by slot (see [`listener_hist_slot`], [`cluster_hist_slot`]).
+    pub hists: Vec<Histogram<u64>>,
+}
+
+/// A worker's latency histograms (µs) for the current interval. Worker-local.
+#[derive(Debug)]
+pub struct WorkerHistograms {
+    listeners: usize,
+    hists: RefCell<Vec<Histogram<u64>>>,
+    /// Something was recorded since the last ship.
+    dirty: std::cell::Cell<bool>,
+}
+
+fn us(from: Option<Instant>, to: Option<Instant>) -> Option<u64> {
+    let (from, to) = (from?, to?);
+    Some(to.saturating_duration_since(from).as_micros() as u64)
+}
+
+impl WorkerHistograms {
+    pub fn new(cfg: &Config) -> Self {
+        WorkerHistograms {
+            listeners: cfg.listeners.len(),
+            hists: RefCell::new((0..hist_slots(cfg)).map(|_| new_histogram()).collect()),
+            dirty: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Record a finished request's timings.
+    pub fn stream_done(&self, listener: usize, si: &StreamInfo) {
+        let Ok(mut hists) = self.hists.try_borrow_mut() else {
+            return;
+        };
+        self.dirty.set(true);
+        let end = si.t_last_byte;
+        if let (Some(t), Some(h)) = (
+            us(si.start, end),
+            hists.get_mut(listener_hist_slot(listener)),
+        ) {
+            h.saturating_record(t);
+        }
+        let Some(c) = si.cluster else { return };
+        let mut rec = |kind: ClusterHist, v: Option<u64>| {
+            if let (Some(v), Some(h)) =
+                (v, hists.get_mut(cluster_hist_slot(self.listeners, c, kind)))
+            {
+                h.saturating_record(v);
+            }
+        };
+        rec(ClusterHist::ConnectTime, us(si.start, si.t_upstream_ready));
+        rec(
+            ClusterHist::SendTime,
+            us(si.t_upstream_ready, si.t_request_sent),
+        );
+        rec(
+            ClusterHist::FirstByteTime,
+            us(si.t_request_sent, si.t_first_byte),
+        );
+        if si.t_first_byte.is_some() {
+            rec(ClusterHist::ResponseTime, us(si.t_first_byte, end));
+            rec(ClusterHist::RqTime, us(si.t_upstream_ready, end));
+        }
+    }
+
+    /// The interval's histograms (the worker starts a fresh interval), or `None` if nothing was
+    /// recorded since the last call.
+    pub fn take(&self) -> Option<Vec<Histogram<u64>>> {
+        if !self.dirty.replace(false) {
+            return None;
+        }
+        let mut hists = self.hists.try_borrow_mut().ok()?;
+        let out = hists.clone();
+        for h in hists.iter_mut() {
+            h.reset();
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_writer_counters_and_gauges() {
+        let c = AtomicU64::new(0);
+        inc(&c);
+        inc(&c);
+        dec(&c);
+        assert_eq!(get(&c), 1);
+        dec(&c);
+        dec(&c);
+        assert_eq!(get(&c), 0, "a gauge never goes below zero");
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(class(101), Some(0));
+        assert_eq!(class(204), Some(1));
+        assert_eq!(class(308), Some(2));
+        assert_eq!(class(404), Some(3));
+        assert_eq!(class(599), Some(4));
+        assert_eq!(class(0), None);
+        assert_eq!(class(600), None);
+    }
+
+    #[test]
+    fn histogram_slots_do_not_overlap() {
+        let listeners = 2;
+        let mut seen = std::collections::HashSet::new();
+        for l in 0..listeners {
+            assert!(seen.insert(listener_hist_slot(l)));
+        }
+        for c in 0..3 {
+            for h in ClusterHist::ALL {
+                assert!(seen.insert(cluster_hist_slot(listeners, c, h)));
+            }
+        }
+        assert_eq!(seen.len(), listeners + 3 * CLUSTER_HISTS);
+        assert_eq!(
+            seen.iter().max(),
+            Some(&(listeners + 3 * CLUSTER_HISTS - 1))
+        );
+    }
+
+    #[test]
+    fn histograms_clamp_instead_of_failing() {
+        let mut h = new_histogram();
+        h.saturating_record(0);
+        h.saturating_record(u64::MAX);
+        assert_eq!(h.len(), 2);
+    }
+}
