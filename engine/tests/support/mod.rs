@@ -90,6 +90,8 @@ pub struct Proxy {
     pub listeners: HashMap<String, SocketAddr>,
     /// The first listener's address.
     pub addr: SocketAddr,
+    /// The admin server's bound address, if the config has `admin:` and it was reported yet.
+    pub admin_addr: Option<SocketAddr>,
     pub config_path: PathBuf,
     stderr_path: PathBuf,
     stdout: mpsc::Receiver<String>,
@@ -130,6 +132,7 @@ impl Proxy {
         let stdout = line_reader(child.stdout.take().expect("stdout"));
         let mut listeners = HashMap::new();
         let mut first = None;
+        let mut admin_addr = None;
         let until = Instant::now() + WAIT;
         // Listeners are reported before workers start; wait for the "serving" log too.
         loop {
@@ -143,6 +146,8 @@ impl Proxy {
                             first.get_or_insert(addr);
                             listeners.insert(name.to_string(), addr);
                         }
+                    } else if let Some(rest) = line.strip_prefix("ringway: admin bound to ") {
+                        admin_addr = Some(rest.trim().parse().expect("admin address"));
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -168,6 +173,7 @@ impl Proxy {
         }
         Proxy {
             child: Some(child),
+            admin_addr,
             addr: first.expect("a listener"),
             listeners,
             config_path: config_path.to_path_buf(),
@@ -994,6 +1000,7 @@ impl Proxy {
         Proxy {
             child: Some(child),
             addr,
+            admin_addr: None,
             listeners,
             config_path: config_path.to_path_buf(),
             stderr_path,
@@ -1114,72 +1121,21 @@ impl Proxy {
     /// `127.0.0.1:0`), and return the admin server's bound address too (read from the
     /// `ringway: admin bound to ADDR` line on stdout).
     pub fn start_with_admin(yaml: &str, args: &[&str]) -> (Proxy, SocketAddr) {
-        let dir = scratch_dir();
-        let config_path = dir.join("ringway.yaml");
-        std::fs::write(&config_path, yaml).expect("write config");
-        let stderr_path = dir.join("ringway.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .arg("run")
-            .arg("-c")
-            .arg(&config_path)
-            .args(args)
-            .arg("--log-level")
-            .arg(std::env::var("RINGWAY_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn ringway");
-        let stdout = line_reader(child.stdout.take().expect("stdout"));
-        let mut listeners = HashMap::new();
-        let mut first = None;
-        let mut admin = None;
+        let mut proxy = Proxy::start_args(yaml, args);
         let until = Instant::now() + WAIT;
-        loop {
+        while proxy.admin_addr.is_none() {
             let left = until.saturating_duration_since(Instant::now());
-            match stdout.recv_timeout(left.min(Duration::from_millis(100))) {
+            match proxy.stdout.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("ringway: listener ") {
-                        let mut it = rest.split(" bound to ");
-                        if let (Some(name), Some(addr)) = (it.next(), it.next()) {
-                            let addr: SocketAddr = addr.trim().parse().expect("bound address");
-                            first.get_or_insert(addr);
-                            listeners.insert(name.to_string(), addr);
-                        }
-                    } else if let Some(rest) = line.strip_prefix("ringway: admin bound to ") {
-                        admin = Some(rest.trim().parse::<SocketAddr>().expect("admin address"));
+                    if let Some(rest) = line.strip_prefix("ringway: admin bound to ") {
+                        proxy.admin_addr = Some(rest.trim().parse().expect("admin address"));
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = wait_bounded(&mut child, Duration::from_secs(2));
-                    panic!(
-                        "ringway exited at start: {}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
+                Err(_) => panic!("no admin address within {WAIT:?}: {}", proxy.stderr()),
             }
-            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            if first.is_some() && admin.is_some() && log.contains("ringway serving") {
-                break;
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("ringway exited at start ({st}): {log}");
-            }
-            assert!(
-                Instant::now() < until,
-                "ringway did not start within {WAIT:?}: {log}"
-            );
         }
-        let proxy = Proxy {
-            child: Some(child),
-            addr: first.expect("a listener"),
-            listeners,
-            config_path,
-            stderr_path,
-            stdout,
-        };
-        (proxy, admin.expect("admin address"))
+        let admin = proxy.admin_addr.expect("admin address");
+        (proxy, admin)
     }
 }
 
