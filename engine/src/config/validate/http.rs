@@ -220,6 +220,31 @@ fn domain(raw: &str) -> Result<String, String> {
     Ok(d)
 }
 
+/// Report at `path` unless exactly one of `options` (set?, key) is set:
+/// `{what} needs exactly one of a, b, c (found none | x and y)`.
+fn exactly_one(what: &str, options: &[(bool, &str)], path: &DocPath, problems: &mut Problems) {
+    let given: Vec<&str> = options
+        .iter()
+        .filter_map(|&(set, name)| set.then_some(name))
+        .collect();
+    if given.len() == 1 {
+        return;
+    }
+    let all: Vec<&str> = options.iter().map(|&(_, name)| name).collect();
+    let found = if given.is_empty() {
+        "none".to_owned()
+    } else {
+        given.join(" and ")
+    };
+    problems.value(
+        path,
+        format!(
+            "{what} needs exactly one of {} (found {found})",
+            all.join(", ")
+        ),
+    );
+}
+
 fn route(
     r: &RouteSpec,
     path: &DocPath,
@@ -228,14 +253,6 @@ fn route(
 ) -> Option<Route> {
     let matcher = route_match(&r.matcher, &path.key("match"), problems);
 
-    let given: Vec<&str> = [
-        (r.route.is_some(), "route"),
-        (r.direct_response.is_some(), "direct_response"),
-        (r.redirect.is_some(), "redirect"),
-    ]
-    .into_iter()
-    .filter_map(|(set, name)| set.then_some(name))
-    .collect();
     // Each action given is checked, even when there are too many, to report everything at once.
     let mut actions = Vec::with_capacity(1);
     if let Some(f) = &r.route {
@@ -247,18 +264,16 @@ fn route(
     if let Some(rd) = &r.redirect {
         actions.push(redirect(rd, &path.key("redirect"), problems));
     }
-    if given.len() != 1 {
-        let found = match given.is_empty() {
-            true => "none".to_owned(),
-            false => given.join(" and "),
-        };
-        problems.value(
-            path,
-            format!(
-                "a route needs exactly one of route, direct_response, redirect (found {found})"
-            ),
-        );
-    }
+    exactly_one(
+        "a route",
+        &[
+            (r.route.is_some(), "route"),
+            (r.direct_response.is_some(), "direct_response"),
+            (r.redirect.is_some(), "redirect"),
+        ],
+        path,
+        problems,
+    );
     let action = match actions.len() {
         1 => actions.pop().flatten(),
         _ => None,
@@ -270,27 +285,17 @@ fn route(
 }
 
 fn route_match(m: &MatchSpec, path: &DocPath, problems: &mut Problems) -> Option<RouteMatch> {
-    let kinds: Vec<&str> = [
-        (m.path.is_some(), "path"),
-        (m.prefix.is_some(), "prefix"),
-        (m.regex.is_some(), "regex"),
-    ]
-    .into_iter()
-    .filter_map(|(set, name)| set.then_some(name))
-    .collect();
     let path_match = match (&m.path, &m.prefix, &m.regex) {
         (Some(p), None, None) => url_path(p, &path.key("path"), problems).map(PathMatch::Exact),
         (None, Some(p), None) => url_path(p, &path.key("prefix"), problems).map(PathMatch::Prefix),
         (None, None, Some(re)) => regex(re, &path.key("regex"), problems).map(PathMatch::Regex),
         _ => {
-            let found = match kinds.is_empty() {
-                true => "none".to_owned(),
-                false => kinds.join(" and "),
-            };
-            problems.value(
-                path,
-                format!("a match needs exactly one of path, prefix, regex (found {found})"),
-            );
+            let kinds = [
+                (m.path.is_some(), "path"),
+                (m.prefix.is_some(), "prefix"),
+                (m.regex.is_some(), "regex"),
+            ];
+            exactly_one("a match", &kinds, path, problems);
             None
         }
     };
@@ -375,15 +380,6 @@ fn header_matcher(
             format!("invalid header name {:?}", h.name),
         );
     }
-    let kinds: Vec<&str> = [
-        (h.exact.is_some(), "exact"),
-        (h.prefix.is_some(), "prefix"),
-        (h.regex.is_some(), "regex"),
-        (h.present.is_some(), "present"),
-    ]
-    .into_iter()
-    .filter_map(|(set, name)| set.then_some(name))
-    .collect();
     let kind = match (&h.exact, &h.prefix, &h.regex, h.present) {
         (Some(v), None, None, None) => Some(HeaderMatchKind::Exact(v.clone())),
         (None, Some(v), None, None) => Some(HeaderMatchKind::Prefix(v.clone())),
@@ -399,16 +395,13 @@ fn header_matcher(
             None
         }
         _ => {
-            let found = match kinds.is_empty() {
-                true => "none".to_owned(),
-                false => kinds.join(" and "),
-            };
-            problems.value(
-                path,
-                format!(
-                    "a header matcher needs exactly one of exact, prefix, regex, present (found {found})"
-                ),
-            );
+            let kinds = [
+                (h.exact.is_some(), "exact"),
+                (h.prefix.is_some(), "prefix"),
+                (h.regex.is_some(), "regex"),
+                (h.present.is_some(), "present"),
+            ];
+            exactly_one("a header matcher", &kinds, path, problems);
             None
         }
     };
