@@ -15,8 +15,10 @@
 //! live in [`error`].
 //!
 //! Beside the path: [`stats`] (per-worker single-writer counter blocks and histograms, merged by
-//! an aggregator on the control side) and [`admin`] (the admin HTTP server, on its own threads,
-//! which reads the stats and talks to workers over their control channels).
+//! an aggregator on the control side), [`access_log`] and [`trace`] (rendered or recorded on the
+//! worker, shipped in batches to their own writer/exporter threads), and [`admin`] (the admin
+//! HTTP server, on its own threads, which reads the stats and talks to workers over their
+//! control channels).
 
 pub mod access_log;
 pub mod admin;
@@ -29,4 +31,5 @@ pub mod listener;
 pub mod router;
 pub mod runtime;
 pub mod stats;
+pub mod trace;
 pub mod upstream;

@@ -66,7 +66,8 @@ fuzz_target!(|data: &[u8]| {
         forwarded_proto: "https",
         request_id: "fuzz",
         upgrade: data.len() & 1 == 0,
-    };
+        trace: None,
+};
     let mut out = BytesMut::new();
     encode_request_head(&req, &rw, &mut out);
     let lenient = Limits {

@@ -12,6 +12,23 @@ pub const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Highest `workers` count accepted (a typo guard, not a tuning knob).
 pub const MAX_WORKERS: u64 = 1024;
 
+/// `tracing.sample_rate`: every new trace is sampled (Envoy's and OpenTelemetry's default).
+pub const TRACE_SAMPLE_RATE: f64 = 1.0;
+/// `tracing.service_name`.
+pub const TRACE_SERVICE_NAME: &str = "ringway";
+/// `tracing.flush_interval`: spans are exported at least this often.
+pub const TRACE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// `tracing.max_batch`: most spans in one export request.
+pub const TRACE_MAX_BATCH: usize = 512;
+/// Range of `tracing.max_batch`.
+pub const TRACE_MAX_BATCH_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
+/// `tracing.collector.path` for `otlp_json`.
+pub const OTLP_PATH: &str = "/v1/traces";
+/// `tracing.collector.path` for `zipkin_json`.
+pub const ZIPKIN_PATH: &str = "/api/v2/spans";
+/// `tracing.collector.timeout`: one export request, connect included.
+pub const TRACE_COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Listener `backlog`: the accept queue length.
 pub const BACKLOG: u32 = 1024;
 

@@ -26,6 +26,39 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The document as parsed (before defaults), for the admin `/config_dump`.
     pub document: Option<std::sync::Arc<serde_json::Value>>,
+    /// Distributed tracing, if configured.
+    pub tracing: Option<Tracing>,
+}
+
+/// The top-level `tracing` section: how spans are sampled and where they go.
+#[derive(Debug, Clone)]
+pub struct Tracing {
+    /// Fraction of new traces sampled (0..=1); connection managers may override it.
+    pub sample_rate: f64,
+    pub format: TraceFormat,
+    /// The cluster whose endpoints receive the export requests.
+    pub collector_cluster: ClusterId,
+    /// Request path of export requests.
+    pub collector_path: String,
+    /// `Host` header of export requests.
+    pub collector_host: String,
+    /// Time allowed for one export request, connect included.
+    pub collector_timeout: Duration,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Spans are exported at least this often.
+    pub flush_interval: Duration,
+    /// Most spans in one export request.
+    pub max_batch: usize,
+}
+
+/// How spans are encoded for the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// OTLP/HTTP with the JSON encoding (`POST /v1/traces`).
+    OtlpJson,
+    /// Zipkin v2 JSON (`POST /api/v2/spans`).
+    ZipkinJson,
 }
 
 /// The admin HTTP server.
@@ -64,6 +97,9 @@ pub struct HttpConnManager {
     pub generate_request_id: bool,
     /// Access logs written for every request (empty: none, and no cost).
     pub access_log: Vec<AccessLog>,
+    /// Fraction of new traces this connection manager samples, when `tracing` is configured
+    /// (the top-level rate unless overridden); `None` without tracing.
+    pub trace_sample_rate: Option<f64>,
 }
 
 /// One access log of a connection manager.
@@ -94,6 +130,8 @@ pub struct VirtualHost {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub matcher: RouteMatch,
+    /// How tracing names the route (`/api/*`, `/exact`, the regex).
+    pub http_route: std::sync::Arc<str>,
     pub action: RouteAction,
 }
 

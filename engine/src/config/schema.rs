@@ -37,6 +37,42 @@ pub struct ConfigSpec {
     pub stats_flush_interval: Option<Dur>,
     /// The admin HTTP server (stats, readiness, drain); off unless configured.
     pub admin: Option<AdminSpec>,
+    /// Distributed tracing: sample requests and export their spans to a collector; off unless
+    /// configured (trace headers are forwarded untouched then).
+    pub tracing: Option<TracingSpec>,
+}
+
+/// `tracing: {collector: {cluster: otel}, sample_rate: 0.1}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tracing map")]
+pub struct TracingSpec {
+    /// Where spans are sent; required.
+    pub collector: CollectorSpec,
+    /// Fraction of new traces sampled, 0 to 1 (default 1: every request). A request that
+    /// carries a sampling decision (`traceparent` flags, B3 sampled) keeps it.
+    pub sample_rate: Option<f64>,
+    /// `service.name` of ringway's spans (default `ringway`).
+    pub service_name: Option<String>,
+    /// Spans are sent at least this often (default `1s`).
+    pub flush_interval: Option<Dur>,
+    /// Most spans in one export request (default 512).
+    pub max_batch: Option<usize>,
+}
+
+/// `collector: {cluster: otel, format: otlp_json}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a collector map")]
+pub struct CollectorSpec {
+    /// The cluster (under `clusters`) whose endpoints receive the spans.
+    pub cluster: String,
+    /// `otlp_json` (OTLP/HTTP with JSON encoding; the default) or `zipkin_json` (Zipkin v2).
+    pub format: Option<String>,
+    /// Request path (default `/v1/traces` for OTLP, `/api/v2/spans` for Zipkin).
+    pub path: Option<String>,
+    /// `Host` header of export requests (default: the cluster's name).
+    pub host: Option<String>,
+    /// Time allowed for one export request, connect included (default `5s`).
+    pub timeout: Option<Dur>,
 }
 
 /// `admin: {address: 127.0.0.1:9901}`.
@@ -171,6 +207,16 @@ pub struct HcmSpec {
     /// Access logs: one line per request to each (default none).
     #[serde(default)]
     pub access_log: Vec<Item<AccessLogSpec>>,
+    /// This connection manager's tracing settings (needs the top-level `tracing`).
+    pub tracing: Option<HcmTracingSpec>,
+}
+
+/// `tracing: {sample_rate: 0.01}` on a connection manager.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tracing map")]
+pub struct HcmTracingSpec {
+    /// Overrides the top-level `tracing.sample_rate` for this connection manager.
+    pub sample_rate: Option<f64>,
 }
 
 /// One access log: where lines go and their format (`format` or `json_format`; neither: Envoy's

@@ -153,11 +153,11 @@ fn every_error_is_reported_one_per_line_sorted_by_line() {
 
 #[test]
 fn unknown_keys_are_rejected_with_path_and_line() {
-    let text = format!("tracing: {{ provider: x }}\n{BASE}");
+    let text = format!("overload_manager: {{ actions: x }}\n{BASE}");
     assert_error(
         &text,
-        "tracing: unknown key, expected one of `workers`, `drain_timeout`, `listeners`, `clusters`, \
-         `stats_flush_interval`, `admin` (line 1)",
+        "overload_manager: unknown key, expected one of `workers`, `drain_timeout`, `listeners`, \
+         `clusters`, `stats_flush_interval`, `admin`, `tracing` (line 1)",
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),
@@ -599,4 +599,83 @@ fn mutated_input_never_panics() {
             let _ = load_str(&text, format, "fuzz");
         }
     }
+}
+
+// ---- tracing -------------------------------------------------------------------------------
+
+#[test]
+fn tracing_defaults_and_overrides() {
+    let c = ok(&format!(
+        "tracing:\n  collector: {{ cluster: origin }}\n{BASE}"
+    ));
+    let t = c.tracing.as_ref().expect("tracing");
+    assert_eq!(t.sample_rate, 1.0);
+    assert_eq!(t.format, crate::config::TraceFormat::OtlpJson);
+    assert_eq!(t.collector_cluster, 0);
+    assert_eq!(t.collector_path, "/v1/traces");
+    assert_eq!(t.collector_host, "origin");
+    assert_eq!(t.collector_timeout, Duration::from_secs(5));
+    assert_eq!(t.service_name, "ringway");
+    assert_eq!(t.flush_interval, Duration::from_secs(1));
+    assert_eq!(t.max_batch, 512);
+    assert_eq!(c.listeners[0].http.trace_sample_rate, Some(1.0));
+
+    let text = format!(
+        "tracing:\n  sample_rate: 0.25\n  service_name: edge\n  flush_interval: 200ms\n  \
+         max_batch: 10\n  collector: {{ cluster: origin, format: zipkin_json, host: zipkin, \
+         timeout: 2s }}\n{}",
+        edit(
+            "              virtual_hosts:\n",
+            "              tracing: { sample_rate: 0.5 }\n              virtual_hosts:\n"
+        )
+    );
+    let c = ok(&text);
+    let t = c.tracing.as_ref().expect("tracing");
+    assert_eq!(t.sample_rate, 0.25);
+    assert_eq!(t.format, crate::config::TraceFormat::ZipkinJson);
+    assert_eq!(t.collector_path, "/api/v2/spans");
+    assert_eq!(t.collector_host, "zipkin");
+    assert_eq!(t.service_name, "edge");
+    assert_eq!(t.max_batch, 10);
+    assert_eq!(c.listeners[0].http.trace_sample_rate, Some(0.5));
+    // Without tracing: no rate, no cost.
+    assert_eq!(ok(BASE).listeners[0].http.trace_sample_rate, None);
+    assert!(ok(BASE).tracing.is_none());
+}
+
+#[test]
+fn tracing_errors_name_the_field() {
+    let lines = errors(&format!(
+        "tracing:\n  sample_rate: 2\n  max_batch: 0\n  collector: {{ cluster: nope, format: jaeger, \
+         path: v1 }}\n{BASE}"
+    ));
+    assert_eq!(
+        lines,
+        [
+            "tracing.sample_rate: sample_rate 2 is out of range: it is a fraction from 0 to 1 \
+             (0.1 samples one new trace in ten) (line 2)",
+            "tracing.max_batch: max_batch 0 is out of range 1..=10000 (line 3)",
+            "tracing.collector.cluster: unknown cluster \"nope\" (not defined under clusters) (line 4)",
+            "tracing.collector.format: unknown format \"jaeger\": expected `otlp_json` or \
+             `zipkin_json` (line 4)",
+            "tracing.collector.path: invalid path \"v1\": expected an absolute path such as \
+             /v1/traces (line 4)",
+        ]
+    );
+    // A connection manager's tracing needs the top-level section.
+    let text = edit(
+        "              virtual_hosts:\n",
+        "              tracing: { sample_rate: 0.5 }\n              virtual_hosts:\n",
+    );
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "{HCM}.tracing: tracing on a connection manager needs the top-level `tracing` section \
+             (with its collector) (line 7)"
+        )]
+    );
+    assert_eq!(
+        errors(&format!("tracing:\n  sample_rate: 0.1\n{BASE}")),
+        ["tracing.collector: required key is missing (line 2)"]
+    );
 }

@@ -315,7 +315,12 @@ fn plan(
     si.seen = true;
     si.method = Method::from_bytes(req.method.as_bytes());
     si.version = Some(req.version);
-    if l.capture_request_head {
+    let trace = l.trace_threshold.map(|threshold| {
+        crate::trace::context::begin(req.headers, threshold, w.tracer.zipkin, &w.tracer.rng)
+    });
+    si.trace = trace;
+    let sampled = trace.is_some_and(|t| t.sampled);
+    if l.capture_request_head || sampled {
         si.request_head = Some(Bytes::copy_from_slice(&src[..req.head_len]));
     }
     let is_head = req.method == "HEAD";
@@ -343,6 +348,9 @@ fn plan(
         };
         return Ok(Some((plan, info, req.head_len)));
     };
+    if sampled {
+        si.http_route = Some(std::sync::Arc::clone(&route.http_route));
+    }
     let plan = match &route.action {
         RouteAction::DirectResponse { status, body } => Plan::Local {
             status: *status,
@@ -383,6 +391,7 @@ fn plan(
             } else {
                 ""
             };
+            let trace_lines = trace.map(|t| t.write_headers());
             let mut out = BytesMut::with_capacity(req.head_len + 160);
             h1::encode_request_head(
                 &req,
@@ -393,6 +402,12 @@ fn plan(
                     forwarded_proto: "http",
                     request_id,
                     upgrade: req.upgrade.is_some(),
+                    trace: trace
+                        .zip(trace_lines.as_ref())
+                        .map(|(t, lines)| h1::TraceRewrite {
+                            lines: lines.as_bytes(),
+                            keep_tracestate: t.keep_tracestate,
+                        }),
                 },
                 &mut out,
             );

@@ -60,7 +60,7 @@ impl Method {
 }
 
 /// One request's record. `Default` is the empty record of a connection between requests.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StreamInfo {
     /// A request head was seen in this exchange (false: the connection closed or timed out
     /// between requests, or the head never completed).
@@ -106,6 +106,10 @@ pub struct StreamInfo {
     pub generated_request_id: Option<[u8; 36]>,
     /// The request was malformed: the `x-ringway-reason` of the 4xx/5xx sent (e.g. `bad_request`).
     pub protocol_error: Option<&'static str>,
+    /// Ringway's span of this request (set only when tracing is configured).
+    pub trace: Option<crate::trace::SpanCtx>,
+    /// The matched route's name for tracing (`http.route`), kept only for sampled requests.
+    pub http_route: Option<std::sync::Arc<str>>,
 }
 
 impl StreamInfo {

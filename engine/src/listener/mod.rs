@@ -105,6 +105,8 @@ pub struct ListenerCtx {
     pub limits: h1::Limits,
     /// Copy each request head into its `StreamInfo` (an access log needs request headers).
     pub capture_request_head: bool,
+    /// Tracing is configured: new traces are sampled when a random `u64` is below this.
+    pub trace_threshold: Option<u64>,
 }
 
 impl ListenerCtx {
@@ -123,6 +125,10 @@ impl ListenerCtx {
                 .access_log
                 .iter()
                 .any(|a| a.format.needs_request_head()),
+            trace_threshold: l
+                .http
+                .trace_sample_rate
+                .map(crate::trace::context::threshold),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! It also owns the stats side: one [`WorkerStats`](crate::stats::WorkerStats) block per worker
 //! (handed to the worker, read here), the [`Aggregator`](crate::stats::aggregate::Aggregator)
 //! that merges the workers' histograms every `stats_flush_interval` (a small `ringway-stats`
-//! thread), and, when `admin` is configured, the [admin server](crate::admin), which talks to the
+//! thread), the access-log writer and span exporter threads when those are configured, and,
+//! when `admin` is configured, the [admin server](crate::admin), which talks to the
 //! workers over the same control channels (`FlushStats`, `DrainListeners`).
 
 pub mod drain;
@@ -129,14 +130,29 @@ pub fn run(
         .map(|id| Arc::new(stats::WorkerStats::new(id, &cfg)))
         .collect();
     let (hist_tx, hist_rx) = flume::unbounded();
+    let trace_stats = cfg
+        .tracing
+        .as_ref()
+        .map(|_| Arc::new(crate::trace::TraceStats::default()));
     let aggregator = Arc::new(stats::aggregate::Aggregator::new(
         Arc::clone(&cfg),
         bound_addrs,
         worker_stats.clone(),
         hist_rx,
+        trace_stats.clone(),
     ));
     // The access-log writer thread (opens the files now, so a bad path fails the start).
     let access_log = crate::access_log::Writer::start(&cfg)?;
+    // The span exporter thread; it ends once every worker has dropped its sender.
+    let (trace_tx, exporter) = match &trace_stats {
+        Some(ts) => {
+            let (tx, rx) = crate::trace::channel();
+            let ex = crate::trace::export::Exporter::start(Arc::clone(&cfg), rx, Arc::clone(ts))
+                .map_err(RunError::Spawn)?;
+            (Some(tx), Some(ex))
+        }
+        None => (None, None),
+    };
     // Re-slice: worker i gets socket i of every listener.
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
     for group in per_listener {
@@ -167,6 +183,8 @@ pub fn run(
             stats: Arc::clone(&worker_stats[id]),
             hist_tx: hist_tx.clone(),
             access_log: access_log.as_ref().map(|w| w.sink()),
+            trace: trace_tx.clone(),
+            trace_stats: trace_stats.clone(),
         };
         let h = thread::Builder::new()
             .name(format!("ringway-w{id}"))
@@ -176,6 +194,7 @@ pub fn run(
     }
     drop(ready_tx);
     drop(hist_tx);
+    drop(trace_tx);
     let admin = Arc::new(admin::Shared::new(
         Arc::clone(&cfg),
         Arc::clone(&aggregator),
@@ -243,6 +262,10 @@ pub fn run(
     // The workers have shipped their last access-log lines: write, fsync, stop the writer.
     if let Some(w) = access_log {
         w.finish();
+    }
+    // ... and their last spans: the exporter sends them and ends.
+    if let Some(e) = exporter {
+        e.finish();
     }
     Ok(())
 }

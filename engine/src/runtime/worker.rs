@@ -83,6 +83,9 @@ pub struct Worker {
     pub request_ids: RequestIds,
     /// This worker's access-log buffers (empty and idle when no access log is configured).
     pub access_log: crate::access_log::WorkerLog,
+    /// Trace ids, sampling draws and finished spans waiting to be shipped (idle without
+    /// tracing).
+    pub tracer: crate::trace::WorkerTracer,
 }
 
 impl std::fmt::Debug for Worker {
@@ -105,6 +108,9 @@ impl Worker {
                 .map(|c| c.name.as_str());
             self.access_log.log(logs, si, cluster);
         }
+        if si.trace.is_some_and(|t| t.sampled) {
+            self.tracer.record(si, l.index);
+        }
     }
 }
 
@@ -123,6 +129,10 @@ pub struct Start {
     pub hist_tx: flume::Sender<HistBatch>,
     /// Where access-log buffers go (`None`: no access log configured).
     pub access_log: Option<crate::access_log::Sink>,
+    /// Where finished spans go (`None`: no tracing configured).
+    pub trace: Option<crate::trace::Sink>,
+    /// The exporter's counters (for spans dropped here).
+    pub trace_stats: Option<Arc<crate::trace::TraceStats>>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -158,6 +168,16 @@ async fn serve(start: Start) {
         access_log: crate::access_log::WorkerLog::new(
             start.access_log.clone(),
             crate::access_log::destinations(&start.config).len(),
+        ),
+        tracer: crate::trace::WorkerTracer::new(
+            start.id,
+            start.trace,
+            start.trace_stats,
+            start
+                .config
+                .tracing
+                .as_ref()
+                .is_some_and(|t| t.format == crate::config::TraceFormat::ZipkinJson),
         ),
     });
     for (index, (sock, l)) in start
@@ -202,13 +222,15 @@ async fn serve(start: Start) {
         })
         .detach();
     }
-    // Ship access-log lines at least every FLUSH_INTERVAL (full buffers go at once).
-    if worker.access_log.enabled() {
+    // Ship access-log lines and finished spans at least every FLUSH_INTERVAL (full buffers go
+    // at once).
+    if worker.access_log.enabled() || worker.tracer.enabled() {
         let w = Rc::clone(&worker);
         compio::runtime::spawn(async move {
             loop {
                 compio::time::sleep(crate::access_log::FLUSH_INTERVAL).await;
                 w.access_log.flush(false);
+                w.tracer.flush(false);
             }
         })
         .detach();
@@ -256,8 +278,10 @@ async fn serve(start: Start) {
     while worker.drain.active() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Every line logged so far goes to the writer before this thread ends.
+    // Every line logged and span recorded so far goes to the writer/exporter before this
+    // thread ends.
     worker.access_log.flush(true);
+    worker.tracer.flush(true);
     let c = &worker.stats;
     let sum = |f: fn(&crate::stats::ClusterStats) -> u64| c.clusters.iter().map(f).sum::<u64>();
     tracing::info!(

@@ -45,6 +45,8 @@ pub enum Scope {
     Worker,
     /// `server.` (no label).
     Server,
+    /// `tracing.` (no label): the span exporter.
+    Tracing,
 }
 
 impl Scope {
@@ -55,6 +57,7 @@ impl Scope {
             Scope::Cluster => "cluster",
             Scope::Worker => "worker",
             Scope::Server => "server",
+            Scope::Tracing => "tracing",
         }
     }
     /// The Prometheus label carrying the scope's value (Envoy's label names).
@@ -64,7 +67,7 @@ impl Scope {
             Scope::Http => Some("envoy_http_conn_manager_prefix"),
             Scope::Cluster => Some("envoy_cluster_name"),
             Scope::Worker => Some("worker"),
-            Scope::Server => None,
+            Scope::Server | Scope::Tracing => None,
         }
     }
 }
@@ -138,6 +141,8 @@ pub struct Aggregator {
     rx: flume::Receiver<HistBatch>,
     merged: Mutex<Merged>,
     started: Instant,
+    /// The trace exporter's counters, when tracing is configured.
+    tracing: Option<Arc<crate::trace::TraceStats>>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -157,6 +162,7 @@ impl Aggregator {
         listener_addrs: Vec<SocketAddr>,
         workers: Vec<Arc<WorkerStats>>,
         rx: flume::Receiver<HistBatch>,
+        tracing: Option<Arc<crate::trace::TraceStats>>,
     ) -> Self {
         let slots = super::hist_slots(&config);
         let n = workers.len();
@@ -171,6 +177,7 @@ impl Aggregator {
                 next_seq: 0,
             }),
             started: Instant::now(),
+            tracing,
         }
     }
 
@@ -416,6 +423,16 @@ impl Aggregator {
             "concurrency",
             Value::Gauge(self.workers.len() as u64),
         );
+        if let Some(t) = &self.tracing {
+            for (metric, c) in [
+                ("spans_sent", &t.spans_sent),
+                ("spans_dropped", &t.spans_dropped),
+                ("reports_sent", &t.reports_sent),
+                ("reports_failed", &t.reports_failed),
+            ] {
+                put(Scope::Tracing, "", metric, Value::Counter(get(c)));
+            }
+        }
         Snapshot {
             stats: out.into_values().collect(),
         }

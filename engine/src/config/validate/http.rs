@@ -26,6 +26,7 @@ pub(super) fn conn_manager(
     listener_name: &str,
     path: &DocPath,
     clusters: &ClusterNames,
+    trace_rate: Option<f64>,
     problems: &mut Problems,
 ) -> HttpConnManager {
     let stat_prefix = match &hcm.stat_prefix {
@@ -120,6 +121,12 @@ pub(super) fn conn_manager(
         access_log: super::access_log::access_logs(
             &hcm.access_log,
             &path.key("access_log"),
+            problems,
+        ),
+        trace_sample_rate: super::tracing::hcm_sample_rate(
+            hcm.tracing.as_ref(),
+            trace_rate,
+            &path.key("tracing"),
             problems,
         ),
     }
@@ -278,10 +285,29 @@ fn route(
         1 => actions.pop().flatten(),
         _ => None,
     };
+    let matcher = matcher?;
     Some(Route {
-        matcher: matcher?,
+        http_route: http_route(&matcher.path),
+        matcher,
         action: action?,
     })
+}
+
+/// The route as tracing names it (OpenTelemetry's `http.route`): the exact path, the prefix
+/// followed by `*`, or the regex.
+fn http_route(m: &PathMatch) -> std::sync::Arc<str> {
+    match m {
+        PathMatch::Exact(p) => p.as_str().into(),
+        PathMatch::Prefix(p) => format!("{p}*").into(),
+        PathMatch::Regex(r) => {
+            let s = r.as_str();
+            // Compiled anchored as `^(?:re)$`: name it by what the user wrote.
+            s.strip_prefix("^(?:")
+                .and_then(|s| s.strip_suffix(")$"))
+                .unwrap_or(s)
+                .into()
+        }
+    }
 }
 
 fn route_match(m: &MatchSpec, path: &DocPath, problems: &mut Problems) -> Option<RouteMatch> {

@@ -13,6 +13,7 @@
 mod access_log;
 mod cluster;
 mod http;
+mod tracing;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -106,6 +107,18 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         clusters.push(cluster::cluster(c, &path, problems));
     }
 
+    let tracing = spec
+        .tracing
+        .as_ref()
+        .and_then(|t| tracing::tracing(t, &root.key("tracing"), &names, problems));
+    // What connection managers inherit (read from the spec, so a broken collector does not also
+    // fail every connection manager's override).
+    let trace_rate = spec.tracing.as_ref().map(|t| {
+        t.sample_rate
+            .unwrap_or(defaults::TRACE_SAMPLE_RATE)
+            .clamp(0.0, 1.0)
+    });
+
     let listeners_path = root.key("listeners");
     if spec.listeners.is_empty() {
         problems.value(&listeners_path, "at least one listener is required");
@@ -140,7 +153,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
                 }
             }
         }
-        let listener = listener(l, address, &path, &names, problems);
+        let listener = listener(l, address, &path, &names, trace_rate, problems);
         if let Some(listener) = listener {
             listeners.push(listener);
         }
@@ -156,6 +169,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         stats_flush_interval,
         admin,
         document: None,
+        tracing,
     }
 }
 
@@ -199,6 +213,7 @@ fn listener(
     address: Option<SocketAddr>,
     path: &DocPath,
     clusters: &ClusterNames,
+    trace_rate: Option<f64>,
     problems: &mut Problems,
 ) -> Option<Listener> {
     if l.name.is_empty() {
@@ -242,7 +257,8 @@ fn listener(
                 ),
                 Some(FilterSpec::HttpConnectionManager(hcm)) => {
                     let hcm_path = filter_path.key("http_connection_manager");
-                    let built = http::conn_manager(hcm, &l.name, &hcm_path, clusters, problems);
+                    let built =
+                        http::conn_manager(hcm, &l.name, &hcm_path, clusters, trace_rate, problems);
                     if http.is_none() {
                         http = Some(built);
                     }

@@ -10,7 +10,7 @@
 //! tokens in place, and only when it names something beyond `close`/`keep-alive`/`upgrade`.
 
 use super::parse::tokens;
-use super::{BodyFraming, Request, RequestRewrite, Response, Version};
+use super::{BodyFraming, Request, RequestRewrite, Response, TraceRewrite, Version};
 use bytes::BytesMut;
 use httparse::Header;
 use std::fmt::Write as _;
@@ -84,7 +84,11 @@ fn connection_values<'a>(headers: &'a [Header<'_>]) -> impl Iterator<Item = &'a 
 
 /// A request header's fate: `None` when it is not forwarded (hop-by-hop, nominated by
 /// `Connection`, or rewritten by the encoder), else its kind.
-fn request_kind(h: &Header<'_>, nominated: &Nominated<'_, '_>) -> Option<Kind> {
+fn request_kind(
+    h: &Header<'_>,
+    nominated: &Nominated<'_, '_>,
+    trace: Option<&TraceRewrite<'_>>,
+) -> Option<Kind> {
     match kind(h.name) {
         Kind::HopByHop
         | Kind::Upgrade
@@ -92,6 +96,12 @@ fn request_kind(h: &Header<'_>, nominated: &Nominated<'_, '_>) -> Option<Kind> {
         | Kind::ContentLength
         | Kind::ForwardedProto => None,
         _ if nominated.contains(h.name) => None,
+        Kind::Other
+            if trace
+                .is_some_and(|t| crate::trace::context::is_replaced(h.name, t.keep_tracestate)) =>
+        {
+            None
+        }
         k => Some(k),
     }
 }
@@ -125,7 +135,7 @@ pub(super) fn request_head(req: &Request<'_, '_>, rw: &RequestRewrite<'_>, out: 
     let mut last_xff = None;
     let mut has_request_id = false;
     for (i, h) in req.headers.iter().enumerate() {
-        match request_kind(h, &nominated) {
+        match request_kind(h, &nominated, rw.trace.as_ref()) {
             None => continue,
             Some(Kind::ForwardedFor) => last_xff = Some(i),
             Some(Kind::RequestId) => has_request_id = true,
@@ -141,6 +151,8 @@ pub(super) fn request_head(req: &Request<'_, '_>, rw: &RequestRewrite<'_>, out: 
     if !has_request_id {
         len += 14 + rw.request_id.len() + 2; // "x-request-id: "
     }
+    let trace_lines = rw.trace.as_ref().map_or(&b""[..], |t| t.lines);
+    len += trace_lines.len();
     len += match req.framing {
         BodyFraming::Length(_) => 16 + length.len() + 2, // "content-length: "
         BodyFraming::Chunked => 28,                      // "transfer-encoding: chunked\r\n"
@@ -166,7 +178,7 @@ pub(super) fn request_head(req: &Request<'_, '_>, rw: &RequestRewrite<'_>, out: 
     );
     put(out, &[b"host: ", host, b"\r\n"]);
     for (i, h) in req.headers.iter().enumerate() {
-        if request_kind(h, &nominated).is_none() {
+        if request_kind(h, &nominated, rw.trace.as_ref()).is_none() {
             continue;
         }
         put(out, &[h.name.as_bytes(), b": ", h.value]);
@@ -189,6 +201,7 @@ pub(super) fn request_head(req: &Request<'_, '_>, rw: &RequestRewrite<'_>, out: 
     if !has_request_id {
         put(out, &[b"x-request-id: ", rw.request_id.as_bytes(), b"\r\n"]);
     }
+    out.extend_from_slice(trace_lines);
     match req.framing {
         BodyFraming::Length(_) => put(out, &[b"content-length: ", length, b"\r\n"]),
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),

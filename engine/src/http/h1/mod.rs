@@ -245,6 +245,18 @@ pub struct RequestRewrite<'a> {
     pub request_id: &'a str,
     /// Forward the upgrade (`Connection: upgrade` + `Upgrade`) instead of dropping it.
     pub upgrade: bool,
+    /// Trace context to send instead of the client's (tracing configured).
+    pub trace: Option<TraceRewrite<'a>>,
+}
+
+/// The trace context headers of a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceRewrite<'a> {
+    /// Complete header lines (each ending in CRLF) written after `x-request-id`.
+    pub lines: &'a [u8],
+    /// The client's `tracestate` is forwarded (else dropped with the other trace headers:
+    /// `traceparent`, `b3`, `x-b3-*`, which are always replaced by `lines`).
+    pub keep_tracestate: bool,
 }
 
 /// Write the upstream request head: request line (`HTTP/1.1`, origin-form path), the client's
@@ -258,7 +270,8 @@ pub struct RequestRewrite<'a> {
 ///
 /// Exact layout: request line, `host`, the kept client headers in their order (the last
 /// `x-forwarded-for` line gets `, <client_ip>` appended), then `x-forwarded-for: <ip>` if the
-/// client sent none, `x-forwarded-proto`, `x-request-id` if absent, framing, upgrade, blank line.
+/// client sent none, `x-forwarded-proto`, `x-request-id` if absent, trace context lines
+/// (`rw.trace`, replacing the client's), framing, upgrade, blank line.
 /// Generated names are lower-case; copied names keep the client's spelling. Without a host to
 /// send (HTTP/1.0 client, no rewrite) `host` is sent empty, as RFC 9112 §3.2 asks.
 /// `rw.path`, `rw.host` and `rw.request_id` MUST NOT contain CR, LF or other control bytes.

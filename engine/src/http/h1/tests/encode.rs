@@ -13,6 +13,7 @@ fn rewrite() -> RequestRewrite<'static> {
         forwarded_proto: "http",
         request_id: "rid-1",
         upgrade: false,
+        trace: None,
     }
 }
 

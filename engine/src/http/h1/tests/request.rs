@@ -566,6 +566,7 @@ fn mutated_requests_keep_the_invariants() {
                 forwarded_proto: "http",
                 request_id: "id",
                 upgrade: true,
+                trace: None,
             };
             encode_request_head(&req, &rw, &mut out);
             let framing = req.framing;
