@@ -220,9 +220,7 @@ pub fn begin(
     }
     let b3_form = if s.b3_single.is_some() {
         B3Out::Single
-    } else if s.b3_trace.is_some() || s.b3_sampled.is_some() || s.b3_flags.is_some() {
-        B3Out::Multi
-    } else if zipkin {
+    } else if zipkin || s.b3_trace.is_some() || s.b3_sampled.is_some() || s.b3_flags.is_some() {
         B3Out::Multi
     } else {
         B3Out::None
