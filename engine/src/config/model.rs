@@ -75,6 +75,9 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Accept backlog (default 1024).
     pub backlog: u32,
+    /// Hand each new connection to the least loaded worker (`connection_balance: exact`, the
+    /// default) instead of serving it where SO_REUSEPORT hashed it (`kernel`).
+    pub exact_balance: bool,
     /// The HTTP connection manager of the (single, for now) filter chain.
     pub http: HttpConnManager,
 }

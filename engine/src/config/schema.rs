@@ -132,6 +132,9 @@ pub struct ListenerSpec {
     pub address: String,
     /// Accept queue length (default 1024).
     pub backlog: Option<u32>,
+    /// How new connections are spread over workers: `exact` (the least loaded worker serves
+    /// it; the default) or `kernel` (the worker SO_REUSEPORT hashed it to).
+    pub connection_balance: Option<String>,
     /// Exactly one filter chain for now (matching on SNI/ALPN/ports comes with TLS).
     pub filter_chains: Vec<Item<FilterChainSpec>>,
 }

@@ -161,7 +161,7 @@ fn unknown_keys_are_rejected_with_path_and_line() {
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),
-        "listeners[0].port: unknown key, expected one of `name`, `address`, `backlog`, `filter_chains` (line 4)",
+        "listeners[0].port: unknown key, expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains` (line 4)",
     );
     assert_error(
         &edit(
@@ -405,7 +405,7 @@ fn json_errors_carry_path_and_line() {
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "nme": 1,"#);
     assert_eq!(
         errors_in(&text, Format::Json),
-        ["listeners[0].nme: unknown key, expected one of `name`, `address`, `backlog`, `filter_chains` (line 4)"]
+        ["listeners[0].nme: unknown key, expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains` (line 4)"]
     );
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "name": "again","#);
     assert_eq!(
@@ -677,5 +677,23 @@ fn tracing_errors_name_the_field() {
     assert_eq!(
         errors(&format!("tracing:\n  sample_rate: 0.1\n{BASE}")),
         ["tracing.collector: required key is missing (line 2)"]
+    );
+}
+
+#[test]
+fn connection_balance_values() {
+    assert!(ok(BASE).listeners[0].exact_balance, "exact by default");
+    let with = |v: &str| {
+        edit(
+            "    address: 127.0.0.1:10000\n",
+            &format!("    address: 127.0.0.1:10000\n    connection_balance: {v}\n"),
+        )
+    };
+    assert!(ok(&with("exact")).listeners[0].exact_balance);
+    assert!(!ok(&with("kernel")).listeners[0].exact_balance);
+    assert_error(
+        &with("round_robin"),
+        "listeners[0].connection_balance: unknown connection_balance \"round_robin\": expected \
+         `exact` or `kernel` (line 4)",
     );
 }

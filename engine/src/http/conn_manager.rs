@@ -90,6 +90,7 @@ struct Downstream {
 pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worker>) {
     let _live = w.drain.track();
     let _cx = w.stats.downstream_cx(l.index);
+    let _load = crate::runtime::balance::LoadGuard::new(w.balance.as_deref(), w.id);
     let mut d = Downstream {
         conn,
         peer,

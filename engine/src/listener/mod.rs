@@ -107,6 +107,8 @@ pub struct ListenerCtx {
     pub capture_request_head: bool,
     /// Tracing is configured: new traces are sampled when a random `u64` is below this.
     pub trace_threshold: Option<u64>,
+    /// Hand new connections to the least loaded worker (`connection_balance: exact`).
+    pub exact_balance: bool,
 }
 
 impl ListenerCtx {
@@ -125,6 +127,7 @@ impl ListenerCtx {
                 .access_log
                 .iter()
                 .any(|a| a.format.needs_request_head()),
+            exact_balance: l.exact_balance,
             trace_threshold: l
                 .http
                 .trace_sample_rate
@@ -162,6 +165,23 @@ pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Wor
         match accepted {
             Ok((stream, peer)) => {
                 warned_exhaustion = false;
+                let mut stream = stream;
+                if let Some(b) = &worker.balance {
+                    if ctx.exact_balance {
+                        let to = b.assign(worker.id);
+                        if to != worker.id {
+                            match b.send(to, stream, peer, ctx.index) {
+                                Ok(()) => continue,
+                                Err(s) => {
+                                    b.reassign(to, worker.id);
+                                    stream = s;
+                                }
+                            }
+                        }
+                    } else {
+                        b.keep(worker.id);
+                    }
+                }
                 let conn = crate::io::Conn::new(stream);
                 let ctx = Rc::clone(&ctx);
                 let w = Rc::clone(&worker);

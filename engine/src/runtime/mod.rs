@@ -13,6 +13,7 @@
 //! when `admin` is configured, the [admin server](crate::admin), which talks to the
 //! workers over the same control channels (`FlushStats`, `DrainListeners`).
 
+pub mod balance;
 pub mod drain;
 pub mod ring;
 pub mod worker;
@@ -161,6 +162,13 @@ pub fn run(
         }
     }
 
+    // Exact connection balance needs somewhere to hand connections: only with 2+ workers.
+    let (balance, mut handoffs) = if n > 1 {
+        let (shared, rx) = balance::Shared::new(n);
+        (Some(shared), rx.into_iter().map(Some).collect::<Vec<_>>())
+    } else {
+        (None, vec![None])
+    };
     let sigset = block_signals();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = flume::unbounded();
@@ -184,6 +192,8 @@ pub fn run(
             hist_tx: hist_tx.clone(),
             access_log: access_log.as_ref().map(|w| w.sink()),
             trace: trace_tx.clone(),
+            balance: balance.clone(),
+            handoff: handoffs.get_mut(id).and_then(Option::take),
             trace_stats: trace_stats.clone(),
         };
         let h = thread::Builder::new()

@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     http::stream_info::StreamInfo,
     listener::{accept_loop, ListenerCtx},
-    runtime::{drain::Drain, ring, Control},
+    runtime::{balance, drain::Drain, ring, Control},
     stats::{self, HistBatch, WorkerHistograms, WorkerStats},
     upstream::ClusterManager,
 };
@@ -86,6 +86,8 @@ pub struct Worker {
     /// Trace ids, sampling draws and finished spans waiting to be shipped (idle without
     /// tracing).
     pub tracer: crate::trace::WorkerTracer,
+    /// Exact connection balance between workers (`None`: one worker).
+    pub balance: Option<Arc<balance::Shared>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -133,6 +135,10 @@ pub struct Start {
     pub trace: Option<crate::trace::Sink>,
     /// The exporter's counters (for spans dropped here).
     pub trace_stats: Option<Arc<crate::trace::TraceStats>>,
+    /// Connection counts of all workers and their handoff channels (`None`: one worker).
+    pub balance: Option<Arc<balance::Shared>>,
+    /// Connections other workers hand to this one.
+    pub handoff: Option<flume::Receiver<balance::Handoff>>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -179,7 +185,9 @@ async fn serve(start: Start) {
                 .as_ref()
                 .is_some_and(|t| t.format == crate::config::TraceFormat::ZipkinJson),
         ),
+        balance: start.balance,
     });
+    let mut ctxs = Vec::with_capacity(start.sockets.len());
     for (index, (sock, l)) in start
         .sockets
         .into_iter()
@@ -189,7 +197,36 @@ async fn serve(start: Start) {
         let mut ctx = ListenerCtx::new(l);
         ctx.index = index;
         let ctx = Rc::new(ctx);
+        ctxs.push(Rc::clone(&ctx));
         compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(&worker))).detach();
+    }
+    // Serve the connections other workers hand over (exact balance).
+    if let Some(rx) = start.handoff {
+        let w = Rc::clone(&worker);
+        compio::runtime::spawn(async move {
+            while let Ok(h) = rx.recv_async().await {
+                let ctx = ctxs.get(h.listener).cloned();
+                match (ctx, compio::net::TcpStream::from_std(h.stream)) {
+                    (Some(ctx), Ok(stream)) => {
+                        let conn = crate::io::Conn::new(stream);
+                        compio::runtime::spawn(crate::http::conn_manager::serve(
+                            conn,
+                            h.peer,
+                            ctx,
+                            Rc::clone(&w),
+                        ))
+                        .detach();
+                    }
+                    _ => {
+                        // Not served: give the count back (the socket closes on drop).
+                        if let Some(b) = &w.balance {
+                            b.release(w.id);
+                        }
+                    }
+                }
+            }
+        })
+        .detach();
     }
     // Age out idle upstream connections (and those the upstream closed) once a second.
     {

@@ -223,6 +223,17 @@ fn listener(
     if backlog == 0 {
         problems.value(&path.key("backlog"), "backlog must be at least 1");
     }
+    let exact_balance = match l.connection_balance.as_deref() {
+        None | Some("exact") => true,
+        Some("kernel") => false,
+        Some(other) => {
+            problems.value(
+                &path.key("connection_balance"),
+                format!("unknown connection_balance {other:?}: expected `exact` or `kernel`"),
+            );
+            true
+        }
+    };
     let chains_path = path.key("filter_chains");
     if l.filter_chains.len() != 1 {
         problems.value(
@@ -270,6 +281,7 @@ fn listener(
         name: l.name.clone(),
         address: address?,
         backlog,
+        exact_balance,
         http: http?,
     })
 }
