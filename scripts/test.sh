@@ -17,6 +17,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
+# Python's prometheus_client: a real parser for the Prometheus output (engine/tests/stats_load.rs).
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  log "installing prometheus_client"
+  if python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet prometheus_client
+  else
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-prometheus-client
+  fi
+fi
 
 # io_uring rings need locked memory where CAP_IPC_LOCK is missing.
 ulimit -l unlimited 2>/dev/null || true

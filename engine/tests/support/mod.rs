@@ -1223,3 +1223,64 @@ pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     });
     lines
 }
+
+// --- Added for the stats_load tests.
+
+/// The admin `/stats?format=json` document.
+pub fn admin_json(addr: SocketAddr) -> serde_json::Value {
+    let r = admin(addr, "GET", "/stats?format=json");
+    assert_eq!(r.status(), 200, "{}", r.body_str());
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("/stats?format=json is not JSON ({e}): {}", r.body_str()))
+}
+
+/// A counter or gauge of an [`admin_json`] document, by name.
+pub fn json_stat(doc: &serde_json::Value, name: &str) -> Option<u64> {
+    doc["stats"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?["value"]
+        .as_u64()
+}
+
+/// A histogram of an [`admin_json`] document, by name (`count`, `quantiles`, ... in µs).
+pub fn json_hist<'a>(doc: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    doc["histograms"]
+        .as_array()?
+        .iter()
+        .find(|h| h["name"] == name)
+}
+
+/// Run `python3 -c SCRIPT` with `stdin` as its input, bounded by `limit` (killed, and the test
+/// fails, if it takes longer). Fails the test if `python3` cannot be started.
+pub fn run_python(script: &str, stdin: &[u8], limit: Duration) -> CmdOutput {
+    let dir = scratch_dir();
+    let (in_p, out_p, err_p) = (dir.join("stdin"), dir.join("stdout"), dir.join("stderr"));
+    std::fs::write(&in_p, stdin).expect("write stdin file");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::from(std::fs::File::open(&in_p).expect("stdin file")))
+        .stdout(Stdio::from(
+            std::fs::File::create(&out_p).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(&err_p).expect("stderr file"),
+        ))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run python3 ({e}): run scripts/test.sh, which installs what the tests need"
+            )
+        });
+    let status = wait_bounded(&mut child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = wait_bounded(&mut child, Duration::from_secs(5));
+        panic!("python3 did not exit within {limit:?}")
+    });
+    CmdOutput {
+        status,
+        stdout: std::fs::read_to_string(&out_p).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
+    }
+}
