@@ -25,6 +25,7 @@
 //! Without `tracing` in the config none of this runs and trace headers pass through untouched.
 
 pub mod context;
+pub mod encode;
 pub mod export;
 
 use std::{
