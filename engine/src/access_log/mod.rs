@@ -124,7 +124,10 @@ impl Writer {
         let (free_tx, free) = flume::bounded(FREE);
         let thread = thread::Builder::new()
             .name("ringway-log".into())
-            .spawn(move || write_loop(outs, rx, free_tx))
+            .spawn(move || {
+                crate::runtime::background_thread();
+                write_loop(outs, rx, free_tx)
+            })
             .map_err(|source| OpenError {
                 path: PathBuf::from("<writer thread>"),
                 source,

@@ -186,6 +186,8 @@ pub fn start(listener: TcpListener, shared: Arc<Shared>) {
     let spawned = thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
+            // Its connection threads inherit the lower priority.
+            crate::runtime::background_thread();
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {

@@ -58,6 +58,30 @@ pub enum RunError {
     Spawn(std::io::Error),
 }
 
+/// Nice value of the threads beside the request path (admin server, stats aggregator,
+/// access-log writer, span exporter).
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lower the calling thread's scheduling priority to [`BACKGROUND_NICE`], so that on a core it
+/// shares with a worker (a process pinned to fewer cores than it has threads) it runs in the
+/// worker's idle gaps instead of delaying requests: an admin `/stats` read must not show in a
+/// benchmark's p99. A real-time policy (the process started under `chrt`) is dropped to the
+/// normal one for these threads: workers keep it, the background work does not need it. Threads
+/// it spawns inherit both. Best effort.
+pub fn background_thread() {
+    // SAFETY: sched_getscheduler/sched_setscheduler/setpriority on the calling thread (id 0 /
+    // its own tid) with a valid, initialized sched_param.
+    unsafe {
+        let policy = libc::sched_getscheduler(0);
+        if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
+        }
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
+    }
+}
+
 fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {
     opts.workers
         .or(cfg.workers)
@@ -131,6 +155,11 @@ pub fn run(
         .map(|id| Arc::new(stats::WorkerStats::new(id, &cfg)))
         .collect();
     let (hist_tx, hist_rx) = flume::unbounded();
+    // Emptied histogram sets go back to their worker (two in flight at most).
+    let (recycle_tx, mut recycle_rx): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| flume::bounded(2))
+        .map(|(t, r)| (t, Some(r)))
+        .unzip();
     let trace_stats = cfg
         .tracing
         .as_ref()
@@ -141,6 +170,7 @@ pub fn run(
         worker_stats.clone(),
         hist_rx,
         trace_stats.clone(),
+        recycle_tx,
     ));
     // The access-log writer thread (opens the files now, so a bad path fails the start).
     let access_log = crate::access_log::Writer::start(&cfg)?;
@@ -193,6 +223,7 @@ pub fn run(
             access_log: access_log.as_ref().map(|w| w.sink()),
             trace: trace_tx.clone(),
             balance: balance.clone(),
+            hist_free: recycle_rx.get_mut(id).and_then(Option::take),
             handoff: handoffs.get_mut(id).and_then(Option::take),
             trace_stats: trace_stats.clone(),
         };
@@ -220,9 +251,12 @@ pub fn run(
         let every = cfg.stats_flush_interval;
         let _ = thread::Builder::new()
             .name("ringway-stats".into())
-            .spawn(move || loop {
-                thread::sleep(every);
-                agg.merge_pending();
+            .spawn(move || {
+                background_thread();
+                loop {
+                    thread::sleep(every);
+                    agg.merge_pending();
+                }
             });
     }
 

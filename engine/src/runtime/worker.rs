@@ -129,6 +129,8 @@ pub struct Start {
     pub stats: Arc<WorkerStats>,
     /// Where interval histograms go.
     pub hist_tx: flume::Sender<HistBatch>,
+    /// Emptied histogram sets coming back from the aggregator.
+    pub hist_free: Option<flume::Receiver<Vec<hdrhistogram::Histogram<u64>>>>,
     /// Where access-log buffers go (`None`: no access log configured).
     pub access_log: Option<crate::access_log::Sink>,
     /// Where finished spans go (`None`: no tracing configured).
@@ -168,7 +170,7 @@ async fn serve(start: Start) {
         clusters: ClusterManager::new(&start.config, start.id, &start.stats),
         config: Arc::clone(&start.config),
         drain: Drain::default(),
-        hists: WorkerHistograms::new(&start.config),
+        hists: WorkerHistograms::new(&start.config, start.hist_free),
         stats: start.stats,
         request_ids: RequestIds::new(start.id),
         access_log: crate::access_log::WorkerLog::new(

@@ -143,6 +143,8 @@ pub struct Aggregator {
     started: Instant,
     /// The trace exporter's counters, when tracing is configured.
     tracing: Option<Arc<crate::trace::TraceStats>>,
+    /// Per worker: where merged histogram sets go back, emptied, for reuse.
+    recycle: Vec<flume::Sender<Vec<Histogram<u64>>>>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -163,6 +165,7 @@ impl Aggregator {
         workers: Vec<Arc<WorkerStats>>,
         rx: flume::Receiver<HistBatch>,
         tracing: Option<Arc<crate::trace::TraceStats>>,
+        recycle: Vec<flume::Sender<Vec<Histogram<u64>>>>,
     ) -> Self {
         let slots = super::hist_slots(&config);
         let n = workers.len();
@@ -178,6 +181,7 @@ impl Aggregator {
             }),
             started: Instant::now(),
             tracing,
+            recycle,
         }
     }
 
@@ -185,13 +189,20 @@ impl Aggregator {
         self.merged.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn merge(m: &mut Merged, b: HistBatch) {
+    fn merge(&self, m: &mut Merged, mut b: HistBatch) {
         if let Some(a) = m.answered.get_mut(b.worker) {
             *a = (*a).max(b.seq);
         }
-        for (into, from) in m.hists.iter_mut().zip(b.hists.iter()) {
+        for (into, from) in m.hists.iter_mut().zip(b.hists.iter_mut()) {
             if !from.is_empty() {
-                let _ = into.add(from);
+                let _ = into.add(&*from);
+                from.reset();
+            }
+        }
+        // Back to the worker, emptied (here, off the worker), for its next ship.
+        if !b.hists.is_empty() {
+            if let Some(tx) = self.recycle.get(b.worker) {
+                let _ = tx.try_send(b.hists);
             }
         }
     }
@@ -200,7 +211,7 @@ impl Aggregator {
     pub fn merge_pending(&self) {
         let mut m = self.lock();
         while let Ok(b) = self.rx.try_recv() {
-            Self::merge(&mut m, b);
+            self.merge(&mut m, b);
         }
     }
 
@@ -209,7 +220,7 @@ impl Aggregator {
     pub fn refresh(&self, controls: &[flume::Sender<Control>], limit: Duration) -> usize {
         let mut m = self.lock();
         while let Ok(b) = self.rx.try_recv() {
-            Self::merge(&mut m, b);
+            self.merge(&mut m, b);
         }
         m.next_seq += 1;
         let seq = m.next_seq;
@@ -226,7 +237,7 @@ impl Aggregator {
                 .rx
                 .recv_timeout(until.saturating_duration_since(Instant::now()))
             {
-                Ok(b) => Self::merge(&mut m, b),
+                Ok(b) => self.merge(&mut m, b),
                 Err(_) => return answered,
             }
         }

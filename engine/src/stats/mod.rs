@@ -268,6 +268,10 @@ const HIST_MAX_US: u64 = 3_600_000_000;
 const HIST_SIGFIG: u8 = 2;
 
 /// A fresh, empty latency histogram (µs).
+fn new_set(n: usize) -> Vec<Histogram<u64>> {
+    (0..n).map(|_| new_histogram()).collect()
+}
+
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants known to be valid.
     Histogram::new_with_bounds(1, HIST_MAX_US, HIST_SIGFIG).unwrap_or_else(|_| {
@@ -307,6 +311,9 @@ pub struct WorkerHistograms {
     hists: RefCell<Vec<Histogram<u64>>>,
     /// Something was recorded since the last ship.
     dirty: std::cell::Cell<bool>,
+    /// Emptied sets sent back by the aggregator: a ship swaps one in instead of copying and
+    /// clearing (a set is tens of KiB).
+    free: Option<flume::Receiver<Vec<Histogram<u64>>>>,
 }
 
 fn us(from: Option<Instant>, to: Option<Instant>) -> Option<u64> {
@@ -315,11 +322,13 @@ fn us(from: Option<Instant>, to: Option<Instant>) -> Option<u64> {
 }
 
 impl WorkerHistograms {
-    pub fn new(cfg: &Config) -> Self {
+    /// `free` brings back the sets the aggregator has merged and emptied.
+    pub fn new(cfg: &Config, free: Option<flume::Receiver<Vec<Histogram<u64>>>>) -> Self {
         WorkerHistograms {
             listeners: cfg.listeners.len(),
-            hists: RefCell::new((0..hist_slots(cfg)).map(|_| new_histogram()).collect()),
+            hists: RefCell::new(new_set(hist_slots(cfg))),
             dirty: std::cell::Cell::new(false),
+            free,
         }
     }
 
@@ -366,11 +375,14 @@ impl WorkerHistograms {
             return None;
         }
         let mut hists = self.hists.try_borrow_mut().ok()?;
-        let out = hists.clone();
-        for h in hists.iter_mut() {
-            h.reset();
-        }
-        Some(out)
+        let n = hists.len();
+        let fresh = self
+            .free
+            .as_ref()
+            .and_then(|f| f.try_recv().ok())
+            .filter(|set| set.len() == n)
+            .unwrap_or_else(|| new_set(n));
+        Some(std::mem::replace(&mut *hists, fresh))
     }
 }
 

@@ -38,7 +38,10 @@ impl Exporter {
     ) -> std::io::Result<Exporter> {
         let thread = thread::Builder::new()
             .name("ringway-trace".into())
-            .spawn(move || run(&cfg, &rx, &stats))?;
+            .spawn(move || {
+                crate::runtime::background_thread();
+                run(&cfg, &rx, &stats)
+            })?;
         Ok(Exporter {
             thread: Some(thread),
         })
