@@ -354,8 +354,10 @@ poll_stats() {  # admin-addr outfile : every 100 ms, /stats and /stats/prometheu
   for ((i = 0; i < n; i++)); do
     if ((i % 2)); then urls+=("http://$1/stats/prometheus"); else urls+=("http://$1/stats"); fi
   done
-  # One curl process for all reads (no fork per read): --rate spaces the transfer starts.
-  exec "${RUN[@]}" taskset -c "$POLL_CPU" curl -s --rate 10/s --max-time "$LOAD_LIMIT" -o /dev/null \
+  # One curl process for all reads (no fork per read): --rate spaces the transfer starts. It is
+  # a reader, not a measured process: normal priority even with PRIO=rt, so it never holds up
+  # the load generator and the origin on its core.
+  exec taskset -c "$POLL_CPU" curl -s --rate 10/s --max-time "$LOAD_LIMIT" -o /dev/null \
     -w '%{stderr}%{http_code} %{size_download}\n' "${urls[@]}" >/dev/null 2>"$2"
 }
 if [[ " $PARTS " == *" stats "* ]]; then
