@@ -613,14 +613,36 @@ impl Val<'_> {
                 }
                 Ok(())
             }
-            Val::Num(n) => write!(out, "{n}"),
-            Val::Millis(d) => {
-                let us = d.as_micros();
-                write!(out, "{}.{:03}", us / 1000, us % 1000)
+            Val::Num(n) => {
+                put_u64(*n, out);
+                Ok(())
             }
-            Val::Bool(b) => write!(out, "{b}"),
-            Val::Addr(a) => wrap(quoted, out, |o| write!(o, "{a}")),
-            Val::Ip(a) => wrap(quoted, out, |o| write!(o, "{}", a.ip())),
+            Val::Millis(d) => {
+                let us = d.as_micros() as u64;
+                put_u64(us / 1000, out);
+                let frac = us % 1000;
+                out.extend_from_slice(&[
+                    b'.',
+                    b'0' + (frac / 100) as u8,
+                    b'0' + (frac / 10 % 10) as u8,
+                    b'0' + (frac % 10) as u8,
+                ]);
+                Ok(())
+            }
+            Val::Bool(b) => {
+                out.extend_from_slice(if *b { b"true" } else { b"false" });
+                Ok(())
+            }
+            Val::Addr(a) => wrap(quoted, out, |o| {
+                put_ip(a.ip(), true, o);
+                o.push(b':');
+                put_u64(u64::from(a.port()), o);
+                Ok(())
+            }),
+            Val::Ip(a) => wrap(quoted, out, |o| {
+                put_ip(a.ip(), false, o);
+                Ok(())
+            }),
             Val::Time(t, f) => wrap(quoted, out, |o| {
                 let from = o.len();
                 f.render(*t, o);
@@ -643,6 +665,41 @@ impl Val<'_> {
                 Ok(())
             }),
         };
+    }
+}
+
+/// Decimal digits of `n` (the formatting machinery costs more than the line around it).
+fn put_u64(mut n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// An IP address as `Display` writes it; IPv6 in brackets if `bracket` (as in `SocketAddr`).
+fn put_ip(ip: std::net::IpAddr, bracket: bool, out: &mut Vec<u8>) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_u64(u64::from(*o), out);
+            }
+        }
+        std::net::IpAddr::V6(v6) if bracket => {
+            let _ = write!(out, "[{v6}]");
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -710,3 +767,35 @@ fn json_str(s: &[u8], out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fast_write_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_addresses_match_display() {
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            put_u64(n, &mut out);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        for a in [
+            "127.0.0.1:80",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+            "[2001:db8::7]:1",
+        ] {
+            let addr: SocketAddr = a.parse().expect("addr");
+            let mut out = Vec::new();
+            Val::Addr(addr).write(Mode::Text, &mut out);
+            assert_eq!(out, addr.to_string().as_bytes(), "{a}");
+            let mut out = Vec::new();
+            Val::Ip(addr).write(Mode::Text, &mut out);
+            assert_eq!(out, addr.ip().to_string().as_bytes(), "{a}");
+        }
+        let mut out = Vec::new();
+        Val::Millis(Duration::from_micros(12_045)).write(Mode::Text, &mut out);
+        assert_eq!(out, b"12.045");
+    }
+}
