@@ -132,21 +132,23 @@ impl TimeFormat {
                     out.extend_from_slice(s.as_bytes());
                     Ok(())
                 }
+                Part::Year if (0..10_000).contains(&y) => pad(out, y as u64, 4, b'0'),
                 Part::Year => write!(out, "{y:04}"),
-                Part::Year2 => write!(out, "{:02}", y.rem_euclid(100)),
-                Part::Month => write!(out, "{m:02}"),
-                Part::Day => write!(out, "{day:02}"),
-                Part::DaySpace => write!(out, "{day:2}"),
-                Part::Hour => write!(out, "{hh:02}"),
-                Part::Minute => write!(out, "{mm:02}"),
-                Part::Second => write!(out, "{ss:02}"),
+                Part::Year2 => pad(out, y.rem_euclid(100) as u64, 2, b'0'),
+                Part::Month => pad(out, u64::from(m), 2, b'0'),
+                Part::Day => pad(out, u64::from(day), 2, b'0'),
+                Part::DaySpace => pad(out, u64::from(day), 2, b' '),
+                Part::Hour => pad(out, hh, 2, b'0'),
+                Part::Minute => pad(out, mm, 2, b'0'),
+                Part::Second => pad(out, ss, 2, b'0'),
                 Part::DayOfYear => write!(out, "{:03}", days - days_from_civil(y, 1, 1) + 1),
                 Part::Offset => write!(out, "+0000"),
                 Part::Zone => write!(out, "UTC"),
                 Part::Epoch => write!(out, "{secs}"),
                 Part::Frac(n) => write_frac(out, nanos, *n),
                 Part::SecFrac(n) => {
-                    let _ = write!(out, "{ss:02}.");
+                    let _ = pad(out, ss, 2, b'0');
+                    out.push(b'.');
                     write_frac(out, nanos, *n)
                 }
             };
@@ -160,7 +162,26 @@ fn flush(lit: &mut String) -> Option<Part> {
 
 fn write_frac(out: &mut Vec<u8>, nanos: u32, digits: u8) -> std::io::Result<()> {
     let div = 10u32.pow(9 - u32::from(digits));
-    write!(out, "{:0width$}", nanos / div, width = digits as usize)
+    pad(out, u64::from(nanos / div), usize::from(digits), b'0')
+}
+
+/// `v` in at least `width` digits, left-padded with `fill` (what `{:0w}` / `{:w}` write, without
+/// the formatting machinery: this runs for every access-log line).
+fn pad(out: &mut Vec<u8>, mut v: u64, width: usize, fill: u8) -> std::io::Result<()> {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let digits = buf.len() - i;
+    out.extend(std::iter::repeat_n(fill, width.saturating_sub(digits)));
+    out.extend_from_slice(&buf[i..]);
+    Ok(())
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
