@@ -664,3 +664,29 @@ fn spans_are_not_lost_at_shutdown() {
     assert!(status.success(), "{status:?}");
     assert_eq!(col.otlp_spans().len(), 25);
 }
+
+#[test]
+fn a_collector_that_never_answers_does_not_hold_up_shutdown() {
+    let origin = BenchOrigin::start(&[]);
+    // Reads export requests and never answers them.
+    let silent = RawOrigin::start(|mut c| while c.read_request().is_some() {});
+    let yaml = config(
+        origin.addr,
+        silent.addr,
+        "  flush_interval: 60s\n  max_batch: 5\n  collector: { cluster: otel, timeout: 1s }\n",
+    );
+    let proxy = Proxy::start_args(&yaml, &["--workers", "1"]);
+    let mut c = Client::connect(proxy.addr);
+    for _ in 0..30 {
+        assert_eq!(c.get("a", "/echo").status(), 200);
+    }
+    drop(c);
+    // Six reports are due at shutdown; each would wait out the 1 s timeout. All of them together
+    // get one timeout.
+    let started = std::time::Instant::now();
+    let status = proxy.stop();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    assert!(silent.connection_count() >= 1, "the export was attempted");
+}

@@ -27,6 +27,9 @@ use crate::{
 /// The running exporter, owned by the control thread.
 pub struct Exporter {
     thread: Option<thread::JoinHandle<()>>,
+    /// Set at shutdown: no export may run past this instant.
+    stop: Arc<std::sync::OnceLock<Instant>>,
+    timeout: Duration,
 }
 
 impl Exporter {
@@ -36,27 +39,42 @@ impl Exporter {
         rx: flume::Receiver<Vec<FinishedSpan>>,
         stats: Arc<TraceStats>,
     ) -> std::io::Result<Exporter> {
+        let stop: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+        let timeout = cfg
+            .tracing
+            .as_ref()
+            .map_or(Duration::ZERO, |t| t.collector_timeout);
+        let s = Arc::clone(&stop);
         let thread = thread::Builder::new()
             .name("ringway-trace".into())
             .spawn(move || {
                 crate::runtime::background_thread();
-                run(&cfg, &rx, &stats)
+                run(&cfg, &rx, &stats, &s)
             })?;
         Ok(Exporter {
             thread: Some(thread),
+            stop,
+            timeout,
         })
     }
 
     /// Wait for the thread to send what is left and end. Call after the workers have ended (they
     /// hold the senders).
     pub fn finish(mut self) {
+        // What is left gets one collector timeout in all.
+        let _ = self.stop.set(Instant::now() + self.timeout);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn run(cfg: &Config, rx: &flume::Receiver<Vec<FinishedSpan>>, stats: &TraceStats) {
+fn run(
+    cfg: &Config,
+    rx: &flume::Receiver<Vec<FinishedSpan>>,
+    stats: &TraceStats,
+    stop: &std::sync::OnceLock<Instant>,
+) {
     let Some(t) = &cfg.tracing else { return };
     let endpoints: Vec<SocketAddr> = cfg
         .clusters
@@ -81,7 +99,8 @@ fn run(cfg: &Config, rx: &flume::Receiver<Vec<FinishedSpan>>, stats: &TraceStats
                 while pending.len() >= t.max_batch {
                     let rest = pending.split_off(t.max_batch);
                     let full = std::mem::replace(&mut pending, rest);
-                    export(cfg, t, &mut collector, &full, stats, &mut warned_at);
+                    let limit = stop.get().copied();
+                    export(cfg, t, &mut collector, &full, stats, &mut warned_at, limit);
                 }
                 false
             }
@@ -90,8 +109,14 @@ fn run(cfg: &Config, rx: &flume::Receiver<Vec<FinishedSpan>>, stats: &TraceStats
         };
         let timed_out = due.is_some_and(|d| Instant::now() >= d);
         if ended || timed_out {
+            // At shutdown everything left gets one collector timeout in all, not one each: a
+            // collector that stopped answering must not hold the process up.
+            let limit = stop
+                .get()
+                .copied()
+                .or_else(|| ended.then(|| Instant::now() + t.collector_timeout));
             for chunk in pending.chunks(t.max_batch) {
-                export(cfg, t, &mut collector, chunk, stats, &mut warned_at);
+                export(cfg, t, &mut collector, chunk, stats, &mut warned_at, limit);
             }
             pending.clear();
             due = None;
@@ -109,13 +134,18 @@ fn export(
     spans: &[FinishedSpan],
     stats: &TraceStats,
     warned_at: &mut Option<Instant>,
+    limit: Option<Instant>,
 ) {
     if spans.is_empty() {
         return;
     }
-    let body = encode(cfg, t, spans);
     let n = spans.len() as u64;
-    match collector.post(&t.collector_path, &t.collector_host, &body) {
+    if limit.is_some_and(|l| Instant::now() >= l) {
+        stats.spans_dropped.fetch_add(n, Relaxed);
+        return;
+    }
+    let body = encode(cfg, t, spans);
+    match collector.post(&t.collector_path, &t.collector_host, &body, limit) {
         Ok(status) if (200..300).contains(&status) => {
             stats.spans_sent.fetch_add(n, Relaxed);
             stats.reports_sent.fetch_add(1, Relaxed);
@@ -155,10 +185,20 @@ impl Collector {
         }
     }
 
-    /// POST `body`; the response status. A failure on a reused connection (the collector closed
-    /// it while idle) is retried once on a new one.
-    fn post(&mut self, path: &str, host: &str, body: &[u8]) -> Result<u16, String> {
-        let deadline = Instant::now() + self.timeout;
+    /// POST `body` within the collector timeout (and before `limit`); the response status. A
+    /// failure on a reused connection (the collector closed it while idle) is retried once on a
+    /// new one.
+    fn post(
+        &mut self,
+        path: &str,
+        host: &str,
+        body: &[u8],
+        limit: Option<Instant>,
+    ) -> Result<u16, String> {
+        let mut deadline = Instant::now() + self.timeout;
+        if let Some(l) = limit {
+            deadline = deadline.min(l);
+        }
         let reused = self.conn.is_some();
         match self.try_post(path, host, body, deadline) {
             Ok(s) => Ok(s),

@@ -151,7 +151,8 @@ impl WorkerTracer {
     fn ship(&self, sink: &Sink, batch: Vec<FinishedSpan>, last: bool) {
         let n = batch.len() as u64;
         let sent = if last {
-            sink.send(batch).is_ok()
+            // Exiting: wait for room, but not for a stuck exporter.
+            sink.send_timeout(batch, Duration::from_secs(1)).is_ok()
         } else {
             sink.try_send(batch).is_ok()
         };
