@@ -31,5 +31,6 @@ pub mod listener;
 pub mod router;
 pub mod runtime;
 pub mod stats;
+pub mod text;
 pub mod trace;
 pub mod upstream;

@@ -669,18 +669,8 @@ impl Val<'_> {
 }
 
 /// Decimal digits of `n` (the formatting machinery costs more than the line around it).
-fn put_u64(mut n: u64, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn put_u64(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(crate::text::decimal(n, &mut [0u8; 20]));
 }
 
 /// An IP address as `Display` writes it; IPv6 in brackets if `bracket` (as in `SocketAddr`).

@@ -167,20 +167,14 @@ fn write_frac(out: &mut Vec<u8>, nanos: u32, digits: u8) -> std::io::Result<()> 
 
 /// `v` in at least `width` digits, left-padded with `fill` (what `{:0w}` / `{:w}` write, without
 /// the formatting machinery: this runs for every access-log line).
-fn pad(out: &mut Vec<u8>, mut v: u64, width: usize, fill: u8) -> std::io::Result<()> {
+fn pad(out: &mut Vec<u8>, v: u64, width: usize, fill: u8) -> std::io::Result<()> {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let digits = buf.len() - i;
-    out.extend(std::iter::repeat_n(fill, width.saturating_sub(digits)));
-    out.extend_from_slice(&buf[i..]);
+    let digits = crate::text::decimal(v, &mut buf);
+    out.extend(std::iter::repeat_n(
+        fill,
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits);
     Ok(())
 }
 

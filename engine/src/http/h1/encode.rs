@@ -11,6 +11,7 @@
 
 use super::parse::tokens;
 use super::{BodyFraming, Request, RequestRewrite, Response, TraceRewrite, Version};
+use crate::text::decimal;
 use bytes::BytesMut;
 use httparse::Header;
 use std::fmt::Write as _;
@@ -403,20 +404,6 @@ fn version_bytes(v: Version) -> &'static [u8] {
         Version::Http10 => b"HTTP/1.0",
         Version::Http11 => b"HTTP/1.1",
     }
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// A `fmt::Write` sink on the stack, for IP addresses (at most 45 bytes as text).
