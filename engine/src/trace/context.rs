@@ -51,12 +51,6 @@ pub trait Ids {
     fn next_u64(&self) -> u64;
 }
 
-impl Ids for crate::upstream::lb::Rng {
-    fn next_u64(&self) -> u64 {
-        crate::upstream::lb::Rng::next_u64(self)
-    }
-}
-
 /// The sampling threshold for a rate: a new trace is sampled when a random `u64` is below it.
 pub fn threshold(rate: f64) -> u64 {
     if rate >= 1.0 {

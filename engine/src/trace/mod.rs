@@ -78,6 +78,12 @@ pub fn channel() -> (Sink, flume::Receiver<Vec<FinishedSpan>>) {
     flume::bounded(QUEUE)
 }
 
+impl context::Ids for Rng {
+    fn next_u64(&self) -> u64 {
+        Rng::next_u64(self)
+    }
+}
+
 /// A worker's side of tracing: its id generator and the spans waiting to be shipped.
 pub struct WorkerTracer {
     sink: Option<Sink>,
