@@ -31,7 +31,7 @@ use crate::{
     http::{
         body::{self, PumpError},
         h1::{self, BodyFraming, Version},
-        stream_info::{Method, StreamInfo},
+        stream_info::{Method, SiSlot, StreamInfo},
     },
     io::{Conn, PostedRead, ReadBuf},
     listener::ListenerCtx,
@@ -83,7 +83,7 @@ struct Downstream {
     /// holding no allocation, for an idle connection in the common case.
     pending: BytesMut,
     /// The current request's record, handed to the observers when its exchange ends.
-    si: StreamInfo,
+    si: SiSlot,
 }
 
 /// Serve one downstream connection until it closes.
@@ -95,15 +95,15 @@ pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worke
         conn,
         peer,
         pending: BytesMut::new(),
-        si: StreamInfo::default(),
+        si: SiSlot::default(),
     };
     loop {
-        d.si.downstream_remote = Some(d.peer);
         let next = exchange(&mut d, &l, &w).await;
         if d.si.seen {
             w.stream_done(&l, &d.si);
         }
-        d.si.reset();
+        // Hold no record while idle.
+        d.si.release();
         if let Next::Close = next {
             break;
         }
@@ -187,6 +187,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
     let (plan, info) = loop {
         if !d.pending.is_empty() {
             d.si.start.get_or_insert_with(Instant::now);
+            d.si.downstream_remote = Some(d.peer);
             match plan(&d.pending, l, w, d.peer, &mut d.si) {
                 Ok(Some((p, info, used))) => {
                     let _ = d.pending.split_to(used);
@@ -204,6 +205,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
         let buf = match read_bounded(&d.conn, bound, &w.drain).await {
             ReadOutcome::Data(b) => {
                 d.si.start.get_or_insert_with(Instant::now);
+                d.si.downstream_remote = Some(d.peer);
                 b
             }
             ReadOutcome::TimedOut if deadline.is_some() => {

@@ -1,8 +1,10 @@
 //! What happened to one request, filled in along the request path and handed to the observers
 //! (stats, access logs, tracing) once the exchange ends: Envoy's "stream info".
 //!
-//! The connection manager owns one `StreamInfo` per connection and resets it per request, so
-//! recording costs no allocation; the observers read it after the response has gone out. The
+//! A connection holds its `StreamInfo` only while a request is in flight ([`SiSlot`]): it is
+//! taken from a per-worker pool when the first byte of a request arrives and goes back, reset,
+//! once the observers have read it, so recording costs no allocation and an idle keep-alive
+//! connection holds none of it. The
 //! timing breakdown (`t_*`) splits a request's latency into phases: head received → upstream
 //! connection ready (pooled or new) → request sent → first response byte → last byte.
 
@@ -110,6 +112,57 @@ pub struct StreamInfo {
     pub trace: Option<crate::trace::SpanCtx>,
     /// The matched route's name for tracing (`http.route`), kept only for sampled requests.
     pub http_route: Option<std::sync::Arc<str>>,
+}
+
+/// Most reset records a worker keeps for reuse (328 bytes each).
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    /// The worker's reset records (each worker is one thread).
+    static POOL: std::cell::RefCell<Vec<Box<StreamInfo>>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// What reading an empty slot shows: the record of no request.
+static EMPTY: std::sync::LazyLock<StreamInfo> = std::sync::LazyLock::new(StreamInfo::default);
+
+/// A connection's place for the current request's record: empty between requests (8 bytes),
+/// filled from the worker's pool on first write.
+#[derive(Debug, Default)]
+pub struct SiSlot(Option<Box<StreamInfo>>);
+
+impl SiSlot {
+    /// Give the record back to the pool (reset); the slot is empty again.
+    pub fn release(&mut self) {
+        if let Some(mut b) = self.0.take() {
+            b.reset();
+            POOL.with_borrow_mut(|p| {
+                if p.len() < POOL_MAX {
+                    p.push(b);
+                }
+            });
+        }
+    }
+}
+
+impl std::ops::Deref for SiSlot {
+    type Target = StreamInfo;
+    #[inline]
+    fn deref(&self) -> &StreamInfo {
+        match &self.0 {
+            Some(b) => b,
+            None => &EMPTY,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SiSlot {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut StreamInfo {
+        self.0
+            .get_or_insert_with(|| POOL.with_borrow_mut(|p| p.pop()).unwrap_or_default())
+    }
 }
 
 impl StreamInfo {
