@@ -148,3 +148,37 @@ fn http1_upgrade_refused_by_origin_is_a_normal_response() {
     let r = c.response(false);
     assert_eq!((r.status(), r.body_str().as_str()), (200, "no"), "{r:?}");
 }
+
+#[test]
+fn http1_idle_tunnel_is_closed_after_stream_idle_timeout() {
+    let origin = BenchOrigin::start(&[]);
+    let yaml = simple_config(origin.addr).replace(
+        "              stat_prefix: main\n",
+        "              stat_prefix: main\n              stream_idle_timeout: 500ms\n",
+    );
+    assert!(yaml.contains("stream_idle_timeout"));
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr);
+    upgrade(&mut c, b"");
+    // Traffic every 200 ms for 1.5 s, three times the timeout: the tunnel stays open. Bytes one
+    // way (the client's) keep it alive, as the echo answers each.
+    for i in 0..8u8 {
+        c.send(&[0x81, 0x01, i]);
+        assert_eq!(
+            c.read_exact_raw(3).expect("echo while active"),
+            [0x81, 0x01, i]
+        );
+        thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Then silence: the proxy closes the tunnel once 500 ms pass without a byte either way
+    // (on its 100 ms clock).
+    let started = std::time::Instant::now();
+    assert_eq!(c.read_to_eof().expect("closed by the proxy"), b"");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    assert_eq!(get(proxy.addr, "ws.test", "/echo").status(), 200);
+    proxy.stop();
+}

@@ -44,6 +44,9 @@ pub const REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `request_body_timeout`: a request body making no progress this long is abandoned.
 pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `stream_idle_timeout`: an upgraded tunnel with no bytes either way is closed (Envoy's
+/// default); `0s` disables it.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `generate_request_id`: add `x-request-id` when the request has none.
 pub const GENERATE_REQUEST_ID: bool = true;
 

@@ -96,6 +96,8 @@ pub struct HttpConnManager {
     pub idle_timeout: Duration,
     /// A request body that makes no progress for this long is abandoned (default 30s).
     pub request_body_timeout: Duration,
+    /// An upgraded tunnel idle both ways this long is closed (default 5m); `None` = disabled.
+    pub stream_idle_timeout: Option<Duration>,
     /// Generate `x-request-id` when absent (default true).
     pub generate_request_id: bool,
     /// Access logs written for every request (empty: none, and no cost).

@@ -205,6 +205,9 @@ pub struct HcmSpec {
     pub idle_timeout: Option<Dur>,
     /// A request body making no progress this long is abandoned (default `30s`).
     pub request_body_timeout: Option<Dur>,
+    /// An upgraded (WebSocket) tunnel with no bytes either way this long is closed (default
+    /// `5m`, Envoy's; `0s` disables).
+    pub stream_idle_timeout: Option<Dur>,
     /// Add an `x-request-id` header when the request has none (default `true`).
     pub generate_request_id: Option<bool>,
     /// Access logs: one line per request to each (default none).

@@ -505,6 +505,7 @@ fn defaults_fill_omitted_keys() {
     assert_eq!(h.request_headers_timeout, Duration::from_secs(10));
     assert_eq!(h.idle_timeout, Duration::from_secs(60));
     assert_eq!(h.request_body_timeout, Duration::from_secs(30));
+    assert_eq!(h.stream_idle_timeout, Some(Duration::from_secs(300)));
     assert!(h.generate_request_id);
     let cl = &c.clusters[0];
     assert_eq!(cl.connect_timeout, Duration::from_secs(5));
@@ -695,5 +696,20 @@ fn connection_balance_values() {
         &with("round_robin"),
         "listeners[0].connection_balance: unknown connection_balance \"round_robin\": expected \
          `exact` or `kernel` (line 4)",
+    );
+}
+
+#[test]
+fn stream_idle_timeout_zero_disables_it() {
+    let with = |v: &str| {
+        edit(
+            "              virtual_hosts:\n",
+            &format!("              stream_idle_timeout: {v}\n              virtual_hosts:\n"),
+        )
+    };
+    assert_eq!(ok(&with("0s")).listeners[0].http.stream_idle_timeout, None);
+    assert_eq!(
+        ok(&with("90s")).listeners[0].http.stream_idle_timeout,
+        Some(Duration::from_secs(90))
     );
 }

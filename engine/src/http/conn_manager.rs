@@ -114,7 +114,7 @@ pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worke
     }
 }
 
-enum ReadOutcome {
+pub(crate) enum ReadOutcome {
     Data(ReadBuf),
     /// End of stream or a read error.
     Closed,
@@ -125,7 +125,7 @@ enum ReadOutcome {
 
 /// How long a read may wait.
 #[derive(Clone, Copy)]
-enum Bound {
+pub(crate) enum Bound {
     /// Between requests: up to the idle timeout on the worker's coarse clock, or until the
     /// worker drains. No runtime timer and no clock read per wait.
     Idle(Duration),
@@ -135,7 +135,7 @@ enum Bound {
 
 /// Read what arrives within `bound`. Hand-rolled instead of `timeout`: this future is part of
 /// every connection's state, and it is a third of the size.
-async fn read_bounded(
+pub(crate) async fn read_bounded(
     conn: &Conn,
     bound: Bound,
     drain: &crate::runtime::drain::Drain,
@@ -736,7 +736,7 @@ async fn forward(
             }
             Ok(Some(p)) => {
                 let body_in_buf = &src[p.head_len..];
-                return respond(d, w, info, &up, p, body_in_buf, ep, cluster, timeout).await;
+                return respond(d, l, w, info, &up, p, body_in_buf, ep, cluster, timeout).await;
             }
             Ok(None) => {
                 if rpend.is_empty() {
@@ -832,6 +832,7 @@ fn prepare_response(
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     d: &mut Downstream,
+    l: &ListenerCtx,
     w: &Worker,
     info: ReqInfo,
     up: &Rc<Conn>,
@@ -850,7 +851,15 @@ async fn respond(
             return Next::Close;
         }
         let to_up = std::mem::take(&mut d.pending);
-        body::tunnel(&d.conn, to_up, up, to_client).await;
+        body::tunnel(
+            &d.conn,
+            to_up,
+            up,
+            to_client,
+            &w.drain,
+            l.http.stream_idle_timeout,
+        )
+        .await;
         return Next::Close;
     }
     d.si.status = p.status;

@@ -77,6 +77,11 @@ impl Drain {
 
     /// Advance the coarse clock and wake every waiter whose deadline has passed. Called by the
     /// worker every [`TICK`].
+    /// The coarse clock: milliseconds since the worker started, as of the last tick.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
     pub fn tick(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.now_ms.set(now);

@@ -115,6 +115,11 @@ pub(super) fn conn_manager(
         request_headers_timeout,
         idle_timeout,
         request_body_timeout,
+        stream_idle_timeout: Some(
+            hcm.stream_idle_timeout
+                .map_or(defaults::STREAM_IDLE_TIMEOUT, |d| d.0),
+        )
+        .filter(|d| !d.is_zero()),
         generate_request_id: hcm
             .generate_request_id
             .unwrap_or(defaults::GENERATE_REQUEST_ID),
