@@ -194,7 +194,9 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
                     break (p, info);
                 }
                 Ok(None) => {}
-                Err(e) => return reply_error(d, e).await,
+                // Boxed, as the other rare paths: an idle connection's task is sized for its
+                // largest state, and these states are never the common case.
+                Err(e) => return Box::pin(reply_error(d, e)).await,
             }
             deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
@@ -209,7 +211,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
                 b
             }
             ReadOutcome::TimedOut if deadline.is_some() => {
-                return local(d, w, None, LocalReason::RequestHeadersTimeout, true).await;
+                return Box::pin(local(d, w, None, LocalReason::RequestHeadersTimeout, true)).await;
             }
             _ => return Next::Close,
         };
@@ -226,7 +228,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
                     d.pending.extend_from_slice(&buf);
                     deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
                 }
-                Err(e) => return reply_error(d, e).await,
+                Err(e) => return Box::pin(reply_error(d, e)).await,
             }
         } else {
             d.pending.extend_from_slice(&buf);
