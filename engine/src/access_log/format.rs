@@ -22,6 +22,7 @@ use super::time::TimeFormat;
 use crate::{
     error::LocalReason,
     http::{h1, stream_info::StreamInfo},
+    text::json_str,
 };
 
 /// Envoy's default access-log format. `%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%` is a literal `-`:
@@ -710,49 +711,6 @@ fn wrap(
 
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f
-}
-
-/// Append `s` escaped for the inside of a JSON string (bytes that are not valid UTF-8 and DEL
-/// become `\u00XX` of the byte, so the line stays valid JSON whatever a client sent).
-fn json_str(s: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut rest = s;
-    while !rest.is_empty() {
-        match std::str::from_utf8(rest) {
-            Ok(valid) => {
-                escape_valid(valid.as_bytes(), out);
-                return;
-            }
-            Err(e) => {
-                let (ok, bad) = rest.split_at(e.valid_up_to());
-                escape_valid(ok, out);
-                let n = e.error_len().unwrap_or(bad.len());
-                for &b in &bad[..n] {
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[(b >> 4) as usize]);
-                    out.push(HEX[(b & 0xf) as usize]);
-                }
-                rest = &bad[n..];
-            }
-        }
-    }
-    fn escape_valid(s: &[u8], out: &mut Vec<u8>) {
-        for &b in s {
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0..=0x1f | 0x7f => {
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[(b >> 4) as usize]);
-                    out.push(HEX[(b & 0xf) as usize]);
-                }
-                _ => out.push(b),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

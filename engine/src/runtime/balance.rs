@@ -119,10 +119,6 @@ impl Shared {
         self.release(from);
         self.loads[to].0.fetch_add(1, Relaxed);
     }
-
-    pub fn workers(&self) -> usize {
-        self.loads.len()
-    }
 }
 
 /// Keeps a worker's count up while it serves a connection.

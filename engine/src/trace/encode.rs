@@ -234,27 +234,7 @@ pub fn encode(cfg: &Config, t: &Tracing, spans: &[FinishedSpan]) -> Vec<u8> {
 /// A JSON string literal.
 fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f | 0x7f => None,
-            _ => continue,
-        };
-        out.extend_from_slice(&s.as_bytes()[start..i]);
-        match esc {
-            Some(e) => out.extend_from_slice(e),
-            None => {
-                let _ = write!(out, "\\u{:04x}", b);
-            }
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&s.as_bytes()[start..]);
+    crate::text::json_str(s.as_bytes(), out);
     out.push(b'"');
 }
 
