@@ -30,7 +30,7 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 pub use format::Format;
@@ -122,16 +122,12 @@ impl Writer {
         }
         let (tx, rx) = flume::bounded(QUEUE);
         let (free_tx, free) = flume::bounded(FREE);
-        let thread = thread::Builder::new()
-            .name("ringway-log".into())
-            .spawn(move || {
-                crate::runtime::background_thread();
-                write_loop(outs, rx, free_tx)
-            })
-            .map_err(|source| OpenError {
-                path: PathBuf::from("<writer thread>"),
-                source,
-            })?;
+        let thread =
+            crate::runtime::spawn_background("ringway-log", move || write_loop(outs, rx, free_tx))
+                .map_err(|source| OpenError {
+                    path: PathBuf::from("<writer thread>"),
+                    source,
+                })?;
         Ok(Some(Writer {
             tx,
             free,
@@ -228,7 +224,7 @@ pub struct WorkerLog {
     sink: Option<Sink>,
     bufs: RefCell<Vec<Vec<u8>>>,
     dropped: Cell<u64>,
-    warned_at: Cell<Option<Instant>>,
+    warn: crate::runtime::WarnEvery,
 }
 
 impl WorkerLog {
@@ -242,7 +238,7 @@ impl WorkerLog {
             }),
             sink,
             dropped: Cell::new(0),
-            warned_at: Cell::new(None),
+            warn: crate::runtime::WarnEvery::new(Duration::from_secs(1)),
         }
     }
 
@@ -296,13 +292,7 @@ impl WorkerLog {
         };
         if !sent {
             self.dropped.set(self.dropped.get() + 1);
-            let now = Instant::now();
-            if self
-                .warned_at
-                .get()
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-            {
-                self.warned_at.set(Some(now));
+            if self.warn.due() {
                 tracing::warn!(
                     dropped_buffers = self.dropped.get(),
                     "access log writer is behind: dropped a buffer of lines"

@@ -183,34 +183,31 @@ pub fn start(listener: TcpListener, shared: Arc<Shared>) {
         let _ = out.flush();
         tracing::info!(%addr, "admin server listening");
     }
-    let spawned = thread::Builder::new()
-        .name("ringway-admin".into())
-        .spawn(move || {
-            // Its connection threads inherit the lower priority.
-            crate::runtime::background_thread();
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
-                    shared.conns.fetch_sub(1, Ordering::SeqCst);
-                    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
-                    let _ = http::write_response(
-                        &conn,
-                        &Response::text(503, "too many admin connections\n"),
-                    );
-                    continue;
-                }
-                let s = Arc::clone(&shared);
-                let worker = thread::Builder::new()
-                    .name("ringway-admin-conn".into())
-                    .spawn(move || {
-                        serve_conn(conn, &s);
-                        s.conns.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if worker.is_err() {
-                    shared.conns.fetch_sub(1, Ordering::SeqCst);
-                }
+    // Its connection threads inherit the background priority.
+    let spawned = crate::runtime::spawn_background("ringway-admin", move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
+                shared.conns.fetch_sub(1, Ordering::SeqCst);
+                let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+                let _ = http::write_response(
+                    &conn,
+                    &Response::text(503, "too many admin connections\n"),
+                );
+                continue;
             }
-        });
+            let s = Arc::clone(&shared);
+            let worker = thread::Builder::new()
+                .name("ringway-admin-conn".into())
+                .spawn(move || {
+                    serve_conn(conn, &s);
+                    s.conns.fetch_sub(1, Ordering::SeqCst);
+                });
+            if worker.is_err() {
+                shared.conns.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the admin server thread");
     }

@@ -82,6 +82,48 @@ pub fn background_thread() {
     }
 }
 
+/// Start a thread beside the request path (named `name`) at the background priority (see
+/// [`background_thread`]).
+pub fn spawn_background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<thread::JoinHandle<T>> {
+    thread::Builder::new().name(name.into()).spawn(move || {
+        background_thread();
+        f()
+    })
+}
+
+/// Lets a repeated warning through at most once per period (a dropped batch under load must
+/// not flood the log). Single-threaded (`Cell`).
+#[derive(Debug)]
+pub struct WarnEvery {
+    period: std::time::Duration,
+    last: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl WarnEvery {
+    pub const fn new(period: std::time::Duration) -> WarnEvery {
+        WarnEvery {
+            period,
+            last: std::cell::Cell::new(None),
+        }
+    }
+
+    /// Whether to warn now (and, if so, the period starts again).
+    pub fn due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .last
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= self.period);
+        if due {
+            self.last.set(Some(now));
+        }
+        due
+    }
+}
+
 fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {
     opts.workers
         .or(cfg.workers)
@@ -249,15 +291,10 @@ pub fn run(
     {
         let agg = Arc::clone(&aggregator);
         let every = cfg.stats_flush_interval;
-        let _ = thread::Builder::new()
-            .name("ringway-stats".into())
-            .spawn(move || {
-                background_thread();
-                loop {
-                    thread::sleep(every);
-                    agg.merge_pending();
-                }
-            });
+        let _ = spawn_background("ringway-stats", move || loop {
+            thread::sleep(every);
+            agg.merge_pending();
+        });
     }
 
     let stop_all = |controls: &[flume::Sender<Control>]| {

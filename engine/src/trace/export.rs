@@ -45,12 +45,8 @@ impl Exporter {
             .as_ref()
             .map_or(Duration::ZERO, |t| t.collector_timeout);
         let s = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("ringway-trace".into())
-            .spawn(move || {
-                crate::runtime::background_thread();
-                run(&cfg, &rx, &stats, &s)
-            })?;
+        let thread =
+            crate::runtime::spawn_background("ringway-trace", move || run(&cfg, &rx, &stats, &s))?;
         Ok(Exporter {
             thread: Some(thread),
             stop,
@@ -84,7 +80,7 @@ fn run(
     let mut collector = Collector::new(endpoints, t.collector_timeout);
     let mut pending: Vec<FinishedSpan> = Vec::new();
     let mut due: Option<Instant> = None;
-    let mut warned_at: Option<Instant> = None;
+    let warn = crate::runtime::WarnEvery::new(Duration::from_secs(10));
     loop {
         let got = match due {
             None => rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected),
@@ -100,7 +96,7 @@ fn run(
                     let rest = pending.split_off(t.max_batch);
                     let full = std::mem::replace(&mut pending, rest);
                     let limit = stop.get().copied();
-                    export(cfg, t, &mut collector, &full, stats, &mut warned_at, limit);
+                    export(cfg, t, &mut collector, &full, stats, &warn, limit);
                 }
                 false
             }
@@ -116,7 +112,7 @@ fn run(
                 .copied()
                 .or_else(|| ended.then(|| Instant::now() + t.collector_timeout));
             for chunk in pending.chunks(t.max_batch) {
-                export(cfg, t, &mut collector, chunk, stats, &mut warned_at, limit);
+                export(cfg, t, &mut collector, chunk, stats, &warn, limit);
             }
             pending.clear();
             due = None;
@@ -133,7 +129,7 @@ fn export(
     collector: &mut Collector,
     spans: &[FinishedSpan],
     stats: &TraceStats,
-    warned_at: &mut Option<Instant>,
+    warn: &crate::runtime::WarnEvery,
     limit: Option<Instant>,
 ) {
     if spans.is_empty() {
@@ -151,17 +147,15 @@ fn export(
             stats.reports_sent.fetch_add(1, Relaxed);
             return;
         }
-        Ok(status) => warn(warned_at, &format!("collector answered {status}"), n),
-        Err(e) => warn(warned_at, &e, n),
+        Ok(status) => warn_failed(warn, &format!("collector answered {status}"), n),
+        Err(e) => warn_failed(warn, &e, n),
     }
     stats.reports_failed.fetch_add(1, Relaxed);
     stats.spans_dropped.fetch_add(n, Relaxed);
 }
 
-fn warn(warned_at: &mut Option<Instant>, why: &str, spans: u64) {
-    let now = Instant::now();
-    if warned_at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-        *warned_at = Some(now);
+fn warn_failed(warn: &crate::runtime::WarnEvery, why: &str, spans: u64) {
+    if warn.due() {
         tracing::warn!(spans, error = %why, "trace export failed; spans dropped");
     }
 }

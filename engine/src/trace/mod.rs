@@ -93,7 +93,7 @@ pub struct WorkerTracer {
     /// Whether new traces also carry B3 headers (Zipkin collector).
     pub zipkin: bool,
     batch: RefCell<Vec<FinishedSpan>>,
-    warned_at: std::cell::Cell<Option<Instant>>,
+    warn: crate::runtime::WarnEvery,
 }
 
 impl WorkerTracer {
@@ -116,7 +116,7 @@ impl WorkerTracer {
             rng: Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15),
             zipkin,
             batch: RefCell::new(Vec::new()),
-            warned_at: std::cell::Cell::new(None),
+            warn: crate::runtime::WarnEvery::new(Duration::from_secs(10)),
         }
     }
 
@@ -167,13 +167,7 @@ impl WorkerTracer {
                 s.spans_dropped
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
-            let now = Instant::now();
-            if self
-                .warned_at
-                .get()
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
-            {
-                self.warned_at.set(Some(now));
+            if self.warn.due() {
                 tracing::warn!(
                     spans = n,
                     "trace exporter is behind: dropped a batch of spans (see tracing.spans_dropped)"
