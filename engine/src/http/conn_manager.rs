@@ -582,7 +582,7 @@ async fn forward(
     let (up, first) = loop {
         attempt += 1;
         let pooled = if attempt == 1 {
-            ep.pool.checkout(cluster.idle_timeout)
+            ep.pool.checkout(cluster.idle_timeout, w.drain.now_ms())
         } else {
             None
         };
@@ -883,8 +883,11 @@ async fn respond(
             d.si.t_last_byte = Some(Instant::now());
             d.si.downstream_reset = !ok;
             if up_keep {
-                ep.pool
-                    .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+                ep.pool.checkin(
+                    Rc::clone(up),
+                    cluster.max_idle_per_endpoint,
+                    w.drain.now_ms(),
+                );
             }
             return if ok && keep_alive {
                 Next::KeepAlive
@@ -898,8 +901,11 @@ async fn respond(
         d.si.t_last_byte = Some(Instant::now());
         d.si.downstream_reset = !ok;
         if up_keep && body_in_buf.is_empty() {
-            ep.pool
-                .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+            ep.pool.checkin(
+                Rc::clone(up),
+                cluster.max_idle_per_endpoint,
+                w.drain.now_ms(),
+            );
         }
         return if ok && keep_alive {
             Next::KeepAlive
@@ -929,8 +935,11 @@ async fn respond(
         Ok((rest, moved)) => {
             d.si.bytes_sent = moved;
             if up_keep && rest.is_empty() && framing_in != BodyFraming::UntilClose {
-                ep.pool
-                    .checkin(Rc::clone(up), cluster.max_idle_per_endpoint);
+                ep.pool.checkin(
+                    Rc::clone(up),
+                    cluster.max_idle_per_endpoint,
+                    w.drain.now_ms(),
+                );
             }
             if keep_alive {
                 Next::KeepAlive

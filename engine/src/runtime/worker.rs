@@ -237,7 +237,7 @@ async fn serve(start: Start) {
             while !w.drain.is_draining() {
                 let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
                 let _ = futures_util::future::select(tick, w.drain.wait()).await;
-                w.clusters.sweep();
+                w.clusters.sweep(w.drain.now_ms());
             }
         })
         .detach();

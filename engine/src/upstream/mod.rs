@@ -127,10 +127,11 @@ impl ClusterManager {
     }
 
     /// Drop idle upstream connections that aged out or were closed by the upstream.
-    pub fn sweep(&self) {
+    /// `now_ms`: the worker's coarse clock.
+    pub fn sweep(&self, now_ms: u64) {
         for c in &self.clusters {
             for e in &c.endpoints {
-                e.pool.sweep(c.idle_timeout);
+                e.pool.sweep(c.idle_timeout, now_ms);
             }
         }
     }

@@ -7,7 +7,7 @@
 //! connection leaves with its posted read, which then carries the response: no extra operation
 //! per request. LIFO, so the warmest connection is reused and the rest can age out.
 
-use std::{cell::RefCell, rc::Rc, sync::Arc, time::Instant};
+use std::{cell::RefCell, rc::Rc, sync::Arc};
 
 use crate::{
     io::{poll_now, Conn, PostedRead},
@@ -17,7 +17,9 @@ use crate::{
 pub struct Idle {
     pub conn: Rc<Conn>,
     pub read: PostedRead,
-    pub since: Instant,
+    /// When it went idle, on the worker's coarse clock (`Drain::now_ms`): ages are checked
+    /// against idle timeouts of seconds, so no clock read per request.
+    pub since_ms: u64,
 }
 
 #[derive(Default)]
@@ -51,10 +53,16 @@ impl Pool {
 
     /// A live idle connection, or `None`. Connections idle longer than `max_idle_age` or closed by
     /// the upstream are dropped on the way.
-    pub fn checkout(&self, max_idle_age: std::time::Duration) -> Option<(Rc<Conn>, PostedRead)> {
+    /// `now_ms`: the worker's coarse clock.
+    pub fn checkout(
+        &self,
+        max_idle_age: std::time::Duration,
+        now_ms: u64,
+    ) -> Option<(Rc<Conn>, PostedRead)> {
+        let max = max_idle_age.as_millis() as u64;
         let mut idle = self.idle.borrow_mut();
         while let Some(mut c) = idle.pop() {
-            if c.since.elapsed() > max_idle_age {
+            if now_ms.saturating_sub(c.since_ms) > max {
                 continue;
             }
             if poll_now(&mut c.read).is_some() {
@@ -69,7 +77,7 @@ impl Pool {
     }
 
     /// Return a connection whose last response was read completely.
-    pub fn checkin(&self, conn: Rc<Conn>, max_idle: usize) {
+    pub fn checkin(&self, conn: Rc<Conn>, max_idle: usize, now_ms: u64) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() >= max_idle {
             return;
@@ -78,15 +86,18 @@ impl Pool {
         idle.push(Idle {
             conn,
             read,
-            since: Instant::now(),
+            since_ms: now_ms,
         });
         self.publish(idle.len());
     }
 
     /// Drop idle connections that are too old or were closed by the upstream.
-    pub fn sweep(&self, max_idle_age: std::time::Duration) {
+    pub fn sweep(&self, max_idle_age: std::time::Duration, now_ms: u64) {
+        let max = max_idle_age.as_millis() as u64;
         let mut idle = self.idle.borrow_mut();
-        idle.retain_mut(|c| c.since.elapsed() <= max_idle_age && poll_now(&mut c.read).is_none());
+        idle.retain_mut(|c| {
+            now_ms.saturating_sub(c.since_ms) <= max && poll_now(&mut c.read).is_none()
+        });
         self.publish(idle.len());
     }
 
