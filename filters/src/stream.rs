@@ -1,0 +1,438 @@
+//! The stream model: a request or response head as every codec decodes it and every filter sees
+//! it, whatever the wire (HTTP/1.1 today, HTTP/2 next).
+//!
+//! A head is a few fixed fields (method, scheme, authority, path; or status) and a
+//! [`HeaderMap`] of end-to-end headers. Hop-by-hop headers (`connection` and what it names,
+//! `keep-alive`, `te`, `transfer-encoding`, `upgrade`, `proxy-connection`) and the framing
+//! (`content-length`) are the codec's business: they never appear in the map. The body's size is
+//! [`BodySize`], which a filter that changes the body (compression) sets to `Unknown`; the codec
+//! then re-frames it (chunked on HTTP/1.1).
+//!
+//! Storage: a [`HeaderMap`] keeps every name and value in one byte buffer, copied there once from
+//! the codec's read buffer, and a list of index entries pointing into it; so decoding a head is
+//! one copy and one list, never an allocation per header. Edits append to the buffer and
+//! tombstone the old entry; `clear` keeps both allocations, so a map can be recycled.
+
+use bytes::BytesMut;
+
+/// Where a name or value lives in a [`HeaderMap`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    name: Span,
+    value: Span,
+    /// Removed (or replaced): skipped by every reader.
+    dead: bool,
+}
+
+/// Ordered header fields: names compared case-insensitively, order and duplicates kept as on
+/// the wire. Names are stored as given (HTTP/1 spelling kept); filters should add lower-case
+/// names (HTTP/2 requires them).
+#[derive(Debug, Default, Clone)]
+pub struct HeaderMap {
+    buf: BytesMut,
+    entries: Vec<Entry>,
+    live: usize,
+}
+
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl HeaderMap {
+    /// An empty map with room for `headers` fields of `bytes` bytes in all.
+    pub fn with_capacity(headers: usize, bytes: usize) -> HeaderMap {
+        HeaderMap {
+            buf: BytesMut::with_capacity(bytes),
+            entries: Vec::with_capacity(headers),
+            live: 0,
+        }
+    }
+
+    /// Forget every field, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
+        self.live = 0;
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> Span {
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(b);
+        Span {
+            start,
+            len: b.len() as u32,
+        }
+    }
+
+    fn bytes(&self, s: Span) -> &[u8] {
+        &self.buf[s.range()]
+    }
+
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| !e.dead && self.bytes(e.name).eq_ignore_ascii_case(name))
+    }
+
+    /// Add a field, keeping existing ones of the same name. The caller MUST NOT pass CR, LF or
+    /// NUL in `name` or `value` (codecs write them as given); [`HeaderMap::is_valid_value`]
+    /// checks a value.
+    pub fn append(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let name = self.push_bytes(name.as_ref());
+        let value = self.push_bytes(value.as_ref());
+        self.entries.push(Entry {
+            name,
+            value,
+            dead: false,
+        });
+        self.live += 1;
+    }
+
+    /// Replace every value of `name` with one (the field moves to the end).
+    pub fn set(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.remove(name.as_ref());
+        self.append(name, value);
+    }
+
+    /// Set `name` only when it is absent. Returns whether it was added.
+    pub fn set_if_absent(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> bool {
+        if self.contains(name.as_ref()) {
+            return false;
+        }
+        self.append(name, value);
+        true
+    }
+
+    /// Remove every value of `name`; returns how many were removed.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> usize {
+        let name = name.as_ref();
+        let mut n = 0;
+        for i in 0..self.entries.len() {
+            let e = self.entries[i];
+            if !e.dead && self.bytes(e.name).eq_ignore_ascii_case(name) {
+                self.entries[i].dead = true;
+                n += 1;
+            }
+        }
+        self.live -= n;
+        n
+    }
+
+    /// Remove every field whose (lower-cased) name satisfies `drop`.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
+        for i in 0..self.entries.len() {
+            let e = self.entries[i];
+            if !e.dead && !keep(self.bytes(e.name), self.bytes(e.value)) {
+                self.entries[i].dead = true;
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// Whether a field named `name` is present.
+    pub fn contains(&self, name: impl AsRef<[u8]>) -> bool {
+        self.find(name.as_ref()).is_some()
+    }
+
+    /// First value of `name`, as bytes.
+    pub fn get_bytes(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        self.find(name.as_ref())
+            .map(|i| self.bytes(self.entries[i].value))
+    }
+
+    /// First value of `name`, when it is UTF-8 (header values almost always are ASCII).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Replace the last value of `name` with `f(old)`; `false` when there is none.
+    pub fn modify_last(&mut self, name: &[u8], f: impl FnOnce(&[u8], &mut Vec<u8>)) -> bool {
+        let Some(i) = self
+            .entries
+            .iter()
+            .rposition(|e| !e.dead && self.bytes(e.name).eq_ignore_ascii_case(name))
+        else {
+            return false;
+        };
+        let mut v = Vec::with_capacity(self.entries[i].value.len as usize + 48);
+        f(self.bytes(self.entries[i].value), &mut v);
+        let value = self.push_bytes(&v);
+        self.entries[i].value = value;
+        true
+    }
+
+    /// The fields in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| !e.dead)
+            .map(|e| (self.bytes(e.name), self.bytes(e.value)))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Bytes of `name: value\r\n` lines the fields take on HTTP/1.
+    pub fn wire_len(&self) -> usize {
+        self.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+    }
+
+    /// A value a codec may write: no CR, LF or NUL.
+    pub fn is_valid_value(v: &[u8]) -> bool {
+        !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    }
+
+    /// A name a codec may write: an RFC 9110 token.
+    pub fn is_valid_name(n: &[u8]) -> bool {
+        !n.is_empty()
+            && n.iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    }
+}
+
+/// A request method. The common ones are named without allocating; any other is `Other` and its
+/// spelling is in [`RequestHead::method_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Connect,
+    Trace,
+    Other,
+}
+
+impl Method {
+    pub fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"CONNECT" => Method::Connect,
+            b"TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+
+    /// The method's name (`OTHER` for `Other`: use [`RequestHead::method_str`] for its spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other => "OTHER",
+        }
+    }
+
+    /// Idempotent per RFC 9110 (GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Options
+                | Method::Trace
+                | Method::Put
+                | Method::Delete
+        )
+    }
+}
+
+/// How long a body is, as far as the codec knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodySize {
+    /// No body at all (the head ends the message).
+    #[default]
+    Empty,
+    /// Exactly this many bytes.
+    Known(u64),
+    /// Some bytes, length not known up front (chunked, or changed by a filter).
+    Unknown,
+}
+
+/// A request head: pseudo-fields and end-to-end headers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: Method,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Spelling of `method` when it is `Other`; empty otherwise.
+    other_method: Box<str>,
+    /// Authority (HTTP/1 `Host`, HTTP/2 `:authority`), port as sent.
+    authority: Vec<u8>,
+    /// Path and query as sent (origin-form); `*` for `OPTIONS *`.
+    path: Vec<u8>,
+    pub headers: HeaderMap,
+    /// The body's size as received (filters that change the body set `Unknown`).
+    pub body: BodySize,
+}
+
+impl RequestHead {
+    /// A head with these pseudo-fields and no headers.
+    pub fn new(method: &[u8], scheme: &'static str, authority: &[u8], path: &[u8]) -> RequestHead {
+        let mut h = RequestHead::default();
+        h.reset(method, scheme, authority, path);
+        h
+    }
+
+    /// Reuse this head (and its allocations) for another request.
+    pub fn reset(&mut self, method: &[u8], scheme: &'static str, authority: &[u8], path: &[u8]) {
+        self.method = Method::from_bytes(method);
+        self.other_method = if self.method == Method::Other {
+            String::from_utf8_lossy(method).into()
+        } else {
+            Box::default()
+        };
+        self.scheme = scheme;
+        self.authority.clear();
+        self.authority.extend_from_slice(authority);
+        self.path.clear();
+        self.path.extend_from_slice(path);
+        self.headers.clear();
+        self.body = BodySize::Empty;
+    }
+
+    /// The method as sent.
+    pub fn method_str(&self) -> &str {
+        match self.method {
+            Method::Other => &self.other_method,
+            m => m.as_str(),
+        }
+    }
+
+    pub fn authority(&self) -> &[u8] {
+        &self.authority
+    }
+
+    /// Replace the authority (the codec writes it as `Host` on HTTP/1).
+    pub fn set_authority(&mut self, a: &[u8]) {
+        self.authority.clear();
+        self.authority.extend_from_slice(a);
+    }
+
+    /// Path and query.
+    pub fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    /// The path without its query.
+    pub fn path_only(&self) -> &[u8] {
+        match self.path.iter().position(|&b| b == b'?') {
+            Some(q) => &self.path[..q],
+            None => &self.path,
+        }
+    }
+
+    /// Replace path and query.
+    pub fn set_path(&mut self, p: &[u8]) {
+        self.path.clear();
+        self.path.extend_from_slice(p);
+    }
+}
+
+/// A response head: status and end-to-end headers.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// The body's size as received (filters that change the body set `Unknown`).
+    pub body: BodySize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_insensitive_ordered_and_editable() {
+        let mut h = HeaderMap::default();
+        h.append("X-A", "1");
+        h.append("x-a", "2");
+        h.append("b", "3");
+        assert_eq!(h.get("x-A"), Some("1"));
+        assert_eq!(
+            h.get_all("X-a").collect::<Vec<_>>(),
+            vec![&b"1"[..], &b"2"[..]]
+        );
+        h.set("X-A", "9");
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec![&b"9"[..]]);
+        assert_eq!(h.remove("B"), 1);
+        assert_eq!(h.len(), 1);
+        assert!(h.modify_last(b"x-a", |old, out| {
+            out.extend_from_slice(old);
+            out.extend_from_slice(b", 10");
+        }));
+        assert_eq!(h.get("x-a"), Some("9, 10"));
+        assert_eq!(h.wire_len(), "x-a: 9, 10\r\n".len());
+        h.clear();
+        assert!(h.is_empty());
+        assert_eq!(h.get("x-a"), None);
+    }
+
+    #[test]
+    fn request_head_fields() {
+        let mut r = RequestHead::new(b"PURGE", "http", b"a.com:8080", b"/p?q=1");
+        assert_eq!(r.method, Method::Other);
+        assert_eq!(r.method_str(), "PURGE");
+        assert_eq!(r.path_only(), b"/p");
+        r.set_path(b"/x");
+        assert_eq!(r.path(), b"/x");
+        r.reset(b"GET", "https", b"b", b"/");
+        assert_eq!(r.method_str(), "GET");
+        assert_eq!(r.authority(), b"b");
+    }
+
+    #[test]
+    fn validity() {
+        assert!(HeaderMap::is_valid_name(b"x-a"));
+        assert!(!HeaderMap::is_valid_name(b"x a"));
+        assert!(!HeaderMap::is_valid_name(b""));
+        assert!(HeaderMap::is_valid_value(b"a b"));
+        assert!(!HeaderMap::is_valid_value(b"a\r\nb"));
+    }
+}
