@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! parse ─▶ HeaderMutationConfig { request, response, request_trailers, response_trailers: Mutations }
-//! request head  ─▶ request.apply(head.headers, ctx.vars)   (before later filters and the router)
-//! response head ─▶ response.apply(head.headers, ctx.vars)  (ctx.vars answers RESP(..), RESPONSE_CODE)
+//! request head  ─▶ request.apply_request(head, ctx.vars)    (before later filters and the router)
+//! response head ─▶ response.apply_response(head, ctx.request, ctx.vars)
+//! trailers      ─▶ *_trailers.apply(trailers, ctx.vars)
 //! ```
 //!
 //! The reusable part, [`Mutations`] with [`HeaderValueOptionSpec`], also serves the engine's
@@ -108,7 +109,7 @@ impl HttpFilter for HeaderMutation {
         _end_stream: bool,
         cx: &mut Ctx<'_>,
     ) -> HeadersStatus {
-        self.lists.request.apply(&mut head.headers, cx.vars);
+        self.lists.request.apply_request(head, cx.vars);
         HeadersStatus::Continue
     }
 
@@ -123,7 +124,9 @@ impl HttpFilter for HeaderMutation {
         _end_stream: bool,
         cx: &mut Ctx<'_>,
     ) -> HeadersStatus {
-        self.lists.response.apply(&mut head.headers, cx.vars);
+        self.lists
+            .response
+            .apply_response(head, cx.request, cx.vars);
         HeadersStatus::Continue
     }
 

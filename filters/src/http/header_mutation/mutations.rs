@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! config:  HeaderValueOptionSpec / removed names ─▶ Mutations::{from_specs, push_*} (validated once)
-//! request: Mutations::apply(headers, vars) ─▶ each edit in order, values rendered from %VAR%s
+//! request: Mutations::apply_request(head, vars) ─▶ each edit in order, values rendered from
+//!          %VAR%s (REQ/RESP from the head being edited, the rest from the engine's Vars)
 //! ```
 //!
 //! A [`Mutations`] is an ordered list of edits. [`Mutations::from_specs`] puts the removals
@@ -20,7 +21,12 @@ use std::cell::RefCell;
 
 use serde::Deserialize;
 
-use crate::{filter::Vars, registry::ConfigProblem, stream::HeaderMap, template::Template};
+use crate::{
+    filter::Vars,
+    registry::ConfigProblem,
+    stream::{HeaderMap, RequestHead, ResponseHead},
+    template::Template,
+};
 
 /// Names a mutation may not touch, with why.
 const REFUSED: &[(&str, &str)] = &[
@@ -214,34 +220,107 @@ impl Mutations {
         })
     }
 
-    /// Apply every edit, in order, to `headers`; templated values render from `vars`.
+    /// Apply every edit, in order, to `headers` (trailers, or a map without its head);
+    /// templated values render from `vars`.
     pub fn apply(&self, headers: &mut HeaderMap, vars: &dyn Vars) {
+        self.run(&mut Plain(headers), vars);
+    }
+
+    /// Apply every edit to a request head: `%REQ(..)%` reads `head` as it is at that edit
+    /// (the engine's `Vars` cannot lend the head a hook holds), the rest comes from `vars`.
+    pub fn apply_request(&self, head: &mut RequestHead, vars: &dyn Vars) {
+        self.run(&mut OnRequest(head), vars);
+    }
+
+    /// Apply every edit to a response head: `%RESP(..)%` reads `head` as it is at that edit,
+    /// `%REQ(..)%` reads `request` (when given), the rest comes from `vars`.
+    pub fn apply_response(
+        &self,
+        head: &mut ResponseHead,
+        request: Option<&RequestHead>,
+        vars: &dyn Vars,
+    ) {
+        self.run(&mut OnResponse { head, request }, vars);
+    }
+
+    fn run(&self, target: &mut dyn Target, vars: &dyn Vars) {
         for op in &self.ops {
             match op {
                 Op::Remove(name) => {
-                    headers.remove(name.as_bytes());
+                    target.headers().remove(name.as_bytes());
                 }
-                Op::Add(add) => add.apply(headers, vars),
+                Op::Add(add) => add.apply(target, vars),
             }
         }
     }
 }
 
+/// What the edits apply to: a map, and how templates read the head it belongs to.
+trait Target {
+    fn headers(&mut self) -> &mut HeaderMap;
+    fn contains(&self, name: &str) -> bool;
+    fn render(&self, t: &Template, vars: &dyn Vars, out: &mut Vec<u8>);
+}
+
+struct Plain<'a>(&'a mut HeaderMap);
+
+impl Target for Plain<'_> {
+    fn headers(&mut self) -> &mut HeaderMap {
+        self.0
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+    fn render(&self, t: &Template, vars: &dyn Vars, out: &mut Vec<u8>) {
+        t.render(vars, out)
+    }
+}
+
+struct OnRequest<'a>(&'a mut RequestHead);
+
+impl Target for OnRequest<'_> {
+    fn headers(&mut self) -> &mut HeaderMap {
+        &mut self.0.headers
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.headers.contains(name)
+    }
+    fn render(&self, t: &Template, vars: &dyn Vars, out: &mut Vec<u8>) {
+        t.render_on(vars, Some(self.0), None, out)
+    }
+}
+
+struct OnResponse<'a> {
+    head: &'a mut ResponseHead,
+    request: Option<&'a RequestHead>,
+}
+
+impl Target for OnResponse<'_> {
+    fn headers(&mut self) -> &mut HeaderMap {
+        &mut self.head.headers
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.head.headers.contains(name)
+    }
+    fn render(&self, t: &Template, vars: &dyn Vars, out: &mut Vec<u8>) {
+        t.render_on(vars, self.request, Some(self.head), out)
+    }
+}
+
 impl Add {
-    fn apply(&self, headers: &mut HeaderMap, vars: &dyn Vars) {
-        let present = || headers.contains(self.name.as_bytes());
+    fn apply(&self, target: &mut dyn Target, vars: &dyn Vars) {
         match self.action {
-            AppendAction::AddIfAbsent if present() => return,
-            AppendAction::OverwriteIfExists if !present() => return,
+            AppendAction::AddIfAbsent if target.contains(&self.name) => return,
+            AppendAction::OverwriteIfExists if !target.contains(&self.name) => return,
             _ => {}
         }
         match &self.value {
-            Value::Literal(v) => self.write(headers, v),
+            Value::Literal(v) => self.write(target.headers(), v),
             Value::Template(t) => SCRATCH.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut buf) => {
                     buf.clear();
-                    t.render(vars, &mut buf);
-                    self.write(headers, &buf);
+                    target.render(t, vars, &mut buf);
+                    self.write(target.headers(), &buf);
                     if buf.capacity() > SCRATCH_KEEP {
                         *buf = Vec::new();
                     }
@@ -249,8 +328,8 @@ impl Add {
                 // Only if a `Vars` applied mutations from inside `write`: render apart.
                 Err(_) => {
                     let mut buf = Vec::new();
-                    t.render(vars, &mut buf);
-                    self.write(headers, &buf);
+                    target.render(t, vars, &mut buf);
+                    self.write(target.headers(), &buf);
                 }
             }),
         }

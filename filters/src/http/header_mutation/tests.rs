@@ -10,14 +10,13 @@ use crate::{
     FilterState, WorkerInfo,
 };
 
-/// Vars answering what the engine answers on the response path.
+/// Vars answering what the engine's Vars answer (not `REQ`/`RESP`: those come from the heads).
 struct RespVars;
 
 impl Vars for RespVars {
     fn write(&self, name: &str, arg: Option<&str>, out: &mut Vec<u8>) -> bool {
         match (name, arg) {
             ("RESPONSE_CODE", None) => out.extend_from_slice(b"503"),
-            ("RESP", Some("x-upstream")) => out.extend_from_slice(b"u1"),
             ("DOWNSTREAM_REMOTE_ADDRESS", None) => out.extend_from_slice(b"10.0.0.1:5000"),
             _ => return false,
         }
@@ -26,6 +25,14 @@ impl Vars for RespVars {
 }
 
 fn with_ctx<R>(vars: &dyn Vars, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+    with_ctx_req(vars, None, f)
+}
+
+fn with_ctx_req<R>(
+    vars: &dyn Vars,
+    request: Option<&RequestHead>,
+    f: impl FnOnce(&mut Ctx<'_>) -> R,
+) -> R {
     let rt = TestRuntime::default();
     let mut state = FilterState::default();
     let mut cx = Ctx {
@@ -33,7 +40,7 @@ fn with_ctx<R>(vars: &dyn Vars, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
         route: None,
         start: Instant::now(),
         state: &mut state,
-        request: None,
+        request,
         rt: &rt,
         vars,
     };
@@ -232,28 +239,49 @@ fn empty_values_are_dropped_unless_kept() {
 fn templates_mix_text_and_commands() {
     let f = one_add(json!({"header": {"key": "X-Echo", "value": "from %REQ(x-tenant)% (100%%)"}}));
     let mut req = request_with(&[("x-tenant", "acme")]);
-    let mut filter = f.create();
-    // REQ reads the request the Vars were given (the engine reads the live head).
-    let vars = TestVars {
-        request: Some(req.clone()),
-    };
-    with_ctx(&vars, |cx| filter.on_request_headers(&mut req, true, cx));
+    run_request(&f, &mut req);
     assert_eq!(req.headers.get("x-echo"), Some("from acme (100%)"));
     let (name, _) = req.headers.iter().last().unwrap();
     assert_eq!(name, b"x-echo", "names are lower-cased at load");
 }
 
 #[test]
+fn request_values_read_the_head_as_edited_so_far() {
+    let f = factory(json!({"mutations": {"request_mutations": [
+        {"append": {"header": {"key": "x-a", "value": "first"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}},
+        {"append": {"header": {"key": "x-copy", "value": "%REQ(x-a)%@%REQ(:path)%"}}},
+        {"remove": "x-a"},
+        {"append": {"header": {"key": "x-gone", "value": "%REQ(x-a)%"}}}
+    ]}}));
+    let mut req = request_with(&[("x-a", "original")]);
+    run_request(&f, &mut req);
+    assert_eq!(names(&req.headers), pairs(&[("x-copy", "first@/")]));
+}
+
+#[test]
 fn response_values_read_the_response() {
     let f = factory(json!({"mutations": {"response_mutations": [
-        {"append": {"header": {"key": "x-code", "value": "%RESPONSE_CODE%/%RESP(X-Upstream)%"}}}
+        {"append": {"header": {"key": "x-code",
+                    "value": "%RESPONSE_CODE%/%RESP(X-Upstream)%/%REQ(x-tenant)%"}}}
     ]}}));
     let mut resp = ResponseHead {
         status: 503,
         ..Default::default()
     };
+    resp.headers.append("x-upstream", "u1");
+    let req = request_with(&[("x-tenant", "acme")]);
+    let mut filter = f.create();
+    with_ctx_req(&RespVars, Some(&req), |cx| {
+        filter.on_response_headers(&mut resp, false, cx)
+    });
+    assert_eq!(resp.headers.get("x-code"), Some("503/u1/acme"));
+
+    // No request on the context: REQ renders nothing.
+    let mut resp = ResponseHead::default();
+    resp.headers.append("x-upstream", "u2");
     run_response(&f, &mut resp);
-    assert_eq!(resp.headers.get("x-code"), Some("503/u1"));
+    assert_eq!(resp.headers.get("x-code"), Some("503/u2/"));
 }
 
 #[test]
