@@ -36,17 +36,17 @@ pub fn parse(v: &serde_json::Value) -> ParseResult {
     let spec = decode::<HeaderMutationSpec>(v)?;
     let v = spec.validate()?;
     Ok(Arc::new(HeaderMutationConfig {
-        lists: Arc::new(Lists {
+        lists: Lists {
             request: v.request,
             response: v.response,
             request_trailers: v.request_trailers,
             response_trailers: v.response_trailers,
-        }),
+        },
     }))
 }
 
 /// The four lists of edits.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Lists {
     request: Mutations,
     response: Mutations,
@@ -57,7 +57,7 @@ struct Lists {
 /// The validated config: immutable, shared by every worker.
 #[derive(Debug)]
 pub struct HeaderMutationConfig {
-    lists: Arc<Lists>,
+    lists: Lists,
 }
 
 impl FilterConfig for HeaderMutationConfig {
@@ -67,15 +67,15 @@ impl FilterConfig for HeaderMutationConfig {
 
     fn worker(&self, _w: WorkerInfo) -> Rc<dyn FilterFactory> {
         Rc::new(Factory {
-            lists: Rc::new(Arc::clone(&self.lists)),
+            lists: Rc::new(self.lists.clone()),
         })
     }
 }
 
-/// A worker's factory. The `Rc` around the shared lists makes each request's clone a plain
-/// (non-atomic) count.
+/// A worker's factory, with its own copy of the lists (made once per worker and config
+/// snapshot): each request's handle is a plain `Rc` count.
 struct Factory {
-    lists: Rc<Arc<Lists>>,
+    lists: Rc<Lists>,
 }
 
 impl FilterFactory for Factory {
@@ -99,7 +99,7 @@ impl FilterFactory for Factory {
 
 /// One request's filter.
 struct HeaderMutation {
-    lists: Rc<Arc<Lists>>,
+    lists: Rc<Lists>,
 }
 
 impl HttpFilter for HeaderMutation {

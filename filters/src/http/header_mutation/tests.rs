@@ -152,7 +152,8 @@ fn hooks_follow_the_configured_lists() {
 
 #[test]
 fn append_actions_when_present_and_absent() {
-    let cases: &[(&str, &[(&str, &str)], &[(&str, &str)])] = &[
+    type Fields = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, Fields, Fields)] = &[
         ("APPEND_IF_EXISTS_OR_ADD", &[], &[("x-a", "new")]),
         (
             "APPEND_IF_EXISTS_OR_ADD",
