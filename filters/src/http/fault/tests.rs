@@ -107,7 +107,7 @@ const S: Duration = Duration::from_secs(2);
 fn fixed_delay_then_continue() {
     let c = config(json!({"delay": {"fixed_delay": "2s"}}));
     let f = worker(&c, 0, 1);
-    assert_eq!(f.hooks().request_headers, true);
+    assert!(f.hooks().request_headers);
     assert!(!f.hooks().response_headers && !f.hooks().request_data);
     let r = run_on(&*f, &get(&[]), None);
     assert_eq!(r.seen, Seen::Delayed(S));
@@ -318,7 +318,8 @@ fn matcher(v: Value) -> HeaderMatcher {
 
 #[test]
 fn header_matchers() {
-    let cases: &[(Value, &[(&str, &str)], bool)] = &[
+    type Case = (Value, &'static [(&'static str, &'static str)], bool);
+    let cases: &[Case] = &[
         (
             json!({"name": "x-a", "exact_match": "v"}),
             &[("X-A", "v")],
