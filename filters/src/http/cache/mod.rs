@@ -369,7 +369,7 @@ impl CacheFilter {
             return HeadersStatus::Continue;
         };
         let validated = policy::validates(&head.headers, &old.headers);
-        if !f.ours && !(f.client_matches && validated) {
+        if !(f.ours || f.client_matches && validated) {
             return HeadersStatus::Continue;
         }
         let w = &*self.w;
