@@ -15,6 +15,11 @@
 //! the request lacks has none), for that descriptor's value. It passes only when both have one;
 //! then both are taken, else neither.
 //!
+//! The refusal: `status` (429), body `local_rate_limited`, details `rate_limited`, headers
+//! `x-envoy-ratelimited: true` (as Envoy), `x-ratelimit-limit`, `x-ratelimit-remaining: 0`,
+//! `x-ratelimit-reset` and `retry-after` (seconds until the refusing bucket's next fill on this
+//! worker, rounded up), then `response_headers_to_add`.
+//!
 //! ## Differences from Envoy, on purpose
 //! - `filter_enabled` and `filter_enforced` default to 100% (Envoy: 0%, so an Envoy config
 //!   without them limits nothing). `runtime_key` is accepted and ignored.
