@@ -3,7 +3,22 @@
 //! literal `%`. Parsed once at config load (an unknown command is a config error); rendered per
 //! request against the engine's [`Vars`], with no allocation beyond the output.
 
-use crate::filter::Vars;
+use crate::{
+    filter::Vars,
+    stream::{RequestHead, ResponseHead},
+};
+
+/// `REQ(name)` of a request head: pseudo-headers `:path`, `:method`, `:authority`, `:scheme`
+/// included.
+pub fn request_value<'a>(r: &'a RequestHead, name: &str) -> Option<&'a [u8]> {
+    match name {
+        ":path" => Some(r.path()),
+        ":method" => Some(r.method_str().as_bytes()),
+        ":authority" | "host" => Some(r.authority()),
+        ":scheme" => Some(r.scheme.as_bytes()),
+        _ => r.headers.get_bytes(name),
+    }
+}
 
 /// Commands a template may use (each one's meaning is in docs/configuration.md). Those marked
 /// with an argument take one: `REQ(name)`.
@@ -117,12 +132,35 @@ impl Template {
     /// Append the value to `out`. A command with no value writes nothing; bytes a header value
     /// may not hold (CR, LF, NUL) are dropped.
     pub fn render(&self, vars: &dyn Vars, out: &mut Vec<u8>) {
+        self.render_on(vars, None, None, out)
+    }
+
+    /// [`Template::render`], answering `REQ(name)` from `req` and `RESP(name)` from `resp` when
+    /// given (a filter renders against the head it is changing: the engine's [`Vars`] cannot
+    /// lend a head a hook holds mutably), and every other command from `vars`.
+    pub fn render_on(
+        &self,
+        vars: &dyn Vars,
+        req: Option<&RequestHead>,
+        resp: Option<&ResponseHead>,
+        out: &mut Vec<u8>,
+    ) {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Piece::Cmd { name, arg } => {
                     let start = out.len();
-                    vars.write(name, arg.as_deref(), out);
+                    let from_head = match (*name, arg.as_deref(), req, resp) {
+                        ("REQ", Some(h), Some(r), _) => Some(request_value(r, h)),
+                        ("RESP", Some(h), _, Some(r)) => Some(r.headers.get_bytes(h)),
+                        _ => None,
+                    };
+                    match from_head {
+                        Some(v) => out.extend_from_slice(v.unwrap_or(b"")),
+                        None => {
+                            vars.write(name, arg.as_deref(), out);
+                        }
+                    }
                     let mut i = start;
                     while i < out.len() {
                         if matches!(out[i], b'\r' | b'\n' | 0) {
