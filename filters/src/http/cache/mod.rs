@@ -17,14 +17,15 @@
 //! workers share nothing, take no lock, and each holds up to `max_size_bytes`. The rules
 //! (cacheability, freshness, age, `Vary`, validators) are pure functions in [`policy`]; dates
 //! in [`date`]. "Now" for ages is the request's start ([`Ctx::start`], no clock read); the wall
-//! clock (for `Date`) is read once per stored or revalidated response.
+//! clock (for `Date`) is read once per response the cache considers storing or revalidates.
 //!
 //! Costs: a request that is not GET or HEAD does a method match and sets the access-log status
-//! (an unsafe method also builds the key once on a 2xx/3xx response, to invalidate). A hit
-//! builds one `HeaderMap` and shares the stored body. A cacheable miss allocates its key, the
-//! request's `Vary` values and its pending state; storing adds one copy of the body at the end
-//! (the body is copied once into an exact-size buffer rather than keeping the chunks, which
-//! point into the engine's larger read buffers and would hold more memory than is counted).
+//! (an unsafe method also builds the key once on a 2xx/3xx response, to invalidate). A lookup
+//! writes the key into a reused buffer and hashes it once. A hit builds one `HeaderMap` and
+//! shares the stored body. A cacheable miss allocates one buffer (its key and the request's
+//! `Vary` values); storing adds the entry and one copy of the body at the end (the body is
+//! copied once into an exact-size buffer rather than keeping the chunks, which point into the
+//! engine's larger read buffers and would hold more memory than is counted).
 //!
 //! Access log: `%FILTER_STATE(cache.status)%` is `hit`, `stale` (served stale within the
 //! request's `max-stale`), `revalidated` (the origin answered 304 to a revalidation), `miss` or
@@ -158,15 +159,16 @@ enum Phase {
     /// An unsafe method: a 2xx/3xx response invalidates the URL.
     Invalidate,
     /// Sent upstream after a lookup; the response may be stored or may validate an entry.
-    Fetch(Box<Fetch>),
+    Fetch(Fetch),
     /// A storable response whose body is passing through.
     Storing(Box<Storing>),
 }
 
 struct Fetch {
-    key: Rc<[u8]>,
-    /// The request's values of every allowed `Vary` header ([`policy::vary_snapshot`]).
-    vary: Box<[u8]>,
+    /// The key, then the request's values of every allowed `Vary` header
+    /// ([`policy::write_vary_values`]): the one allocation a cacheable miss makes.
+    key_vary: Vec<u8>,
+    key_len: usize,
     /// The request carried `Authorization`.
     authorization: bool,
     /// The stored variant this request found but could not use (stale, or revalidation forced).
@@ -175,6 +177,17 @@ struct Fetch {
     ours: bool,
     /// The client's own conditionals say it holds `old`.
     client_matches: bool,
+}
+
+impl Fetch {
+    /// The key, as the store keeps it.
+    fn key(&self) -> Rc<[u8]> {
+        Rc::from(&self.key_vary[..self.key_len])
+    }
+
+    fn vary(&self) -> &[u8] {
+        &self.key_vary[self.key_len..]
+    }
 }
 
 struct Storing {
@@ -257,9 +270,18 @@ impl HttpFilter for CacheFilter {
             // A HEAD response has no body to store; HEAD only reads what GET stored.
             return HeadersStatus::Continue;
         }
+        let mut key_vary = Vec::with_capacity(key.len() + 64);
+        key_vary.extend_from_slice(key);
+        policy::write_vary_values(
+            &head.headers,
+            allowed,
+            policy::all_bits(allowed.len()),
+            vary,
+        );
+        key_vary.extend_from_slice(vary);
         let mut fetch = Fetch {
-            key: Rc::from(&key[..]),
-            vary: policy::vary_snapshot(&head.headers, allowed),
+            key_len: key.len(),
+            key_vary,
             authorization: head.headers.contains("authorization"),
             old: None,
             ours: false,
@@ -280,7 +302,7 @@ impl HttpFilter for CacheFilter {
             }
             fetch.old = Some((id, e));
         }
-        self.phase = Phase::Fetch(Box::new(fetch));
+        self.phase = Phase::Fetch(fetch);
         HeadersStatus::Continue
     }
 
@@ -298,9 +320,9 @@ impl HttpFilter for CacheFilter {
                 }
                 HeadersStatus::Continue
             }
-            Phase::Fetch(f) if head.status == 304 => self.not_modified(*f, head, cx),
+            Phase::Fetch(f) if head.status == 304 => self.not_modified(f, head, cx),
             Phase::Fetch(f) => {
-                self.fetched(*f, head, end_stream, cx);
+                self.fetched(f, head, end_stream, cx);
                 HeadersStatus::Continue
             }
         }
@@ -364,8 +386,8 @@ impl CacheFilter {
     /// The origin answered 304. To our validators: freshen the entry and answer the client with
     /// it. To the client's own conditionals that also match the entry: freshen it and pass the
     /// 304 on. Otherwise the 304 is the client's business.
-    fn not_modified(&self, f: Fetch, head: &ResponseHead, cx: &mut Ctx<'_>) -> HeadersStatus {
-        let Some((id, old)) = f.old else {
+    fn not_modified(&self, mut f: Fetch, head: &ResponseHead, cx: &mut Ctx<'_>) -> HeadersStatus {
+        let Some((id, old)) = f.old.take() else {
             return HeadersStatus::Continue;
         };
         let validated = policy::validates(&head.headers, &old.headers);
@@ -381,7 +403,7 @@ impl CacheFilter {
             entry = Rc::new(fresh);
             let mut sh = w.shared.borrow_mut();
             if storable {
-                w.insert(&mut sh.store, f.key, Rc::clone(&entry), cx);
+                w.insert(&mut sh.store, f.key(), Rc::clone(&entry), cx);
             } else if sh.store.remove(id) {
                 w.set_bytes_gauge(&sh.store);
             }
@@ -413,10 +435,10 @@ impl CacheFilter {
         };
         if end_stream {
             let mut sh = w.shared.borrow_mut();
-            w.insert(&mut sh.store, f.key, Rc::new(entry), cx);
+            w.insert(&mut sh.store, f.key(), Rc::new(entry), cx);
         } else {
             self.phase = Phase::Storing(Box::new(Storing {
-                key: f.key,
+                key: f.key(),
                 entry,
                 chunks: Vec::new(),
                 len: 0,
@@ -451,7 +473,7 @@ impl CacheFilter {
             headers: stored_headers(h, wall),
             body: Bytes::new(),
             vary_mask,
-            vary_values: policy::select_vary(&f.vary, s.allowed_vary.len(), vary_mask),
+            vary_values: policy::select_vary(f.vary(), s.allowed_vary.len(), vary_mask),
             stored_at: now,
             initial_age,
             lifetime,

@@ -2,8 +2,8 @@
 //! `Cache-Control` directives of requests and responses, whether a response may be stored, its
 //! freshness lifetime and age, `Vary`, and validators (`ETag`, `Last-Modified`) with the
 //! client's conditionals. [`super`] (the filter) decides with these; the store never looks at
-//! headers. Nothing here allocates except [`vary_snapshot`] and the key written into a reused
-//! buffer.
+//! headers. Nothing here allocates but [`select_vary`]; the key and `Vary` values are written
+//! into the caller's buffers.
 
 use crate::stream::{HeaderMap, RequestHead};
 
@@ -283,14 +283,6 @@ pub fn write_vary_values(h: &HeaderMap, allowed: &[Box<str>], mask: u64, out: &m
     }
 }
 
-/// The request's values of every allowed header (taken on a miss, before the response says
-/// which ones it varies on).
-pub fn vary_snapshot(h: &HeaderMap, allowed: &[Box<str>]) -> Box<[u8]> {
-    let mut out = Vec::new();
-    write_vary_values(h, allowed, all_bits(allowed.len()), &mut out);
-    out.into_boxed_slice()
-}
-
 /// Every bit for a list of `n` allowed headers.
 pub fn all_bits(n: usize) -> u64 {
     if n >= 64 {
@@ -300,7 +292,8 @@ pub fn all_bits(n: usize) -> u64 {
     }
 }
 
-/// Keep from a [`vary_snapshot`] only the headers in `mask`.
+/// Keep from the values of every allowed header (taken on a miss, before the response says
+/// which ones it varies on) only those in `mask`.
 pub fn select_vary(snapshot: &[u8], n: usize, mask: u64) -> Box<[u8]> {
     let mut out = Vec::new();
     let mut rest = snapshot;
