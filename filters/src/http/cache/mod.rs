@@ -97,6 +97,89 @@ impl Worker {
         HeadersStatus::Continue
     }
 
+    /// The stored variant for this request: its key (left in the key buffer for
+    /// [`Worker::fetch`]) and the request's values of the headers each variant varies on.
+    fn lookup(&self, head: &RequestHead) -> Option<(EntryId, Rc<Entry>)> {
+        let mut sh = self.shared.borrow_mut();
+        let Shared { store, key, vary } = &mut *sh;
+        policy::write_key(head, key);
+        if store.is_empty() {
+            return None;
+        }
+        let allowed = &self.settings.allowed_vary;
+        store.find(key, |e| {
+            policy::write_vary_values(&head.headers, allowed, e.vary_mask, vary);
+            *e.vary_values == vary[..]
+        })
+    }
+
+    /// The reply from `e` when it may answer this request (fresh, or stale within `max-stale`):
+    /// the stored response, or a 304 when the client's conditionals say it has it.
+    fn serve(
+        &self,
+        id: EntryId,
+        e: &Entry,
+        req: &RequestCc,
+        h: &HeaderMap,
+        cx: &mut Ctx<'_>,
+    ) -> Option<LocalReply> {
+        let age = e.age(cx.start);
+        let status = match policy::usable(e, age, req) {
+            Use::Fresh => "hit",
+            Use::Stale => "stale",
+            Use::Revalidate => return None,
+        };
+        self.shared.borrow_mut().store.touch(id);
+        self.stats.inc(HITS);
+        cx.state.set(STATUS_KEY, status);
+        Some(
+            if policy::has_conditionals(h) && policy::not_modified(h, &e.headers) {
+                not_modified_reply(e, age)
+            } else {
+                full_reply(e, age)
+            },
+        )
+    }
+
+    /// What a GET that goes upstream keeps for its response: the key (from the lookup's
+    /// buffer), the request's `Vary` values, and the variant it found, whose validators it adds
+    /// to the request unless the client sent conditionals of its own.
+    fn fetch(&self, head: &mut RequestHead, found: Option<(EntryId, Rc<Entry>)>) -> Fetch {
+        let mut sh = self.shared.borrow_mut();
+        let Shared { key, vary, .. } = &mut *sh;
+        let allowed = &self.settings.allowed_vary;
+        let all = policy::all_bits(allowed.len());
+        policy::write_vary_values(&head.headers, allowed, all, vary);
+        let mut key_vary = Vec::with_capacity(key.len() + vary.len());
+        key_vary.extend_from_slice(key);
+        key_vary.extend_from_slice(vary);
+        let mut fetch = Fetch {
+            key_len: key.len(),
+            key_vary,
+            authorization: head.headers.contains("authorization"),
+            old: None,
+            ours: false,
+            client_matches: false,
+        };
+        drop(sh);
+        let Some((id, e)) = found else {
+            return fetch;
+        };
+        if policy::has_conditionals(&head.headers) {
+            fetch.client_matches = policy::not_modified(&head.headers, &e.headers);
+        } else if e.has_validators() {
+            if let Some(tag) = e.headers.get_bytes("etag") {
+                head.headers.append("if-none-match", tag);
+            }
+            if let Some(lm) = e.headers.get_bytes("last-modified") {
+                head.headers.append("if-modified-since", lm);
+            }
+            fetch.ours = true;
+        }
+        fetch.old = Some((id, e));
+        fetch
+    }
+
     /// Store `entry`, counting what happened.
     fn insert(&self, store: &mut Store, key: Rc<[u8]>, entry: Rc<Entry>, cx: &mut Ctx<'_>) {
         let done = store.insert(key, entry);
@@ -227,33 +310,9 @@ impl HttpFilter for CacheFilter {
         {
             return w.bypass(cx);
         }
-        let mut sh = w.shared.borrow_mut();
-        let Shared { store, key, vary } = &mut *sh;
-        policy::write_key(head, key);
-        let allowed = &w.settings.allowed_vary;
-        let found = if store.is_empty() {
-            None
-        } else {
-            store.find(key, |e| {
-                policy::write_vary_values(&head.headers, allowed, e.vary_mask, vary);
-                *e.vary_values == vary[..]
-            })
-        };
+        let found = w.lookup(head);
         if let Some((id, e)) = &found {
-            let age = e.age(cx.start);
-            let used = policy::usable(e, age, &req);
-            if used != Use::Revalidate {
-                store.touch(*id);
-                w.stats.inc(HITS);
-                let status = if used == Use::Fresh { "hit" } else { "stale" };
-                cx.state.set(STATUS_KEY, status);
-                let reply = if policy::has_conditionals(&head.headers)
-                    && policy::not_modified(&head.headers, &e.headers)
-                {
-                    not_modified_reply(e, age)
-                } else {
-                    full_reply(e, age)
-                };
+            if let Some(reply) = w.serve(*id, e, &req, &head.headers, cx) {
                 return HeadersStatus::LocalReply(reply);
             }
         }
@@ -270,39 +329,7 @@ impl HttpFilter for CacheFilter {
             // A HEAD response has no body to store; HEAD only reads what GET stored.
             return HeadersStatus::Continue;
         }
-        let mut key_vary = Vec::with_capacity(key.len() + 64);
-        key_vary.extend_from_slice(key);
-        policy::write_vary_values(
-            &head.headers,
-            allowed,
-            policy::all_bits(allowed.len()),
-            vary,
-        );
-        key_vary.extend_from_slice(vary);
-        let mut fetch = Fetch {
-            key_len: key.len(),
-            key_vary,
-            authorization: head.headers.contains("authorization"),
-            old: None,
-            ours: false,
-            client_matches: false,
-        };
-        drop(sh);
-        if let Some((id, e)) = found {
-            if policy::has_conditionals(&head.headers) {
-                fetch.client_matches = policy::not_modified(&head.headers, &e.headers);
-            } else if e.has_validators() {
-                if let Some(tag) = e.headers.get_bytes("etag") {
-                    head.headers.append("if-none-match", tag);
-                }
-                if let Some(lm) = e.headers.get_bytes("last-modified") {
-                    head.headers.append("if-modified-since", lm);
-                }
-                fetch.ours = true;
-            }
-            fetch.old = Some((id, e));
-        }
-        self.phase = Phase::Fetch(fetch);
+        self.phase = Phase::Fetch(w.fetch(head, found));
         HeadersStatus::Continue
     }
 
