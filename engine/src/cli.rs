@@ -94,6 +94,11 @@ fn validate(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    // First of all, before the logger or anything that can start a thread: block the shutdown
+    // signals, so every thread inherits the mask and only the control thread's `sigwait` takes
+    // them (a SIGTERM while starting, or a second one while draining, must not end the process
+    // by its default action). `runtime::run` waits for them.
+    let _ = crate::signals::Signals::block();
     let log_reload = init_logs(&args.log_level);
     let Some(path) = args.config else {
         eprintln!("ringway: no config file given (use -c FILE; `ringway --help` for more)");

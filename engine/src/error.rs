@@ -37,6 +37,9 @@ pub enum LocalReason {
     /// The request body made no progress for `request_body_timeout`.
     #[error("request body timeout")]
     RequestBodyTimeout,
+    /// A filter needed the whole request body and it was larger than allowed (`buffer`).
+    #[error("request body too large")]
+    RequestTooLarge,
 }
 
 impl LocalReason {
@@ -51,13 +54,16 @@ impl LocalReason {
             LocalReason::UpstreamProtocolError => (502, "upstream_protocol_error"),
             LocalReason::RequestHeadersTimeout => (408, "request_headers_timeout"),
             LocalReason::RequestBodyTimeout => (408, "request_body_timeout"),
+            LocalReason::RequestTooLarge => (413, "request_payload_too_large"),
         }
     }
 
     pub fn source(self) -> Source {
         match self {
             LocalReason::NoRoute => Source::Internal,
-            LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => {
+            LocalReason::RequestHeadersTimeout
+            | LocalReason::RequestBodyTimeout
+            | LocalReason::RequestTooLarge => {
                 Source::Downstream
             }
             _ => Source::Upstream,

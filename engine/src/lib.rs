@@ -30,6 +30,7 @@ pub mod io;
 pub mod listener;
 pub mod router;
 pub mod runtime;
+pub mod signals;
 pub mod stats;
 pub mod text;
 pub mod trace;

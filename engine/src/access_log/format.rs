@@ -381,7 +381,7 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
     let mut flags = [""; 4];
     let mut n = 0;
     let mut add = |f: &'static str| {
-        if n < flags.len() && !flags[..n].contains(&f) {
+        if f != "-" && n < flags.len() && !flags[..n].contains(&f) {
             flags[n] = f;
             n += 1;
         }
@@ -396,6 +396,8 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
                 LocalReason::UpstreamReset => "UC",
                 LocalReason::UpstreamProtocolError => "UPE",
                 LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => "SI",
+                // Envoy has no flag for a body over a filter's limit: the 413 says it.
+                LocalReason::RequestTooLarge => "-",
             });
             r.source() == crate::error::Source::Upstream
         }

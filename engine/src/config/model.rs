@@ -105,6 +105,35 @@ pub struct HttpConnManager {
     /// Fraction of new traces this connection manager samples, when `tracing` is configured
     /// (the top-level rate unless overridden); `None` without tracing.
     pub trace_sample_rate: Option<f64>,
+    /// HTTP filters in order (the router is implicit and last).
+    pub http_filters: Vec<HttpFilter>,
+}
+
+/// One configured HTTP filter.
+#[derive(Debug, Clone)]
+pub struct HttpFilter {
+    /// The registry name (`cors`), whatever spelling the file used.
+    pub name: &'static str,
+    /// Validated, immutable; every worker builds its factory from it.
+    pub config: std::sync::Arc<dyn ringway_filters::FilterConfig>,
+    /// Off unless a route or virtual host enables it with its own config.
+    pub disabled: bool,
+}
+
+/// A route's (or virtual host's) override of one HTTP filter.
+#[derive(Debug, Clone)]
+pub struct PerFilter {
+    /// Index in `HttpConnManager::http_filters`.
+    pub filter: usize,
+    pub action: PerFilterAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum PerFilterAction {
+    /// The filter does not run for these requests.
+    Disabled,
+    /// The filter runs with this config instead (its own per-worker state).
+    Config(std::sync::Arc<dyn ringway_filters::FilterConfig>),
 }
 
 /// One access log of a connection manager.
@@ -130,14 +159,41 @@ pub struct VirtualHost {
     /// Lower-cased as written: exact `a.com`, suffix `*.a.com`, prefix `a.*`, or `*`.
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
+    /// Filter overrides for every route of this host.
+    pub per_filter: Vec<PerFilter>,
+    /// Header edits for every route of this host (applied before the route's own).
+    pub headers: HeaderEdits,
+}
+
+/// Envoy's `request_headers_to_add` / `_to_remove` and `response_headers_to_add` /
+/// `_to_remove` of a route or virtual host.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub request: ringway_filters::http::header_mutation::Mutations,
+    pub response: ringway_filters::http::header_mutation::Mutations,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Position among all routes of its connection manager, in config order (per-route state
+    /// such as resolved filter chains is indexed by it).
+    pub id: usize,
+    /// The route's `name` (empty when none).
+    pub name: String,
     pub matcher: RouteMatch,
     /// How tracing names the route (`/api/*`, `/exact`, the regex).
     pub http_route: std::sync::Arc<str>,
     pub action: RouteAction,
+    /// Filter overrides for this route (applied over its virtual host's).
+    pub per_filter: Vec<PerFilter>,
+    /// Header edits of this route (applied after its virtual host's).
+    pub headers: HeaderEdits,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +208,7 @@ pub struct RouteMatch {
 pub enum PathMatch {
     /// Whole path (query removed) equals.
     Exact(String),
-    /// Path starts with.
+    /// Path starts with (`""`: every path).
     Prefix(String),
     /// Whole path (query removed) matches; compiled anchored (`^(?:re)$`).
     Regex(regex::Regex),

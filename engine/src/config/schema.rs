@@ -215,6 +215,11 @@ pub struct HcmSpec {
     pub access_log: Vec<Item<AccessLogSpec>>,
     /// This connection manager's tracing settings (needs the top-level `tracing`).
     pub tracing: Option<HcmTracingSpec>,
+    /// HTTP filters, run in order before the router (which is implicit and last): each a map
+    /// with the filter's `name` (`cors`, or Envoy's `envoy.filters.http.cors`), optionally
+    /// `disabled: true` (off unless a route enables it), and the filter's own keys.
+    #[serde(default)]
+    pub http_filters: Vec<serde_json::Value>,
 }
 
 /// `tracing: {sample_rate: 0.01}` on a connection manager.
@@ -249,6 +254,23 @@ pub struct VirtualHostSpec {
     pub domains: Vec<String>,
     /// Routes, tried in order; the first match wins.
     pub routes: Vec<Item<RouteSpec>>,
+    /// Per-filter overrides for every route of this host, by filter name: `{disabled: true}`,
+    /// or a whole config that replaces the filter's (Envoy's `typed_per_filter_config`).
+    #[serde(default, alias = "typed_per_filter_config")]
+    pub per_filter_config: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Envoy's `request_headers_to_add`: headers added to requests before they go upstream
+    /// (`{header: {key, value}, append_action}`; values may use `%VAR%` commands).
+    #[serde(default)]
+    pub request_headers_to_add: Vec<ringway_filters::http::header_mutation::HeaderValueOptionSpec>,
+    /// Envoy's `request_headers_to_remove`: header names removed from requests.
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    /// Envoy's `response_headers_to_add`: headers added to responses (upstream or local).
+    #[serde(default)]
+    pub response_headers_to_add: Vec<ringway_filters::http::header_mutation::HeaderValueOptionSpec>,
+    /// Envoy's `response_headers_to_remove`: header names removed from responses.
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 /// A match and what to do with matching requests: exactly one of `route`, `direct_response`,
@@ -256,6 +278,8 @@ pub struct VirtualHostSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a route map")]
 pub struct RouteSpec {
+    /// The route's name (access logs' `%ROUTE_NAME%`, filters); optional.
+    pub name: Option<String>,
     /// What requests this route takes.
     #[serde(rename = "match")]
     pub matcher: MatchSpec,
@@ -265,6 +289,23 @@ pub struct RouteSpec {
     pub direct_response: Option<DirectResponseSpec>,
     /// Answer with a redirect.
     pub redirect: Option<RedirectSpec>,
+    /// Per-filter overrides for this route, by filter name (over the virtual host's):
+    /// `{disabled: true}`, or a whole config that replaces the filter's.
+    #[serde(default, alias = "typed_per_filter_config")]
+    pub per_filter_config: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Envoy's `request_headers_to_add`: headers added to requests before they go upstream
+    /// (`{header: {key, value}, append_action}`; values may use `%VAR%` commands).
+    #[serde(default)]
+    pub request_headers_to_add: Vec<ringway_filters::http::header_mutation::HeaderValueOptionSpec>,
+    /// Envoy's `request_headers_to_remove`: header names removed from requests.
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    /// Envoy's `response_headers_to_add`: headers added to responses (upstream or local).
+    #[serde(default)]
+    pub response_headers_to_add: Vec<ringway_filters::http::header_mutation::HeaderValueOptionSpec>,
+    /// Envoy's `response_headers_to_remove`: header names removed from responses.
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 /// Request matching: exactly one of `path`, `prefix`, `regex`, plus optional headers and methods.
@@ -273,7 +314,8 @@ pub struct RouteSpec {
 pub struct MatchSpec {
     /// The path without its query string equals this (starts with `/`).
     pub path: Option<String>,
-    /// The path (query string included, as Envoy) starts with this (starts with `/`).
+    /// The path (query string included, as Envoy) starts with this (starts with `/`); `""`
+    /// (Envoy's idiom) matches every path.
     pub prefix: Option<String>,
     /// The whole path without its query string matches this regex (implicitly anchored).
     pub regex: Option<String>,

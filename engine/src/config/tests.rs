@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod clusters;
 mod listeners;
+mod routes;
 
 use super::{load, load_str, parse_duration, Config, Format, LbPolicy, RouteAction};
 

@@ -301,3 +301,162 @@ pub async fn tunnel(
     )
     .await;
 }
+
+/// A body as a sequence of decoded pieces (framing removed), for the paths that must see the
+/// bytes: HTTP filters with data hooks, and whole-body buffering. The plain forwarding path
+/// ([`pump`]) does not use it: it hands pool buffers straight to the receiver.
+struct Pieces {
+    framing: BodyFraming,
+    /// Length-framed: bytes still to come.
+    left: u64,
+    dec: h1::ChunkedDecoder,
+    input: BytesMut,
+    done: bool,
+}
+
+impl Pieces {
+    fn new(framing: BodyFraming, initial: BytesMut) -> Pieces {
+        Pieces {
+            framing,
+            left: match framing {
+                BodyFraming::Length(n) => n,
+                _ => 0,
+            },
+            dec: h1::ChunkedDecoder::new(),
+            input: initial,
+            done: matches!(framing, BodyFraming::None | BodyFraming::Length(0)),
+        }
+    }
+
+    /// The next piece of body (`None`: the body ended; the rest of `input` is what followed it).
+    async fn next(
+        &mut self,
+        src: &Conn,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Bytes>, PumpError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            match self.framing {
+                BodyFraming::None => self.done = true,
+                BodyFraming::Length(_) => {
+                    if !self.input.is_empty() {
+                        let take = self.left.min(self.input.len() as u64) as usize;
+                        self.left -= take as u64;
+                        self.done = self.left == 0;
+                        return Ok(Some(self.input.split_to(take).freeze()));
+                    }
+                    let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
+                    self.input.extend_from_slice(&buf);
+                }
+                BodyFraming::Chunked => {
+                    match self.dec.decode(&mut self.input).map_err(PumpError::Malformed)? {
+                        Chunk::Data(d) if d.is_empty() => {}
+                        Chunk::Data(d) => return Ok(Some(d)),
+                        Chunk::End => self.done = true,
+                        Chunk::NeedMore => {
+                            let buf =
+                                read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
+                            self.input.extend_from_slice(&buf);
+                        }
+                    }
+                }
+                BodyFraming::UntilClose => {
+                    if !self.input.is_empty() {
+                        return Ok(Some(self.input.split().freeze()));
+                    }
+                    match read_src(src, timeout).await {
+                        Ok(Some(buf)) => return Ok(Some(Bytes::copy_from_slice(&buf))),
+                        Ok(None) | Err(PumpError::SrcRead(_)) => self.done = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a whole body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadAllError {
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error(transparent)]
+    Pump(#[from] PumpError),
+}
+
+/// Read a whole body (at most `max` bytes) from `src`. Returns the body and the bytes read past
+/// its end. A body declared larger than `max` fails before anything is read.
+pub async fn read_all(
+    src: &Conn,
+    initial: BytesMut,
+    framing: BodyFraming,
+    max: usize,
+    timeout: Option<Duration>,
+) -> Result<(Bytes, BytesMut), ReadAllError> {
+    if let BodyFraming::Length(n) = framing {
+        if n > max as u64 {
+            return Err(ReadAllError::TooLarge(max));
+        }
+    }
+    let mut pieces = Pieces::new(framing, initial);
+    let mut body = BytesMut::new();
+    while let Some(p) = pieces.next(src, timeout).await? {
+        if body.len() + p.len() > max {
+            return Err(ReadAllError::TooLarge(max));
+        }
+        if body.is_empty() && pieces.done {
+            // The whole body in one piece: no copy.
+            return Ok((p, pieces.input));
+        }
+        body.extend_from_slice(&p);
+    }
+    Ok((body.freeze(), pieces.input))
+}
+
+/// Move one body from `src` to `dst` through `transform`, which sees each decoded piece (and a
+/// last call with `end = true`, possibly empty) and may replace it; `false` from it ends the
+/// stream with an error. The body leaves chunked when `chunked_out`, raw otherwise. Returns the
+/// bytes read past the body and the body bytes written.
+#[allow(clippy::too_many_arguments)]
+pub async fn pump_filtered(
+    src: &Conn,
+    initial: BytesMut,
+    dst: &Conn,
+    framing: BodyFraming,
+    chunked_out: bool,
+    timeout: Option<Duration>,
+    progress: &Cell<u64>,
+    transform: &mut dyn FnMut(&mut Bytes, bool) -> bool,
+) -> Result<(BytesMut, u64), PumpError> {
+    let mut pieces = Pieces::new(framing, initial);
+    let mut moved = 0u64;
+    loop {
+        let got = pieces.next(src, timeout).await?;
+        let end = got.is_none() || pieces.done;
+        let mut data = got.unwrap_or_default();
+        if !transform(&mut data, end) {
+            return Err(PumpError::DstWrite(io::Error::other("filter ended the stream")));
+        }
+        let mut v = Vec::with_capacity(4);
+        if !data.is_empty() {
+            moved += data.len() as u64;
+            if chunked_out {
+                v.push(chunk_header(data.len()));
+                v.push(Piece::Bytes(data));
+                v.push(Piece::Bytes(CRLF));
+            } else {
+                v.push(Piece::Bytes(data));
+            }
+        }
+        if end && chunked_out {
+            v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+        }
+        write(dst, v).await?;
+        progress.set(moved);
+        if end {
+            return Ok((pieces.input, moved));
+        }
+    }
+}

@@ -14,52 +14,8 @@ use bytes::Bytes;
 
 use crate::{error::LocalReason, http::h1::Version};
 
-/// Request methods ringway names without allocating; anything else is `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Method {
-    #[default]
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Options,
-    Patch,
-    Connect,
-    Trace,
-    Other,
-}
-
-impl Method {
-    pub fn from_bytes(m: &[u8]) -> Method {
-        match m {
-            b"GET" => Method::Get,
-            b"HEAD" => Method::Head,
-            b"POST" => Method::Post,
-            b"PUT" => Method::Put,
-            b"DELETE" => Method::Delete,
-            b"OPTIONS" => Method::Options,
-            b"PATCH" => Method::Patch,
-            b"CONNECT" => Method::Connect,
-            b"TRACE" => Method::Trace,
-            _ => Method::Other,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-            Method::Options => "OPTIONS",
-            Method::Patch => "PATCH",
-            Method::Connect => "CONNECT",
-            Method::Trace => "TRACE",
-            Method::Other => "OTHER",
-        }
-    }
-}
+/// Request methods: the stream model's (named without allocating; anything else is `Other`).
+pub use ringway_filters::Method;
 
 /// One request's record. `Default` is the empty record of a connection between requests.
 #[derive(Debug, Default, Clone)]
@@ -112,9 +68,18 @@ pub struct StreamInfo {
     pub trace: Option<crate::trace::SpanCtx>,
     /// The matched route's name for tracing (`http.route`), kept only for sampled requests.
     pub http_route: Option<std::sync::Arc<str>>,
+    /// The request as decoded into the stream model (filters and the router change it; the
+    /// upstream head is encoded from it). Its allocations are kept across requests.
+    pub req: ringway_filters::RequestHead,
+    /// The response head as sent to the client (after filters), for `%RESP(...)%`.
+    pub resp: ringway_filters::ResponseHead,
+    /// Values filters set for the access log (`%FILTER_STATE(key)%`).
+    pub filter_state: ringway_filters::FilterState,
+    /// The upgraded protocol (101 Switching Protocols): the exchange became a tunnel.
+    pub upgraded: bool,
 }
 
-/// Most reset records a worker keeps for reuse (328 bytes each).
+/// Most reset records a worker keeps for reuse.
 const POOL_MAX: usize = 4096;
 
 thread_local! {
@@ -168,9 +133,21 @@ impl std::ops::DerefMut for SiSlot {
 }
 
 impl StreamInfo {
-    /// Forget the previous request (keeps no allocation).
+    /// Forget the previous request, keeping the heads' allocations for the next one.
     pub fn reset(&mut self) {
-        *self = StreamInfo::default();
+        let mut req = std::mem::take(&mut self.req);
+        let mut resp = std::mem::take(&mut self.resp);
+        let mut fs = std::mem::take(&mut self.filter_state);
+        req.headers.clear();
+        resp.headers.clear();
+        resp.status = 0;
+        fs.clear();
+        *self = StreamInfo {
+            req,
+            resp,
+            filter_state: fs,
+            ..StreamInfo::default()
+        };
     }
 
     /// Total duration from the first request byte to the last response byte (or now).

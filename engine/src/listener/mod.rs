@@ -109,11 +109,15 @@ pub struct ListenerCtx {
     pub trace_threshold: Option<u64>,
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
     pub exact_balance: bool,
+    /// This worker's HTTP filter chains (the connection manager's and each route's).
+    pub chains: crate::http::filter_chain::ChainSet,
 }
 
 impl ListenerCtx {
-    pub fn new(l: &config::Listener) -> Self {
+    /// `worker`: which worker builds it (filters split per-process budgets between workers).
+    pub fn new(l: &config::Listener, worker: ringway_filters::WorkerInfo) -> Self {
         ListenerCtx {
+            chains: crate::http::filter_chain::ChainSet::new(&l.http, worker),
             name: l.name.clone(),
             index: 0,
             routes: RouteTable::new(&l.http),

@@ -24,6 +24,8 @@ mod tests;
 
 use std::collections::HashMap;
 
+use ringway_filters::HeaderMap;
+
 use crate::config::{
     HeaderMatchKind, HeaderMatcher, HttpConnManager, PathMatch, Route, VirtualHost,
 };
@@ -44,6 +46,8 @@ pub struct RouteTable {
     prefixes: Vec<(Box<[u8]>, usize)>,
     /// The virtual host with domain `*`.
     any: Option<usize>,
+    /// `Route::id` -> index of its virtual host.
+    route_vhost: Vec<usize>,
 }
 
 impl RouteTable {
@@ -56,8 +60,15 @@ impl RouteTable {
             suffixes: Vec::new(),
             prefixes: Vec::new(),
             any: None,
+            route_vhost: Vec::new(),
         };
         for (i, vh) in hcm.virtual_hosts.iter().enumerate() {
+            for r in &vh.routes {
+                if table.route_vhost.len() <= r.id {
+                    table.route_vhost.resize(r.id + 1, i);
+                }
+                table.route_vhost[r.id] = i;
+            }
             for domain in &vh.domains {
                 let d = domain.to_ascii_lowercase();
                 if d == "*" {
@@ -81,6 +92,18 @@ impl RouteTable {
         table
     }
 
+    /// The virtual host holding route `id` (`Route::id`).
+    pub fn virtual_host_of(&self, id: usize) -> Option<&VirtualHost> {
+        self.route_vhost
+            .get(id)
+            .and_then(|&i| self.virtual_hosts.get(i))
+    }
+
+    /// The name of the virtual host holding route `id`.
+    pub fn virtual_host_name(&self, id: usize) -> &str {
+        self.virtual_host_of(id).map_or("", |vh| vh.name.as_str())
+    }
+
     /// The virtual hosts, in config order.
     pub fn virtual_hosts(&self) -> &[VirtualHost] {
         &self.virtual_hosts
@@ -94,7 +117,7 @@ impl RouteTable {
         host: &[u8],
         path: &[u8],
         method: &[u8],
-        headers: &[httparse::Header<'_>],
+        headers: &HeaderMap,
     ) -> Option<&Route> {
         let vh = self.virtual_host(host)?;
         let without_query = match path.iter().position(|&b| b == b'?') {
@@ -183,7 +206,7 @@ fn route_matches(
     path: &[u8],
     without_query: &[u8],
     method: &[u8],
-    headers: &[httparse::Header<'_>],
+    headers: &HeaderMap,
 ) -> bool {
     let m = &route.matcher;
     let path_ok = match &m.path {
@@ -198,14 +221,10 @@ fn route_matches(
 
 /// Checks the first header named `m.name`; a missing header fails every matcher, so only an
 /// inverted one matches it.
-fn header_matches(m: &HeaderMatcher, headers: &[httparse::Header<'_>]) -> bool {
-    let Some(header) = headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(&m.name))
-    else {
+fn header_matches(m: &HeaderMatcher, headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get_bytes(&m.name) else {
         return m.invert;
     };
-    let v = header.value;
     let matched = match &m.kind {
         HeaderMatchKind::Exact(e) => v == e.as_bytes(),
         HeaderMatchKind::Prefix(p) => v.starts_with(p.as_bytes()),

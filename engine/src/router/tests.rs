@@ -2,6 +2,8 @@
 //! matchers (invert, present, regex), methods and route order. Tables are built from YAML
 //! through the real config loader, so these also pin the config -> router contract.
 
+use ringway_filters::HeaderMap;
+
 use super::RouteTable;
 use crate::config::{load_str, Format, Route, RouteAction};
 
@@ -36,7 +38,7 @@ fn label(route: Option<&Route>) -> Option<&str> {
 }
 
 fn find<'a>(t: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
-    label(t.find(host.as_bytes(), path.as_bytes(), b"GET", &[]))
+    label(t.find(host.as_bytes(), path.as_bytes(), b"GET", &HeaderMap::default()))
 }
 
 fn vh_name<'a>(t: &'a RouteTable, host: &str) -> Option<&'a str> {
@@ -199,8 +201,8 @@ fn regex_on_non_utf8_path_never_matches() {
                       direct_response: { status: 200, body: regex }
 ",
     );
-    assert_eq!(label(t.find(b"h", b"/\xff", b"GET", &[])), None);
-    assert_eq!(label(t.find(b"h", b"/ok", b"GET", &[])), Some("regex"));
+    assert_eq!(label(t.find(b"h", b"/\xff", b"GET", &HeaderMap::default())), None);
+    assert_eq!(label(t.find(b"h", b"/ok", b"GET", &HeaderMap::default())), Some("regex"));
 }
 
 fn hdr<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
@@ -243,7 +245,13 @@ fn header_matchers() {
                       direct_response: { status: 200, body: fallback }
 ",
     );
-    let f = |headers: &[httparse::Header<'_>]| label(t.find(b"h", b"/", b"GET", headers));
+    let f = |headers: &[httparse::Header<'_>]| {
+        let mut map = HeaderMap::default();
+        for h in headers {
+            map.append(h.name, h.value);
+        }
+        label(t.find(b"h", b"/", b"GET", &map))
+    };
     let auth = hdr("authorization", "x");
 
     assert_eq!(f(&[hdr("x-exact", "yes"), auth]), Some("exact"));
@@ -290,7 +298,7 @@ fn methods() {
                       direct_response: { status: 200, body: write }
 ",
     );
-    let f = |m: &[u8]| label(t.find(b"h", b"/", m, &[]));
+    let f = |m: &[u8]| label(t.find(b"h", b"/", m, &HeaderMap::default()));
     assert_eq!(f(b"GET"), Some("read"));
     assert_eq!(f(b"HEAD"), Some("read"));
     assert_eq!(f(b"POST"), Some("write"));
@@ -330,7 +338,7 @@ fn forward_route_carries_cluster() {
                       route: { cluster: c, prefix_rewrite: /x/ }
 ",
     );
-    match t.find(b"h", b"/a", b"GET", &[]).map(|r| &r.action) {
+    match t.find(b"h", b"/a", b"GET", &HeaderMap::default()).map(|r| &r.action) {
         Some(RouteAction::Forward(f)) => {
             assert_eq!(f.cluster, 0);
             assert_eq!(f.cluster_name, "c");
@@ -349,5 +357,5 @@ fn virtual_host_without_routes_is_a_404() {
 ",
     );
     assert_eq!(vh_name(&t, "x"), Some("empty"));
-    assert!(t.find(b"x", b"/", b"GET", &[]).is_none());
+    assert!(t.find(b"x", b"/", b"GET", &HeaderMap::default()).is_none());
 }

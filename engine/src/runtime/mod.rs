@@ -4,7 +4,9 @@
 //! SO_REUSEPORT socket group (so a clash is reported once, before anything serves), starts the
 //! workers with an immutable `Arc<Config>` snapshot, and waits for signals. SIGINT/SIGTERM: it
 //! tells every worker to drain (stop accepting, close idle keep-alives, finish in-flight requests
-//! within `drain_timeout`) and exits once they have. Workers never call back into it.
+//! within `drain_timeout`) and exits once they have. Workers never call back into it. Only this
+//! thread takes the signals: every other thread inherits a mask that blocks them
+//! ([`crate::signals`]), so a second SIGTERM during the drain cannot end the process early.
 //!
 //! It also owns the stats side: one [`WorkerStats`](crate::stats::WorkerStats) block per worker
 //! (handed to the worker, read here), the [`Aggregator`](crate::stats::aggregate::Aggregator)
@@ -20,7 +22,7 @@ pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread};
 
-use crate::{admin, config::Config, listener, stats};
+use crate::{admin, config::Config, listener, signals::Signals, stats};
 
 /// Messages from the control thread (or the admin server) to a worker.
 #[derive(Debug, Clone, Copy)]
@@ -135,33 +137,18 @@ fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {
         .max(1)
 }
 
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc signal-set manipulation on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig = 0;
-    // SAFETY: `set` is a valid initialized sigset; `sig` is a valid out pointer.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
-}
-
 /// Run the proxy until SIGINT/SIGTERM. `on_bound` is told each listener's bound address (tests
 /// and scripts read it from stdout; port 0 picks a free port).
+///
+/// The shutdown signals must be blocked ([`Signals::block`]) before the process starts any
+/// thread, so that every thread inherits the mask and only this one takes them: `ringway run`
+/// does it first thing. Blocking here again covers a caller that starts no thread before `run`.
 pub fn run(
     cfg: Arc<Config>,
     opts: &RunOptions,
     on_bound: impl Fn(&str, SocketAddr),
 ) -> Result<(), RunError> {
+    let signals = Signals::block();
     let memlock = ring::raise_memlock();
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
     let n = worker_count(&cfg, opts);
@@ -241,7 +228,6 @@ pub fn run(
     } else {
         (None, vec![None])
     };
-    let sigset = block_signals();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = flume::unbounded();
     let mut controls = Vec::with_capacity(n);
@@ -251,6 +237,7 @@ pub fn run(
         controls.push(tx);
         let start = worker::Start {
             id,
+            workers: n,
             core: if cores.is_empty() {
                 None
             } else {
@@ -325,7 +312,9 @@ pub fn run(
     );
 
     loop {
-        let sig = wait_signal(&sigset);
+        // A signal that arrived while starting was kept pending: it is taken now. Any further
+        // one during the drain stays pending (every thread blocks it) and changes nothing.
+        let sig = signals.wait();
         if sig == libc::SIGHUP {
             tracing::warn!(
                 "SIGHUP: configuration reload is not supported yet; keeping the running config"

@@ -119,6 +119,8 @@ impl Worker {
 /// Everything a worker thread is started with.
 pub struct Start {
     pub id: usize,
+    /// How many workers the process runs.
+    pub workers: usize,
     pub core: Option<core_affinity::CoreId>,
     pub config: Arc<Config>,
     /// One bound socket per configured listener, in config order.
@@ -196,7 +198,13 @@ async fn serve(start: Start) {
         .zip(start.config.listeners.iter())
         .enumerate()
     {
-        let mut ctx = ListenerCtx::new(l);
+        let mut ctx = ListenerCtx::new(
+            l,
+            ringway_filters::WorkerInfo {
+                id: start.id,
+                count: start.workers,
+            },
+        );
         ctx.index = index;
         let ctx = Rc::new(ctx);
         ctxs.push(Rc::clone(&ctx));

@@ -74,15 +74,15 @@ struct Seen<'a> {
     b3_single: Option<&'a [u8]>,
 }
 
-fn name_is(h: &httparse::Header<'_>, n: &str) -> bool {
-    h.name.len() == n.len() && h.name.eq_ignore_ascii_case(n)
+fn name_is(name: &[u8], n: &str) -> bool {
+    name.len() == n.len() && name.eq_ignore_ascii_case(n.as_bytes())
 }
 
-fn scan<'a>(headers: &[httparse::Header<'a>]) -> Seen<'a> {
+fn scan<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Seen<'a> {
     let mut s = Seen::default();
-    for h in headers {
-        let v = trim(h.value);
-        match h.name.len() {
+    for (h, value) in headers {
+        let v = trim(value);
+        match h.len() {
             11 if name_is(h, "traceparent") => {
                 s.traceparent = Some(v);
                 s.traceparents = s.traceparents.saturating_add(1);
@@ -201,8 +201,8 @@ fn parse_b3_single(v: &[u8]) -> (Option<B3Ctx>, Option<bool>) {
 
 /// Read the request's context and decide: the span ringway records (or just propagates) for it.
 /// `threshold` comes from [`threshold`]; `zipkin` makes new traces carry B3 headers too.
-pub fn begin(
-    headers: &[httparse::Header<'_>],
+pub fn begin<'a>(
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     threshold: u64,
     zipkin: bool,
     ids: &impl Ids,
@@ -405,7 +405,7 @@ mod tests {
     }
 
     fn begin_with(list: &[(&str, &str)], rate: f64) -> SpanCtx {
-        begin(&hdrs(list), threshold(rate), false, &Seq(Cell::new(0x100)))
+        begin(hdrs(list).iter().map(|h| (h.name.as_bytes(), h.value)), threshold(rate), false, &Seq(Cell::new(0x100)))
     }
 
     fn lines(c: &SpanCtx) -> String {
@@ -467,11 +467,11 @@ mod tests {
         // Rate 0.5 on a real generator: about half.
         let rng = crate::upstream::lb::Rng::new(42);
         let n = (0..10_000)
-            .filter(|_| begin(&[], threshold(0.5), false, &rng).sampled)
+            .filter(|_| begin(std::iter::empty(), threshold(0.5), false, &rng).sampled)
             .count();
         assert!((4_500..5_500).contains(&n), "{n}");
         let n = (0..10_000)
-            .filter(|_| begin(&[], threshold(0.01), false, &rng).sampled)
+            .filter(|_| begin(std::iter::empty(), threshold(0.01), false, &rng).sampled)
             .count();
         assert!((50..150).contains(&n), "{n}");
     }
@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn zipkin_new_traces_carry_b3() {
-        let c = begin(&[], threshold(1.0), true, &Seq(Cell::new(7)));
+        let c = begin(std::iter::empty(), threshold(1.0), true, &Seq(Cell::new(7)));
         assert_eq!(c.b3, B3Out::Multi);
         let l = lines(&c);
         assert!(l.contains("x-b3-traceid: "), "{l}");

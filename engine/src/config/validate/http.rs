@@ -81,6 +81,9 @@ pub(super) fn conn_manager(
     if hcm.virtual_hosts.is_empty() {
         problems.value(&vhosts_path, "at least one virtual host is required");
     }
+    let http_filters =
+        super::filters::http_filters(&hcm.http_filters, &path.key("http_filters"), problems);
+    let mut route_ids = 0usize;
     let mut virtual_hosts = Vec::new();
     let mut vhost_names: HashMap<&str, DocPath> = HashMap::new();
     // domain -> name of the virtual host that has it
@@ -103,6 +106,7 @@ pub(super) fn conn_manager(
             &vh_path,
             &mut domains_seen,
             clusters,
+            (&http_filters, &mut route_ids),
             problems,
         ));
     }
@@ -134,6 +138,7 @@ pub(super) fn conn_manager(
             &path.key("tracing"),
             problems,
         ),
+        http_filters,
     }
 }
 
@@ -142,6 +147,7 @@ fn virtual_host(
     path: &DocPath,
     domains_seen: &mut HashMap<String, String>,
     clusters: &ClusterNames,
+    (filters, route_ids): (&[crate::config::model::HttpFilter], &mut usize),
     problems: &mut Problems,
 ) -> VirtualHost {
     if vh.name.is_empty() {
@@ -173,7 +179,21 @@ fn virtual_host(
     let mut routes = Vec::with_capacity(vh.routes.len());
     for (r_path, item) in super::enumerate(&vh.routes, &routes_path, problems) {
         let Some(r) = &item.value else { continue };
-        if let Some(route) = route(r, &r_path, clusters, problems) {
+        if let Some(mut route) = route(r, &r_path, clusters, problems) {
+            route.id = *route_ids;
+            *route_ids += 1;
+            route.per_filter = super::filters::per_filter(
+                &r.per_filter_config,
+                filters,
+                &r_path.key("per_filter_config"),
+                problems,
+            );
+            route.headers = super::filters::header_edits(
+                (&r.request_headers_to_add, &r.request_headers_to_remove),
+                (&r.response_headers_to_add, &r.response_headers_to_remove),
+                &r_path,
+                problems,
+            );
             routes.push(route);
         }
     }
@@ -181,6 +201,18 @@ fn virtual_host(
         name: vh.name.clone(),
         domains,
         routes,
+        per_filter: super::filters::per_filter(
+            &vh.per_filter_config,
+            filters,
+            &path.key("per_filter_config"),
+            problems,
+        ),
+        headers: super::filters::header_edits(
+            (&vh.request_headers_to_add, &vh.request_headers_to_remove),
+            (&vh.response_headers_to_add, &vh.response_headers_to_remove),
+            path,
+            problems,
+        ),
     }
 }
 
@@ -292,9 +324,13 @@ fn route(
     };
     let matcher = matcher?;
     Some(Route {
+        id: 0,
+        name: r.name.clone().unwrap_or_default(),
         http_route: http_route(&matcher.path),
         matcher,
         action: action?,
+        per_filter: Vec::new(),
+        headers: Default::default(),
     })
 }
 
@@ -318,6 +354,8 @@ fn http_route(m: &PathMatch) -> std::sync::Arc<str> {
 fn route_match(m: &MatchSpec, path: &DocPath, problems: &mut Problems) -> Option<RouteMatch> {
     let path_match = match (&m.path, &m.prefix, &m.regex) {
         (Some(p), None, None) => url_path(p, &path.key("path"), problems).map(PathMatch::Exact),
+        // Envoy's `prefix: ""` is the idiom for "every path": it matches every request.
+        (None, Some(p), None) if p.is_empty() => Some(PathMatch::Prefix(String::new())),
         (None, Some(p), None) => url_path(p, &path.key("prefix"), problems).map(PathMatch::Prefix),
         (None, None, Some(re)) => regex(re, &path.key("regex"), problems).map(PathMatch::Regex),
         _ => {

@@ -12,6 +12,7 @@
 
 mod access_log;
 mod cluster;
+mod filters;
 mod http;
 mod tracing;
 

@@ -50,6 +50,7 @@ use bytes::{Bytes, BytesMut};
 
 mod chunked;
 mod encode;
+pub mod model;
 mod parse;
 #[cfg(test)]
 mod tests;

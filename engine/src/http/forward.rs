@@ -1,0 +1,669 @@
+//! The router's terminal step: send the stream's request to an upstream and its response back.
+//!
+//! Named steps, in order: [`forward`] picks an endpoint ([`ClusterView::pick`]) and prepares
+//! the body (buffered for a filter that asks, or already here, or streamed); [`send`] takes a
+//! pooled connection (its read already posted) or connects, writes head and body, and waits for
+//! the first response bytes (a reused connection that fails before any response byte is retried
+//! once on a fresh one when the request is idempotent and fully buffered); [`read_head`] reads
+//! the response head; [`respond`] decodes it into the model, runs the response filters, encodes
+//! it for the client and moves the body (straight through, or through the filters' data hooks);
+//! [`release`] is the one place a connection goes back to its pool.
+
+use std::{cell::Cell, rc::Rc, time::Duration, time::Instant};
+
+use bytes::{Bytes, BytesMut};
+use ringway_filters::BodySize;
+
+use crate::{
+    config::{ForwardAction, Route},
+    error::LocalReason,
+    http::{
+        body::{self, PumpError, ReadAllError},
+        conn_manager::{Downstream, Next},
+        h1::{self, model, BodyFraming, Version},
+        stream::{self, Filters, ReqInfo},
+    },
+    io::{Conn, PostedRead, ReadBuf},
+    listener::ListenerCtx,
+    runtime::worker::Worker,
+    stats,
+    upstream::{ActiveRq, ClusterView, EndpointView},
+};
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Response bodies up to this size that arrive with the head go out in the same write.
+const INLINE_BODY: usize = 4096;
+
+/// Where a forwarded request is going.
+struct Target<'w> {
+    cluster: &'w ClusterView,
+    ep: &'w EndpointView,
+    cstats: Option<&'w stats::ClusterStats>,
+    timeout: Option<Duration>,
+}
+
+/// Forward the stream's request (the model in `d.si.req`) to the route's cluster.
+pub(crate) async fn forward(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &Worker,
+    info: ReqInfo,
+    route: &Route,
+    f: &ForwardAction,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let Some(cluster) = w.clusters.clusters.get(f.cluster) else {
+        let why = LocalReason::NoHealthyUpstream;
+        return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
+    };
+    let Some(ep) = cluster.pick() else {
+        let close = !stream::discard_body(d, info.framing);
+        let why = LocalReason::NoHealthyUpstream;
+        return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+    };
+    let _active = ActiveRq::new(ep);
+    w.stats.upstream_rq(f.cluster, ep.index);
+    let t = Target {
+        cluster,
+        ep,
+        cstats: w.stats.cluster(f.cluster),
+        timeout: f.timeout,
+    };
+    d.si.cluster = Some(f.cluster);
+    d.si.upstream = Some(ep.address);
+
+    // A body that is already complete can be sent in one write, and replayed on a retry.
+    let mut buffered: Option<Bytes> = match info.framing {
+        BodyFraming::None => Some(Bytes::new()),
+        BodyFraming::Length(n) if d.pending.len() as u64 >= n => {
+            Some(d.pending.split_to(n as usize).freeze())
+        }
+        _ => None,
+    };
+    let want = filters.as_ref().map(|f| f.active.hooks());
+    if let Some(max) = want.and_then(|h| h.buffer_request_body) {
+        if buffered.is_none() {
+            match stream::buffer_body(d, &info, max, l.http.request_body_timeout).await {
+                Ok(b) => buffered = Some(b),
+                Err(ReadAllError::TooLarge(_)) => {
+                    let why = LocalReason::RequestTooLarge;
+                    return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
+                }
+                Err(ReadAllError::Pump(e)) => return body_failed(d, w, &info, e).await,
+            }
+        } else if buffered.as_ref().is_some_and(|b| b.len() > max) {
+            let why = LocalReason::RequestTooLarge;
+            return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
+        }
+    }
+    if let (Some(fl), Some(b)) = (filters.as_mut(), buffered.as_mut()) {
+        if fl.active.hooks().request_data {
+            let vars = stream::vars(d.peer, info.version, fl.route.as_ref());
+            let si = &mut *d.si;
+            let start = si.start;
+            let reply = fl.with_parts(d.peer, start, w, vars, |a, p| {
+                a.request_data(b, true, &mut si.filter_state, p)
+            });
+            if let Some(r) = reply {
+                let reply = stream::Reply {
+                    status: r.status,
+                    headers: r.headers,
+                    body: r.body,
+                    tag: r.reason,
+                    why: None,
+                };
+                return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), false).await;
+            }
+        }
+    }
+    if let Some(b) = &buffered {
+        d.si.bytes_received = b.len() as u64;
+        d.si.req.body = if b.is_empty() {
+            BodySize::Empty
+        } else {
+            BodySize::Known(b.len() as u64)
+        };
+    }
+    let mut head = BytesMut::with_capacity(d.si.req.headers.wire_len() + 256);
+    model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
+    let head = head.freeze();
+
+    let (up, first) = match send(d, l, w, &info, &t, head, buffered).await {
+        Ok(x) => x,
+        Err(Failed::Reply(why, close)) => {
+            return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await
+        }
+        Err(Failed::Next(n)) => return n,
+    };
+    match read_head(d, w, &info, &t, &up, first).await {
+        Ok((p, rest)) => respond(d, l, w, &info, route, &t, &up, p, rest, filters).await,
+        Err(why) => stream::reply_error(d, w, &info, why, filters.as_mut(), false).await,
+    }
+}
+
+/// Why a request could not be sent.
+enum Failed {
+    /// Answer with this reason; close the client connection when `true`.
+    Reply(LocalReason, bool),
+    /// Already handled: do this with the connection.
+    Next(Next),
+}
+
+/// The client's body failed while it was being forwarded.
+async fn body_failed(d: &mut Downstream, w: &Worker, info: &ReqInfo, e: PumpError) -> Next {
+    d.si.downstream_reset = true;
+    tracing::debug!(error = %e, "request body failed");
+    match e {
+        PumpError::Malformed(pe) => stream::reply_parse_error(d, pe).await,
+        // No response byte has gone out yet: say why, then close.
+        PumpError::SrcTimeout => {
+            stream::reply_error(d, w, info, LocalReason::RequestBodyTimeout, None, true).await
+        }
+        _ => Next::Close,
+    }
+}
+
+/// How the first response bytes ended.
+enum FirstRead {
+    Data(ReadBuf),
+    /// Closed or reset before any byte.
+    Reset,
+    Timeout,
+}
+
+async fn first_read(up: &Conn, posted: Option<PostedRead>, deadline: Option<Instant>) -> FirstRead {
+    let r = match (posted, deadline) {
+        (Some(p), Some(dl)) => compio::time::timeout_at(dl, p).await,
+        (Some(p), None) => Ok(p.await),
+        (None, Some(dl)) => compio::time::timeout_at(dl, up.read()).await,
+        (None, None) => Ok(up.read().await),
+    };
+    match r {
+        Ok(Ok(Some(b))) => FirstRead::Data(b),
+        Ok(_) => FirstRead::Reset,
+        Err(_) => FirstRead::Timeout,
+    }
+}
+
+/// Get a connection, send head and body, wait for the first response bytes. Returns the
+/// connection and those bytes with the route deadline.
+async fn send(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &Worker,
+    info: &ReqInfo,
+    t: &Target<'_>,
+    head: Bytes,
+    buffered: Option<Bytes>,
+) -> Result<(Rc<Conn>, (ReadBuf, Option<Instant>)), Failed> {
+    let replayable = buffered.is_some() && info.idempotent && info.upgrade.is_none();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let pooled = if attempt == 1 {
+            t.ep.pool.checkout(t.cluster.idle_timeout, w.drain.now_ms())
+        } else {
+            None
+        };
+        d.si.retried = attempt > 1;
+        let (up, posted, reused) = match pooled {
+            Some((c, r)) => {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_cx_pool_reuse);
+                }
+                (c, Some(r), true)
+            }
+            None => match Conn::connect(t.ep.address, t.cluster.connect_timeout).await {
+                Ok(c) => {
+                    if let Some(c) = t.cstats {
+                        stats::inc(&c.upstream_cx_total);
+                    }
+                    (Rc::new(c), None, false)
+                }
+                Err(e) => {
+                    if let Some(c) = t.cstats {
+                        stats::inc(&c.upstream_cx_connect_fail);
+                    }
+                    tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "connect failed");
+                    return Err(Failed::Reply(
+                        LocalReason::ConnectFailure,
+                        buffered.is_none(),
+                    ));
+                }
+            },
+        };
+        d.si.upstream_reused = reused;
+        d.si.t_upstream_ready = Some(Instant::now());
+        let sent = match &buffered {
+            Some(b) if b.is_empty() => up.write_all(head.clone()).await.is_ok(),
+            Some(b) => up
+                .write_vectored_all([head.clone(), b.clone()])
+                .await
+                .is_ok(),
+            None => stream_body(d, l, w, info, &up, head.clone()).await?,
+        };
+        let retry = |d: &mut Downstream| {
+            if reused && replayable && attempt == 1 {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_rq_retry);
+                }
+                let _ = d;
+                true
+            } else {
+                false
+            }
+        };
+        if !sent {
+            if retry(d) {
+                continue;
+            }
+            return Err(Failed::Reply(LocalReason::UpstreamReset, buffered.is_none()));
+        }
+        // The route timeout counts from the end of the request (as Envoy's does): a long upload
+        // does not eat into the time the upstream has to answer.
+        let sent_at = Instant::now();
+        d.si.t_request_sent = Some(sent_at);
+        let deadline = t.timeout.map(|t| sent_at + t);
+        match first_read(&up, posted, deadline).await {
+            FirstRead::Data(b) => {
+                d.si.t_first_byte = Some(Instant::now());
+                return Ok((up, (b, deadline)));
+            }
+            FirstRead::Reset => {
+                if retry(d) {
+                    continue;
+                }
+                return Err(Failed::Reply(LocalReason::UpstreamReset, false));
+            }
+            FirstRead::Timeout => return Err(Failed::Reply(LocalReason::UpstreamTimeout, false)),
+        }
+    }
+}
+
+/// Send the head, then stream the client's body (`100 Continue` first when the client asked).
+/// `Ok(false)`: the upstream write failed.
+async fn stream_body(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &Worker,
+    info: &ReqInfo,
+    up: &Conn,
+    head: Bytes,
+) -> Result<bool, Failed> {
+    if info.expect_continue
+        && info.version == Version::Http11
+        && d.conn
+            .write_all(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
+            .await
+            .is_err()
+    {
+        return Err(Failed::Next(Next::Close));
+    }
+    if up.write_all(head).await.is_err() {
+        return Ok(false);
+    }
+    let initial = std::mem::take(&mut d.pending);
+    let chunked_out = matches!(info.framing, BodyFraming::Chunked);
+    let received = Cell::new(0);
+    let pumped = body::pump_counting(
+        &d.conn,
+        initial,
+        up,
+        info.framing,
+        chunked_out,
+        Some(l.http.request_body_timeout),
+        &received,
+    )
+    .await;
+    d.si.bytes_received = received.get();
+    match pumped {
+        Ok((rest, moved)) => {
+            d.pending = rest;
+            d.si.bytes_received = moved;
+            Ok(true)
+        }
+        Err(PumpError::DstWrite(_)) => Ok(false),
+        Err(e) => Err(Failed::Next(body_failed(d, w, info, e).await)),
+    }
+}
+
+/// A parsed upstream response head, decoded into `d.si.resp`.
+struct Parsed {
+    head_len: usize,
+    framing_in: BodyFraming,
+    /// The upstream connection may be reused after the body.
+    up_keep: bool,
+    /// 101: the protocol switched to.
+    upgrade: Option<Bytes>,
+}
+
+/// Parse the response head at the front of `src` into the model. `Ok(Some(None))`: a 1xx other
+/// than 101 of `head_len` bytes, to skip. Synchronous, so the parser's header array never lives
+/// in the connection's future.
+#[allow(clippy::type_complexity)]
+fn parse_head(
+    src: &[u8],
+    info: &ReqInfo,
+    resp: &mut ringway_filters::ResponseHead,
+) -> Result<Option<Result<Parsed, usize>>, h1::ParseError> {
+    let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+    let Some(r) = h1::parse_response(src, &mut headers, info.is_head, MAX_RESPONSE_HEAD)? else {
+        return Ok(None);
+    };
+    if (100..200).contains(&r.status) && r.status != 101 {
+        return Ok(Some(Err(r.head_len)));
+    }
+    model::decode_response(&r, resp);
+    let upgrade = if r.status == 101 {
+        r.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| Bytes::copy_from_slice(h.value))
+    } else {
+        None
+    };
+    Ok(Some(Ok(Parsed {
+        head_len: r.head_len,
+        framing_in: r.framing,
+        up_keep: r.keep_alive,
+        upgrade,
+    })))
+}
+
+/// Read the response head (skipping interim 1xx responses other than 101). Returns it and the
+/// bytes that followed it.
+async fn read_head(
+    d: &mut Downstream,
+    _w: &Worker,
+    info: &ReqInfo,
+    t: &Target<'_>,
+    up: &Conn,
+    first: (ReadBuf, Option<Instant>),
+) -> Result<(Parsed, BytesMut), LocalReason> {
+    let (buf, deadline) = first;
+    let mut pend = BytesMut::new();
+    let mut buf = Some(buf);
+    loop {
+        let parsed = {
+            let src: &[u8] = match (&buf, pend.is_empty()) {
+                (Some(b), true) => b,
+                _ => &pend,
+            };
+            parse_head(src, info, &mut d.si.resp)
+        };
+        match parsed {
+            Err(e) => {
+                tracing::debug!(cluster = %t.cluster.name, error = %e, "bad response head");
+                return Err(LocalReason::UpstreamProtocolError);
+            }
+            Ok(Some(Ok(p))) => {
+                let rest = match (buf, pend.is_empty()) {
+                    (Some(b), true) => BytesMut::from(&b[p.head_len..]),
+                    _ => pend.split_off(p.head_len),
+                };
+                return Ok((p, rest));
+            }
+            Ok(Some(Err(interim_len))) => {
+                if let (Some(b), true) = (&buf, pend.is_empty()) {
+                    pend.extend_from_slice(&b[interim_len..]);
+                } else {
+                    let _ = pend.split_to(interim_len);
+                }
+                buf = None;
+                if !pend.is_empty() {
+                    continue;
+                }
+            }
+            Ok(None) => {
+                if let (Some(b), true) = (&buf, pend.is_empty()) {
+                    pend.extend_from_slice(b);
+                }
+                buf = None;
+            }
+        }
+        // Need more bytes.
+        let more = match deadline {
+            Some(dl) => compio::time::timeout_at(dl, up.read()).await,
+            None => Ok(up.read().await),
+        };
+        match more {
+            Ok(Ok(Some(b))) => pend.extend_from_slice(&b),
+            Ok(_) => return Err(LocalReason::UpstreamReset),
+            Err(_) => return Err(LocalReason::UpstreamTimeout),
+        }
+    }
+}
+
+/// The one place an upstream connection goes back to its pool.
+fn release(t: &Target<'_>, w: &Worker, up: &Rc<Conn>) {
+    t.ep.pool.checkin(
+        Rc::clone(up),
+        t.cluster.max_idle_per_endpoint,
+        w.drain.now_ms(),
+    );
+}
+
+/// Send the response to the client: filters, head, body.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &Worker,
+    info: &ReqInfo,
+    route: &Route,
+    t: &Target<'_>,
+    up: &Rc<Conn>,
+    p: Parsed,
+    body_in_buf: BytesMut,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let status = d.si.resp.status;
+    if status == 101 {
+        return Box::pin(switch_protocols(d, l, w, info, up, p, body_in_buf)).await;
+    }
+    // The router's own response edits come first (Envoy's router runs them before the
+    // filters' response hooks).
+    let (vh, own) = stream::edits(l, route);
+    if !vh.response.is_empty() || !own.response.is_empty() {
+        let mut v = stream::vars(d.peer, info.version, filters.as_ref().and_then(|f| f.route.as_ref()));
+        v.upstream = Some(t.ep.address);
+        v.status = status;
+        let si = &mut *d.si;
+        vh.response.apply_response(&mut si.resp, Some(&si.req), &v);
+        own.response.apply_response(&mut si.resp, Some(&si.req), &v);
+    }
+    let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
+    let end_stream = p.framing_in == BodyFraming::None || p.framing_in == BodyFraming::Length(0);
+    if let Some(f) = filters.as_mut().filter(|f| f.active.hooks().response_headers) {
+        let mut vars = stream::vars(d.peer, info.version, f.route.as_ref());
+        vars.upstream = Some(t.ep.address);
+        vars.status = status;
+        let si = &mut *d.si;
+        let start = si.start;
+        let replaced = f.with_parts(d.peer, start, w, vars, |a, parts| {
+            a.response_headers(&mut si.resp, end_stream, &si.req, &mut si.filter_state, parts)
+        });
+        if let Some(r) = replaced {
+            // The upstream's response is discarded: reuse its connection only if its body was
+            // entirely here.
+            let whole = match p.framing_in {
+                BodyFraming::None => body_in_buf.is_empty(),
+                BodyFraming::Length(n) => body_in_buf.len() as u64 == n,
+                _ => false,
+            };
+            if whole && p.up_keep {
+                release(t, w, up);
+            }
+            let reply = stream::Reply {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+                tag: r.reason,
+                why: None,
+            };
+            return stream::send_reply(d, w, Some(info), reply, None, false).await;
+        }
+    }
+    d.si.status = d.si.resp.status;
+    let framing = model::Framing::for_client(d.si.resp.body, info.version, bodiless);
+    let keep_alive =
+        info.keep_alive && !w.drain.is_draining() && framing != model::Framing::UntilClose;
+    let persist = if keep_alive {
+        model::Persist::KeepAlive
+    } else {
+        model::Persist::Close
+    };
+    let mut out = BytesMut::with_capacity(
+        d.si.resp.headers.wire_len() + 96 + body_in_buf.len().min(INLINE_BODY),
+    );
+    model::encode_response(&d.si.resp, info.version, framing, persist, None, None, &mut out);
+    let chunked_out = framing == model::Framing::Chunked;
+    let wants_data = filters
+        .as_ref()
+        .is_some_and(|f| f.active.hooks().response_data);
+    let next = |ok: bool| {
+        if ok && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    };
+
+    // Fast path: the whole (small) body came with the head.
+    if !wants_data {
+        if let BodyFraming::Length(n) = p.framing_in {
+            if n as usize == body_in_buf.len() && body_in_buf.len() <= INLINE_BODY {
+                out.extend_from_slice(&body_in_buf);
+                d.si.bytes_sent = n;
+                let ok = d.conn.write_all(out).await.is_ok();
+                d.si.t_last_byte = Some(Instant::now());
+                d.si.downstream_reset = !ok;
+                if p.up_keep {
+                    release(t, w, up);
+                }
+                return next(ok);
+            }
+        }
+    }
+    if p.framing_in == BodyFraming::None {
+        let ok = d.conn.write_all(out).await.is_ok();
+        d.si.t_last_byte = Some(Instant::now());
+        d.si.downstream_reset = !ok;
+        if p.up_keep && body_in_buf.is_empty() {
+            release(t, w, up);
+        }
+        return next(ok);
+    }
+    if d.conn.write_all(out).await.is_err() {
+        d.si.downstream_reset = true;
+        return Next::Close;
+    }
+    let sent = Cell::new(0);
+    let pumped = match filters.as_mut().filter(|_| wants_data) {
+        None => {
+            body::pump_counting(
+                up,
+                body_in_buf,
+                &d.conn,
+                p.framing_in,
+                chunked_out,
+                t.timeout,
+                &sent,
+            )
+            .await
+        }
+        Some(f) => {
+            let mut vars = stream::vars(d.peer, info.version, f.route.as_ref());
+            vars.upstream = Some(t.ep.address);
+            vars.status = status;
+            let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let si = &mut *d.si;
+            let parts = crate::http::filter_chain::Parts {
+                peer: d.peer,
+                route: f.route,
+                start: si.start.unwrap_or_else(Instant::now),
+                rt: &rt,
+                vars: &vars,
+            };
+            let req = &si.req;
+            let state = &mut si.filter_state;
+            let active = &mut f.active;
+            let mut transform =
+                |data: &mut Bytes, end: bool| active.response_data(data, end, req, state, &parts);
+            body::pump_filtered(
+                up,
+                body_in_buf,
+                &d.conn,
+                p.framing_in,
+                chunked_out,
+                t.timeout,
+                &sent,
+                &mut transform,
+            )
+            .await
+        }
+    };
+    d.si.t_last_byte = Some(Instant::now());
+    d.si.bytes_sent = sent.get();
+    match pumped {
+        Ok((rest, moved)) => {
+            d.si.bytes_sent = moved;
+            if p.up_keep && rest.is_empty() && p.framing_in != BodyFraming::UntilClose {
+                release(t, w, up);
+            }
+            next(true)
+        }
+        Err(e) => {
+            tracing::debug!(cluster = %t.cluster.name, error = %e, "response body failed");
+            match e {
+                PumpError::DstWrite(_) => d.si.downstream_reset = true,
+                _ => d.si.upstream_reset = true,
+            }
+            Next::Close
+        }
+    }
+}
+
+/// A 101: send the head, then tunnel bytes both ways until both sides close.
+async fn switch_protocols(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &Worker,
+    info: &ReqInfo,
+    up: &Rc<Conn>,
+    p: Parsed,
+    body_in_buf: BytesMut,
+) -> Next {
+    if info.upgrade.is_none() {
+        let why = LocalReason::UpstreamProtocolError;
+        return stream::reply_error(d, w, info, why, None, true).await;
+    }
+    d.si.status = 101;
+    d.si.upgraded = true;
+    let mut out = BytesMut::with_capacity(d.si.resp.headers.wire_len() + 96);
+    model::encode_response(
+        &d.si.resp,
+        info.version,
+        model::Framing::None { length_zero: false },
+        model::Persist::Upgrade,
+        p.upgrade.as_deref(),
+        None,
+        &mut out,
+    );
+    if d.conn.write_all(out).await.is_err() {
+        return Next::Close;
+    }
+    let to_up = std::mem::take(&mut d.pending);
+    body::tunnel(
+        &d.conn,
+        to_up,
+        up,
+        body_in_buf,
+        &w.drain,
+        l.http.stream_idle_timeout,
+    )
+    .await;
+    d.si.t_last_byte = Some(Instant::now());
+    Next::Close
+}
