@@ -13,7 +13,10 @@ fn empty_prefix_matches_every_path() {
             "{text}: {:?}",
             route.matcher.path
         );
-        assert_eq!(&*route.http_route, "*", "tracing names it by what it matches");
+        assert_eq!(
+            &*route.http_route, "*",
+            "tracing names it by what it matches"
+        );
     }
     // With a rewrite: the (empty) matched prefix is replaced, so the rewrite is prepended.
     let c = ok(&with_match(r#"{ prefix: "" }"#).replace(
