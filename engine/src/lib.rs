@@ -22,6 +22,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -122,12 +122,13 @@ impl Writer {
         }
         let (tx, rx) = flume::bounded(QUEUE);
         let (free_tx, free) = flume::bounded(FREE);
-        let thread =
-            crate::runtime::spawn_background("ringway-log", move || write_loop(outs, rx, free_tx))
-                .map_err(|source| OpenError {
-                    path: PathBuf::from("<writer thread>"),
-                    source,
-                })?;
+        let thread = crate::background::spawn_background("ringway-log", move || {
+            write_loop(outs, rx, free_tx)
+        })
+        .map_err(|source| OpenError {
+            path: PathBuf::from("<writer thread>"),
+            source,
+        })?;
         Ok(Some(Writer {
             tx,
             free,
@@ -224,7 +225,7 @@ pub struct WorkerLog {
     sink: Option<Sink>,
     bufs: RefCell<Vec<Vec<u8>>>,
     dropped: Cell<u64>,
-    warn: crate::runtime::WarnEvery,
+    warn: crate::background::WarnEvery,
 }
 
 impl WorkerLog {
@@ -238,7 +239,7 @@ impl WorkerLog {
             }),
             sink,
             dropped: Cell::new(0),
-            warn: crate::runtime::WarnEvery::new(Duration::from_secs(1)),
+            warn: crate::background::WarnEvery::new(Duration::from_secs(1)),
         }
     }
 

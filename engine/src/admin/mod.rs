@@ -184,7 +184,7 @@ pub fn start(listener: TcpListener, shared: Arc<Shared>) {
         tracing::info!(%addr, "admin server listening");
     }
     // Its connection threads inherit the background priority.
-    let spawned = crate::runtime::spawn_background("ringway-admin", move || {
+    let spawned = crate::background::spawn_background("ringway-admin", move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {

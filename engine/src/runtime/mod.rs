@@ -22,6 +22,9 @@ pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread};
 
+// Moved to the leaf module `background`; re-exported until every caller names it there.
+pub use crate::background::{background_thread, spawn_background, WarnEvery, BACKGROUND_NICE};
+
 use crate::{admin, config::Config, listener, signals::Signals, stats};
 
 /// Messages from the control thread (or the admin server) to a worker.
@@ -58,72 +61,6 @@ pub enum RunError {
     Worker(String),
     #[error("cannot start worker thread: {0}")]
     Spawn(std::io::Error),
-}
-
-/// Nice value of the threads beside the request path (admin server, stats aggregator,
-/// access-log writer, span exporter).
-pub const BACKGROUND_NICE: i32 = 10;
-
-/// Lower the calling thread's scheduling priority to [`BACKGROUND_NICE`], so that on a core it
-/// shares with a worker (a process pinned to fewer cores than it has threads) it runs in the
-/// worker's idle gaps instead of delaying requests: an admin `/stats` read must not show in a
-/// benchmark's p99. A real-time policy (the process started under `chrt`) is dropped to the
-/// normal one for these threads: workers keep it, the background work does not need it. Threads
-/// it spawns inherit both. Best effort.
-pub fn background_thread() {
-    // SAFETY: sched_getscheduler/sched_setscheduler/setpriority on the calling thread (id 0 /
-    // its own tid) with a valid, initialized sched_param.
-    unsafe {
-        let policy = libc::sched_getscheduler(0);
-        if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
-            let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
-        }
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE);
-    }
-}
-
-/// Start a thread beside the request path (named `name`) at the background priority (see
-/// [`background_thread`]).
-pub fn spawn_background<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<thread::JoinHandle<T>> {
-    thread::Builder::new().name(name.into()).spawn(move || {
-        background_thread();
-        f()
-    })
-}
-
-/// Lets a repeated warning through at most once per period (a dropped batch under load must
-/// not flood the log). Single-threaded (`Cell`).
-#[derive(Debug)]
-pub struct WarnEvery {
-    period: std::time::Duration,
-    last: std::cell::Cell<Option<std::time::Instant>>,
-}
-
-impl WarnEvery {
-    pub const fn new(period: std::time::Duration) -> WarnEvery {
-        WarnEvery {
-            period,
-            last: std::cell::Cell::new(None),
-        }
-    }
-
-    /// Whether to warn now (and, if so, the period starts again).
-    pub fn due(&self) -> bool {
-        let now = std::time::Instant::now();
-        let due = self
-            .last
-            .get()
-            .is_none_or(|t| now.duration_since(t) >= self.period);
-        if due {
-            self.last.set(Some(now));
-        }
-        due
-    }
 }
 
 fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {

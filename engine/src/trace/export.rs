@@ -45,8 +45,9 @@ impl Exporter {
             .as_ref()
             .map_or(Duration::ZERO, |t| t.collector_timeout);
         let s = Arc::clone(&stop);
-        let thread =
-            crate::runtime::spawn_background("ringway-trace", move || run(&cfg, &rx, &stats, &s))?;
+        let thread = crate::background::spawn_background("ringway-trace", move || {
+            run(&cfg, &rx, &stats, &s)
+        })?;
         Ok(Exporter {
             thread: Some(thread),
             stop,
@@ -80,7 +81,7 @@ fn run(
     let mut collector = Collector::new(endpoints, t.collector_timeout);
     let mut pending: Vec<FinishedSpan> = Vec::new();
     let mut due: Option<Instant> = None;
-    let warn = crate::runtime::WarnEvery::new(Duration::from_secs(10));
+    let warn = crate::background::WarnEvery::new(Duration::from_secs(10));
     loop {
         let got = match due {
             None => rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected),
@@ -129,7 +130,7 @@ fn export(
     collector: &mut Collector,
     spans: &[FinishedSpan],
     stats: &TraceStats,
-    warn: &crate::runtime::WarnEvery,
+    warn: &crate::background::WarnEvery,
     limit: Option<Instant>,
 ) {
     if spans.is_empty() {
@@ -154,7 +155,7 @@ fn export(
     stats.spans_dropped.fetch_add(n, Relaxed);
 }
 
-fn warn_failed(warn: &crate::runtime::WarnEvery, why: &str, spans: u64) {
+fn warn_failed(warn: &crate::background::WarnEvery, why: &str, spans: u64) {
     if warn.due() {
         tracing::warn!(spans, error = %why, "trace export failed; spans dropped");
     }
