@@ -25,6 +25,7 @@ pub mod admin;
 pub mod background;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod http;
 pub mod io;

@@ -27,7 +27,7 @@ use std::{
 
 use crate::{
     config::Config,
-    runtime::Control,
+    control::Control,
     stats::{
         aggregate::{sanitize_addr, Aggregator},
         format,

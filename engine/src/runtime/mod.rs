@@ -22,21 +22,12 @@ pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread};
 
-// Moved to the leaf module `background`; re-exported until every caller names it there.
+// Moved to the leaf modules `background` and `control`; re-exported until every caller names
+// them there.
 pub use crate::background::{background_thread, spawn_background, WarnEvery, BACKGROUND_NICE};
+pub use crate::control::Control;
 
 use crate::{admin, config::Config, listener, signals::Signals, stats};
-
-/// Messages from the control thread (or the admin server) to a worker.
-#[derive(Debug, Clone, Copy)]
-pub enum Control {
-    /// Drain and stop: the worker thread ends.
-    Shutdown,
-    /// Ship the current interval's histograms to the stats aggregator now, tagged `seq`.
-    FlushStats { seq: u64 },
-    /// Stop accepting and drain connections, but keep the worker (and the process) running.
-    DrainListeners,
-}
 
 /// Options from the command line that override the config.
 #[derive(Debug, Default, Clone)]

@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use super::{
     cluster_hist_slot, get, listener_hist_slot, new_histogram, ClusterHist, HistBatch, WorkerStats,
 };
-use crate::{config::Config, runtime::Control};
+use crate::{config::Config, control::Control};
 
 /// What a stat measures.
 #[derive(Debug, Clone)]
