@@ -30,6 +30,7 @@ pub mod error;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod logfmt;
 pub mod router;
 pub mod runtime;
 pub mod signals;

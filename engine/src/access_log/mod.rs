@@ -22,7 +22,6 @@
 //! `fsync`s the files before the process exits.
 
 pub mod format;
-pub mod time;
 
 use std::{
     cell::{Cell, RefCell},
@@ -33,7 +32,7 @@ use std::{
     time::Duration,
 };
 
-pub use format::Format;
+pub use crate::logfmt::Format;
 
 use crate::{
     config::{AccessLog, AccessLogPath, Config},

@@ -143,7 +143,8 @@ pub struct AccessLog {
     /// Index of the destination among all the config's distinct destinations (two logs on the
     /// same path share one; see `access_log::destinations`).
     pub file: usize,
-    pub format: std::sync::Arc<crate::access_log::Format>,
+    /// The parsed format (`logfmt`), rendered per request by `access_log::format`.
+    pub format: std::sync::Arc<crate::logfmt::Format>,
 }
 
 /// Where an access log's lines go.

@@ -1,6 +1,6 @@
 //! Access-log formats as written in the config, parsed: Envoy-style `%COMMAND%` strings and
 //! `json_format` maps become a [`Format`] once, at config load (config holds it, and validation
-//! reports its errors); [`access_log`](crate::access_log) renders a `Format` per request.
+//! reports its errors); the access log (`access_log::format`) renders a `Format` per request.
 //!
 //! A text format is literal text with commands: `%NAME%`, `%NAME(ARG)%`, `%NAME(ARG):LEN%`
 //! (`:LEN` truncates `REQ` values); `%%` is a literal `%`. A missing value prints `-`. Each
@@ -12,7 +12,7 @@
 //! (numbers are JSON numbers, `UPSTREAM_REUSED` a boolean) and a missing value is `null`; a value
 //! mixing text and commands is a string, with `-` for missing parts.
 //!
-//! Text in, data out: it imports only [`text`](crate::text) (a leaf), so config can hold a
+//! Text in, data out: it imports only the `text` leaf (JSON escaping), so config can hold a
 //! `Format` without depending on the access-log machinery, the request path or the runtime.
 
 pub mod time;

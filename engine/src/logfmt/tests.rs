@@ -62,7 +62,9 @@ fn default_format_is_envoys() {
         panic!("not text");
     };
     assert!(matches!(p[0], Piece::Lit(ref l) if l == "["));
-    assert!(matches!(p[1], Piece::Cmd(Command::StartTime(ref t)) if *t == time::TimeFormat::envoy_default()));
+    assert!(
+        matches!(p[1], Piece::Cmd(Command::StartTime(ref t)) if *t == time::TimeFormat::envoy_default())
+    );
     let commands = p.iter().filter(|p| matches!(p, Piece::Cmd(_))).count();
     assert_eq!(commands, 14);
     assert!(f.needs_request_head());

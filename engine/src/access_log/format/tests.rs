@@ -1,4 +1,4 @@
-//! Unit tests of format parsing and rendering on hand-built `StreamInfo`s.
+//! Unit tests of rendering on hand-built `StreamInfo`s (parsing: `logfmt::tests`).
 
 use std::time::{Duration, Instant};
 
@@ -113,29 +113,4 @@ fn default_format_parses() {
         l.contains("\"POST /up?x=1 HTTP/1.1\" 201 - 5 7 12 - \"-\" \"t\"q\""),
         "{l}"
     );
-}
-
-#[test]
-fn parse_errors_name_the_command() {
-    assert!(Format::text("%NOPE%").unwrap_err().contains("%NOPE%"));
-    assert!(Format::text("%REQ(").is_err());
-    assert!(Format::text("%RESPONSE_CODE").is_err());
-    assert!(Format::text("50% off").is_err());
-    assert!(Format::text("%DURATION(x)%").is_err());
-    assert!(Format::text("%RESP(X)%")
-        .unwrap_err()
-        .contains("response headers"));
-    let e = Format::json([("a", "%OK%"), ("b", "%DURATION%")]).unwrap_err();
-    assert_eq!(e.len(), 1);
-    assert_eq!(e[0].0, "a");
-    // START_TIME's argument may hold `%` and `)`.
-    let f = Format::text("%START_TIME(%Y-%m-%dT%H:%M:%S%z)%").unwrap();
-    assert!(matches!(&f, Format::Text(p) if matches!(p[0], Piece::Cmd(Command::StartTime(_)))));
-}
-
-#[test]
-fn not_needing_the_head() {
-    assert!(!Format::text("%RESPONSE_CODE% %DURATION%")
-        .unwrap()
-        .needs_request_head());
 }

@@ -6,13 +6,13 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use super::Problems;
 use crate::{
-    access_log::Format,
     config::{
         decode::Item,
         model::{AccessLog, AccessLogPath, Listener},
         path::DocPath,
         schema::AccessLogSpec,
     },
+    logfmt::Format,
 };
 
 pub(super) fn access_logs(
