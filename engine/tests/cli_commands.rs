@@ -9,29 +9,16 @@ const RUN_LIMIT: Duration = Duration::from_secs(10);
 
 /// A valid config: one listener, two clusters (three endpoints), two routes, `workers: 2`.
 fn good_config(origin: &str) -> String {
-    format!(
-        r#"workers: 2
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: {{ path: /healthz }}
-                      direct_response: {{ status: 200, body: "healthy" }}
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: origin }}
-clusters:
-  - name: origin
-    endpoints: ["{origin}"]
-  - name: spare
-    endpoints: ["127.0.0.1:9001", {{ address: "127.0.0.1:9002", weight: 2 }}]
-"#
-    )
+    ConfigBuilder::new()
+        .top("workers: 2")
+        .direct_response("path: /healthz", 200, "healthy")
+        .route_prefix("/", "origin")
+        .cluster("origin", &[origin])
+        .cluster_raw(
+            "spare",
+            r#"endpoints: ["127.0.0.1:9001", { address: "127.0.0.1:9002", weight: 2 }]"#,
+        )
+        .yaml()
 }
 
 #[test]
@@ -273,7 +260,9 @@ fn cli_listener_address_in_use_is_reported_and_exit_nonzero() {
     let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = holder.local_addr().expect("addr");
     let origin = closed_port();
-    let yaml = simple_config(origin).replace("address: 127.0.0.1:0", &format!("address: {taken}"));
+    let yaml = ConfigBuilder::simple(origin)
+        .listener_address(&taken.to_string())
+        .yaml();
     assert!(yaml.contains(&format!("address: {taken}")), "{yaml}");
     let path = write_config(&yaml);
     let out = run_ringway(

@@ -10,26 +10,13 @@ use std::{
 use support::*;
 
 fn lb_config(policy: &str, endpoints: &str) -> String {
-    format!(
-        r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: pool }}
-clusters:
-  - name: pool
-    lb_policy: {policy}
-    connect_timeout: 1s
-    endpoints: {endpoints}
-"#
-    )
+    ConfigBuilder::new()
+        .route_prefix("/", "pool")
+        .cluster_raw(
+            "pool",
+            &format!("lb_policy: {policy}\nconnect_timeout: 1s\nendpoints: {endpoints}"),
+        )
+        .yaml()
 }
 
 /// `n` sequential requests on one keep-alive connection: which origin (index in `names`, by

@@ -15,24 +15,11 @@ use std::{
 use support::*;
 
 fn cluster_config(endpoint: SocketAddr, cluster_extra: &str) -> String {
-    format!(
-        r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: origin, timeout: 5s }}
-clusters:
-  - name: origin
-    endpoints: ["{endpoint}"]
-{cluster_extra}"#
-    )
+    ConfigBuilder::new()
+        .route("prefix: /", "route: { cluster: origin, timeout: 5s }")
+        .cluster("origin", &[endpoint])
+        .cluster_extra(cluster_extra)
+        .yaml()
 }
 
 /// A listener whose accept queue is full and never drained: a SYN to it is dropped, so a
@@ -61,7 +48,7 @@ fn blackhole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
 #[test]
 fn cluster_connect_timeout_is_a_503() {
     let (_hole, _fillers, addr) = blackhole();
-    let proxy = Proxy::start(&cluster_config(addr, "    connect_timeout: 300ms\n"));
+    let proxy = Proxy::start(&cluster_config(addr, "connect_timeout: 300ms"));
     let t0 = Instant::now();
     let r = get(proxy.addr, "a", "/");
     let took = t0.elapsed();
@@ -89,10 +76,7 @@ fn cluster_connections_are_reused_by_default() {
 #[test]
 fn cluster_max_idle_zero_means_no_reuse() {
     let (origin, n) = RawOrigin::counting("ok", Duration::ZERO);
-    let proxy = Proxy::start(&cluster_config(
-        origin.addr,
-        "    max_idle_per_endpoint: 0\n",
-    ));
+    let proxy = Proxy::start(&cluster_config(origin.addr, "max_idle_per_endpoint: 0"));
     let mut c = Client::connect(proxy.addr);
     for _ in 0..3 {
         assert_eq!(c.get("a", "/").status(), 200);
@@ -136,7 +120,7 @@ fn tracked(delay: Duration) -> Tracked {
 #[test]
 fn cluster_idle_upstream_connection_closed_after_idle_timeout() {
     let t = tracked(Duration::ZERO);
-    let proxy = Proxy::start(&cluster_config(t.origin.addr, "    idle_timeout: 500ms\n"));
+    let proxy = Proxy::start(&cluster_config(t.origin.addr, "idle_timeout: 500ms"));
     assert_eq!(get(proxy.addr, "a", "/").status(), 200);
     eventually("idle upstream connection closed", || {
         !t.closed_after.lock().expect("lock").is_empty()
@@ -155,10 +139,7 @@ fn cluster_idle_upstream_connection_closed_after_idle_timeout() {
 #[test]
 fn cluster_max_idle_per_endpoint_caps_the_pool() {
     let t = tracked(Duration::from_millis(300));
-    let proxy = Proxy::start(&cluster_config(
-        t.origin.addr,
-        "    max_idle_per_endpoint: 1\n",
-    ));
+    let proxy = Proxy::start(&cluster_config(t.origin.addr, "max_idle_per_endpoint: 1"));
     // Two requests at once need two upstream connections.
     let addr = proxy.addr;
     let hs: Vec<_> = (0..2)

@@ -13,33 +13,20 @@ use std::{
 use support::*;
 
 fn config(origin: SocketAddr, hcm_extra: &str, route_extra: &str) -> String {
-    format!(
-        r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-{hcm_extra}              virtual_hosts:
-                - name: known
-                  domains: ["known.test"]
-                  routes:
-                    - match: {{ prefix: /api/ }}
-                      route: {{ cluster: origin{route_extra} }}
-                    - match: {{ prefix: /refused/ }}
-                      route: {{ cluster: refused }}
-                    - match: {{ prefix: /local/ }}
-                      direct_response: {{ status: 200, body: "local" }}
-clusters:
-  - name: origin
-    connect_timeout: 1s
-    endpoints: ["{origin}"]
-  - name: refused
-    connect_timeout: 1s
-    endpoints: ["{refused}"]
-"#,
-        refused = closed_port()
-    )
+    ConfigBuilder::new()
+        .hcm_extra(hcm_extra)
+        .virtual_host("known", &["known.test"])
+        .route(
+            "prefix: /api/",
+            &format!("route: {{ cluster: origin{route_extra} }}"),
+        )
+        .route("prefix: /refused/", "route: { cluster: refused }")
+        .direct_response("prefix: /local/", 200, "local")
+        .cluster("origin", &[origin])
+        .connect_timeout("1s")
+        .cluster("refused", &[closed_port()])
+        .connect_timeout("1s")
+        .yaml()
 }
 
 /// The proxy still answers a normal forwarded request on a fresh connection.
@@ -239,11 +226,7 @@ fn errors_uri_too_long_is_414_and_close() {
 #[test]
 fn errors_headers_too_large_is_431_and_close() {
     let origin = RawOrigin::ok();
-    let proxy = Proxy::start(&config(
-        origin.addr,
-        "              max_request_headers_kb: 2\n",
-        "",
-    ));
+    let proxy = Proxy::start(&config(origin.addr, "max_request_headers_kb: 2", ""));
     let big = "v".repeat(2100);
     rejected(
         &proxy,
@@ -425,11 +408,7 @@ fn errors_invalid_chunk_is_400_and_the_bad_bytes_never_reach_the_origin() {
 #[test]
 fn errors_request_headers_timeout_is_408_and_close() {
     let origin = RawOrigin::ok();
-    let proxy = Proxy::start(&config(
-        origin.addr,
-        "              request_headers_timeout: 300ms\n",
-        "",
-    ));
+    let proxy = Proxy::start(&config(origin.addr, "request_headers_timeout: 300ms", ""));
     let mut c = Client::connect(proxy.addr);
     let t0 = Instant::now();
     c.send(b"GET /api/x HTTP/1.1\r\nHost: known.te");
@@ -470,11 +449,7 @@ fn errors_request_headers_timeout_is_408_and_close() {
 #[test]
 fn errors_idle_client_connection_is_closed_after_idle_timeout() {
     let origin = RawOrigin::ok();
-    let proxy = Proxy::start(&config(
-        origin.addr,
-        "              idle_timeout: 500ms\n",
-        "",
-    ));
+    let proxy = Proxy::start(&config(origin.addr, "idle_timeout: 500ms", ""));
     // Never sent anything.
     let mut c = Client::connect(proxy.addr);
     let t0 = Instant::now();
@@ -505,11 +480,7 @@ fn errors_request_body_timeout_gives_up_on_a_stalled_body() {
         // Wait for the whole body (it never comes); the proxy gives up and closes.
         let _ = c.read_request();
     });
-    let proxy = Proxy::start(&config(
-        origin.addr,
-        "              request_body_timeout: 300ms\n",
-        "",
-    ));
+    let proxy = Proxy::start(&config(origin.addr, "request_body_timeout: 300ms", ""));
     let mut c = Client::connect(proxy.addr);
     let t0 = Instant::now();
     c.send(b"POST /api/x HTTP/1.1\r\nHost: known.test\r\nContent-Length: 100\r\n\r\nonly ten b");
@@ -527,11 +498,7 @@ fn errors_request_body_timeout_gives_up_on_a_stalled_body() {
         find(&origin.received_bytes(), b"only ten b").is_some()
     });
     let ok_origin = RawOrigin::ok();
-    let proxy2 = Proxy::start(&config(
-        ok_origin.addr,
-        "              request_body_timeout: 300ms\n",
-        "",
-    ));
+    let proxy2 = Proxy::start(&config(ok_origin.addr, "request_body_timeout: 300ms", ""));
     assert_serving(&proxy2);
     // A chunked body that stalls mid-way is abandoned the same way.
     let mut c = Client::connect(proxy2.addr);
@@ -549,11 +516,7 @@ fn errors_request_body_timeout_gives_up_on_a_stalled_body() {
 #[test]
 fn errors_peer_junk_never_stops_the_proxy() {
     let origin = RawOrigin::ok();
-    let proxy = Proxy::start(&config(
-        origin.addr,
-        "              request_headers_timeout: 500ms\n",
-        "",
-    ));
+    let proxy = Proxy::start(&config(origin.addr, "request_headers_timeout: 500ms", ""));
     let junk: &[&[u8]] = &[
         b"",
         b"\r\n\r\n\r\n\r\n",
