@@ -46,12 +46,8 @@ const TEXT_ALL: &str = "%REQ(X-TEST)% %REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %RE
 %RESPONSE_CODE_DETAILS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% \
 %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %UPSTREAM_REUSED% %UPSTREAM_CONNECT_TIME%";
 
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
 fn access_log_yaml(entries: &[String]) -> String {
-    let mut out = String::from("              access_log:\n");
+    let mut out = String::from("access_log:\n");
     for e in entries {
         out.push_str(e);
     }
@@ -59,23 +55,20 @@ fn access_log_yaml(entries: &[String]) -> String {
 }
 
 fn file_entry(path: &Path, format: Option<&str>) -> String {
-    let mut s = format!(
-        "                - path: {}\n",
-        yaml_str(&path.display().to_string())
-    );
+    let mut s = format!("  - path: {}\n", yaml_str(&path.display().to_string()));
     if let Some(f) = format {
-        s.push_str(&format!("                  format: {}\n", yaml_str(f)));
+        s.push_str(&format!("    format: {}\n", yaml_str(f)));
     }
     s
 }
 
 fn json_entry(path: &Path, fields: &[(&str, &str)]) -> String {
     let mut s = format!(
-        "                - path: {}\n                  json_format:\n",
+        "  - path: {}\n    json_format:\n",
         yaml_str(&path.display().to_string())
     );
     for (k, v) in fields {
-        s.push_str(&format!("                    {k}: {}\n", yaml_str(v)));
+        s.push_str(&format!("      {k}: {}\n", yaml_str(v)));
     }
     s
 }
@@ -100,40 +93,28 @@ impl Setup {
     }
 
     fn config(&self, access_log: &str) -> String {
-        format!(
-            r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-{access_log}              virtual_hosts:
-                - name: known
-                  domains: ["known.test"]
-                  routes:
-                    - match: {{ prefix: /delay/ }}
-                      route: {{ cluster: origin, timeout: 200ms }}
-                    - match: {{ prefix: /refused }}
-                      route: {{ cluster: refused }}
-                    - match: {{ prefix: /garbage }}
-                      route: {{ cluster: garbage }}
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: origin }}
-clusters:
-  - name: origin
-    connect_timeout: 1s
-    endpoints: ["{origin}"]
-  - name: refused
-    connect_timeout: 1s
-    endpoints: ["{refused}"]
-  - name: garbage
-    connect_timeout: 1s
-    endpoints: ["{garbage}"]
-"#,
-            origin = self.origin.addr,
-            refused = self.refused,
-            garbage = self.garbage.addr,
-        )
+        self.config_with_garbage(access_log, self.garbage.addr)
+    }
+
+    /// [`Setup::config`] with cluster `garbage` at `garbage`.
+    fn config_with_garbage(&self, access_log: &str, garbage: SocketAddr) -> String {
+        ConfigBuilder::new()
+            .hcm_extra(access_log)
+            .virtual_host("known", &["known.test"])
+            .route(
+                "prefix: /delay/",
+                "route: { cluster: origin, timeout: 200ms }",
+            )
+            .route_prefix("/refused", "refused")
+            .route_prefix("/garbage", "garbage")
+            .route_prefix("/", "origin")
+            .cluster("origin", &[self.origin.addr])
+            .connect_timeout("1s")
+            .cluster("refused", &[self.refused])
+            .connect_timeout("1s")
+            .cluster("garbage", &[garbage])
+            .connect_timeout("1s")
+            .yaml()
     }
 }
 
@@ -365,8 +346,7 @@ fn access_log_stdout_and_default_format() {
     let dir = scratch_dir();
     let default_log = dir.join("default.log");
     let proxy = Proxy::start(&s.config(&access_log_yaml(&[
-        "                - path: stdout\n                  format: \"AL %RESPONSE_CODE% %REQ(:PATH)%\"\n"
-            .to_string(),
+        "  - path: stdout\n    format: \"AL %RESPONSE_CODE% %REQ(:PATH)%\"\n".to_string(),
         file_entry(&default_log, None),
     ])));
     let r = request(
@@ -469,11 +449,11 @@ fn access_log_unknown_command_is_a_config_error_with_its_place() {
     use ringway_engine::config::{load_str, Format};
     let s = Setup::new();
     let yaml = s.config(&access_log_yaml(&[
-        "                - path: /tmp/x.log\n                  format: \"%RESPONSE_CODE% %NOT_A_COMMAND%\"\n"
+        "  - path: /tmp/x.log\n    format: \"%RESPONSE_CODE% %NOT_A_COMMAND%\"\n"
             .to_string(),
-        "                - path: stdout\n                  json_format:\n                    good: \"%DURATION%\"\n                    bad: \"%REQ(:PATH)% %ALSO_BAD(x)%\"\n"
+        "  - path: stdout\n    json_format:\n      good: \"%DURATION%\"\n      bad: \"%REQ(:PATH)% %ALSO_BAD(x)%\"\n"
             .to_string(),
-        "                - path: stdout\n                  format: \"%DURATION%\"\n                  json_format: {a: \"%DURATION%\"}\n"
+        "  - path: stdout\n    format: \"%DURATION%\"\n    json_format: {a: \"%DURATION%\"}\n"
             .to_string(),
     ]));
     let errs = load_str(&yaml, Format::Yaml, "t.yaml").expect_err("must not load");
@@ -520,8 +500,9 @@ fn access_log_resets_mid_response_are_dc_and_uc() {
     let s = Setup::new();
     let dir = scratch_dir();
     let log = dir.join("resets.json");
-    let yaml = s
-        .config(&access_log_yaml(&[json_entry(
+    // Cluster `garbage` is the cut origin here.
+    let yaml = s.config_with_garbage(
+        &access_log_yaml(&[json_entry(
             &log,
             &[
                 ("path", "%REQ(:PATH)%"),
@@ -529,11 +510,9 @@ fn access_log_resets_mid_response_are_dc_and_uc() {
                 ("flags", "%RESPONSE_FLAGS%"),
                 ("tx", "%BYTES_SENT%"),
             ],
-        )]))
-        .replace(
-            &format!("endpoints: [\"{}\"]", s.garbage.addr),
-            &format!("endpoints: [\"{}\"]", cut.addr),
-        );
+        )]),
+        cut.addr,
+    );
     let proxy = Proxy::start(&yaml);
     // UC: the upstream goes away during the body.
     let mut c = Client::connect(proxy.addr);

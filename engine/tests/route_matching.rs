@@ -6,38 +6,25 @@ use std::net::SocketAddr;
 
 use support::*;
 
-/// Every virtual host answers with its own name, so the one chosen is visible in the body.
-fn vhost_config() -> String {
-    let vh = |name: &str, domains: &str| {
-        format!(
-            r#"                - name: {name}
-                  domains: {domains}
-                  routes:
-                    - match: {{ prefix: / }}
-                      direct_response: {{ status: 200, body: "{name}" }}
-"#
-        )
-    };
-    format!(
-        r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-{}{}{}{}{}{}{}                - name: empty
-                  domains: ["empty.test"]
-                  routes: []
-"#,
-        vh("exact", r#"["a.example.com", "10.0.0.1", "[::1]"]"#),
-        vh("suffix_long", r#"["*.b.example.com"]"#),
-        vh("suffix", r#"["*.example.com"]"#),
-        vh("prefix", r#"["www.*"]"#),
-        vh("prefix_long", r#"["www.shop.*"]"#),
-        vh("any", r#"["*"]"#),
-        vh("mixed_case", r#"["MiXeD.Example.ORG"]"#),
-    )
+/// Every virtual host answers with its own name, so the one chosen is visible in the body;
+/// `catch_all` is the domain of virtual host `any` (`*` makes it the catch-all).
+fn vhost_config(catch_all: &str) -> String {
+    let hosts: [(&str, &[&str]); 7] = [
+        ("exact", &["a.example.com", "10.0.0.1", "[::1]"]),
+        ("suffix_long", &["*.b.example.com"]),
+        ("suffix", &["*.example.com"]),
+        ("prefix", &["www.*"]),
+        ("prefix_long", &["www.shop.*"]),
+        ("any", &[catch_all]),
+        ("mixed_case", &["MiXeD.Example.ORG"]),
+    ];
+    let mut b = ConfigBuilder::new();
+    for (name, domains) in hosts {
+        b = b
+            .virtual_host(name, domains)
+            .direct_response("prefix: /", 200, name);
+    }
+    b.virtual_host("empty", &["empty.test"]).yaml()
 }
 
 fn vhost_of(addr: SocketAddr, host: &str) -> String {
@@ -48,7 +35,7 @@ fn vhost_of(addr: SocketAddr, host: &str) -> String {
 
 #[test]
 fn route_virtual_hosts_most_specific_domain_wins() {
-    let proxy = Proxy::start(&vhost_config());
+    let proxy = Proxy::start(&vhost_config("*"));
     let cases = [
         // Exact, case-insensitive, port ignored.
         ("a.example.com", "exact"),
@@ -96,14 +83,7 @@ fn route_virtual_hosts_most_specific_domain_wins() {
 
 #[test]
 fn route_without_catch_all_host_is_404() {
-    let yaml = vhost_config().replace(
-        r#"                - name: any
-                  domains: ["*"]
-"#,
-        r#"                - name: any
-                  domains: ["any.test"]
-"#,
-    );
+    let yaml = vhost_config("any.test");
     assert!(!yaml.contains(r#"["*"]"#));
     let proxy = Proxy::start(&yaml);
     for host in ["unknown.test", "example.com"] {
@@ -117,57 +97,60 @@ fn route_without_catch_all_host_is_404() {
 }
 
 /// Routes of one virtual host, each answering with its own name.
-const ROUTES: &str = r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: routes
-                  domains: ["*"]
-                  routes:
-                    - match: { path: /exact }
-                      direct_response: { status: 200, body: "path" }
-                    - match: { prefix: /pre/ }
-                      direct_response: { status: 200, body: "prefix" }
-                    - match: { regex: "/re/[0-9]+" }
-                      direct_response: { status: 200, body: "regex" }
-                    - match: { prefix: "/search?q=" }
-                      direct_response: { status: 200, body: "prefix-with-query" }
-                    - match: { prefix: /order/ }
-                      direct_response: { status: 200, body: "order-first" }
-                    - match: { prefix: /order/special }
-                      direct_response: { status: 200, body: "order-second" }
-                    - match: { path: /hdr, headers: [{ name: x-exact, exact: "yes" }] }
-                      direct_response: { status: 200, body: "h-exact" }
-                    - match: { path: /hdr, headers: [{ name: x-prefix, prefix: "ab" }] }
-                      direct_response: { status: 200, body: "h-prefix" }
-                    - match: { path: /hdr, headers: [{ name: x-re, regex: "[0-9]{3}" }] }
-                      direct_response: { status: 200, body: "h-regex" }
-                    - match: { path: /hdr, headers: [{ name: x-present, present: true }] }
-                      direct_response: { status: 200, body: "h-present" }
-                    - match:
-                        path: /hdr
-                        headers:
-                          - { name: x-both-a, exact: "1" }
-                          - { name: x-both-b, exact: "2" }
-                      direct_response: { status: 200, body: "h-both" }
-                    - match: { path: /hdr, headers: [{ name: x-not, exact: "no", invert: true }, { name: x-not, present: true }] }
-                      direct_response: { status: 200, body: "h-invert" }
-                    - match: { path: /hdr, headers: [{ name: authorization, present: true, invert: true }] }
-                      direct_response: { status: 200, body: "h-no-auth" }
-                    - match: { path: /hdr }
-                      direct_response: { status: 200, body: "h-fallback" }
-                    - match: { path: /m, methods: [POST, put] }
-                      direct_response: { status: 200, body: "m-post-put" }
-                    - match: { path: /m, methods: [GET] }
-                      direct_response: { status: 200, body: "m-get" }
-                    - match: { path: /teapot }
-                      direct_response: { status: 418, body: "short and stout" }
-                    - match: { path: /empty }
-                      direct_response: { status: 204 }
-"#;
+fn routes_config() -> String {
+    ConfigBuilder::new()
+        .virtual_host("routes", &["*"])
+        .direct_response("path: /exact", 200, "path")
+        .direct_response("prefix: /pre/", 200, "prefix")
+        .direct_response(r#"regex: "/re/[0-9]+""#, 200, "regex")
+        .direct_response(r#"prefix: "/search?q=""#, 200, "prefix-with-query")
+        .direct_response("prefix: /order/", 200, "order-first")
+        .direct_response("prefix: /order/special", 200, "order-second")
+        .direct_response(
+            r#"path: /hdr, headers: [{ name: x-exact, exact: "yes" }]"#,
+            200,
+            "h-exact",
+        )
+        .direct_response(
+            r#"path: /hdr, headers: [{ name: x-prefix, prefix: "ab" }]"#,
+            200,
+            "h-prefix",
+        )
+        .direct_response(
+            r#"path: /hdr, headers: [{ name: x-re, regex: "[0-9]{3}" }]"#,
+            200,
+            "h-regex",
+        )
+        .direct_response(
+            "path: /hdr, headers: [{ name: x-present, present: true }]",
+            200,
+            "h-present",
+        )
+        .route_raw(
+            r#"match:
+  path: /hdr
+  headers:
+    - { name: x-both-a, exact: "1" }
+    - { name: x-both-b, exact: "2" }
+direct_response: { status: 200, body: "h-both" }"#,
+        )
+        .direct_response(
+            r#"path: /hdr, headers: [{ name: x-not, exact: "no", invert: true }, { name: x-not, present: true }]"#,
+            200,
+            "h-invert",
+        )
+        .direct_response(
+            "path: /hdr, headers: [{ name: authorization, present: true, invert: true }]",
+            200,
+            "h-no-auth",
+        )
+        .direct_response("path: /hdr", 200, "h-fallback")
+        .direct_response("path: /m, methods: [POST, put]", 200, "m-post-put")
+        .direct_response("path: /m, methods: [GET]", 200, "m-get")
+        .direct_response("path: /teapot", 418, "short and stout")
+        .route("path: /empty", "direct_response: { status: 204 }")
+        .yaml()
+}
 
 fn rq(c: &mut Client, method: &str, path: &str, headers: &[(&str, &str)]) -> RawMessage {
     let mut s = format!("{method} {path} HTTP/1.1\r\nHost: r.test\r\n");
@@ -194,7 +177,7 @@ fn body_or_404(r: &RawMessage) -> String {
 
 #[test]
 fn route_path_prefix_regex_in_order() {
-    let proxy = Proxy::start(ROUTES);
+    let proxy = Proxy::start(&routes_config());
     let mut c = Client::connect(proxy.addr);
     let cases = [
         ("/exact", "path"),
@@ -230,7 +213,7 @@ fn route_path_prefix_regex_in_order() {
 
 #[test]
 fn route_header_matchers() {
-    let proxy = Proxy::start(ROUTES);
+    let proxy = Proxy::start(&routes_config());
     let mut c = Client::connect(proxy.addr);
     let auth = ("authorization", "Bearer x");
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -272,7 +255,7 @@ fn route_header_matchers() {
 
 #[test]
 fn route_methods_and_direct_responses() {
-    let proxy = Proxy::start(ROUTES);
+    let proxy = Proxy::start(&routes_config());
     let mut c = Client::connect(proxy.addr);
     for (method, want) in [
         ("POST", "m-post-put"),
@@ -308,31 +291,31 @@ fn route_methods_and_direct_responses() {
     assert_eq!(r.body_str(), "path");
 }
 
-const REDIRECTS: &str = r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: { prefix: /https }
-                      redirect: { https_redirect: true }
-                    - match: { prefix: /host }
-                      redirect: { host_redirect: "new.example.org:8443", response_code: 302 }
-                    - match: { prefix: /path }
-                      redirect: { path_redirect: "/new?x=1", response_code: 307 }
-                    - match: { prefix: /all }
-                      redirect: { https_redirect: true, host_redirect: secure.example.org, path_redirect: /landing, response_code: 308 }
-                    - match: { prefix: /see }
-                      redirect: { path_redirect: /other, response_code: 303 }
-"#;
+fn redirects_config() -> String {
+    ConfigBuilder::new()
+        .route("prefix: /https", "redirect: { https_redirect: true }")
+        .route(
+            "prefix: /host",
+            r#"redirect: { host_redirect: "new.example.org:8443", response_code: 302 }"#,
+        )
+        .route(
+            "prefix: /path",
+            r#"redirect: { path_redirect: "/new?x=1", response_code: 307 }"#,
+        )
+        .route(
+            "prefix: /all",
+            "redirect: { https_redirect: true, host_redirect: secure.example.org, path_redirect: /landing, response_code: 308 }",
+        )
+        .route(
+            "prefix: /see",
+            "redirect: { path_redirect: /other, response_code: 303 }",
+        )
+        .yaml()
+}
 
 #[test]
 fn route_redirects_set_location_and_status() {
-    let proxy = Proxy::start(REDIRECTS);
+    let proxy = Proxy::start(&redirects_config());
     let mut c = Client::connect(proxy.addr);
     let cases = [
         // https: the plain-HTTP port is dropped, path and query kept.
@@ -376,41 +359,29 @@ fn route_redirects_set_location_and_status() {
 }
 
 fn forward_config(origin: SocketAddr, slow: SocketAddr) -> String {
-    format!(
-        r#"listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              generate_request_id: false
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: {{ prefix: /static/ }}
-                      route: {{ cluster: origin, prefix_rewrite: / }}
-                    - match: {{ prefix: /api }}
-                      route: {{ cluster: origin, prefix_rewrite: /v2/api }}
-                    - match: {{ path: /old }}
-                      route: {{ cluster: origin, prefix_rewrite: /new/place }}
-                    - match: {{ regex: "/rx/[a-z]+" }}
-                      route: {{ cluster: origin, prefix_rewrite: /regex-target }}
-                    - match: {{ prefix: /host }}
-                      route: {{ cluster: origin, host_rewrite: internal.example }}
-                    - match: {{ prefix: /delay/, headers: [{{ name: x-fast, present: true }}] }}
-                      route: {{ cluster: slow, timeout: 300ms }}
-                    - match: {{ prefix: /delay/ }}
-                      route: {{ cluster: slow, timeout: 3s }}
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: origin }}
-clusters:
-  - name: origin
-    endpoints: ["{origin}"]
-  - name: slow
-    endpoints: ["{slow}"]
-"#
-    )
+    let to = |cluster: &str, rest: &str| format!("route: {{ cluster: {cluster}, {rest} }}");
+    ConfigBuilder::new()
+        .hcm_extra("generate_request_id: false")
+        .route("prefix: /static/", &to("origin", "prefix_rewrite: /"))
+        .route("prefix: /api", &to("origin", "prefix_rewrite: /v2/api"))
+        .route("path: /old", &to("origin", "prefix_rewrite: /new/place"))
+        .route(
+            r#"regex: "/rx/[a-z]+""#,
+            &to("origin", "prefix_rewrite: /regex-target"),
+        )
+        .route(
+            "prefix: /host",
+            &to("origin", "host_rewrite: internal.example"),
+        )
+        .route(
+            "prefix: /delay/, headers: [{ name: x-fast, present: true }]",
+            &to("slow", "timeout: 300ms"),
+        )
+        .route("prefix: /delay/", &to("slow", "timeout: 3s"))
+        .route_prefix("/", "origin")
+        .cluster("origin", &[origin])
+        .cluster("slow", &[slow])
+        .yaml()
 }
 
 /// The request line and Host the origin saw (the echo origin answers with the head it got).

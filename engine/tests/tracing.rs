@@ -81,11 +81,11 @@ impl Collector {
     }
 }
 
-fn config(origin: SocketAddr, collector: SocketAddr, tracing: &str) -> String {
-    format!(
-        "tracing:\n{tracing}{}  - name: otel\n    endpoints: [\"{collector}\"]\n",
-        simple_config(origin)
-    )
+/// [`simple_config`] with `tracing:` (`tracing` holds its keys) and cluster `otel` at `collector`.
+fn config(origin: SocketAddr, collector: SocketAddr, tracing: &str) -> ConfigBuilder {
+    ConfigBuilder::simple(origin)
+        .top(&format!("tracing:\n{tracing}"))
+        .cluster("otel", &[collector])
 }
 
 fn otlp(rate: &str) -> String {
@@ -173,7 +173,8 @@ fn otlp_span_continues_a_w3c_trace() {
         origin.addr,
         col.addr(),
         &format!("{}  service_name: edge-proxy\n", otlp("0")),
-    );
+    )
+    .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "1"]);
     let before = now_ns();
     let e = echo(
@@ -286,7 +287,7 @@ fn new_traces_follow_the_sample_rate_and_parents_decide() {
     let origin = BenchOrigin::start(&[]);
     let col = Collector::start();
     let proxy = Proxy::start_args(
-        &config(origin.addr, col.addr(), &otlp("0")),
+        &config(origin.addr, col.addr(), &otlp("0")).yaml(),
         &["--workers", "1"],
     );
     // Rate 0, no context: a new trace, propagated but not sampled.
@@ -315,7 +316,7 @@ fn new_traces_follow_the_sample_rate_and_parents_decide() {
     // Rate 1: new traces are sampled, but a caller's "not sampled" still wins.
     let col = Collector::start();
     let proxy = Proxy::start_args(
-        &config(origin.addr, col.addr(), &otlp("1")),
+        &config(origin.addr, col.addr(), &otlp("1")).yaml(),
         &["--workers", "1"],
     );
     let e = echo(
@@ -344,7 +345,7 @@ fn malformed_trace_headers_start_a_new_trace() {
     let origin = BenchOrigin::start(&[]);
     let col = Collector::start();
     let proxy = Proxy::start_args(
-        &config(origin.addr, col.addr(), &otlp("1")),
+        &config(origin.addr, col.addr(), &otlp("1")).yaml(),
         &["--workers", "1"],
     );
     for bad in [
@@ -403,7 +404,8 @@ fn b3_is_propagated_and_zipkin_spans_exported() {
         origin.addr,
         col.addr(),
         "  sample_rate: 0\n  flush_interval: 100ms\n  collector: { cluster: otel, format: zipkin_json }\n",
-    );
+    )
+    .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "1"]);
     // Multi-header B3, 64-bit trace id, sampled.
     let e = echo(
@@ -499,7 +501,8 @@ fn spans_are_batched() {
         origin.addr,
         col.addr(),
         "  flush_interval: 300ms\n  max_batch: 16\n  collector: { cluster: otel }\n",
-    );
+    )
+    .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "2"]);
     let mut ids = std::collections::HashSet::new();
     let mut c = Client::connect(proxy.addr);
@@ -547,33 +550,14 @@ fn spans_are_batched() {
 fn local_replies_and_upstream_failures_are_spans_too() {
     let col = Collector::start();
     let dead = closed_port();
-    let yaml = format!(
-        r#"tracing:
-  flush_interval: 100ms
-  collector: {{ cluster: otel }}
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-                  routes:
-                    - match: {{ prefix: /dead }}
-                      route: {{ cluster: dead }}
-                    - match: {{ path: /teapot }}
-                      direct_response: {{ status: 418, body: "short and stout" }}
-clusters:
-  - name: dead
-    connect_timeout: 1s
-    endpoints: ["{dead}"]
-  - name: otel
-    endpoints: ["{}"]
-"#,
-        col.addr()
-    );
+    let yaml = ConfigBuilder::new()
+        .top("tracing:\n  flush_interval: 100ms\n  collector: { cluster: otel }")
+        .route_prefix("/dead", "dead")
+        .direct_response("path: /teapot", 418, "short and stout")
+        .cluster("dead", &[dead])
+        .connect_timeout("1s")
+        .cluster("otel", &[col.addr()])
+        .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "1"]);
     assert_eq!(get(proxy.addr, "a", "/nowhere").status(), 404);
     assert_eq!(get(proxy.addr, "a", "/teapot").status(), 418);
@@ -621,10 +605,9 @@ clusters:
 #[test]
 fn collector_down_does_not_hurt_requests_and_is_counted() {
     let origin = BenchOrigin::start(&[]);
-    let yaml = format!(
-        "admin:\n  address: 127.0.0.1:0\n{}",
-        config(origin.addr, closed_port(), &otlp("1"))
-    );
+    let yaml = config(origin.addr, closed_port(), &otlp("1"))
+        .admin()
+        .yaml();
     let (proxy, adm) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let mut c = Client::connect(proxy.addr);
     for _ in 0..20 {
@@ -652,7 +635,8 @@ fn spans_are_not_lost_at_shutdown() {
         origin.addr,
         col.addr(),
         "  flush_interval: 60s\n  collector: { cluster: otel }\n",
-    );
+    )
+    .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "2"]);
     let mut c = Client::connect(proxy.addr);
     for _ in 0..25 {
@@ -674,7 +658,8 @@ fn a_collector_that_never_answers_does_not_hold_up_shutdown() {
         origin.addr,
         silent.addr,
         "  flush_interval: 60s\n  max_batch: 5\n  collector: { cluster: otel, timeout: 1s }\n",
-    );
+    )
+    .yaml();
     let proxy = Proxy::start_args(&yaml, &["--workers", "1"]);
     let mut c = Client::connect(proxy.addr);
     for _ in 0..30 {
