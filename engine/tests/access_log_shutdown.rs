@@ -7,13 +7,12 @@ use std::{thread, time::Duration};
 use support::*;
 
 fn config(origin: std::net::SocketAddr, log: &std::path::Path) -> String {
-    simple_config(origin).replace(
-        "              stat_prefix: main\n",
-        &format!(
-            "              stat_prefix: main\n              access_log:\n                - path: {:?}\n                  format: \"%REQ(X-N)% %RESPONSE_CODE%\"\n",
+    ConfigBuilder::simple(origin)
+        .hcm_extra(&format!(
+            "access_log:\n  - path: {:?}\n    format: \"%REQ(X-N)% %RESPONSE_CODE%\"",
             log.display().to_string()
-        ),
-    )
+        ))
+        .yaml()
 }
 
 fn run(workers: &str, n: usize) {

@@ -211,10 +211,11 @@ fn admin_address_is_validated() {
         &[
             "validate",
             "-c",
-            write_config(&format!(
-                "admin:\n  address: localhost:9901\nstats_flush_interval: 0s\n{}",
-                simple_config(closed_port())
-            ))
+            write_config(
+                &ConfigBuilder::simple(closed_port())
+                    .top("admin:\n  address: localhost:9901\nstats_flush_interval: 0s")
+                    .yaml(),
+            )
             .to_str()
             .expect("path"),
         ],

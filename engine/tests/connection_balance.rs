@@ -7,10 +7,10 @@ mod support;
 use support::*;
 
 fn config(origin: std::net::SocketAddr, balance: &str) -> String {
-    admin_config(origin, "").replace(
-        "    address: 127.0.0.1:0\n    filter_chains:",
-        &format!("    address: 127.0.0.1:0\n{balance}    filter_chains:"),
-    )
+    ConfigBuilder::simple(origin)
+        .admin()
+        .listener_extra(balance)
+        .yaml()
 }
 
 /// Per-worker open connections, once `total` are open.
@@ -57,7 +57,7 @@ fn connections_are_split_evenly_between_workers() {
 #[test]
 fn kernel_balance_serves_where_the_hash_lands() {
     let origin = status_origin();
-    let yaml = config(origin.addr, "    connection_balance: kernel\n");
+    let yaml = config(origin.addr, "connection_balance: kernel");
     let (proxy, adm) = Proxy::start_with_admin(&yaml, &["--workers", "2"]);
     let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(proxy.addr)).collect();
     for c in &mut clients {

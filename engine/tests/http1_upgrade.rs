@@ -152,10 +152,9 @@ fn http1_upgrade_refused_by_origin_is_a_normal_response() {
 #[test]
 fn http1_idle_tunnel_is_closed_after_stream_idle_timeout() {
     let origin = BenchOrigin::start(&[]);
-    let yaml = simple_config(origin.addr).replace(
-        "              stat_prefix: main\n",
-        "              stat_prefix: main\n              stream_idle_timeout: 500ms\n",
-    );
+    let yaml = ConfigBuilder::simple(origin.addr)
+        .hcm_extra("stream_idle_timeout: 500ms")
+        .yaml();
     assert!(yaml.contains("stream_idle_timeout"));
     let proxy = Proxy::start(&yaml);
     let mut c = Client::connect(proxy.addr);

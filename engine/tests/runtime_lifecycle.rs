@@ -11,7 +11,7 @@ use std::{
 use support::*;
 
 fn config_with(origin: SocketAddr, top: &str) -> String {
-    format!("{top}{}", simple_config(origin))
+    ConfigBuilder::simple(origin).top(top).yaml()
 }
 
 /// Connecting fails with "connection refused" (the listener is gone).
