@@ -81,6 +81,47 @@ pub(super) fn header_value(head: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
+/// A connection read through a buffer, every read bounded by a deadline: what [`Client`] and
+/// the scripted origin's [`OriginConn`](super::OriginConn) share.
+pub(super) trait Buffered {
+    /// Bytes received and not consumed yet.
+    fn buf(&mut self) -> &mut Vec<u8>;
+
+    /// Read more into the buffer; false on EOF, an error or the deadline.
+    fn fill(&mut self, until: Instant) -> bool;
+
+    /// Where `needle` first occurs at or after `at` in the buffer, reading until it does;
+    /// `None` on EOF or at the deadline.
+    fn find_from(&mut self, at: usize, needle: &[u8], until: Instant) -> Option<usize> {
+        loop {
+            if let Some(p) = find(&self.buf()[at..], needle) {
+                return Some(at + p);
+            }
+            if !self.fill(until) {
+                return None;
+            }
+        }
+    }
+
+    /// Read until the buffer holds at least `n` bytes; false on EOF or at the deadline.
+    fn fill_to(&mut self, n: usize, until: Instant) -> bool {
+        while self.buf().len() < n {
+            if !self.fill(until) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The first `n` bytes, reading as needed; `None` on EOF or at the deadline.
+    fn take_exact(&mut self, n: usize, until: Instant) -> Option<Vec<u8>> {
+        if !self.fill_to(n, until) {
+            return None;
+        }
+        Some(self.buf().drain(..n).collect())
+    }
+}
+
 /// A raw client connection with bounded reads.
 pub struct Client {
     pub stream: TcpStream,
@@ -129,18 +170,10 @@ impl Client {
     pub fn try_response(&mut self, head_request: bool) -> Option<RawMessage> {
         let until = Instant::now() + WAIT;
         loop {
-            let pos = loop {
-                if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                    break p;
-                }
-                if !self.fill(until) {
-                    return None;
-                }
-            };
-            let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
+            let start = self.find_from(0, b"\r\n\r\n", until)? + 4;
+            let head = String::from_utf8_lossy(&self.buf[..start]).to_string();
             let mut msg = RawMessage::from_head(&head, Vec::new());
             let status = msg.status();
-            let start = pos + 4;
             if (100..200).contains(&status) && status != 101 {
                 self.buf.drain(..start);
                 continue;
@@ -154,10 +187,8 @@ impl Client {
                 .header("content-length")
                 .and_then(|v| v.parse::<usize>().ok())
             {
-                while self.buf.len() < start + cl {
-                    if !self.fill(until) {
-                        return None;
-                    }
+                if !self.fill_to(start + cl, until) {
+                    return None;
                 }
                 msg.body = self.buf[start..start + cl].to_vec();
                 self.buf.drain(..start + cl);
@@ -170,14 +201,7 @@ impl Client {
                 let mut at = start;
                 let mut body = Vec::new();
                 loop {
-                    let line_end = loop {
-                        if let Some(p) = find(&self.buf[at..], b"\r\n") {
-                            break at + p;
-                        }
-                        if !self.fill(until) {
-                            return None;
-                        }
-                    };
+                    let line_end = self.find_from(at, b"\r\n", until)?;
                     let size_txt = String::from_utf8_lossy(&self.buf[at..line_end]).to_string();
                     let size =
                         usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
@@ -186,14 +210,7 @@ impl Client {
                     if size == 0 {
                         // Trailers until an empty line.
                         loop {
-                            let e = loop {
-                                if let Some(p) = find(&self.buf[at..], b"\r\n") {
-                                    break at + p;
-                                }
-                                if !self.fill(until) {
-                                    return None;
-                                }
-                            };
+                            let e = self.find_from(at, b"\r\n", until)?;
                             let empty = e == at;
                             at = e + 2;
                             if empty {
@@ -202,10 +219,8 @@ impl Client {
                         }
                         break;
                     }
-                    while self.buf.len() < at + size + 2 {
-                        if !self.fill(until) {
-                            return None;
-                        }
+                    if !self.fill_to(at + size + 2, until) {
+                        return None;
                     }
                     body.extend_from_slice(&self.buf[at..at + size]);
                     at += size + 2;
@@ -225,28 +240,15 @@ impl Client {
     /// Read one response head only (an interim `100 Continue` or a `101` included), leaving
     /// anything after it buffered. `None` on EOF or after [`WAIT`].
     pub fn read_head(&mut self) -> Option<RawMessage> {
-        let until = Instant::now() + WAIT;
-        loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..p + 4]).to_string();
-                self.buf.drain(..p + 4);
-                return Some(RawMessage::from_head(&head, Vec::new()));
-            }
-            if !self.fill(until) {
-                return None;
-            }
-        }
+        let end = self.find_from(0, b"\r\n\r\n", Instant::now() + WAIT)? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+        self.buf.drain(..end);
+        Some(RawMessage::from_head(&head, Vec::new()))
     }
 
     /// Read exactly `n` raw bytes (buffered ones first). `None` on EOF or after [`WAIT`].
     pub fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
-        let until = Instant::now() + WAIT;
-        while self.buf.len() < n {
-            if !self.fill(until) {
-                return None;
-            }
-        }
-        Some(self.buf.drain(..n).collect())
+        self.take_exact(n, Instant::now() + WAIT)
     }
 
     /// Everything until EOF (buffered bytes first); `None` if EOF did not come within [`WAIT`].
@@ -294,6 +296,12 @@ impl Client {
 
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+impl Buffered for Client {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
     }
 
     fn fill(&mut self, until: Instant) -> bool {

@@ -17,7 +17,7 @@ use std::{
 
 use super::{
     bin,
-    clients::{dechunk, find, header_value, RawMessage},
+    clients::{dechunk, header_value, Buffered, RawMessage},
     line_reader, send_signal, wait_bounded, WAIT,
 };
 
@@ -206,39 +206,24 @@ impl OriginConn {
     /// Read one request head (and a Content-Length body, if any). `None` on EOF.
     pub fn read_request(&mut self) -> Option<RawMessage> {
         let until = Instant::now() + WAIT;
-        loop {
-            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
-                let cl = header_value(&head, "content-length")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(0);
-                while self.buf.len() < pos + 4 + cl {
-                    if !self.fill(until) {
-                        return None;
-                    }
-                }
-                let body = self.buf[pos + 4..pos + 4 + cl].to_vec();
-                self.buf.drain(..pos + 4 + cl);
-                return Some(RawMessage::from_head(&head, body));
-            }
-            if !self.fill(until) {
-                return None;
-            }
+        let end = self.find_from(0, b"\r\n\r\n", until)? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+        let cl = header_value(&head, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if !self.fill_to(end + cl, until) {
+            return None;
         }
+        let body = self.buf[end..end + cl].to_vec();
+        self.buf.drain(..end + cl);
+        Some(RawMessage::from_head(&head, body))
     }
 
     /// Like [`OriginConn::read_request`], but a chunked body is read too (and decoded into
     /// `body`). `None` on EOF.
     pub fn read_request_framed(&mut self) -> Option<RawMessage> {
         let until = Instant::now() + WAIT;
-        let pos = loop {
-            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
-                break p;
-            }
-            if !self.fill(until) {
-                return None;
-            }
-        };
+        let pos = self.find_from(0, b"\r\n\r\n", until)?;
         let head = String::from_utf8_lossy(&self.buf[..pos + 4]).to_string();
         let chunked = header_value(&head, "transfer-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
@@ -258,13 +243,7 @@ impl OriginConn {
 
     /// Read exactly `n` raw bytes (after any buffered ones). `None` on EOF or timeout.
     pub fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
-        let until = Instant::now() + WAIT;
-        while self.buf.len() < n {
-            if !self.fill(until) {
-                return None;
-            }
-        }
-        Some(self.buf.drain(..n).collect())
+        self.take_exact(n, Instant::now() + WAIT)
     }
 
     /// True if the peer closed (EOF) within [`WAIT`] with no further bytes.
@@ -276,7 +255,14 @@ impl OriginConn {
     pub fn write(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).is_ok()
     }
+}
 
+impl Buffered for OriginConn {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Every byte read is recorded in the origin's `received` too.
     fn fill(&mut self, until: Instant) -> bool {
         let mut tmp = [0u8; 65536];
         let _ = self.stream.set_read_timeout(Some(
