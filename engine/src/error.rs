@@ -63,9 +63,7 @@ impl LocalReason {
             LocalReason::NoRoute => Source::Internal,
             LocalReason::RequestHeadersTimeout
             | LocalReason::RequestBodyTimeout
-            | LocalReason::RequestTooLarge => {
-                Source::Downstream
-            }
+            | LocalReason::RequestTooLarge => Source::Downstream,
             _ => Source::Upstream,
         }
     }

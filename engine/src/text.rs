@@ -108,7 +108,9 @@ pub fn rfc3339(secs: u64, millis: u32, out: &mut Vec<u8>) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let two = |n: u64, out: &mut Vec<u8>| out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    let two = |n: u64, out: &mut Vec<u8>| {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+    };
     let y = year.max(0) as u64;
     out.extend_from_slice(&[
         b'0' + (y / 1000 % 10) as u8,

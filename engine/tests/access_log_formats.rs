@@ -363,7 +363,7 @@ fn access_log_stdout_and_default_format() {
 
     let lines = wait_lines(&default_log, 2);
     let l = &lines[0];
-    // [2026-11-25T04:09:07.123Z] "GET /echo HTTP/1.1" 200 - 0 N D - "10.1.2.3" "curl/8" "rid-1" "known.test" "ADDR"
+    // [2026-11-25T04:09:07.123Z] "GET /echo HTTP/1.1" 200 - 0 N D - "10.1.2.3, 127.0.0.1" "curl/8" "rid-1" "known.test" "ADDR"
     assert!(l.starts_with('[') && l.as_bytes()[25] == b']', "{l}");
     let rest = &l[27..];
     let body_len = r.body.len();
@@ -379,7 +379,8 @@ fn access_log_stdout_and_default_format() {
     assert_eq!(
         tail,
         format!(
-            " - \"10.1.2.3\" \"curl/8\" \"rid-1\" \"known.test\" \"{}\"",
+            // The request as forwarded (Envoy's rule): the client's address appended.
+            " - \"10.1.2.3, 127.0.0.1\" \"curl/8\" \"rid-1\" \"known.test\" \"{}\"",
             s.origin.addr
         ),
         "{l}"

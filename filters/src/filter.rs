@@ -24,7 +24,11 @@
 //!   hooks do not run and the upstream is never contacted; the filters before it (which already
 //!   saw the request) see the reply's head in their response-headers hooks. On the response path
 //!   it replaces the upstream's response (nothing has been sent yet): the upstream's body is
-//!   discarded and no further response hook runs.
+//!   discarded, and the filters nearer the client still see the replacement.
+//! - Trailers hooks are part of the contract but the HTTP/1 codec does not deliver trailers to
+//!   filters yet (it drops them, as before); a data hook always gets a last call with
+//!   `end_stream = true`, so a filter that must finish a body (compression) can.
+//! - Only request-headers hooks may pause; data hooks run without waiting.
 //! - Data hooks run only for filters whose factory declares them in [`Hooks`]: a chain without
 //!   data hooks leaves bodies on the engine's zero-copy path.
 

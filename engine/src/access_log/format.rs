@@ -25,27 +25,11 @@ use crate::{
 impl Format {
     /// Append one line (newline included) for `si` to `out`.
     pub fn render(&self, si: &StreamInfo, cluster: Option<&str>, out: &mut Vec<u8>) {
-        let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             si,
             cluster,
-            head: None,
             now: Instant::now(),
         };
-        if let Some(h) = si
-            .request_head
-            .as_deref()
-            .filter(|_| self.needs_request_head())
-        {
-            let mut req = httparse::Request::new(&mut headers);
-            if req.parse(h).is_ok() {
-                ctx.head = Some(Head {
-                    method: req.method,
-                    path: req.path,
-                    headers: req.headers,
-                });
-            }
-        }
         match self {
             Format::Text(pieces) => {
                 for p in pieces {
@@ -146,15 +130,7 @@ pub fn response_code_details(si: &StreamInfo) -> Option<&'static str> {
 struct Ctx<'a> {
     si: &'a StreamInfo,
     cluster: Option<&'a str>,
-    head: Option<Head<'a>>,
     now: Instant,
-}
-
-/// The captured request head, parsed for this line.
-struct Head<'a> {
-    method: Option<&'a str>,
-    path: Option<&'a str>,
-    headers: &'a [httparse::Header<'a>],
 }
 
 /// A command's value before it is written.
@@ -254,50 +230,42 @@ impl<'a> Ctx<'a> {
                 Some(_) => Val::Bool(si.upstream_reused),
                 None => Val::Missing,
             },
+            Command::Resp { name, alt, max_len } => {
+                let get = |n: &str| si.resp.headers.get_bytes(n).filter(|_| si.status != 0);
+                match get(name).or_else(|| alt.as_deref().and_then(get)) {
+                    Some(v) => Val::Str(match max_len {
+                        Some(n) if v.len() > *n => &v[..*n],
+                        _ => v,
+                    }),
+                    None => Val::Missing,
+                }
+            }
+            Command::FilterState(key) => si
+                .filter_state
+                .get(key)
+                .map_or(Val::Missing, |v| Val::Str(v.as_bytes())),
         }
     }
 
-    /// A request header's value (first of that name), or a pseudo-header.
+    /// A request header's value (first of that name), or a pseudo-header, from the request as
+    /// the stream model holds it (after the connection manager's and the filters' edits, as
+    /// Envoy logs it).
     fn header(&self, name: &str) -> Option<&'a [u8]> {
-        if name == ":method" {
-            if let Some(m) = self.head.as_ref().and_then(|h| h.method) {
-                return Some(m.as_bytes());
-            }
-            return match self.si.method {
-                crate::http::stream_info::Method::Other => None,
-                m if self.si.version.is_some() => Some(m.as_str().as_bytes()),
-                _ => None,
-            };
-        }
-        if name == ":scheme" {
-            return self.si.version.map(|_| b"http".as_slice());
-        }
-        if name == "x-request-id" {
-            let found = self.find(name);
-            if found.is_some() {
-                return found;
-            }
-            return self
-                .si
-                .generated_request_id
-                .as_ref()
-                .map(|id| id.as_slice());
-        }
-        let head = self.head.as_ref()?;
+        let si = self.si;
+        si.version?;
+        let r = &si.req;
+        let nonempty = |v: &'a [u8]| (!v.is_empty()).then_some(v);
         match name {
-            ":path" => head.path.map(str::as_bytes),
-            ":authority" => self.find("host"),
-            _ => self.find(name),
+            ":method" => Some(r.method_str().as_bytes()),
+            ":scheme" => Some(r.scheme.as_bytes()).filter(|s| !s.is_empty()),
+            ":path" => nonempty(r.path()),
+            ":authority" | "host" => nonempty(r.authority()),
+            "x-request-id" => r
+                .headers
+                .get_bytes(name)
+                .or_else(|| si.generated_request_id.as_ref().map(|id| id.as_slice())),
+            _ => r.headers.get_bytes(name),
         }
-    }
-
-    fn find(&self, name: &str) -> Option<&'a [u8]> {
-        self.head
-            .as_ref()?
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
     }
 }
 

@@ -351,13 +351,16 @@ impl Pieces {
                     self.input.extend_from_slice(&buf);
                 }
                 BodyFraming::Chunked => {
-                    match self.dec.decode(&mut self.input).map_err(PumpError::Malformed)? {
+                    match self
+                        .dec
+                        .decode(&mut self.input)
+                        .map_err(PumpError::Malformed)?
+                    {
                         Chunk::Data(d) if d.is_empty() => {}
                         Chunk::Data(d) => return Ok(Some(d)),
                         Chunk::End => self.done = true,
                         Chunk::NeedMore => {
-                            let buf =
-                                read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
+                            let buf = read_src(src, timeout).await?.ok_or(PumpError::SrcClosed)?;
                             self.input.extend_from_slice(&buf);
                         }
                     }
@@ -437,7 +440,9 @@ pub async fn pump_filtered(
         let end = got.is_none() || pieces.done;
         let mut data = got.unwrap_or_default();
         if !transform(&mut data, end) {
-            return Err(PumpError::DstWrite(io::Error::other("filter ended the stream")));
+            return Err(PumpError::DstWrite(io::Error::other(
+                "filter ended the stream",
+            )));
         }
         let mut v = Vec::with_capacity(4);
         if !data.is_empty() {

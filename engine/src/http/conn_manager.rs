@@ -261,13 +261,15 @@ fn begin<'l>(
         upgrade,
     };
     let trace = l.trace_threshold.map(|threshold| {
-        crate::trace::context::begin(si.req.headers.iter(), threshold, w.tracer.zipkin, &w.tracer.rng)
+        crate::trace::context::begin(
+            si.req.headers.iter(),
+            threshold,
+            w.tracer.zipkin,
+            &w.tracer.rng,
+        )
     });
     si.trace = trace;
     let sampled = trace.is_some_and(|t| t.sampled);
-    if l.capture_request_head || sampled {
-        si.request_head = Some(Bytes::copy_from_slice(&src[..req.head_len]));
-    }
     let route = l.routes.find(
         si.req.authority(),
         si.req.path(),
@@ -278,7 +280,10 @@ fn begin<'l>(
         si.http_route = route.map(|r| std::sync::Arc::clone(&r.http_route));
     }
     // The forwarding policy, on the model, before the filters (as Envoy's connection manager).
-    if matches!(route.map(|r| &r.action), Some(crate::config::RouteAction::Forward(_))) {
+    if matches!(
+        route.map(|r| &r.action),
+        Some(crate::config::RouteAction::Forward(_))
+    ) {
         let mut idbuf = [0u8; 36];
         let request_id: &[u8] = if l.http.generate_request_id && !seen.request_id {
             w.request_ids.next(&mut idbuf);

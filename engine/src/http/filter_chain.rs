@@ -81,9 +81,10 @@ impl ChainSet {
             .map(|f| (!f.disabled).then(|| f.config.worker(w)))
             .collect();
         let default = Chain::new(base.iter().flatten().cloned().collect());
-        let routes = hcm.virtual_hosts.iter().flat_map(|vh| {
-            vh.routes.iter().map(move |r| (vh, r))
-        });
+        let routes = hcm
+            .virtual_hosts
+            .iter()
+            .flat_map(|vh| vh.routes.iter().map(move |r| (vh, r)));
         let mut per_route = Vec::new();
         for (vh, r) in routes {
             if vh.per_filter.is_empty() && r.per_filter.is_empty() {
@@ -182,7 +183,8 @@ impl Active {
                 continue;
             }
             let mut cx = ctx(p, state, None);
-            if let DataStatus::LocalReply(r) = self.filters[i].on_request_data(data, end_stream, &mut cx)
+            if let DataStatus::LocalReply(r) =
+                self.filters[i].on_request_data(data, end_stream, &mut cx)
             {
                 return Some(r);
             }
@@ -190,15 +192,18 @@ impl Active {
         None
     }
 
-    /// Run the response-headers hooks in reverse, over the filters that saw the request.
+    /// Run the response-headers hooks in reverse, over the filters that saw the request. A
+    /// filter's local reply replaces the response (head and body) and the filters nearer the
+    /// client still see it; `Some(body)`: the response was replaced and this is its body.
     pub fn response_headers(
         &mut self,
         head: &mut ResponseHead,
-        end_stream: bool,
+        mut end_stream: bool,
         request: &RequestHead,
         state: &mut FilterState,
         p: &Parts<'_>,
-    ) -> Option<LocalReply> {
+    ) -> Option<Bytes> {
+        let mut replaced = None;
         for i in (0..self.entered).rev() {
             if !self.chain.hooks[i].response_headers {
                 continue;
@@ -207,10 +212,18 @@ impl Active {
             if let HeadersStatus::LocalReply(r) =
                 self.filters[i].on_response_headers(head, end_stream, &mut cx)
             {
-                return Some(r);
+                head.status = r.status;
+                head.headers = r.headers;
+                head.body = if r.body.is_empty() {
+                    ringway_filters::BodySize::Empty
+                } else {
+                    ringway_filters::BodySize::Known(r.body.len() as u64)
+                };
+                end_stream = r.body.is_empty();
+                replaced = Some(r.body);
             }
         }
-        None
+        replaced
     }
 
     /// Run the response-data hooks in reverse over one piece of the body. `false`: a filter
@@ -238,7 +251,11 @@ impl Active {
     }
 }
 
-fn ctx<'a>(p: &'a Parts<'a>, state: &'a mut FilterState, request: Option<&'a RequestHead>) -> Ctx<'a> {
+fn ctx<'a>(
+    p: &'a Parts<'a>,
+    state: &'a mut FilterState,
+    request: Option<&'a RequestHead>,
+) -> Ctx<'a> {
     Ctx {
         peer: p.peer,
         route: p.route,

@@ -258,7 +258,10 @@ async fn send(
             if retry(d) {
                 continue;
             }
-            return Err(Failed::Reply(LocalReason::UpstreamReset, buffered.is_none()));
+            return Err(Failed::Reply(
+                LocalReason::UpstreamReset,
+                buffered.is_none(),
+            ));
         }
         // The route timeout counts from the end of the request (as Envoy's does): a long upload
         // does not eat into the time the upstream has to answer.
@@ -466,7 +469,11 @@ async fn respond(
     // filters' response hooks).
     let (vh, own) = stream::edits(l, route);
     if !vh.response.is_empty() || !own.response.is_empty() {
-        let mut v = stream::vars(d.peer, info.version, filters.as_ref().and_then(|f| f.route.as_ref()));
+        let mut v = stream::vars(
+            d.peer,
+            info.version,
+            filters.as_ref().and_then(|f| f.route.as_ref()),
+        );
         v.upstream = Some(t.ep.address);
         v.status = status;
         let si = &mut *d.si;
@@ -475,18 +482,27 @@ async fn respond(
     }
     let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
     let end_stream = p.framing_in == BodyFraming::None || p.framing_in == BodyFraming::Length(0);
-    if let Some(f) = filters.as_mut().filter(|f| f.active.hooks().response_headers) {
+    if let Some(f) = filters
+        .as_mut()
+        .filter(|f| f.active.hooks().response_headers)
+    {
         let mut vars = stream::vars(d.peer, info.version, f.route.as_ref());
         vars.upstream = Some(t.ep.address);
         vars.status = status;
         let si = &mut *d.si;
         let start = si.start;
         let replaced = f.with_parts(d.peer, start, w, vars, |a, parts| {
-            a.response_headers(&mut si.resp, end_stream, &si.req, &mut si.filter_state, parts)
+            a.response_headers(
+                &mut si.resp,
+                end_stream,
+                &si.req,
+                &mut si.filter_state,
+                parts,
+            )
         });
-        if let Some(r) = replaced {
-            // The upstream's response is discarded: reuse its connection only if its body was
-            // entirely here.
+        if let Some(body) = replaced {
+            // A filter replaced the upstream's response (which is discarded): reuse the
+            // connection only if its body was entirely here.
             let whole = match p.framing_in {
                 BodyFraming::None => body_in_buf.is_empty(),
                 BodyFraming::Length(n) => body_in_buf.len() as u64 == n,
@@ -496,10 +512,10 @@ async fn respond(
                 release(t, w, up);
             }
             let reply = stream::Reply {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-                tag: r.reason,
+                status: d.si.resp.status,
+                headers: std::mem::take(&mut d.si.resp.headers),
+                body,
+                tag: None,
                 why: None,
             };
             return stream::send_reply(d, w, Some(info), reply, None, false).await;
@@ -517,7 +533,15 @@ async fn respond(
     let mut out = BytesMut::with_capacity(
         d.si.resp.headers.wire_len() + 96 + body_in_buf.len().min(INLINE_BODY),
     );
-    model::encode_response(&d.si.resp, info.version, framing, persist, None, None, &mut out);
+    model::encode_response(
+        &d.si.resp,
+        info.version,
+        framing,
+        persist,
+        None,
+        None,
+        &mut out,
+    );
     let chunked_out = framing == model::Framing::Chunked;
     let wants_data = filters
         .as_ref()

@@ -109,7 +109,11 @@ impl<'a> Filters<'a> {
 }
 
 /// Values for templates that do not borrow the stream's record.
-pub fn vars<'a>(d_peer: std::net::SocketAddr, version: Version, route: Option<&RouteInfo<'a>>) -> StreamVars<'a> {
+pub fn vars<'a>(
+    d_peer: std::net::SocketAddr,
+    version: Version,
+    route: Option<&RouteInfo<'a>>,
+) -> StreamVars<'a> {
     StreamVars {
         peer: d_peer,
         local: None,
@@ -147,7 +151,10 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &Worker, b: Begu
         active: c.start(),
         route: route_info(l, route),
     });
-    if let Some(f) = filters.as_mut().filter(|f| f.active.hooks().request_headers) {
+    if let Some(f) = filters
+        .as_mut()
+        .filter(|f| f.active.hooks().request_headers)
+    {
         let end_stream = super::conn_manager::bodiless(info.framing);
         let rt = WorkerRuntime { drain: &w.drain };
         let vars = vars(d.peer, info.version, f.route.as_ref());
@@ -165,7 +172,15 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &Worker, b: Begu
             .await;
         if let Some(r) = answered {
             let close = !discard_body(d, info.framing);
-            return send_reply(d, w, Some(&info), Reply::from_filter(r), filters.as_mut(), close).await;
+            return send_reply(
+                d,
+                w,
+                Some(&info),
+                Reply::from_filter(r),
+                filters.as_mut(),
+                close,
+            )
+            .await;
         }
     }
     let Some(route) = route else {
@@ -212,7 +227,11 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &Worker, b: Begu
             }
             let (vh, own) = edits(l, route);
             if !vh.request.is_empty() || !own.request.is_empty() {
-                let v = vars(d.peer, info.version, filters.as_ref().and_then(|f| f.route.as_ref()));
+                let v = vars(
+                    d.peer,
+                    info.version,
+                    filters.as_ref().and_then(|f| f.route.as_ref()),
+                );
                 vh.request.apply_request(&mut d.si.req, &v);
                 own.request.apply_request(&mut d.si.req, &v);
             }
@@ -222,9 +241,15 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &Worker, b: Begu
 }
 
 /// The header edits of a route's virtual host and of the route itself.
-pub(crate) fn edits<'l>(l: &'l ListenerCtx, route: &'l Route) -> (&'l HeaderEdits, &'l HeaderEdits) {
+pub(crate) fn edits<'l>(
+    l: &'l ListenerCtx,
+    route: &'l Route,
+) -> (&'l HeaderEdits, &'l HeaderEdits) {
     static NONE: std::sync::LazyLock<HeaderEdits> = std::sync::LazyLock::new(HeaderEdits::default);
-    let vh = l.routes.virtual_host_of(route.id).map_or(&*NONE, |vh| &vh.headers);
+    let vh = l
+        .routes
+        .virtual_host_of(route.id)
+        .map_or(&*NONE, |vh| &vh.headers);
     (vh, &route.headers)
 }
 
@@ -258,7 +283,10 @@ impl PathStr for ringway_filters::RequestHead {
     }
 }
 
-fn redirect_location(r: &crate::config::RedirectAction, req: &ringway_filters::RequestHead) -> String {
+fn redirect_location(
+    r: &crate::config::RedirectAction,
+    req: &ringway_filters::RequestHead,
+) -> String {
     let scheme = if r.https_redirect { "https" } else { "http" };
     let req_host = String::from_utf8_lossy(req.authority());
     let host = match &r.host_redirect {
@@ -348,14 +376,17 @@ pub(crate) async fn send_reply(
         let vars = vars(d.peer, version, f.route.as_ref());
         let start = si.start;
         let replaced = f.with_parts(d.peer, start, w, vars, |a, p| {
-            a.response_headers(&mut si.resp, body.is_empty(), &si.req, &mut si.filter_state, p)
+            a.response_headers(
+                &mut si.resp,
+                body.is_empty(),
+                &si.req,
+                &mut si.filter_state,
+                p,
+            )
         });
-        if let Some(r) = replaced {
-            // A filter replaced the reply: it goes out as the filter made it.
-            si.resp.status = r.status;
-            si.resp.headers = r.headers;
-            si.resp.body = BodySize::Known(r.body.len() as u64);
-            body = r.body;
+        if let Some(b) = replaced {
+            // A filter replaced the reply: its head is in `si.resp` already.
+            body = b;
         }
     }
     si.status = si.resp.status;
@@ -363,7 +394,8 @@ pub(crate) async fn send_reply(
         si.local_reason = reply.why;
     }
     let close = force_close || !ka || w.drain.is_draining();
-    let bodiless = is_head || si.resp.status < 200 || si.resp.status == 204 || si.resp.status == 304;
+    let bodiless =
+        is_head || si.resp.status < 200 || si.resp.status == 204 || si.resp.status == 304;
     let framing = match si.resp.body {
         _ if bodiless && !is_head => model::Framing::None { length_zero: false },
         BodySize::Empty => model::Framing::None { length_zero: true },
@@ -376,7 +408,9 @@ pub(crate) async fn send_reply(
         model::Persist::KeepAlive
     };
     let mut out = BytesMut::with_capacity(160 + body.len());
-    model::encode_response(&si.resp, version, framing, persist, None, reply.tag, &mut out);
+    model::encode_response(
+        &si.resp, version, framing, persist, None, reply.tag, &mut out,
+    );
     if !bodiless {
         out.extend_from_slice(&body);
         si.bytes_sent = body.len() as u64;

@@ -10,8 +10,6 @@
 
 use std::{net::SocketAddr, time::Instant};
 
-use bytes::Bytes;
-
 use crate::{error::LocalReason, http::h1::Version};
 
 /// Request methods: the stream model's (named without allocating; anything else is `Other`).
@@ -54,9 +52,6 @@ pub struct StreamInfo {
     pub t_first_byte: Option<Instant>,
     /// Last response byte written to the client.
     pub t_last_byte: Option<Instant>,
-    /// The request head as received, captured only when an observer (access log) asks for
-    /// request headers.
-    pub request_head: Option<Bytes>,
     /// The client's address.
     pub downstream_remote: Option<SocketAddr>,
     /// The `x-request-id` ringway generated for this request (used only when the request had

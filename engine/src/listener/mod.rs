@@ -103,8 +103,6 @@ pub struct ListenerCtx {
     pub http: config::HttpConnManager,
     pub routes: RouteTable,
     pub limits: h1::Limits,
-    /// Copy each request head into its `StreamInfo` (an access log needs request headers).
-    pub capture_request_head: bool,
     /// Tracing is configured: new traces are sampled when a random `u64` is below this.
     pub trace_threshold: Option<u64>,
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
@@ -126,11 +124,6 @@ impl ListenerCtx {
                 max_uri_bytes: l.http.max_uri_bytes,
             },
             http: l.http.clone(),
-            capture_request_head: l
-                .http
-                .access_log
-                .iter()
-                .any(|a| a.format.needs_request_head()),
             exact_balance: l.exact_balance,
             trace_threshold: l
                 .http

@@ -21,7 +21,7 @@ use self::time::TimeFormat;
 use crate::text::json_str;
 
 /// Envoy's default access-log format. `%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%` is a literal `-`:
-/// ringway does not capture response headers.
+/// ringway does not send that header.
 pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
 %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% - \
 \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
@@ -48,6 +48,9 @@ pub const COMMANDS: &[&str] = &[
     "UPSTREAM_REQUEST_SEND_TIME",
     "UPSTREAM_FIRST_BYTE_TIME",
     "UPSTREAM_REUSED",
+    "RESP",
+    "FILTER_STATE",
+    "DYNAMIC_METADATA",
 ];
 
 /// One `%COMMAND%`.
@@ -79,6 +82,15 @@ pub enum Command {
     UpstreamRequestSendTime,
     UpstreamFirstByteTime,
     UpstreamReused,
+    /// `RESP(NAME?ALT):LEN`: a response header as sent to the client (after filters).
+    Resp {
+        name: String,
+        alt: Option<String>,
+        max_len: Option<usize>,
+    },
+    /// `FILTER_STATE(key)`, and `DYNAMIC_METADATA(namespace:key)` as `namespace.key`: a value
+    /// an HTTP filter set on the request (e.g. `cache.status`).
+    FilterState(String),
 }
 
 /// A piece of a format string.
@@ -136,18 +148,6 @@ impl Format {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Format::Json(out))
-    }
-
-    /// Whether rendering needs the request head captured (any `REQ(...)`).
-    pub fn needs_request_head(&self) -> bool {
-        let any = |p: &[Piece]| {
-            p.iter()
-                .any(|p| matches!(p, Piece::Cmd(Command::Req { .. })))
-        };
-        match self {
-            Format::Text(p) => any(p),
-            Format::Json(f) => f.iter().any(|(_, p)| any(p)),
-        }
     }
 }
 
@@ -233,15 +233,16 @@ fn truncate(s: &str, n: usize) -> &str {
 }
 
 fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Command, String> {
+    let is_resp = name == "RESP";
     let no_arg = |c: Command| -> Result<Command, String> {
         if arg.is_some() {
             return Err(format!("command `%{name}%` takes no argument"));
         }
         Ok(c)
     };
-    if max_len.is_some() && name != "REQ" {
+    if max_len.is_some() && name != "REQ" && name != "RESP" {
         return Err(format!(
-            "`:LEN` truncation is only supported on `%REQ(...)%`, not `%{name}%`"
+            "`:LEN` truncation is only supported on `%REQ(...)%` and `%RESP(...)%`, not `%{name}%`"
         ));
     }
     match name {
@@ -249,9 +250,9 @@ fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Comm
             None => TimeFormat::envoy_default(),
             Some(f) => TimeFormat::parse(f)?,
         })),
-        "REQ" => {
+        "REQ" | "RESP" => {
             let Some(arg) = arg.filter(|a| !a.is_empty()) else {
-                return Err("`%REQ(HEADER)%` needs a header name".into());
+                return Err(format!("`%{name}(HEADER)%` needs a header name"));
             };
             let (name, alt) = match arg.split_once('?') {
                 Some((a, b)) => (a, Some(b)),
@@ -276,14 +277,45 @@ fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Comm
                     ))
                 }
             };
-            Ok(Command::Req {
-                name: check(name)?,
-                alt: alt.map(check).transpose()?,
-                max_len,
+            let (header, alt) = (check(name)?, alt.map(check).transpose()?);
+            if is_resp && header.starts_with(':') {
+                return Err(format!("`%RESP({arg})%`: responses have no pseudo-headers"));
+            }
+            Ok(if is_resp {
+                Command::Resp {
+                    name: header,
+                    alt,
+                    max_len,
+                }
+            } else {
+                Command::Req {
+                    name: header,
+                    alt,
+                    max_len,
+                }
             })
         }
-        "RESP" | "TRAILER" => Err(format!(
-            "`%{name}(...)%` is not supported: ringway does not capture response headers yet"
+        "FILTER_STATE" | "DYNAMIC_METADATA" => {
+            let Some(arg) = arg.filter(|a| !a.is_empty()) else {
+                return Err(format!("`%{name}(KEY)%` needs a key"));
+            };
+            // Envoy's DYNAMIC_METADATA(namespace:key[:path]); ringway's filters write
+            // `namespace.key`.
+            let key = match name {
+                "DYNAMIC_METADATA" => arg.replacen(':', ".", 1),
+                _ => arg.to_owned(),
+            };
+            // Envoy's FILTER_STATE takes a `:PLAIN` / `:TYPED` serialization suffix inside
+            // the parentheses; the values here are plain text either way.
+            let key = key
+                .strip_suffix(":PLAIN")
+                .or_else(|| key.strip_suffix(":TYPED"))
+                .map(str::to_owned)
+                .unwrap_or(key);
+            Ok(Command::FilterState(key))
+        }
+        "TRAILER" => Err(format!(
+            "`%{name}(...)%` is not supported: trailers are not kept for the access log"
         )),
         "PROTOCOL" => no_arg(Command::Protocol),
         "RESPONSE_CODE" => no_arg(Command::ResponseCode),

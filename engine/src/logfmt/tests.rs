@@ -67,16 +67,15 @@ fn default_format_is_envoys() {
     );
     let commands = p.iter().filter(|p| matches!(p, Piece::Cmd(_))).count();
     assert_eq!(commands, 14);
-    assert!(f.needs_request_head());
 }
 
 #[test]
 fn every_listed_command_parses() {
     for name in COMMANDS {
-        let s = if *name == "REQ" {
-            "%REQ(HOST)%".to_string()
-        } else {
-            format!("%{name}%")
+        let s = match *name {
+            "REQ" | "RESP" => format!("%{name}(HOST)%"),
+            "FILTER_STATE" | "DYNAMIC_METADATA" => format!("%{name}(a:b)%"),
+            _ => format!("%{name}%"),
         };
         assert!(Format::text(&s).is_ok(), "{s}");
     }
@@ -92,12 +91,27 @@ fn parse_errors_name_the_command() {
     assert!(Format::text("%DURATION:3%")
         .unwrap_err()
         .contains("only supported on `%REQ(...)%`"));
+    assert!(Format::text("%FILTER_STATE%")
+        .unwrap_err()
+        .contains("needs a key"));
     assert!(Format::text("%REQ(a b)%")
         .unwrap_err()
         .contains("is not a header name"));
-    assert!(Format::text("%RESP(X)%")
+    assert!(Format::text("%RESP(:path)%")
         .unwrap_err()
-        .contains("response headers"));
+        .contains("no pseudo-headers"));
+    assert!(Format::text("%TRAILER(x)%")
+        .unwrap_err()
+        .contains("trailers"));
+    assert!(matches!(
+        Format::text("%RESP(X-A?x-b):4%").unwrap(),
+        Format::Text(p) if matches!(&p[0], Piece::Cmd(Command::Resp { name, alt: Some(a), max_len: Some(4) }) if name == "x-a" && a == "x-b")
+    ));
+    assert!(matches!(
+        Format::text("%DYNAMIC_METADATA(cache:status)% %FILTER_STATE(fault.injected:PLAIN)%").unwrap(),
+        Format::Text(p) if p[0] == Piece::Cmd(Command::FilterState("cache.status".into()))
+            && p[2] == Piece::Cmd(Command::FilterState("fault.injected".into()))
+    ));
     let e = Format::json([("a", "%OK%"), ("b", "%DURATION%")]).unwrap_err();
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].0, "a");
@@ -105,14 +119,4 @@ fn parse_errors_name_the_command() {
     let f = Format::text("%START_TIME(%Y-%m-%dT%H:%M:%S%z)%").unwrap();
     assert!(matches!(&f, Format::Text(p) if matches!(p[0], Piece::Cmd(Command::StartTime(_)))));
     assert!(Format::text("%START_TIME(%Q)%").unwrap_err().contains("%Q"));
-}
-
-#[test]
-fn not_needing_the_head() {
-    assert!(!Format::text("%RESPONSE_CODE% %DURATION%")
-        .unwrap()
-        .needs_request_head());
-    assert!(Format::json([("ua", "%REQ(USER-AGENT)%")])
-        .unwrap()
-        .needs_request_head());
 }

@@ -38,7 +38,12 @@ fn label(route: Option<&Route>) -> Option<&str> {
 }
 
 fn find<'a>(t: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
-    label(t.find(host.as_bytes(), path.as_bytes(), b"GET", &HeaderMap::default()))
+    label(t.find(
+        host.as_bytes(),
+        path.as_bytes(),
+        b"GET",
+        &HeaderMap::default(),
+    ))
 }
 
 fn vh_name<'a>(t: &'a RouteTable, host: &str) -> Option<&'a str> {
@@ -201,8 +206,14 @@ fn regex_on_non_utf8_path_never_matches() {
                       direct_response: { status: 200, body: regex }
 ",
     );
-    assert_eq!(label(t.find(b"h", b"/\xff", b"GET", &HeaderMap::default())), None);
-    assert_eq!(label(t.find(b"h", b"/ok", b"GET", &HeaderMap::default())), Some("regex"));
+    assert_eq!(
+        label(t.find(b"h", b"/\xff", b"GET", &HeaderMap::default())),
+        None
+    );
+    assert_eq!(
+        label(t.find(b"h", b"/ok", b"GET", &HeaderMap::default())),
+        Some("regex")
+    );
 }
 
 fn hdr<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
@@ -338,7 +349,10 @@ fn forward_route_carries_cluster() {
                       route: { cluster: c, prefix_rewrite: /x/ }
 ",
     );
-    match t.find(b"h", b"/a", b"GET", &HeaderMap::default()).map(|r| &r.action) {
+    match t
+        .find(b"h", b"/a", b"GET", &HeaderMap::default())
+        .map(|r| &r.action)
+    {
         Some(RouteAction::Forward(f)) => {
             assert_eq!(f.cluster, 0);
             assert_eq!(f.cluster_name, "c");

@@ -167,142 +167,191 @@ pub fn run(start: Start) {
 }
 
 async fn serve(start: Start) {
+    let Start {
+        id,
+        workers,
+        core: _,
+        config,
+        sockets,
+        control,
+        ready,
+        stats,
+        hist_tx,
+        hist_free,
+        access_log,
+        trace,
+        trace_stats,
+        balance,
+        handoff,
+    } = start;
     let worker = Rc::new(Worker {
-        id: start.id,
-        clusters: ClusterManager::new(&start.config, start.id, &start.stats),
-        config: Arc::clone(&start.config),
+        id,
+        clusters: ClusterManager::new(&config, id, &stats),
+        config: Arc::clone(&config),
         drain: Drain::default(),
-        hists: WorkerHistograms::new(&start.config, start.hist_free),
-        stats: start.stats,
-        request_ids: RequestIds::new(start.id),
+        hists: WorkerHistograms::new(&config, hist_free),
+        stats,
+        request_ids: RequestIds::new(id),
         access_log: crate::access_log::WorkerLog::new(
-            start.access_log.clone(),
-            crate::access_log::destinations(&start.config).len(),
+            access_log,
+            crate::access_log::destinations(&config).len(),
         ),
         tracer: crate::trace::WorkerTracer::new(
-            start.id,
-            start.trace,
-            start.trace_stats,
-            start
-                .config
+            id,
+            trace,
+            trace_stats,
+            config
                 .tracing
                 .as_ref()
                 .is_some_and(|t| t.format == crate::config::TraceFormat::ZipkinJson),
         ),
-        balance: start.balance,
+        balance,
     });
-    let mut ctxs = Vec::with_capacity(start.sockets.len());
-    for (index, (sock, l)) in start
-        .sockets
+    let ctxs = start_listeners(&worker, sockets, workers);
+    if let Some(rx) = handoff {
+        serve_handoffs(&worker, rx, ctxs);
+    }
+    spawn_pool_sweeper(&worker);
+    spawn_histogram_shipper(&worker, hist_tx.clone());
+    spawn_log_flusher(&worker);
+    spawn_coarse_clock(&worker);
+    let _ = ready.send(Ok(id));
+    obey_control(&worker, &control, &hist_tx).await;
+    drain_and_stop(&worker).await;
+}
+
+/// Build each listener's per-worker context (routes, filter chains) and start accepting.
+fn start_listeners(
+    worker: &Rc<Worker>,
+    sockets: Vec<StdListener>,
+    workers: usize,
+) -> Vec<Rc<ListenerCtx>> {
+    let mut ctxs = Vec::with_capacity(sockets.len());
+    for (index, (sock, l)) in sockets
         .into_iter()
-        .zip(start.config.listeners.iter())
+        .zip(worker.config.listeners.iter())
         .enumerate()
     {
-        let mut ctx = ListenerCtx::new(
-            l,
-            ringway_filters::WorkerInfo {
-                id: start.id,
-                count: start.workers,
-            },
-        );
+        let info = ringway_filters::WorkerInfo {
+            id: worker.id,
+            count: workers,
+        };
+        let mut ctx = ListenerCtx::new(l, info);
         ctx.index = index;
         let ctx = Rc::new(ctx);
         ctxs.push(Rc::clone(&ctx));
-        compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(&worker))).detach();
+        compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(worker))).detach();
     }
-    // Serve the connections other workers hand over (exact balance).
-    if let Some(rx) = start.handoff {
-        let w = Rc::clone(&worker);
-        compio::runtime::spawn(async move {
-            while let Ok(h) = rx.recv_async().await {
-                let ctx = ctxs.get(h.listener).cloned();
-                match (ctx, compio::net::TcpStream::from_std(h.stream)) {
-                    (Some(ctx), Ok(stream)) => {
-                        let conn = crate::io::Conn::new(stream);
-                        compio::runtime::spawn(crate::http::conn_manager::serve(
-                            conn,
-                            h.peer,
-                            ctx,
-                            Rc::clone(&w),
-                        ))
-                        .detach();
-                    }
-                    _ => {
-                        // Not served: give the count back (the socket closes on drop).
-                        if let Some(b) = &w.balance {
-                            b.release(w.id);
-                        }
-                    }
-                }
-            }
-        })
-        .detach();
-    }
-    // Age out idle upstream connections (and those the upstream closed) once a second.
-    {
-        let w = Rc::clone(&worker);
-        compio::runtime::spawn(async move {
-            while !w.drain.is_draining() {
-                let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
-                let _ = futures_util::future::select(tick, w.drain.wait()).await;
-                w.clusters.sweep(w.drain.now_ms());
-            }
-        })
-        .detach();
-    }
-    // Ship the interval's histograms every stats_flush_interval.
-    {
-        let w = Rc::clone(&worker);
-        let tx = start.hist_tx.clone();
-        let every = worker.config.stats_flush_interval;
-        compio::runtime::spawn(async move {
-            loop {
-                compio::time::sleep(every).await;
-                if let Some(hists) = w.hists.take() {
-                    let _ = tx.send(HistBatch {
-                        worker: w.id,
-                        seq: 0,
-                        hists,
-                    });
-                }
-            }
-        })
-        .detach();
-    }
-    // Ship access-log lines and finished spans at least every FLUSH_INTERVAL (full buffers go
-    // at once).
-    if worker.access_log.enabled() || worker.tracer.enabled() {
-        let w = Rc::clone(&worker);
-        compio::runtime::spawn(async move {
-            loop {
-                compio::time::sleep(crate::access_log::FLUSH_INTERVAL).await;
-                w.access_log.flush(false);
-                w.tracer.flush(false);
-            }
-        })
-        .detach();
-    }
-    // The coarse clock behind idle keep-alive timeouts (see `drain::TICK`).
-    {
-        let w = Rc::clone(&worker);
-        compio::runtime::spawn(async move {
-            while !w.drain.is_draining() {
-                let tick = std::pin::pin!(compio::time::sleep(crate::runtime::drain::TICK));
-                let _ = futures_util::future::select(tick, w.drain.wait()).await;
-                w.drain.tick();
-            }
-        })
-        .detach();
-    }
-    let _ = start.ready.send(Ok(start.id));
+    ctxs
+}
 
-    // Serve until the control thread says Shutdown (or goes away).
+/// Serve the connections other workers hand over (exact balance).
+fn serve_handoffs(
+    worker: &Rc<Worker>,
+    rx: flume::Receiver<balance::Handoff>,
+    ctxs: Vec<Rc<ListenerCtx>>,
+) {
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        while let Ok(h) = rx.recv_async().await {
+            let ctx = ctxs.get(h.listener).cloned();
+            match (ctx, compio::net::TcpStream::from_std(h.stream)) {
+                (Some(ctx), Ok(stream)) => {
+                    let conn = crate::io::Conn::new(stream);
+                    compio::runtime::spawn(crate::http::conn_manager::serve(
+                        conn,
+                        h.peer,
+                        ctx,
+                        Rc::clone(&w),
+                    ))
+                    .detach();
+                }
+                _ => {
+                    // Not served: give the count back (the socket closes on drop).
+                    if let Some(b) = &w.balance {
+                        b.release(w.id);
+                    }
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+/// Age out idle upstream connections (and those the upstream closed) once a second.
+fn spawn_pool_sweeper(worker: &Rc<Worker>) {
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        while !w.drain.is_draining() {
+            let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
+            let _ = futures_util::future::select(tick, w.drain.wait()).await;
+            w.clusters.sweep(w.drain.now_ms());
+        }
+    })
+    .detach();
+}
+
+/// Ship the interval's histograms every stats_flush_interval.
+fn spawn_histogram_shipper(worker: &Rc<Worker>, tx: flume::Sender<HistBatch>) {
+    let w = Rc::clone(worker);
+    let every = worker.config.stats_flush_interval;
+    compio::runtime::spawn(async move {
+        loop {
+            compio::time::sleep(every).await;
+            if let Some(hists) = w.hists.take() {
+                let _ = tx.send(HistBatch {
+                    worker: w.id,
+                    seq: 0,
+                    hists,
+                });
+            }
+        }
+    })
+    .detach();
+}
+
+/// Ship access-log lines and finished spans at least every FLUSH_INTERVAL (full buffers go at
+/// once).
+fn spawn_log_flusher(worker: &Rc<Worker>) {
+    if !(worker.access_log.enabled() || worker.tracer.enabled()) {
+        return;
+    }
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        loop {
+            compio::time::sleep(crate::access_log::FLUSH_INTERVAL).await;
+            w.access_log.flush(false);
+            w.tracer.flush(false);
+        }
+    })
+    .detach();
+}
+
+/// The coarse clock behind idle keep-alive timeouts (see `drain::TICK`).
+fn spawn_coarse_clock(worker: &Rc<Worker>) {
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        while !w.drain.is_draining() {
+            let tick = std::pin::pin!(compio::time::sleep(crate::runtime::drain::TICK));
+            let _ = futures_util::future::select(tick, w.drain.wait()).await;
+            w.drain.tick();
+        }
+    })
+    .detach();
+}
+
+/// Serve until the control thread says Shutdown (or goes away).
+async fn obey_control(
+    worker: &Worker,
+    control: &flume::Receiver<Control>,
+    hist_tx: &flume::Sender<HistBatch>,
+) {
     loop {
-        match start.control.recv_async().await {
+        match control.recv_async().await {
             Ok(Control::FlushStats { seq }) => {
                 // Always answer, even with nothing recorded: the aggregator counts replies.
                 let hists = worker.hists.take().unwrap_or_default();
-                let _ = start.hist_tx.send(HistBatch {
+                let _ = hist_tx.send(HistBatch {
                     worker: worker.id,
                     seq,
                     hists,
@@ -316,9 +365,11 @@ async fn serve(start: Start) {
             Ok(Control::Shutdown) | Err(_) => break,
         }
     }
+}
 
-    // Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
-    // requests finish within drain_timeout.
+/// Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
+/// requests finish within drain_timeout; then hand the last log lines and spans over.
+async fn drain_and_stop(worker: &Worker) {
     worker.drain.start();
     worker.clusters.clear();
     let deadline = Instant::now() + worker.config.drain_timeout;

@@ -342,6 +342,18 @@ impl Aggregator {
                     Value::Histogram(Box::new(h.clone())),
                 );
             }
+            // The HTTP filters' counters (each filter config sums its workers' blocks; route
+            // overrides count under the same names).
+            for config in filter_configs(&l.http) {
+                for (name, v) in config.stats() {
+                    let value = if is_gauge(&name) {
+                        Value::Gauge(v)
+                    } else {
+                        Value::Counter(v)
+                    };
+                    put(Scope::Http, p, intern(name), value);
+                }
+            }
         }
 
         for (c, cl) in cfg.clusters.iter().enumerate() {
@@ -481,4 +493,49 @@ impl Aggregator {
             })
             .collect()
     }
+}
+
+/// Every filter config of a connection manager: its chain's and the routes' and virtual hosts'
+/// overrides.
+fn filter_configs(
+    hcm: &crate::config::HttpConnManager,
+) -> Vec<&std::sync::Arc<dyn ringway_filters::FilterConfig>> {
+    use crate::config::PerFilterAction;
+    let mut out: Vec<&std::sync::Arc<dyn ringway_filters::FilterConfig>> =
+        hcm.http_filters.iter().map(|f| &f.config).collect();
+    for vh in &hcm.virtual_hosts {
+        let overrides = vh
+            .per_filter
+            .iter()
+            .chain(vh.routes.iter().flat_map(|r| r.per_filter.iter()));
+        for o in overrides {
+            if let PerFilterAction::Config(c) = &o.action {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Filter stats that are levels, not counts (Prometheus `gauge`).
+fn is_gauge(name: &str) -> bool {
+    name.ends_with(".active_faults") || name == "cache.bytes"
+}
+
+/// A filter's stat name as the `'static` name a [`Stat`] holds: each distinct name is leaked
+/// once (names come from the config, so they are few).
+fn intern(name: String) -> &'static str {
+    use std::collections::HashSet;
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let set = NAMES.get_or_init(Default::default);
+    let Ok(mut set) = set.lock() else {
+        return "filter_stat";
+    };
+    if let Some(n) = set.get(name.as_str()) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    set.insert(leaked);
+    leaked
 }

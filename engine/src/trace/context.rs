@@ -405,7 +405,12 @@ mod tests {
     }
 
     fn begin_with(list: &[(&str, &str)], rate: f64) -> SpanCtx {
-        begin(hdrs(list).iter().map(|h| (h.name.as_bytes(), h.value)), threshold(rate), false, &Seq(Cell::new(0x100)))
+        begin(
+            hdrs(list).iter().map(|h| (h.name.as_bytes(), h.value)),
+            threshold(rate),
+            false,
+            &Seq(Cell::new(0x100)),
+        )
     }
 
     fn lines(c: &SpanCtx) -> String {

@@ -13,7 +13,7 @@ use crate::{
     http::h1,
 };
 
-/// What the encoder reads back from a kept request head.
+/// What the encoder reads from the request (the stream model the record kept).
 #[derive(Default)]
 struct HeadFields<'a> {
     path: &'a str,
@@ -23,28 +23,14 @@ struct HeadFields<'a> {
     request_id: Option<&'a str>,
 }
 
-fn head_fields(head: &[u8]) -> HeadFields<'_> {
-    let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let mut f = HeadFields::default();
-    if req.parse(head).is_err() {
-        return f;
+fn head_fields(r: &ringway_filters::RequestHead) -> HeadFields<'_> {
+    HeadFields {
+        path: std::str::from_utf8(r.path()).unwrap_or(""),
+        host: std::str::from_utf8(r.authority()).unwrap_or(""),
+        user_agent: r.headers.get("user-agent"),
+        tracestate: r.headers.get("tracestate"),
+        request_id: r.headers.get("x-request-id"),
     }
-    f.path = req.path.unwrap_or("");
-    for h in req.headers.iter() {
-        let v = std::str::from_utf8(h.value).ok();
-        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
-        if is("host") {
-            f.host = v.unwrap_or("");
-        } else if is("user-agent") {
-            f.user_agent = v;
-        } else if is("tracestate") {
-            f.tracestate = v;
-        } else if is("x-request-id") {
-            f.request_id = v;
-        }
-    }
-    f
 }
 
 /// An attribute value.
@@ -95,11 +81,7 @@ fn view<'a>(cfg: &'a Config, s: &'a FinishedSpan) -> Option<SpanView<'a>> {
     };
     let end_ns = at(si.t_last_byte)
         .unwrap_or_else(|| s.start_unix_nanos + si.duration().map_or(0, |d| d.as_nanos() as u64));
-    let head = si
-        .request_head
-        .as_deref()
-        .map(head_fields)
-        .unwrap_or_default();
+    let head = head_fields(&si.req);
     let method = si.method.as_str();
     let mut attrs: Vec<(&'static str, Attr<'a>)> = Vec::with_capacity(24);
     let mut put = |k: &'static str, v: Attr<'a>| attrs.push((k, v));

@@ -36,12 +36,19 @@ fn report(problems: &mut Problems, at: &DocPath, found: Vec<ConfigProblem>) {
 }
 
 /// `http_filters`: every element validated; the router, if listed, must be last.
-pub(super) fn http_filters(list: &[Value], path: &DocPath, problems: &mut Problems) -> Vec<HttpFilter> {
+pub(super) fn http_filters(
+    list: &[Value],
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Vec<HttpFilter> {
     let mut out: Vec<HttpFilter> = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let at = path.index(i);
         let Some(map) = item.as_object() else {
-            problems.value(&at, "an HTTP filter is a map with a `name` and the filter's keys");
+            problems.value(
+                &at,
+                "an HTTP filter is a map with a `name` and the filter's keys",
+            );
             continue;
         };
         let Some(name) = map.get("name").and_then(Value::as_str) else {
@@ -122,7 +129,10 @@ pub(super) fn per_filter(
             continue;
         };
         let Some(obj) = value.as_object() else {
-            problems.value(&at, "expected `{disabled: true}` or the filter's config map");
+            problems.value(
+                &at,
+                "expected `{disabled: true}` or the filter's config map",
+            );
             continue;
         };
         match obj.get("disabled") {
@@ -134,10 +144,7 @@ pub(super) fn per_filter(
                 continue;
             }
             Some(Value::Bool(true)) => {
-                problems.value(
-                    &at.key("disabled"),
-                    "`disabled: true` takes no other keys",
-                );
+                problems.value(&at.key("disabled"), "`disabled: true` takes no other keys");
                 continue;
             }
             Some(Value::Bool(false)) | None => {}

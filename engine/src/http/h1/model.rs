@@ -151,7 +151,10 @@ pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut Byte
     len += 2;
     out.reserve(len);
     let start = out.len();
-    put(out, &[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "]);
+    put(
+        out,
+        &[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "],
+    );
     put(out, &[head.authority(), b"\r\n"]);
     for (n, v) in head.headers.iter() {
         put(out, &[n, b": ", v, b"\r\n"]);
@@ -194,7 +197,9 @@ pub fn decode_response(resp: &Response<'_, '_>, head: &mut ResponseHead) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     /// No body (HEAD, 1xx, 204, 304, or an empty body: `content-length: 0` when `length_zero`).
-    None { length_zero: bool },
+    None {
+        length_zero: bool,
+    },
     Length(u64),
     Chunked,
     /// HTTP/1.0 client, unknown length: the body ends when the connection closes.
