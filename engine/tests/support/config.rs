@@ -23,31 +23,42 @@ pub struct ConfigBuilder {
     clusters: Vec<Cluster>,
 }
 
+/// One listener with its HTTP connection manager. Every `Vec<String>` of these structs holds
+/// fragments already indented for their place, each ending in a newline.
 #[derive(Debug, Clone)]
 struct Listener {
     name: String,
     address: String,
+    /// Raw listener keys (before `filter_chains`).
     extra: Vec<String>,
     stat_prefix: Option<String>,
+    /// Raw HCM keys (after `stat_prefix`).
     hcm_extra: Vec<String>,
+    /// Raw `http_filters` list items.
     http_filters: Vec<String>,
     virtual_hosts: Vec<VirtualHost>,
 }
 
+/// One virtual host, typed or raw.
 #[derive(Debug, Clone)]
 struct VirtualHost {
     /// The whole list item, raw (from [`ConfigBuilder::virtual_host_raw`]); the rest is unused.
     raw: Option<String>,
     name: String,
     domains: Vec<String>,
+    /// Raw virtual host keys (after `domains`).
     extra: Vec<String>,
+    /// Whole route list items (`- match: ...` and their keys).
     routes: Vec<String>,
 }
 
+/// One cluster.
 #[derive(Debug, Clone)]
 struct Cluster {
     name: String,
+    /// Raw keys, after `name`.
     keys: Vec<String>,
+    /// The `endpoints:` line of [`ConfigBuilder::cluster`], written last.
     endpoints: Option<String>,
 }
 
