@@ -186,7 +186,7 @@ async fn read_head<'l>(
                 Ok(None) => {}
                 // Boxed, as the other rare paths: an idle connection's task is sized for its
                 // largest state, and these states are never the common case.
-                Err(e) => return Err(Box::pin(stream::reply_parse_error(d, e)).await),
+                Err(e) => return Err(Box::pin(stream::reply_parse_error(d, w, e)).await),
             }
             deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
@@ -219,7 +219,7 @@ async fn read_head<'l>(
                     d.pending.extend_from_slice(&buf);
                     deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
                 }
-                Err(e) => return Err(Box::pin(stream::reply_parse_error(d, e)).await),
+                Err(e) => return Err(Box::pin(stream::reply_parse_error(d, w, e)).await),
             }
         } else {
             d.pending.extend_from_slice(&buf);

@@ -155,7 +155,7 @@ async fn body_failed(d: &mut Downstream, w: &Worker, info: &ReqInfo, e: PumpErro
     d.si.downstream_reset = true;
     tracing::debug!(error = %e, "request body failed");
     match e {
-        PumpError::Malformed(pe) => stream::reply_parse_error(d, pe).await,
+        PumpError::Malformed(pe) => stream::reply_parse_error(d, w, pe).await,
         // No response byte has gone out yet: say why, then close.
         PumpError::SrcTimeout => {
             stream::reply_error(d, w, info, LocalReason::RequestBodyTimeout, None, true).await

@@ -425,26 +425,20 @@ pub(crate) async fn send_reply(
     Next::KeepAlive
 }
 
-/// Answer a head that could not be parsed (400, 414, 431, 501, 505) and close.
-pub(crate) async fn reply_parse_error(d: &mut Downstream, e: h1::ParseError) -> Next {
+/// Answer a head (or chunked body) that could not be parsed (400, 414, 431, 501, 505) and
+/// close.
+pub(crate) async fn reply_parse_error(d: &mut Downstream, w: &Worker, e: h1::ParseError) -> Next {
     let status = e.status();
-    let mut out = BytesMut::with_capacity(192);
-    h1::encode_local_reply(
-        status,
-        Some(e.reason()),
-        &[],
-        status_text(status).as_bytes(),
-        Version::Http11,
-        true,
-        false,
-        &mut out,
-    );
-    d.si.status = status;
     d.si.downstream_reset = true;
     d.si.protocol_error = Some(e.reason());
-    let _ = d.conn.write_all(out).await;
-    d.si.t_last_byte = Some(Instant::now());
-    Next::Close
+    let reply = Reply {
+        status,
+        headers: HeaderMap::default(),
+        body: Bytes::from_static(status_text(status).as_bytes()),
+        tag: Some(e.reason()),
+        why: None,
+    };
+    send_reply(d, w, None, reply, None, true).await
 }
 
 /// Answer for `reason` before a request head completed (e.g. its timeout), and close.
