@@ -6,6 +6,12 @@
 //! dead and it is dropped, so a connection the upstream closed while idle is never used. A live
 //! connection leaves with its posted read, which then carries the response: no extra operation
 //! per request. LIFO, so the warmest connection is reused and the rest can age out.
+//!
+//! Stream capacity: what a checkout hands out is a *stream* on a connection. An HTTP/1
+//! connection carries one stream at a time ([`HTTP1_STREAMS`]), so checkout takes the whole
+//! connection out of the idle list and checkin puts it back. A multiplexed codec (HTTP/2) keeps a
+//! connection in the pool while it has fewer than its capacity of streams open, and hands out a
+//! stream on it; the forward path only checks out and checks in, so only this module changes.
 
 use std::{cell::RefCell, rc::Rc, sync::Arc};
 
@@ -22,8 +28,13 @@ pub struct Idle {
     pub since_ms: u64,
 }
 
+/// Streams an HTTP/1 connection carries at once.
+pub const HTTP1_STREAMS: u32 = 1;
+
 #[derive(Default)]
 pub struct Pool {
+    /// Streams one pooled connection may carry at once (1: HTTP/1).
+    capacity: u32,
     idle: RefCell<Vec<Idle>>,
     /// Publishes the idle count (`cx_idle` gauge) after every change.
     stats: Arc<EndpointStats>,
@@ -39,9 +50,15 @@ impl Pool {
     /// A pool that publishes its idle count into `stats.cx_idle`.
     pub fn with_stats(stats: Arc<EndpointStats>) -> Self {
         Pool {
+            capacity: HTTP1_STREAMS,
             idle: RefCell::default(),
             stats,
         }
+    }
+
+    /// Streams one of this pool's connections carries at once.
+    pub fn stream_capacity(&self) -> u32 {
+        self.capacity.max(1)
     }
 
     #[inline]
