@@ -57,3 +57,230 @@ pub fn trace_headers(head: &mut RequestHead, span: &SpanCtx) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The policy on decoded requests, checked on the head the codec then sends upstream.
+
+    use super::*;
+    use crate::{
+        http::h1::{self, model},
+        trace::context::{self, Ids},
+    };
+    use bytes::BytesMut;
+    use std::{
+        cell::Cell,
+        net::{Ipv4Addr, Ipv6Addr},
+    };
+
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    const LIMITS: h1::Limits = h1::Limits {
+        max_head_bytes: 8192,
+        max_uri_bytes: 2048,
+    };
+
+    /// Parse and decode the request in `buf` on a `scheme` connection.
+    fn decode(buf: &[u8], scheme: &'static str) -> (RequestHead, Seen) {
+        let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+        let req = match h1::parse_request(buf, &mut headers, &LIMITS) {
+            Ok(Some(req)) => req,
+            other => panic!("{other:?}: {}", String::from_utf8_lossy(buf)),
+        };
+        let mut head = RequestHead::default();
+        let seen = model::decode_request(&req, scheme, &mut head);
+        (head, seen)
+    }
+
+    /// The head sent upstream, as text.
+    fn upstream(head: &RequestHead) -> String {
+        let mut out = BytesMut::new();
+        model::encode_request(head, None, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Decode `buf` on an `http` connection from `client`, apply the forwarding policy with
+    /// `request_id`, and encode.
+    fn forwarded(buf: &[u8], client: IpAddr, request_id: &[u8]) -> String {
+        let (mut head, seen) = decode(buf, "http");
+        forwarding(&mut head, seen, client, request_id);
+        upstream(&head)
+    }
+
+    #[test]
+    fn forwarding_headers_are_added() {
+        assert_eq!(
+            forwarded(
+                b"GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+                CLIENT,
+                b"rid-1"
+            ),
+            "GET /a?b HTTP/1.1\r\nhost: example.com\r\nAccept: */*\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\nx-request-id: rid-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn x_forwarded_for_is_appended_to_the_last_line() {
+        assert_eq!(
+            forwarded(
+                b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.1\r\nA: 1\r\n\
+                  x-forwarded-for: 10.0.0.1, 10.0.0.2\r\nB: 2\r\n\r\n",
+                CLIENT,
+                b""
+            ),
+            "GET / HTTP/1.1\r\nhost: h\r\nX-Forwarded-For: 203.0.113.1\r\nA: 1\r\n\
+             x-forwarded-for: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nB: 2\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        // Nominated by Connection: dropped by the codec, so a fresh one is added.
+        let got = forwarded(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+            CLIENT,
+            b"",
+        );
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients() {
+        let cases = [
+            (
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+                "2001:db8::1",
+            ),
+            (
+                Ipv6Addr::new(
+                    0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xfffe,
+                ),
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+            ),
+            (
+                Ipv4Addr::new(255, 255, 255, 255).to_ipv6_mapped(),
+                "::ffff:255.255.255.255",
+            ),
+        ];
+        for (ip, text) in cases {
+            let got = forwarded(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", IpAddr::V6(ip), b"");
+            assert_eq!(
+                got,
+                format!("GET / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: {text}\r\nx-forwarded-proto: http\r\n\r\n")
+            );
+            let got = forwarded(
+                b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: a\r\n\r\n",
+                IpAddr::V6(ip),
+                b"",
+            );
+            assert!(
+                got.contains(&format!("\r\nX-Forwarded-For: a, {text}\r\n")),
+                "{got}"
+            );
+        }
+    }
+
+    #[test]
+    fn x_forwarded_proto_is_replaced() {
+        let buf = b"GET / HTTP/1.1\r\nX-Forwarded-Proto: gopher\r\nHost: h\r\nx-forwarded-proto: http\r\nA: 1\r\n\r\n";
+        let (mut head, seen) = decode(buf, "https");
+        forwarding(&mut head, seen, CLIENT, b"");
+        assert_eq!(
+            upstream(&head),
+            "GET / HTTP/1.1\r\nhost: h\r\nA: 1\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_id_is_added_only_when_absent() {
+        // The client's id is kept, wherever it is and however it is spelled.
+        assert_eq!(
+            forwarded(
+                b"GET / HTTP/1.1\r\nX-Request-Id: client-id\r\nHost: h\r\n\r\n",
+                CLIENT,
+                b"rid-1"
+            ),
+            "GET / HTTP/1.1\r\nhost: h\r\nX-Request-Id: client-id\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\n\r\n"
+        );
+        // No id to add (generation off): none.
+        let got = forwarded(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", CLIENT, b"");
+        assert!(!got.contains("x-request-id"), "{got}");
+        // A nominated x-request-id stays on the client's hop: ours goes up.
+        assert_eq!(
+            forwarded(
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Request-Id\r\nX-Request-Id: c\r\n\r\n",
+                CLIENT,
+                b"rid-2"
+            ),
+            "GET / HTTP/1.1\r\nhost: h\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\
+             x-request-id: rid-2\r\n\r\n"
+        );
+    }
+
+    /// Ids 0x101, 0x102, ... (predictable).
+    struct Seq(Cell<u64>);
+    impl Ids for Seq {
+        fn next_u64(&self) -> u64 {
+            self.0.set(self.0.get() + 1);
+            self.0.get()
+        }
+    }
+
+    /// Decode `buf`, begin the span on its headers (as the connection manager does), apply the
+    /// forwarding policy then the trace headers; returns the span and the upstream head.
+    fn traced(buf: &[u8]) -> (SpanCtx, String) {
+        let (mut head, seen) = decode(buf, "http");
+        let span = context::begin(head.headers.iter(), u64::MAX, false, &Seq(Cell::new(0x100)));
+        forwarding(&mut head, seen, CLIENT, b"");
+        trace_headers(&mut head, &span);
+        (span, upstream(&head))
+    }
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn trace_headers_are_replaced() {
+        // A valid traceparent is continued: ours replaces it, tracestate passes unchanged, the
+        // client's B3 headers are rewritten (multi form, as it sent them).
+        let buf = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nTraceParent: {TP}\r\nA: 1\r\ntracestate: k=v\r\n\
+             X-B3-TraceId: 4bf92f3577b34da6a3ce929d0e0e4736\r\nx-b3-spanid: 00f067aa0ba902b7\r\n\
+             X-B3-Sampled: 1\r\nB: 2\r\n\r\n"
+        );
+        let (span, got) = traced(buf.as_bytes());
+        assert!(span.keep_tracestate);
+        assert_eq!(span.span_id, 0x101);
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nhost: h\r\nA: 1\r\ntracestate: k=v\r\nB: 2\r\n\
+             x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\
+             traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000101-01\r\n\
+             x-b3-traceid: 4bf92f3577b34da6a3ce929d0e0e4736\r\nx-b3-spanid: 0000000000000101\r\n\
+             x-b3-parentspanid: 00f067aa0ba902b7\r\nx-b3-sampled: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn tracestate_is_dropped_with_an_invalid_traceparent() {
+        let (span, got) = traced(
+            b"GET / HTTP/1.1\r\nHost: h\r\ntraceparent: 00-zz-zz-01\r\ntracestate: k=v\r\nb3: 0\r\nA: 1\r\n\r\n",
+        );
+        assert!(!span.keep_tracestate);
+        assert_eq!(span.parent_id, 0, "a new trace");
+        let trace = String::from_utf8_lossy(&span.trace_hex()).into_owned();
+        let sampled = if span.sampled { "01" } else { "00" };
+        let decision = if span.sampled { "1" } else { "0" };
+        // `b3: 0` came as the single header: it goes up in that form, ringway's span in it.
+        assert_eq!(
+            got,
+            format!(
+                "GET / HTTP/1.1\r\nhost: h\r\nA: 1\r\nx-forwarded-for: 192.0.2.7\r\n\
+                 x-forwarded-proto: http\r\ntraceparent: 00-{trace}-{span:016x}-{sampled}\r\n\
+                 b3: {trace}-{span:016x}-{decision}\r\n\r\n",
+                span = span.span_id
+            )
+        );
+        assert!(!span.sampled, "b3: 0 is the caller's decision");
+    }
+}

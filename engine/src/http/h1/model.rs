@@ -74,7 +74,9 @@ fn connection_tokens<'a>(headers: &'a [httparse::Header<'_>]) -> impl Iterator<I
 }
 
 /// The origin-form path of a target: absolute-form reduced to its path, `#fragment` removed
-/// (a fragment is never sent by a conforming client; it is stripped, not rejected).
+/// (a fragment is never sent by a conforming client; it is stripped, not rejected). Borrowed
+/// from the target, so an absolute-form target without a path gives `?query` or an empty slice
+/// ([`decode_request`] puts the `/` in front).
 pub fn origin_path<'b>(req: &Request<'b, '_>) -> &'b [u8] {
     let p = super::parse::target_path(req.target).as_bytes();
     match p.iter().position(|&b| b == b'#') {
@@ -86,12 +88,21 @@ pub fn origin_path<'b>(req: &Request<'b, '_>) -> &'b [u8] {
 /// Decode a parsed request into `head` (reused: its allocations are kept). `scheme` is the
 /// connection's (`http`, `https`).
 pub fn decode_request(req: &Request<'_, '_>, scheme: &'static str, head: &mut RequestHead) -> Seen {
-    head.reset(
-        req.method.as_bytes(),
-        scheme,
-        req.host.unwrap_or(b""),
-        origin_path(req),
-    );
+    let path = origin_path(req);
+    let authority = req.host.unwrap_or(b"");
+    if matches!(path.first(), None | Some(b'?')) {
+        // Absolute-form without a path (`http://h?q`, `http://h#f`): origin-form starts with
+        // `/` (RFC 9112 §3.2.1), which the router and the filters must see too. Rare enough to
+        // allocate for.
+        head.reset(
+            req.method.as_bytes(),
+            scheme,
+            authority,
+            &[b"/", path].concat(),
+        );
+    } else {
+        head.reset(req.method.as_bytes(), scheme, authority, path);
+    }
     head.body = match req.framing {
         BodyFraming::None => BodySize::Empty,
         BodyFraming::Length(0) => BodySize::Empty,
@@ -104,12 +115,12 @@ pub fn decode_request(req: &Request<'_, '_>, scheme: &'static str, head: &mut Re
         let name = h.name.as_bytes();
         match kind(name) {
             Kind::Codec | Kind::ForwardedProto => continue,
+            // Nominated by `Connection`: it stays on this hop, so it is not "seen" either (the
+            // policy then adds its own x-forwarded-for / x-request-id).
+            _ if is_nominated(name) => continue,
             Kind::ForwardedFor => seen.forwarded_for = true,
             Kind::RequestId => seen.request_id = true,
             Kind::Other => {}
-        }
-        if is_nominated(name) {
-            continue;
         }
         head.headers.append(name, h.value);
     }
