@@ -2,15 +2,18 @@
 //! (`%FILTER_STATE(key)%`, and `%DYNAMIC_METADATA(namespace:key)%` for keys written as
 //! `namespace.key`). Empty, and holding no allocation, unless a filter writes to it.
 
-/// Named values set by filters on one stream, in the order they were first set.
+use std::borrow::Cow;
+
+/// Named values set by filters on one stream, in the order they were first set. A fixed value
+/// (`"hit"`) is kept as a `&'static str`: setting it allocates nothing once the list has room.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FilterState {
-    values: Vec<(&'static str, String)>,
+    values: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 impl FilterState {
     /// Set `key` (replacing an earlier value).
-    pub fn set(&mut self, key: &'static str, value: impl Into<String>) {
+    pub fn set(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
         let value = value.into();
         match self.values.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
@@ -22,11 +25,11 @@ impl FilterState {
         self.values
             .iter()
             .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.values.iter().map(|(k, v)| (*k, v.as_str()))
+        self.values.iter().map(|(k, v)| (*k, v.as_ref()))
     }
 
     pub fn is_empty(&self) -> bool {
