@@ -1,8 +1,9 @@
 //! Fuzz target: arbitrary bytes as the front of a client connection.
 //!
 //! Parses them as a request head; when that succeeds, checks what an accepted head must be (CRLF
-//! only, no obs-fold, framing consistent with its headers), encodes it upstream and parses that
-//! back (same framing), then runs the chunked decoder over the bytes after the head, whole and
+//! only, no obs-fold, framing consistent with its headers), decodes it into the stream model and
+//! encodes that upstream, parses what would be sent back (same framing, same upgrade) and decodes
+//! it again (same model), then runs the chunked decoder over the bytes after the head, whole and
 //! split at a fuzzer-chosen point, and checks both give the same body and the same outcome.
 
 #![no_main]
@@ -10,10 +11,10 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::http::h1::{
-    encode_request_head, parse_request, BodyFraming, Chunk, ChunkedDecoder, Limits, ParseError,
-    RequestRewrite, MAX_HEADERS,
+    model::{decode_request, encode_request, forwarded_upgrade},
+    parse_request, BodyFraming, Chunk, ChunkedDecoder, Limits, ParseError, MAX_HEADERS,
 };
-use std::net::{IpAddr, Ipv6Addr};
+use ringway_fuzz::RequestHead;
 
 const LIMITS: Limits = Limits {
     max_head_bytes: 16 * 1024,
@@ -58,31 +59,39 @@ fuzz_target!(|data: &[u8]| {
         BodyFraming::UntilClose => panic!("UntilClose for a request"),
     }
 
-    // Encode upstream; what we send must parse back with the same framing.
-    let rw = RequestRewrite {
-        path: None,
-        host: None,
-        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
-        forwarded_proto: "https",
-        request_id: "fuzz",
-        upgrade: data.len() & 1 == 0,
-        trace: None,
-};
+    // Decode into the model and encode upstream; what we send must parse back with the same
+    // framing (no body: no framing, or `content-length: 0` for methods that expect a body) and
+    // decode to the same model.
+    let mut model = RequestHead::default();
+    decode_request(&req, "https", &mut model);
+    let upgrade = forwarded_upgrade(&req);
     let mut out = BytesMut::new();
-    encode_request_head(&req, &rw, &mut out);
+    encode_request(&model, upgrade, &mut out);
     let lenient = Limits {
         max_head_bytes: usize::MAX,
         max_uri_bytes: usize::MAX,
     };
+    let no_body = |f| match f {
+        BodyFraming::Length(0) => BodyFraming::None,
+        f => f,
+    };
     let mut again_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match parse_request(&out, &mut again_headers, &lenient) {
         Ok(Some(again)) => {
-            assert_eq!(again.framing, req.framing);
+            assert_eq!(no_body(again.framing), no_body(req.framing));
             assert_eq!(again.head_len, out.len());
             assert_eq!(again.method, req.method);
+            assert_eq!(again.upgrade, upgrade);
+            let mut twice = RequestHead::default();
+            decode_request(&again, "https", &mut twice);
+            assert_eq!(twice.method_str(), model.method_str());
+            assert_eq!(twice.authority(), model.authority());
+            assert_eq!(twice.path(), model.path());
+            assert_eq!(twice.headers, model.headers);
+            assert_eq!(twice.body, model.body);
         }
-        // The proxy adds up to seven headers of its own (host, x-forwarded-*, x-request-id, framing, upgrade).
-        Err(ParseError::HeadersTooLarge) if req.headers.len() + 7 > MAX_HEADERS => {}
+        // The codec adds up to four header lines of its own (host, framing, connection, upgrade).
+        Err(ParseError::HeadersTooLarge) if model.headers.len() + 4 > MAX_HEADERS => {}
         other => panic!("encoded head does not parse back: {other:?}"),
     }
 

@@ -1,26 +1,39 @@
 //! HTTP/1.x codec: pure functions over bytes, no I/O.
 //!
-//! API CONTRACT (the connection manager is written against exactly these names; keep them):
+//! API CONTRACT (the connection manager and the router are written against exactly these names;
+//! keep them):
 //!
 //! * [`parse_request`] turns the bytes at the front of a connection's read buffer into a
 //!   [`Request`] view (zero-copy: everything borrows `buf`), or `Ok(None)` when the head is not
 //!   complete yet, or a [`ParseError`] that maps to a 400/414/431/501/505 local reply
-//!   ([`ParseError::status`]). It applies every
-//!   request-smuggling rule (see [`ParseError`]).
+//!   ([`ParseError::status`]). It applies every request-smuggling rule (see [`ParseError`]).
 //! * [`parse_response`] does the same for an upstream response head.
-//! * [`encode_request_head`] / [`encode_response_head`] write the head to forward, with hop-by-hop
-//!   headers removed and the framing re-decided.
+//! * [`model::decode_request`] / [`model::decode_response`] turn a parsed head into the
+//!   codec-neutral stream model (`ringway_filters::{RequestHead, ResponseHead}`) that the router,
+//!   the filters and the observers see: hop-by-hop headers and the framing stay with the codec,
+//!   `Host` becomes the authority, the target becomes an origin-form path. The request decoder
+//!   also notes what the forwarding policy needs ([`model::Seen`]);
+//!   [`model::forwarded_upgrade`] says which `Upgrade` may go upstream (never `h2c`).
+//! * [`model::encode_request`] / [`model::encode_response`] write a model head back as HTTP/1:
+//!   request line or status line (the canonical reason phrase), `host`, the headers in order,
+//!   then the framing the codec decides (`content-length`, `transfer-encoding: chunked`, or
+//!   nothing; [`model::Framing::for_client`] for responses) and the connection header
+//!   ([`model::Persist`]: `close`, `keep-alive` to an HTTP/1.0 client, `upgrade`). Local replies
+//!   are model heads too, encoded with their `x-ringway-reason`.
 //! * [`ChunkedDecoder`] decodes a chunked body incrementally; [`encode_chunk_header`] and
 //!   [`LAST_CHUNK`] re-frame it.
 //!
 //! Data enters as the bytes at the front of a read buffer and leaves as views borrowing those
-//! bytes (parse) or as bytes appended to a caller's `BytesMut` (encode). Nothing here allocates
-//! except by growing that `BytesMut`, reserved once per call for the exact length written.
+//! bytes (parse), as a model head the caller reuses from request to request (decode: one copy of
+//! the kept headers into its map, no allocation once the map has grown), or as bytes appended to
+//! a caller's `BytesMut` (encode: one reservation of the exact length written).
 //!
 //! Hot path, per request: `parse_request` (httparse plus one pass over the headers that decides
 //! framing, keep-alive, expect, upgrade and host, and a check of the bytes in front of each header
-//! line for bare LF), `encode_request_head`, `parse_response`, `encode_response_head`; per body
-//! chunk, [`ChunkedDecoder::decode`], which hands out data with `split_to` (no copy).
+//! line for bare LF), `decode_request`, `encode_request`, `parse_response`, `decode_response`,
+//! `encode_response`; per body chunk, [`ChunkedDecoder::decode`], which hands out data with
+//! `split_to` (no copy). The connection manager's header policy (`x-forwarded-*`,
+//! `x-request-id`, trace context) is not the codec's: it edits the model (`crate::http::policy`).
 //!
 //! Policy choices where the RFCs leave a choice (tests in `tests/` pin each one):
 //!
@@ -43,8 +56,12 @@
 //!   userinfo, is a 400. The request-target must be origin-form, absolute-form, `*` (OPTIONS) or
 //!   authority-form (CONNECT).
 //! * `Expect: 100-continue` and `Upgrade` are ignored in HTTP/1.0 requests (RFC 9110 §10.1.1, §7.8).
-//! * `x-forwarded-for`: the client's lines are forwarded in place and `, <client ip>` is appended
-//!   to the last one.
+//! * A `#fragment` in the request-target is stripped, not rejected; an absolute-form target is
+//!   reduced to its origin-form path (`/` when it has none).
+//! * Responses: the upstream's reason phrase is replaced by the canonical one for the status
+//!   (empty for a status without one). The upstream's Content-Length is kept only on a response
+//!   that has no body (HEAD, 1xx, 204, 304), where it describes the representation; any other
+//!   response is re-framed by the codec.
 
 use bytes::{Bytes, BytesMut};
 
@@ -229,100 +246,6 @@ pub fn parse_response<'b, 'h>(
     max_head_bytes: usize,
 ) -> Result<Option<Response<'b, 'h>>, ParseError> {
     parse::response(buf, headers, request_was_head, max_head_bytes)
-}
-
-/// What the proxy changes while forwarding a request head upstream.
-#[derive(Debug)]
-pub struct RequestRewrite<'a> {
-    /// Path (with query) to send instead of `req.path()`; `None` keeps it.
-    pub path: Option<&'a str>,
-    /// Host to send instead of the client's; `None` keeps it.
-    pub host: Option<&'a str>,
-    /// Client IP to append to `x-forwarded-for`.
-    pub client_ip: std::net::IpAddr,
-    /// Value for `x-forwarded-proto` (`http` or `https`).
-    pub forwarded_proto: &'static str,
-    /// Value to set as `x-request-id` when the client sent none.
-    pub request_id: &'a str,
-    /// Forward the upgrade (`Connection: upgrade` + `Upgrade`) instead of dropping it.
-    pub upgrade: bool,
-    /// Trace context to send instead of the client's (tracing configured).
-    pub trace: Option<TraceRewrite<'a>>,
-}
-
-/// The trace context headers of a forwarded request.
-#[derive(Debug, Clone, Copy)]
-pub struct TraceRewrite<'a> {
-    /// Complete header lines (each ending in CRLF) written after `x-request-id`.
-    pub lines: &'a [u8],
-    /// The client's `tracestate` is forwarded (else dropped with the other trace headers:
-    /// `traceparent`, `b3`, `x-b3-*`, which are always replaced by `lines`).
-    pub keep_tracestate: bool,
-}
-
-/// Write the upstream request head: request line (`HTTP/1.1`, origin-form path), the client's
-/// end-to-end headers in order (hop-by-hop removed: Connection and every header it names,
-/// Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade unless `rw.upgrade`, Proxy-Connection;
-/// Expect removed too, the proxy answers 100-continue itself), `Host` (rewritten if asked),
-/// `x-forwarded-for` appended, `x-forwarded-proto` set, `x-request-id` added when absent,
-/// then the framing: `Content-Length: n` or `Transfer-Encoding: chunked` per `req.framing`,
-/// and `Connection: upgrade`/`Upgrade` when upgrading. Keep-alive is the HTTP/1.1 default, so no
-/// `Connection` header is sent otherwise.
-///
-/// Exact layout: request line, `host`, the kept client headers in their order (the last
-/// `x-forwarded-for` line gets `, <client_ip>` appended), then `x-forwarded-for: <ip>` if the
-/// client sent none, `x-forwarded-proto`, `x-request-id` if absent, trace context lines
-/// (`rw.trace`, replacing the client's), framing, upgrade, blank line.
-/// Generated names are lower-case; copied names keep the client's spelling. Without a host to
-/// send (HTTP/1.0 client, no rewrite) `host` is sent empty, as RFC 9112 §3.2 asks.
-/// `rw.path`, `rw.host` and `rw.request_id` MUST NOT contain CR, LF or other control bytes.
-pub fn encode_request_head(req: &Request<'_, '_>, rw: &RequestRewrite<'_>, out: &mut BytesMut) {
-    encode::request_head(req, rw, out)
-}
-
-/// Write the downstream response head: status line in `client_version`, the upstream's end-to-end
-/// headers (hop-by-hop removed, as for requests; `Upgrade` kept on a 101), then framing for the
-/// client: `framing_out` is `Length(n)` -> `Content-Length: n`, `Chunked` -> `Transfer-Encoding:
-/// chunked`, `None`/`UntilClose` -> nothing (a 204/304/HEAD response keeps the upstream's
-/// Content-Length header as is). Adds `Connection: close` when `!keep_alive` (and
-/// `Connection: keep-alive` to an HTTP/1.0 client when `keep_alive`), `Connection: upgrade` on a
-/// 101.
-///
-/// The upstream's Content-Length is dropped whenever this function frames the body itself or
-/// the upstream response had a body (`resp.framing` not `None`), so the client never sees two.
-/// An empty upstream reason phrase is replaced by the standard one for the status.
-pub fn encode_response_head(
-    resp: &Response<'_, '_>,
-    client_version: Version,
-    framing_out: BodyFraming,
-    keep_alive: bool,
-    out: &mut BytesMut,
-) {
-    encode::response_head(resp, client_version, framing_out, keep_alive, out)
-}
-
-/// Write a complete locally generated response (`content-length` framed, `content-type:
-/// text/plain`, `x-ringway-reason: <reason>` when `reason` is given, `Connection: close` when
-/// `close`). `extra` holds more headers (e.g. `location`). For a HEAD request pass `head = true`:
-/// the Content-Length is still the body's, but no body bytes are written.
-///
-/// Layout: status line (standard reason phrase), `content-type: text/plain` (unless `extra`
-/// has a content-type), `content-length`, `x-ringway-reason`, `extra` in order, `connection:
-/// close` (or `connection: keep-alive` to an HTTP/1.0 client when not closing), blank line, body.
-/// A 1xx, 204 or 304 gets neither content-type, content-length nor body. An `extra` header whose
-/// name or value holds CR or LF is dropped (no response splitting through a caller's value).
-#[allow(clippy::too_many_arguments)]
-pub fn encode_local_reply(
-    status: u16,
-    reason: Option<&str>,
-    extra: &[(&str, &str)],
-    body: &[u8],
-    version: Version,
-    close: bool,
-    head: bool,
-    out: &mut BytesMut,
-) {
-    encode::local_reply(status, reason, extra, body, version, close, head, out)
 }
 
 /// One step of [`ChunkedDecoder::decode`].

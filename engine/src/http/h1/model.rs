@@ -12,7 +12,7 @@
 //! the framing the codec decided; the head is sized first and written with one reservation.
 
 use bytes::BytesMut;
-use ringway_filters::{BodySize, HeaderMap, RequestHead, ResponseHead};
+use ringway_filters::{BodySize, HeaderMap, Method, RequestHead, ResponseHead};
 
 use super::{encode::canonical_reason, BodyFraming, Request, Response, Version};
 use crate::text::decimal;
@@ -134,9 +134,20 @@ pub fn forwarded_upgrade<'b>(req: &Request<'b, '_>) -> Option<&'b [u8]> {
         .filter(|u| !super::parse::tokens(u).any(|t| t.eq_ignore_ascii_case(b"h2c")))
 }
 
+/// Whether a request without a body still says `content-length: 0`: every method but GET,
+/// HEAD, DELETE, TRACE and CONNECT, whose semantics anticipate no content (RFC 9110 §8.6: a user
+/// agent SHOULD send it for the others, and some origins answer 411 without it; Envoy's rule).
+fn says_empty(method: Method) -> bool {
+    !matches!(
+        method,
+        Method::Get | Method::Head | Method::Delete | Method::Trace | Method::Connect
+    )
+}
+
 /// Write the upstream request head from the model: request line (`HTTP/1.1`), `host`, the
 /// headers in order, the framing (`content-length: n` for a known length, chunked for an
-/// unknown one), and `connection: upgrade` + `upgrade` when `upgrade` is given.
+/// unknown one, `content-length: 0` for no body when the method anticipates one, e.g. POST),
+/// and `connection: upgrade` + `upgrade` when `upgrade` is given.
 pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut BytesMut) {
     let path = head.path();
     let path_prefix: &[u8] = match path.first() {
@@ -146,6 +157,7 @@ pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut Byte
     let method = head.method_str().as_bytes();
     let mut num = [0u8; 20];
     let (framing, length): (&[u8], &[u8]) = match head.body {
+        BodySize::Empty if says_empty(head.method) => (b"content-length: 0", b""),
         BodySize::Empty => (b"", b""),
         BodySize::Known(n) => (b"content-length: ", decimal(n, &mut num)),
         BodySize::Unknown => (b"transfer-encoding: chunked", b""),

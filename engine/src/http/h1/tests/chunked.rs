@@ -233,3 +233,35 @@ fn round_trip() {
     assert_eq!(body, pieces.concat());
     assert!(end && rest.is_empty());
 }
+
+#[test]
+fn chunk_header_and_last_chunk() {
+    let mut out = BytesMut::new();
+    encode_chunk_header(0, &mut out);
+    encode_chunk_header(1, &mut out);
+    encode_chunk_header(255, &mut out);
+    encode_chunk_header(0x1234abcd, &mut out);
+    encode_chunk_header(usize::MAX, &mut out);
+    assert_eq!(
+        text(&out),
+        "0\r\n1\r\nff\r\n1234abcd\r\nffffffffffffffff\r\n"
+    );
+    assert_eq!(LAST_CHUNK, b"0\r\n\r\n");
+}
+
+/// What the encoder frames, the decoder reads back.
+#[test]
+fn encoded_chunks_decode_back() {
+    let mut wire = BytesMut::new();
+    let pieces: [&[u8]; 3] = [b"a", &[7u8; 300], b"last piece"];
+    for p in pieces {
+        encode_chunk_header(p.len(), &mut wire);
+        wire.extend_from_slice(p);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(LAST_CHUNK);
+    let (body, end, rest) = decode_parts(&[&wire]).unwrap();
+    assert_eq!(body, pieces.concat());
+    assert!(end);
+    assert!(rest.is_empty());
+}

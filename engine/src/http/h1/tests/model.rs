@@ -152,9 +152,19 @@ fn request_framing_follows_the_body_size() {
             BodySize::Unknown,
             "transfer-encoding: chunked\r\n",
         ),
-        // A zero length is no body: nothing is written.
+        // A zero length is no body; a POST still says so.
         (
             b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            BodySize::Empty,
+            "content-length: 0\r\n",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: h\r\n\r\n",
+            BodySize::Empty,
+            "content-length: 0\r\n",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
             BodySize::Empty,
             "",
         ),
@@ -180,6 +190,34 @@ fn request_framing_follows_the_body_size() {
     assert_eq!(
         request_out(&head, None),
         "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n"
+    );
+}
+
+/// No body: `content-length: 0` for every method but those whose semantics anticipate no
+/// content (Envoy's rule; RFC 9110 §8.6).
+#[test]
+fn empty_body_says_so_when_the_method_expects_one() {
+    for (method, framing) in [
+        ("GET", ""),
+        ("HEAD", ""),
+        ("DELETE", ""),
+        ("TRACE", ""),
+        ("POST", "content-length: 0\r\n"),
+        ("PUT", "content-length: 0\r\n"),
+        ("PATCH", "content-length: 0\r\n"),
+        ("OPTIONS", "content-length: 0\r\n"),
+        ("PURGE", "content-length: 0\r\n"),
+    ] {
+        let buf = format!("{method} /x HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            upstream(buf.as_bytes()),
+            format!("{method} /x HTTP/1.1\r\nhost: h\r\n{framing}\r\n")
+        );
+    }
+    let (head, _) = decoded(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n");
+    assert_eq!(
+        request_out(&head, None),
+        "CONNECT h:443 HTTP/1.1\r\nhost: h:443\r\n\r\n"
     );
 }
 
@@ -222,7 +260,7 @@ fn absolute_form_becomes_origin_form() {
         (
             b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
             "*",
-            "OPTIONS * HTTP/1.1\r\nhost: h\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n",
         ),
         (
             b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n",
@@ -262,11 +300,11 @@ fn fragment_is_stripped() {
 
 #[test]
 fn other_methods_keep_their_spelling() {
-    let (head, _) = decoded(b"PURGE /x HTTP/1.1\r\nHost: h\r\n\r\n");
+    let (head, _) = decoded(b"PURGE /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
     assert_eq!(head.method, Method::Other);
     assert_eq!(
         request_out(&head, None),
-        "PURGE /x HTTP/1.1\r\nhost: h\r\n\r\n"
+        "PURGE /x HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\n"
     );
 }
 
