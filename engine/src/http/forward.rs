@@ -374,6 +374,29 @@ fn parse_head(
     })))
 }
 
+/// Bytes that followed a response head: still in the read buffer they arrived in (the common
+/// case: no copy), or in the buffer a split head was gathered in.
+enum Rest {
+    Read(ReadBuf, usize),
+    Pend(BytesMut),
+}
+
+impl Rest {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Rest::Read(b, at) => &b[*at..],
+            Rest::Pend(p) => p,
+        }
+    }
+
+    fn into_bytes_mut(self) -> BytesMut {
+        match self {
+            Rest::Read(b, at) => BytesMut::from(&b[at..]),
+            Rest::Pend(p) => p,
+        }
+    }
+}
+
 /// Read the response head (skipping interim 1xx responses other than 101). Returns it and the
 /// bytes that followed it.
 async fn read_head(
@@ -383,7 +406,7 @@ async fn read_head(
     t: &Target<'_>,
     up: &Conn,
     first: (ReadBuf, Option<Instant>),
-) -> Result<(Parsed, BytesMut), LocalReason> {
+) -> Result<(Parsed, Rest), LocalReason> {
     let (buf, deadline) = first;
     let mut pend = BytesMut::new();
     let mut buf = Some(buf);
@@ -402,8 +425,8 @@ async fn read_head(
             }
             Ok(Some(Ok(p))) => {
                 let rest = match (buf, pend.is_empty()) {
-                    (Some(b), true) => BytesMut::from(&b[p.head_len..]),
-                    _ => pend.split_off(p.head_len),
+                    (Some(b), true) => Rest::Read(b, p.head_len),
+                    _ => Rest::Pend(pend.split_off(p.head_len)),
                 };
                 return Ok((p, rest));
             }
@@ -458,12 +481,22 @@ async fn respond(
     t: &Target<'_>,
     up: &Rc<Conn>,
     p: Parsed,
-    body_in_buf: BytesMut,
+    rest: Rest,
     mut filters: Option<Filters<'_>>,
 ) -> Next {
+    let body_in_buf = rest.as_slice();
     let status = d.si.resp.status;
     if status == 101 {
-        return Box::pin(switch_protocols(d, l, w, info, up, p, body_in_buf)).await;
+        return Box::pin(switch_protocols(
+            d,
+            l,
+            w,
+            info,
+            up,
+            p,
+            rest.into_bytes_mut(),
+        ))
+        .await;
     }
     // The router's own response edits come first (Envoy's router runs them before the
     // filters' response hooks).
@@ -558,7 +591,7 @@ async fn respond(
     if !wants_data {
         if let BodyFraming::Length(n) = p.framing_in {
             if n as usize == body_in_buf.len() && body_in_buf.len() <= INLINE_BODY {
-                out.extend_from_slice(&body_in_buf);
+                out.extend_from_slice(body_in_buf);
                 d.si.bytes_sent = n;
                 let ok = d.conn.write_all(out).await.is_ok();
                 d.si.t_last_byte = Some(Instant::now());
@@ -583,12 +616,13 @@ async fn respond(
         d.si.downstream_reset = true;
         return Next::Close;
     }
+    let initial = rest.into_bytes_mut();
     let sent = Cell::new(0);
     let pumped = match filters.as_mut().filter(|_| wants_data) {
         None => {
             body::pump_counting(
                 up,
-                body_in_buf,
+                initial,
                 &d.conn,
                 p.framing_in,
                 chunked_out,
@@ -617,7 +651,7 @@ async fn respond(
                 |data: &mut Bytes, end: bool| active.response_data(data, end, req, state, &parts);
             body::pump_filtered(
                 up,
-                body_in_buf,
+                initial,
                 &d.conn,
                 p.framing_in,
                 chunked_out,
