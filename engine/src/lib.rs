@@ -23,14 +23,17 @@
 pub mod access_log;
 pub mod admin;
 pub mod background;
+pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod drain;
 pub mod error;
 pub mod http;
 pub mod io;
 pub mod listener;
 pub mod logfmt;
+pub mod rng;
 pub mod router;
 pub mod runtime;
 pub mod signals;

@@ -11,9 +11,9 @@ use std::{cell::Cell, io, time::Duration};
 use bytes::{Bytes, BytesMut};
 
 use crate::{
+    drain::Drain,
     http::h1::{self, BodyFraming, Chunk},
     io::{Conn, Piece, ReadBuf},
-    runtime::drain::Drain,
 };
 
 /// Why a body could not be moved.

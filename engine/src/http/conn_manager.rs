@@ -55,7 +55,7 @@ pub(crate) struct Downstream {
 pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worker>) {
     let _live = w.drain.track();
     let _cx = w.stats.downstream_cx(l.index);
-    let _load = crate::runtime::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+    let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
     let mut d = Downstream {
         conn,
         peer,
@@ -103,9 +103,9 @@ pub(crate) enum Bound {
 pub(crate) async fn read_bounded(
     conn: &Conn,
     bound: Bound,
-    drain: &crate::runtime::drain::Drain,
+    drain: &crate::drain::Drain,
 ) -> ReadOutcome {
-    use crate::runtime::drain::IdleEnd;
+    use crate::drain::IdleEnd;
     use std::{future::Future, task::Poll};
     let mut read = std::pin::pin!(conn.read());
     match bound {

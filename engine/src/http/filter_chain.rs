@@ -270,7 +270,7 @@ fn ctx<'a>(
 /// The worker's timer and coarse clock, as filters see them.
 #[derive(Debug)]
 pub struct WorkerRuntime<'a> {
-    pub drain: &'a crate::runtime::drain::Drain,
+    pub drain: &'a crate::drain::Drain,
 }
 
 impl Runtime for WorkerRuntime<'_> {

@@ -15,19 +15,15 @@
 //! when `admin` is configured, the [admin server](crate::admin), which talks to the
 //! workers over the same control channels (`FlushStats`, `DrainListeners`).
 
-pub mod balance;
-pub mod drain;
 pub mod ring;
 pub mod worker;
 
 use std::{net::SocketAddr, sync::Arc, thread};
 
-// Moved to the leaf modules `background` and `control`; re-exported until every caller names
-// them there.
-pub use crate::background::{background_thread, spawn_background, WarnEvery, BACKGROUND_NICE};
-pub use crate::control::Control;
-
-use crate::{admin, config::Config, listener, signals::Signals, stats};
+use crate::{
+    admin, background::spawn_background, balance, config::Config, control::Control, listener,
+    signals::Signals, stats,
+};
 
 /// Options from the command line that override the config.
 #[derive(Debug, Default, Clone)]

@@ -14,10 +14,13 @@ use std::{
 };
 
 use crate::{
+    balance,
     config::Config,
+    control::Control,
+    drain::{self, Drain},
     http::stream_info::StreamInfo,
     listener::{accept_loop, ListenerCtx},
-    runtime::{balance, drain::Drain, ring, Control},
+    runtime::ring,
     stats::{self, HistBatch, WorkerHistograms, WorkerStats},
     upstream::ClusterManager,
 };
@@ -36,7 +39,7 @@ impl RequestIds {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let seed = t ^ (u64::from(std::process::id()) << 32) ^ ((worker as u64) << 56);
-        let prefix = crate::upstream::lb::Rng::new(seed).next_u64();
+        let prefix = crate::rng::Rng::new(seed).next_u64();
         RequestIds {
             prefix,
             next: Cell::new(seed.rotate_left(17)),
@@ -332,7 +335,7 @@ fn spawn_coarse_clock(worker: &Rc<Worker>) {
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
         while !w.drain.is_draining() {
-            let tick = std::pin::pin!(compio::time::sleep(crate::runtime::drain::TICK));
+            let tick = std::pin::pin!(compio::time::sleep(drain::TICK));
             let _ = futures_util::future::select(tick, w.drain.wait()).await;
             w.drain.tick();
         }

@@ -9,7 +9,7 @@
 //!
 //! Latency histograms live in the worker ([`WorkerHistograms`], `RefCell<hdrhistogram>`,
 //! microseconds). On every `stats_flush_interval` tick, and whenever the control thread asks
-//! ([`Control::FlushStats`](crate::runtime::Control::FlushStats), sent by an admin read), the
+//! ([`Control::FlushStats`](crate::control::Control::FlushStats), sent by an admin read), the
 //! worker ships the interval's copies ([`HistBatch`]) over a flume channel and starts a fresh
 //! interval. The [`aggregate::Aggregator`] on the control side merges them into cumulative
 //! histograms and sums the workers' blocks into named stats ([`aggregate::Snapshot`]), which the

@@ -470,7 +470,7 @@ mod tests {
         assert_ne!(c.trace_id, [0; 16]);
         assert!(!begin_with(&[], 0.0).sampled);
         // Rate 0.5 on a real generator: about half.
-        let rng = crate::upstream::lb::Rng::new(42);
+        let rng = crate::rng::Rng::new(42);
         let n = (0..10_000)
             .filter(|_| begin(std::iter::empty(), threshold(0.5), false, &rng).sampled)
             .count();

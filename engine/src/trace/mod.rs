@@ -36,7 +36,7 @@ use std::{
 
 pub use context::SpanCtx;
 
-use crate::{http::stream_info::StreamInfo, upstream::lb::Rng};
+use crate::{background::WarnEvery, http::stream_info::StreamInfo, rng::Rng};
 
 /// A worker ships its spans at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -93,7 +93,7 @@ pub struct WorkerTracer {
     /// Whether new traces also carry B3 headers (Zipkin collector).
     pub zipkin: bool,
     batch: RefCell<Vec<FinishedSpan>>,
-    warn: crate::runtime::WarnEvery,
+    warn: WarnEvery,
 }
 
 impl WorkerTracer {
@@ -116,7 +116,7 @@ impl WorkerTracer {
             rng: Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15),
             zipkin,
             batch: RefCell::new(Vec::new()),
-            warn: crate::runtime::WarnEvery::new(Duration::from_secs(10)),
+            warn: WarnEvery::new(Duration::from_secs(10)),
         }
     }
 

@@ -13,6 +13,10 @@
 //! only imbalanced accepts pay the handoff (one `dup`, one channel send, one wake).
 //!
 //! A connection still lives and dies on one worker: it is handed over before any byte is read.
+//!
+//! A leaf: it imports nothing from the crate. The control thread (`runtime`) builds the
+//! [`Shared`] state, the accept loops (`listener`) assign and hand over, and the connection
+//! manager (`http`) holds a [`LoadGuard`] while it serves.
 
 use std::{
     net::SocketAddr,

@@ -8,6 +8,10 @@
 //! arming a runtime timer and reading the system clock for every request. The tick wakes the
 //! waiters whose deadline has passed. Idle timeouts are therefore accurate to about one tick.
 //! Single-threaded (`Cell`/`RefCell`): it never crosses a core.
+//!
+//! A leaf: it imports nothing from the crate. The worker (`runtime::worker`) owns one, starts
+//! the drain and advances the clock; the accept loops (`listener`) and the request path (`http`)
+//! wait on it through the worker's context.
 
 use std::{
     cell::{Cell, RefCell},
@@ -75,13 +79,13 @@ impl Drain {
         }
     }
 
-    /// Advance the coarse clock and wake every waiter whose deadline has passed. Called by the
-    /// worker every [`TICK`].
     /// The coarse clock: milliseconds since the worker started, as of the last tick.
     pub fn now_ms(&self) -> u64 {
         self.now_ms.get()
     }
 
+    /// Advance the coarse clock and wake every waiter whose deadline has passed. Called by the
+    /// worker every [`TICK`].
     pub fn tick(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.now_ms.set(now);
