@@ -1,12 +1,13 @@
 //! Unit tests of the HTTP/1 codec on raw bytes, one file per concern under `tests/`:
 //! `request` (parsing, limits, smuggling shapes, keep-alive), `response` (framing by RFC 9112
-//! §6.3), `model` (decoding into the stream model and encoding it back: exact bytes), `chunked`
-//! (the decoder, split at every byte, and the chunk framing).
+//! §6.3), `model` / `model_response` (decoding into the stream model and encoding it back:
+//! exact bytes), `chunked` (the decoder, split at every byte, and the chunk framing).
 
 use super::*;
 
 mod chunked;
 mod model;
+mod model_response;
 mod request;
 mod response;
 
