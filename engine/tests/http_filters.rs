@@ -15,36 +15,24 @@ use std::{
 
 use support::*;
 
-/// A proxy config: admin on port 0, one listener whose connection manager has `filters` (YAML
-/// list items, indented for `http_filters:`) and whose single virtual host has `routes`.
-fn config(origin: SocketAddr, filters: &str, routes: &str, vhost_extra: &str) -> String {
-    format!(
-        r#"admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              stat_prefix: main
-              http_filters:
-{filters}
-              virtual_hosts:
-                - name: all
-                  domains: ["*"]
-{vhost_extra}
-                  routes:
-{routes}
-clusters:
-  - name: origin
-    connect_timeout: 1s
-    endpoints: ["{origin}"]
-"#
-    )
+/// Admin on port 0, listener `main` (stat prefix `main`) whose connection manager has the HTTP
+/// filters `filters` (raw `http_filters` items, `- name: ...`), every path of every host routed
+/// to cluster `origin`.
+fn config(origin: SocketAddr, filters: &str) -> ConfigBuilder {
+    ConfigBuilder::simple(origin).admin().http_filters(filters)
 }
 
-const ALL_ROUTE: &str = "                    - match: { prefix: / }\n                      route: { cluster: origin }\n";
+/// As [`config`], but with no route yet: the test adds its own, in order. No `http_filters`
+/// key at all when `filters` is empty.
+fn without_routes(origin: SocketAddr, filters: &str) -> ConfigBuilder {
+    let b = ConfigBuilder::new().admin().stat_prefix("main");
+    let b = if filters.is_empty() {
+        b
+    } else {
+        b.http_filters(filters)
+    };
+    b.cluster("origin", &[origin]).connect_timeout("1s")
+}
 
 /// An origin answering every request with `status`, extra header lines `extra` (each ending in
 /// CRLF) and `body`; counts requests.
@@ -79,23 +67,28 @@ fn req(p: &Proxy, raw: &str) -> RawMessage {
 #[test]
 fn header_mutation_and_route_header_edits_reach_both_sides() {
     let origin = RawOrigin::echo_head();
-    let filters = r#"                - name: header_mutation
-                  mutations:
-                    request_mutations:
-                      - append: { header: { key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
-                      - remove: x-secret
-                    response_mutations:
-                      - append: { header: { key: x-served-by, value: "ringway %PROTOCOL%" } }
-"#;
-    let routes = r#"                    - match: { prefix: / }
-                      route: { cluster: origin }
-                      request_headers_to_add: [{ header: { key: x-route, value: "%REQ(x-tenant)%-r" } }]
-                      request_headers_to_remove: [x-drop]
-                      response_headers_to_add: [{ header: { key: x-route-resp, value: "%RESPONSE_CODE%" } }]
-"#;
-    let vh = r#"                  request_headers_to_add: [{ header: { key: x-vhost, value: v } }]
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, routes, vh));
+    let filters = r#"
+        - name: header_mutation
+          mutations:
+            request_mutations:
+              - append: { header: { key: x-client, value: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }
+              - remove: x-secret
+            response_mutations:
+              - append: { header: { key: x-served-by, value: "ringway %PROTOCOL%" } }
+    "#;
+    let yaml = without_routes(origin.addr, filters)
+        .vhost_extra(r#"request_headers_to_add: [{ header: { key: x-vhost, value: v } }]"#)
+        .route_raw(
+            r#"
+            match: { prefix: / }
+            route: { cluster: origin }
+            request_headers_to_add: [{ header: { key: x-route, value: "%REQ(x-tenant)%-r" } }]
+            request_headers_to_remove: [x-drop]
+            response_headers_to_add: [{ header: { key: x-route-resp, value: "%RESPONSE_CODE%" } }]
+            "#,
+        )
+        .yaml();
+    let p = Proxy::start(&yaml);
     let r = req(
         &p,
         "GET /a HTTP/1.1\r\nHost: h\r\nx-secret: s\r\nx-drop: d\r\nx-tenant: t1\r\nx-client: spoofed\r\n\r\n",
@@ -116,15 +109,16 @@ fn header_mutation_and_route_header_edits_reach_both_sides() {
 #[test]
 fn cors_answers_preflights_and_decorates_responses() {
     let (origin, hits) = scripted(200, "", b"ok");
-    let filters = r#"                - name: cors
-                  allow_origin_string_match: [{ exact: "https://a.example" }, { suffix: ".b.example" }]
-                  allow_methods: "GET, PUT"
-                  allow_headers: "x-token"
-                  expose_headers: "x-request-id"
-                  max_age: "600"
-                  allow_credentials: true
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, ALL_ROUTE, ""));
+    let filters = r#"
+        - name: cors
+          allow_origin_string_match: [{ exact: "https://a.example" }, { suffix: ".b.example" }]
+          allow_methods: "GET, PUT"
+          allow_headers: "x-token"
+          expose_headers: "x-request-id"
+          max_age: "600"
+          allow_credentials: true
+    "#;
+    let p = Proxy::start(&config(origin.addr, filters).yaml());
     let pre = req(
         &p,
         "OPTIONS /x HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
@@ -182,11 +176,12 @@ fn cors_answers_preflights_and_decorates_responses() {
 #[test]
 fn local_ratelimit_refuses_with_429_and_counts() {
     let (origin, hits) = scripted(200, "", b"ok");
-    let filters = r#"                - name: local_ratelimit
-                  stat_prefix: rl
-                  token_bucket: { max_tokens: 2, tokens_per_fill: 2, fill_interval: 1h }
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, ALL_ROUTE, ""));
+    let filters = r#"
+        - name: local_ratelimit
+          stat_prefix: rl
+          token_bucket: { max_tokens: 2, tokens_per_fill: 2, fill_interval: 1h }
+    "#;
+    let p = Proxy::start(&config(origin.addr, filters).yaml());
     let mut c = Client::connect(p.addr);
     assert_eq!(c.get("h", "/").status(), 200);
     assert_eq!(c.get("h", "/").status(), 200);
@@ -227,23 +222,26 @@ fn local_ratelimit_refuses_with_429_and_counts() {
 #[test]
 fn per_route_overrides_disable_or_replace_a_filter() {
     let (origin, _) = scripted(200, "", b"ok");
-    let filters = r#"                - name: local_ratelimit
-                  stat_prefix: rl
-                  token_bucket: { max_tokens: 1, fill_interval: 1h }
-"#;
-    let routes = r#"                    - match: { prefix: /free }
-                      route: { cluster: origin }
-                      per_filter_config: { local_ratelimit: { disabled: true } }
-                    - match: { prefix: /own }
-                      route: { cluster: origin }
-                      typed_per_filter_config:
-                        envoy.filters.http.local_ratelimit:
-                          stat_prefix: rl
-                          token_bucket: { max_tokens: 3, fill_interval: 1h }
-                    - match: { prefix: / }
-                      route: { cluster: origin }
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, routes, ""));
+    let filters = r#"
+        - name: local_ratelimit
+          stat_prefix: rl
+          token_bucket: { max_tokens: 1, fill_interval: 1h }
+    "#;
+    let yaml = without_routes(origin.addr, filters)
+        .route_prefix("/free", "origin")
+        .route_extra("per_filter_config: { local_ratelimit: { disabled: true } }")
+        .route_prefix("/own", "origin")
+        .route_extra(
+            r#"
+            typed_per_filter_config:
+              envoy.filters.http.local_ratelimit:
+                stat_prefix: rl
+                token_bucket: { max_tokens: 3, fill_interval: 1h }
+            "#,
+        )
+        .route_prefix("/", "origin")
+        .yaml();
+    let p = Proxy::start(&yaml);
     let mut c = Client::connect(p.addr);
     assert_eq!(c.get("h", "/").status(), 200);
     assert_eq!(c.get("h", "/").status(), 429);
@@ -262,19 +260,23 @@ fn per_route_overrides_disable_or_replace_a_filter() {
 #[test]
 fn fault_aborts_and_delays() {
     let (origin, hits) = scripted(200, "", b"ok");
-    let filters = r#"                - name: fault
-                  abort: { header_abort: {} }
-                  delay: { header_delay: {} }
-"#;
-    let routes = r#"                    - match: { prefix: /always }
-                      route: { cluster: origin }
-                      per_filter_config:
-                        fault:
-                          abort: { http_status: 503, percentage: { numerator: 100, denominator: HUNDRED } }
-                    - match: { prefix: / }
-                      route: { cluster: origin }
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, routes, ""));
+    let filters = r#"
+        - name: fault
+          abort: { header_abort: {} }
+          delay: { header_delay: {} }
+    "#;
+    let yaml = without_routes(origin.addr, filters)
+        .route_prefix("/always", "origin")
+        .route_extra(
+            r#"
+            per_filter_config:
+              fault:
+                abort: { http_status: 503, percentage: { numerator: 100, denominator: HUNDRED } }
+            "#,
+        )
+        .route_prefix("/", "origin")
+        .yaml();
+    let p = Proxy::start(&yaml);
     let r = req(&p, "GET /always HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status(), 503);
     assert_eq!(r.body_str(), "fault filter abort");
@@ -345,8 +347,12 @@ fn buffer_sends_a_whole_body_with_a_length_or_refuses_413() {
             }
         }
     });
-    let filters = "                - name: buffer\n                  max_request_bytes: 16\n";
-    let p = Proxy::start(&config(origin.addr, filters, ALL_ROUTE, ""));
+    let p = Proxy::start(
+        &ConfigBuilder::simple(origin.addr)
+            .admin()
+            .http_filter("buffer", "max_request_bytes: 16")
+            .yaml(),
+    );
     let r = req(
         &p,
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
@@ -374,10 +380,8 @@ fn compressor_gzips_for_curl_and_leaves_others_alone() {
             .into_boxed_slice(),
     );
     let (origin, _) = scripted(200, "content-type: application/json\r\n", body);
-    let filters = r#"                - name: compressor
-                  compressor_library: [{ name: gzip }, { name: brotli }]
-"#;
-    let p = Proxy::start(&config(origin.addr, filters, ALL_ROUTE, ""));
+    let filters = "- name: compressor\n  compressor_library: [{ name: gzip }, { name: brotli }]";
+    let p = Proxy::start(&config(origin.addr, filters).yaml());
     // Without accept-encoding: untouched, but varied.
     let plain = req(&p, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(plain.body, body);
@@ -435,14 +439,14 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
         }
     });
     let log = scratch_dir().join("access.log");
-    let filters = "                - name: cache\n";
-    let yaml = config(origin.addr, filters, ALL_ROUTE, "").replace(
-        "              stat_prefix: main\n",
-        &format!(
-            "              stat_prefix: main\n              access_log:\n                - path: {}\n                  format: \"%REQ(:PATH)% %RESPONSE_CODE% %FILTER_STATE(cache.status)%\\n\"\n",
+    let yaml = ConfigBuilder::simple(origin.addr)
+        .admin()
+        .hcm_extra(&format!(
+            "access_log:\n  - path: {}\n    format: \"%REQ(:PATH)% %RESPONSE_CODE% %FILTER_STATE(cache.status)%\\n\"",
             log.display()
-        ),
-    );
+        ))
+        .http_filter("cache", "")
+        .yaml();
     let p = Proxy::start(&yaml);
     let first = req(&p, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(first.body_str(), "cached");
@@ -484,33 +488,54 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
 #[test]
 fn filter_config_errors_name_the_field_and_line() {
     let (origin, _) = scripted(200, "", b"ok");
-    let filters = r#"                - name: local_ratelimit
-                  token_bucket: { max_tokens: 0, fill_interval: 1s }
-                - name: no_such_filter
-"#;
-    let path = write_config(&config(origin.addr, filters, ALL_ROUTE, ""));
+    let filters = r#"
+        - name: local_ratelimit
+          token_bucket: { max_tokens: 0, fill_interval: 1s }
+        - name: no_such_filter
+    "#;
+    let yaml = config(origin.addr, filters).yaml();
+    // Where the YAML text puts a line (1-based), and the error message that names `what`.
+    let line_of = |needle: &str| {
+        1 + yaml
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .expect("in the config")
+    };
+    let path = write_config(&yaml);
     let out = run_ringway(&["validate", "-c", path.to_str().expect("path")], WAIT);
     assert!(!out.status.success(), "{}", out.stderr);
     let text = format!("{}{}", out.stdout, out.stderr);
+    let message = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no error names {what}: {text}"))
+    };
+    let unknown = message("http_filters[1].name: unknown HTTP filter \"no_such_filter\"");
+    let name_line = line_of("- name: no_such_filter");
     assert!(
-        text.contains("http_filters[1].name: unknown HTTP filter \"no_such_filter\""),
-        "{text}"
+        unknown.ends_with(&format!("(line {name_line})")),
+        "{unknown}\n{yaml}"
     );
-    assert!(text.contains("(line 13)"), "{text}");
-    assert!(text.contains("http_filters[0]"), "{text}");
-    assert!(text.contains("max_tokens"), "{text}");
+    let zero = message("http_filters[0].token_bucket.max_tokens");
+    let bucket_line = line_of("token_bucket:");
+    assert!(
+        zero.ends_with(&format!("(line {bucket_line})")),
+        "{zero}\n{yaml}"
+    );
 }
 
 #[test]
 fn empty_chain_and_every_path_prefix_still_proxy() {
     let (origin, hits) = scripted(200, "", b"ok");
-    let routes = "                    - match: { prefix: \"\" }\n                      route: { cluster: origin }\n";
-    let p = Proxy::start(
-        &config(origin.addr, "                []\n", routes, "").replace(
-            "              http_filters:\n                []\n",
-            "              http_filters: []\n",
-        ),
+    let yaml = without_routes(origin.addr, "")
+        .hcm_extra("http_filters: []")
+        .route(r#"prefix: """#, "route: { cluster: origin }")
+        .yaml();
+    assert!(
+        yaml.contains("\n              http_filters: []\n"),
+        "{yaml}"
     );
+    let p = Proxy::start(&yaml);
     assert_eq!(
         req(&p, "GET /anything HTTP/1.1\r\nHost: h\r\n\r\n").status(),
         200
