@@ -38,6 +38,8 @@ pub mod router;
 pub mod runtime;
 pub mod signals;
 pub mod stats;
+pub mod stream_info;
 pub mod text;
 pub mod trace;
+pub mod trace_export;
 pub mod upstream;

@@ -16,9 +16,8 @@ use std::{
 };
 
 use crate::{
-    error::LocalReason,
-    http::{h1, stream_info::StreamInfo},
     logfmt::{time::TimeFormat, Command, Format, Piece},
+    stream_info::{response_flags, StreamInfo, Version},
     text::json_str,
 };
 
@@ -65,47 +64,6 @@ impl Format {
             }
         }
     }
-}
-
-/// Response flags for a finished request, Envoy's letters, in Envoy's order.
-pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
-    let mut flags = [""; 4];
-    let mut n = 0;
-    let mut add = |f: &'static str| {
-        if f != "-" && n < flags.len() && !flags[..n].contains(&f) {
-            flags[n] = f;
-            n += 1;
-        }
-    };
-    let upstream_failure = match si.local_reason {
-        Some(r) => {
-            add(match r {
-                LocalReason::NoRoute => "NR",
-                LocalReason::NoHealthyUpstream => "UH",
-                LocalReason::ConnectFailure => "UF",
-                LocalReason::UpstreamTimeout => "UT",
-                LocalReason::UpstreamReset => "UC",
-                LocalReason::UpstreamProtocolError => "UPE",
-                LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => "SI",
-                // Envoy has no flag for a body over a filter's limit: the 413 says it.
-                LocalReason::RequestTooLarge => "-",
-            });
-            r.source() == crate::error::Source::Upstream
-        }
-        None => false,
-    };
-    if si.upstream_reset {
-        add("UC");
-    }
-    if si.retried && (upstream_failure || si.upstream_reset) {
-        add("URX");
-    }
-    if si.protocol_error.is_some() {
-        add("DPE");
-    } else if si.downstream_reset {
-        add("DC");
-    }
-    (flags, n)
 }
 
 /// The `x-ringway-reason`-style detail for `%RESPONSE_CODE_DETAILS%`.
@@ -187,8 +145,8 @@ impl<'a> Ctx<'a> {
                 }
             }
             Command::Protocol => match si.version {
-                Some(h1::Version::Http10) => Val::Str(b"HTTP/1.0"),
-                Some(h1::Version::Http11) => Val::Str(b"HTTP/1.1"),
+                Some(Version::Http10) => Val::Str(b"HTTP/1.0"),
+                Some(Version::Http11) => Val::Str(b"HTTP/1.1"),
                 None => Val::Missing,
             },
             Command::ResponseCode => Val::Num(u64::from(si.status)),

@@ -3,7 +3,7 @@
 //!
 //! How a line travels:
 //!
-//! 1. `Worker::stream_done` (on the worker, after the exchange ended) calls [`WorkerLog::log`]
+//! 1. `WorkerCtx::stream_done` (on the worker, after the exchange ended) calls [`WorkerLog::log`]
 //!    for each access log of the listener. The line is rendered straight from the request's
 //!    `StreamInfo` into that worker's buffer for the log's file (a `Vec<u8>` reused from line to
 //!    line: no allocation per line). With no access log configured the cost is one check of an
@@ -36,7 +36,7 @@ pub use crate::logfmt::Format;
 
 use crate::{
     config::{AccessLog, AccessLogPath, Config},
-    http::stream_info::StreamInfo,
+    stream_info::StreamInfo,
 };
 
 /// A worker ships a buffer once it holds this much.

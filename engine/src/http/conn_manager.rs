@@ -28,11 +28,11 @@ use crate::{
     http::{
         h1::{self, model, BodyFraming, Version},
         stream::{self, ReqInfo},
-        stream_info::SiSlot,
     },
     io::{Conn, ReadBuf},
     listener::ListenerCtx,
     runtime::worker::Worker,
+    stream_info::{self, SiSlot},
 };
 
 /// What the connection does after an exchange.
@@ -247,7 +247,7 @@ fn begin<'l>(
         }
     };
     si.seen = true;
-    si.version = Some(req.version);
+    si.version = Some(req.version.into());
     let seen = model::decode_request(&req, "http", &mut si.req);
     si.method = si.req.method;
     let upgrade = model::forwarded_upgrade(&req).map(Bytes::copy_from_slice);
@@ -307,3 +307,13 @@ pub(crate) fn bodiless(framing: BodyFraming) -> bool {
 
 /// The version a reply goes out in when the request never completed.
 pub(crate) const DEFAULT_VERSION: Version = Version::Http11;
+
+/// The record keeps the codec's version as its own (the same two values).
+impl From<Version> for stream_info::Version {
+    fn from(v: Version) -> Self {
+        match v {
+            Version::Http10 => stream_info::Version::Http10,
+            Version::Http11 => stream_info::Version::Http11,
+        }
+    }
+}

@@ -10,4 +10,3 @@ pub mod forward;
 pub mod h1;
 pub mod policy;
 pub mod stream;
-pub mod stream_info;

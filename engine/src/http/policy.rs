@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ringway_filters::RequestHead;
 
-use crate::{http::h1::model::Seen, trace::SpanCtx};
+use crate::{http::h1::model::Seen, stream_info::SpanCtx};
 
 /// The client IP as text, on the stack.
 fn ip_text(ip: IpAddr, buf: &mut [u8; 48]) -> &[u8] {

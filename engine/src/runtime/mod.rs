@@ -131,7 +131,7 @@ pub fn run(
     let (trace_tx, exporter) = match &trace_stats {
         Some(ts) => {
             let (tx, rx) = crate::trace::channel();
-            let ex = crate::trace::export::Exporter::start(Arc::clone(&cfg), rx, Arc::clone(ts))
+            let ex = crate::trace_export::Exporter::start(Arc::clone(&cfg), rx, Arc::clone(ts))
                 .map_err(RunError::Spawn)?;
             (Some(tx), Some(ex))
         }

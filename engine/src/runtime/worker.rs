@@ -18,10 +18,10 @@ use crate::{
     config::Config,
     control::Control,
     drain::{self, Drain},
-    http::stream_info::StreamInfo,
     listener::{accept_loop, ListenerCtx},
     runtime::ring,
     stats::{self, HistBatch, WorkerHistograms, WorkerStats},
+    stream_info::StreamInfo,
     upstream::ClusterManager,
 };
 

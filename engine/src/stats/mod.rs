@@ -34,7 +34,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
-use crate::{config::Config, http::stream_info::StreamInfo};
+use crate::{config::Config, stream_info::StreamInfo};
 
 /// Add one to a counter or gauge written by this thread only (no read-modify-write instruction:
 /// the single writer makes a plain load + store exact).

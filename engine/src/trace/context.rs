@@ -16,35 +16,11 @@
 //!   rewritten in the form the client used (multi or single), and sent in multi form for new
 //!   traces when the collector speaks Zipkin.
 //! - A malformed header is ignored (never an error for the client): the request gets a new trace.
+//!
+//! The span itself ([`SpanCtx`]) is a value of the request's record, defined beside it in
+//! `stream_info`; this module draws it ([`begin`]) and writes it (`impl SpanCtx` below).
 
-/// Which B3 form ringway writes upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum B3Out {
-    /// No B3 headers.
-    #[default]
-    None,
-    /// `x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid`, `x-b3-sampled`.
-    Multi,
-    /// `b3: {trace}-{span}-{sampled}-{parent}`.
-    Single,
-}
-
-/// Ringway's span of one request: the trace it belongs to, its own id, its parent's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpanCtx {
-    pub trace_id: [u8; 16],
-    /// Ringway's span id (never zero).
-    pub span_id: u64,
-    /// The caller's span id; 0 for a new trace.
-    pub parent_id: u64,
-    pub sampled: bool,
-    /// B3 headers go out in this form.
-    pub b3: B3Out,
-    /// The B3 trace id came in as 64 bits: B3 headers keep that width.
-    pub b3_short: bool,
-    /// `tracestate` goes upstream unchanged (the incoming `traceparent` was valid).
-    pub keep_tracestate: bool,
-}
+use crate::stream_info::{B3Out, SpanCtx};
 
 /// A source of random ids (the worker's generator).
 pub trait Ids {
@@ -324,6 +300,7 @@ impl Headers {
     }
 }
 
+/// Writing a span's identity (the type lives with the record that carries it).
 impl SpanCtx {
     /// The trace id as 32 hex digits.
     pub fn trace_hex(&self) -> [u8; 32] {

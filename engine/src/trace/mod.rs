@@ -1,32 +1,36 @@
-//! Distributed tracing: W3C Trace Context and B3 propagation, sampling, and span export to a
-//! collector (OTLP/HTTP JSON or Zipkin v2 JSON), with nothing but a few header bytes and a
-//! random number on the request path.
+//! Distributed tracing on the worker: W3C Trace Context and B3 propagation, sampling, and
+//! recording finished spans for the exporter thread (`trace_export`: OTLP/HTTP JSON or Zipkin v2
+//! JSON to a collector), with nothing but a few header bytes and a random number on the request
+//! path.
 //!
 //! How a span travels:
 //!
 //! 1. The connection manager, once a request head is parsed and tracing is configured, calls
 //!    [`context::begin`] with the request's headers: it continues the caller's trace (valid
 //!    `traceparent`, else B3) or starts one, keeps the caller's sampling decision or samples at
-//!    the connection manager's rate, and draws ringway's span id. The result ([`SpanCtx`]) lives
+//!    the connection manager's rate, and draws ringway's span id. The result (a `SpanCtx`) lives
 //!    in the request's `StreamInfo`; the upstream request head gets `traceparent` (and B3 when
 //!    the client used it) naming ringway's span as the parent. Unsampled requests stop here.
 //! 2. For a sampled request the head is kept (a reference-counted copy) so the exporter can
 //!    read path, host and user agent later, off the worker.
-//! 3. When the exchange ends, `Worker::stream_done` hands the record to [`WorkerTracer::record`]:
+//! 3. When the exchange ends, `WorkerCtx::stream_done` hands the record to [`WorkerTracer::record`]:
 //!    a copy of the `StreamInfo` goes into the worker's batch (a `Vec`). Batches are shipped to
 //!    the exporter over a bounded channel every [`FLUSH_INTERVAL`] or at [`SHIP_SPANS`] spans;
 //!    if the exporter is far behind, the batch is dropped and counted, never waited for.
-//! 4. One exporter thread per process ([`export::Exporter`], `ringway-trace`) encodes batches of
+//! 4. One exporter thread per process (`trace_export::Exporter`, `ringway-trace`) encodes batches of
 //!    up to `max_batch` spans as OTLP or Zipkin JSON and POSTs them to an endpoint of the
 //!    collector cluster over a kept-alive HTTP/1.1 connection, at least every `flush_interval`.
 //!    It counts what it sent, dropped and failed (`tracing.*` stats). At shutdown the workers
 //!    ship what they hold and the exporter sends it all (bounded by the collector timeout).
 //!
 //! Without `tracing` in the config none of this runs and trace headers pass through untouched.
+//!
+//! Layering: below the request path (`http` calls [`context::begin`] and, through the worker's
+//! context, [`WorkerTracer::record`]); above the record it reads (`stream_info`). The exporter
+//! thread, which speaks HTTP/1 to the collector with the codec, is above `http`, in
+//! `trace_export`.
 
 pub mod context;
-pub mod encode;
-pub mod export;
 
 use std::{
     cell::RefCell,
@@ -34,9 +38,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-pub use context::SpanCtx;
-
-use crate::{background::WarnEvery, http::stream_info::StreamInfo, rng::Rng};
+use crate::{background::WarnEvery, rng::Rng, stream_info::StreamInfo};
 
 /// A worker ships its spans at least this often.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);

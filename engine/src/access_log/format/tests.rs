@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::http::stream_info::Method;
+use crate::{error::LocalReason, stream_info::Method};
 
 fn line(f: &Format, si: &StreamInfo, cluster: Option<&str>) -> String {
     let mut out = Vec::new();
@@ -17,7 +17,7 @@ fn forwarded() -> StreamInfo {
         seen: true,
         start: Some(t0),
         method: Method::Post,
-        version: Some(h1::Version::Http11),
+        version: Some(Version::Http11),
         status: 201,
         cluster: Some(0),
         upstream: Some("10.0.0.1:8080".parse().unwrap()),

@@ -7,6 +7,10 @@
 //! connection alive and moves to the cluster's next endpoint when one fails. The thread ends
 //! when every worker has dropped its end of the channel (after shutdown); it sends what is left
 //! first.
+//!
+//! Layering: the workers' side of tracing (`trace`: propagation, sampling, recording, the batch
+//! channel) is below the request path; this thread is above it, since it reads the collector's
+//! responses with the HTTP/1 codec (`http::h1`). Only the control thread (`runtime`) starts it.
 
 use std::{
     io::{Read, Write},
@@ -18,10 +22,13 @@ use std::{
 
 use bytes::BytesMut;
 
-use super::{encode::encode, FinishedSpan, TraceStats};
+pub mod encode;
+
+use self::encode::encode;
 use crate::{
     config::{Config, Tracing},
     http::h1,
+    trace::{FinishedSpan, TraceStats},
 };
 
 /// The running exporter, owned by the control thread.

@@ -7,10 +7,10 @@
 
 use std::{borrow::Cow, io::Write, net::SocketAddr, time::Instant};
 
-use super::{context::SpanCtx, FinishedSpan};
 use crate::{
     config::{Config, TraceFormat, Tracing},
-    http::h1,
+    stream_info::{response_flags, SpanCtx, Version},
+    trace::FinishedSpan,
 };
 
 /// What the encoder reads from the request (the stream model the record kept).
@@ -105,8 +105,8 @@ fn view<'a>(cfg: &'a Config, s: &'a FinishedSpan) -> Option<SpanView<'a>> {
     }
     if let Some(v) = si.version {
         let v = match v {
-            h1::Version::Http10 => "1.0",
-            h1::Version::Http11 => "1.1",
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
         };
         put("network.protocol.version", s_(v));
     }
@@ -148,7 +148,7 @@ fn view<'a>(cfg: &'a Config, s: &'a FinishedSpan) -> Option<SpanView<'a>> {
         put("ringway.upstream.address", Attr::Str(u.to_string().into()));
         put("ringway.upstream.reused", Attr::Bool(si.upstream_reused));
     }
-    let (flags, n) = crate::access_log::format::response_flags(si);
+    let (flags, n) = response_flags(si);
     if n > 0 {
         put(
             "ringway.response_flags",

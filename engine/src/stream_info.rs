@@ -7,13 +7,61 @@
 //! connection holds none of it. The
 //! timing breakdown (`t_*`) splits a request's latency into phases: head received → upstream
 //! connection ready (pooled or new) → request sent → first response byte → last byte.
+//!
+//! Beside the record: the values it is made of that its readers share — the exchange's HTTP
+//! [`Version`], the request's span identity ([`SpanCtx`], drawn by `trace::context::begin`,
+//! which also writes it upstream) — and the one reading of it two observers share,
+//! [`response_flags`] (the access log's `%RESPONSE_FLAGS%`, a span's `ringway.response_flags`).
+//!
+//! Below everything that writes or reads a record: it imports only [`crate::error`] (and the
+//! stream model from `ringway_filters`), so the request path (`http`) and the observers
+//! (`stats`, `access_log`, `trace`) all depend on it and it on none of them.
 
 use std::{net::SocketAddr, time::Instant};
 
-use crate::{error::LocalReason, http::h1::Version};
+use crate::error::{LocalReason, Source};
 
 /// Request methods: the stream model's (named without allocating; anything else is `Other`).
 pub use ringway_filters::Method;
+
+/// The HTTP version of an exchange, as its record keeps it (the connection manager converts the
+/// codec's own version into it when it decodes a head).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// Which B3 form ringway writes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum B3Out {
+    /// No B3 headers.
+    #[default]
+    None,
+    /// `x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid`, `x-b3-sampled`.
+    Multi,
+    /// `b3: {trace}-{span}-{sampled}-{parent}`.
+    Single,
+}
+
+/// Ringway's span of one request: the trace it belongs to, its own id, its parent's. Drawn by
+/// `trace::context::begin`; its header lines and hex forms are written by the methods that
+/// module adds (`write_headers`, `trace_hex`, `span_hex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanCtx {
+    pub trace_id: [u8; 16],
+    /// Ringway's span id (never zero).
+    pub span_id: u64,
+    /// The caller's span id; 0 for a new trace.
+    pub parent_id: u64,
+    pub sampled: bool,
+    /// B3 headers go out in this form.
+    pub b3: B3Out,
+    /// The B3 trace id came in as 64 bits: B3 headers keep that width.
+    pub b3_short: bool,
+    /// `tracestate` goes upstream unchanged (the incoming `traceparent` was valid).
+    pub keep_tracestate: bool,
+}
 
 /// One request's record. `Default` is the empty record of a connection between requests.
 #[derive(Debug, Default, Clone)]
@@ -60,7 +108,7 @@ pub struct StreamInfo {
     /// The request was malformed: the `x-ringway-reason` of the 4xx/5xx sent (e.g. `bad_request`).
     pub protocol_error: Option<&'static str>,
     /// Ringway's span of this request (set only when tracing is configured).
-    pub trace: Option<crate::trace::SpanCtx>,
+    pub trace: Option<SpanCtx>,
     /// The matched route's name for tracing (`http.route`), kept only for sampled requests.
     pub http_route: Option<std::sync::Arc<str>>,
     /// The request as decoded into the stream model (filters and the router change it; the
@@ -154,4 +202,45 @@ impl StreamInfo {
                 .saturating_duration_since(start),
         )
     }
+}
+
+/// Response flags for a finished request, Envoy's letters, in Envoy's order.
+pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
+    let mut flags = [""; 4];
+    let mut n = 0;
+    let mut add = |f: &'static str| {
+        if f != "-" && n < flags.len() && !flags[..n].contains(&f) {
+            flags[n] = f;
+            n += 1;
+        }
+    };
+    let upstream_failure = match si.local_reason {
+        Some(r) => {
+            add(match r {
+                LocalReason::NoRoute => "NR",
+                LocalReason::NoHealthyUpstream => "UH",
+                LocalReason::ConnectFailure => "UF",
+                LocalReason::UpstreamTimeout => "UT",
+                LocalReason::UpstreamReset => "UC",
+                LocalReason::UpstreamProtocolError => "UPE",
+                LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => "SI",
+                // Envoy has no flag for a body over a filter's limit: the 413 says it.
+                LocalReason::RequestTooLarge => "-",
+            });
+            r.source() == Source::Upstream
+        }
+        None => false,
+    };
+    if si.upstream_reset {
+        add("UC");
+    }
+    if si.retried && (upstream_failure || si.upstream_reset) {
+        add("URX");
+    }
+    if si.protocol_error.is_some() {
+        add("DPE");
+    } else if si.downstream_reset {
+        add("DC");
+    }
+    (flags, n)
 }
