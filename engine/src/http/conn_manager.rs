@@ -26,12 +26,11 @@ use crate::{
     config::Route,
     error::LocalReason,
     http::{
+        ctx::{ListenerCtx, WorkerCtx},
         h1::{self, model, BodyFraming, Version},
         stream::{self, ReqInfo},
     },
     io::{Conn, ReadBuf},
-    listener::ListenerCtx,
-    runtime::worker::Worker,
     stream_info::{self, SiSlot},
 };
 
@@ -52,7 +51,7 @@ pub(crate) struct Downstream {
 }
 
 /// Serve one downstream connection until it closes.
-pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<Worker>) {
+pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<WorkerCtx>) {
     let _live = w.drain.track();
     let _cx = w.stats.downstream_cx(l.index);
     let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
@@ -152,7 +151,7 @@ pub(crate) struct Begun<'l> {
 }
 
 /// One request/response exchange on the connection.
-async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
+async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx) -> Next {
     let begun = match read_head(d, l, w).await {
         Ok(b) => b,
         Err(next) => return next,
@@ -168,7 +167,7 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &Worker) -> Next {
 async fn read_head<'l>(
     d: &mut Downstream,
     l: &'l ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
 ) -> Result<Begun<'l>, Next> {
     let mut deadline: Option<Instant> = None;
     loop {
@@ -233,7 +232,7 @@ async fn read_head<'l>(
 fn begin<'l>(
     src: &[u8],
     l: &'l ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     d: &mut Downstream,
 ) -> Result<Option<(Begun<'l>, usize)>, h1::ParseError> {
     let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];

@@ -20,12 +20,11 @@ use crate::{
     http::{
         body::{self, PumpError, ReadAllError},
         conn_manager::{Downstream, Next},
+        ctx::{ListenerCtx, WorkerCtx},
         h1::{self, model, BodyFraming, Version},
         stream::{self, Filters, ReqInfo},
     },
     io::{Conn, PostedRead, ReadBuf},
-    listener::ListenerCtx,
-    runtime::worker::Worker,
     stats,
     upstream::{ActiveRq, ClusterView, EndpointView},
 };
@@ -47,7 +46,7 @@ struct Target<'w> {
 pub(crate) async fn forward(
     d: &mut Downstream,
     l: &ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     info: ReqInfo,
     route: &Route,
     f: &ForwardAction,
@@ -151,7 +150,7 @@ enum Failed {
 }
 
 /// The client's body failed while it was being forwarded.
-async fn body_failed(d: &mut Downstream, w: &Worker, info: &ReqInfo, e: PumpError) -> Next {
+async fn body_failed(d: &mut Downstream, w: &WorkerCtx, info: &ReqInfo, e: PumpError) -> Next {
     d.si.downstream_reset = true;
     tracing::debug!(error = %e, "request body failed");
     match e {
@@ -191,7 +190,7 @@ async fn first_read(up: &Conn, posted: Option<PostedRead>, deadline: Option<Inst
 async fn send(
     d: &mut Downstream,
     l: &ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
     head: Bytes,
@@ -289,7 +288,7 @@ async fn send(
 async fn stream_body(
     d: &mut Downstream,
     l: &ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     info: &ReqInfo,
     up: &Conn,
     head: Bytes,
@@ -401,7 +400,7 @@ impl Rest {
 /// bytes that followed it.
 async fn read_head(
     d: &mut Downstream,
-    _w: &Worker,
+    _w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
     up: &Conn,
@@ -462,7 +461,7 @@ async fn read_head(
 }
 
 /// The one place an upstream connection goes back to its pool.
-fn release(t: &Target<'_>, w: &Worker, up: &Rc<Conn>) {
+fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
     t.ep.pool.checkin(
         Rc::clone(up),
         t.cluster.max_idle_per_endpoint,
@@ -475,7 +474,7 @@ fn release(t: &Target<'_>, w: &Worker, up: &Rc<Conn>) {
 async fn respond(
     d: &mut Downstream,
     l: &ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     info: &ReqInfo,
     route: &Route,
     t: &Target<'_>,
@@ -687,7 +686,7 @@ async fn respond(
 async fn switch_protocols(
     d: &mut Downstream,
     l: &ListenerCtx,
-    w: &Worker,
+    w: &WorkerCtx,
     info: &ReqInfo,
     up: &Rc<Conn>,
     p: Parsed,

@@ -23,12 +23,11 @@ use crate::{
     http::{
         body,
         conn_manager::{Begun, Downstream, Next, DEFAULT_VERSION},
+        ctx::{ListenerCtx, WorkerCtx},
         filter_chain::{Active, Parts, StreamVars, WorkerRuntime},
         forward,
         h1::{self, model, BodyFraming, Version},
     },
-    listener::ListenerCtx,
-    runtime::worker::Worker,
 };
 
 /// What the exchange needs to know about the request after its head is gone.
@@ -92,7 +91,7 @@ impl<'a> Filters<'a> {
         &mut self,
         d_peer: std::net::SocketAddr,
         start: Option<Instant>,
-        w: &Worker,
+        w: &WorkerCtx,
         vars: StreamVars<'_>,
         f: impl FnOnce(&mut Active, &Parts<'_>) -> T,
     ) -> T {
@@ -145,7 +144,7 @@ fn route_info<'a>(l: &'a ListenerCtx, route: Option<&'a Route>) -> Option<RouteI
 }
 
 /// Run one stream: request filters, then the route's action.
-pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &Worker, b: Begun<'_>) -> Next {
+pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx, b: Begun<'_>) -> Next {
     let Begun { info, route } = b;
     let mut filters = l.chains.for_route(route).map(|c| Filters {
         active: c.start(),
@@ -349,7 +348,7 @@ pub(crate) fn discard_body(d: &mut Downstream, framing: BodyFraming) -> bool {
 /// when the request head never completed.
 pub(crate) async fn send_reply(
     d: &mut Downstream,
-    w: &Worker,
+    w: &WorkerCtx,
     info: Option<&ReqInfo>,
     reply: Reply,
     filters: Option<&mut Filters<'_>>,
@@ -427,7 +426,11 @@ pub(crate) async fn send_reply(
 
 /// Answer a head (or chunked body) that could not be parsed (400, 414, 431, 501, 505) and
 /// close.
-pub(crate) async fn reply_parse_error(d: &mut Downstream, w: &Worker, e: h1::ParseError) -> Next {
+pub(crate) async fn reply_parse_error(
+    d: &mut Downstream,
+    w: &WorkerCtx,
+    e: h1::ParseError,
+) -> Next {
     let status = e.status();
     d.si.downstream_reset = true;
     d.si.protocol_error = Some(e.reason());
@@ -442,14 +445,14 @@ pub(crate) async fn reply_parse_error(d: &mut Downstream, w: &Worker, e: h1::Par
 }
 
 /// Answer for `reason` before a request head completed (e.g. its timeout), and close.
-pub(crate) async fn reply_early(d: &mut Downstream, w: &Worker, reason: LocalReason) -> Next {
+pub(crate) async fn reply_early(d: &mut Downstream, w: &WorkerCtx, reason: LocalReason) -> Next {
     send_reply(d, w, None, Reply::error(reason), None, true).await
 }
 
 /// Answer for `reason` on a request whose head is known.
 pub(crate) async fn reply_error(
     d: &mut Downstream,
-    w: &Worker,
+    w: &WorkerCtx,
     info: &ReqInfo,
     reason: LocalReason,
     filters: Option<&mut Filters<'_>>,

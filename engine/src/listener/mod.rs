@@ -6,6 +6,10 @@
 //! and clearly — including a leftover process that would otherwise silently share the port
 //! through SO_REUSEPORT. Running out of file descriptors pauses accepting briefly (no spinning)
 //! and accepting resumes once descriptors free up.
+//!
+//! An accept loop is handed its listener's and its worker's context ([`ListenerCtx`],
+//! [`WorkerCtx`]): it waits on the worker's drain, balances connections between workers when the
+//! listener asks for it, and spawns the connection manager ([`crate::http::conn_manager`]).
 
 use std::{
     io,
@@ -16,7 +20,7 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{config, http::h1, router::RouteTable, runtime::worker::Worker};
+use crate::http::ctx::{ListenerCtx, WorkerCtx};
 
 /// Why listener sockets could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -95,44 +99,6 @@ pub fn bind_group(
     Ok(out)
 }
 
-/// What a worker's connections need from their listener: its settings and its own route table.
-pub struct ListenerCtx {
-    pub name: String,
-    /// Position in `Config::listeners`: the index of this listener's stats (set by the worker).
-    pub index: usize,
-    pub http: config::HttpConnManager,
-    pub routes: RouteTable,
-    pub limits: h1::Limits,
-    /// Tracing is configured: new traces are sampled when a random `u64` is below this.
-    pub trace_threshold: Option<u64>,
-    /// Hand new connections to the least loaded worker (`connection_balance: exact`).
-    pub exact_balance: bool,
-    /// This worker's HTTP filter chains (the connection manager's and each route's).
-    pub chains: crate::http::filter_chain::ChainSet,
-}
-
-impl ListenerCtx {
-    /// `worker`: which worker builds it (filters split per-process budgets between workers).
-    pub fn new(l: &config::Listener, worker: ringway_filters::WorkerInfo) -> Self {
-        ListenerCtx {
-            chains: crate::http::filter_chain::ChainSet::new(&l.http, worker),
-            name: l.name.clone(),
-            index: 0,
-            routes: RouteTable::new(&l.http),
-            limits: h1::Limits {
-                max_head_bytes: l.http.max_request_headers_bytes,
-                max_uri_bytes: l.http.max_uri_bytes,
-            },
-            http: l.http.clone(),
-            exact_balance: l.exact_balance,
-            trace_threshold: l
-                .http
-                .trace_sample_rate
-                .map(crate::trace::context::threshold),
-        }
-    }
-}
-
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -141,7 +107,7 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Accept connections until the worker drains, spawning one task per connection.
-pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Worker>) {
+pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<WorkerCtx>) {
     let listener = match compio::net::TcpListener::from_std(sock) {
         Ok(l) => l,
         Err(e) => {

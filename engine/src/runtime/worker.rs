@@ -4,9 +4,13 @@
 //! stats flush requests, drain), the immutable config snapshot it was built from, and its stats:
 //! an `Arc<WorkerStats>` block it alone writes and the control thread reads, and the histogram
 //! batches it ships to the aggregator (see [`crate::stats`]).
+//!
+//! The state its connections read and write is a [`WorkerCtx`] (defined beside the request
+//! path, in [`crate::http::ctx`]), built here once and shared by `Rc` with the accept loops and
+//! connection tasks; this module adds what only the worker does around it: the timer tasks
+//! (pool sweep, coarse clock, histogram and log shipping), the control channel and the drain.
 
 use std::{
-    cell::Cell,
     net::TcpListener as StdListener,
     rc::Rc,
     sync::Arc,
@@ -18,106 +22,12 @@ use crate::{
     config::Config,
     control::Control,
     drain::{self, Drain},
-    listener::{accept_loop, ListenerCtx},
+    http::ctx::{ListenerCtx, RequestIds, WorkerCtx},
+    listener::accept_loop,
     runtime::ring,
     stats::{self, HistBatch, WorkerHistograms, WorkerStats},
-    stream_info::StreamInfo,
     upstream::ClusterManager,
 };
-
-/// Generates `x-request-id` values: a per-worker random prefix and a counter, UUID-shaped.
-#[derive(Debug)]
-pub struct RequestIds {
-    prefix: u64,
-    next: Cell<u64>,
-}
-
-impl RequestIds {
-    fn new(worker: usize) -> Self {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let seed = t ^ (u64::from(std::process::id()) << 32) ^ ((worker as u64) << 56);
-        let prefix = crate::rng::Rng::new(seed).next_u64();
-        RequestIds {
-            prefix,
-            next: Cell::new(seed.rotate_left(17)),
-        }
-    }
-
-    /// Write the next id (36 ASCII bytes) into `out` and return it as `&str`.
-    pub fn next<'a>(&self, out: &'a mut [u8; 36]) -> &'a str {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let n = self.next.get().wrapping_add(1);
-        self.next.set(n);
-        let hi = self.prefix;
-        let lo = n;
-        let mut nib = [0u8; 32];
-        for i in 0..16 {
-            nib[i] = ((hi >> (60 - 4 * i)) & 0xf) as u8;
-            nib[16 + i] = ((lo >> (60 - 4 * i)) & 0xf) as u8;
-        }
-        nib[12] = 4; // version 4 shape
-        nib[16] = 8 | (nib[16] & 3); // variant
-        let mut j = 0;
-        for (i, b) in out.iter_mut().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *b = b'-';
-            } else {
-                *b = HEX[nib[j] as usize];
-                j += 1;
-            }
-        }
-        // SAFETY-free: all bytes are ASCII hex digits or '-'.
-        std::str::from_utf8(out).unwrap_or("")
-    }
-}
-
-pub struct Worker {
-    pub id: usize,
-    pub config: Arc<Config>,
-    pub clusters: ClusterManager,
-    pub drain: Drain,
-    /// Counters and gauges: written only here, read by the control thread.
-    pub stats: Arc<WorkerStats>,
-    /// Latency histograms of the current interval (shipped to the aggregator).
-    pub hists: WorkerHistograms,
-    pub request_ids: RequestIds,
-    /// This worker's access-log buffers (empty and idle when no access log is configured).
-    pub access_log: crate::access_log::WorkerLog,
-    /// Trace ids, sampling draws and finished spans waiting to be shipped (idle without
-    /// tracing).
-    pub tracer: crate::trace::WorkerTracer,
-    /// Exact connection balance between workers (`None`: one worker).
-    pub balance: Option<Arc<balance::Shared>>,
-}
-
-impl std::fmt::Debug for Worker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Worker({})", self.id)
-    }
-}
-
-impl Worker {
-    /// One request's exchange ended (response sent, or the proxy answered, or it failed):
-    /// the observers (stats, access logs, tracing) read its record here, on the worker.
-    pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
-        self.stats.stream_done(l.index, si);
-        self.hists.stream_done(l.index, si);
-        let logs = &l.http.access_log;
-        if !logs.is_empty() {
-            let cluster = si
-                .cluster
-                .and_then(|c| self.config.clusters.get(c))
-                .map(|c| c.name.as_str());
-            self.access_log.log(logs, si, cluster);
-        }
-        if si.trace.is_some_and(|t| t.sampled) {
-            self.tracer.record(si, l.index);
-        }
-    }
-}
 
 /// Everything a worker thread is started with.
 pub struct Start {
@@ -187,7 +97,7 @@ async fn serve(start: Start) {
         balance,
         handoff,
     } = start;
-    let worker = Rc::new(Worker {
+    let worker = Rc::new(WorkerCtx {
         id,
         clusters: ClusterManager::new(&config, id, &stats),
         config: Arc::clone(&config),
@@ -225,7 +135,7 @@ async fn serve(start: Start) {
 
 /// Build each listener's per-worker context (routes, filter chains) and start accepting.
 fn start_listeners(
-    worker: &Rc<Worker>,
+    worker: &Rc<WorkerCtx>,
     sockets: Vec<StdListener>,
     workers: usize,
 ) -> Vec<Rc<ListenerCtx>> {
@@ -250,7 +160,7 @@ fn start_listeners(
 
 /// Serve the connections other workers hand over (exact balance).
 fn serve_handoffs(
-    worker: &Rc<Worker>,
+    worker: &Rc<WorkerCtx>,
     rx: flume::Receiver<balance::Handoff>,
     ctxs: Vec<Rc<ListenerCtx>>,
 ) {
@@ -282,7 +192,7 @@ fn serve_handoffs(
 }
 
 /// Age out idle upstream connections (and those the upstream closed) once a second.
-fn spawn_pool_sweeper(worker: &Rc<Worker>) {
+fn spawn_pool_sweeper(worker: &Rc<WorkerCtx>) {
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
         while !w.drain.is_draining() {
@@ -295,7 +205,7 @@ fn spawn_pool_sweeper(worker: &Rc<Worker>) {
 }
 
 /// Ship the interval's histograms every stats_flush_interval.
-fn spawn_histogram_shipper(worker: &Rc<Worker>, tx: flume::Sender<HistBatch>) {
+fn spawn_histogram_shipper(worker: &Rc<WorkerCtx>, tx: flume::Sender<HistBatch>) {
     let w = Rc::clone(worker);
     let every = worker.config.stats_flush_interval;
     compio::runtime::spawn(async move {
@@ -315,7 +225,7 @@ fn spawn_histogram_shipper(worker: &Rc<Worker>, tx: flume::Sender<HistBatch>) {
 
 /// Ship access-log lines and finished spans at least every FLUSH_INTERVAL (full buffers go at
 /// once).
-fn spawn_log_flusher(worker: &Rc<Worker>) {
+fn spawn_log_flusher(worker: &Rc<WorkerCtx>) {
     if !(worker.access_log.enabled() || worker.tracer.enabled()) {
         return;
     }
@@ -331,7 +241,7 @@ fn spawn_log_flusher(worker: &Rc<Worker>) {
 }
 
 /// The coarse clock behind idle keep-alive timeouts (see `drain::TICK`).
-fn spawn_coarse_clock(worker: &Rc<Worker>) {
+fn spawn_coarse_clock(worker: &Rc<WorkerCtx>) {
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
         while !w.drain.is_draining() {
@@ -345,7 +255,7 @@ fn spawn_coarse_clock(worker: &Rc<Worker>) {
 
 /// Serve until the control thread says Shutdown (or goes away).
 async fn obey_control(
-    worker: &Worker,
+    worker: &WorkerCtx,
     control: &flume::Receiver<Control>,
     hist_tx: &flume::Sender<HistBatch>,
 ) {
@@ -372,7 +282,7 @@ async fn obey_control(
 
 /// Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
 /// requests finish within drain_timeout; then hand the last log lines and spans over.
-async fn drain_and_stop(worker: &Worker) {
+async fn drain_and_stop(worker: &WorkerCtx) {
     worker.drain.start();
     worker.clusters.clear();
     let deadline = Instant::now() + worker.config.drain_timeout;

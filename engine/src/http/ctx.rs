@@ -1,0 +1,166 @@
+//! The request path's context: what a worker's connections read and write while they serve.
+//!
+//! - [`WorkerCtx`], one per worker: its config snapshot, cluster views and pools, drain signal
+//!   and coarse clock, stats block and histograms, `x-request-id` generator, access-log buffers,
+//!   span recorder and connection balance.
+//! - [`ListenerCtx`], one per listener per worker: the connection manager's settings, its route
+//!   table and HTTP filter chains.
+//!
+//! The worker (`runtime::worker`) builds both on its thread and runs the tasks around them
+//! (timers, shipping histograms and logs, obeying the control channel); the accept loops
+//! (`listener`) and the HTTP code hold them by `Rc` and borrow them per request, and never name
+//! the runtime. Nothing here crosses a core (`Cell`/`RefCell` inside).
+//!
+//! When an exchange ends, [`WorkerCtx::stream_done`] hands its record to the observers: the
+//! stats block and histograms ([`crate::stats`]), the listener's access logs
+//! ([`crate::access_log`]) and, for a sampled request, the span recorder ([`crate::trace`]).
+
+use std::{cell::Cell, sync::Arc};
+
+use crate::{
+    access_log::WorkerLog,
+    balance,
+    config::{self, Config},
+    drain::Drain,
+    http::{filter_chain::ChainSet, h1},
+    rng::Rng,
+    router::RouteTable,
+    stats::{WorkerHistograms, WorkerStats},
+    stream_info::StreamInfo,
+    trace::WorkerTracer,
+    upstream::ClusterManager,
+};
+
+/// A worker's state on the request path (see the module doc).
+pub struct WorkerCtx {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub clusters: ClusterManager,
+    pub drain: Drain,
+    /// Counters and gauges: written only here, read by the control thread.
+    pub stats: Arc<WorkerStats>,
+    /// Latency histograms of the current interval (shipped to the aggregator).
+    pub hists: WorkerHistograms,
+    pub request_ids: RequestIds,
+    /// This worker's access-log buffers (empty and idle when no access log is configured).
+    pub access_log: WorkerLog,
+    /// Trace ids, sampling draws and finished spans waiting to be shipped (idle without
+    /// tracing).
+    pub tracer: WorkerTracer,
+    /// Exact connection balance between workers (`None`: one worker).
+    pub balance: Option<Arc<balance::Shared>>,
+}
+
+impl std::fmt::Debug for WorkerCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WorkerCtx({})", self.id)
+    }
+}
+
+impl WorkerCtx {
+    /// One request's exchange ended (response sent, or the proxy answered, or it failed):
+    /// the observers (stats, access logs, tracing) read its record here, on the worker.
+    pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
+        self.stats.stream_done(l.index, si);
+        self.hists.stream_done(l.index, si);
+        let logs = &l.http.access_log;
+        if !logs.is_empty() {
+            let cluster = si
+                .cluster
+                .and_then(|c| self.config.clusters.get(c))
+                .map(|c| c.name.as_str());
+            self.access_log.log(logs, si, cluster);
+        }
+        if si.trace.is_some_and(|t| t.sampled) {
+            self.tracer.record(si, l.index);
+        }
+    }
+}
+
+/// Generates `x-request-id` values: a per-worker random prefix and a counter, UUID-shaped.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    next: Cell<u64>,
+}
+
+impl RequestIds {
+    /// The generator of worker `worker` (seeded from the clock, the process id and `worker`).
+    pub fn new(worker: usize) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let seed = t ^ (u64::from(std::process::id()) << 32) ^ ((worker as u64) << 56);
+        let prefix = Rng::new(seed).next_u64();
+        RequestIds {
+            prefix,
+            next: Cell::new(seed.rotate_left(17)),
+        }
+    }
+
+    /// Write the next id (36 ASCII bytes) into `out` and return it as `&str`.
+    pub fn next<'a>(&self, out: &'a mut [u8; 36]) -> &'a str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.get().wrapping_add(1);
+        self.next.set(n);
+        let hi = self.prefix;
+        let lo = n;
+        let mut nib = [0u8; 32];
+        for i in 0..16 {
+            nib[i] = ((hi >> (60 - 4 * i)) & 0xf) as u8;
+            nib[16 + i] = ((lo >> (60 - 4 * i)) & 0xf) as u8;
+        }
+        nib[12] = 4; // version 4 shape
+        nib[16] = 8 | (nib[16] & 3); // variant
+        let mut j = 0;
+        for (i, b) in out.iter_mut().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *b = b'-';
+            } else {
+                *b = HEX[nib[j] as usize];
+                j += 1;
+            }
+        }
+        // SAFETY-free: all bytes are ASCII hex digits or '-'.
+        std::str::from_utf8(out).unwrap_or("")
+    }
+}
+
+/// What a worker's connections need from their listener: its settings and its own route table.
+pub struct ListenerCtx {
+    pub name: String,
+    /// Position in `Config::listeners`: the index of this listener's stats (set by the worker).
+    pub index: usize,
+    pub http: config::HttpConnManager,
+    pub routes: RouteTable,
+    pub limits: h1::Limits,
+    /// Tracing is configured: new traces are sampled when a random `u64` is below this.
+    pub trace_threshold: Option<u64>,
+    /// Hand new connections to the least loaded worker (`connection_balance: exact`).
+    pub exact_balance: bool,
+    /// This worker's HTTP filter chains (the connection manager's and each route's).
+    pub chains: ChainSet,
+}
+
+impl ListenerCtx {
+    /// `worker`: which worker builds it (filters split per-process budgets between workers).
+    pub fn new(l: &config::Listener, worker: ringway_filters::WorkerInfo) -> Self {
+        ListenerCtx {
+            chains: ChainSet::new(&l.http, worker),
+            name: l.name.clone(),
+            index: 0,
+            routes: RouteTable::new(&l.http),
+            limits: h1::Limits {
+                max_head_bytes: l.http.max_request_headers_bytes,
+                max_uri_bytes: l.http.max_uri_bytes,
+            },
+            http: l.http.clone(),
+            exact_balance: l.exact_balance,
+            trace_threshold: l
+                .http
+                .trace_sample_rate
+                .map(crate::trace::context::threshold),
+        }
+    }
+}
