@@ -19,6 +19,22 @@
 //! worker, shipped in batches to their own writer/exporter threads), and [`admin`] (the admin
 //! HTTP server, on its own threads, which reads the stats and talks to workers over their
 //! control channels).
+//!
+//! Layering: imports point down only; no two modules import each other, directly or around a
+//! circle. From the top:
+//!
+//! ```text
+//! cli ─▶ runtime            control thread and workers; builds each worker's http::ctx
+//! runtime ─▶ admin, trace_export, listener, and everything below
+//! admin ─▶ stats            admin server threads
+//! trace_export ─▶ http::h1, trace   span exporter thread (HTTP/1 client to the collector)
+//! listener ─▶ http          accept loops, handed the worker's context
+//! http ─▶ upstream, access_log, router, trace, stats, stream_info, drain, balance, rng, io
+//! upstream ─▶ stats ─▶ trace ─▶ stream_info ─▶ error
+//! access_log ─▶ stream_info, config, logfmt
+//! leaves (nothing from the crate): background balance control drain error io rng signals text
+//! config ─▶ logfmt ─▶ text; router ─▶ config
+//! ```
 
 pub mod access_log;
 pub mod admin;
