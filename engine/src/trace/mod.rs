@@ -11,8 +11,9 @@
 //!    the connection manager's rate, and draws ringway's span id. The result (a `SpanCtx`) lives
 //!    in the request's `StreamInfo`; the upstream request head gets `traceparent` (and B3 when
 //!    the client used it) naming ringway's span as the parent. Unsampled requests stop here.
-//! 2. For a sampled request the head is kept (a reference-counted copy) so the exporter can
-//!    read path, host and user agent later, off the worker.
+//! 2. The request's record already holds the stream model's request head; for a sampled request
+//!    the copy of the record made in step 3 carries it, so the exporter reads path, host and user
+//!    agent later, off the worker.
 //! 3. When the exchange ends, `WorkerCtx::stream_done` hands the record to [`WorkerTracer::record`]:
 //!    a copy of the `StreamInfo` goes into the worker's batch (a `Vec`). Batches are shipped to
 //!    the exporter over a bounded channel every [`FLUSH_INTERVAL`] or at [`SHIP_SPANS`] spans;
