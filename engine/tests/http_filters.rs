@@ -118,7 +118,8 @@ fn cors_answers_preflights_and_decorates_responses() {
           max_age: "600"
           allow_credentials: true
     "#;
-    let p = Proxy::start(&config(origin.addr, filters).yaml());
+    let (p, admin) =
+        Proxy::start_with_admin(&config(origin.addr, filters).yaml(), &["--workers", "1"]);
     let pre = req(
         &p,
         "OPTIONS /x HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
@@ -159,7 +160,7 @@ fn cors_answers_preflights_and_decorates_responses() {
     assert_eq!(denied.status(), 200);
     assert_eq!(denied.header("access-control-allow-origin"), None);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    let stats = admin_stats(p.admin_addr.expect("admin"));
+    let stats = admin_stats(admin);
     assert_eq!(
         stats.get("http.main.cors.origin_valid"),
         Some(&2),
@@ -181,7 +182,8 @@ fn local_ratelimit_refuses_with_429_and_counts() {
           stat_prefix: rl
           token_bucket: { max_tokens: 2, tokens_per_fill: 2, fill_interval: 1h }
     "#;
-    let p = Proxy::start(&config(origin.addr, filters).yaml());
+    let (p, admin) =
+        Proxy::start_with_admin(&config(origin.addr, filters).yaml(), &["--workers", "1"]);
     let mut c = Client::connect(p.addr);
     assert_eq!(c.get("h", "/").status(), 200);
     assert_eq!(c.get("h", "/").status(), 200);
@@ -205,7 +207,7 @@ fn local_ratelimit_refuses_with_429_and_counts() {
     );
     // The connection stays usable.
     assert_eq!(c.get("h", "/").status(), 429);
-    let stats = admin_stats(p.admin_addr.expect("admin"));
+    let stats = admin_stats(admin);
     assert_eq!(
         stats.get("http.main.rl.http_local_rate_limit.rate_limited"),
         Some(&2),
@@ -276,7 +278,7 @@ fn fault_aborts_and_delays() {
         )
         .route_prefix("/", "origin")
         .yaml();
-    let p = Proxy::start(&yaml);
+    let (p, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let r = req(&p, "GET /always HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status(), 503);
     assert_eq!(r.body_str(), "fault filter abort");
@@ -317,7 +319,7 @@ fn fault_aborts_and_delays() {
         "not held up by the delay"
     );
     assert_eq!(slow.join().expect("slow").status(), 200);
-    let stats = admin_stats(p.admin_addr.expect("admin"));
+    let stats = admin_stats(admin);
     assert_eq!(
         stats.get("http.main.fault.aborts_injected"),
         Some(&2),
@@ -381,7 +383,8 @@ fn compressor_gzips_for_curl_and_leaves_others_alone() {
     );
     let (origin, _) = scripted(200, "content-type: application/json\r\n", body);
     let filters = "- name: compressor\n  compressor_library: [{ name: gzip }, { name: brotli }]";
-    let p = Proxy::start(&config(origin.addr, filters).yaml());
+    let (p, admin) =
+        Proxy::start_with_admin(&config(origin.addr, filters).yaml(), &["--workers", "1"]);
     // Without accept-encoding: untouched, but varied.
     let plain = req(&p, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(plain.body, body);
@@ -404,7 +407,7 @@ fn compressor_gzips_for_curl_and_leaves_others_alone() {
         .expect("curl");
     assert!(out.status.success());
     assert_eq!(out.stdout, body, "curl decoded the gzip stream");
-    let stats = admin_stats(p.admin_addr.expect("admin"));
+    let stats = admin_stats(admin);
     assert!(
         stats
             .get("http.main.compressor.gzip.compressed")
@@ -447,7 +450,7 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
         ))
         .http_filter("cache", "")
         .yaml();
-    let p = Proxy::start(&yaml);
+    let (p, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let first = req(&p, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(first.body_str(), "cached");
     let second = req(&p, "GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -480,7 +483,7 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
     assert_eq!(lines[1], "/a 200 hit");
     assert_eq!(lines[2], "/a 200 hit");
     assert_eq!(lines[4], "/stale 200 revalidated");
-    let stats = admin_stats(p.admin_addr.expect("admin"));
+    let stats = admin_stats(admin);
     assert_eq!(stats.get("http.main.cache.hits"), Some(&2), "{stats:?}");
     p.stop();
 }
