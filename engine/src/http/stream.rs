@@ -218,7 +218,8 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx, b: B
         }
         RouteAction::Forward(f) => {
             if let Some(rw) = &f.prefix_rewrite {
-                let path = rewrite_path(&route.matcher.path, &d.si.req.path_str(), rw);
+                let path = String::from_utf8_lossy(d.si.req.path());
+                let path = rewrite_path(&route.matcher.path, &path, rw);
                 d.si.req.set_path(path.as_bytes());
             }
             if let Some(h) = &f.host_rewrite {
@@ -272,43 +273,20 @@ fn edit_reply(
     own.response.apply(&mut reply.headers, &v);
 }
 
-trait PathStr {
-    fn path_str(&self) -> std::borrow::Cow<'_, str>;
-}
-
-impl PathStr for ringway_filters::RequestHead {
-    fn path_str(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(self.path())
-    }
-}
-
 fn redirect_location(
     r: &crate::config::RedirectAction,
     req: &ringway_filters::RequestHead,
 ) -> String {
     let scheme = if r.https_redirect { "https" } else { "http" };
-    let req_host = String::from_utf8_lossy(req.authority());
-    let host = match &r.host_redirect {
-        Some(h) => h.as_str(),
-        None if r.https_redirect => strip_port(&req_host),
-        None => &req_host,
+    // Switching to https drops the plain-HTTP port (the router's own host:port split).
+    let req_host = match r.https_redirect {
+        true => String::from_utf8_lossy(crate::router::strip_port(req.authority())),
+        false => String::from_utf8_lossy(req.authority()),
     };
-    let path = req.path_str();
+    let host = r.host_redirect.as_deref().unwrap_or(&req_host);
+    let path = String::from_utf8_lossy(req.path());
     let target = r.path_redirect.as_deref().unwrap_or(&path);
     format!("{scheme}://{host}{target}")
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        };
-    }
-    match host.rfind(':') {
-        Some(i) => &host[..i],
-        None => host,
-    }
 }
 
 /// Apply `prefix_rewrite`: for a prefix route the matched prefix is replaced; for exact and regex

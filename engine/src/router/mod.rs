@@ -188,7 +188,7 @@ fn starts_with_ci(host: &[u8], prefix: &[u8]) -> bool {
 
 /// `a.com:80` -> `a.com`, `[::1]:80` -> `[::1]`, `a.com` and `[::1]` unchanged. A bare IPv6
 /// address (several colons, no brackets) is left alone.
-fn strip_port(host: &[u8]) -> &[u8] {
+pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
         return match host.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],
