@@ -209,24 +209,27 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
     let mut flags = [""; 4];
     let mut n = 0;
     let mut add = |f: &'static str| {
-        if f != "-" && n < flags.len() && !flags[..n].contains(&f) {
+        if n < flags.len() && !flags[..n].contains(&f) {
             flags[n] = f;
             n += 1;
         }
     };
     let upstream_failure = match si.local_reason {
         Some(r) => {
-            add(match r {
-                LocalReason::NoRoute => "NR",
-                LocalReason::NoHealthyUpstream => "UH",
-                LocalReason::ConnectFailure => "UF",
-                LocalReason::UpstreamTimeout => "UT",
-                LocalReason::UpstreamReset => "UC",
-                LocalReason::UpstreamProtocolError => "UPE",
-                LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => "SI",
+            let flag = match r {
+                LocalReason::NoRoute => Some("NR"),
+                LocalReason::NoHealthyUpstream => Some("UH"),
+                LocalReason::ConnectFailure => Some("UF"),
+                LocalReason::UpstreamTimeout => Some("UT"),
+                LocalReason::UpstreamReset => Some("UC"),
+                LocalReason::UpstreamProtocolError => Some("UPE"),
+                LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => Some("SI"),
                 // Envoy has no flag for a body over a filter's limit: the 413 says it.
-                LocalReason::RequestTooLarge => "-",
-            });
+                LocalReason::RequestTooLarge => None,
+            };
+            if let Some(f) = flag {
+                add(f);
+            }
             r.source() == Source::Upstream
         }
         None => false,
