@@ -124,7 +124,8 @@ pub(crate) async fn forward(
             BodySize::Known(b.len() as u64)
         };
     }
-    let mut head = BytesMut::with_capacity(d.si.req.headers.wire_len() + 256);
+    // The encoder sizes the head and reserves it once.
+    let mut head = BytesMut::new();
     model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
     let head = head.freeze();
 
