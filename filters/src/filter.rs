@@ -292,4 +292,9 @@ pub trait FilterConfig: Send + Sync + std::fmt::Debug {
     fn stats(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// Whether the stat `name` (as [`FilterConfig::stats`] names it) is a level (a Prometheus
+    /// gauge) rather than a count.
+    fn is_gauge(&self, _name: &str) -> bool {
+        false
+    }
 }

@@ -55,6 +55,8 @@ impl Counters {
 pub struct StatSet {
     /// Full stat names (e.g. `local_rate_limit.api.rate_limited`).
     names: Vec<String>,
+    /// Which of `names` are levels (gauges, set with [`Counters::set`]) rather than counts.
+    gauges: Vec<bool>,
     blocks: Mutex<Vec<Arc<Counters>>>,
 }
 
@@ -63,8 +65,27 @@ impl StatSet {
     pub fn new(prefix: &str, names: &[&str]) -> StatSet {
         StatSet {
             names: names.iter().map(|n| format!("{prefix}{n}")).collect(),
+            gauges: vec![false; names.len()],
             blocks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Mark the stats whose own names (without the prefix) are in `gauges` as levels.
+    pub fn with_gauges(mut self, gauges: &[&str]) -> StatSet {
+        for (i, n) in self.names.iter().enumerate() {
+            if gauges.iter().any(|g| n.rsplit('.').next() == Some(*g)) {
+                self.gauges[i] = true;
+            }
+        }
+        self
+    }
+
+    /// Whether the stat named `name` (full name) is a gauge.
+    pub fn is_gauge(&self, name: &str) -> bool {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .is_some_and(|i| self.gauges[i])
     }
 
     /// A new block for a worker's factory.
@@ -105,6 +126,10 @@ mod tests {
         w1.add(0, 2);
         w1.inc(1);
         w1.inc(7); // out of range: ignored
+        let g = StatSet::new("f.", &["a", "level"]).with_gauges(&["level"]);
+        assert!(g.is_gauge("f.level"));
+        assert!(!g.is_gauge("f.a"));
+        assert!(!s.is_gauge("f.a"));
         assert_eq!(
             s.snapshot(),
             vec![("f.a".to_string(), 3), ("f.b".to_string(), 1)]

@@ -346,7 +346,7 @@ impl Aggregator {
             // overrides count under the same names).
             for config in filter_configs(&l.http) {
                 for (name, v) in config.stats() {
-                    let value = if is_gauge(&name) {
+                    let value = if config.is_gauge(&name) {
                         Value::Gauge(v)
                     } else {
                         Value::Counter(v)
@@ -515,11 +515,6 @@ fn filter_configs(
         }
     }
     out
-}
-
-/// Filter stats that are levels, not counts (Prometheus `gauge`).
-fn is_gauge(name: &str) -> bool {
-    name.ends_with(".active_faults") || name == "cache.bytes"
 }
 
 /// A filter's stat name as the `'static` name a [`Stat`] holds: each distinct name is leaked

@@ -118,6 +118,10 @@ impl FilterConfig for CacheConfig {
     fn stats(&self) -> Vec<(String, u64)> {
         self.stats.snapshot()
     }
+
+    fn is_gauge(&self, name: &str) -> bool {
+        self.stats.is_gauge(name)
+    }
 }
 
 /// Validate a `cache` config (every problem, with its path).
@@ -126,7 +130,7 @@ pub fn parse(v: &Value) -> ParseResult {
     let settings = check(spec)?;
     Ok(Arc::new(CacheConfig {
         settings: Arc::new(settings),
-        stats: StatSet::new("cache.", STAT_NAMES),
+        stats: StatSet::new("cache.", STAT_NAMES).with_gauges(&["bytes"]),
     }))
 }
 

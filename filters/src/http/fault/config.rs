@@ -237,6 +237,6 @@ pub(crate) fn validate(spec: Spec) -> Result<Config, Vec<ConfigProblem>> {
         headers,
         upstream_cluster: spec.upstream_cluster,
         downstream_nodes: spec.downstream_nodes,
-        stats: StatSet::new("fault.", STAT_NAMES),
+        stats: StatSet::new("fault.", STAT_NAMES).with_gauges(&["active_faults"]),
     })
 }

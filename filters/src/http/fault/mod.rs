@@ -97,6 +97,10 @@ impl FilterConfig for Fault {
     fn stats(&self) -> Vec<(String, u64)> {
         self.0.stats.snapshot()
     }
+
+    fn is_gauge(&self, name: &str) -> bool {
+        self.0.stats.is_gauge(name)
+    }
 }
 
 /// One worker's state.
