@@ -485,6 +485,15 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
     assert_eq!(lines[4], "/stale 200 revalidated");
     let stats = admin_stats(admin);
     assert_eq!(stats.get("http.main.cache.hits"), Some(&2), "{stats:?}");
+    // Misses: /a, /stale, and the revalidation of /stale (which the origin answered 304).
+    assert_eq!(stats.get("http.main.cache.misses"), Some(&3), "{stats:?}");
+    assert_eq!(
+        stats.get("http.main.cache.revalidations"),
+        Some(&1),
+        "{stats:?}"
+    );
+    // Inserts: /a, /stale, and /stale again refreshed by the 304.
+    assert_eq!(stats.get("http.main.cache.inserts"), Some(&3), "{stats:?}");
     p.stop();
 }
 
