@@ -21,9 +21,6 @@ use std::{net::SocketAddr, time::Instant};
 
 use crate::error::{LocalReason, Source};
 
-/// Request methods: the stream model's (named without allocating; anything else is `Other`).
-pub use ringway_filters::Method;
-
 /// The HTTP version of an exchange, as its record keeps it (the connection manager converts the
 /// codec's own version into it when it decodes a head).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +68,6 @@ pub struct StreamInfo {
     pub seen: bool,
     /// First byte of the request head arrived.
     pub start: Option<Instant>,
-    pub method: Method,
     pub version: Option<Version>,
     /// Status sent to the client (0: none was sent).
     pub status: u16,

@@ -248,7 +248,6 @@ fn begin<'l>(
     si.seen = true;
     si.version = Some(req.version.into());
     let seen = model::decode_request(&req, "http", &mut si.req);
-    si.method = si.req.method;
     let upgrade = model::forwarded_upgrade(&req).map(Bytes::copy_from_slice);
     let info = ReqInfo {
         version: req.version,

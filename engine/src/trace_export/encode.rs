@@ -82,7 +82,7 @@ fn view<'a>(cfg: &'a Config, s: &'a FinishedSpan) -> Option<SpanView<'a>> {
     let end_ns = at(si.t_last_byte)
         .unwrap_or_else(|| s.start_unix_nanos + si.duration().map_or(0, |d| d.as_nanos() as u64));
     let head = head_fields(&si.req);
-    let method = si.method.as_str();
+    let method = si.req.method.as_str();
     let mut attrs: Vec<(&'static str, Attr<'a>)> = Vec::with_capacity(24);
     let mut put = |k: &'static str, v: Attr<'a>| attrs.push((k, v));
     let s_ = |v: &'a str| Attr::Str(Cow::Borrowed(v));

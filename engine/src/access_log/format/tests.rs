@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{error::LocalReason, stream_info::Method};
+use crate::error::LocalReason;
 
 fn line(f: &Format, si: &StreamInfo, cluster: Option<&str>) -> String {
     let mut out = Vec::new();
@@ -16,7 +16,6 @@ fn forwarded() -> StreamInfo {
     StreamInfo {
         seen: true,
         start: Some(t0),
-        method: Method::Post,
         version: Some(Version::Http11),
         status: 201,
         cluster: Some(0),
