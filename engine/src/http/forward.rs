@@ -461,6 +461,20 @@ async fn read_head(
     }
 }
 
+/// Template values on the response path: the stream's, plus the upstream and its status.
+fn response_vars<'a>(
+    peer: std::net::SocketAddr,
+    info: &ReqInfo,
+    route: Option<&ringway_filters::RouteInfo<'a>>,
+    t: &Target<'_>,
+    status: u16,
+) -> crate::http::filter_chain::StreamVars<'a> {
+    let mut v = stream::vars(peer, info.version, route);
+    v.upstream = Some(t.ep.address);
+    v.status = status;
+    v
+}
+
 /// The one place an upstream connection goes back to its pool.
 fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
     t.ep.pool.checkin(
@@ -502,13 +516,8 @@ async fn respond(
     // filters' response hooks).
     let (vh, own) = stream::edits(l, route);
     if !vh.response.is_empty() || !own.response.is_empty() {
-        let mut v = stream::vars(
-            d.peer,
-            info.version,
-            filters.as_ref().and_then(|f| f.route.as_ref()),
-        );
-        v.upstream = Some(t.ep.address);
-        v.status = status;
+        let route = filters.as_ref().and_then(|f| f.route.as_ref());
+        let v = response_vars(d.peer, info, route, t, status);
         let si = &mut *d.si;
         vh.response.apply_response(&mut si.resp, Some(&si.req), &v);
         own.response.apply_response(&mut si.resp, Some(&si.req), &v);
@@ -519,9 +528,7 @@ async fn respond(
         .as_mut()
         .filter(|f| f.active.hooks().response_headers)
     {
-        let mut vars = stream::vars(d.peer, info.version, f.route.as_ref());
-        vars.upstream = Some(t.ep.address);
-        vars.status = status;
+        let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
         let si = &mut *d.si;
         let start = si.start;
         let replaced = f.with_parts(d.peer, start, w, vars, |a, parts| {
@@ -632,9 +639,7 @@ async fn respond(
             .await
         }
         Some(f) => {
-            let mut vars = stream::vars(d.peer, info.version, f.route.as_ref());
-            vars.upstream = Some(t.ep.address);
-            vars.status = status;
+            let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
             let si = &mut *d.si;
             let parts = crate::http::filter_chain::Parts {
