@@ -43,6 +43,20 @@ impl ConfigProblem {
     }
 }
 
+impl ConfigProblem {
+    /// The path written as [`ConfigProblem::at`] takes it: keys and list indexes joined by dots.
+    pub fn dotted_path(&self) -> String {
+        self.path
+            .iter()
+            .map(|s| match s {
+                PathSeg::Key(k) => k.clone(),
+                PathSeg::Index(i) => i.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
 /// What a filter's parser returns.
 pub type ParseResult = Result<Arc<dyn FilterConfig>, Vec<ConfigProblem>>;
 
@@ -266,6 +280,13 @@ mod tests {
         );
         assert!(parse_duration(&"5 parsecs".into()).is_err());
         assert!(parse_duration(&"-1s".into()).is_err());
+    }
+
+    #[test]
+    fn dotted_path_is_the_inverse_of_at() {
+        let p = ConfigProblem::at("descriptors.1.token_bucket", "x");
+        assert_eq!(p.path[1], PathSeg::Index(1));
+        assert_eq!(p.dotted_path(), "descriptors.1.token_bucket");
     }
 
     #[test]

@@ -7,7 +7,6 @@ use super::{
     parse,
 };
 use crate::{
-    registry::PathSeg,
     testing::{ctx, TestRuntime, TestVars},
     FilterConfig, FilterFactory, FilterState, HeadersStatus, HttpFilter, RequestHead, RouteInfo,
     WorkerInfo,
@@ -523,18 +522,7 @@ fn problems(v: Value) -> Vec<(String, String)> {
         Err(e) => e,
     };
     e.into_iter()
-        .map(|p| {
-            let path = p
-                .path
-                .iter()
-                .map(|s| match s {
-                    PathSeg::Key(k) => k.clone(),
-                    PathSeg::Index(i) => i.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(".");
-            (path, p.message)
-        })
+        .map(|p| (p.dotted_path(), p.message))
         .collect()
 }
 

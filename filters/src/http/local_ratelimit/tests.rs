@@ -13,7 +13,6 @@ use super::{
     percent::{Denominator, Percent, Rng},
 };
 use crate::{
-    registry::PathSeg,
     testing::{ctx, TestRuntime, TestVars},
     FilterConfig, FilterFactory, FilterState, HeadersStatus, RequestHead, ResponseHead, WorkerInfo,
 };
@@ -580,18 +579,7 @@ fn problems(v: Value) -> Vec<(String, String)> {
         Err(e) => e,
     };
     e.into_iter()
-        .map(|p| {
-            let path = p
-                .path
-                .iter()
-                .map(|s| match s {
-                    PathSeg::Key(k) => k.clone(),
-                    PathSeg::Index(i) => i.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(".");
-            (path, p.message)
-        })
+        .map(|p| (p.dotted_path(), p.message))
         .collect()
 }
 

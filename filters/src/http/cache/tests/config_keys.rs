@@ -50,19 +50,7 @@ fn config_problems_have_paths() {
     let paths = |v: serde_json::Value| -> Vec<String> {
         match registry::parse("cache", &v) {
             Ok(_) => Vec::new(),
-            Err(e) => e
-                .iter()
-                .map(|p| {
-                    p.path
-                        .iter()
-                        .map(|s| match s {
-                            registry::PathSeg::Key(k) => k.clone(),
-                            registry::PathSeg::Index(i) => i.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(".")
-                })
-                .collect(),
+            Err(e) => e.iter().map(|p| p.dotted_path()).collect(),
         }
     };
     assert_eq!(paths(json!({"max_sise_bytes": 1})), ["max_sise_bytes"]);

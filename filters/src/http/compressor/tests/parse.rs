@@ -6,7 +6,7 @@ use super::super::{
     config::{self, BrotliMode, Library},
     negotiate, qvalue,
 };
-use crate::{registry::PathSeg, stream::HeaderMap};
+use crate::stream::HeaderMap;
 
 fn validated(v: Value) -> config::Config {
     let spec = crate::registry::decode::<config::Spec>(&v).unwrap();
@@ -17,18 +17,7 @@ fn validated(v: Value) -> config::Config {
 fn problems(v: Value) -> Vec<(String, String)> {
     let e = super::super::parse(&v).expect_err("config should be refused");
     e.into_iter()
-        .map(|p| {
-            let path = p
-                .path
-                .iter()
-                .map(|s| match s {
-                    PathSeg::Key(k) => k.clone(),
-                    PathSeg::Index(i) => i.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(".");
-            (path, p.message)
-        })
+        .map(|p| (p.dotted_path(), p.message))
         .collect()
 }
 
