@@ -107,6 +107,9 @@ pub struct HttpConnManager {
     pub trace_sample_rate: Option<f64>,
     /// HTTP filters in order (the router is implicit and last).
     pub http_filters: Vec<HttpFilter>,
+    /// Trailers of chunked bodies are decoded from clients and sent to them
+    /// (`http_protocol_options.enable_trailers`, default false: dropped, as Envoy).
+    pub enable_trailers: bool,
 }
 
 /// One configured HTTP filter.
@@ -270,6 +273,9 @@ pub struct Cluster {
     pub max_idle_per_endpoint: usize,
     /// Idle upstream connection lifetime (default 60s).
     pub idle_timeout: Duration,
+    /// Trailers of chunked bodies are sent to and decoded from this cluster's endpoints
+    /// (`http_protocol_options.enable_trailers`, default false).
+    pub enable_trailers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

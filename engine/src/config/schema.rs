@@ -215,11 +215,23 @@ pub struct HcmSpec {
     pub access_log: Vec<Item<AccessLogSpec>>,
     /// This connection manager's tracing settings (needs the top-level `tracing`).
     pub tracing: Option<HcmTracingSpec>,
+    /// HTTP/1 codec options for the client side.
+    pub http_protocol_options: Option<Http1OptionsSpec>,
     /// HTTP filters, run in order before the router (which is implicit and last): each a map
     /// with the filter's `name` (`cors`, or Envoy's `envoy.filters.http.cors`), optionally
     /// `disabled: true` (off unless a route enables it), and the filter's own keys.
     #[serde(default)]
     pub http_filters: Vec<serde_json::Value>,
+}
+
+/// `http_protocol_options` (Envoy's `Http1ProtocolOptions`), on a connection manager (the client
+/// side) or a cluster (the upstream side).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an http_protocol_options map")]
+pub struct Http1OptionsSpec {
+    /// Decode trailers of chunked bodies that arrive on this side and send trailers on this side
+    /// (default `false`, Envoy's: the HTTP/1 codec drops trailers).
+    pub enable_trailers: Option<bool>,
 }
 
 /// `tracing: {sample_rate: 0.01}` on a connection manager.
@@ -401,6 +413,8 @@ pub struct ClusterSpec {
     pub max_idle_per_endpoint: Option<usize>,
     /// Idle upstream connections are closed after this (default `60s`).
     pub idle_timeout: Option<Dur>,
+    /// HTTP/1 codec options for connections to this cluster's endpoints.
+    pub http_protocol_options: Option<Http1OptionsSpec>,
 }
 
 /// Load-balancing policy.

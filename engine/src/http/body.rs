@@ -9,6 +9,7 @@
 use std::{cell::Cell, io, time::Duration};
 
 use bytes::{Bytes, BytesMut};
+use ringway_filters::HeaderMap;
 
 use crate::{
     drain::Drain,
@@ -29,6 +30,70 @@ pub enum PumpError {
     DstWrite(io::Error),
     #[error("malformed body: {0}")]
     Malformed(h1::ParseError),
+    #[error("a filter ended the stream")]
+    Filter,
+}
+
+/// How a body arrives and how it leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reframe {
+    /// The sender's framing.
+    pub framing: BodyFraming,
+    /// The body leaves chunked (raw otherwise).
+    pub chunked_out: bool,
+    /// The sender's side decodes trailers (`enable_trailers` there); otherwise they are dropped.
+    pub trailers_in: bool,
+    /// The receiver's side sends trailers (`enable_trailers` there, and `chunked_out`).
+    pub trailers_out: bool,
+}
+
+impl Reframe {
+    /// Raw in, raw or chunked out, no trailers.
+    pub fn plain(framing: BodyFraming, chunked_out: bool) -> Reframe {
+        Reframe {
+            framing,
+            chunked_out,
+            trailers_in: false,
+            trailers_out: false,
+        }
+    }
+
+    fn decoder(&self, for_filters: bool) -> h1::ChunkedDecoder {
+        let keep = self.trailers_in && (for_filters || (self.trailers_out && self.chunked_out));
+        if keep {
+            h1::ChunkedDecoder::keeping_trailers()
+        } else {
+            h1::ChunkedDecoder::new()
+        }
+    }
+}
+
+/// What a filtered body hands its transform.
+pub enum BodyEvent<'a> {
+    /// A piece of the body (may be replaced); `true`: the last piece (possibly empty).
+    Data(&'a mut Bytes, bool),
+    /// The body's trailers (after its last piece), when the sender's side decodes them.
+    Trailers(&'a mut HeaderMap),
+}
+
+/// Decode kept trailer lines.
+fn parse_trailers(raw: Option<BytesMut>) -> Result<Option<HeaderMap>, PumpError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let mut map = HeaderMap::default();
+    h1::model::decode_trailers(&raw, &mut map).map_err(PumpError::Malformed)?;
+    Ok(Some(map))
+}
+
+/// The end of a chunked body leaving: the last chunk, with `trailers` when there are any.
+fn last_chunk(trailers: Option<&HeaderMap>) -> Piece {
+    match trailers.filter(|t| !t.is_empty()) {
+        Some(t) => {
+            let mut out = BytesMut::new();
+            h1::model::encode_trailers(t, &mut out);
+            Piece::Bytes(out.freeze())
+        }
+        None => Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)),
+    }
 }
 
 const CRLF: Bytes = Bytes::from_static(b"\r\n");
@@ -68,34 +133,22 @@ fn chunk_header(len: usize) -> Piece {
 }
 
 /// Move one body from `src` to `dst`. `initial` holds body bytes already read with the head (and
-/// possibly bytes after the body). The body arrives framed by `framing` and leaves chunked when
-/// `chunked_out`, raw otherwise. Each read must make progress within `timeout`. Returns the bytes
+/// possibly bytes after the body). The body arrives and leaves as `r` says (a chunked body's
+/// trailers go through when both sides enable them). Each read must make progress within
+/// `timeout`. `progress` is kept at the number of body bytes written to `dst` so far, so a caller
+/// still knows how much went through when the body breaks off (access logs). Returns the bytes
 /// read past the end of the body (a pipelined request, or junk after a response) and the number
 /// of body bytes moved.
 pub async fn pump(
     src: &Conn,
-    initial: BytesMut,
-    dst: &Conn,
-    framing: BodyFraming,
-    chunked_out: bool,
-    timeout: Option<Duration>,
-) -> Result<(BytesMut, u64), PumpError> {
-    let progress = std::cell::Cell::new(0);
-    pump_counting(src, initial, dst, framing, chunked_out, timeout, &progress).await
-}
-
-/// [`pump`], also keeping `progress` at the number of body bytes written to `dst` so far, so a
-/// caller still knows how much went through when the body breaks off (access logs).
-pub async fn pump_counting(
-    src: &Conn,
     mut initial: BytesMut,
     dst: &Conn,
-    framing: BodyFraming,
-    chunked_out: bool,
+    r: Reframe,
     timeout: Option<Duration>,
     progress: &std::cell::Cell<u64>,
 ) -> Result<(BytesMut, u64), PumpError> {
-    match framing {
+    let chunked_out = r.chunked_out;
+    match r.framing {
         BodyFraming::None => Ok((initial, 0)),
         BodyFraming::Length(n) => {
             let mut left = n;
@@ -152,7 +205,7 @@ pub async fn pump_counting(
             Ok((initial, n))
         }
         BodyFraming::Chunked => {
-            let mut dec = h1::ChunkedDecoder::new();
+            let mut dec = r.decoder(false);
             let mut input = initial;
             let mut moved = 0u64;
             loop {
@@ -181,7 +234,8 @@ pub async fn pump_counting(
                     }
                 }
                 if ended && chunked_out {
-                    v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+                    let trailers = parse_trailers(dec.take_trailers())?;
+                    v.push(last_chunk(trailers.as_ref()));
                 }
                 write(dst, v).await?;
                 progress.set(moved);
@@ -315,14 +369,14 @@ struct Pieces {
 }
 
 impl Pieces {
-    fn new(framing: BodyFraming, initial: BytesMut) -> Pieces {
+    fn new(framing: BodyFraming, initial: BytesMut, dec: h1::ChunkedDecoder) -> Pieces {
         Pieces {
             framing,
             left: match framing {
                 BodyFraming::Length(n) => n,
                 _ => 0,
             },
-            dec: h1::ChunkedDecoder::new(),
+            dec,
             input: initial,
             done: matches!(framing, BodyFraming::None | BodyFraming::Length(0)),
         }
@@ -389,65 +443,85 @@ pub enum ReadAllError {
     Pump(#[from] PumpError),
 }
 
-/// Read a whole body (at most `max` bytes) from `src`. Returns the body and the bytes read past
-/// its end. A body declared larger than `max` fails before anything is read.
+/// A whole body read by [`read_all`].
+#[derive(Debug)]
+pub struct WholeBody {
+    pub body: Bytes,
+    /// Bytes read past its end.
+    pub rest: BytesMut,
+    /// Its trailers, when asked for and sent.
+    pub trailers: Option<HeaderMap>,
+}
+
+/// Read a whole body (at most `max` bytes) from `src`, keeping a chunked body's trailers when
+/// `trailers`. A body declared larger than `max` fails before anything is read.
 pub async fn read_all(
     src: &Conn,
     initial: BytesMut,
     framing: BodyFraming,
     max: usize,
     timeout: Option<Duration>,
-) -> Result<(Bytes, BytesMut), ReadAllError> {
+    trailers: bool,
+) -> Result<WholeBody, ReadAllError> {
     if let BodyFraming::Length(n) = framing {
         if n > max as u64 {
             return Err(ReadAllError::TooLarge(max));
         }
     }
-    let mut pieces = Pieces::new(framing, initial);
+    let dec = if trailers {
+        h1::ChunkedDecoder::keeping_trailers()
+    } else {
+        h1::ChunkedDecoder::new()
+    };
+    let mut pieces = Pieces::new(framing, initial, dec);
     let mut body = BytesMut::new();
     while let Some(p) = pieces.next(src, timeout).await? {
         if body.len() + p.len() > max {
             return Err(ReadAllError::TooLarge(max));
         }
         if body.is_empty() && pieces.done {
-            // The whole body in one piece: no copy.
-            return Ok((p, pieces.input));
+            // The whole body in one piece: no copy (a length-framed body: no trailers).
+            return Ok(WholeBody {
+                body: p,
+                rest: pieces.input,
+                trailers: None,
+            });
         }
         body.extend_from_slice(&p);
     }
-    Ok((body.freeze(), pieces.input))
+    Ok(WholeBody {
+        body: body.freeze(),
+        rest: pieces.input,
+        trailers: parse_trailers(pieces.dec.take_trailers())?,
+    })
 }
 
 /// Move one body from `src` to `dst` through `transform`, which sees each decoded piece (and a
-/// last call with `end = true`, possibly empty) and may replace it; `false` from it ends the
-/// stream with an error. The body leaves chunked when `chunked_out`, raw otherwise. Returns the
-/// bytes read past the body and the body bytes written.
-#[allow(clippy::too_many_arguments)]
+/// last call with `end = true`, possibly empty) and may replace it, then the trailers when the
+/// sender's side decodes them; `false` from it ends the stream ([`PumpError::Filter`]). The body
+/// leaves as `r` says. Returns the bytes read past the body and the body bytes written.
 pub async fn pump_filtered(
     src: &Conn,
     initial: BytesMut,
     dst: &Conn,
-    framing: BodyFraming,
-    chunked_out: bool,
+    r: Reframe,
     timeout: Option<Duration>,
     progress: &Cell<u64>,
-    transform: &mut dyn FnMut(&mut Bytes, bool) -> bool,
+    transform: &mut dyn FnMut(BodyEvent<'_>) -> bool,
 ) -> Result<(BytesMut, u64), PumpError> {
-    let mut pieces = Pieces::new(framing, initial);
+    let mut pieces = Pieces::new(r.framing, initial, r.decoder(true));
     let mut moved = 0u64;
     loop {
         let got = pieces.next(src, timeout).await?;
         let end = got.is_none() || pieces.done;
         let mut data = got.unwrap_or_default();
-        if !transform(&mut data, end) {
-            return Err(PumpError::DstWrite(io::Error::other(
-                "filter ended the stream",
-            )));
+        if !transform(BodyEvent::Data(&mut data, end)) {
+            return Err(PumpError::Filter);
         }
         let mut v = Vec::with_capacity(4);
         if !data.is_empty() {
             moved += data.len() as u64;
-            if chunked_out {
+            if r.chunked_out {
                 v.push(chunk_header(data.len()));
                 v.push(Piece::Bytes(data));
                 v.push(Piece::Bytes(CRLF));
@@ -455,8 +529,16 @@ pub async fn pump_filtered(
                 v.push(Piece::Bytes(data));
             }
         }
-        if end && chunked_out {
-            v.push(Piece::Bytes(Bytes::from_static(h1::LAST_CHUNK)));
+        if end {
+            let mut trailers = parse_trailers(pieces.dec.take_trailers())?;
+            if let Some(t) = trailers.as_mut() {
+                if !transform(BodyEvent::Trailers(t)) {
+                    return Err(PumpError::Filter);
+                }
+            }
+            if r.chunked_out {
+                v.push(last_chunk(trailers.as_ref().filter(|_| r.trailers_out)));
+            }
         }
         write(dst, v).await?;
         progress.set(moved);

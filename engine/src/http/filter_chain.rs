@@ -17,8 +17,8 @@ use std::{net::SocketAddr, rc::Rc, time::Duration, time::Instant};
 
 use bytes::Bytes;
 use ringway_filters::{
-    Ctx, DataStatus, FilterFactory, FilterState, HeadersStatus, Hooks, HttpFilter, LocalReply,
-    RequestHead, ResponseHead, RouteInfo, Runtime, Vars, Wait, WorkerInfo,
+    Ctx, DataStatus, FilterFactory, FilterState, HeaderMap, HeadersStatus, Hooks, HttpFilter,
+    LocalReply, RequestHead, ResponseHead, RouteInfo, Runtime, Vars, Wait, WorkerInfo,
 };
 
 use crate::config::{HttpConnManager, PerFilterAction, Route};
@@ -56,7 +56,8 @@ impl Chain {
         Active {
             filters: self.factories.iter().map(|f| f.create()).collect(),
             chain: Rc::clone(self),
-            entered: 0,
+            // Every filter sees the request unless a request-headers hook answers first.
+            entered: self.factories.len(),
         }
     }
 }
@@ -190,6 +191,49 @@ impl Active {
             }
         }
         None
+    }
+
+    /// Run the request-trailers hooks in order.
+    pub fn request_trailers(
+        &mut self,
+        trailers: &mut HeaderMap,
+        state: &mut FilterState,
+        p: &Parts<'_>,
+    ) -> Option<LocalReply> {
+        for i in 0..self.entered {
+            if !self.chain.hooks[i].request_trailers {
+                continue;
+            }
+            let mut cx = ctx(p, state, None);
+            if let DataStatus::LocalReply(r) =
+                self.filters[i].on_request_trailers(trailers, &mut cx)
+            {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Run the response-trailers hooks in reverse. `false`: a filter asked to end the stream.
+    pub fn response_trailers(
+        &mut self,
+        trailers: &mut HeaderMap,
+        request: &RequestHead,
+        state: &mut FilterState,
+        p: &Parts<'_>,
+    ) -> bool {
+        for i in (0..self.entered).rev() {
+            if !self.chain.hooks[i].response_trailers {
+                continue;
+            }
+            let mut cx = ctx(p, state, Some(request));
+            if let DataStatus::LocalReply(_) =
+                self.filters[i].on_response_trailers(trailers, &mut cx)
+            {
+                return false;
+            }
+        }
+        true
     }
 
     /// Run the response-headers hooks in reverse, over the filters that saw the request. A

@@ -12,13 +12,13 @@
 use std::{cell::Cell, rc::Rc, time::Duration, time::Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringway_filters::BodySize;
+use ringway_filters::{BodySize, HeaderMap};
 
 use crate::{
     config::{ForwardAction, Route},
     error::LocalReason,
     http::{
-        body::{self, PumpError, ReadAllError},
+        body::{self, BodyEvent, PumpError, ReadAllError},
         conn_manager::{Downstream, Next},
         ctx::{ListenerCtx, WorkerCtx},
         h1::{self, model, BodyFraming, Version},
@@ -81,10 +81,15 @@ pub(crate) async fn forward(
         _ => None,
     };
     let want = filters.as_ref().map(|f| f.active.hooks());
+    let mut trailers: Option<HeaderMap> = None;
     if let Some(max) = want.and_then(|h| h.buffer_request_body) {
         if buffered.is_none() {
-            match stream::buffer_body(d, &info, max, l.http.request_body_timeout).await {
-                Ok(b) => buffered = Some(b),
+            let timeout = l.http.request_body_timeout;
+            match stream::buffer_body(d, &info, max, timeout, l.http.enable_trailers).await {
+                Ok(whole) => {
+                    buffered = Some(whole.body);
+                    trailers = whole.trailers;
+                }
                 Err(ReadAllError::TooLarge(_)) => {
                     let why = LocalReason::RequestTooLarge;
                     return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
@@ -97,31 +102,35 @@ pub(crate) async fn forward(
         }
     }
     if let (Some(fl), Some(b)) = (filters.as_mut(), buffered.as_mut()) {
-        if fl.active.hooks().request_data {
+        let h = fl.active.hooks();
+        if h.request_data || h.request_trailers {
             let vars = stream::vars(d.peer, info.version, fl.route.as_ref());
             let si = &mut *d.si;
             let start = si.start;
             let reply = fl.with_parts(d.peer, start, w, vars, |a, p| {
-                a.request_data(b, true, &mut si.filter_state, p)
+                let state = &mut si.filter_state;
+                a.request_data(b, true, state, p).or_else(|| {
+                    let t = trailers.as_mut()?;
+                    a.request_trailers(t, state, p)
+                })
             });
             if let Some(r) = reply {
-                let reply = stream::Reply {
-                    status: r.status,
-                    headers: r.headers,
-                    body: r.body,
-                    tag: r.reason,
-                    why: None,
-                };
+                let reply = stream::Reply::from_filter(r);
                 return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), false).await;
             }
         }
     }
-    if let Some(b) = &buffered {
+    if let Some(b) = buffered.as_mut() {
         d.si.bytes_received = b.len() as u64;
-        d.si.req.body = if b.is_empty() {
-            BodySize::Empty
-        } else {
-            BodySize::Known(b.len() as u64)
+        let trailers = trailers.filter(|t| cluster.enable_trailers && !t.is_empty());
+        d.si.req.body = match trailers {
+            // Trailers can only follow a chunked body: the buffered body goes as one chunk.
+            Some(t) => {
+                *b = chunked_with_trailers(b, &t);
+                BodySize::Unknown
+            }
+            None if b.is_empty() => BodySize::Empty,
+            None => BodySize::Known(b.len() as u64),
         };
     }
     // The encoder sizes the head and reserves it once.
@@ -129,10 +138,13 @@ pub(crate) async fn forward(
     model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
     let head = head.freeze();
 
-    let (up, first) = match send(d, l, w, &info, &t, head, buffered).await {
+    let (up, first) = match send(d, l, w, &info, &t, head, buffered, filters.as_mut()).await {
         Ok(x) => x,
         Err(Failed::Reply(why, close)) => {
             return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await
+        }
+        Err(Failed::Local(reply)) => {
+            return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true).await
         }
         Err(Failed::Next(n)) => return n,
     };
@@ -142,10 +154,25 @@ pub(crate) async fn forward(
     }
 }
 
+/// A whole body and its trailers as one chunk, the last chunk and the trailer section.
+fn chunked_with_trailers(body: &Bytes, trailers: &HeaderMap) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + trailers.wire_len() + 32);
+    if !body.is_empty() {
+        h1::encode_chunk_header(body.len(), &mut out);
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    }
+    model::encode_trailers(trailers, &mut out);
+    out.freeze()
+}
+
 /// Why a request could not be sent.
 enum Failed {
     /// Answer with this reason; close the client connection when `true`.
     Reply(LocalReason, bool),
+    /// A filter's data or trailers hook answered while the body was streaming (the client
+    /// connection closes: the rest of its body is not read).
+    Local(stream::Reply),
     /// Already handled: do this with the connection.
     Next(Next),
 }
@@ -188,6 +215,7 @@ async fn first_read(up: &Conn, posted: Option<PostedRead>, deadline: Option<Inst
 
 /// Get a connection, send head and body, wait for the first response bytes. Returns the
 /// connection and those bytes with the route deadline.
+#[allow(clippy::too_many_arguments)]
 async fn send(
     d: &mut Downstream,
     l: &ListenerCtx,
@@ -196,6 +224,7 @@ async fn send(
     t: &Target<'_>,
     head: Bytes,
     buffered: Option<Bytes>,
+    mut filters: Option<&mut Filters<'_>>,
 ) -> Result<(Rc<Conn>, (ReadBuf, Option<Instant>)), Failed> {
     let replayable = buffered.is_some() && info.idempotent && info.upgrade.is_none();
     let mut attempt = 0;
@@ -241,7 +270,13 @@ async fn send(
                 .write_vectored_all([head.clone(), b.clone()])
                 .await
                 .is_ok(),
-            None => stream_body(d, l, w, info, &up, head.clone()).await?,
+            None => {
+                let body_hooks = filters.as_deref_mut().filter(|f| {
+                    let h = f.active.hooks();
+                    h.request_data || h.request_trailers
+                });
+                stream_body(d, l, w, info, t, &up, head.clone(), body_hooks).await?
+            }
         };
         let retry = |d: &mut Downstream| {
             if reused && replayable && attempt == 1 {
@@ -284,15 +319,19 @@ async fn send(
     }
 }
 
-/// Send the head, then stream the client's body (`100 Continue` first when the client asked).
-/// `Ok(false)`: the upstream write failed.
+/// Send the head, then stream the client's body (`100 Continue` first when the client asked),
+/// through the filters' request data and trailers hooks when `filters` has them. `Ok(false)`:
+/// the upstream write failed.
+#[allow(clippy::too_many_arguments)]
 async fn stream_body(
     d: &mut Downstream,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
+    t: &Target<'_>,
     up: &Conn,
     head: Bytes,
+    filters: Option<&mut Filters<'_>>,
 ) -> Result<bool, Failed> {
     if info.expect_continue
         && info.version == Version::Http11
@@ -307,18 +346,42 @@ async fn stream_body(
         return Ok(false);
     }
     let initial = std::mem::take(&mut d.pending);
-    let chunked_out = matches!(info.framing, BodyFraming::Chunked);
-    let received = Cell::new(0);
-    let pumped = body::pump_counting(
-        &d.conn,
-        initial,
-        up,
-        info.framing,
+    // The head said chunked when the body's length is unknown (a filter may have made it so).
+    let chunked_out = d.si.req.body == BodySize::Unknown;
+    let r = body::Reframe {
+        framing: info.framing,
         chunked_out,
-        Some(l.http.request_body_timeout),
-        &received,
-    )
-    .await;
+        trailers_in: l.http.enable_trailers,
+        trailers_out: t.cluster.enable_trailers && chunked_out,
+    };
+    let timeout = Some(l.http.request_body_timeout);
+    let received = Cell::new(0);
+    let mut reply = None;
+    let pumped = match filters {
+        None => body::pump(&d.conn, initial, up, r, timeout, &received).await,
+        Some(f) => {
+            let vars = stream::vars(d.peer, info.version, f.route.as_ref());
+            let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let si = &mut *d.si;
+            let parts = crate::http::filter_chain::Parts {
+                peer: d.peer,
+                route: f.route,
+                start: si.start.unwrap_or_else(Instant::now),
+                rt: &rt,
+                vars: &vars,
+            };
+            let state = &mut si.filter_state;
+            let active = &mut f.active;
+            let mut transform = |ev: BodyEvent<'_>| {
+                reply = match ev {
+                    BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
+                    BodyEvent::Trailers(t) => active.request_trailers(t, state, &parts),
+                };
+                reply.is_none()
+            };
+            body::pump_filtered(&d.conn, initial, up, r, timeout, &received, &mut transform).await
+        }
+    };
     d.si.bytes_received = received.get();
     match pumped {
         Ok((rest, moved)) => {
@@ -327,6 +390,10 @@ async fn stream_body(
             Ok(true)
         }
         Err(PumpError::DstWrite(_)) => Ok(false),
+        Err(PumpError::Filter) => match reply {
+            Some(r) => Err(Failed::Local(stream::Reply::from_filter(r))),
+            None => Err(Failed::Next(Next::Close)),
+        },
         Err(e) => Err(Failed::Next(body_failed(d, w, info, e).await)),
     }
 }
@@ -583,9 +650,16 @@ async fn respond(
         &mut out,
     );
     let chunked_out = framing == model::Framing::Chunked;
-    let wants_data = filters
-        .as_ref()
-        .is_some_and(|f| f.active.hooks().response_data);
+    let r = body::Reframe {
+        framing: p.framing_in,
+        chunked_out,
+        trailers_in: t.cluster.enable_trailers,
+        trailers_out: l.http.enable_trailers && chunked_out,
+    };
+    let wants_data = filters.as_ref().is_some_and(|f| {
+        let h = f.active.hooks();
+        h.response_data || h.response_trailers
+    });
     let next = |ok: bool| {
         if ok && keep_alive {
             Next::KeepAlive
@@ -626,18 +700,7 @@ async fn respond(
     let initial = rest.into_bytes_mut();
     let sent = Cell::new(0);
     let pumped = match filters.as_mut().filter(|_| wants_data) {
-        None => {
-            body::pump_counting(
-                up,
-                initial,
-                &d.conn,
-                p.framing_in,
-                chunked_out,
-                t.timeout,
-                &sent,
-            )
-            .await
-        }
+        None => body::pump(up, initial, &d.conn, r, t.timeout, &sent).await,
         Some(f) => {
             let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
@@ -652,19 +715,11 @@ async fn respond(
             let req = &si.req;
             let state = &mut si.filter_state;
             let active = &mut f.active;
-            let mut transform =
-                |data: &mut Bytes, end: bool| active.response_data(data, end, req, state, &parts);
-            body::pump_filtered(
-                up,
-                initial,
-                &d.conn,
-                p.framing_in,
-                chunked_out,
-                t.timeout,
-                &sent,
-                &mut transform,
-            )
-            .await
+            let mut transform = |ev: BodyEvent<'_>| match ev {
+                BodyEvent::Data(data, end) => active.response_data(data, end, req, state, &parts),
+                BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+            };
+            body::pump_filtered(up, initial, &d.conn, r, t.timeout, &sent, &mut transform).await
         }
     };
     d.si.t_last_byte = Some(Instant::now());

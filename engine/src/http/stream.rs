@@ -68,7 +68,7 @@ impl Reply {
         }
     }
 
-    fn from_filter(r: LocalReply) -> Reply {
+    pub(crate) fn from_filter(r: LocalReply) -> Reply {
         Reply {
             status: r.status,
             headers: r.headers,
@@ -439,15 +439,19 @@ pub(crate) async fn reply_error(
     send_reply(d, w, Some(info), Reply::error(reason), filters, force_close).await
 }
 
-/// Read the whole request body for a filter that needs it (`buffer`), up to `max` bytes.
+/// Read the whole request body for a filter that needs it (`buffer`), up to `max` bytes, with
+/// its trailers when the listener decodes them.
 pub(crate) async fn buffer_body(
     d: &mut Downstream,
     info: &ReqInfo,
     max: usize,
     timeout: std::time::Duration,
-) -> Result<Bytes, body::ReadAllError> {
+    trailers: bool,
+) -> Result<body::WholeBody, body::ReadAllError> {
     let initial = std::mem::take(&mut d.pending);
-    let (b, rest) = body::read_all(&d.conn, initial, info.framing, max, Some(timeout)).await?;
-    d.pending = rest;
-    Ok(b)
+    let src = &d.conn;
+    let mut whole =
+        body::read_all(src, initial, info.framing, max, Some(timeout), trailers).await?;
+    d.pending = std::mem::take(&mut whole.rest);
+    Ok(whole)
 }

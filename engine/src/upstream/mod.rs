@@ -36,6 +36,8 @@ pub struct ClusterView {
     pub connect_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// Send and decode trailers of chunked bodies (`http_protocol_options.enable_trailers`).
+    pub enable_trailers: bool,
     pub endpoints: Vec<EndpointView>,
     lb: lb::Balancer,
 }
@@ -48,6 +50,7 @@ impl ClusterView {
             connect_timeout: c.connect_timeout,
             max_idle_per_endpoint: c.max_idle_per_endpoint,
             idle_timeout: c.idle_timeout,
+            enable_trailers: c.enable_trailers,
             endpoints: c
                 .endpoints
                 .iter()

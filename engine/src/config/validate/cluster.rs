@@ -80,5 +80,10 @@ pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) 
             .max_idle_per_endpoint
             .unwrap_or(defaults::MAX_IDLE_PER_ENDPOINT),
         idle_timeout,
+        enable_trailers: c
+            .http_protocol_options
+            .as_ref()
+            .and_then(|o| o.enable_trailers)
+            .unwrap_or(false),
     }
 }

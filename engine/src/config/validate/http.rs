@@ -139,6 +139,11 @@ pub(super) fn conn_manager(
             problems,
         ),
         http_filters,
+        enable_trailers: hcm
+            .http_protocol_options
+            .as_ref()
+            .and_then(|o| o.enable_trailers)
+            .unwrap_or(false),
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 
 /// Longest chunk-size line (size, extensions, CRLF) accepted.
 const MAX_SIZE_LINE: usize = 4096;
-/// Largest trailer section accepted (it is read and dropped).
+/// Largest trailer section accepted.
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Most hex digits in a chunk-size (16 fill a `u64`, so no overflow is possible).
 const MAX_SIZE_DIGITS: u8 = 16;
@@ -102,6 +102,14 @@ impl ChunkedDecoder {
             }
             if !in_trailers && self.line_bytes > MAX_SIZE_LINE {
                 return Err(ParseError::Malformed("chunk-size line too long"));
+            }
+            if let Some(t) = self.trailers.as_mut() {
+                // Every byte of a trailer line, not the empty line that ends the section.
+                let ending = matches!(self.state, State::TrailerEndLf)
+                    || (matches!(self.state, State::TrailerStart) && b == b'\r');
+                if in_trailers && !ending {
+                    t.extend_from_slice(&[b]);
+                }
             }
             self.state = match self.state {
                 State::SizeStart => match hex(b) {

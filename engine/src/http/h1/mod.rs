@@ -255,23 +255,38 @@ pub enum Chunk {
     Data(Bytes),
     /// More input is needed.
     NeedMore,
-    /// The last chunk and the trailers (discarded) have been read; the message is complete.
+    /// The last chunk and the trailers have been read; the message is complete. The trailers
+    /// are dropped unless the decoder keeps them ([`ChunkedDecoder::keeping_trailers`]).
     End,
 }
 
 /// Incremental decoder of `Transfer-Encoding: chunked`. Strict: chunk-size must be hex digits
 /// (at most 16), optional chunk extensions are skipped, every line ends in CRLF (bare LF is an
-/// error), trailer section is read and dropped (at most 16 KiB).
+/// error), the trailer section is read (at most 16 KiB) and dropped, or kept when asked.
 #[derive(Debug, Default)]
 pub struct ChunkedDecoder {
     state: chunked::State,
     /// Bytes of the current chunk-size line (extensions included), or of the trailer section.
     line_bytes: usize,
+    /// The trailer lines as received (each with its CRLF), when they are kept.
+    trailers: Option<BytesMut>,
 }
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+    /// A decoder that keeps the trailer section for [`ChunkedDecoder::take_trailers`].
+    pub fn keeping_trailers() -> Self {
+        ChunkedDecoder {
+            trailers: Some(BytesMut::new()),
+            ..Self::default()
+        }
+    }
+    /// The trailer lines (`name: value\r\n` each, as received; parse them with
+    /// [`model::decode_trailers`]), once the body ended. `None`: none were sent or kept.
+    pub fn take_trailers(&mut self) -> Option<BytesMut> {
+        self.trailers.take().filter(|t| !t.is_empty())
     }
     /// Consume from the front of `input`; returns the next piece. Bytes consumed are split off
     /// `input` (what remains is the unread rest, possibly the next pipelined message after End).

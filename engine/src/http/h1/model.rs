@@ -10,11 +10,13 @@
 //! to know about well-known headers is noted on the way ([`Seen`]), so the policy never scans the
 //! map again. Encoding writes the request line or status line, `host`, the map in order, then
 //! the framing the codec decided; the head is sized first and written with one reservation.
+//! Trailers of chunked bodies, when a side enables them, decode into a `HeaderMap` (fields a
+//! trailer may not carry are dropped) and encode after the last chunk.
 
 use bytes::BytesMut;
 use ringway_filters::{BodySize, HeaderMap, Method, RequestHead, ResponseHead};
 
-use super::{encode::canonical_reason, BodyFraming, Request, Response, Version};
+use super::{encode::canonical_reason, BodyFraming, ParseError, Request, Response, Version};
 use crate::text::decimal;
 
 /// Header kinds the decoder treats specially.
@@ -214,6 +216,65 @@ pub fn decode_response(resp: &Response<'_, '_>, head: &mut ResponseHead) {
             head.headers.append(name, h.value);
         }
     }
+}
+
+/// Fields a trailer section may not carry (RFC 9110 §6.5.1: framing, routing, request
+/// modifiers, authentication, response control and content metadata): dropped on decode.
+fn forbidden_in_trailers(name: &[u8]) -> bool {
+    const NAMES: &[&[u8]] = &[
+        b"age",
+        b"authorization",
+        b"cache-control",
+        b"content-encoding",
+        b"content-range",
+        b"content-type",
+        b"date",
+        b"expires",
+        b"location",
+        b"max-forwards",
+        b"pragma",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"range",
+        b"retry-after",
+        b"set-cookie",
+        b"vary",
+        b"www-authenticate",
+    ];
+    matches!(kind(name), Kind::Codec) || NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Decode a chunked body's trailer lines (as [`super::ChunkedDecoder::take_trailers`] gives
+/// them) into `out`, dropping fields a trailer may not carry. A malformed line is an error.
+pub fn decode_trailers(raw: &[u8], out: &mut HeaderMap) -> Result<(), ParseError> {
+    let mut buf = Vec::with_capacity(raw.len() + 2);
+    buf.extend_from_slice(raw);
+    buf.extend_from_slice(b"\r\n");
+    let mut headers = [httparse::EMPTY_HEADER; super::MAX_HEADERS];
+    match httparse::parse_headers(&buf, &mut headers) {
+        Ok(httparse::Status::Complete((_, hs))) => {
+            for h in hs {
+                let name = h.name.as_bytes();
+                if !forbidden_in_trailers(name) {
+                    out.append(name, h.value);
+                }
+            }
+            Ok(())
+        }
+        Ok(httparse::Status::Partial) => Err(ParseError::Malformed("incomplete trailers")),
+        Err(httparse::Error::TooManyHeaders) => Err(ParseError::HeadersTooLarge),
+        Err(_) => Err(ParseError::Malformed("invalid trailer field")),
+    }
+}
+
+/// The end of a chunked body with `trailers`: the last chunk, the fields, the empty line.
+pub fn encode_trailers(trailers: &HeaderMap, out: &mut BytesMut) {
+    out.reserve(trailers.wire_len() + 5);
+    out.extend_from_slice(b"0\r\n");
+    for (n, v) in trailers.iter() {
+        put(out, &[n, b": ", v, b"\r\n"]);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How the client's response is framed.
