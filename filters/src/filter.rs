@@ -25,9 +25,12 @@
 //!   saw the request) see the reply's head in their response-headers hooks. On the response path
 //!   it replaces the upstream's response (nothing has been sent yet): the upstream's body is
 //!   discarded, and the filters nearer the client still see the replacement.
-//! - Trailers hooks are part of the contract but the HTTP/1 codec does not deliver trailers to
-//!   filters yet (it drops them, as before); a data hook always gets a last call with
-//!   `end_stream = true`, so a filter that must finish a body (compression) can.
+//! - Bodies stream: a data hook sees each piece as it arrives (request pieces go upstream as
+//!   they pass the chain), and always gets a last call with `end_stream = true` (possibly
+//!   empty), so a filter that must finish a body (compression) can. Trailers, when the message
+//!   has some and its side decodes them (`enable_trailers`), come after that last call.
+//! - A request data or trailers hook's local reply ends the stream: the client gets the reply
+//!   (when no response byte has gone out) and its connection closes.
 //! - Only request-headers hooks may pause; data hooks run without waiting.
 //! - Data hooks run only for filters whose factory declares them in [`Hooks`]: a chain without
 //!   data hooks leaves bodies on the engine's zero-copy path.

@@ -265,3 +265,63 @@ fn encoded_chunks_decode_back() {
     assert!(end);
     assert!(rest.is_empty());
 }
+
+/// Decode `msg` split at `at` with a decoder that keeps trailers; the kept trailer lines.
+fn kept_trailers(msg: &[u8], at: usize) -> Option<Vec<u8>> {
+    let mut dec = ChunkedDecoder::keeping_trailers();
+    let mut input = BytesMut::new();
+    for part in [&msg[..at], &msg[at..]] {
+        input.extend_from_slice(part);
+        loop {
+            match dec.decode(&mut input).expect("valid") {
+                Chunk::Data(_) => {}
+                Chunk::NeedMore => break,
+                Chunk::End => return dec.take_trailers().map(|t| t.to_vec()),
+            }
+        }
+    }
+    panic!("no End in {:?}", String::from_utf8_lossy(msg));
+}
+
+#[test]
+fn trailers_are_kept_when_asked_at_every_split() {
+    for at in 0..=WIKI.len() {
+        assert_eq!(
+            kept_trailers(WIKI, at).as_deref(),
+            Some(&b"X-Trailer: 1\r\nX-Other: 2\r\n"[..]),
+            "split at {at}"
+        );
+    }
+    assert_eq!(kept_trailers(b"1\r\na\r\n0\r\n\r\n", 3), None);
+    // A decoder that does not keep them gives none.
+    let mut dec = ChunkedDecoder::new();
+    let mut input = BytesMut::from(WIKI);
+    while dec.decode(&mut input).expect("valid") != Chunk::End {}
+    assert_eq!(dec.take_trailers(), None);
+}
+
+#[test]
+fn trailer_fields_decode_and_encode() {
+    let mut map = ringway_filters::HeaderMap::default();
+    model::decode_trailers(
+        b"X-Sum: 1\r\nContent-Length: 5\r\nTransfer-Encoding: x\r\nSet-Cookie: a\r\nx-b:  2 \r\n",
+        &mut map,
+    )
+    .expect("valid");
+    let got: Vec<_> = map.iter().collect();
+    assert_eq!(
+        got,
+        vec![(&b"X-Sum"[..], &b"1"[..]), (&b"x-b"[..], &b"2"[..])]
+    );
+    let mut out = BytesMut::new();
+    model::encode_trailers(&map, &mut out);
+    assert_eq!(&out[..], b"0\r\nX-Sum: 1\r\nx-b: 2\r\n\r\n");
+    for bad in [&b"no colon\r\n"[..], b"bad name: 1\r\n", b"x: a\rb\r\n"] {
+        let mut m = ringway_filters::HeaderMap::default();
+        assert!(
+            model::decode_trailers(bad, &mut m).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
