@@ -264,6 +264,13 @@ pub trait HttpFilter {
     fn on_response_trailers(&mut self, _trailers: &mut HeaderMap, _cx: &mut Ctx<'_>) -> DataStatus {
         DataStatus::Continue
     }
+    /// The stream ended. Return `true` after putting this instance back in the state
+    /// [`FilterFactory::create`] makes (releasing what the request held), and the worker may
+    /// hand it to a later request instead of creating one: a chain of such filters costs no
+    /// allocation per request. The default, `false`, drops it.
+    fn recycle(&mut self) -> bool {
+        false
+    }
 }
 
 /// Builds a filter per request. One per worker per config snapshot (per route, for routes that

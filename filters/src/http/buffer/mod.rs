@@ -102,4 +102,8 @@ impl HttpFilter for Buffer {
         }
         DataStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        true
+    }
 }

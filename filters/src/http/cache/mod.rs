@@ -390,6 +390,11 @@ impl HttpFilter for CacheFilter {
         }
         DataStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        self.phase = Phase::Off;
+        true
+    }
 }
 
 impl CacheFilter {

@@ -250,6 +250,13 @@ impl HttpFilter for Compressor {
         *data = Bytes::from(out);
         DataStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        self.choice = None;
+        self.no_body = false;
+        self.active = None;
+        true
+    }
 }
 
 /// The response-side conditions, in Envoy's order (which decides which skip is counted):

@@ -213,6 +213,11 @@ impl HttpFilter for Cors {
         }
         HeadersStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        self.origin = None;
+        true
+    }
 }
 
 /// The answer to a preflight (`req`: its headers), Envoy's headers in Envoy's order.

@@ -284,6 +284,19 @@ impl HttpFilter for Filter {
             }
         }
     }
+
+    fn recycle(&mut self) -> bool {
+        self.reset();
+        true
+    }
+}
+
+impl Filter {
+    /// Back to a fresh request's state (the fault slot released).
+    fn reset(&mut self) {
+        self.deactivate();
+        self.delayed = false;
+    }
 }
 
 impl Drop for Filter {

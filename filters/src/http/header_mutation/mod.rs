@@ -134,4 +134,8 @@ impl HttpFilter for HeaderMutation {
         self.lists.response_trailers.apply(trailers, cx.vars);
         DataStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        true
+    }
 }

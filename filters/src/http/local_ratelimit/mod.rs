@@ -401,4 +401,9 @@ impl HttpFilter for Filter {
         }
         HeadersStatus::Continue
     }
+
+    fn recycle(&mut self) -> bool {
+        self.report = None;
+        true
+    }
 }

@@ -303,7 +303,7 @@ fn trailers_are_kept_when_asked_at_every_split() {
 #[test]
 fn trailer_fields_decode_and_encode() {
     let mut map = ringway_filters::HeaderMap::default();
-    model::decode_trailers(
+    crate::http::h1::model::decode_trailers(
         b"X-Sum: 1\r\nContent-Length: 5\r\nTransfer-Encoding: x\r\nSet-Cookie: a\r\nx-b:  2 \r\n",
         &mut map,
     )
@@ -314,12 +314,12 @@ fn trailer_fields_decode_and_encode() {
         vec![(&b"X-Sum"[..], &b"1"[..]), (&b"x-b"[..], &b"2"[..])]
     );
     let mut out = BytesMut::new();
-    model::encode_trailers(&map, &mut out);
+    crate::http::h1::model::encode_trailers(&map, &mut out);
     assert_eq!(&out[..], b"0\r\nX-Sum: 1\r\nx-b: 2\r\n\r\n");
     for bad in [&b"no colon\r\n"[..], b"bad name: 1\r\n", b"x: a\rb\r\n"] {
         let mut m = ringway_filters::HeaderMap::default();
         assert!(
-            model::decode_trailers(bad, &mut m).is_err(),
+            crate::http::h1::model::decode_trailers(bad, &mut m).is_err(),
             "{:?}",
             String::from_utf8_lossy(bad)
         );
