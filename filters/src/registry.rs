@@ -104,6 +104,11 @@ pub const BUILTIN: &[Kind] = &[
         parse: http::compressor::parse,
     },
     Kind {
+        name: "decompressor",
+        envoy_name: "envoy.filters.http.decompressor",
+        parse: http::decompressor::parse,
+    },
+    Kind {
         name: "cache",
         envoy_name: "envoy.filters.http.cache",
         parse: http::cache::parse,

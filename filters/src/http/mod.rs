@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod cache;
 pub mod compressor;
 pub mod cors;
+pub mod decompressor;
 pub mod fault;
 pub mod header_mutation;
 pub mod local_ratelimit;
