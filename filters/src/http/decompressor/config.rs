@@ -103,7 +103,7 @@ struct FeatureFlagSpec {
 pub(crate) struct LibrarySpec {
     /// `gzip`, `brotli` or `zstd` (or Envoy's `envoy.compression.<name>.decompressor`).
     pub name: String,
-    /// gzip: 9..15 (default 15), the largest window a stream may use.
+    /// gzip: 9..15 (default 15), Envoy's window size (zlib-rs keeps 32 KiB whatever it says).
     #[serde(default)]
     pub window_bits: Option<u32>,
     /// 4096..65536 (default 4096): bytes a decoder writes between two `max_inflate_ratio`

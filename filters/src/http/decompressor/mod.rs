@@ -38,7 +38,11 @@
 //! - No `x-envoy-decompressor-<name>-{compressed,uncompressed}-bytes` trailers (filters cannot
 //!   add trailers on HTTP/1 yet); `enabled.runtime_key` and brotli's
 //!   `disable_ring_buffer_reallocation` are accepted and ignored; zstd `dictionaries` are
-//!   refused. zstd windows over 8 MiB are refused (RFC 9659).
+//!   refused. zstd windows over 8 MiB are refused (RFC 9659). gzip `window_bits` is checked
+//!   (9..15) but zlib-rs always keeps a 32 KiB window, so a stream that needs more window than
+//!   configured still decodes (zlib would refuse it).
+//! - As in Envoy, a message without a body (a HEAD response, a 304) keeps its
+//!   `content-encoding`.
 //!
 //! Stats (Envoy's names), per direction: `decompressor.<library>.{request,response}.
 //! {decompressed, not_decompressed, total_compressed_bytes, total_uncompressed_bytes}`, plus
