@@ -252,6 +252,12 @@ impl HttpFilter for Decompressor {
             Err(reason) => DataStatus::LocalReply(LocalReply::error(502, reason, "Bad Gateway")),
         }
     }
+
+    fn recycle(&mut self) -> bool {
+        self.request = Body::Untouched;
+        self.response = Body::Untouched;
+        true
+    }
 }
 
 /// Whether a message has a body to look at (`Known(0)` has none).
