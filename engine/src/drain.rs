@@ -7,6 +7,7 @@
 //! deadline on a coarse per-worker clock (advanced by [`Drain::tick`] every [`TICK`]), instead of
 //! arming a runtime timer and reading the system clock for every request. The tick wakes the
 //! waiters whose deadline has passed. Idle timeouts are therefore accurate to about one tick.
+//! Route timeouts use the same clock ([`Drain::before`]): a request costs no runtime timer.
 //! Single-threaded (`Cell`/`RefCell`): it never crosses a core.
 //!
 //! A leaf: it imports nothing from the crate. The worker (`runtime::worker`) owns one, starts
@@ -111,16 +112,38 @@ impl Drain {
     /// A registration that also ends `timeout` from now on the coarse clock (see
     /// [`Waiter::poll_idle`]); rounded to the nearest tick.
     pub fn waiter_for(&self, timeout: Duration) -> Waiter<'_> {
-        let half_tick = TICK.as_millis() as u64 / 2;
-        let deadline = self
-            .now_ms
-            .get()
-            .saturating_add(timeout.as_millis() as u64 + half_tick);
+        self.waiter_until(self.deadline_in(timeout))
+    }
+
+    /// A deadline at `deadline_ms` on the coarse clock (see [`Waiter::poll_deadline`]).
+    pub fn waiter_until(&self, deadline_ms: u64) -> Waiter<'_> {
         Waiter {
             drain: self,
             slot: None,
-            deadline,
+            deadline: deadline_ms,
         }
+    }
+
+    /// The coarse-clock deadline `timeout` from now, rounded to the nearest tick.
+    pub fn deadline_in(&self, timeout: Duration) -> u64 {
+        let half_tick = TICK.as_millis() as u64 / 2;
+        self.now_ms
+            .get()
+            .saturating_add(timeout.as_millis() as u64 + half_tick)
+    }
+
+    /// `fut`, unless the coarse clock passes `deadline_ms` first (`None`). No runtime timer and
+    /// no clock read: the worker's tick ends it.
+    pub async fn before<F: Future>(&self, deadline_ms: u64, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        let mut w = self.waiter_until(deadline_ms);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            w.poll_deadline(cx).map(|()| None)
+        })
+        .await
     }
 
     /// A future that completes once draining starts.
@@ -175,8 +198,17 @@ impl Waiter<'_> {
         if self.drain.draining.get() {
             return Poll::Ready(IdleEnd::Drained);
         }
+        match self.poll_deadline(cx) {
+            Poll::Ready(()) => Poll::Ready(IdleEnd::TimedOut),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Ready once the deadline has passed (draining does not end it); otherwise remembers the
+    /// waker.
+    pub fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.deadline <= self.drain.now_ms.get() {
-            return Poll::Ready(IdleEnd::TimedOut);
+            return Poll::Ready(());
         }
         let mut slots = self.drain.slots.borrow_mut();
         match self

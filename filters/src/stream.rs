@@ -185,6 +185,29 @@ impl HeaderMap {
         true
     }
 
+    /// Append every field of `other`, in order: one copy of its buffer when it has no removed
+    /// fields (a stored response's headers), field by field otherwise.
+    pub fn extend_from(&mut self, other: &HeaderMap) {
+        if other.live != other.entries.len() {
+            for (n, v) in other.iter() {
+                self.append(n, v);
+            }
+            return;
+        }
+        let base = self.buf.len() as u32;
+        self.buf.extend_from_slice(&other.buf);
+        let shift = |s: Span| Span {
+            start: s.start + base,
+            len: s.len,
+        };
+        self.entries.extend(other.entries.iter().map(|e| Entry {
+            name: shift(e.name),
+            value: shift(e.value),
+            dead: false,
+        }));
+        self.live += other.live;
+    }
+
     /// The fields in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.entries
@@ -387,6 +410,33 @@ pub struct ResponseHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_from_copies_live_fields_in_order() {
+        let mut src = HeaderMap::default();
+        src.append("a", "1");
+        src.append("b", "2");
+        let mut dst = HeaderMap::default();
+        dst.append("z", "0");
+        dst.extend_from(&src);
+        let got: Vec<_> = dst.iter().collect();
+        assert_eq!(
+            got,
+            vec![(&b"z"[..], &b"0"[..]), (b"a", b"1"), (b"b", b"2")]
+        );
+        assert_eq!(dst.len(), 3);
+        // With a removed field the copy skips it.
+        src.remove("a");
+        let mut dst2 = HeaderMap::default();
+        dst2.extend_from(&src);
+        assert_eq!(
+            dst2.iter().collect::<Vec<_>>(),
+            vec![(&b"b"[..], &b"2"[..])]
+        );
+        assert_eq!(dst2.len(), 1);
+        dst2.set("b", "3");
+        assert_eq!(dst2.get("b"), Some("3"));
+    }
 
     #[test]
     fn case_insensitive_ordered_and_editable() {

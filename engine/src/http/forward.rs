@@ -199,17 +199,35 @@ enum FirstRead {
     Timeout,
 }
 
-async fn first_read(up: &Conn, posted: Option<PostedRead>, deadline: Option<Instant>) -> FirstRead {
-    let r = match (posted, deadline) {
-        (Some(p), Some(dl)) => compio::time::timeout_at(dl, p).await,
-        (Some(p), None) => Ok(p.await),
-        (None, Some(dl)) => compio::time::timeout_at(dl, up.read()).await,
-        (None, None) => Ok(up.read().await),
+/// The route deadline, in ms on the worker's coarse clock (`None`: no route timeout).
+type Deadline = Option<u64>;
+
+/// `fut` bounded by the route deadline on the coarse clock (`None`: it passed).
+async fn bounded<F: std::future::Future>(
+    w: &WorkerCtx,
+    deadline: Deadline,
+    fut: F,
+) -> Option<F::Output> {
+    match deadline {
+        Some(dl) => w.drain.before(dl, fut).await,
+        None => Some(fut.await),
+    }
+}
+
+async fn first_read(
+    w: &WorkerCtx,
+    up: &Conn,
+    posted: Option<PostedRead>,
+    deadline: Deadline,
+) -> FirstRead {
+    let r = match posted {
+        Some(p) => bounded(w, deadline, p).await,
+        None => bounded(w, deadline, up.read()).await,
     };
     match r {
-        Ok(Ok(Some(b))) => FirstRead::Data(b),
-        Ok(_) => FirstRead::Reset,
-        Err(_) => FirstRead::Timeout,
+        Some(Ok(Some(b))) => FirstRead::Data(b),
+        Some(_) => FirstRead::Reset,
+        None => FirstRead::Timeout,
     }
 }
 
@@ -225,7 +243,7 @@ async fn send(
     head: Bytes,
     buffered: Option<Bytes>,
     mut filters: Option<&mut Filters<'_>>,
-) -> Result<(Rc<Conn>, (ReadBuf, Option<Instant>)), Failed> {
+) -> Result<(Rc<Conn>, (ReadBuf, Deadline)), Failed> {
     let replayable = buffered.is_some() && info.idempotent && info.upgrade.is_none();
     let mut attempt = 0;
     loop {
@@ -302,8 +320,9 @@ async fn send(
         // does not eat into the time the upstream has to answer.
         let sent_at = Instant::now();
         d.si.t_request_sent = Some(sent_at);
-        let deadline = t.timeout.map(|t| sent_at + t);
-        match first_read(&up, posted, deadline).await {
+        // On the coarse clock (accurate to about 100 ms): no runtime timer per request.
+        let deadline = t.timeout.map(|t| w.drain.deadline_in(t));
+        match first_read(w, &up, posted, deadline).await {
             FirstRead::Data(b) => {
                 d.si.t_first_byte = Some(Instant::now());
                 return Ok((up, (b, deadline)));
@@ -468,11 +487,11 @@ impl Rest {
 /// bytes that followed it.
 async fn read_head(
     d: &mut Downstream,
-    _w: &WorkerCtx,
+    w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
     up: &Conn,
-    first: (ReadBuf, Option<Instant>),
+    first: (ReadBuf, Deadline),
 ) -> Result<(Parsed, Rest), LocalReason> {
     let (buf, deadline) = first;
     let mut pend = BytesMut::new();
@@ -516,14 +535,10 @@ async fn read_head(
             }
         }
         // Need more bytes.
-        let more = match deadline {
-            Some(dl) => compio::time::timeout_at(dl, up.read()).await,
-            None => Ok(up.read().await),
-        };
-        match more {
-            Ok(Ok(Some(b))) => pend.extend_from_slice(&b),
-            Ok(_) => return Err(LocalReason::UpstreamReset),
-            Err(_) => return Err(LocalReason::UpstreamTimeout),
+        match bounded(w, deadline, up.read()).await {
+            Some(Ok(Some(b))) => pend.extend_from_slice(&b),
+            Some(_) => return Err(LocalReason::UpstreamReset),
+            None => return Err(LocalReason::UpstreamTimeout),
         }
     }
 }

@@ -384,7 +384,7 @@ pub(crate) async fn send_reply(
     } else {
         model::Persist::KeepAlive
     };
-    let mut out = BytesMut::with_capacity(160 + body.len());
+    let mut out = BytesMut::with_capacity(si.resp.headers.wire_len() + 160 + body.len());
     model::encode_response(
         &si.resp, version, framing, persist, None, reply.tag, &mut out,
     );

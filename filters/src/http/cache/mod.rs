@@ -620,9 +620,7 @@ fn age_value(age: u64, buf: &mut [u8; 20]) -> &[u8] {
 /// The stored response as a reply: its status and headers plus `age`, the body shared.
 fn full_reply(e: &Entry, age: u64) -> LocalReply {
     let mut headers = HeaderMap::with_capacity(e.headers.len() + 1, e.headers.wire_len() + 24);
-    for (n, v) in e.headers.iter() {
-        headers.append(n, v);
-    }
+    headers.extend_from(&e.headers);
     headers.append("age", age_value(age, &mut [0; 20]));
     LocalReply {
         status: e.status,
