@@ -1,5 +1,5 @@
-//! The `ringway-bench` command line: `origin`, `load` and `compare` (see the crate docs of
-//! `ringway_bench` for what each does).
+//! The `ringway-bench` command line: `origin`, `load`, `transfer` and `compare` (see the crate
+//! docs of `ringway_bench` for what each does).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use ringway_bench::load::{self, LoadConfig, Protocol};
 use ringway_bench::origin::{self, OriginConfig};
 use ringway_bench::report::{compare, hdr, plot};
 use ringway_bench::rt::parse_duration;
+use ringway_bench::transfer::{self, parse_size, Direction, TransferConfig};
 
 #[derive(Parser)]
 #[command(
@@ -31,8 +32,47 @@ enum Cmd {
     Origin(OriginArgs),
     /// Generate load against a URL and report throughput and latency.
     Load(Box<LoadArgs>),
+    /// Move large bodies (download or upload) and report GB/s; every byte count is checked.
+    Transfer(TransferArgs),
     /// Print saved JSON reports side by side (with ratios) and plot them together.
     Compare(CompareArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("direction").required(true).args(["download", "upload"])))]
+struct TransferArgs {
+    /// Target URL (http://). Its root uses the bench origin's paths: /bytes/SIZE?cl=1 to
+    /// download, /upload to upload; any other path is used as given.
+    url: String,
+    /// GET a body of this size (e.g. 1GiB, 64MiB, 1G, 1000000) and discard it as it arrives.
+    #[arg(long, value_parser = parse_size)]
+    download: Option<u64>,
+    /// POST a generated body of this size (Content-Length framed unless --chunked), streamed
+    /// from one reusable buffer.
+    #[arg(long, value_parser = parse_size)]
+    upload: Option<u64>,
+    /// Transfers at once.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    connections: usize,
+    /// Worker threads (default: one per allowed core, at most one per transfer).
+    #[arg(short = 't', long)]
+    workers: Option<usize>,
+    /// Chunked framing: the upload's own, or (download at the URL's root) asks the origin for a
+    /// chunked body.
+    #[arg(long)]
+    chunked: bool,
+    /// Extra request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Longest one transfer may take, connect to last byte.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Name of this run in reports.
+    #[arg(long)]
+    label: Option<String>,
 }
 
 #[derive(Args)]
@@ -125,6 +165,11 @@ struct LoadArgs {
     /// Do not print the percentile distribution.
     #[arg(long)]
     no_distribution: bool,
+    /// Open a new TCP connection for every request (sent with `Connection: close`; the client
+    /// waits for the server's close). -c is then the number of concurrent request slots.
+    /// HTTP/1.1 only.
+    #[arg(long, conflicts_with = "http2")]
+    new_connection_per_request: bool,
 }
 
 #[derive(Args)]
@@ -145,6 +190,7 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Origin(a) => run_origin(a),
         Cmd::Load(a) => run_load(*a),
+        Cmd::Transfer(a) => run_transfer(a),
         Cmd::Compare(a) => compare::run(&a.files, a.plot.as_deref(), a.title.as_deref()),
     };
     if let Err(e) = res {
@@ -169,9 +215,10 @@ fn run_origin(a: OriginArgs) -> anyhow::Result<()> {
     })
 }
 
-fn run_load(a: LoadArgs) -> anyhow::Result<()> {
+/// `Name: value` arguments as pairs.
+fn parse_headers(list: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut headers = Vec::new();
-    for h in &a.headers {
+    for h in list {
         let Some((k, v)) = h.split_once(':') else {
             bail!("header '{h}' is not 'Name: value'")
         };
@@ -181,6 +228,44 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         }
         headers.push((k.to_string(), v.trim().to_string()));
     }
+    Ok(headers)
+}
+
+fn run_transfer(a: TransferArgs) -> anyhow::Result<()> {
+    let (direction, size) = match (a.download, a.upload) {
+        (Some(n), None) => (Direction::Download, n),
+        (None, Some(n)) => (Direction::Upload, n),
+        _ => bail!("give one of --download SIZE or --upload SIZE"),
+    };
+    let cfg = TransferConfig {
+        url: a.url.clone(),
+        direction,
+        size,
+        transfers: a.connections,
+        workers: a.workers,
+        chunked: a.chunked,
+        headers: parse_headers(&a.headers)?,
+        timeout: a.timeout,
+        label: a.label.clone(),
+    };
+    let report = transfer::run(&cfg)?;
+    print!("{}", report.summary());
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("write {}", p.display()))?;
+    }
+    if !report.errors.is_empty() {
+        bail!(
+            "{} of {} transfers failed",
+            report.errors.len(),
+            report.transfers
+        );
+    }
+    Ok(())
+}
+
+fn run_load(a: LoadArgs) -> anyhow::Result<()> {
+    let headers = parse_headers(&a.headers)?;
     let body = match &a.body {
         Some(p) => Some(Bytes::from(
             std::fs::read(p).with_context(|| format!("read body {}", p.display()))?,
@@ -206,6 +291,7 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         cacert: a.cacert.clone(),
         timeout: a.timeout,
         label: a.label.clone(),
+        new_connection_per_request: a.new_connection_per_request,
     };
     let _ = a.http1;
     let (report, stats) = load::run(&cfg)?;

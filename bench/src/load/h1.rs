@@ -9,6 +9,13 @@
 //! socket whose exchange overran `--timeout`, which ends the pending read. Nothing is allocated per
 //! request. Plain TCP drives `compio::net::TcpStream` directly; TLS goes through
 //! [`crate::io::PollIo`].
+//!
+//! `--new-connection-per-request` ([`run_fresh_slot`]): each request connects, sends the request
+//! (which carries `Connection: close`), reads the response (latency stops here, so it includes the
+//! connect), then waits for the server to close and closes too. Waiting for the server's FIN
+//! keeps TIME_WAIT on the server side, as with real clients of `Connection: close`; a server that
+//! keeps the connection open anyway, or sends more, shows up as a timeout or parse error (the
+//! response itself is still counted).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -46,11 +53,16 @@ pub struct Resp {
     pub close: bool,
 }
 
+/// How a response body is delimited.
 #[derive(Debug, Clone, Copy)]
-enum Framing {
+pub(crate) enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
     None,
+    /// Content-Length.
     Length(u64),
+    /// Transfer-Encoding: chunked.
     Chunked,
+    /// Until the server closes.
     UntilClose,
 }
 
@@ -74,6 +86,65 @@ pub async fn run_slot(ctx: Rc<WorkerCtx>, mut pace: Pace) {
             return;
         }
     }
+}
+
+/// Drives one slot of `--new-connection-per-request` for the whole run.
+pub async fn run_fresh_slot(ctx: Rc<WorkerCtx>, mut pace: Pace) {
+    let mut rbuf: Vec<u8> = Vec::with_capacity(READ_BUF);
+    let watch = ctx.watch();
+    while let Some(intended) = pace.next(&ctx.window).await {
+        let conn = compio::time::timeout(ctx.shared.timeout, connect(&ctx)).await;
+        rbuf.clear();
+        match conn {
+            Ok(Ok(Conn::Plain(s))) => one_exchange(s, &ctx, &watch, intended, &mut rbuf).await,
+            Ok(Ok(Conn::Tls(t))) => one_exchange(t, &ctx, &watch, intended, &mut rbuf).await,
+            Ok(Err(())) | Err(_) => ctx.connect_failed(&mut pace).await,
+        }
+    }
+}
+
+/// One request on its own connection, then the close (see the module docs).
+async fn one_exchange<S: H1Conn + AsyncRead>(
+    mut io: S,
+    ctx: &WorkerCtx,
+    watch: &Watch,
+    intended: Instant,
+    rbuf: &mut Vec<u8>,
+) {
+    watch.fd.set(io.fd());
+    watch.arm(ctx.shared.timeout);
+    let res = io
+        .exchange(ctx.shared.request_h1.clone(), rbuf, ctx.shared.head_method)
+        .await;
+    let done = Instant::now();
+    match res {
+        Ok(resp) if !watch.fired.get() => {
+            ctx.response(intended, done, resp.status, resp.bytes);
+            let closed = loop {
+                if !rbuf.is_empty() {
+                    break Err(Failure::Parse);
+                }
+                match fill(&mut io, rbuf).await {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => {}
+                    Err(f) => break Err(f),
+                }
+            };
+            let fired = watch.disarm();
+            if let Err(f) = closed {
+                ctx.failure(intended, if fired { Failure::Timeout } else { f });
+            }
+        }
+        Ok(_) => {
+            watch.disarm();
+            ctx.failure(intended, Failure::Timeout);
+        }
+        Err(f) => {
+            let fired = watch.disarm();
+            ctx.failure(intended, if fired { Failure::Timeout } else { f });
+        }
+    }
+    watch.fd.set(-1);
 }
 
 /// A connection that can carry one HTTP/1.1 exchange at a time.
@@ -304,7 +375,10 @@ async fn fill<S: AsyncRead>(io: &mut S, rbuf: &mut Vec<u8>) -> Result<usize, Fai
 }
 
 /// Parses a response head: (head length, status, body framing, connection must close).
-fn parse_head(buf: &[u8], head_method: bool) -> Result<Option<(usize, u16, Framing, bool)>, ()> {
+pub(crate) fn parse_head(
+    buf: &[u8],
+    head_method: bool,
+) -> Result<Option<(usize, u16, Framing, bool)>, ()> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(buf) {

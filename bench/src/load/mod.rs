@@ -11,7 +11,8 @@
 //! request, reads the response, and records the latency from the intended time into the worker's
 //! histogram if that time falls in the measured window (warm-up excluded). When the window
 //! closes no new request starts; requests in flight finish and are counted, so the total equals
-//! what the server saw (with no warm-up).
+//! what the server saw (with no warm-up). With `--new-connection-per-request` a slot connects
+//! for every request instead of keeping its connection ([`h1::run_fresh_slot`]).
 
 pub mod h1;
 pub mod h2;
@@ -79,6 +80,8 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Name of this run in reports.
     pub label: Option<String>,
+    /// Open a new connection for every request (`Connection: close`), HTTP/1.1 only.
+    pub new_connection_per_request: bool,
 }
 
 /// A parsed `http(s)://host[:port]/path` URL.
@@ -336,6 +339,9 @@ fn build_shared(cfg: &LoadConfig, target: Target) -> anyhow::Result<Shared> {
     for (k, v) in &cfg.headers {
         h1.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
     }
+    if cfg.new_connection_per_request && !has("connection") {
+        h1.extend_from_slice(b"Connection: close\r\n");
+    }
     if let Some(b) = &cfg.body {
         if !has("content-length") && !has("transfer-encoding") {
             h1.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes());
@@ -398,6 +404,9 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<(Report, Stats)> {
     if let Protocol::Http2 { streams: 0 } = cfg.protocol {
         bail!("--streams must be at least 1");
     }
+    if cfg.new_connection_per_request && cfg.protocol != Protocol::Http1 {
+        bail!("--new-connection-per-request is HTTP/1.1 only");
+    }
     rt::raise_memlock();
     rt::raise_nofile();
     let target = Target::parse(&cfg.url)?;
@@ -430,6 +439,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<(Report, Stats)> {
         let shared = shared.clone();
         let rate = cfg.rate;
         let protocol = cfg.protocol;
+        let fresh = cfg.new_connection_per_request;
         let timeout = cfg.timeout;
         let t = std::thread::Builder::new()
             .name(format!("load-{w}"))
@@ -454,7 +464,11 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<(Report, Stats)> {
                         match protocol {
                             Protocol::Http1 => {
                                 let pace = Pace::new(rate, c, slots_total, window.start);
-                                tasks.push(compio::runtime::spawn(h1::run_slot(ctx, pace)));
+                                tasks.push(if fresh {
+                                    compio::runtime::spawn(h1::run_fresh_slot(ctx, pace))
+                                } else {
+                                    compio::runtime::spawn(h1::run_slot(ctx, pace))
+                                });
                             }
                             Protocol::Http2 { streams } => {
                                 let paces = (0..streams)

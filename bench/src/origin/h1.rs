@@ -8,7 +8,9 @@
 //! Buffers: one read buffer (16 KiB, growing to at most 64 KiB only while a request head is
 //! incomplete) and one write buffer, both owned by the connection and handed to the ring for each
 //! operation. The common answer (the fixed response to an HTTP/1.1 keep-alive request) is one
-//! prebuilt byte string copied into the write buffer.
+//! prebuilt byte string copied into the write buffer. Large bodies bypass both: `/bytes/N` goes
+//! out as whole shared blocks ([`Ctx::block`], no copy), and a request body larger than a block
+//! is read into the worker's sink buffer ([`Ctx::take_sink`]) 256 KiB at a time and discarded.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -21,7 +23,7 @@ use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
 use super::routes::{bodiless, route, EchoJson, Route};
-use super::{ws, Ctx};
+use super::{ws, Ctx, BLOCK};
 use crate::http1::{has_token, parse_content_length, push_hex, push_u64, reason, ChunkedDecoder};
 
 /// Initial read buffer.
@@ -190,7 +192,7 @@ pub async fn serve<S: OriginIo>(mut io: S, mut rbuf: Vec<u8>, ctx: &Ctx) -> io::
                 wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 flush(&mut io, &mut wbuf).await?;
             }
-            let body_len = match read_body(&mut io, &mut rbuf, &mut pos, head.body).await? {
+            let body_len = match read_body(&mut io, &mut rbuf, &mut pos, head.body, ctx).await? {
                 Some(n) => n,
                 None => return Ok(()),
             };
@@ -328,40 +330,88 @@ async fn read_body<S: AsyncRead>(
     rbuf: &mut Vec<u8>,
     pos: &mut usize,
     body: Body,
+    ctx: &Ctx,
 ) -> io::Result<Option<u64>> {
-    let mut total = 0u64;
     match body {
-        Body::None => {}
-        Body::Length(mut left) => loop {
-            let take = (rbuf.len() - *pos).min(usize::try_from(left).unwrap_or(usize::MAX));
-            *pos += take;
-            left -= take as u64;
-            total += take as u64;
-            if left == 0 {
-                break;
+        Body::None => Ok(Some(0)),
+        Body::Length(n) => {
+            let have = (rbuf.len() - *pos) as u64;
+            if have >= n {
+                *pos += n as usize;
+                return Ok(Some(n));
             }
-            if !refill(io, rbuf, pos).await? {
-                return Ok(None);
-            }
-        },
-        Body::Chunked => {
-            let mut dec = ChunkedDecoder::new();
-            loop {
-                let fed = dec.feed(&rbuf[*pos..]).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("chunked body: {e:?}"))
-                })?;
-                *pos += fed.consumed;
-                total += fed.payload as u64;
-                if fed.done {
-                    break;
-                }
-                if !refill(io, rbuf, pos).await? {
+            *pos = rbuf.len();
+            let mut left = n - have;
+            if left >= BLOCK as u64 {
+                // Whole sink-fulls: a read never returns more than the sink holds, which is no
+                // more than the body still owes, so nothing after the body lands in the sink.
+                let mut sink = ctx.take_sink();
+                let res = loop {
+                    if left < sink.capacity() as u64 {
+                        break Ok(true);
+                    }
+                    sink.clear();
+                    let BufResult(res, b) = io.append(sink).await;
+                    sink = b;
+                    match res {
+                        Ok(0) => break Ok(false),
+                        Ok(got) => left -= got as u64,
+                        Err(e) => break Err(e),
+                    }
+                };
+                ctx.put_sink(sink);
+                if !res? {
                     return Ok(None);
                 }
             }
+            while left > 0 {
+                if !refill(io, rbuf, pos).await? {
+                    return Ok(None);
+                }
+                let take = (rbuf.len() as u64).min(left);
+                *pos = take as usize;
+                left -= take;
+            }
+            Ok(Some(n))
+        }
+        Body::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            let bad =
+                |e| io::Error::new(io::ErrorKind::InvalidData, format!("chunked body: {e:?}"));
+            let fed = dec.feed(&rbuf[*pos..]).map_err(bad)?;
+            *pos += fed.consumed;
+            let mut total = fed.payload as u64;
+            if fed.done {
+                return Ok(Some(total));
+            }
+            // The rest goes through the sink; what follows the body is handed back to `rbuf`.
+            let mut sink = ctx.take_sink();
+            let res = loop {
+                sink.clear();
+                let BufResult(res, b) = io.append(sink).await;
+                sink = b;
+                match res {
+                    Ok(0) => break Ok(None),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+                match dec.feed(&sink) {
+                    Ok(fed) => {
+                        total += fed.payload as u64;
+                        if fed.done {
+                            rbuf.clear();
+                            rbuf.extend_from_slice(&sink[fed.consumed..]);
+                            *pos = 0;
+                            break Ok(Some(total));
+                        }
+                    }
+                    Err(e) => break Err(bad(e)),
+                }
+            };
+            ctx.put_sink(sink);
+            res
         }
     }
-    Ok(Some(total))
 }
 
 /// Replaces the (fully consumed) buffer's content with fresh bytes. False at end of stream.
@@ -500,32 +550,77 @@ async fn respond<S: AsyncWrite>(
                 conn,
                 false,
             );
-            if head.head_method {
-                return Ok(());
+            if !head.head_method {
+                send_bytes(io, wbuf, ctx, n, chunked).await?;
             }
-            let chunk = &ctx.chunk;
-            let mut left = n;
-            while left > 0 {
-                let take = left.min(chunk.len() as u64) as usize;
-                if chunked {
-                    push_hex(wbuf, take as u64);
-                    wbuf.extend_from_slice(b"\r\n");
-                }
-                wbuf.extend_from_slice(&chunk[..take]);
-                if chunked {
-                    wbuf.extend_from_slice(b"\r\n");
-                }
-                left -= take as u64;
-                if wbuf.len() >= WRITE_FLUSH {
-                    flush(io, wbuf).await?;
-                }
-            }
-            if chunked {
-                wbuf.extend_from_slice(b"0\r\n\r\n");
+        }
+        Route::Upload => {
+            // The count goes into the (per-connection, reused) echo buffer first to size it.
+            echo.clear();
+            push_u64(echo, body_len);
+            echo.push(b'\n');
+            push_head(
+                wbuf,
+                200,
+                Some(echo.len() as u64),
+                "text/plain",
+                conn,
+                false,
+            );
+            if !head.head_method {
+                wbuf.extend_from_slice(echo);
             }
         }
     }
     Ok(())
+}
+
+/// Bodies up to this size are copied into the write buffer; larger tails go out from the block.
+const COPY_MAX: u64 = 16 * 1024;
+
+/// Writes `n` body bytes of `/bytes/N` after the head already in `wbuf`: whole blocks as shared
+/// `Bytes` (prebuilt with their chunk framing when chunked), a tail copied when small.
+async fn send_bytes<S: AsyncWrite>(
+    io: &mut S,
+    wbuf: &mut Vec<u8>,
+    ctx: &Ctx,
+    n: u64,
+    chunked: bool,
+) -> io::Result<()> {
+    let mut left = n;
+    if left > COPY_MAX {
+        flush(io, wbuf).await?;
+        let whole = if chunked {
+            &ctx.block_chunked
+        } else {
+            &ctx.block
+        };
+        while left >= BLOCK as u64 {
+            let BufResult(res, _) = io.write_all(whole.clone()).await;
+            res?;
+            left -= BLOCK as u64;
+        }
+    }
+    if left > 0 {
+        if chunked {
+            push_hex(wbuf, left);
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        if left <= COPY_MAX {
+            wbuf.extend_from_slice(&ctx.block[..left as usize]);
+        } else {
+            flush(io, wbuf).await?;
+            let BufResult(res, _) = io.write_all(ctx.block.slice(..left as usize)).await;
+            res?;
+        }
+        if chunked {
+            wbuf.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.flush().await
 }
 
 fn push_fixed(wbuf: &mut Vec<u8>, ctx: &Ctx, head: &Head, conn: ConnHdr) {

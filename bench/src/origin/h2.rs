@@ -86,6 +86,7 @@ async fn stream(
         Route::Default | Route::Delay(_) => (ctx.status, "text/plain", ctx.body.clone()),
         Route::Status(s) => (s, "text/plain", Bytes::from(format!("{}\n", reason(s)))),
         Route::Bad => (400, "text/plain", Bytes::from_static(b"bad request\n")),
+        Route::Upload => (200, "text/plain", Bytes::from(format!("{body_len}\n"))),
         Route::Echo => {
             let mut out = Vec::new();
             let headers: Vec<(&[u8], &[u8])> = parts

@@ -3,9 +3,13 @@
 //! Threading: one worker thread per core (`--workers`, default all allowed cores), each with its
 //! own compio runtime pinned to its core and its own SO_REUSEPORT listener; a connection lives on
 //! the worker that accepted it and nothing is shared on the request path except each worker's
-//! request counter (written only by that worker). The main thread binds the sockets, prints
-//! `origin listening on ADDR`, then waits for SIGINT/SIGTERM and prints
-//! `origin served N requests` (the sum of the workers' counters) before exiting.
+//! request and connection counters (written only by that worker). The main thread binds the
+//! sockets, prints `origin listening on ADDR`, then waits for SIGINT/SIGTERM and prints
+//! `origin served N requests on M connections` (the sums of the workers' counters) before exiting.
+//!
+//! Large bodies cost no memory per request: `/bytes/N` is written from one fixed block per worker
+//! (shared `Bytes`, no copy), and a large request body is read into one spare buffer per worker
+//! (the "sink") and discarded as it arrives.
 //!
 //! A connection enters in [`accept_loop`], is routed to TLS/h2/h1 in [`handle_conn`], and is
 //! served by [`h1::serve`] or [`h2::serve`]; [`routes`] decides what each request gets.
@@ -15,6 +19,7 @@ pub mod h2;
 pub mod routes;
 pub mod ws;
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,18 +73,55 @@ pub struct Ctx {
     pub status: u16,
     /// Wait before each answer.
     pub delay: Option<Duration>,
-    /// A 16 KiB block that `/bytes/N` is cut from.
+    /// A 16 KiB block that `/bytes/N` is cut from over HTTP/2.
     pub chunk: Bytes,
+    /// [`BLOCK`] bytes of `x`: HTTP/1 `/bytes/N` bodies are written from it without copying.
+    pub block: Bytes,
+    /// The same block framed as one chunk of a chunked body (`40000\r\n...\r\n`).
+    pub block_chunked: Bytes,
+    /// The worker's spare read buffer for large request bodies (empty while a connection uses
+    /// it; a second connection uploading at the same time makes its own).
+    sink: Cell<Vec<u8>>,
     h2c: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
     counter: Arc<Counter>,
+    conns: Arc<Counter>,
 }
+
+/// Size of the block large bodies are written from and of the sink they are read into.
+pub const BLOCK: usize = 256 * 1024;
 
 impl Ctx {
     /// Counts one request.
     #[inline]
     pub fn count(&self) {
         self.counter.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one accepted connection.
+    #[inline]
+    fn count_conn(&self) {
+        self.conns.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lends out the worker's sink buffer (empty, [`BLOCK`] bytes of capacity).
+    pub fn take_sink(&self) -> Vec<u8> {
+        let mut v = self.sink.take();
+        if v.capacity() < BLOCK {
+            v = Vec::with_capacity(BLOCK);
+        }
+        v.clear();
+        v
+    }
+
+    /// Returns a buffer from [`Ctx::take_sink`].
+    pub fn put_sink(&self, v: Vec<u8>) {
+        let cur = self.sink.take();
+        self.sink.set(if cur.capacity() >= v.capacity() {
+            cur
+        } else {
+            v
+        });
     }
 }
 
@@ -100,11 +142,14 @@ pub fn run(cfg: OriginConfig) -> anyhow::Result<()> {
     let addr = listeners[0].local_addr()?;
     let sigs = block_signals();
     let mut counters = Vec::new();
+    let mut conn_counters = Vec::new();
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     for (i, l) in listeners.into_iter().enumerate() {
         let counter = Arc::new(Counter::default());
         counters.push(counter.clone());
+        let conns = Arc::new(Counter::default());
+        conn_counters.push(conns.clone());
         let cfg = cfg.clone();
         let tls = tls.clone();
         let ready = ready_tx.clone();
@@ -123,7 +168,8 @@ pub fn run(cfg: OriginConfig) -> anyhow::Result<()> {
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(l)?;
                     let _ = ready.send(Ok(()));
-                    accept_loop(listener, Rc::new(make_ctx(&cfg, tls, counter))).await
+                    let ctx = make_ctx(&cfg, tls, counter, conns);
+                    accept_loop(listener, Rc::new(ctx)).await
                 })
             })
             .context("spawn worker")?;
@@ -159,14 +205,18 @@ pub fn run(cfg: OriginConfig) -> anyhow::Result<()> {
         .map(|c| c.0.load(Ordering::Relaxed))
         .collect();
     let total: u64 = per.iter().sum();
+    let conns: u64 = conn_counters
+        .iter()
+        .map(|c| c.0.load(Ordering::Relaxed))
+        .sum();
     if per.len() > 1 {
         let list: Vec<String> = per.iter().map(u64::to_string).collect();
         println!(
-            "origin served {total} requests (per worker: {})",
+            "origin served {total} requests on {conns} connections (per worker: {})",
             list.join(" ")
         );
     } else {
-        println!("origin served {total} requests");
+        println!("origin served {total} requests on {conns} connections");
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -177,6 +227,7 @@ fn make_ctx(
     cfg: &OriginConfig,
     tls: Option<Arc<rustls::ServerConfig>>,
     counter: Arc<Counter>,
+    conns: Arc<Counter>,
 ) -> Ctx {
     let body = Bytes::from(routes::fixed_body(cfg.body_size));
     let mut fixed = Vec::with_capacity(body.len() + 128);
@@ -193,15 +244,25 @@ fn make_ctx(
     } else {
         fixed.extend_from_slice(b"\r\n");
     }
+    let block = vec![b'x'; BLOCK];
+    let mut framed = Vec::with_capacity(BLOCK + 16);
+    crate::http1::push_hex(&mut framed, BLOCK as u64);
+    framed.extend_from_slice(b"\r\n");
+    framed.extend_from_slice(&block);
+    framed.extend_from_slice(b"\r\n");
     Ctx {
         fixed: Bytes::from(fixed),
         body,
         status: cfg.status,
         delay: cfg.delay,
         chunk: Bytes::from(vec![b'x'; 16 * 1024]),
+        block: Bytes::from(block),
+        block_chunked: Bytes::from(framed),
+        sink: Cell::new(Vec::new()),
         h2c: cfg.h2c,
         tls,
         counter,
+        conns,
     }
 }
 
@@ -209,6 +270,7 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<Ctx>) -> anyhow::Result<()> 
     loop {
         match listener.accept().await {
             Ok((sock, _)) => {
+                ctx.count_conn();
                 let _ = sock.set_nodelay(true);
                 let ctx = ctx.clone();
                 compio::runtime::spawn(async move {

@@ -70,6 +70,9 @@ pub struct Report {
     pub streams: usize,
     /// Worker threads.
     pub workers: usize,
+    /// Every request had a connection of its own (`--new-connection-per-request`).
+    #[serde(default)]
+    pub new_connection_per_request: bool,
     /// Target rate (open loop).
     pub rate: Option<f64>,
     /// Measured seconds.
@@ -147,6 +150,7 @@ impl Report {
             connections: cfg.connections,
             streams,
             workers,
+            new_connection_per_request: cfg.new_connection_per_request,
             rate: cfg.rate,
             duration_s: cfg.duration.as_secs_f64(),
             warmup_s: cfg.warmup.as_secs_f64(),
@@ -183,6 +187,11 @@ impl Report {
             format!(
                 "{} connections x {} streams (h2)",
                 self.connections, self.streams
+            )
+        } else if self.new_connection_per_request {
+            format!(
+                "{} concurrent slots (http/1.1, a new connection per request)",
+                self.connections
             )
         } else {
             format!("{} connections (http/1.1)", self.connections)
