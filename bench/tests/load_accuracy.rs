@@ -1,7 +1,8 @@
 //! Proof that `ringway-bench load` measures right, against the real origin over loopback:
 //! the median of a known delay, a stall seen by open loop and hidden by closed loop, and request
 //! counts equal to the origin's own. Also the JSON keys scripts rely on, errors by kind, HTTP/2,
-//! TLS, and `compare`. The load tests share the two cores, so they run one at a time.
+//! TLS, `--new-connection-per-request` (one connection per request, seen by the origin), and
+//! `compare`. The load tests share the two cores, so they run one at a time.
 
 mod common;
 
@@ -310,6 +311,112 @@ fn load_counts_errors_by_kind() {
     assert!(!r.ok);
     assert!(num(&r.json, &["errors", "connect"]) >= 1.0, "{}", r.stdout);
     assert!(r.stdout.contains("first error: connect"), "{}", r.stdout);
+}
+
+#[test]
+fn load_new_connection_per_request_closed_loop() {
+    let _g = serial();
+    let o = Origin::start(&["--workers", "1"]);
+    let r = load(
+        &[
+            &o.url("/"),
+            "-c",
+            "4",
+            "-d",
+            "1s",
+            "--workers",
+            "1",
+            "--new-connection-per-request",
+        ],
+        LIMIT,
+    );
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    let n = num(&r.json, &["requests"]) as u64;
+    assert!(n > 200, "{n}");
+    assert_eq!(num(&r.json, &["errors", "total"]), 0.0, "{}", r.stdout);
+    assert_eq!(num(&r.json, &["connects"]) as u64, n);
+    assert_eq!(r.json["new_connection_per_request"], true);
+    assert!(
+        r.stdout.contains("a new connection per request"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        o.stop_counts(),
+        (n, n),
+        "the origin saw one connection per request"
+    );
+}
+
+#[test]
+fn load_new_connection_per_request_open_loop() {
+    let _g = serial();
+    let o = Origin::start(&["--workers", "1"]);
+    let r = load(
+        &[
+            &o.url("/"),
+            "-c",
+            "8",
+            "-R",
+            "400",
+            "-d",
+            "1s",
+            "--new-connection-per-request",
+        ],
+        LIMIT,
+    );
+    assert!(r.ok, "{}{}", r.stdout, r.stderr);
+    // 8 slots, one request each every 20 ms, for one second.
+    let n = num(&r.json, &["requests"]) as u64;
+    assert_eq!(n, 400, "{}", r.stdout);
+    assert_eq!(r.json["mode"], "open");
+    assert_eq!(num(&r.json, &["errors", "total"]), 0.0, "{}", r.stdout);
+    assert!(
+        num(&r.json, &["latency_us", "p50"]) < 20_000.0,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(o.stop_counts(), (n, n));
+}
+
+#[test]
+fn load_new_connection_per_request_needs_the_server_to_close() {
+    let _g = serial();
+    // Answers every request but keeps the connection open despite `Connection: close`.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let got = read_until(&mut s, b"\r\n\r\n", 1);
+            seen.lock().unwrap().push(got);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            open.push(s);
+        }
+    });
+    let r = load(
+        &[
+            &format!("http://{addr}/"),
+            "-c",
+            "1",
+            "-d",
+            "500ms",
+            "--timeout",
+            "100ms",
+            "--new-connection-per-request",
+        ],
+        LIMIT,
+    );
+    let n = num(&r.json, &["requests"]);
+    assert!(n >= 2.0, "{}", r.stdout);
+    assert_eq!(num(&r.json, &["errors", "timeout"]), n, "{}", r.stdout);
+    let heads = heads.lock().unwrap();
+    assert!(heads.len() as f64 >= n);
+    let first = String::from_utf8_lossy(&heads[0]).to_ascii_lowercase();
+    assert!(first.contains("\r\nconnection: close\r\n"), "{first}");
 }
 
 #[test]

@@ -130,9 +130,11 @@ async fn one_exchange<S: H1Conn + AsyncRead>(
                     Err(f) => break Err(f),
                 }
             };
-            let fired = watch.disarm();
-            if let Err(f) = closed {
-                ctx.failure(intended, if fired { Failure::Timeout } else { f });
+            // The watchdog's shutdown also ends the read with a clean-looking 0.
+            match (watch.disarm(), closed) {
+                (true, _) => ctx.failure(intended, Failure::Timeout),
+                (false, Err(f)) => ctx.failure(intended, f),
+                (false, Ok(())) => {}
             }
         }
         Ok(_) => {

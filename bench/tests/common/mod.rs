@@ -61,7 +61,13 @@ impl Origin {
     }
 
     /// Sends SIGTERM and returns the request count the origin prints (5 s at most).
-    pub fn stop(mut self) -> u64 {
+    pub fn stop(self) -> u64 {
+        self.stop_counts().0
+    }
+
+    /// Sends SIGTERM and returns the (requests, connections) counts the origin prints
+    /// ("origin served N requests on M connections"), 5 s at most.
+    pub fn stop_counts(mut self) -> (u64, u64) {
         let child = self.child.as_mut().expect("running");
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -71,12 +77,29 @@ impl Origin {
                 .recv_timeout(Duration::from_secs(5))
                 .expect("origin printed no count");
             if let Some(rest) = line.strip_prefix("origin served ") {
-                let n = rest.split_whitespace().next().unwrap().parse().unwrap();
+                let w: Vec<&str> = rest.split_whitespace().collect();
+                assert_eq!(
+                    (w.get(1), w.get(2), w.get(4)),
+                    (Some(&"requests"), Some(&"on"), Some(&"connections")),
+                    "{line}"
+                );
                 let _ = child.wait();
                 self.child = None;
-                return n;
+                return (w[0].parse().unwrap(), w[3].parse().unwrap());
             }
         }
+    }
+
+    /// The origin's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc/PID/status")
     }
 }
 
@@ -99,10 +122,22 @@ pub struct LoadRun {
 
 /// Runs `ringway-bench load ARGS --json TMP` and kills it if it outlives `limit`.
 pub fn load(args: &[&str], limit: Duration) -> LoadRun {
+    run_json("load", args, limit).0
+}
+
+/// Runs `ringway-bench transfer ARGS --json TMP` (killed if it outlives `limit`); also returns
+/// the tool's peak resident memory in KiB (ru_maxrss).
+pub fn transfer(args: &[&str], limit: Duration) -> (LoadRun, u64) {
+    run_json("transfer", args, limit)
+}
+
+/// Runs `ringway-bench SUB ARGS --json TMP`, killed if it outlives `limit`; returns what it
+/// printed and saved, and its peak resident memory in KiB.
+fn run_json(sub: &str, args: &[&str], limit: Duration) -> (LoadRun, u64) {
     let dir = tempdir();
     let json_path = dir.join("run.json");
     let mut child = Command::new(BIN)
-        .arg("load")
+        .arg(sub)
         .args(args)
         .arg("--json")
         .arg(&json_path)
@@ -123,14 +158,24 @@ pub fn load(args: &[&str], limit: Duration) -> LoadRun {
         s
     });
     let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
+    let pid = child.id() as libc::pid_t;
+    // wait4 rather than Child::try_wait: it also gives the child's peak memory.
+    let (ok, maxrss) = loop {
+        let mut st = 0;
+        // SAFETY: rusage is plain data; wait4 on our own child.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut st, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break (
+                libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+                ru.ru_maxrss as u64,
+            );
         }
+        assert!(r == 0, "wait4 failed");
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("load did not finish within {limit:?}");
+            panic!("{sub} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -141,12 +186,13 @@ pub fn load(args: &[&str], limit: Duration) -> LoadRun {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
     let _ = std::fs::remove_dir_all(&dir);
-    LoadRun {
-        ok: status.success(),
+    let run = LoadRun {
+        ok,
         stdout,
         stderr,
         json,
-    }
+    };
+    (run, maxrss)
 }
 
 /// A fresh temporary directory.
