@@ -133,6 +133,8 @@ pub fn transfer(args: &[&str], limit: Duration) -> (LoadRun, u64) {
 
 /// Runs `ringway-bench SUB ARGS --json TMP`, killed if it outlives `limit`; returns what it
 /// printed and saved, and its peak resident memory in KiB.
+// The child is reaped with wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_json(sub: &str, args: &[&str], limit: Duration) -> (LoadRun, u64) {
     let dir = tempdir();
     let json_path = dir.join("run.json");
