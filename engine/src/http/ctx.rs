@@ -49,6 +49,8 @@ pub struct WorkerCtx {
     pub tracer: WorkerTracer,
     /// Exact connection balance between workers (`None`: one worker).
     pub balance: Option<Arc<balance::Shared>>,
+    /// Spare write buffers for response heads and local replies.
+    pub write_bufs: crate::io::WriteBufs,
 }
 
 impl std::fmt::Debug for WorkerCtx {
@@ -80,9 +82,12 @@ impl WorkerCtx {
 /// Generates `x-request-id` values: a per-worker random prefix and a counter, UUID-shaped.
 #[derive(Debug)]
 pub struct RequestIds {
-    prefix: u64,
+    /// The first 19 characters of every id (`xxxxxxxx-xxxx-4xxx-`): the worker's random prefix.
+    head: [u8; 19],
     next: Cell<u64>,
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl RequestIds {
     /// The generator of worker `worker` (seeded from the clock, the process id and `worker`).
@@ -93,37 +98,47 @@ impl RequestIds {
             .unwrap_or(0);
         let seed = t ^ (u64::from(std::process::id()) << 32) ^ ((worker as u64) << 56);
         let prefix = Rng::new(seed).next_u64();
+        let mut head = [0u8; 19];
+        let mut j = 0;
+        for (i, b) in head.iter_mut().enumerate() {
+            *b = match i {
+                8 | 13 | 18 => b'-',
+                // Version 4.
+                14 => {
+                    j += 1;
+                    b'4'
+                }
+                _ => {
+                    j += 1;
+                    HEX[((prefix >> (64 - 4 * j)) & 0xf) as usize]
+                }
+            };
+        }
         RequestIds {
-            prefix,
+            head,
             next: Cell::new(seed.rotate_left(17)),
         }
     }
 
-    /// Write the next id (36 ASCII bytes) into `out` and return it as `&str`.
-    pub fn next<'a>(&self, out: &'a mut [u8; 36]) -> &'a str {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Write the next id (36 ASCII bytes, UUID version 4 shape) into `out`: the worker's prefix,
+    /// then a counter in hex.
+    pub fn next(&self, out: &mut [u8; 36]) {
         let n = self.next.get().wrapping_add(1);
         self.next.set(n);
-        let hi = self.prefix;
-        let lo = n;
-        let mut nib = [0u8; 32];
-        for i in 0..16 {
-            nib[i] = ((hi >> (60 - 4 * i)) & 0xf) as u8;
-            nib[16 + i] = ((lo >> (60 - 4 * i)) & 0xf) as u8;
-        }
-        nib[12] = 4; // version 4 shape
-        nib[16] = 8 | (nib[16] & 3); // variant
+        out[..19].copy_from_slice(&self.head);
         let mut j = 0;
-        for (i, b) in out.iter_mut().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
+        for (i, b) in out[19..].iter_mut().enumerate() {
+            if i == 4 {
                 *b = b'-';
-            } else {
-                *b = HEX[nib[j] as usize];
-                j += 1;
+                continue;
             }
+            let mut nib = ((n >> (60 - 4 * j)) & 0xf) as u8;
+            if j == 0 {
+                nib = 8 | (nib & 3); // the variant
+            }
+            *b = HEX[nib as usize];
+            j += 1;
         }
-        // SAFETY-free: all bytes are ASCII hex digits or '-'.
-        std::str::from_utf8(out).unwrap_or("")
     }
 }
 
@@ -162,5 +177,35 @@ impl ListenerCtx {
                 .trace_sample_rate
                 .map(crate::trace::context::threshold),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_uuid_v4_shaped_and_distinct() {
+        let ids = RequestIds::new(3);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = [0u8; 36];
+        for _ in 0..1000 {
+            ids.next(&mut out);
+            let s = std::str::from_utf8(&out).expect("ascii");
+            let parts: Vec<&str> = s.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                vec![8, 4, 4, 4, 12],
+                "{s}"
+            );
+            assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{s}");
+            assert!(parts[2].starts_with('4'), "{s}");
+            assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{s}");
+            assert!(seen.insert(s.to_string()), "repeated {s}");
+        }
+        // Every id of one worker shares its prefix.
+        let first = out;
+        ids.next(&mut out);
+        assert_eq!(first[..19], out[..19]);
     }
 }

@@ -652,9 +652,9 @@ async fn respond(
     } else {
         model::Persist::Close
     };
-    let mut out = BytesMut::with_capacity(
-        d.si.resp.headers.wire_len() + 96 + body_in_buf.len().min(INLINE_BODY),
-    );
+    let mut out = w
+        .write_bufs
+        .take(d.si.resp.headers.wire_len() + 96 + body_in_buf.len().min(INLINE_BODY));
     model::encode_response(
         &d.si.resp,
         info.version,
@@ -689,7 +689,7 @@ async fn respond(
             if n as usize == body_in_buf.len() && body_in_buf.len() <= INLINE_BODY {
                 out.extend_from_slice(body_in_buf);
                 d.si.bytes_sent = n;
-                let ok = d.conn.write_all(out).await.is_ok();
+                let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
                 d.si.t_last_byte = Some(Instant::now());
                 d.si.downstream_reset = !ok;
                 if p.up_keep {
@@ -700,7 +700,7 @@ async fn respond(
         }
     }
     if p.framing_in == BodyFraming::None {
-        let ok = d.conn.write_all(out).await.is_ok();
+        let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
         d.si.t_last_byte = Some(Instant::now());
         d.si.downstream_reset = !ok;
         if p.up_keep && body_in_buf.is_empty() {
@@ -708,7 +708,7 @@ async fn respond(
         }
         return next(ok);
     }
-    if d.conn.write_all(out).await.is_err() {
+    if d.conn.write_pooled(out, &w.write_bufs).await.is_err() {
         d.si.downstream_reset = true;
         return Next::Close;
     }
@@ -784,7 +784,7 @@ async fn switch_protocols(
         None,
         &mut out,
     );
-    if d.conn.write_all(out).await.is_err() {
+    if d.conn.write_pooled(out, &w.write_bufs).await.is_err() {
         return Next::Close;
     }
     let to_up = std::mem::take(&mut d.pending);

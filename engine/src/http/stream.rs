@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ringway_filters::{BodySize, HeaderMap, LocalReply, RouteInfo};
 
 use crate::{
@@ -384,7 +384,9 @@ pub(crate) async fn send_reply(
     } else {
         model::Persist::KeepAlive
     };
-    let mut out = BytesMut::with_capacity(si.resp.headers.wire_len() + 160 + body.len());
+    let mut out = w
+        .write_bufs
+        .take(si.resp.headers.wire_len() + 160 + body.len());
     model::encode_response(
         &si.resp, version, framing, persist, None, reply.tag, &mut out,
     );
@@ -394,7 +396,7 @@ pub(crate) async fn send_reply(
     } else {
         si.bytes_sent = 0;
     }
-    let ok = d.conn.write_all(out).await.is_ok();
+    let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
     si.t_last_byte = Some(Instant::now());
     if !ok || close {
         return Next::Close;

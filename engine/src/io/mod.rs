@@ -151,6 +151,15 @@ impl Conn {
         res
     }
 
+    /// [`Conn::write_all`] of a buffer from the worker's [`WriteBufs`], which gets it back
+    /// (emptied) once the kernel is done with it: a head written this way costs no allocation.
+    pub async fn write_pooled(&self, buf: bytes::BytesMut, bufs: &WriteBufs) -> io::Result<()> {
+        let mut s = &self.stream;
+        let BufResult(res, buf) = s.write_all(buf).await;
+        bufs.give(buf);
+        res
+    }
+
     /// Write every byte of several buffers, in one submission where the kernel takes them all.
     pub async fn write_vectored_all<T: IoVectoredBuf>(&self, bufs: T) -> io::Result<()> {
         let mut s = &self.stream;
@@ -166,6 +175,41 @@ impl Conn {
 
     /// Close abruptly or orderly: drops the socket (the runtime closes it).
     pub fn close(self) {}
+}
+
+/// A worker's spare write buffers (response heads, local replies): taken for one write and
+/// given back when it completes, so the request path does not allocate one per message. Bounded
+/// in count and in the size of a buffer kept.
+#[derive(Debug, Default)]
+pub struct WriteBufs {
+    spare: std::cell::RefCell<Vec<bytes::BytesMut>>,
+}
+
+/// Most spare write buffers a worker keeps.
+const MAX_SPARE_BUFS: usize = 256;
+/// Largest write buffer kept for reuse (a bigger one, for a large inline body, is freed).
+const MAX_KEPT_BUF: usize = 64 * 1024;
+
+impl WriteBufs {
+    /// An empty buffer with room for at least `cap` bytes.
+    pub fn take(&self, cap: usize) -> bytes::BytesMut {
+        match self.spare.borrow_mut().pop() {
+            Some(mut b) => {
+                b.reserve(cap);
+                b
+            }
+            None => bytes::BytesMut::with_capacity(cap.max(512)),
+        }
+    }
+
+    /// Give a buffer back (its bytes are dropped; its room kept).
+    pub fn give(&self, mut b: bytes::BytesMut) {
+        b.clear();
+        let mut spare = self.spare.borrow_mut();
+        if b.capacity() <= MAX_KEPT_BUF && spare.len() < MAX_SPARE_BUFS {
+            spare.push(b);
+        }
+    }
 }
 
 /// Poll a posted read once without waiting: `Some(result)` if it already completed.

@@ -119,6 +119,7 @@ async fn serve(start: Start) {
                 .is_some_and(|t| t.format == crate::config::TraceFormat::ZipkinJson),
         ),
         balance,
+        write_bufs: crate::io::WriteBufs::default(),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
     if let Some(rx) = handoff {
