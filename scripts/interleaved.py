@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Interleaved same-run comparison of proxies, for effects smaller than the machine's drift.
+
+Every proxy runs at once (pinned to CPU 0, one worker each); the origin (nginx, from
+../shared/meters) and wrk run on CPU 1. Each iteration loads every proxy once for --secs seconds,
+in an order that rotates, and records the proxy's CPU-us per request (utime+stime of its process
+tree from /proc over the requests wrk counted). It prints each proxy's median and, for each
+--ratio A/B, the median (and quartiles) of the per-iteration ratios: two proxies measured seconds
+apart share the machine's state, so slow drift cancels where run.py's back-to-back blocks of
+runs cannot cancel it.
+
+  flock /tmp/ringway-bench.lock chrt -f 50 python3 scripts/interleaved.py --iters 24 \
+      --proxy 'nginx=10001=nginx -p /tmp/ringway-peers -c ../shared/meters/configs/nginx.conf' \
+      --proxy 'head=10011=target/release/ringway run -c plain-10011.yaml --workers 1' \
+      --ratio head/nginx
+
+Needs the meters' peers (../shared/meters/setup.sh: nginx, wrk); METERS=path overrides where
+run.py is."""
+import argparse, os, shlex, statistics, sys
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.environ.get("METERS", os.path.join(HERE, "..", "..", "shared", "meters")))
+import run as m
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--proxy", action="append", default=[], help="NAME=PORT=COMMAND")
+ap.add_argument("--ratio", action="append", default=[], help="A/B")
+ap.add_argument("--iters", type=int, default=12)
+ap.add_argument("--secs", type=int, default=3)
+ap.add_argument("--conns", type=int, default=50)
+ap.add_argument("--path", default="/")
+a = ap.parse_args()
+cfg = os.path.join(os.path.dirname(m.__file__), "configs")
+origin = m.start(["nginx", "-p", m.WORK, "-c", f"{cfg}/origin-nginx.conf"], 1, f"{m.WORK}/origin.log")
+procs = {}
+try:
+    m.wait_port(9000)
+    names = []
+    for p in a.proxy:
+        n, port, cmd = p.split("=", 2)
+        procs[n] = (int(port), m.start(shlex.split(cmd), 0, f"{m.WORK}/{n}.log"))
+        names.append(n)
+    for n in names:
+        if not m.wait_port(procs[n][0]):
+            sys.exit(f"{n} did not start")
+        m.wrk(procs[n][0], 2, a.conns, a.path)
+    us = {n: [] for n in names}
+    rps = {n: [] for n in names}
+    for i in range(a.iters):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for n in order:
+            port, p = procs[n]
+            t0 = m.cpu_ticks(p.pid)
+            r, reqs, bad, sock, lat = m.wrk(port, a.secs, a.conns, a.path)
+            t1 = m.cpu_ticks(p.pid)
+            us[n].append((t1 - t0) / m.TICK * 1e6 / max(reqs, 1))
+            rps[n].append(r)
+            if bad:
+                print(f"  {n}: {bad} non-2xx", file=sys.stderr)
+    print(f"{a.iters} iterations x {a.secs}s each, interleaved; wrk -t1 -c{a.conns}; proxies on CPU 0, origin+wrk on CPU 1")
+    print("| proxy | median req/s | median CPU-us/req | min | max |")
+    print("|---|---|---|---|---|")
+    for n in names:
+        print(f"| {n} | {statistics.median(rps[n]):.0f} | {statistics.median(us[n]):.2f} | {min(us[n]):.2f} | {max(us[n]):.2f} |")
+    for r in a.ratio:
+        x, y = r.split("/")
+        rs = sorted(u / v for u, v in zip(us[x], us[y]))
+        q = lambda f: rs[min(len(rs) - 1, int(f * len(rs)))]
+        print(f"{x}/{y}: median {statistics.median(rs):.3f} (quartiles {q(0.25):.3f}..{q(0.75):.3f}, {len(rs)} pairs)")
+finally:
+    for n, (port, p) in procs.items():
+        m.stop(p)
+    m.stop(origin)
