@@ -192,12 +192,28 @@ pub struct Ctx<'a> {
     pub rt: &'a dyn Runtime,
     /// Values for `%VAR%` templates.
     pub vars: &'a dyn Vars,
+    /// On the request path: the stream's response header map, lent for a local reply's headers
+    /// (see [`Ctx::reply_headers`]).
+    pub reply_spare: Option<&'a mut HeaderMap>,
 }
 
 impl Ctx<'_> {
     /// A future completing after `d`.
     pub fn sleep(&self, d: Duration) -> Wait {
         self.rt.sleep(d)
+    }
+
+    /// An empty header map for a [`LocalReply`]'s headers. On the request path it is the
+    /// stream's own response map, with the room earlier responses left in it: a reply built in it
+    /// costs no allocation. Elsewhere (and when taken twice) a new map.
+    pub fn reply_headers(&mut self) -> HeaderMap {
+        match self.reply_spare.as_deref_mut() {
+            Some(m) => {
+                m.clear();
+                std::mem::take(m)
+            }
+            None => HeaderMap::default(),
+        }
     }
 }
 

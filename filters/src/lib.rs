@@ -103,6 +103,7 @@ pub mod testing {
             request,
             rt,
             vars,
+            reply_spare: None,
         }
     }
 }

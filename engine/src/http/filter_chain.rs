@@ -161,12 +161,15 @@ impl Active {
         self.chain.union
     }
 
-    /// Run the request-headers hooks in order. `Some(reply)`: a filter answered.
+    /// Run the request-headers hooks in order. `Some(reply)`: a filter answered. `spare`: the
+    /// stream's response header map, lent to a filter that builds a reply
+    /// ([`ringway_filters::Ctx::reply_headers`]).
     pub async fn request_headers(
         &mut self,
         head: &mut RequestHead,
         end_stream: bool,
         state: &mut FilterState,
+        spare: &mut HeaderMap,
         p: &Parts<'_>,
     ) -> Option<LocalReply> {
         for i in 0..self.filters.len() {
@@ -175,7 +178,7 @@ impl Active {
                 continue;
             }
             let mut status = {
-                let mut cx = ctx(p, state, None);
+                let mut cx = ctx(p, state, None, Some(&mut *spare));
                 self.filters[i].on_request_headers(head, end_stream, &mut cx)
             };
             loop {
@@ -184,7 +187,7 @@ impl Active {
                     HeadersStatus::LocalReply(r) => return Some(r),
                     HeadersStatus::Pause(wait) => {
                         wait.await;
-                        let mut cx = ctx(p, state, None);
+                        let mut cx = ctx(p, state, None, Some(&mut *spare));
                         status = self.filters[i].on_resume(head, &mut cx);
                     }
                     _ => break,
@@ -206,7 +209,7 @@ impl Active {
             if !self.chain.hooks[i].request_data {
                 continue;
             }
-            let mut cx = ctx(p, state, None);
+            let mut cx = ctx(p, state, None, None);
             if let DataStatus::LocalReply(r) =
                 self.filters[i].on_request_data(data, end_stream, &mut cx)
             {
@@ -227,7 +230,7 @@ impl Active {
             if !self.chain.hooks[i].request_trailers {
                 continue;
             }
-            let mut cx = ctx(p, state, None);
+            let mut cx = ctx(p, state, None, None);
             if let DataStatus::LocalReply(r) =
                 self.filters[i].on_request_trailers(trailers, &mut cx)
             {
@@ -249,7 +252,7 @@ impl Active {
             if !self.chain.hooks[i].response_trailers {
                 continue;
             }
-            let mut cx = ctx(p, state, Some(request));
+            let mut cx = ctx(p, state, Some(request), None);
             if let DataStatus::LocalReply(_) =
                 self.filters[i].on_response_trailers(trailers, &mut cx)
             {
@@ -275,7 +278,7 @@ impl Active {
             if !self.chain.hooks[i].response_headers {
                 continue;
             }
-            let mut cx = ctx(p, state, Some(request));
+            let mut cx = ctx(p, state, Some(request), None);
             if let HeadersStatus::LocalReply(r) =
                 self.filters[i].on_response_headers(head, end_stream, &mut cx)
             {
@@ -307,7 +310,7 @@ impl Active {
             if !self.chain.hooks[i].response_data {
                 continue;
             }
-            let mut cx = ctx(p, state, Some(request));
+            let mut cx = ctx(p, state, Some(request), None);
             if let DataStatus::LocalReply(_) =
                 self.filters[i].on_response_data(data, end_stream, &mut cx)
             {
@@ -322,6 +325,7 @@ fn ctx<'a>(
     p: &'a Parts<'a>,
     state: &'a mut FilterState,
     request: Option<&'a RequestHead>,
+    reply_spare: Option<&'a mut HeaderMap>,
 ) -> Ctx<'a> {
     Ctx {
         peer: p.peer,
@@ -331,6 +335,7 @@ fn ctx<'a>(
         request,
         rt: p.rt,
         vars: p.vars,
+        reply_spare,
     }
 }
 

@@ -167,7 +167,13 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx, b: B
         let si = &mut *d.si;
         let answered = f
             .active
-            .request_headers(&mut si.req, end_stream, &mut si.filter_state, &parts)
+            .request_headers(
+                &mut si.req,
+                end_stream,
+                &mut si.filter_state,
+                &mut si.resp.headers,
+                &parts,
+            )
             .await;
         if let Some(r) = answered {
             let close = !discard_body(d, info.framing);

@@ -134,9 +134,9 @@ impl Worker {
         cx.state.set(STATUS_KEY, status);
         Some(
             if policy::has_conditionals(h) && policy::not_modified(h, &e.headers) {
-                not_modified_reply(e, age)
+                not_modified_reply(e, age, cx.reply_headers())
             } else {
-                full_reply(e, age)
+                full_reply(e, age, cx.reply_headers())
             },
         )
     }
@@ -441,7 +441,8 @@ impl CacheFilter {
             }
         }
         if f.ours {
-            HeadersStatus::LocalReply(full_reply(&entry, entry.age(cx.start)))
+            let age = entry.age(cx.start);
+            HeadersStatus::LocalReply(full_reply(&entry, age, cx.reply_headers()))
         } else {
             HeadersStatus::Continue
         }
@@ -618,8 +619,8 @@ fn age_value(age: u64, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// The stored response as a reply: its status and headers plus `age`, the body shared.
-fn full_reply(e: &Entry, age: u64) -> LocalReply {
-    let mut headers = HeaderMap::with_capacity(e.headers.len() + 1, e.headers.wire_len() + 24);
+/// `headers`: an empty map to fill (the stream's own, from `Ctx::reply_headers`).
+fn full_reply(e: &Entry, age: u64, mut headers: HeaderMap) -> LocalReply {
     headers.extend_from(&e.headers);
     headers.append("age", age_value(age, &mut [0; 20]));
     LocalReply {
@@ -643,8 +644,7 @@ const NOT_MODIFIED_FIELDS: [&str; 7] = [
 
 /// A 304 for a client whose conditionals match the stored response: its validators and
 /// caching fields, no body.
-fn not_modified_reply(e: &Entry, age: u64) -> LocalReply {
-    let mut headers = HeaderMap::with_capacity(8, 256);
+fn not_modified_reply(e: &Entry, age: u64, mut headers: HeaderMap) -> LocalReply {
     for (n, v) in e.headers.iter() {
         if NOT_MODIFIED_FIELDS
             .iter()

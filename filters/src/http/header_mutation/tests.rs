@@ -43,6 +43,7 @@ fn with_ctx_req<R>(
         request,
         rt: &rt,
         vars,
+        reply_spare: None,
     };
     f(&mut cx)
 }
