@@ -192,9 +192,13 @@ pub async fn serve<S: OriginIo>(mut io: S, mut rbuf: Vec<u8>, ctx: &Ctx) -> io::
                 wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 flush(&mut io, &mut wbuf).await?;
             }
-            let body_len = match read_body(&mut io, &mut rbuf, &mut pos, head.body, ctx).await? {
-                Some(n) => n,
-                None => return Ok(()),
+            let body_len = if head.body == Body::None {
+                0
+            } else {
+                match read_body(&mut io, &mut rbuf, &mut pos, head.body, ctx).await? {
+                    Some(n) => n,
+                    None => return Ok(()),
+                }
             };
             let conn = match (head.keep_alive, head.http10) {
                 (false, _) => ConnHdr::Close,
