@@ -53,6 +53,7 @@ pub mod rng;
 pub mod router;
 pub mod runtime;
 pub mod signals;
+pub mod slots;
 pub mod stats;
 pub mod stream_info;
 pub mod text;

@@ -157,9 +157,9 @@ async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx) -> Next {
         Err(next) => return next,
     };
     w.stats.downstream_rq(l.index);
-    // Boxed: a stream's state exists only while a request is in flight, so an idle
-    // connection's task stays small.
-    Box::pin(stream::run(d, l, w, begun)).await
+    // On the heap: a stream's state exists only while a request is in flight, so an idle
+    // connection's task stays small; the worker recycles the slot it lives in.
+    w.stream_slots.run(stream::run(d, l, w, begun)).await
 }
 
 /// Steps 1-3: wait for a complete head and begin its stream. `Err` carries what to do with the

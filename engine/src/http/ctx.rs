@@ -51,6 +51,8 @@ pub struct WorkerCtx {
     pub balance: Option<Arc<balance::Shared>>,
     /// Spare write buffers for response heads and local replies.
     pub write_bufs: crate::io::WriteBufs,
+    /// Recycled heap slots for in-flight streams' state.
+    pub stream_slots: crate::slots::FutureSlots,
 }
 
 impl std::fmt::Debug for WorkerCtx {

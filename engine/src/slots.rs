@@ -1,0 +1,180 @@
+//! Recycled heap slots for a per-request future: a connection's task keeps the state of an
+//! in-flight stream on the heap (so an idle connection's task stays small), and this hands that
+//! state the memory a finished stream left, instead of a `Box` allocation and free per request.
+//!
+//! One [`FutureSlots`] per worker, for one future type (the stream's): the first use fixes the
+//! layout; a future of another layout falls back to a plain allocation. A slot is taken when
+//! a stream starts, the future is written into it and polled in place (pinned: it never moves),
+//! and on completion, cancellation or panic the future is dropped in place and the slot goes
+//! back to the free list (at most [`MAX_FREE`] kept; the rest freed). Single-threaded:
+//! `Cell`/`RefCell`, never shared between workers. A leaf: it imports nothing from the crate.
+
+use std::{
+    alloc::{alloc, dealloc, handle_alloc_error, Layout},
+    cell::{Cell, RefCell},
+    future::Future,
+    pin::Pin,
+    ptr::NonNull,
+};
+
+/// Most free slots a worker keeps (about its peak of concurrent streams).
+pub const MAX_FREE: usize = 256;
+
+/// A worker's free slots.
+#[derive(Debug, Default)]
+pub struct FutureSlots {
+    /// The layout every kept slot has (set by the first use).
+    layout: Cell<Option<Layout>>,
+    free: RefCell<Vec<NonNull<u8>>>,
+}
+
+impl FutureSlots {
+    /// Run `fut` to completion in a recycled slot.
+    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
+        let layout = Layout::new::<F>();
+        if layout.size() == 0 {
+            return fut.await;
+        }
+        let ptr = self.take(layout).cast::<F>();
+        // SAFETY: `ptr` is valid for writes of an `F` (allocated with `F`'s layout, unused).
+        unsafe { ptr.as_ptr().write(fut) };
+        let slot = Slot {
+            owner: self,
+            ptr,
+            layout,
+        };
+        // SAFETY: the future lives at `slot.ptr` until `slot` drops it in place; it is never
+        // moved, and nothing else refers to it.
+        let pinned = unsafe { Pin::new_unchecked(&mut *slot.ptr.as_ptr()) };
+        pinned.await
+    }
+
+    fn take(&self, layout: Layout) -> NonNull<u8> {
+        if self.layout.get().is_none() {
+            self.layout.set(Some(layout));
+        }
+        if self.layout.get() == Some(layout) {
+            if let Some(p) = self.free.borrow_mut().pop() {
+                return p;
+            }
+        }
+        // SAFETY: `layout` has a non-zero size (checked by `run`).
+        let p = unsafe { alloc(layout) };
+        NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+    }
+
+    fn give(&self, p: NonNull<u8>, layout: Layout) {
+        if self.layout.get() == Some(layout) {
+            let mut free = self.free.borrow_mut();
+            if free.len() < MAX_FREE {
+                free.push(p);
+                return;
+            }
+        }
+        // SAFETY: `p` was allocated by `take` with this `layout` and holds no value any more.
+        unsafe { dealloc(p.as_ptr(), layout) };
+    }
+}
+
+impl Drop for FutureSlots {
+    fn drop(&mut self) {
+        if let Some(layout) = self.layout.get() {
+            for p in self.free.get_mut().drain(..) {
+                // SAFETY: every free slot was allocated with the kept layout and is empty.
+                unsafe { dealloc(p.as_ptr(), layout) };
+            }
+        }
+    }
+}
+
+/// An occupied slot: drops its future in place and frees the slot when dropped.
+struct Slot<'a, F> {
+    owner: &'a FutureSlots,
+    ptr: NonNull<F>,
+    layout: Layout,
+}
+
+impl<F> Drop for Slot<'_, F> {
+    fn drop(&mut self) {
+        // SAFETY: the slot holds a live `F` written by `run`, dropped exactly once, here.
+        unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+        self.owner.give(self.ptr.cast(), self.layout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// A future that holds `big` bytes of state and a drop counter, and yields once.
+    async fn work(tag: u64, drops: Rc<Cell<usize>>) -> u64 {
+        struct Count(Rc<Cell<usize>>);
+        impl Drop for Count {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let _c = Count(drops);
+        let big = [tag as u8; 512];
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                std::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        tag + u64::from(big[511])
+    }
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn slots_are_reused_and_futures_dropped_once() {
+        let slots = FutureSlots::default();
+        let drops = Rc::new(Cell::new(0));
+        for i in 0..10u64 {
+            assert_eq!(block_on(slots.run(work(i, Rc::clone(&drops)))), i + i);
+        }
+        assert_eq!(drops.get(), 10);
+        assert_eq!(slots.free.borrow().len(), 1, "one slot, reused");
+    }
+
+    #[test]
+    fn a_cancelled_future_is_dropped_and_its_slot_kept() {
+        let slots = FutureSlots::default();
+        let drops = Rc::new(Cell::new(0));
+        {
+            let mut f = Box::pin(slots.run(work(1, Rc::clone(&drops))));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(drops.get(), 0);
+        }
+        assert_eq!(drops.get(), 1);
+        assert_eq!(slots.free.borrow().len(), 1);
+        // Several at once: each its own slot, all kept afterwards.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut fs: Vec<_> = (0..3)
+            .map(|i| Box::pin(slots.run(work(i, Rc::clone(&drops)))))
+            .collect();
+        for f in &mut fs {
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(slots.free.borrow().len(), 0);
+        drop(fs);
+        assert_eq!(drops.get(), 4);
+        assert_eq!(slots.free.borrow().len(), 3);
+    }
+}
