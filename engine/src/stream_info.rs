@@ -116,6 +116,9 @@ pub struct StreamInfo {
     pub filter_state: ringway_filters::FilterState,
     /// The upgraded protocol (101 Switching Protocols): the exchange became a tunnel.
     pub upgraded: bool,
+    /// Why a filter answered or ended the stream (its `LocalReply::reason`, e.g. `rate_limited`),
+    /// for `%RESPONSE_CODE_DETAILS%`.
+    pub filter_details: Option<&'static str>,
 }
 
 /// Most reset records a worker keeps for reuse.

@@ -217,3 +217,55 @@ fn a_corrupt_request_body_is_a_400_and_others_are_served() {
     assert_eq!(get(p.addr, "h", "/").status(), 200);
     p.stop();
 }
+
+#[test]
+fn the_access_log_says_why_a_filter_answered_or_ended_a_stream() {
+    // The origin sends a gzip response whose deflate data is corrupt past the head.
+    let mut bad = gzip(&text(300));
+    let mid = bad.len() / 2;
+    for b in &mut bad[12..mid] {
+        *b ^= 0x5a;
+    }
+    let origin = RawOrigin::start(move |mut c| {
+        while c.read_request_framed().is_some() {
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                bad.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&bad);
+            if !c.write(&out) {
+                break;
+            }
+        }
+    });
+    let log = scratch_dir().join("access.log");
+    let filters = r#"
+        - name: local_ratelimit
+          stat_prefix: rl
+          token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s }
+        - name: decompressor
+          decompressor_library: { name: gzip }
+    "#;
+    let yaml = ConfigBuilder::simple(origin.addr)
+        .hcm_extra(&format!(
+            "access_log:\n  - path: {}\n    format: \"%RESPONSE_CODE% %RESPONSE_CODE_DETAILS%\\n\"",
+            log.display()
+        ))
+        .http_filters(filters)
+        .yaml();
+    let p = Proxy::start(&yaml);
+    // The first request passes the rate limit; its body fails to decode after the head went out,
+    // so the client sees a 200 cut short.
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /doc HTTP/1.1\r\nHost: h\r\n\r\n");
+    let head = c.read_head().expect("a response head");
+    assert_eq!(head.status(), 200);
+    assert!(c.read_to_eof().is_some());
+    // The second is refused by the rate limiter.
+    let r = get(p.addr, "h", "/doc");
+    assert_eq!(r.status(), 429);
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines, vec!["200 decompression_failed", "429 rate_limited"]);
+    p.stop();
+}

@@ -74,6 +74,9 @@ pub fn response_code_details(si: &StreamInfo) -> Option<&'static str> {
     if let Some(r) = si.local_reason {
         return Some(r.reply().1);
     }
+    if let Some(d) = si.filter_details {
+        return Some(d);
+    }
     if si.status == 0 {
         return None;
     }

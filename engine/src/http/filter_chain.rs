@@ -240,26 +240,27 @@ impl Active {
         None
     }
 
-    /// Run the response-trailers hooks in reverse. `false`: a filter asked to end the stream.
+    /// Run the response-trailers hooks in reverse. `Err(reason)`: a filter asked to end the
+    /// stream (its reply's reason, if it gave one).
     pub fn response_trailers(
         &mut self,
         trailers: &mut HeaderMap,
         request: &RequestHead,
         state: &mut FilterState,
         p: &Parts<'_>,
-    ) -> bool {
+    ) -> Result<(), Option<&'static str>> {
         for i in (0..self.entered).rev() {
             if !self.chain.hooks[i].response_trailers {
                 continue;
             }
             let mut cx = ctx(p, state, Some(request), None);
-            if let DataStatus::LocalReply(_) =
+            if let DataStatus::LocalReply(r) =
                 self.filters[i].on_response_trailers(trailers, &mut cx)
             {
-                return false;
+                return Err(r.reason);
             }
         }
-        true
+        Ok(())
     }
 
     /// Run the response-headers hooks in reverse, over the filters that saw the request. A
@@ -296,8 +297,9 @@ impl Active {
         replaced
     }
 
-    /// Run the response-data hooks in reverse over one piece of the body. `false`: a filter
-    /// asked to end the stream (the head is gone: the connection closes).
+    /// Run the response-data hooks in reverse over one piece of the body. `Err(reason)`: a
+    /// filter asked to end the stream (the head is gone: the connection closes), with its
+    /// reply's reason if it gave one.
     pub fn response_data(
         &mut self,
         data: &mut Bytes,
@@ -305,19 +307,19 @@ impl Active {
         request: &RequestHead,
         state: &mut FilterState,
         p: &Parts<'_>,
-    ) -> bool {
+    ) -> Result<(), Option<&'static str>> {
         for i in (0..self.entered).rev() {
             if !self.chain.hooks[i].response_data {
                 continue;
             }
             let mut cx = ctx(p, state, Some(request), None);
-            if let DataStatus::LocalReply(_) =
+            if let DataStatus::LocalReply(r) =
                 self.filters[i].on_response_data(data, end_stream, &mut cx)
             {
-                return false;
+                return Err(r.reason);
             }
         }
-        true
+        Ok(())
     }
 }
 

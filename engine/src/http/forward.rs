@@ -714,6 +714,8 @@ async fn respond(
     }
     let initial = rest.into_bytes_mut();
     let sent = Cell::new(0);
+    // A response data or trailers hook ended the stream, with this reason.
+    let mut ended_by: Option<&'static str> = None;
     let pumped = match filters.as_mut().filter(|_| wants_data) {
         None => body::pump(up, initial, &d.conn, r, t.timeout, &sent).await,
         Some(f) => {
@@ -730,13 +732,28 @@ async fn respond(
             let req = &si.req;
             let state = &mut si.filter_state;
             let active = &mut f.active;
-            let mut transform = |ev: BodyEvent<'_>| match ev {
-                BodyEvent::Data(data, end) => active.response_data(data, end, req, state, &parts),
-                BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+            let ended = &mut ended_by;
+            let mut transform = |ev: BodyEvent<'_>| {
+                let done = match ev {
+                    BodyEvent::Data(data, end) => {
+                        active.response_data(data, end, req, state, &parts)
+                    }
+                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                };
+                match done {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
+                        false
+                    }
+                }
             };
             body::pump_filtered(up, initial, &d.conn, r, t.timeout, &sent, &mut transform).await
         }
     };
+    if ended_by.is_some() {
+        d.si.filter_details = ended_by;
+    }
     d.si.t_last_byte = Some(Instant::now());
     d.si.bytes_sent = sent.get();
     match pumped {
@@ -751,6 +768,8 @@ async fn respond(
             tracing::debug!(cluster = %t.cluster.name, error = %e, "response body failed");
             match e {
                 PumpError::DstWrite(_) => d.si.downstream_reset = true,
+                // A filter ended the response (its reason is in `filter_details`).
+                PumpError::Filter => {}
                 _ => d.si.upstream_reset = true,
             }
             Next::Close

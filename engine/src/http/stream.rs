@@ -376,6 +376,9 @@ pub(crate) async fn send_reply(
     if si.local_reason.is_none() {
         si.local_reason = reply.why;
     }
+    if reply.why.is_none() && si.filter_details.is_none() {
+        si.filter_details = reply.tag;
+    }
     let close = force_close || !ka || w.drain.is_draining();
     let bodiless =
         is_head || si.resp.status < 200 || si.resp.status == 204 || si.resp.status == 304;
