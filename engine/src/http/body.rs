@@ -98,11 +98,15 @@ fn last_chunk(trailers: Option<&HeaderMap>) -> Piece {
 
 const CRLF: Bytes = Bytes::from_static(b"\r\n");
 
-async fn read_src(src: &Conn, timeout: Option<Duration>) -> Result<Option<ReadBuf>, PumpError> {
+/// How long each read of a body may wait for progress, on the worker's coarse clock (no
+/// runtime timer per read; accurate to about one 100 ms tick). `None`: no limit.
+pub type ReadTimeout<'a> = Option<(&'a Drain, Duration)>;
+
+async fn read_src(src: &Conn, timeout: ReadTimeout<'_>) -> Result<Option<ReadBuf>, PumpError> {
     let r = match timeout {
-        Some(t) => match compio::time::timeout(t, src.read()).await {
-            Ok(r) => r,
-            Err(_) => return Err(PumpError::SrcTimeout),
+        Some((drain, t)) => match drain.before(drain.deadline_in(t), src.read()).await {
+            Some(r) => r,
+            None => return Err(PumpError::SrcTimeout),
         },
         None => src.read().await,
     };
@@ -144,7 +148,7 @@ pub async fn pump(
     mut initial: BytesMut,
     dst: &Conn,
     r: Reframe,
-    timeout: Option<Duration>,
+    timeout: ReadTimeout<'_>,
     progress: &std::cell::Cell<u64>,
 ) -> Result<(BytesMut, u64), PumpError> {
     let chunked_out = r.chunked_out;
@@ -386,7 +390,7 @@ impl Pieces {
     async fn next(
         &mut self,
         src: &Conn,
-        timeout: Option<Duration>,
+        timeout: ReadTimeout<'_>,
     ) -> Result<Option<Bytes>, PumpError> {
         loop {
             if self.done {
@@ -460,7 +464,7 @@ pub async fn read_all(
     initial: BytesMut,
     framing: BodyFraming,
     max: usize,
-    timeout: Option<Duration>,
+    timeout: ReadTimeout<'_>,
     trailers: bool,
 ) -> Result<WholeBody, ReadAllError> {
     if let BodyFraming::Length(n) = framing {
@@ -505,7 +509,7 @@ pub async fn pump_filtered(
     initial: BytesMut,
     dst: &Conn,
     r: Reframe,
-    timeout: Option<Duration>,
+    timeout: ReadTimeout<'_>,
     progress: &Cell<u64>,
     transform: &mut dyn FnMut(BodyEvent<'_>) -> bool,
 ) -> Result<(BytesMut, u64), PumpError> {

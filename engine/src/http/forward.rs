@@ -85,7 +85,7 @@ pub(crate) async fn forward(
     if let Some(max) = want.and_then(|h| h.buffer_request_body) {
         if buffered.is_none() {
             let timeout = l.http.request_body_timeout;
-            match stream::buffer_body(d, &info, max, timeout, l.http.enable_trailers).await {
+            match stream::buffer_body(d, w, &info, max, timeout, l.http.enable_trailers).await {
                 Ok(whole) => {
                     buffered = Some(whole.body);
                     trailers = whole.trailers;
@@ -373,7 +373,7 @@ async fn stream_body(
         trailers_in: l.http.enable_trailers,
         trailers_out: t.cluster.enable_trailers && chunked_out,
     };
-    let timeout = Some(l.http.request_body_timeout);
+    let timeout = Some((&w.drain, l.http.request_body_timeout));
     let received = Cell::new(0);
     let mut reply = None;
     let pumped = match filters {
@@ -716,8 +716,9 @@ async fn respond(
     let sent = Cell::new(0);
     // A response data or trailers hook ended the stream, with this reason.
     let mut ended_by: Option<&'static str> = None;
+    let body_timeout = t.timeout.map(|t| (&w.drain, t));
     let pumped = match filters.as_mut().filter(|_| wants_data) {
-        None => body::pump(up, initial, &d.conn, r, t.timeout, &sent).await,
+        None => body::pump(up, initial, &d.conn, r, body_timeout, &sent).await,
         Some(f) => {
             let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
@@ -748,7 +749,7 @@ async fn respond(
                     }
                 }
             };
-            body::pump_filtered(up, initial, &d.conn, r, t.timeout, &sent, &mut transform).await
+            body::pump_filtered(up, initial, &d.conn, r, body_timeout, &sent, &mut transform).await
         }
     };
     if ended_by.is_some() {

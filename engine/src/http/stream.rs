@@ -454,6 +454,7 @@ pub(crate) async fn reply_error(
 /// its trailers when the listener decodes them.
 pub(crate) async fn buffer_body(
     d: &mut Downstream,
+    w: &WorkerCtx,
     info: &ReqInfo,
     max: usize,
     timeout: std::time::Duration,
@@ -461,8 +462,8 @@ pub(crate) async fn buffer_body(
 ) -> Result<body::WholeBody, body::ReadAllError> {
     let initial = std::mem::take(&mut d.pending);
     let src = &d.conn;
-    let mut whole =
-        body::read_all(src, initial, info.framing, max, Some(timeout), trailers).await?;
+    let bound = Some((&w.drain, timeout));
+    let mut whole = body::read_all(src, initial, info.framing, max, bound, trailers).await?;
     d.pending = std::mem::take(&mut whole.rest);
     Ok(whole)
 }
