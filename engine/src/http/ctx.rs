@@ -128,19 +128,16 @@ impl RequestIds {
         let n = self.next.get().wrapping_add(1);
         self.next.set(n);
         out[..19].copy_from_slice(&self.head);
-        let mut j = 0;
-        for (i, b) in out[19..].iter_mut().enumerate() {
-            if i == 4 {
-                *b = b'-';
-                continue;
-            }
-            let mut nib = ((n >> (60 - 4 * j)) & 0xf) as u8;
-            if j == 0 {
-                nib = 8 | (nib & 3); // the variant
-            }
-            *b = HEX[nib as usize];
-            j += 1;
+        // The variant's two bits in the top nibble, then 16 hex digits, a dash after the 4th.
+        let n = (n & !(0xc << 60)) | (0x8 << 60);
+        let mut digits = [0u8; 16];
+        for (i, pair) in n.to_be_bytes().iter().enumerate() {
+            digits[2 * i] = HEX[usize::from(pair >> 4)];
+            digits[2 * i + 1] = HEX[usize::from(pair & 0xf)];
         }
+        out[19..23].copy_from_slice(&digits[..4]);
+        out[23] = b'-';
+        out[24..].copy_from_slice(&digits[4..]);
     }
 }
 
