@@ -371,7 +371,7 @@ async fn stream_body(
         framing: info.framing,
         chunked_out,
         trailers_in: l.http.enable_trailers,
-        trailers_out: t.cluster.enable_trailers && chunked_out,
+        trailers_out: t.cluster.enable_trailers,
     };
     let timeout = Some((&w.drain, l.http.request_body_timeout));
     let received = Cell::new(0);
@@ -381,14 +381,8 @@ async fn stream_body(
         Some(f) => {
             let vars = stream::vars(d.peer, info.version, f.route.as_ref());
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let parts = f.parts(d.peer, d.si.start, &rt, &vars);
             let si = &mut *d.si;
-            let parts = crate::http::filter_chain::Parts {
-                peer: d.peer,
-                route: f.route,
-                start: si.start.unwrap_or_else(Instant::now),
-                rt: &rt,
-                vars: &vars,
-            };
             let state = &mut si.filter_state;
             let active = &mut f.active;
             let mut transform = |ev: BodyEvent<'_>| {
@@ -669,7 +663,7 @@ async fn respond(
         framing: p.framing_in,
         chunked_out,
         trailers_in: t.cluster.enable_trailers,
-        trailers_out: l.http.enable_trailers && chunked_out,
+        trailers_out: l.http.enable_trailers,
     };
     let wants_data = filters.as_ref().is_some_and(|f| {
         let h = f.active.hooks();
@@ -722,14 +716,8 @@ async fn respond(
         Some(f) => {
             let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let parts = f.parts(d.peer, d.si.start, &rt, &vars);
             let si = &mut *d.si;
-            let parts = crate::http::filter_chain::Parts {
-                peer: d.peer,
-                route: f.route,
-                start: si.start.unwrap_or_else(Instant::now),
-                rt: &rt,
-                vars: &vars,
-            };
             let req = &si.req;
             let state = &mut si.filter_state;
             let active = &mut f.active;

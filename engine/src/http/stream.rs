@@ -86,6 +86,27 @@ pub struct Filters<'a> {
 }
 
 impl<'a> Filters<'a> {
+    /// The parts of a hook's context: the stream's peer and start, this route, the worker's
+    /// runtime and the template values.
+    pub fn parts<'p>(
+        &self,
+        peer: std::net::SocketAddr,
+        start: Option<Instant>,
+        rt: &'p dyn ringway_filters::Runtime,
+        vars: &'p dyn ringway_filters::Vars,
+    ) -> Parts<'p>
+    where
+        'a: 'p,
+    {
+        Parts {
+            peer,
+            route: self.route,
+            start: start.unwrap_or_else(Instant::now),
+            rt,
+            vars,
+        }
+    }
+
     /// Run `f` with the parts of a hook's context.
     pub fn with_parts<T>(
         &mut self,
@@ -96,13 +117,7 @@ impl<'a> Filters<'a> {
         f: impl FnOnce(&mut Active, &Parts<'_>) -> T,
     ) -> T {
         let rt = WorkerRuntime { drain: &w.drain };
-        let parts = Parts {
-            peer: d_peer,
-            route: self.route,
-            start: start.unwrap_or_else(Instant::now),
-            rt: &rt,
-            vars: &vars,
-        };
+        let parts = self.parts(d_peer, start, &rt, &vars);
         f(&mut self.active, &parts)
     }
 }
@@ -157,13 +172,7 @@ pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx, b: B
         let end_stream = super::conn_manager::bodiless(info.framing);
         let rt = WorkerRuntime { drain: &w.drain };
         let vars = vars(d.peer, info.version, f.route.as_ref());
-        let parts = Parts {
-            peer: d.peer,
-            route: f.route,
-            start: d.si.start.unwrap_or_else(Instant::now),
-            rt: &rt,
-            vars: &vars,
-        };
+        let parts = f.parts(d.peer, d.si.start, &rt, &vars);
         let si = &mut *d.si;
         let answered = f
             .active
