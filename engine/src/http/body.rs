@@ -43,21 +43,12 @@ pub struct Reframe {
     pub chunked_out: bool,
     /// The sender's side decodes trailers (`enable_trailers` there); otherwise they are dropped.
     pub trailers_in: bool,
-    /// The receiver's side sends trailers (`enable_trailers` there, and `chunked_out`).
+    /// The receiver's side sends trailers (`enable_trailers` there; they can follow only a
+    /// chunked body).
     pub trailers_out: bool,
 }
 
 impl Reframe {
-    /// Raw in, raw or chunked out, no trailers.
-    pub fn plain(framing: BodyFraming, chunked_out: bool) -> Reframe {
-        Reframe {
-            framing,
-            chunked_out,
-            trailers_in: false,
-            trailers_out: false,
-        }
-    }
-
     fn decoder(&self, for_filters: bool) -> h1::ChunkedDecoder {
         let keep = self.trailers_in && (for_filters || (self.trailers_out && self.chunked_out));
         if keep {
