@@ -29,24 +29,24 @@ pub struct FutureSlots {
 }
 
 impl FutureSlots {
-    /// Run `fut` to completion in a recycled slot.
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
+    /// Run `fut` to completion in a recycled slot. A plain function, not an `async fn`: `fut`
+    /// is written into the slot here, so the caller's future holds only the slot's pointer,
+    /// never a copy of `fut`'s state (an `async fn` would keep `fut` among its own fields).
+    pub fn run<F: Future>(&self, fut: F) -> InSlot<'_, F> {
         let layout = Layout::new::<F>();
-        if layout.size() == 0 {
-            return fut.await;
-        }
-        let ptr = self.take(layout).cast::<F>();
-        // SAFETY: `ptr` is valid for writes of an `F` (allocated with `F`'s layout, unused).
+        let ptr = if layout.size() == 0 {
+            NonNull::dangling()
+        } else {
+            self.take(layout).cast::<F>()
+        };
+        // SAFETY: `ptr` is valid for writes of an `F` (allocated with `F`'s layout and unused,
+        // or dangling and aligned for a zero-sized `F`).
         unsafe { ptr.as_ptr().write(fut) };
-        let slot = Slot {
+        InSlot {
             owner: self,
             ptr,
             layout,
-        };
-        // SAFETY: the future lives at `slot.ptr` until `slot` drops it in place; it is never
-        // moved, and nothing else refers to it.
-        let pinned = unsafe { Pin::new_unchecked(&mut *slot.ptr.as_ptr()) };
-        pinned.await
+        }
     }
 
     fn take(&self, layout: Layout) -> NonNull<u8> {
@@ -58,7 +58,7 @@ impl FutureSlots {
                 return p;
             }
         }
-        // SAFETY: `layout` has a non-zero size (checked by `run`).
+        // SAFETY: `layout` has a non-zero size (`run` takes no slot for a zero-sized future).
         let p = unsafe { alloc(layout) };
         NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
     }
@@ -87,18 +87,30 @@ impl Drop for FutureSlots {
     }
 }
 
-/// An occupied slot: drops its future in place and frees the slot when dropped.
-struct Slot<'a, F> {
+/// A future running in its slot: polled in place; dropped in place, and the slot freed, when
+/// this is dropped.
+pub struct InSlot<'a, F> {
     owner: &'a FutureSlots,
     ptr: NonNull<F>,
     layout: Layout,
 }
 
-impl<F> Drop for Slot<'_, F> {
+impl<F: Future> Future for InSlot<'_, F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // SAFETY: the future lives at `ptr` until `drop` drops it in place; it never moves, and
+        // nothing else refers to it.
+        unsafe { Pin::new_unchecked(&mut *self.ptr.as_ptr()).poll(cx) }
+    }
+}
+
+impl<F> Drop for InSlot<'_, F> {
     fn drop(&mut self) {
         // SAFETY: the slot holds a live `F` written by `run`, dropped exactly once, here.
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
-        self.owner.give(self.ptr.cast(), self.layout);
+        if self.layout.size() > 0 {
+            self.owner.give(self.ptr.cast(), self.layout);
+        }
     }
 }
 

@@ -295,7 +295,7 @@ async fn copy_one_way(
     idle: Option<Duration>,
     last: &Cell<u64>,
 ) {
-    use crate::http::conn_manager::{read_bounded, Bound, ReadOutcome};
+    use crate::http::conn_manager::{read_idle, ReadOutcome};
     if !first.is_empty() && dst.write_all(first.freeze()).await.is_err() {
         return;
     }
@@ -304,7 +304,7 @@ async fn copy_one_way(
     let mut idle = idle;
     loop {
         let got = match idle {
-            Some(t) => read_bounded(src, Bound::Idle(t), drain).await,
+            Some(t) => read_idle(src, t, drain).await,
             None => match src.read().await {
                 Ok(Some(b)) => ReadOutcome::Data(b),
                 _ => ReadOutcome::Closed,

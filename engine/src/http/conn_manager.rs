@@ -51,29 +51,53 @@ pub(crate) struct Downstream {
 }
 
 /// Serve one downstream connection until it closes.
-pub async fn serve(conn: Conn, peer: SocketAddr, l: Rc<ListenerCtx>, w: Rc<WorkerCtx>) {
-    let _live = w.drain.track();
-    let _cx = w.stats.downstream_cx(l.index);
-    let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an `async fn`
+/// keeps its arguments and its copies of them side by side in its state. This future is the
+/// whole of an idle connection's task, so its size is what an idle connection costs: it holds
+/// the connection, the idle wait (a receive with no buffer) and nothing else; an exchange in
+/// progress lives in a slot the worker recycles ([`WorkerCtx::exchange_slots`]).
+pub fn serve(
+    conn: Conn,
+    peer: SocketAddr,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+) -> impl std::future::Future<Output = ()> {
+    // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
         conn,
         peer,
         pending: BytesMut::new(),
         si: SiSlot::default(),
     };
-    loop {
-        let next = exchange(&mut d, &l, &w).await;
-        if d.si.seen {
-            w.stream_done(&l, &d.si);
-        }
-        // Hold no record while idle.
-        d.si.release();
-        if let Next::Close = next {
-            break;
-        }
-        if d.pending.is_empty() && d.pending.capacity() > 0 {
-            // Hold no buffer while idle.
-            d.pending = BytesMut::new();
+    async move {
+        let _live = w.drain.track();
+        let _cx = w.stats.downstream_cx(l.index);
+        let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+        loop {
+            // Between requests: wait for the next one's first bytes (unless a pipelined one is
+            // already here), up to the idle timeout or the worker's drain.
+            let first = if d.pending.is_empty() {
+                match read_idle(&d.conn, l.http.idle_timeout, &w.drain).await {
+                    ReadOutcome::Data(b) => Some(b),
+                    _ => break,
+                }
+            } else {
+                None
+            };
+            let next = w.exchange_slots.run(exchange(&mut d, &l, &w, first)).await;
+            if d.si.seen {
+                w.stream_done(&l, &d.si);
+            }
+            // Hold no record while idle.
+            d.si.release();
+            if let Next::Close = next {
+                break;
+            }
+            if d.pending.is_empty() && d.pending.capacity() > 0 {
+                // Hold no buffer while idle.
+                d.pending = BytesMut::new();
+            }
         }
     }
 }
@@ -87,61 +111,69 @@ pub(crate) enum ReadOutcome {
     Drained,
 }
 
-/// How long a read may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Bound {
-    /// Between requests: up to the idle timeout on the worker's coarse clock, or until the
-    /// worker drains. No runtime timer and no clock read per wait.
-    Idle(Duration),
-    /// Inside a request head: until this instant (a precise timer; only split heads get here).
-    Until(Instant),
+/// Read what arrives before the idle timeout (on the worker's coarse clock: no runtime timer
+/// and no clock read per wait) or the worker's drain. A hand-written future rather than
+/// `timeout` or an `async fn`: it is most of an idle connection's state, and this way it is
+/// just the receive and the waiter.
+pub(crate) fn read_idle<'a>(
+    conn: &'a Conn,
+    timeout: Duration,
+    drain: &'a crate::drain::Drain,
+) -> ReadIdle<'a> {
+    ReadIdle {
+        read: conn.read(),
+        waiter: drain.waiter_for(timeout),
+    }
 }
 
-/// Read what arrives within `bound`. Hand-rolled instead of `timeout`: this future is part of
-/// every connection's state, and it is a third of the size.
-pub(crate) async fn read_bounded(
-    conn: &Conn,
-    bound: Bound,
-    drain: &crate::drain::Drain,
-) -> ReadOutcome {
-    use crate::drain::IdleEnd;
-    use std::{future::Future, task::Poll};
-    let mut read = std::pin::pin!(conn.read());
-    match bound {
-        Bound::Idle(timeout) => {
-            let mut waiter = drain.waiter_for(timeout);
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                    return Poll::Ready(match r {
-                        Ok(Some(b)) => ReadOutcome::Data(b),
-                        _ => ReadOutcome::Closed,
-                    });
-                }
-                match waiter.poll_idle(cx) {
-                    Poll::Ready(IdleEnd::Drained) => Poll::Ready(ReadOutcome::Drained),
-                    Poll::Ready(IdleEnd::TimedOut) => Poll::Ready(ReadOutcome::TimedOut),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await
+/// [`read_idle`]'s future.
+pub(crate) struct ReadIdle<'a> {
+    read: crate::io::Read<'a>,
+    waiter: crate::drain::Waiter<'a>,
+}
+
+impl std::future::Future for ReadIdle<'_> {
+    type Output = ReadOutcome;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ReadOutcome> {
+        use crate::drain::IdleEnd;
+        use std::task::Poll;
+        // Both fields are `Unpin`.
+        let this = self.get_mut();
+        if let Poll::Ready(r) = std::pin::Pin::new(&mut this.read).poll(cx) {
+            return Poll::Ready(match r {
+                Ok(Some(b)) => ReadOutcome::Data(b),
+                _ => ReadOutcome::Closed,
+            });
         }
-        Bound::Until(until) => {
-            let mut sleep = std::pin::pin!(compio::time::sleep_until(until));
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                    return Poll::Ready(match r {
-                        Ok(Some(b)) => ReadOutcome::Data(b),
-                        _ => ReadOutcome::Closed,
-                    });
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(ReadOutcome::TimedOut);
-                }
-                Poll::Pending
-            })
-            .await
+        match this.waiter.poll_idle(cx) {
+            Poll::Ready(IdleEnd::Drained) => Poll::Ready(ReadOutcome::Drained),
+            Poll::Ready(IdleEnd::TimedOut) => Poll::Ready(ReadOutcome::TimedOut),
+            Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Read what arrives before `until` (a precise timer: only heads split over reads get here).
+async fn read_until(conn: &Conn, until: Instant) -> ReadOutcome {
+    use std::{future::Future, task::Poll};
+    let mut read = std::pin::pin!(conn.read());
+    let mut sleep = std::pin::pin!(compio::time::sleep_until(until));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(match r {
+                Ok(Some(b)) => ReadOutcome::Data(b),
+                _ => ReadOutcome::Closed,
+            });
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(ReadOutcome::TimedOut);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A request whose head has been decoded, routed and given the forwarding policy.
@@ -150,24 +182,30 @@ pub(crate) struct Begun<'l> {
     pub route: Option<&'l Route>,
 }
 
-/// One request/response exchange on the connection.
-async fn exchange(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx) -> Next {
-    let begun = match read_head(d, l, w).await {
+/// One request/response exchange on the connection, starting from the bytes that ended the
+/// idle wait (`first`), or from pipelined bytes already in `pending`.
+pub(crate) async fn exchange(
+    d: &mut Downstream,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    first: Option<ReadBuf>,
+) -> Next {
+    let begun = match read_head(d, l, w, first).await {
         Ok(b) => b,
         Err(next) => return next,
     };
     w.stats.downstream_rq(l.index);
-    // On the heap: a stream's state exists only while a request is in flight, so an idle
-    // connection's task stays small; the worker recycles the slot it lives in.
-    w.stream_slots.run(stream::run(d, l, w, begun)).await
+    stream::run(d, l, w, begun).await
 }
 
-/// Steps 1-3: wait for a complete head and begin its stream. `Err` carries what to do with the
-/// connection when no request came (closed, timed out, malformed: answered already).
+/// Steps 2-3: read until the head is complete (under `request_headers_timeout`) and begin its
+/// stream. `Err` carries what to do with the connection when no request came (closed, timed
+/// out, malformed: answered already).
 async fn read_head<'l>(
     d: &mut Downstream,
     l: &'l ListenerCtx,
     w: &WorkerCtx,
+    mut first: Option<ReadBuf>,
 ) -> Result<Begun<'l>, Next> {
     let mut deadline: Option<Instant> = None;
     loop {
@@ -189,11 +227,15 @@ async fn read_head<'l>(
             }
             deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
-        let bound = match deadline {
-            None => Bound::Idle(l.http.idle_timeout),
-            Some(dl) => Bound::Until(dl),
+        let read = match first.take() {
+            Some(b) => ReadOutcome::Data(b),
+            None => {
+                let dl = *deadline
+                    .get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
+                read_until(&d.conn, dl).await
+            }
         };
-        let buf = match read_bounded(&d.conn, bound, &w.drain).await {
+        let buf = match read {
             ReadOutcome::Data(b) => {
                 d.si.start.get_or_insert_with(Instant::now);
                 d.si.downstream_remote = Some(d.peer);

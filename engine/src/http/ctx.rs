@@ -51,8 +51,9 @@ pub struct WorkerCtx {
     pub balance: Option<Arc<balance::Shared>>,
     /// Spare write buffers for response heads and local replies.
     pub write_bufs: crate::io::WriteBufs,
-    /// Recycled heap slots for in-flight streams' state.
-    pub stream_slots: crate::slots::FutureSlots,
+    /// Recycled heap slots for exchanges in progress (a connection's task holds only its idle
+    /// wait; the state of a request in flight lives in one of these).
+    pub exchange_slots: crate::slots::FutureSlots,
 }
 
 impl std::fmt::Debug for WorkerCtx {

@@ -13,24 +13,82 @@
 //! name the runtime. Hot path: [`Conn::read`] and [`Conn::write_all`] once per message each.
 
 use std::{
+    cell::Cell,
     future::Future,
     io,
     net::SocketAddr,
     ops::Deref,
     os::fd::{AsRawFd, RawFd},
+    pin::Pin,
     rc::Rc,
+    task::{Context, Poll},
     time::Duration,
 };
 
 use compio::{
     buf::{BufResult, IoBuf, IoVectoredBuf},
-    driver::BufferRef,
-    io::{AsyncReadManaged, AsyncWrite, AsyncWriteExt},
+    driver::{
+        op::{RecvFlags, RecvManaged, ResultTakeBuffer},
+        BufferRef, Extra, PollFirst, SharedFd, ToSharedFd,
+    },
+    io::{AsyncWrite, AsyncWriteExt},
     net::TcpStream,
+    runtime::Submit,
 };
 
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
+
+/// [`Conn::read`]'s future.
+pub struct Read<'a> {
+    conn: &'a Conn,
+    state: ReadState<'a>,
+}
+
+type RecvOp = Submit<RecvManaged<SharedFd<socket2::Socket>>, Extra>;
+type Owned<'a> = Pin<Box<dyn Future<Output = io::Result<Option<ReadBuf>>> + 'a>>;
+
+enum ReadState<'a> {
+    Recv(RecvOp),
+    /// The pool was empty: a one-off buffer (rare; on the heap, off the waiting state).
+    Owned(Owned<'a>),
+    Failed(Option<io::Error>),
+}
+
+impl Future for Read<'_> {
+    type Output = io::Result<Option<ReadBuf>>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Submit` is `Unpin`, and so is every other state: nothing here is pinned structurally.
+        let this = self.get_mut();
+        let conn = this.conn;
+        match &mut this.state {
+            ReadState::Recv(op) => {
+                let (BufResult(res, op), extra) = std::task::ready!(Pin::new(op).poll(cx));
+                if res.is_ok() {
+                    conn.recv_drained
+                        .set(!extra.sock_nonempty().unwrap_or(true));
+                }
+                // SAFETY: the length is the kernel's count of bytes it put into the buffer.
+                match unsafe { BufResult(res, op).take_buffer() } {
+                    Ok(Some(b)) if b.is_empty() => Poll::Ready(Ok(None)),
+                    Ok(Some(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
+                    Ok(None) => Poll::Ready(Ok(None)),
+                    Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+                        let mut owned: Owned<'_> = Box::pin(conn.read_owned());
+                        let r = owned.as_mut().poll(cx);
+                        this.state = ReadState::Owned(owned);
+                        r
+                    }
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
+            ReadState::Owned(f) => f.as_mut().poll(cx),
+            ReadState::Failed(e) => Poll::Ready(Err(e
+                .take()
+                .unwrap_or_else(|| io::Error::other("read polled after it failed")))),
+        }
+    }
+}
 
 /// Bytes handed back by a read: a provided buffer lent by the worker's pool (returned to the pool
 /// on drop), or an owned buffer when the pool was empty.
@@ -67,6 +125,9 @@ impl std::fmt::Debug for ReadBuf {
 /// both directions of one connection at once.
 pub struct Conn {
     stream: TcpStream,
+    /// The last receive found the socket drained: the next one arms a poll first instead of
+    /// trying a receive that would find nothing (`IORING_RECVSEND_POLL_FIRST`).
+    recv_drained: Cell<bool>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -82,7 +143,10 @@ impl Conn {
     /// Wrap an accepted or connected stream; sets TCP_NODELAY.
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
-        Conn { stream }
+        Conn {
+            stream,
+            recv_drained: Cell::new(false),
+        }
     }
 
     /// Connect to `addr` within `timeout`.
@@ -103,14 +167,27 @@ impl Conn {
     }
 
     /// Read what has arrived. `Ok(None)` is end of stream.
-    pub async fn read(&self) -> io::Result<Option<ReadBuf>> {
-        let mut s = &self.stream;
-        match s.read_managed(0).await {
-            Ok(Some(b)) if b.is_empty() => Ok(None),
-            Ok(Some(b)) => Ok(Some(ReadBuf::Pooled(b))),
-            Ok(None) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::ResourceBusy => self.read_owned().await,
-            Err(e) => Err(e),
+    ///
+    /// The receive is submitted straight to the runtime (not through the stream's
+    /// `read_managed`), and the future is written out by hand: it is part of every waiting
+    /// connection's state, and this way it is the size of the submission and little more.
+    pub fn read(&self) -> Read<'_> {
+        // A receive into the worker's provided-buffer pool, ready to submit.
+        let op = compio::runtime::Runtime::with_current(|rt| -> io::Result<_> {
+            let pool = rt.buffer_pool()?;
+            let fd = self.stream.to_shared_fd();
+            let mut op = RecvManaged::new(fd, &pool, 0, RecvFlags::empty())?;
+            if self.recv_drained.get() {
+                op.poll_first();
+            }
+            Ok(rt.submit(op).with_extra())
+        });
+        Read {
+            conn: self,
+            state: match op {
+                Ok(op) => ReadState::Recv(op),
+                Err(e) => ReadState::Failed(Some(e)),
+            },
         }
     }
 

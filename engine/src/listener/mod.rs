@@ -42,7 +42,7 @@ fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
         s.set_reuse_port(true)?;
     }
     s.set_nonblocking(true)?;
-    s.set_nodelay(true)?;
+    s.set_tcp_nodelay(true)?;
     Ok(s)
 }
 

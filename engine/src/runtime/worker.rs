@@ -120,7 +120,7 @@ async fn serve(start: Start) {
         ),
         balance,
         write_bufs: crate::io::WriteBufs::default(),
-        stream_slots: crate::slots::FutureSlots::default(),
+        exchange_slots: crate::slots::FutureSlots::default(),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
     if let Some(rx) = handoff {
@@ -193,18 +193,54 @@ fn serve_handoffs(
     .detach();
 }
 
-/// Age out idle upstream connections (and those the upstream closed) once a second.
+/// Once a second: age out idle upstream connections (and those the upstream closed), and give
+/// memory back after mass closes.
 fn spawn_pool_sweeper(worker: &Rc<WorkerCtx>) {
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
+        let mut trim = Trim::default();
         while !w.drain.is_draining() {
             let tick = std::pin::pin!(compio::time::sleep(Duration::from_secs(1)));
             let _ = futures_util::future::select(tick, w.drain.wait()).await;
             w.clusters.sweep(w.drain.now_ms());
+            trim.after(w.drain.active());
         }
     })
     .detach();
 }
+
+/// Gives freed memory back to the system after many connections closed. The allocator keeps
+/// what a burst of connections freed for reuse (glibc returns a heap's free pages only when
+/// asked), so a worker that served 50,000 connections would hold their memory for good; when
+/// the live count has fallen to half its peak, and by at least [`Trim::MIN_DROP`], the worker
+/// asks the allocator to return every free page (`malloc_trim`). Rare by construction: once
+/// per such fall, never per request.
+#[derive(Default)]
+struct Trim {
+    peak: usize,
+}
+
+impl Trim {
+    /// Fewest closed connections worth a trim.
+    const MIN_DROP: usize = 1024;
+
+    fn after(&mut self, live: usize) {
+        self.peak = self.peak.max(live);
+        if self.peak >= live + Self::MIN_DROP && live <= self.peak / 2 {
+            release_free_memory();
+            self.peak = live;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: `malloc_trim` has no preconditions; it takes the allocator's own locks.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// Ship the interval's histograms every stats_flush_interval.
 fn spawn_histogram_shipper(worker: &Rc<WorkerCtx>, tx: flume::Sender<HistBatch>) {
