@@ -128,7 +128,7 @@ pub(crate) fn read_idle<'a>(
 
 /// [`read_idle`]'s future.
 pub(crate) struct ReadIdle<'a> {
-    read: crate::io::Read<'a>,
+    read: crate::io::Read<&'a Conn>,
     waiter: crate::drain::Waiter<'a>,
 }
 

@@ -133,12 +133,13 @@ pub(crate) async fn forward(
             None => BodySize::Known(b.len() as u64),
         };
     }
-    // The encoder sizes the head and reserves it once.
-    let mut head = BytesMut::new();
+    // The encoder sizes the head and reserves it once, in one of the worker's spare write
+    // buffers: written, kept for a retry, then given back (no allocation per request).
+    let mut head = w.write_bufs.take(0);
     model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
-    let head = head.freeze();
-
-    let (up, first) = match send(d, l, w, &info, &t, head, buffered, filters.as_mut()).await {
+    let sent = send(d, l, w, &info, &t, &mut head, buffered, filters.as_mut()).await;
+    w.write_bufs.give(head);
+    let (up, first) = match sent {
         Ok(x) => x,
         Err(Failed::Reply(why, close)) => {
             return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await
@@ -240,7 +241,7 @@ async fn send(
     w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
-    head: Bytes,
+    head: &mut BytesMut,
     buffered: Option<Bytes>,
     mut filters: Option<&mut Filters<'_>>,
 ) -> Result<(Rc<Conn>, (ReadBuf, Deadline)), Failed> {
@@ -282,18 +283,28 @@ async fn send(
         };
         d.si.upstream_reused = reused;
         d.si.t_upstream_ready = Some(Instant::now());
+        // The head comes back from each write, so a retry can send it again.
         let sent = match &buffered {
-            Some(b) if b.is_empty() => up.write_all(head.clone()).await.is_ok(),
-            Some(b) => up
-                .write_vectored_all([head.clone(), b.clone()])
-                .await
-                .is_ok(),
+            Some(b) if b.is_empty() => {
+                let (r, h) = up.write_all_keep(std::mem::take(head)).await;
+                *head = h;
+                r.is_ok()
+            }
+            Some(b) => {
+                let (r, (h, _)) = up
+                    .write_vectored_all_keep((std::mem::take(head), (b.clone(),)))
+                    .await;
+                *head = h;
+                r.is_ok()
+            }
             None => {
                 let body_hooks = filters.as_deref_mut().filter(|f| {
                     let h = f.active.hooks();
                     h.request_data || h.request_trailers
                 });
-                stream_body(d, l, w, info, t, &up, head.clone(), body_hooks).await?
+                // Never replayed (a streamed body is not kept), so the head goes as it is.
+                let h = std::mem::take(head);
+                stream_body(d, l, w, info, t, &up, h, body_hooks).await?
             }
         };
         let retry = |d: &mut Downstream| {
@@ -349,7 +360,7 @@ async fn stream_body(
     info: &ReqInfo,
     t: &Target<'_>,
     up: &Conn,
-    head: Bytes,
+    head: BytesMut,
     filters: Option<&mut Filters<'_>>,
 ) -> Result<bool, Failed> {
     if info.expect_continue

@@ -26,9 +26,9 @@ use std::{
 };
 
 use compio::{
-    buf::{BufResult, IoBuf, IoVectoredBuf},
+    buf::{BufResult, IntoInner, IoBuf, IoVectoredBuf},
     driver::{
-        op::{RecvFlags, RecvManaged, ResultTakeBuffer},
+        op::{Recv, RecvFlags, RecvManaged, ResultTakeBuffer},
         BufferRef, Extra, PollFirst, SharedFd, ToSharedFd,
     },
     io::{AsyncWrite, AsyncWriteExt},
@@ -39,28 +39,34 @@ use compio::{
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
 
-/// [`Conn::read`]'s future.
-pub struct Read<'a> {
-    conn: &'a Conn,
-    state: ReadState<'a>,
+/// [`Conn::read`]'s future (`C` = `&Conn`), and a read posted on a shared connection
+/// ([`PostedRead`], `C` = `Rc<Conn>`). Written out by hand, with no box: it is part of every
+/// waiting connection's state.
+pub struct Read<C> {
+    conn: C,
+    state: ReadState,
 }
+
+/// A read posted ahead of time on an `Rc<Conn>` (see [`Conn::read_posted`]).
+pub type PostedRead = Read<Rc<Conn>>;
 
 type RecvOp = Submit<RecvManaged<SharedFd<socket2::Socket>>, Extra>;
-type Owned<'a> = Pin<Box<dyn Future<Output = io::Result<Option<ReadBuf>>> + 'a>>;
+type FallbackOp = Submit<Recv<Vec<u8>, SharedFd<socket2::Socket>>>;
 
-enum ReadState<'a> {
+enum ReadState {
     Recv(RecvOp),
-    /// The pool was empty: a one-off buffer (rare; on the heap, off the waiting state).
-    Owned(Owned<'a>),
-    Failed(Option<io::Error>),
+    /// The pool was empty: a one-off buffer (rare).
+    Fallback(FallbackOp),
+    /// Finished before it was first awaited (or could not be submitted); taken once.
+    Ready(Option<io::Result<Option<ReadBuf>>>),
 }
 
-impl Future for Read<'_> {
+impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
     type Output = io::Result<Option<ReadBuf>>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Submit` is `Unpin`, and so is every other state: nothing here is pinned structurally.
+        // Every state is `Unpin` (`Submit` is): nothing here is pinned structurally.
         let this = self.get_mut();
-        let conn = this.conn;
+        let conn: &Conn = &this.conn;
         match &mut this.state {
             ReadState::Recv(op) => {
                 let (BufResult(res, op), extra) = std::task::ready!(Pin::new(op).poll(cx));
@@ -74,18 +80,33 @@ impl Future for Read<'_> {
                     Ok(Some(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
                     Ok(None) => Poll::Ready(Ok(None)),
                     Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
-                        let mut owned: Owned<'_> = Box::pin(conn.read_owned());
-                        let r = owned.as_mut().poll(cx);
-                        this.state = ReadState::Owned(owned);
-                        r
+                        let fd = conn.stream.to_shared_fd();
+                        let buf = Vec::with_capacity(READ_BUF_LEN);
+                        let op = Recv::new(fd, buf, RecvFlags::empty());
+                        let op = compio::runtime::Runtime::with_current(|rt| rt.submit(op));
+                        this.state = ReadState::Fallback(op);
+                        Pin::new(this).poll(cx)
                     }
                     Err(e) => Poll::Ready(Err(e)),
                 }
             }
-            ReadState::Owned(f) => f.as_mut().poll(cx),
-            ReadState::Failed(e) => Poll::Ready(Err(e
-                .take()
-                .unwrap_or_else(|| io::Error::other("read polled after it failed")))),
+            ReadState::Fallback(op) => {
+                let BufResult(res, op) = std::task::ready!(Pin::new(op).poll(cx));
+                Poll::Ready(match res {
+                    Ok(0) => Ok(None),
+                    Ok(n) => {
+                        let mut buf = op.into_inner();
+                        // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+                        unsafe { buf.set_len(n) };
+                        Ok(Some(ReadBuf::Owned(buf)))
+                    }
+                    Err(e) => Err(e),
+                })
+            }
+            ReadState::Ready(r) => Poll::Ready(
+                r.take()
+                    .unwrap_or_else(|| Err(io::Error::other("read polled after it completed"))),
+            ),
         }
     }
 }
@@ -136,9 +157,6 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// A read posted ahead of time on an `Rc<Conn>` (see [`Conn::read_posted`]).
-pub type PostedRead = std::pin::Pin<Box<dyn Future<Output = io::Result<Option<ReadBuf>>>>>;
-
 impl Conn {
     /// Wrap an accepted or connected stream; sets TCP_NODELAY.
     pub fn new(stream: TcpStream) -> Self {
@@ -169,11 +187,18 @@ impl Conn {
     /// Read what has arrived. `Ok(None)` is end of stream.
     ///
     /// The receive is submitted straight to the runtime (not through the stream's
-    /// `read_managed`), and the future is written out by hand: it is part of every waiting
-    /// connection's state, and this way it is the size of the submission and little more.
-    pub fn read(&self) -> Read<'_> {
-        // A receive into the worker's provided-buffer pool, ready to submit.
-        let op = compio::runtime::Runtime::with_current(|rt| -> io::Result<_> {
+    /// `read_managed`), keeping compio's poll-first hint; the future is the size of the
+    /// submission and little more.
+    pub fn read(&self) -> Read<&Conn> {
+        Read {
+            conn: self,
+            state: self.recv_state(),
+        }
+    }
+
+    /// A receive into the worker's provided-buffer pool, ready to submit.
+    fn recv_state(&self) -> ReadState {
+        let op = compio::runtime::Runtime::with_current(|rt| -> io::Result<RecvOp> {
             let pool = rt.buffer_pool()?;
             let fd = self.stream.to_shared_fd();
             let mut op = RecvManaged::new(fd, &pool, 0, RecvFlags::empty())?;
@@ -182,43 +207,31 @@ impl Conn {
             }
             Ok(rt.submit(op).with_extra())
         });
-        Read {
-            conn: self,
-            state: match op {
-                Ok(op) => ReadState::Recv(op),
-                Err(e) => ReadState::Failed(Some(e)),
-            },
-        }
-    }
-
-    /// Fallback read into a freshly allocated buffer (the pool was empty).
-    async fn read_owned(&self) -> io::Result<Option<ReadBuf>> {
-        use compio::io::AsyncRead;
-        let mut s = &self.stream;
-        let BufResult(res, buf) = s.read(Vec::with_capacity(READ_BUF_LEN)).await;
-        match res? {
-            0 => Ok(None),
-            _ => Ok(Some(ReadBuf::Owned(buf))),
+        match op {
+            Ok(op) => ReadState::Recv(op),
+            Err(e) => ReadState::Ready(Some(Err(e))),
         }
     }
 
     /// Post a read now and hand back its future, which owns a reference to the connection. Used
     /// for pooled upstream connections: the read for the next response waits on the idle
     /// connection (holding no buffer), so an upstream close while idle is seen at checkout, and
-    /// the same read then carries the response.
+    /// the same read then carries the response. No allocation: the future is a plain value.
     ///
     /// The future is polled once here: an operation is only submitted on its first poll, and a
     /// read that was never submitted cannot complete when the upstream closes, so without this
     /// poll a checkout could not tell a dead connection from a live one.
     pub fn read_posted(self: &Rc<Self>) -> PostedRead {
-        let me = Rc::clone(self);
-        let mut read: PostedRead = Box::pin(async move { me.read().await });
-        match poll_now(&mut read) {
-            None => read,
-            // Completed at once (bytes or EOF already there): a finished future must not be
-            // polled again, so hand the result over as a ready one.
-            Some(r) => Box::pin(std::future::ready(r)),
+        let mut read = Read {
+            conn: Rc::clone(self),
+            state: self.recv_state(),
+        };
+        if let Some(r) = poll_now(&mut read) {
+            // Completed at once (bytes or EOF already there): a finished operation must not be
+            // polled again, so the result is kept for the first await.
+            read.state = ReadState::Ready(Some(r));
         }
+        read
     }
 
     /// Write every byte of `buf`.
@@ -226,6 +239,20 @@ impl Conn {
         let mut s = &self.stream;
         let BufResult(res, _) = s.write_all(buf).await;
         res
+    }
+
+    /// [`Conn::write_all`] that hands the buffer back (to send again, or to recycle).
+    pub async fn write_all_keep<T: IoBuf>(&self, buf: T) -> (io::Result<()>, T) {
+        let mut s = &self.stream;
+        let BufResult(res, buf) = s.write_all(buf).await;
+        (res, buf)
+    }
+
+    /// [`Conn::write_vectored_all`] that hands the buffers back.
+    pub async fn write_vectored_all_keep<T: IoVectoredBuf>(&self, bufs: T) -> (io::Result<()>, T) {
+        let mut s = &self.stream;
+        let BufResult(res, bufs) = s.write_vectored_all(bufs).await;
+        (res, bufs)
     }
 
     /// [`Conn::write_all`] of a buffer from the worker's [`WriteBufs`], which gets it back
@@ -291,9 +318,8 @@ impl WriteBufs {
 
 /// Poll a posted read once without waiting: `Some(result)` if it already completed.
 pub fn poll_now(fut: &mut PostedRead) -> Option<io::Result<Option<ReadBuf>>> {
-    use std::task::{Context, Poll, Waker};
-    let mut cx = Context::from_waker(Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(fut).poll(&mut cx) {
         Poll::Ready(r) => Some(r),
         Poll::Pending => None,
     }
