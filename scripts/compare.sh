@@ -33,6 +33,10 @@
 #        2s when keepalive is not in WORKLOADS)
 #        ONLY="direct ringway nginx haproxy envoy" OUT=target/bench-results
 #        RINGWAY_BIN=path (use this ringway binary instead of building one) CARGO_TARGET_DIR=...
+#        RINGWAY_CONFIG=path (default config/bench.yaml; e.g. one with `connection_balance: kernel`)
+#        PROXY_WORKERS=N workers for every proxy (default 1, pinned to CPU 0); above 1 the proxies
+#                 run on CPUs 0-(N-1) (ringway places its workers by its `cpu_affinity`), sharing
+#                 CPU 1 with the origin and the load: compare CPU per request, not req/s
 #        PEERS_DIR=dir holding (or to get) the envoy binary (default ~/.cache/ringway-bench)
 #        PRIO=rt  run every measured process under SCHED_FIFO (chrt -f 50): on a machine shared with
 #                 other work (builds), this keeps them from preempting the measurement
@@ -60,7 +64,11 @@ LOCK=/tmp/ringway-bench.lock
 PRIO="${PRIO:-}"
 RUN=()
 [[ $PRIO == rt ]] && RUN=(chrt -f 50)
+PROXY_WORKERS="${PROXY_WORKERS:-1}"
+RINGWAY_CONFIG="${RINGWAY_CONFIG:-$ROOT/config/bench.yaml}"
 PROXY_CPU=0
+if ((PROXY_WORKERS > 1)); then PROXY_CPU="0-$((PROXY_WORKERS - 1))"; fi
+export PROXY_WORKERS PROXY_CPU
 LOAD_CPU=1
 
 ORIGIN_PORT=9000
@@ -161,7 +169,7 @@ done
 cat >"$WORK/nginx.conf" <<EOF
 # nginx reverse proxy: one worker, keep-alive to the origin; h2c (prior knowledge) on ${H2PORT[nginx]};
 # bodies of any size streamed (no temp files, no request buffering, no size limit).
-worker_processes 1;
+worker_processes $PROXY_WORKERS;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx.err warn;
@@ -204,7 +212,7 @@ cat >"$WORK/haproxy.cfg" <<EOF
 # HAProxy in http mode: one thread, keep-alive to the origin; h2c on ${H2PORT[haproxy]}. Bodies
 # stream through its buffers by default (no size limit, no request buffering); no splicing.
 global
-  nbthread 1
+  nbthread $PROXY_WORKERS
   maxconn 4000
 defaults
   mode http
@@ -335,7 +343,7 @@ for n in $ONLY; do
     direct) PID[direct]=$ORIGIN_PID; targets+=(direct) ;;
     ringway)
       [[ -n $RINGWAY ]] || continue
-      start_pinned ringway "$PROXY_CPU" "$RINGWAY" run -c "$ROOT/config/bench.yaml" --workers 1
+      start_pinned ringway "$PROXY_CPU" "$RINGWAY" run -c "$RINGWAY_CONFIG" --workers "$PROXY_WORKERS"
       if wait_port "${PORT[ringway]}"; then PID[ringway]=$STARTED_PID; targets+=(ringway)
       else echo "ringway: skipped (did not listen on ${PORT[ringway]}; see its log below)"; tail -5 "$WORK/ringway.log" || true; fi ;;
     nginx)
@@ -345,7 +353,7 @@ for n in $ONLY; do
       start_pinned haproxy "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg"
       wait_port "${PORT[haproxy]}" && { PID[haproxy]=$STARTED_PID; targets+=(haproxy); } || { echo "haproxy: skipped (did not start):"; tail -3 "$WORK/haproxy.log"; } ;;
     envoy)
-      start_pinned envoy "$PROXY_CPU" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 --log-level error --disable-hot-restart
+      start_pinned envoy "$PROXY_CPU" "$ENVOY" -c "$WORK/envoy.yaml" --concurrency "$PROXY_WORKERS" --log-level error --disable-hot-restart
       wait_port "${PORT[envoy]}" && { PID[envoy]=$STARTED_PID; targets+=(envoy); } || { echo "envoy: skipped (did not start):"; tail -3 "$WORK/envoy.log"; } ;;
     *) die "unknown target $n (known: direct ringway nginx haproxy envoy)" ;;
   esac
@@ -624,7 +632,7 @@ machine = {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release()}
 summary = {"machine": machine, "workloads": wl, "duration": duration, "warmup": warmup, "connections": conns,
            "newconn_slots": int(ncconns), "transfer": {"size": tsize, "runs": truns, "at_once": int(tconns)},
            "fixed_rate": rate, "targets": result, "tool_check": tool, "notes": notes,
-           "layout": "proxy: 1 worker on CPU 0; origin (ringway-bench origin, 1 worker) and load generator on CPU 1"}
+           "layout": f"proxy: {os.environ.get('PROXY_WORKERS', '1')} worker(s) on CPU {os.environ.get('PROXY_CPU', '0')}; origin (ringway-bench origin, 1 worker) and load generator on CPU 1"}
 json.dump(summary, open(f"{out}/compare.json", "w"), indent=2)
 print()
 print(table)

@@ -1,5 +1,6 @@
 //! The command line: `ringway [run] -c FILE`, `ringway validate -c FILE`, `--workers`,
-//! `--log-level`, `--version`. Exit codes: 0 ok, 1 invalid config, 2 could not start.
+//! `--cpu-affinity`, `--log-level`, `--version`. Exit codes: 0 ok, 1 invalid config, 2 could not
+//! start.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -41,6 +42,10 @@ pub struct RunArgs {
     /// Worker threads (one per core); overrides `workers` in the config.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Where workers run: `auto` (one pinned per core), `none` (not pinned) or CPU ids such as
+    /// `0,2`; overrides `cpu_affinity` in the config.
+    #[arg(long, value_name = "auto|none|CPUS", value_parser = config::cpus::parse_flag)]
+    pub cpu_affinity: Option<config::CpuAffinity>,
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `ringway_engine=debug`).
     #[arg(long, default_value = "info", env = "RINGWAY_LOG")]
     pub log_level: String,
@@ -117,6 +122,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let opts = runtime::RunOptions {
         workers: args.workers,
+        cpu_affinity: args.cpu_affinity,
         log_reload,
     };
     let res = runtime::run(cfg, &opts, |name, addr| {

@@ -21,6 +21,7 @@
 //! capped, alias expansion is budgeted and durations use checked integer arithmetic.
 //! Not on the hot path: this runs once per load or reload, on the control thread.
 
+pub mod cpus;
 pub mod defaults;
 pub mod model;
 pub mod schema;

@@ -11,8 +11,10 @@ use bytes::Bytes;
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `None` = `auto` (one worker per online CPU).
+    /// `None` = `auto` (one worker per online CPU, or per CPU of an explicit `cpu_affinity`).
     pub workers: Option<usize>,
+    /// Where worker threads run (default [`CpuAffinity::Auto`]).
+    pub cpu_affinity: CpuAffinity,
     /// How long shutdown waits for in-flight requests (default 5s).
     pub drain_timeout: Duration,
     pub listeners: Vec<Listener>,
@@ -28,6 +30,19 @@ pub struct Config {
     pub document: Option<std::sync::Arc<serde_json::Value>>,
     /// Distributed tracing, if configured.
     pub tracing: Option<Tracing>,
+}
+
+/// Where worker threads run (`cpu_affinity`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CpuAffinity {
+    /// Worker *i* pinned to the *i*-th CPU the process may run on (round-robin).
+    #[default]
+    Auto,
+    /// Not pinned: workers may run on any CPU the process may use; the scheduler places them.
+    None,
+    /// Worker *i* pinned to `cpus[i % cpus.len()]`; never empty, every id one the process may
+    /// run on (checked at load).
+    Cpus(Vec<usize>),
 }
 
 /// The top-level `tracing` section: how spans are sampled and where they go.

@@ -24,8 +24,13 @@ pub use super::duration::Dur;
     expecting = "a map of workers, drain_timeout, listeners, clusters"
 )]
 pub struct ConfigSpec {
-    /// `auto` (one worker per online CPU; the default) or a worker count (1..=1024).
+    /// `auto` (one worker per online CPU, or per CPU of an explicit `cpu_affinity` list; the
+    /// default) or a worker count (1..=1024).
     pub workers: Option<WorkersSpec>,
+    /// Where workers run: `auto` (each pinned to its own CPU, round-robin over the CPUs the
+    /// process may use; the default), `none` (not pinned: the scheduler places them) or a list
+    /// of CPU ids (`[0, 2]`: workers pinned round-robin over it).
+    pub cpu_affinity: Option<CpuAffinitySpec>,
     /// How long shutdown waits for in-flight requests (default `5s`).
     pub drain_timeout: Option<Dur>,
     /// The listeners; at least one.
@@ -116,6 +121,49 @@ impl<'de> Deserialize<'de> for WorkersSpec {
                 Err(E::custom(format!(
                     "invalid workers {n}: must be at least 1"
                 )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `cpu_affinity: auto`, `none` or `[0, 2]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuAffinitySpec {
+    /// Pin each worker to its own CPU.
+    Auto,
+    /// Leave placement to the scheduler.
+    None,
+    /// Pin workers round-robin over these CPU ids (checked in `validate`).
+    Cpus(Vec<u64>),
+}
+
+impl<'de> Deserialize<'de> for CpuAffinitySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = CpuAffinitySpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`auto`, `none` or a list of CPU ids")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<CpuAffinitySpec, E> {
+                match s {
+                    "auto" => Ok(CpuAffinitySpec::Auto),
+                    "none" => Ok(CpuAffinitySpec::None),
+                    _ => Err(E::custom(format!(
+                        "invalid cpu_affinity {s:?}: expected `auto`, `none` or a list of CPU ids"
+                    ))),
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CpuAffinitySpec, A::Error> {
+                let mut cpus = Vec::new();
+                while let Some(id) = seq.next_element::<u64>()? {
+                    cpus.push(id);
+                }
+                Ok(CpuAffinitySpec::Cpus(cpus))
             }
         }
         d.deserialize_any(V)

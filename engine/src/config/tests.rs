@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 mod clusters;
+mod cpu_affinity;
 mod listeners;
 mod routes;
 
@@ -157,8 +158,9 @@ fn unknown_keys_are_rejected_with_path_and_line() {
     let text = format!("overload_manager: {{ actions: x }}\n{BASE}");
     assert_error(
         &text,
-        "overload_manager: unknown key, expected one of `workers`, `drain_timeout`, `listeners`, \
-         `clusters`, `stats_flush_interval`, `admin`, `tracing` (line 1)",
+        "overload_manager: unknown key, expected one of `workers`, `cpu_affinity`, \
+         `drain_timeout`, `listeners`, `clusters`, `stats_flush_interval`, `admin`, `tracing` \
+         (line 1)",
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),

@@ -134,7 +134,10 @@ pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Wor
                         let to = b.assign(worker.id);
                         if to != worker.id {
                             match b.send(to, stream, peer, ctx.index) {
-                                Ok(()) => continue,
+                                Ok(()) => {
+                                    worker.stats.downstream_cx_handoff(ctx.index);
+                                    continue;
+                                }
                                 Err(s) => {
                                     b.reassign(to, worker.id);
                                     stream = s;

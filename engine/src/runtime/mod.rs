@@ -21,14 +21,22 @@ pub mod worker;
 use std::{net::SocketAddr, sync::Arc, thread};
 
 use crate::{
-    admin, background::spawn_background, balance, config::Config, control::Control, listener,
-    signals::Signals, stats,
+    admin,
+    background::spawn_background,
+    balance,
+    config::{Config, CpuAffinity},
+    control::Control,
+    listener,
+    signals::Signals,
+    stats,
 };
 
 /// Options from the command line that override the config.
 #[derive(Debug, Default, Clone)]
 pub struct RunOptions {
     pub workers: Option<usize>,
+    /// `--cpu-affinity`: overrides `cpu_affinity` in the config.
+    pub cpu_affinity: Option<CpuAffinity>,
     /// Changes the log level at run time (the admin server's `POST /logging`).
     pub log_reload: Option<crate::admin::LogReload>,
 }
@@ -50,15 +58,34 @@ pub enum RunError {
     Spawn(std::io::Error),
 }
 
-fn worker_count(cfg: &Config, opts: &RunOptions) -> usize {
+/// `workers: auto` is one worker per CPU of an explicit `cpu_affinity` list, else one per CPU
+/// the process may run on.
+fn worker_count(cfg: &Config, affinity: &CpuAffinity, opts: &RunOptions) -> usize {
     opts.workers
         .or(cfg.workers)
-        .unwrap_or_else(|| {
-            thread::available_parallelism()
+        .unwrap_or_else(|| match affinity {
+            CpuAffinity::Cpus(list) => list.len(),
+            CpuAffinity::Auto | CpuAffinity::None => thread::available_parallelism()
                 .map(|n| n.get())
-                .unwrap_or(1)
+                .unwrap_or(1),
         })
         .max(1)
+}
+
+/// The CPU each worker is pinned to, by worker id (`None`: not pinned). `auto` and a list pin
+/// round-robin: worker `i` on the `i`-th CPU (modulo their count).
+fn worker_cores(affinity: &CpuAffinity, n: usize) -> Vec<Option<core_affinity::CoreId>> {
+    let cores: Vec<core_affinity::CoreId> = match affinity {
+        CpuAffinity::Auto => core_affinity::get_core_ids().unwrap_or_default(),
+        CpuAffinity::None => Vec::new(),
+        CpuAffinity::Cpus(list) => list
+            .iter()
+            .map(|&id| core_affinity::CoreId { id })
+            .collect(),
+    };
+    (0..n)
+        .map(|i| (!cores.is_empty()).then(|| cores[i % cores.len()]))
+        .collect()
 }
 
 /// Run the proxy until SIGINT/SIGTERM. `on_bound` is told each listener's bound address (tests
@@ -75,7 +102,8 @@ pub fn run(
     let signals = Signals::block();
     let memlock = ring::raise_memlock();
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
-    let n = worker_count(&cfg, opts);
+    let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
+    let n = worker_count(&cfg, affinity, opts);
 
     // Bind every listener's socket group first.
     let mut per_listener = Vec::new();
@@ -152,7 +180,7 @@ pub fn run(
     } else {
         (None, vec![None])
     };
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let cores = worker_cores(affinity, n);
     let (ready_tx, ready_rx) = flume::unbounded();
     let mut controls = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
@@ -162,11 +190,7 @@ pub fn run(
         let start = worker::Start {
             id,
             workers: n,
-            core: if cores.is_empty() {
-                None
-            } else {
-                Some(cores[id % cores.len()])
-            },
+            core: cores.get(id).copied().flatten(),
             config: Arc::clone(&cfg),
             sockets,
             control: rx,
@@ -230,6 +254,7 @@ pub fn run(
     admin.set_serving();
     tracing::info!(
         workers = n,
+        cpu_affinity = ?affinity,
         listeners = cfg.listeners.len(),
         clusters = cfg.clusters.len(),
         "ringway serving"

@@ -1,9 +1,10 @@
-//! One worker: a thread pinned to a core, running its own compio (io_uring) runtime, its own
-//! listener sockets, connections, route tables, cluster views, pools and stats. Nothing here is
-//! shared with another worker; the only cross-thread traffic is the control channel (shutdown,
-//! stats flush requests, drain), the immutable config snapshot it was built from, and its stats:
-//! an `Arc<WorkerStats>` block it alone writes and the control thread reads, and the histogram
-//! batches it ships to the aggregator (see [`crate::stats`]).
+//! One worker: a thread (pinned to a CPU as `cpu_affinity` says: by default one per core), running
+//! its own compio (io_uring) runtime, its own listener sockets, connections, route tables, cluster
+//! views, pools and stats. Nothing here is shared with another worker; the only cross-thread
+//! traffic is the control channel (shutdown, stats flush requests, drain), the immutable config
+//! snapshot it was built from, and its stats: an `Arc<WorkerStats>` block it alone writes and the
+//! control thread reads, and the histogram batches it ships to the aggregator (see
+//! [`crate::stats`]).
 //!
 //! The state its connections read and write is a [`WorkerCtx`] (defined beside the request
 //! path, in [`crate::http::ctx`]), built here once and shared by `Rc` with the accept loops and
@@ -34,6 +35,7 @@ pub struct Start {
     pub id: usize,
     /// How many workers the process runs.
     pub workers: usize,
+    /// The CPU this worker is pinned to (`None`: not pinned, `cpu_affinity: none`).
     pub core: Option<core_affinity::CoreId>,
     pub config: Arc<Config>,
     /// One bound socket per configured listener, in config order.

@@ -319,6 +319,12 @@ impl Aggregator {
                 "downstream_cx_active",
                 Value::Gauge(ls(|l| get(&l.downstream_cx_active))),
             );
+            put(
+                Scope::Listener,
+                &a,
+                "downstream_cx_handoff",
+                Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
+            );
             let p = &l.http.stat_prefix;
             put(
                 Scope::Http,

@@ -71,6 +71,9 @@ pub struct ListenerStats {
     pub downstream_cx_total: AtomicU64,
     /// `listener.<addr>.downstream_cx_active`
     pub downstream_cx_active: AtomicU64,
+    /// `listener.<addr>.downstream_cx_handoff`: connections this worker accepted and handed to
+    /// a less loaded worker (exact balance); they count in the receiver's `downstream_cx_total`.
+    pub downstream_cx_handoff: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_total`
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`
@@ -158,6 +161,14 @@ impl WorkerStats {
             inc(&l.downstream_cx_active);
         }
         CxGuard { w: self, l }
+    }
+
+    /// A connection accepted on listener `listener` went to another worker (exact balance).
+    #[inline]
+    pub fn downstream_cx_handoff(&self, listener: usize) {
+        if let Some(l) = self.listeners.get(listener) {
+            inc(&l.downstream_cx_handoff);
+        }
     }
 
     /// A complete request head arrived on listener `listener`.

@@ -22,12 +22,13 @@ use std::{
 };
 
 use super::{
+    cpus,
     decode::Item,
     defaults,
     error::Problems,
-    model::{Admin, ClusterId, Config, Listener},
+    model::{Admin, ClusterId, Config, CpuAffinity, Listener},
     path::DocPath,
-    schema::{ConfigSpec, FilterSpec, ListenerSpec, WorkersSpec},
+    schema::{ConfigSpec, CpuAffinitySpec, FilterSpec, ListenerSpec, WorkersSpec},
 };
 
 /// Cluster names as routes see them.
@@ -58,6 +59,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
             Some(usize::try_from(n).unwrap_or(usize::MAX))
         }
     };
+    let cpu_affinity = cpu_affinity(spec.cpu_affinity.as_ref(), &root, problems);
     let drain_timeout = spec.drain_timeout.map_or(defaults::DRAIN_TIMEOUT, |d| d.0);
     let stats_flush_interval = spec
         .stats_flush_interval
@@ -163,6 +165,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
     access_log::number_destinations(&mut listeners);
     Config {
         workers,
+        cpu_affinity,
         drain_timeout,
         listeners,
         clusters,
@@ -171,6 +174,37 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         admin,
         document: None,
         tracing,
+    }
+}
+
+/// `cpu_affinity`: a list must be non-empty and name only CPUs this process may run on (each
+/// refused id reported at its own element).
+fn cpu_affinity(
+    spec: Option<&CpuAffinitySpec>,
+    root: &DocPath,
+    problems: &mut Problems,
+) -> CpuAffinity {
+    let path = root.key("cpu_affinity");
+    match spec {
+        None | Some(CpuAffinitySpec::Auto) => CpuAffinity::Auto,
+        Some(CpuAffinitySpec::None) => CpuAffinity::None,
+        Some(CpuAffinitySpec::Cpus(ids)) => {
+            if ids.is_empty() {
+                problems.value(
+                    &path,
+                    "empty CPU list: list at least one CPU id, or use `auto` or `none`",
+                );
+            }
+            let allowed = cpus::allowed();
+            let mut out = Vec::with_capacity(ids.len());
+            for (i, &id) in ids.iter().enumerate() {
+                match cpus::refuse(id, allowed.as_deref()) {
+                    Some(why) => problems.value(&path.index(i), why),
+                    None => out.push(usize::try_from(id).unwrap_or(usize::MAX)),
+                }
+            }
+            CpuAffinity::Cpus(out)
+        }
     }
 }
 
