@@ -51,6 +51,8 @@ pub struct WorkerCtx {
     pub balance: Option<Arc<balance::Shared>>,
     /// Spare write buffers for response heads and local replies.
     pub write_bufs: crate::io::WriteBufs,
+    /// Large buffers leased by bodies that flow fast (bounded per worker).
+    pub bulk_bufs: crate::io::BulkBufs,
     /// Recycled heap slots for in-flight streams' state.
     pub stream_slots: crate::slots::FutureSlots,
 }

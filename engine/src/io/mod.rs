@@ -29,6 +29,9 @@ use compio::{
     net::TcpStream,
 };
 
+mod bulk;
+pub use bulk::{exp_knob, BulkBufs, BulkLease, BULK_IN_USE, BULK_LEN, BULK_SPARE};
+
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
 

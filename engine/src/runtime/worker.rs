@@ -120,6 +120,7 @@ async fn serve(start: Start) {
         ),
         balance,
         write_bufs: crate::io::WriteBufs::default(),
+        bulk_bufs: crate::io::BulkBufs::default(),
         stream_slots: crate::slots::FutureSlots::default(),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
