@@ -48,6 +48,7 @@ pub struct Tuning {
     pub enabled: bool,
     pub overlap: bool,
     pub slow_below: usize,
+    pub splice: bool,
 }
 
 thread_local! {
@@ -55,6 +56,7 @@ thread_local! {
         enabled: crate::io::exp_knob("RINGWAY_EXP_BULK", 1) != 0,
         overlap: crate::io::exp_knob("RINGWAY_EXP_OVERLAP", 1) != 0,
         slow_below: crate::io::exp_knob("RINGWAY_EXP_SLOW", READ_BUF_LEN),
+        splice: crate::io::exp_knob("RINGWAY_EXP_SPLICE", 0) != 0,
     };
 }
 
@@ -104,6 +106,9 @@ impl Run<'_> {
     /// Move the body in bulk until it ends or slows down. The caller has checked
     /// [`worth_it`].
     pub async fn go(&self, bufs: &BulkBufs) -> Result<BulkEnd, PumpError> {
+        if tuning().splice && !self.chunked_out {
+            return self.go_splice().await;
+        }
         let Some((mut la, mut lb)) = bufs.lease_pair() else {
             return Ok(BulkEnd::NoBuffers);
         };
@@ -195,5 +200,49 @@ impl Run<'_> {
         };
         self.moved.set(self.moved.get() + n as u64);
         Ok(buf)
+    }
+}
+
+impl Run<'_> {
+    /// EXPERIMENT: the same through a pipe.
+    async fn go_splice(&self) -> Result<BulkEnd, PumpError> {
+        let len = crate::io::exp_knob("RINGWAY_EXP_BULK_LEN", crate::io::BULK_LEN);
+        let Ok(pipe) = crate::io::Pipe::new(len) else {
+            return Ok(BulkEnd::NoBuffers);
+        };
+        let slow = tuning().slow_below;
+        loop {
+            let left = self.left.get();
+            if left == Some(0) {
+                return Ok(BulkEnd::Ended);
+            }
+            let max = left.map_or(usize::MAX, |l| l.min(usize::MAX as u64) as usize);
+            let op = self.src.splice_in(&pipe, max);
+            let res = match self.timeout {
+                Some((drain, t)) => drain
+                    .before(drain.deadline_in(t), op)
+                    .await
+                    .ok_or(PumpError::SrcTimeout)?,
+                None => op.await,
+            };
+            let n = match (res, left) {
+                (Ok(0), Some(_)) => return Err(PumpError::SrcClosed),
+                (Ok(n), _) => n,
+                (Err(e), Some(_)) => return Err(PumpError::SrcRead(e)),
+                (Err(_), None) => 0,
+            };
+            if n == 0 {
+                return Ok(BulkEnd::Ended);
+            }
+            self.left.set(left.map(|l| l - n as u64));
+            self.dst
+                .splice_out(&pipe, n)
+                .await
+                .map_err(PumpError::DstWrite)?;
+            self.moved.set(self.moved.get() + n as u64);
+            if n < slow && self.left.get() != Some(0) {
+                return Ok(BulkEnd::Slowed);
+            }
+        }
     }
 }

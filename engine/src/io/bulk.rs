@@ -130,8 +130,10 @@ impl Drop for BulkLease<'_> {
 impl Conn {
     /// Receive at most `max` bytes (and at most the buffer's capacity) into `buf`, from its
     /// start. `Ok(0)` is end of stream. The buffer comes back whatever the result.
-    pub async fn read_into(&self, buf: Vec<u8>, max: usize) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn read_into(&self, mut buf: Vec<u8>, max: usize) -> (io::Result<usize>, Vec<u8>) {
         let mut s = &self.stream;
+        // A receive fills the buffer after its initialized part.
+        buf.clear();
         let cap = buf.capacity().min(max);
         let BufResult(res, slice) = s.read(buf.slice(0..cap)).await;
         (res, slice.into_inner())

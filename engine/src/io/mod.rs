@@ -30,7 +30,9 @@ use compio::{
 };
 
 mod bulk;
+mod splice;
 pub use bulk::{exp_knob, BulkBufs, BulkLease, BULK_IN_USE, BULK_LEN, BULK_SPARE};
+pub use splice::Pipe;
 
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
