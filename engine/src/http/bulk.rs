@@ -49,6 +49,7 @@ pub struct Tuning {
     pub overlap: bool,
     pub slow_below: usize,
     pub splice: bool,
+    pub zc: bool,
 }
 
 thread_local! {
@@ -57,6 +58,7 @@ thread_local! {
         overlap: crate::io::exp_knob("RINGWAY_EXP_OVERLAP", 1) != 0,
         slow_below: crate::io::exp_knob("RINGWAY_EXP_SLOW", READ_BUF_LEN),
         splice: crate::io::exp_knob("RINGWAY_EXP_SPLICE", 0) != 0,
+        zc: crate::io::exp_knob("RINGWAY_EXP_ZC", 0) != 0,
     };
 }
 
@@ -194,7 +196,11 @@ impl Run<'_> {
                 Part::Bytes(_) => Vec::new(),
             }
         } else {
-            let (r, buf) = self.dst.write_all_back(buf).await;
+            let (r, buf) = if tuning().zc {
+                self.dst.send_zc_all(buf, n).await
+            } else {
+                self.dst.write_all_back(buf).await
+            };
             r.map_err(PumpError::DstWrite)?;
             buf
         };

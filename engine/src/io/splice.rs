@@ -70,3 +70,27 @@ impl Conn {
         Ok(())
     }
 }
+
+impl Conn {
+    /// EXPERIMENT: send every byte of `buf` with zero-copy sends (`IORING_OP_SEND_ZC`).
+    pub async fn send_zc_all(&self, mut buf: Vec<u8>, n: usize) -> (io::Result<()>, Vec<u8>) {
+        use compio::buf::IntoInner;
+        use compio::buf::IoBuf;
+        let mut off = 0;
+        while off < n {
+            let op = compio::driver::op::SendZc::new(
+                Fd(self.raw_fd()),
+                buf.slice(off..n),
+                compio::driver::op::SendFlags::empty(),
+            );
+            let compio::buf::BufResult(res, op) = compio::runtime::submit(op).await;
+            buf = op.into_inner().into_inner();
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(m) => off += m,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+}
