@@ -1,19 +1,24 @@
-//! Moving a large raw body in big pieces, receiving the next piece while the last one is sent.
+//! Moving a large raw body in big pieces.
 //!
 //! [`body::pump`](super::body::pump) starts every body on the worker's provided buffers (16 KiB
 //! per receive, no buffer held while the sender is quiet). When a receive comes back full — the
-//! sender is ahead of us — and the worker can lease two bulk buffers ([`BulkBufs`]), the pump
-//! hands the body here: each step sends piece k from one buffer while piece k+1 is received into
-//! the other, both operations in one ring submission, so a 1 GiB body costs about 4,096 receives
-//! and 4,096 sends (256 KiB pieces) instead of 65,536 of each, and the two sockets are busy at
-//! the same time. Only raw bytes come here (Content-Length or close-delimited bodies with no data
-//! filter); a chunked body leaving is framed around each piece in the same vectored send.
+//! sender is ahead of us — and the body still has at least [`BULK_MIN`] to come, the pump leases
+//! one bulk buffer ([`BulkBufs`], 1 MiB) and hands the body here: receive up to 1 MiB, send it,
+//! repeat. A 1 GiB body then costs about 1,024 receives and 1,024 sends instead of 65,536 of each,
+//! and each send hands the kernel a large piece (fewer wake-ups of the receiver). Only raw bytes
+//! come here (Content-Length or close-delimited bodies with no data filter); a body leaving
+//! chunked gets each piece framed as one chunk in the same vectored send.
 //!
 //! Backpressure stays: the next receive is posted only when the previous send has completed, so
-//! a slow receiver stops the reads after two pieces. A receive never asks for more than the body
-//! has left, so bytes past the body (a pipelined request) stay in the socket. As soon as a
-//! receive comes back short (the sender is now slower than us), the body goes back to the pool
-//! path and the buffers to the worker: an idle or trickling stream never pins 512 KiB.
+//! a slow receiver stops the reads with at most one buffer in flight. A receive never asks for
+//! more than the body has left, so bytes past the body (a pipelined request) stay in the socket.
+//! As soon as a receive comes back short (the sender is now slower than us), the body goes back
+//! to the pool path and the buffer to the worker: an idle or trickling stream never pins one.
+//!
+//! Tried and measured, not kept (docs/benchmarks.md): receiving the next piece while sending the
+//! last (two buffers; no faster), `splice` through a pipe (io_uring runs socket splices on
+//! io-wq threads: less CPU, less throughput, one blocked kernel thread per transfer), and
+//! `send_zc`.
 
 use std::cell::Cell;
 
@@ -38,42 +43,17 @@ pub enum BulkEnd {
     Ended,
     /// A receive came back short: the rest of the body goes back to pool reads.
     Slowed,
-    /// The worker could not lease two buffers: stay on pool reads.
+    /// The worker's bulk buffers are all leased: stay on pool reads.
     NoBuffers,
-}
-
-/// EXPERIMENT ONLY (removed before merge).
-#[derive(Debug, Clone, Copy)]
-pub struct Tuning {
-    pub enabled: bool,
-    pub overlap: bool,
-    pub slow_below: usize,
-    pub splice: bool,
-    pub zc: bool,
-}
-
-thread_local! {
-    static TUNING: Tuning = Tuning {
-        enabled: crate::io::exp_knob("RINGWAY_EXP_BULK", 1) != 0,
-        overlap: crate::io::exp_knob("RINGWAY_EXP_OVERLAP", 1) != 0,
-        slow_below: crate::io::exp_knob("RINGWAY_EXP_SLOW", READ_BUF_LEN),
-        splice: crate::io::exp_knob("RINGWAY_EXP_SPLICE", 0) != 0,
-        zc: crate::io::exp_knob("RINGWAY_EXP_ZC", 0) != 0,
-    };
-}
-
-pub fn tuning() -> Tuning {
-    TUNING.with(|t| *t)
 }
 
 /// Whether a body whose last pool receive returned `got` bytes, with `left` still to come
 /// (`None`: until close), should go bulk.
 pub fn worth_it(got: usize, left: Option<u64>) -> bool {
-    let t = tuning();
-    t.enabled && got >= READ_BUF_LEN && left.is_none_or(|l| l >= BULK_MIN)
+    got >= READ_BUF_LEN && left.is_none_or(|l| l >= BULK_MIN)
 }
 
-/// The bytes a sender still owes, and what this run has moved.
+/// One body's bulk run: where it comes from and goes, and what is left.
 pub struct Run<'a> {
     pub src: &'a Conn,
     pub dst: &'a Conn,
@@ -108,16 +88,13 @@ impl Run<'_> {
     /// Move the body in bulk until it ends or slows down. The caller has checked
     /// [`worth_it`].
     pub async fn go(&self, bufs: &BulkBufs) -> Result<BulkEnd, PumpError> {
-        if tuning().splice && !self.chunked_out {
-            return self.go_splice().await;
-        }
-        let Some((mut la, mut lb)) = bufs.lease_pair() else {
+        let Some(mut lease) = bufs.lease() else {
             return Ok(BulkEnd::NoBuffers);
         };
-        let t = tuning();
-        let (mut n, mut cur) = self.read(la.take()).await?;
-        let mut spare = lb.take();
+        let mut buf = lease.take();
         let end = loop {
+            let n;
+            (n, buf) = self.read(buf).await?;
             if n == 0 {
                 // Only a close-delimited body gets here (a short length-framed one fails in
                 // `read`): the close ends it.
@@ -131,25 +108,15 @@ impl Run<'_> {
                 break BulkEnd::Ended;
             }
             let last = self.left.get() == Some(0);
-            if last || n < t.slow_below || !t.overlap {
-                cur = self.write(cur, n, last).await?;
-                if last {
-                    break BulkEnd::Ended;
-                }
-                if n < t.slow_below {
-                    break BulkEnd::Slowed;
-                }
-                (n, cur) = self.read(cur).await?;
-                continue;
+            buf = self.write(buf, n, last).await?;
+            if last {
+                break BulkEnd::Ended;
             }
-            // Send this piece while the next one is received.
-            let (w, r) =
-                futures_util::future::join(self.write(cur, n, false), self.read(spare)).await;
-            spare = w?;
-            (n, cur) = r?;
+            if n < READ_BUF_LEN {
+                break BulkEnd::Slowed;
+            }
         };
-        la.put(cur);
-        lb.put(spare);
+        lease.put(buf);
         Ok(end)
     }
 
@@ -176,7 +143,7 @@ impl Run<'_> {
         Ok((n, buf))
     }
 
-    /// Send `n` bytes of `buf` (framed as a chunk when leaving chunked, with the last chunk
+    /// Send the `n` bytes of `buf` (framed as a chunk when leaving chunked, with the last chunk
     /// after it when `last`) and hand the buffer back.
     async fn write(&self, buf: Vec<u8>, n: usize, last: bool) -> Result<Vec<u8>, PumpError> {
         let buf = if self.chunked_out {
@@ -196,59 +163,11 @@ impl Run<'_> {
                 Part::Bytes(_) => Vec::new(),
             }
         } else {
-            let (r, buf) = if tuning().zc {
-                self.dst.send_zc_all(buf, n).await
-            } else {
-                self.dst.write_all_back(buf).await
-            };
+            let (r, buf) = self.dst.write_all_back(buf).await;
             r.map_err(PumpError::DstWrite)?;
             buf
         };
         self.moved.set(self.moved.get() + n as u64);
         Ok(buf)
-    }
-}
-
-impl Run<'_> {
-    /// EXPERIMENT: the same through a pipe.
-    async fn go_splice(&self) -> Result<BulkEnd, PumpError> {
-        let len = crate::io::exp_knob("RINGWAY_EXP_BULK_LEN", crate::io::BULK_LEN);
-        let Ok(pipe) = crate::io::Pipe::new(len) else {
-            return Ok(BulkEnd::NoBuffers);
-        };
-        let slow = tuning().slow_below;
-        loop {
-            let left = self.left.get();
-            if left == Some(0) {
-                return Ok(BulkEnd::Ended);
-            }
-            let max = left.map_or(usize::MAX, |l| l.min(usize::MAX as u64) as usize);
-            let op = self.src.splice_in(&pipe, max);
-            let res = match self.timeout {
-                Some((drain, t)) => drain
-                    .before(drain.deadline_in(t), op)
-                    .await
-                    .ok_or(PumpError::SrcTimeout)?,
-                None => op.await,
-            };
-            let n = match (res, left) {
-                (Ok(0), Some(_)) => return Err(PumpError::SrcClosed),
-                (Ok(n), _) => n,
-                (Err(e), Some(_)) => return Err(PumpError::SrcRead(e)),
-                (Err(_), None) => 0,
-            };
-            if n == 0 {
-                return Ok(BulkEnd::Ended);
-            }
-            self.left.set(left.map(|l| l - n as u64));
-            self.dst
-                .splice_out(&pipe, n)
-                .await
-                .map_err(PumpError::DstWrite)?;
-            self.moved.set(self.moved.get() + n as u64);
-            if n < slow && self.left.get() != Some(0) {
-                return Ok(BulkEnd::Slowed);
-            }
-        }
     }
 }

@@ -1,16 +1,16 @@
-//! Large owned buffers for bodies that turn out large, and the two seam operations that use them.
+//! Large owned buffers for bodies that turn out large, and the seam operations that use them.
 //!
 //! The provided-buffer pool hands out [`READ_BUF_LEN`](super::READ_BUF_LEN) pieces: right for
 //! heads and small bodies, and it keeps idle connections free of buffers. A 1 GiB body in 16 KiB
-//! pieces costs 65,536 receives and as many sends, each its own ring round trip. While a body
-//! flows faster than one pool buffer per read, the body pump (`http::bulk`) leases two
-//! [`BULK_LEN`] buffers from its worker's [`BulkBufs`] instead: it receives into one while the
-//! other is being sent ([`Conn::read_into`], [`Conn::write_all_back`]), and gives them back the
-//! moment the body slows down or ends. A buffer is never held by an idle connection.
+//! pieces costs 65,536 receives and as many sends, each about one ring round trip. While a body
+//! arrives faster than one pool buffer per receive, the body pump (`http::bulk`) leases one
+//! [`BULK_LEN`] buffer from its worker's [`BulkBufs`] instead, receives into it
+//! ([`Conn::read_into`]) and sends it ([`Conn::write_all_back`]), and gives it back the moment the
+//! body slows down or ends. An idle connection never holds one.
 //!
-//! Memory is bounded per worker: at most [`BULK_IN_USE`] buffers leased at once (a pump that
-//! cannot lease two stays on the pool path) and [`BULK_SPARE`] kept for reuse, so the cost is
-//! `BULK_LEN × (BULK_IN_USE + BULK_SPARE)` at most, whatever the number of transfers.
+//! Memory is bounded per worker: at most [`BULK_MAX`] buffers exist at once, leased or kept for
+//! reuse (a pump that cannot lease one stays on the pool path), so bulk bodies cost at most
+//! `BULK_LEN × BULK_MAX` (16 MiB) per worker whatever the number of transfers.
 
 use std::{
     cell::{Cell, RefCell},
@@ -24,60 +24,37 @@ use compio::{
 
 use super::Conn;
 
-/// Size of one bulk buffer: the most one bulk receive returns.
-pub const BULK_LEN: usize = 256 * 1024;
-/// Most bulk buffers one worker leases at once (two per pump in bulk mode).
-pub const BULK_IN_USE: usize = 32;
-/// Most free bulk buffers one worker keeps for reuse (the rest are freed).
-pub const BULK_SPARE: usize = 8;
+/// Size of one bulk buffer: the most one bulk receive returns. 1 MiB measured best (256 KiB
+/// and 512 KiB moved less per CPU-second, 2 MiB no more; docs/benchmarks.md).
+pub const BULK_LEN: usize = 1024 * 1024;
+/// Most bulk buffers one worker has at once, leased or kept for reuse.
+pub const BULK_MAX: usize = 16;
+/// Most free bulk buffers one worker keeps for reuse (within [`BULK_MAX`]).
+const BULK_SPARE: usize = 4;
 
 /// A worker's bulk buffers: the bound on their number and the free ones kept for reuse.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct BulkBufs {
     spare: RefCell<Vec<Vec<u8>>>,
     in_use: Cell<usize>,
-    len: usize,
-}
-
-impl Default for BulkBufs {
-    fn default() -> Self {
-        BulkBufs {
-            spare: RefCell::default(),
-            in_use: Cell::new(0),
-            len: exp_knob("RINGWAY_EXP_BULK_LEN", BULK_LEN),
-        }
-    }
-}
-
-/// EXPERIMENT ONLY (removed before merge): a tuning knob from the environment.
-pub fn exp_knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 impl BulkBufs {
-    /// Lease two buffers at once (a pump needs a pair: one being filled, one being sent), or
-    /// `None` when the worker's bound is reached.
-    pub fn lease_pair(&self) -> Option<(BulkLease<'_>, BulkLease<'_>)> {
-        if self.in_use.get() + 2 > BULK_IN_USE {
+    /// Lease a buffer, or `None` when the worker's bound is reached.
+    pub fn lease(&self) -> Option<BulkLease<'_>> {
+        if self.in_use.get() >= BULK_MAX {
             return None;
         }
-        Some((self.lease(), self.lease()))
-    }
-
-    fn lease(&self) -> BulkLease<'_> {
         self.in_use.set(self.in_use.get() + 1);
         let buf = self
             .spare
             .borrow_mut()
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.len));
-        BulkLease {
+            .unwrap_or_else(|| Vec::with_capacity(BULK_LEN));
+        Some(BulkLease {
             home: self,
             buf: Some(buf),
-        }
+        })
     }
 
     /// Buffers leased right now.
@@ -88,7 +65,7 @@ impl BulkBufs {
 
 /// One leased bulk buffer. The buffer itself moves into each operation and back
 /// ([`BulkLease::take`], [`BulkLease::put`]); if an operation is abandoned (a timeout), the
-/// runtime frees the buffer when the kernel is done with it and the lease only gives its place
+/// runtime frees the buffer once the kernel is done with it and the lease only gives its place
 /// back.
 #[derive(Debug)]
 pub struct BulkLease<'a> {
@@ -97,14 +74,11 @@ pub struct BulkLease<'a> {
 }
 
 impl BulkLease<'_> {
-    /// The buffer, emptied, for the next operation (a fresh one if the last was lost).
+    /// The buffer for the next operation (a fresh one if the last was lost).
     pub fn take(&mut self) -> Vec<u8> {
-        let mut b = self
-            .buf
+        self.buf
             .take()
-            .unwrap_or_else(|| Vec::with_capacity(self.home.len));
-        b.clear();
-        b
+            .unwrap_or_else(|| Vec::with_capacity(BULK_LEN))
     }
 
     /// The buffer back from an operation.
@@ -115,12 +89,12 @@ impl BulkLease<'_> {
 
 impl Drop for BulkLease<'_> {
     fn drop(&mut self) {
-        self.home
-            .in_use
-            .set(self.home.in_use.get().saturating_sub(1));
+        let home = self.home;
+        home.in_use.set(home.in_use.get().saturating_sub(1));
         if let Some(b) = self.buf.take() {
-            let mut spare = self.home.spare.borrow_mut();
-            if spare.len() < BULK_SPARE && b.capacity() == self.home.len {
+            let mut spare = home.spare.borrow_mut();
+            let room = spare.len() < BULK_SPARE && home.in_use.get() + spare.len() < BULK_MAX;
+            if room && b.capacity() == BULK_LEN {
                 spare.push(b);
             }
         }
@@ -128,8 +102,8 @@ impl Drop for BulkLease<'_> {
 }
 
 impl Conn {
-    /// Receive at most `max` bytes (and at most the buffer's capacity) into `buf`, from its
-    /// start. `Ok(0)` is end of stream. The buffer comes back whatever the result.
+    /// Receive at most `max` bytes (and at most the buffer's capacity) into `buf`, replacing
+    /// what it held. `Ok(0)` is end of stream. The buffer comes back whatever the result.
     pub async fn read_into(&self, mut buf: Vec<u8>, max: usize) -> (io::Result<usize>, Vec<u8>) {
         let mut s = &self.stream;
         // A receive fills the buffer after its initialized part.

@@ -30,9 +30,7 @@ use compio::{
 };
 
 mod bulk;
-mod splice;
-pub use bulk::{exp_knob, BulkBufs, BulkLease, BULK_IN_USE, BULK_LEN, BULK_SPARE};
-pub use splice::Pipe;
+pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
 
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
