@@ -127,3 +127,31 @@ impl Conn {
         (res, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_bounded_and_buffers_reused_within_the_bound() {
+        let bufs = BulkBufs::default();
+        let mut leases: Vec<_> = (0..BULK_MAX).map_while(|_| bufs.lease()).collect();
+        assert_eq!(leases.len(), BULK_MAX);
+        assert!(bufs.lease().is_none(), "the bound holds");
+        assert_eq!(bufs.in_use(), BULK_MAX);
+        // A buffer lost in an abandoned operation: the lease still gives its place back.
+        let mut lost = leases.pop().expect("a lease");
+        drop(lost.take());
+        drop(lost);
+        assert_eq!(bufs.in_use(), BULK_MAX - 1);
+        let again = bufs.lease().expect("room again");
+        drop(again);
+        drop(leases);
+        assert_eq!(bufs.in_use(), 0);
+        let kept = bufs.spare.borrow().len();
+        assert!((1..=BULK_SPARE).contains(&kept), "kept {kept}");
+        // A reused buffer comes back with its full capacity.
+        let mut l = bufs.lease().expect("lease");
+        assert_eq!(l.take().capacity(), BULK_LEN);
+    }
+}
