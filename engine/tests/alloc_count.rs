@@ -106,6 +106,7 @@ fn keep_alive_requests_allocate_only_the_runtimes_operation_records() {
     std::thread::spawn(move || {
         let opts = ringway_engine::runtime::RunOptions {
             workers: Some(1),
+            cpu_affinity: None,
             log_reload: None,
         };
         let _ = ringway_engine::runtime::run(Arc::new(cfg), &opts, |_, addr| {

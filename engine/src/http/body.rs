@@ -13,8 +13,9 @@ use ringway_filters::HeaderMap;
 
 use crate::{
     drain::Drain,
+    http::bulk::{self, BulkEnd},
     http::h1::{self, BodyFraming, Chunk},
-    io::{Conn, Piece, ReadBuf},
+    io::{BulkBufs, Conn, Piece, ReadBuf},
 };
 
 /// Why a body could not be moved.
@@ -133,7 +134,8 @@ fn chunk_header(len: usize) -> Piece {
 /// `timeout`. `progress` is kept at the number of body bytes written to `dst` so far, so a caller
 /// still knows how much went through when the body breaks off (access logs). Returns the bytes
 /// read past the end of the body (a pipelined request, or junk after a response) and the number
-/// of body bytes moved.
+/// of body bytes moved. A raw body that arrives faster than one pool buffer per receive moves
+/// through the worker's bulk buffers (`bulk`, see [`bulk`](crate::http::bulk)) while it does.
 pub async fn pump(
     src: &Conn,
     mut initial: BytesMut,
@@ -141,6 +143,7 @@ pub async fn pump(
     r: Reframe,
     timeout: ReadTimeout<'_>,
     progress: &std::cell::Cell<u64>,
+    bulk: &BulkBufs,
 ) -> Result<(BytesMut, u64), PumpError> {
     let chunked_out = r.chunked_out;
     match r.framing {
@@ -195,6 +198,22 @@ pub async fn pump(
                 progress.set(n - left);
                 if left == 0 {
                     return Ok((rest, n));
+                }
+                if bulk::worth_it(len, Some(left)) {
+                    let run = bulk::Run {
+                        src,
+                        dst,
+                        left: Cell::new(Some(left)),
+                        chunked_out,
+                        timeout,
+                        moved: progress,
+                    };
+                    let end = run.go(bulk).await?;
+                    left = run.left.get().unwrap_or(0);
+                    if end == BulkEnd::Ended {
+                        // A bulk receive never reads past the body.
+                        return Ok((BytesMut::new(), n));
+                    }
                 }
             }
             Ok((initial, n))
@@ -257,7 +276,8 @@ pub async fn pump(
             loop {
                 match read_src(src, timeout).await {
                     Ok(Some(buf)) => {
-                        moved += buf.len() as u64;
+                        let len = buf.len();
+                        moved += len as u64;
                         let v = if chunked_out {
                             vec![
                                 chunk_header(buf.len()),
@@ -269,6 +289,21 @@ pub async fn pump(
                         };
                         write(dst, v).await?;
                         progress.set(moved);
+                        if bulk::worth_it(len, None) {
+                            let run = bulk::Run {
+                                src,
+                                dst,
+                                left: Cell::new(None),
+                                chunked_out,
+                                timeout,
+                                moved: progress,
+                            };
+                            let end = run.go(bulk).await?;
+                            moved = progress.get();
+                            if end == BulkEnd::Ended {
+                                return Ok((BytesMut::new(), moved));
+                            }
+                        }
                     }
                     // Connection close ends the body (a reset does too: nothing tells them apart
                     // reliably on the wire for close-delimited bodies).

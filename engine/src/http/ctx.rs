@@ -54,6 +54,8 @@ pub struct WorkerCtx {
     /// Recycled heap slots for exchanges in progress (a connection's task holds only its idle
     /// wait; the state of a request in flight lives in one of these).
     pub exchange_slots: crate::slots::FutureSlots,
+    /// Large buffers leased by bodies that flow fast (bounded per worker).
+    pub bulk_bufs: crate::io::BulkBufs,
 }
 
 impl std::fmt::Debug for WorkerCtx {

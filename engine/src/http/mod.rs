@@ -11,6 +11,7 @@
 //! (`trace_export`, which speaks HTTP/1 with [`h1`] and is started only by `runtime`).
 
 pub mod body;
+pub mod bulk;
 pub mod conn_manager;
 pub mod ctx;
 pub mod filter_chain;

@@ -36,6 +36,9 @@ use compio::{
     runtime::Submit,
 };
 
+mod bulk;
+pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
+
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
 

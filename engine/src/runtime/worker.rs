@@ -123,6 +123,7 @@ async fn serve(start: Start) {
         balance,
         write_bufs: crate::io::WriteBufs::default(),
         exchange_slots: crate::slots::FutureSlots::default(),
+        bulk_bufs: crate::io::BulkBufs::default(),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
     if let Some(rx) = handoff {
