@@ -14,7 +14,8 @@ worker process's sockets; HAProxy: no per-thread count here (its CPU split stand
   scripts/workers.py placement   # keep-alive, 50 connections: ringway 1 worker (CPU 0), 2 workers
                                  # cpu_affinity auto and none, nginx 2 workers
   scripts/workers.py newconn     # a new connection per request, 50 slots: ringway exact and kernel
-                                 # balance (2 workers, cpu_affinity auto), nginx, HAProxy
+                                 # balance (2 workers, cpu_affinity auto; and -none: not pinned),
+                                 # nginx, HAProxy
   options: --rounds 5 --secs 8 --conns 50 --targets a,b (a subset) --ringway BIN --bench BIN
            --port 11000 (origin; proxies on the next ports, admins from +50)
   env: PRIO=rt runs every measured process under SCHED_FIFO (chrt -f 50), as scripts/compare.sh.
@@ -210,7 +211,7 @@ http {{
 def haproxy_conf(port, origin):
     return f"""global
   nbthread 2
-  maxconn 20000
+  maxconn 4000
 defaults
   mode http
   timeout connect 1s
@@ -244,7 +245,11 @@ def targets(a, work):
     else:
         ts = [rw("ringway-exact", 3, ["--workers", "2"], "    connection_balance: exact\n"),
               rw("ringway-kernel", 4, ["--workers", "2"], "    connection_balance: kernel\n"),
-              nginx, haproxy]
+              nginx, haproxy,
+              rw("ringway-exact-none", 5, ["--workers", "2", "--cpu-affinity", "none"],
+                 "    connection_balance: exact\n"),
+              rw("ringway-kernel-none", 6, ["--workers", "2", "--cpu-affinity", "none"],
+                 "    connection_balance: kernel\n")]
     if a.targets:
         keep = a.targets.split(",")
         ts = [t for t in ts if t.name in keep]
