@@ -13,9 +13,9 @@ use ringway_filters::HeaderMap;
 
 use crate::{
     drain::Drain,
-    http::bulk::{self, BulkEnd},
+    http::bulk::{self, Bulk, BulkEnd},
     http::h1::{self, BodyFraming, Chunk},
-    io::{BulkBufs, Conn, Piece, ReadBuf},
+    io::{Conn, Piece, ReadBuf},
 };
 
 /// Why a body could not be moved.
@@ -143,7 +143,7 @@ pub async fn pump(
     r: Reframe,
     timeout: ReadTimeout<'_>,
     progress: &std::cell::Cell<u64>,
-    bulk: &BulkBufs,
+    bulk: Bulk<'_>,
 ) -> Result<(BytesMut, u64), PumpError> {
     let chunked_out = r.chunked_out;
     match r.framing {

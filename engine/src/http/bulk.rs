@@ -31,6 +31,7 @@ use crate::{
         h1,
     },
     io::{BulkBufs, Conn, READ_BUF_LEN},
+    stats::{self, WorkerStats},
 };
 
 /// The least a length-framed body must still have to come for bulk mode to pay.
@@ -45,6 +46,14 @@ pub enum BulkEnd {
     Slowed,
     /// The worker's bulk buffers are all leased: stay on pool reads.
     NoBuffers,
+}
+
+/// What a pump needs for bulk mode: its worker's buffers, and where their use is counted
+/// (`worker.<n>.body_bulk_runs`, `body_bulk_no_buffer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bulk<'a> {
+    pub bufs: &'a BulkBufs,
+    pub stats: &'a WorkerStats,
 }
 
 /// Whether a body whose last pool receive returned `got` bytes, with `left` still to come
@@ -87,10 +96,12 @@ const CRLF_LAST: &[u8] = b"\r\n0\r\n\r\n";
 impl Run<'_> {
     /// Move the body in bulk until it ends or slows down. The caller has checked
     /// [`worth_it`].
-    pub async fn go(&self, bufs: &BulkBufs) -> Result<BulkEnd, PumpError> {
-        let Some(mut lease) = bufs.lease() else {
+    pub async fn go(&self, bulk: Bulk<'_>) -> Result<BulkEnd, PumpError> {
+        let Some(mut lease) = bulk.bufs.lease() else {
+            stats::inc(&bulk.stats.body_bulk_no_buffer);
             return Ok(BulkEnd::NoBuffers);
         };
+        stats::inc(&bulk.stats.body_bulk_runs);
         let mut buf = lease.take();
         let end = loop {
             let n;

@@ -65,6 +65,14 @@ impl std::fmt::Debug for WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// What a body pump needs for bulk mode (buffers, counters).
+    pub fn bulk(&self) -> crate::http::bulk::Bulk<'_> {
+        crate::http::bulk::Bulk {
+            bufs: &self.bulk_bufs,
+            stats: &self.stats,
+        }
+    }
+
     /// One request's exchange ended (response sent, or the proxy answered, or it failed):
     /// the observers (stats, access logs, tracing) read its record here, on the worker.
     pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {

@@ -388,7 +388,7 @@ async fn stream_body(
     let received = Cell::new(0);
     let mut reply = None;
     let pumped = match filters {
-        None => body::pump(&d.conn, initial, up, r, timeout, &received, &w.bulk_bufs).await,
+        None => body::pump(&d.conn, initial, up, r, timeout, &received, w.bulk()).await,
         Some(f) => {
             let vars = stream::vars(d.peer, info.version, f.route.as_ref());
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
@@ -723,7 +723,7 @@ async fn respond(
     let mut ended_by: Option<&'static str> = None;
     let body_timeout = t.timeout.map(|t| (&w.drain, t));
     let pumped = match filters.as_mut().filter(|_| wants_data) {
-        None => body::pump(up, initial, &d.conn, r, body_timeout, &sent, &w.bulk_bufs).await,
+        None => body::pump(up, initial, &d.conn, r, body_timeout, &sent, w.bulk()).await,
         Some(f) => {
             let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };

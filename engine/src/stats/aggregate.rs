@@ -439,6 +439,18 @@ impl Aggregator {
                 "upstream_rq_total",
                 Value::Counter(get(&w.upstream_rq_total)),
             );
+            put(
+                Scope::Worker,
+                &id,
+                "body_bulk_runs",
+                Value::Counter(get(&w.body_bulk_runs)),
+            );
+            put(
+                Scope::Worker,
+                &id,
+                "body_bulk_no_buffer",
+                Value::Counter(get(&w.body_bulk_no_buffer)),
+            );
         }
         put(
             Scope::Server,

@@ -118,6 +118,11 @@ pub struct WorkerStats {
     pub downstream_rq_total: AtomicU64,
     /// `worker.<n>.upstream_rq_total`
     pub upstream_rq_total: AtomicU64,
+    /// `worker.<n>.body_bulk_runs`: times a body went to 1 MiB pieces (`http::bulk`).
+    pub body_bulk_runs: AtomicU64,
+    /// `worker.<n>.body_bulk_no_buffer`: times a body would have, but every bulk buffer of the
+    /// worker was leased (it stayed on 16 KiB pieces).
+    pub body_bulk_no_buffer: AtomicU64,
     /// Indexed like `Config::listeners`.
     pub listeners: Vec<ListenerStats>,
     /// Indexed by `ClusterId`.
