@@ -46,7 +46,21 @@ fn run(workers: &str, n: usize) {
     assert!(st.success(), "{st}: {}", proxy.stderr());
     let text = std::fs::read_to_string(&log).expect("access log exists");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), n, "exactly one line per request");
+    if lines.len() != n {
+        // Say which lines are extra (a repeated tag, or a line that is no request of ours).
+        let mut seen = std::collections::HashMap::new();
+        for l in &lines {
+            *seen.entry(l.split(' ').next().unwrap_or("")).or_insert(0) += 1;
+        }
+        let odd: Vec<&&str> = lines
+            .iter()
+            .filter(|l| seen[l.split(' ').next().unwrap_or("")] > 1 || !l.ends_with(" 200"))
+            .collect();
+        panic!(
+            "{} lines for {n} requests; repeated or odd: {odd:?}",
+            lines.len()
+        );
+    }
     let mut tags: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
     tags.sort();
     tags.dedup();
