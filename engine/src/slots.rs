@@ -1,10 +1,11 @@
 //! Recycled heap slots for a per-request future: a connection's task keeps the state of an
-//! in-flight stream on the heap (so an idle connection's task stays small), and this hands that
-//! state the memory a finished stream left, instead of a `Box` allocation and free per request.
+//! exchange in progress on the heap (so an idle connection's task stays small), and this hands
+//! that state the memory a finished exchange left, instead of a `Box` allocation and free per
+//! request.
 //!
-//! One [`FutureSlots`] per worker, for one future type (the stream's): the first use fixes the
+//! One [`FutureSlots`] per worker, for one future type (the exchange's): the first use fixes the
 //! layout; a future of another layout falls back to a plain allocation. A slot is taken when
-//! a stream starts, the future is written into it and polled in place (pinned: it never moves),
+//! an exchange starts, the future is written into it and polled in place (pinned: it never moves),
 //! and on completion, cancellation or panic the future is dropped in place and the slot goes
 //! back to the free list (at most [`MAX_FREE`] kept; the rest freed). Single-threaded:
 //! `Cell`/`RefCell`, never shared between workers. A leaf: it imports nothing from the crate.

@@ -6,13 +6,15 @@
 //! upstream exchange, local replies — is [`super::stream`]'s.
 //!
 //! Path of a request:
-//! 1. wait for bytes (idle: no buffer held, woken by data, `idle_timeout` or drain);
+//! 1. wait for bytes (idle: no buffer held, woken by data, `idle_timeout` or drain) — the only
+//!    thing the connection's task does itself; steps 2-4 are its exchange, which runs in a slot
+//!    the worker recycles ([`WorkerCtx::exchange_slots`]);
 //! 2. parse the head straight out of the read buffer ([`h1::parse_request`]); if it is split
 //!    over reads, accumulate it in `pending` under `request_headers_timeout`;
 //! 3. [`begin`]: decode it into the stream model (the request's `StreamInfo` keeps it), route it
 //!    ([`RouteTable::find`](crate::router::RouteTable::find)) and apply the forwarding policy
 //!    ([`super::policy`]) — all synchronously, before the read buffer goes back to the pool;
-//! 4. hand the stream to [`super::stream::run`] (boxed: an idle connection's task stays small).
+//! 4. hand the stream to [`super::stream::run`].
 //!
 //! Hot path for a small keep-alive request: one read downstream, one write upstream, one read
 //! upstream, one write downstream; the head is copied once into the model (whose buffers are
