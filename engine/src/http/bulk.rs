@@ -112,7 +112,7 @@ impl Run<'_> {
                 if self.chunked_out {
                     let (r, _) = self
                         .dst
-                        .write_all_back(Bytes::from_static(h1::LAST_CHUNK))
+                        .write_all_keep(Bytes::from_static(h1::LAST_CHUNK))
                         .await;
                     r.map_err(PumpError::DstWrite)?;
                 }
@@ -166,7 +166,7 @@ impl Run<'_> {
                 Part::Buf(buf.slice(0..n)),
                 Part::Bytes(Bytes::from_static(tail)),
             ];
-            let (r, parts) = self.dst.write_vectored_all_back(parts).await;
+            let (r, parts) = self.dst.write_vectored_all_keep(parts).await;
             r.map_err(PumpError::DstWrite)?;
             let [_, p, _] = parts;
             match p {
@@ -174,7 +174,7 @@ impl Run<'_> {
                 Part::Bytes(_) => Vec::new(),
             }
         } else {
-            let (r, buf) = self.dst.write_all_back(buf).await;
+            let (r, buf) = self.dst.write_all_keep(buf).await;
             r.map_err(PumpError::DstWrite)?;
             buf
         };

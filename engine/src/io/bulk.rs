@@ -5,7 +5,7 @@
 //! pieces costs 65,536 receives and as many sends, each about one ring round trip. While a body
 //! arrives faster than one pool buffer per receive, the body pump (`http::bulk`) leases one
 //! [`BULK_LEN`] buffer from its worker's [`BulkBufs`] instead, receives into it
-//! ([`Conn::read_into`]) and sends it ([`Conn::write_all_back`]), and gives it back the moment the
+//! ([`Conn::read_into`]) and sends it ([`Conn::write_all_keep`]), and gives it back the moment the
 //! body slows down or ends. An idle connection never holds one.
 //!
 //! Memory is bounded per worker: at most [`BULK_MAX`] buffers exist at once, leased or kept for
@@ -18,8 +18,8 @@ use std::{
 };
 
 use compio::{
-    buf::{BufResult, IntoInner, IoBuf, IoVectoredBuf},
-    io::{AsyncRead, AsyncWriteExt},
+    buf::{BufResult, IntoInner, IoBuf},
+    io::AsyncRead,
 };
 
 use super::Conn;
@@ -111,20 +111,6 @@ impl Conn {
         let cap = buf.capacity().min(max);
         let BufResult(res, slice) = s.read(buf.slice(0..cap)).await;
         (res, slice.into_inner())
-    }
-
-    /// Write every byte of `buf` and hand the buffer back.
-    pub async fn write_all_back<T: IoBuf>(&self, buf: T) -> (io::Result<()>, T) {
-        let mut s = &self.stream;
-        let BufResult(res, buf) = s.write_all(buf).await;
-        (res, buf)
-    }
-
-    /// Write every byte of several buffers and hand them back.
-    pub async fn write_vectored_all_back<T: IoVectoredBuf>(&self, bufs: T) -> (io::Result<()>, T) {
-        let mut s = &self.stream;
-        let BufResult(res, bufs) = s.write_vectored_all(bufs).await;
-        (res, bufs)
     }
 }
 
