@@ -415,42 +415,31 @@ impl Aggregator {
 
         for w in &self.workers {
             let id = w.id.to_string();
-            put(
-                Scope::Worker,
-                &id,
-                "downstream_cx_total",
-                Value::Counter(get(&w.downstream_cx_total)),
-            );
-            put(
-                Scope::Worker,
-                &id,
-                "downstream_cx_active",
-                Value::Gauge(get(&w.downstream_cx_active)),
-            );
-            put(
-                Scope::Worker,
-                &id,
-                "downstream_rq_total",
-                Value::Counter(get(&w.downstream_rq_total)),
-            );
-            put(
-                Scope::Worker,
-                &id,
-                "upstream_rq_total",
-                Value::Counter(get(&w.upstream_rq_total)),
-            );
-            put(
-                Scope::Worker,
-                &id,
-                "body_bulk_runs",
-                Value::Counter(get(&w.body_bulk_runs)),
-            );
-            put(
-                Scope::Worker,
-                &id,
-                "body_bulk_no_buffer",
-                Value::Counter(get(&w.body_bulk_no_buffer)),
-            );
+            for (name, v) in [
+                (
+                    "downstream_cx_total",
+                    Value::Counter(get(&w.downstream_cx_total)),
+                ),
+                (
+                    "downstream_cx_active",
+                    Value::Gauge(get(&w.downstream_cx_active)),
+                ),
+                (
+                    "downstream_rq_total",
+                    Value::Counter(get(&w.downstream_rq_total)),
+                ),
+                (
+                    "upstream_rq_total",
+                    Value::Counter(get(&w.upstream_rq_total)),
+                ),
+                ("body_bulk_runs", Value::Counter(get(&w.body_bulk_runs))),
+                (
+                    "body_bulk_no_buffer",
+                    Value::Counter(get(&w.body_bulk_no_buffer)),
+                ),
+            ] {
+                put(Scope::Worker, &id, name, v);
+            }
         }
         put(
             Scope::Server,
