@@ -227,8 +227,9 @@ async fn read_head<'l>(
                 // largest state, and these states are never the common case.
                 Err(e) => return Err(Box::pin(stream::reply_parse_error(d, w, e)).await),
             }
-            deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
         }
+        // Bytes of a head that is not complete yet: the rest must come before
+        // `request_headers_timeout`, counted from the first read that found it incomplete.
         let read = match first.take() {
             Some(b) => ReadOutcome::Data(b),
             None => {
@@ -243,7 +244,7 @@ async fn read_head<'l>(
                 d.si.downstream_remote = Some(d.peer);
                 b
             }
-            ReadOutcome::TimedOut if deadline.is_some() => {
+            ReadOutcome::TimedOut => {
                 let why = LocalReason::RequestHeadersTimeout;
                 return Err(Box::pin(stream::reply_early(d, w, why)).await);
             }
@@ -258,10 +259,7 @@ async fn read_head<'l>(
                     }
                     return Ok(b);
                 }
-                Ok(None) => {
-                    d.pending.extend_from_slice(&buf);
-                    deadline.get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
-                }
+                Ok(None) => d.pending.extend_from_slice(&buf),
                 Err(e) => return Err(Box::pin(stream::reply_parse_error(d, w, e)).await),
             }
         } else {
