@@ -190,4 +190,19 @@ mod tests {
         assert_eq!(drops.get(), 4);
         assert_eq!(slots.free.borrow().len(), 3);
     }
+
+    #[test]
+    fn a_zero_sized_future_takes_no_slot() {
+        struct Unit;
+        impl Future for Unit {
+            type Output = u8;
+            fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<u8> {
+                std::task::Poll::Ready(7)
+            }
+        }
+        let slots = FutureSlots::default();
+        assert_eq!(block_on(slots.run(Unit)), 7);
+        assert!(slots.layout.get().is_none(), "no layout fixed");
+        assert!(slots.free.borrow().is_empty(), "nothing allocated or kept");
+    }
 }
