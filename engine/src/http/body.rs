@@ -145,6 +145,7 @@ pub async fn pump(
     progress: &std::cell::Cell<u64>,
     bulk: Bulk<'_>,
 ) -> Result<(BytesMut, u64), PumpError> {
+    let _release = crate::io::ReleaseMultishot(src);
     let chunked_out = r.chunked_out;
     match r.framing {
         BodyFraming::None => Ok((initial, 0)),

@@ -30,7 +30,7 @@ use crate::{
         body::{PumpError, ReadTimeout},
         h1,
     },
-    io::{BulkBufs, Conn, READ_BUF_LEN},
+    io::{BulkBufs, BulkLease, Conn, READ_BUF_LEN},
     stats::{self, WorkerStats},
 };
 
@@ -97,10 +97,21 @@ impl Run<'_> {
     /// Move the body in bulk until it ends or slows down. The caller has checked
     /// [`worth_it`].
     pub async fn go(&self, bulk: Bulk<'_>) -> Result<BulkEnd, PumpError> {
-        let Some(mut lease) = bulk.bufs.lease() else {
+        let Some(lease) = bulk.bufs.lease() else {
             stats::inc(&bulk.stats.body_bulk_no_buffer);
             return Ok(BulkEnd::NoBuffers);
         };
+        // Bulk receives bypass the pool: the source's multishot receive must be stopped and
+        // drained first (until then the body goes on in pool pieces, and this is tried again).
+        if !self.src.hold_multishot() {
+            return Ok(BulkEnd::Slowed);
+        }
+        let end = self.run(bulk, lease).await;
+        self.src.release_multishot();
+        end
+    }
+
+    async fn run(&self, bulk: Bulk<'_>, mut lease: BulkLease<'_>) -> Result<BulkEnd, PumpError> {
         stats::inc(&bulk.stats.body_bulk_runs);
         let mut buf = lease.take();
         let end = loop {

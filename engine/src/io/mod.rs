@@ -37,7 +37,17 @@ use compio::{
 };
 
 mod bulk;
+pub mod multi;
 pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
+
+/// Reads use multishot receives ([`multi`]); off, every read submits its own receive. Set once
+/// per process before workers start (`RINGWAY_RECV_MULTISHOT=0` turns it off, for comparison).
+static MULTISHOT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turn multishot receives on or off for connections made from now on.
+pub fn set_multishot(on: bool) {
+    MULTISHOT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
@@ -57,6 +67,8 @@ type RecvOp = Submit<RecvManaged<SharedFd<socket2::Socket>>, Extra>;
 type FallbackOp = Submit<Recv<Vec<u8>, SharedFd<socket2::Socket>>>;
 
 enum ReadState {
+    /// From the connection's multishot receive ([`multi`]).
+    Multi,
     Recv(RecvOp),
     /// The pool was empty: a one-off buffer (rare).
     Fallback(FallbackOp),
@@ -71,6 +83,30 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
         let this = self.get_mut();
         let conn: &Conn = &this.conn;
         match &mut this.state {
+            ReadState::Multi => {
+                let Some(sh) = conn.multi.as_ref() else {
+                    this.state = conn.recv_one();
+                    return Pin::new(this).poll(cx);
+                };
+                match sh.poll(&conn.stream.to_shared_fd(), cx) {
+                    Ok(multi::Got::Data(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
+                    Ok(multi::Got::Pending) => Poll::Pending,
+                    Ok(multi::Got::End(multi::End::Eof)) => Poll::Ready(Ok(None)),
+                    Ok(multi::Got::End(multi::End::NoBuffers)) => {
+                        multi::count_no_buffer();
+                        this.state = conn.recv_fallback();
+                        Pin::new(this).poll(cx)
+                    }
+                    Ok(multi::Got::End(multi::End::Error(code))) => {
+                        Poll::Ready(Err(io::Error::from_raw_os_error(code)))
+                    }
+                    Ok(multi::Got::End(multi::End::Cancelled)) | Ok(multi::Got::OneShot) => {
+                        this.state = conn.recv_one();
+                        Pin::new(this).poll(cx)
+                    }
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
             ReadState::Recv(op) => {
                 let (BufResult(res, op), extra) = std::task::ready!(Pin::new(op).poll(cx));
                 if res.is_ok() {
@@ -83,11 +119,8 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     Ok(Some(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
                     Ok(None) => Poll::Ready(Ok(None)),
                     Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
-                        let fd = conn.stream.to_shared_fd();
-                        let buf = Vec::with_capacity(READ_BUF_LEN);
-                        let op = Recv::new(fd, buf, RecvFlags::empty());
-                        let op = compio::runtime::Runtime::with_current(|rt| rt.submit(op));
-                        this.state = ReadState::Fallback(op);
+                        multi::count_no_buffer();
+                        this.state = conn.recv_fallback();
                         Pin::new(this).poll(cx)
                     }
                     Err(e) => Poll::Ready(Err(e)),
@@ -152,6 +185,8 @@ pub struct Conn {
     /// The last receive found the socket drained: the next one arms a poll first instead of
     /// trying a receive that would find nothing (`IORING_RECVSEND_POLL_FIRST`).
     recv_drained: Cell<bool>,
+    /// The multishot receive's state (`None`: reads are one-shot).
+    multi: Option<Rc<multi::MultiShared>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -164,9 +199,18 @@ impl Conn {
     /// Wrap an accepted or connected stream; sets TCP_NODELAY.
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
+        let multi = if MULTISHOT.load(std::sync::atomic::Ordering::Relaxed) {
+            compio::runtime::Runtime::try_with_current(|rt| rt.buffer_pool().ok())
+                .ok()
+                .flatten()
+                .map(multi::MultiShared::new)
+        } else {
+            None
+        };
         Conn {
             stream,
             recv_drained: Cell::new(false),
+            multi,
         }
     }
 
@@ -199,8 +243,39 @@ impl Conn {
         }
     }
 
-    /// A receive into the worker's provided-buffer pool, ready to submit.
+    /// How the next read starts: from the multishot receive, or one-shot.
     fn recv_state(&self) -> ReadState {
+        if self.multi.is_some() {
+            ReadState::Multi
+        } else {
+            self.recv_one()
+        }
+    }
+
+    /// A one-off owned buffer for a read that found the pool empty (rare).
+    fn recv_fallback(&self) -> ReadState {
+        let fd = self.stream.to_shared_fd();
+        let buf = Vec::with_capacity(READ_BUF_LEN);
+        let op = Recv::new(fd, buf, RecvFlags::empty());
+        ReadState::Fallback(compio::runtime::Runtime::with_current(|rt| rt.submit(op)))
+    }
+
+    /// Before reading past the pool ([`Conn::read_into`]): stop the multishot receive from
+    /// re-arming and say whether it is quiet (nothing armed, nothing unread). While it is not,
+    /// keep reading with [`Conn::read`]; [`Conn::release_multishot`] when done.
+    pub fn hold_multishot(&self) -> bool {
+        self.multi.as_ref().is_none_or(|m| m.hold())
+    }
+
+    /// Let reads arm multishot receives again (after [`Conn::hold_multishot`]).
+    pub fn release_multishot(&self) {
+        if let Some(m) = &self.multi {
+            m.release();
+        }
+    }
+
+    /// One receive into the worker's provided-buffer pool, ready to submit.
+    fn recv_one(&self) -> ReadState {
         let op = compio::runtime::Runtime::with_current(|rt| -> io::Result<RecvOp> {
             let pool = rt.buffer_pool()?;
             let fd = self.stream.to_shared_fd();
@@ -282,6 +357,16 @@ impl Conn {
 
     /// Close abruptly or orderly: drops the socket (the runtime closes it).
     pub fn close(self) {}
+}
+
+/// Lets reads arm multishot receives again when dropped: a body pump holds one, so a hold it
+/// took ([`Conn::hold_multishot`]) never outlives the body, whichever way the body ends.
+pub struct ReleaseMultishot<'a>(pub &'a Conn);
+
+impl Drop for ReleaseMultishot<'_> {
+    fn drop(&mut self) {
+        self.0.release_multishot();
+    }
 }
 
 /// A worker's spare write buffers (response heads, local replies): taken for one write and

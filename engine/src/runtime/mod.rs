@@ -102,6 +102,8 @@ pub fn run(
     let signals = Signals::block();
     let memlock = ring::raise_memlock();
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
+    // Multishot receives are the default; `RINGWAY_RECV_MULTISHOT=0` measures without them.
+    crate::io::set_multishot(std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"));
     let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
     let n = worker_count(&cfg, affinity, opts);
 

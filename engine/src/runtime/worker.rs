@@ -289,6 +289,15 @@ fn spawn_coarse_clock(worker: &Rc<WorkerCtx>) {
             let tick = std::pin::pin!(compio::time::sleep(drain::TICK));
             let _ = futures_util::future::select(tick, w.drain.wait()).await;
             w.drain.tick();
+            let (armed, capped, no_buffer) = crate::io::multi::counters();
+            let s = &w.stats;
+            for (to, v) in [
+                (&s.recv_multishot_armed, armed),
+                (&s.recv_multishot_capped, capped),
+                (&s.recv_no_buffer, no_buffer),
+            ] {
+                to.store(v, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     })
     .detach();

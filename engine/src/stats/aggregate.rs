@@ -437,6 +437,15 @@ impl Aggregator {
                     "body_bulk_no_buffer",
                     Value::Counter(get(&w.body_bulk_no_buffer)),
                 ),
+                (
+                    "recv_multishot_armed",
+                    Value::Counter(get(&w.recv_multishot_armed)),
+                ),
+                (
+                    "recv_multishot_capped",
+                    Value::Counter(get(&w.recv_multishot_capped)),
+                ),
+                ("recv_no_buffer", Value::Counter(get(&w.recv_no_buffer))),
             ] {
                 put(Scope::Worker, &id, name, v);
             }

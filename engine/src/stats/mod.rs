@@ -123,6 +123,14 @@ pub struct WorkerStats {
     /// `worker.<n>.body_bulk_no_buffer`: times a body would have, but every bulk buffer of the
     /// worker was leased (it stayed on 16 KiB pieces).
     pub body_bulk_no_buffer: AtomicU64,
+    /// `worker.<n>.recv_multishot_armed`: multishot receives armed (`io::multi`).
+    pub recv_multishot_armed: AtomicU64,
+    /// `worker.<n>.recv_multishot_capped`: receives that reached their limit of
+    /// `io::multi::MULTI_CAP` buffers; the next one waited for the reader (backpressure).
+    pub recv_multishot_capped: AtomicU64,
+    /// `worker.<n>.recv_no_buffer`: reads that found every provided buffer in use and used a
+    /// one-off buffer.
+    pub recv_no_buffer: AtomicU64,
     /// Indexed like `Config::listeners`.
     pub listeners: Vec<ListenerStats>,
     /// Indexed by `ClusterId`.
