@@ -63,6 +63,9 @@ const EXT_SUPPORTED_VERSIONS: u16 = 43;
 const NAME_TYPE_HOST_NAME: u8 = 0;
 
 /// The verdict on the bytes read so far.
+// `Tls` is ~300 bytes (the server name is inline): boxing it would allocate per connection,
+// and a verdict lives on the stack for a moment, once per connection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek<'a> {
     /// A valid start of a ClientHello: read more. The hello's records are at least `needed`
