@@ -323,6 +323,11 @@ fn walk_records(data: &[u8]) -> Result<Walk<'_>, Error> {
     loop {
         // Handshake bytes still missing (at least the rest of the handshake header).
         let missing = total.map_or(HANDSHAKE_HEADER_LEN - have.min(3), |t| t - have);
+        // The hello ends at least this far in: past the cap, stop walking (a caller that
+        // handed over more than the cap would otherwise have every tiny record walked).
+        if at + RECORD_HEADER_LEN + missing > MAX_PEEK_BYTES {
+            return Err(Error::TooLarge);
+        }
         let header = &data[at.min(data.len())..data.len().min(at + RECORD_HEADER_LEN)];
         check_record_header(header)?;
         if header.len() < RECORD_HEADER_LEN {

@@ -489,6 +489,11 @@ fn a_hello_cut_into_too_many_records_is_refused_at_the_cap() {
         }
     }
     assert!(waited > 100 && refused);
+    // Handed far more than the cap (a 15 KiB hello in 90 KiB of 1-byte records): refused
+    // without walking it all, and the same in ordinary records is fine.
+    let big = hello(Some(&[sni(b"a.test"), ext(21, &[0; 15000])].concat()));
+    assert_eq!(err(&records(&big, &vec![1; big.len()])), Error::TooLarge);
+    assert_eq!(tls(&records(&big, &[])).0.as_deref(), Some("a.test"));
     // The same hello in ordinary records is fine.
     assert_eq!(tls(&records(&msg, &[])).0.as_deref(), Some("a.test"));
 }
