@@ -26,8 +26,11 @@ const SERVER_STEMS: [&str; 6] = [
     "wild.example.test.rsa",
 ];
 
+/// A fresh directory under the target directory (git-ignored, removed by `cargo clean`), so
+/// the throwaway keys never land anywhere else.
 fn scratch_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ringway-gen-certs-{tag}-{}", std::process::id()));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ringway-gen-certs-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
