@@ -2,15 +2,17 @@
 # Installs what the tests need, then runs every test: formatting, lints, unit and integration
 # tests (real proxy, real origins, real clients on 127.0.0.1), and a short fuzz run.
 # Usage: ./scripts/test.sh            (everything)
-#        FUZZ_SECONDS=0 ./scripts/test.sh   (skip the fuzz run)
+#        FUZZ_SECONDS=0 ./scripts/test.sh   (skip the fuzz run; default 5 s per fuzz target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n=== %s\n' "$*"; }
 
-# --- what the tests need: curl (a real HTTP client) and Python's h2 for HTTP/2 checks.
+# --- what the tests need: curl (a real HTTP client), the openssl CLI (scripts/gen-certs.sh and
+# engine/tests/tls_gen_certs.rs) and Python's h2 for HTTP/2 checks.
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -54,9 +56,10 @@ cargo build --workspace --bins
 log "cargo test"
 cargo test --workspace -- --test-threads=2
 
-FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+# Seconds per fuzz target (three targets: HTTP/1 request, PROXY protocol, TLS ClientHello).
+FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 if [ "$FUZZ_SECONDS" != 0 ] && [ -x scripts/fuzz.sh ]; then
-  log "fuzz the HTTP/1 request parser for ${FUZZ_SECONDS}s"
+  log "fuzz the parsers for ${FUZZ_SECONDS}s each"
   ./scripts/fuzz.sh "$FUZZ_SECONDS"
 fi
 

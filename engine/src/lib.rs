@@ -32,7 +32,7 @@
 //! http ─▶ upstream, access_log, router, trace, stats, stream_info, drain, balance, rng, io
 //! upstream ─▶ stats ─▶ trace ─▶ stream_info ─▶ error
 //! access_log ─▶ stream_info, config, logfmt
-//! leaves (nothing from the crate): background balance control drain error io rng signals text
+//! leaves (nothing from the crate): background balance control drain error io l4proto rng signals text
 //! config ─▶ logfmt ─▶ text; router ─▶ config
 //! ```
 
@@ -47,6 +47,7 @@ pub mod drain;
 pub mod error;
 pub mod http;
 pub mod io;
+pub mod l4proto;
 pub mod listener;
 pub mod logfmt;
 pub mod rng;

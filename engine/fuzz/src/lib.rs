@@ -7,10 +7,15 @@
 //! HeaderMap, ...}`, in filters/src/stream.rs, which needs only `bytes`). That file is mounted
 //! here too, and this crate names itself `ringway_filters`, so the codec's `use
 //! ringway_filters::...` finds the model without the filters crate and its compressors.
+//!
+//! The listener-stage parsers (`l4proto`: PROXY protocol, TLS ClientHello peek) need only std,
+//! `bytes` and `thiserror`, and are mounted as they are.
 
 extern crate self as ringway_filters;
 
 pub mod http;
+#[path = "../../src/l4proto/mod.rs"]
+pub mod l4proto;
 #[path = "../../src/text.rs"]
 pub mod text;
 
