@@ -3,15 +3,16 @@
 //! `envoy.filters.network.tcp_proxy`, without on-demand clusters, weighted clusters or tunneling
 //! over HTTP).
 //!
-//! One task per connection, spawned by the accept loop ([`crate::listener`]) for a listener
-//! whose filter chain holds `tcp_proxy`:
+//! One task per connection, spawned by the accept loop (`listener::Serve`) for a listener whose
+//! filter chain holds `tcp_proxy`:
 //! 1. pick an endpoint with the cluster's load balancer ([`ClusterView::pick`]) and connect
 //!    within the cluster's `connect_timeout`; a failed connect picks again, up to
 //!    `max_connect_attempts` in all, then the downstream connection is closed (`UF` in the
 //!    access log, `upstream_cx_connect_attempts_exceeded` on the cluster);
-//! 2. copy both ways ([`crate::tunnel`]: pool buffers, 1 MiB bulk pieces while a direction runs
+//! 2. copy both ways ([`Tunnel`]: pool buffers, 1 MiB bulk pieces while a direction runs
 //!    fast, half-close passed on, `idle_timeout` on the worker's coarse clock);
-//! 3. when both sides have closed: count, and write one access-log line.
+//! 3. when both sides have closed: count (the connection's length into
+//!    `tcp.<stat_prefix>.downstream_cx_length`), and write one access-log line.
 //!
 //! The connection's record is a `StreamInfo` from the worker's pool (start, peer, cluster,
 //! endpoint, bytes each way, end), read by the access log exactly as an HTTP request's is:
@@ -113,9 +114,14 @@ pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<Worke
             }
         }
     }
-    si.t_last_byte = Some(Instant::now());
+    let end = Instant::now();
+    si.t_last_byte = Some(end);
     // Close both sides before the line is written (its duration ends here).
     drop(down);
+    if let Some(start) = si.start {
+        w.hists
+            .cx_done(l.index, end.saturating_duration_since(start));
+    }
     if !p.access_log.is_empty() {
         w.access_log.log(&p.access_log, &si, Some(&p.cluster_name));
     }

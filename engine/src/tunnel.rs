@@ -1,6 +1,6 @@
 //! Raw bytes both ways between two connections until both sides have closed: the one copy loop
-//! behind `tcp_proxy` ([`crate::tcp_proxy`]) and the HTTP upgrade tunnel after a 101
-//! ([`crate::http::body::tunnel`]).
+//! behind the `tcp_proxy` network filter and the HTTP upgrade tunnel after a 101 (the router's
+//! `switch_protocols` step).
 //!
 //! Each direction reads from one side and writes to the other, one piece in flight (the next
 //! read is posted only when the last write has completed, so a slow receiver stops the reads:

@@ -167,6 +167,65 @@ fn tcp_proxy_echo_counts_bytes_and_logs_one_line_per_connection() {
         !st.keys().any(|k| k.starts_with("http.db.")),
         "no HTTP stats for a tcp_proxy listener"
     );
+    let doc = admin_json(admin);
+    let h = json_hist(&doc, "tcp.db.downstream_cx_length").expect("the length histogram");
+    assert_eq!(h["count"], 1, "{h}");
+    let prom = support::admin(admin, "GET", "/stats/prometheus");
+    assert!(
+        prom.body_str()
+            .contains("ringway_tcp_downstream_cx_total{envoy_tcp_prefix=\"db\"} 1\n"),
+        "{}",
+        prom.body_str()
+    );
+}
+
+#[test]
+fn tcp_proxy_and_http_listeners_side_by_side() {
+    let up = origin(echo);
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    filter_chains:
+      - filters:
+          - http_connection_manager:
+              stat_prefix: web
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      direct_response: {{ status: 200, body: web }}
+  - name: raw
+    address: 127.0.0.1:0
+    filter_chains:
+      - filters:
+          - tcp_proxy: {{ cluster: backend }}
+clusters:
+  - name: backend
+    endpoints: [\"{up}\"]
+"
+    );
+    let (proxy, admin) = start(&yaml);
+    let r = get(proxy.listeners["web"], "h", "/");
+    assert_eq!((r.status(), r.body_str()), (200, "web".to_string()));
+    let mut c = connect(proxy.listeners["raw"]);
+    c.write_all(b"raw").expect("write");
+    let mut got = [0u8; 3];
+    c.read_exact(&mut got).expect("echo");
+    assert_eq!(&got, b"raw");
+    drop(c);
+    let st = admin_stats(admin);
+    assert_eq!(st.get("http.web.downstream_rq_total"), Some(&1));
+    assert_eq!(
+        st.get("tcp.raw.downstream_cx_total"),
+        Some(&1),
+        "stat_prefix: the listener name"
+    );
+    assert_eq!(st.get("tcp.raw.downstream_cx_rx_bytes_total"), Some(&3));
+    assert!(!st.contains_key("tcp.web.downstream_cx_total"));
+    assert!(!st.contains_key("http.raw.downstream_rq_total"));
 }
 
 fn log_value<'a>(line: &'a str, key: &str) -> &'a str {

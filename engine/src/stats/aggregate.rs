@@ -127,6 +127,8 @@ pub struct ClusterStatus {
 
 /// Reads one counter of a worker's cluster block.
 type ClusterGetter = fn(&super::ClusterStats) -> u64;
+/// Reads one counter of a worker's `tcp_proxy` block.
+type TcpGetter = fn(&super::TcpProxyStats) -> u64;
 
 struct Merged {
     /// Cumulative histograms, by slot.
@@ -331,7 +333,7 @@ impl Aggregator {
             );
             let p = l.stat_prefix();
             let Some(http) = l.http() else {
-                let counters: [(&'static str, fn(&super::TcpProxyStats) -> u64); 5] = [
+                let counters: [(&'static str, TcpGetter); 5] = [
                     ("downstream_cx_total", |t| get(&t.downstream_cx_total)),
                     ("downstream_cx_no_route", |t| get(&t.downstream_cx_no_route)),
                     ("downstream_cx_rx_bytes_total", |t| {
@@ -345,6 +347,10 @@ impl Aggregator {
                 for (name, f) in counters {
                     let v = sum(&|w: &WorkerStats| w.listeners.get(i).map_or(0, |l| f(&l.tcp)));
                     put(Scope::Tcp, p, name, Value::Counter(v));
+                }
+                if let Some(h) = hists.get(listener_hist_slot(i)) {
+                    let h = Value::Histogram(Box::new(h.clone()));
+                    put(Scope::Tcp, p, "downstream_cx_length", h);
                 }
                 continue;
             };

@@ -320,7 +320,7 @@ pub fn new_histogram() -> Histogram<u64> {
     })
 }
 
-/// Slot of listener `l`'s `downstream_rq_time`.
+/// Slot of listener `l`'s `downstream_rq_time` (HTTP) or `downstream_cx_length` (`tcp_proxy`).
 pub fn listener_hist_slot(l: usize) -> usize {
     l
 }
@@ -406,6 +406,18 @@ impl WorkerHistograms {
         if si.t_first_byte.is_some() {
             rec(ClusterHist::ResponseTime, us(si.t_first_byte, end));
             rec(ClusterHist::RqTime, us(si.t_upstream_ready, end));
+        }
+    }
+
+    /// Record how long a `tcp_proxy` connection lived (its listener's slot, which an HTTP
+    /// listener uses for `downstream_rq_time`).
+    pub fn cx_done(&self, listener: usize, length: std::time::Duration) {
+        let Ok(mut hists) = self.hists.try_borrow_mut() else {
+            return;
+        };
+        if let Some(h) = hists.get_mut(listener_hist_slot(listener)) {
+            self.dirty.set(true);
+            h.saturating_record(length.as_micros() as u64);
         }
     }
 

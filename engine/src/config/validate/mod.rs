@@ -284,33 +284,23 @@ fn listener(
     for (chain_path, chain) in enumerate(&l.filter_chains, &chains_path, problems) {
         let Some(chain) = &chain.value else { continue };
         let filters_path = chain_path.key("filters");
-        // Both terminal filters in one chain: said once, at the second one, instead of the count.
-        let terminal = |f: &Item<FilterSpec>| {
-            matches!(
-                f.value,
-                Some(FilterSpec::HttpConnectionManager(_) | FilterSpec::TcpProxy(_))
-            )
-        };
-        let first_terminal = chain.filters.iter().position(terminal);
-        let mixed = first_terminal.and_then(|first| {
+        // Both terminal filters in one chain: said once, at the later one, instead of the count.
+        let first = |want: fn(&FilterSpec) -> bool| {
             chain
                 .filters
                 .iter()
-                .enumerate()
-                .skip(first + 1)
-                .find_map(|(i, f)| {
-                    let kind =
-                        |f: &Item<FilterSpec>| matches!(f.value, Some(FilterSpec::TcpProxy(_)));
-                    (terminal(f) && kind(f) != kind(&chain.filters[first])).then_some(i)
-                })
-        });
-        if let Some(i) = mixed {
-            let name = match chain.filters[i].value {
-                Some(FilterSpec::TcpProxy(_)) => "tcp_proxy",
-                _ => "http_connection_manager",
+                .position(|f| f.value.as_ref().is_some_and(want))
+        };
+        let hcm = first(|f| matches!(f, FilterSpec::HttpConnectionManager(_)));
+        let tcp = first(|f| matches!(f, FilterSpec::TcpProxy(_)));
+        if let (Some(h), Some(t)) = (hcm, tcp) {
+            let (at, name) = if h > t {
+                (h, "http_connection_manager")
+            } else {
+                (t, "tcp_proxy")
             };
             problems.key(
-                &filters_path.index(i).key(name),
+                &filters_path.index(at).key(name),
                 "`http_connection_manager` and `tcp_proxy` cannot share a filter chain: each \
                  is a terminal filter that owns the connection (give each its own listener)",
             );
