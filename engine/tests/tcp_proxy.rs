@@ -543,6 +543,64 @@ fn tcp_proxy_idle_timeout_closes_both_sides_and_traffic_keeps_it_open() {
     assert_eq!(st["tcp.db.idle_timeout"], 1);
 }
 
+/// Close `s` with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(s);
+}
+
+#[test]
+fn tcp_proxy_a_reset_on_either_side_closes_the_other_at_once() {
+    // The origin answers the first byte, then resets; or echoes and reports when it was closed.
+    let (tx, rx) = mpsc::channel::<Instant>();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up = l.local_addr().expect("addr");
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                s.set_read_timeout(Some(WAIT)).expect("timeout");
+                let mut first = [0u8; 1];
+                if s.read_exact(&mut first).is_err() {
+                    return;
+                }
+                let _ = s.write_all(&first);
+                if first[0] == b'R' {
+                    thread::sleep(Duration::from_millis(50));
+                    reset(s);
+                } else {
+                    echo(s);
+                    let _ = tx.send(Instant::now());
+                }
+            });
+        }
+    });
+    let log = scratch_dir().join("tcp.log");
+    // idle_timeout stays at its default (1h): only the reset can end these tunnels.
+    let (proxy, _admin) = start(&config(&[up.to_string()], "", &log));
+
+    // The upstream resets: the client's connection ends promptly.
+    let mut c = connect(proxy.addr);
+    c.write_all(b"R").expect("write");
+    let t = Instant::now();
+    assert_eq!(read_to_eof(&mut c), b"R");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // The client resets: the upstream connection is closed promptly.
+    let mut c = connect(proxy.addr);
+    c.write_all(b"E").expect("write");
+    let mut got = [0u8; 1];
+    c.read_exact(&mut got).expect("echo");
+    let t = Instant::now();
+    reset(c);
+    let closed = rx.recv_timeout(WAIT).expect("the origin's side was closed");
+    assert!(closed.duration_since(t) < Duration::from_secs(2));
+    let lines = wait_lines(&log, 2);
+    assert!(lines.iter().all(|l| l.contains(" rx=1 tx=1 ")), "{lines:?}");
+}
+
 #[test]
 fn tcp_proxy_shutdown_lets_a_tunnel_run_until_drain_timeout() {
     let up = origin(echo);
