@@ -180,6 +180,37 @@ fn tcp_proxy_echo_counts_bytes_and_logs_one_line_per_connection() {
 }
 
 #[test]
+fn tcp_proxy_on_two_workers_with_exact_balance() {
+    let up = origin(echo);
+    let log = scratch_dir().join("tcp.log");
+    let (proxy, admin) =
+        Proxy::start_with_admin(&config(&[up.to_string()], "", &log), &["--workers", "2"]);
+    // Held open together, so the workers' counts differ and some are handed over.
+    let mut conns: Vec<TcpStream> = (0..16).map(|_| connect(proxy.addr)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(&[i as u8; 4]).expect("write");
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut got = [0u8; 4];
+        c.read_exact(&mut got).expect("echo");
+        assert_eq!(got, [i as u8; 4]);
+    }
+    let st = admin_stats(admin);
+    assert_eq!(st["tcp.db.downstream_cx_total"], 16);
+    assert_eq!(
+        st["worker.0.downstream_cx_active"] + st["worker.1.downstream_cx_active"],
+        16
+    );
+    let (a, b) = (
+        st["worker.0.downstream_cx_active"],
+        st["worker.1.downstream_cx_active"],
+    );
+    assert!(a.abs_diff(b) <= 2, "exact balance: {a} and {b}");
+    drop(conns);
+    assert_eq!(wait_lines(&log, 16).len(), 16);
+}
+
+#[test]
 fn tcp_proxy_and_http_listeners_side_by_side() {
     let up = origin(echo);
     let yaml = format!(
