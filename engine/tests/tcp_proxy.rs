@@ -1,9 +1,11 @@
 //! The `tcp_proxy` network filter against real origins written here (std sockets, one thread per
 //! connection): echo, half-close in both orders, 1 GiB each way at once with the proxy's memory
 //! bounded and every byte checked, an upstream that refuses (the client is closed promptly,
-//! counted, logged `UF`), `max_connect_attempts` moving on to a working endpoint, `idle_timeout`
-//! (and traffic that keeps a tunnel alive), the `tcp.<stat_prefix>.` stats and the access-log
-//! line, shutdown with a tunnel open, and config errors from `ringway validate`.
+//! counted, logged `UF`) or never answers (`connect_timeout`), `max_connect_attempts` moving on
+//! to a working endpoint, `idle_timeout` (and traffic that keeps a tunnel alive), resets, the
+//! `tcp.<stat_prefix>.` stats and the access-log line, two workers with exact balance, an HTTP
+//! listener beside a TCP one, shutdown with a tunnel open, and config errors from
+//! `ringway validate`.
 mod support;
 
 use std::{
@@ -515,6 +517,82 @@ fn tcp_proxy_max_connect_attempts_moves_to_another_endpoint() {
     assert_eq!(
         admin_stats(admin)["cluster.backend.upstream_cx_connect_attempts_exceeded"],
         1
+    );
+}
+
+/// An address whose SYNs go unanswered: a listener that never accepts, its accept queue
+/// filled (Linux then drops new SYNs), so connecting to it can only time out. The listener and
+/// the connections filling its queue are returned to keep them open.
+fn blackhole() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    s.bind(&addr.into()).expect("bind");
+    s.listen(0).expect("listen");
+    let addr = s
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet addr");
+    let mut fill = Vec::new();
+    // Backlog 0 holds one connection; connect until one no longer completes at once.
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => fill.push(c),
+            Err(_) => return (addr, s, fill),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+#[test]
+fn tcp_proxy_connect_timeout_then_the_next_endpoint() {
+    let (hole, _keep, _fill) = blackhole();
+    let up = origin(echo);
+    let eps = [hole.to_string(), up.to_string()];
+    let log = scratch_dir().join("tcp.log");
+    let yaml = config(&eps, "              max_connect_attempts: 2", &log)
+        .replace("connect_timeout: 1s", "connect_timeout: 300ms");
+    let (proxy, admin) = start(&yaml);
+    // Two connections: with round robin, at least one tries the black hole first, waits out
+    // connect_timeout, then reaches the live endpoint.
+    let mut slowest = Duration::ZERO;
+    for i in 0..2u8 {
+        let t = Instant::now();
+        let mut c = connect(proxy.addr);
+        c.write_all(&[i]).expect("write");
+        let mut got = [0u8; 1];
+        c.read_exact(&mut got).expect("echoed by the live endpoint");
+        assert_eq!(got, [i]);
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(
+        slowest >= Duration::from_millis(250) && slowest < Duration::from_secs(3),
+        "one connection waited out the 300ms connect timeout: {slowest:?}"
+    );
+    let st = admin_stats(admin);
+    // Round robin: the second connection starts on the black hole whatever the first did.
+    let fails = st["cluster.backend.upstream_cx_connect_fail"];
+    assert!((1..=2).contains(&fails), "{fails}");
+    assert_eq!(st["cluster.backend.upstream_cx_total"], 2);
+
+    // With only the black hole: the client is closed once the timeout is up, logged UF.
+    let log = scratch_dir().join("tcp.log");
+    let yaml = config(&[hole.to_string()], "", &log)
+        .replace("connect_timeout: 1s", "connect_timeout: 300ms");
+    let (proxy, _admin) = start(&yaml);
+    let mut c = connect(proxy.addr);
+    let t = Instant::now();
+    assert!(read_to_eof(&mut c).is_empty());
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let line = &wait_lines(&log, 1)[0];
+    assert!(
+        line.contains(" flags=UF ") && line.contains(&format!("up={hole} ")),
+        "{line}"
     );
 }
 
