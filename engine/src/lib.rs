@@ -12,7 +12,8 @@
 //! [`listener`] accepts → [`http::conn_manager`] reads through the I/O seam ([`io`]) and parses
 //! with [`http::h1`] → [`router`] picks a route → [`upstream`] picks an endpoint and a pooled
 //! connection → the response flows back through [`http::body`]. Local replies and their reasons
-//! live in [`error`].
+//! live in [`error`]. A listener whose filter chain holds `tcp_proxy` hands its connections to
+//! [`tcp_proxy`] instead, which joins each to an upstream connection through [`tunnel`].
 //!
 //! Beside the path: [`stats`] (per-worker single-writer counter blocks and histograms, merged by
 //! an aggregator on the control side), [`access_log`] and [`trace`] (rendered or recorded on the
@@ -28,8 +29,10 @@
 //! runtime ─▶ admin, trace_export, listener, and everything below
 //! admin ─▶ stats            admin server threads
 //! trace_export ─▶ http::h1, trace   span exporter thread (HTTP/1 client to the collector)
-//! listener ─▶ http          accept loops, handed the worker's context
-//! http ─▶ upstream, access_log, router, trace, stats, stream_info, drain, balance, rng, io
+//! listener ─▶ http, tcp_proxy   accept loops, handed the worker's context
+//! tcp_proxy ─▶ http::ctx, tunnel, upstream   the `tcp_proxy` network filter
+//! http ─▶ upstream, access_log, router, trace, stats, stream_info, drain, balance, rng, io, tunnel
+//! tunnel ─▶ io, drain, stats   raw bytes both ways (tcp_proxy, HTTP upgrades)
 //! upstream ─▶ stats ─▶ trace ─▶ stream_info ─▶ error
 //! access_log ─▶ stream_info, config, logfmt
 //! leaves (nothing from the crate): background balance control drain error io l4proto rng signals text
@@ -57,7 +60,9 @@ pub mod signals;
 pub mod slots;
 pub mod stats;
 pub mod stream_info;
+pub mod tcp_proxy;
 pub mod text;
 pub mod trace;
 pub mod trace_export;
+pub mod tunnel;
 pub mod upstream;

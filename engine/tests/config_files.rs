@@ -47,7 +47,11 @@ fn quickstart_is_what_the_readme_promises() {
         config.clusters[0].endpoints[0].address.to_string(),
         "127.0.0.1:9000"
     );
-    let routes = &config.listeners[0].http.virtual_hosts[0].routes;
+    let routes = &config.listeners[0]
+        .http()
+        .expect("http listener")
+        .virtual_hosts[0]
+        .routes;
     match &routes[0].action {
         RouteAction::DirectResponse { status, body } => {
             assert_eq!((*status, &body[..]), (200, &b"ok\n"[..]));

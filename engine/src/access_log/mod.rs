@@ -57,7 +57,7 @@ enum Msg {
 pub fn destinations(cfg: &Config) -> Vec<AccessLogPath> {
     let mut out: Vec<AccessLogPath> = Vec::new();
     for l in &cfg.listeners {
-        for a in &l.http.access_log {
+        for a in l.access_log() {
             if a.file >= out.len() {
                 out.resize(a.file + 1, AccessLogPath::Stdout);
             }

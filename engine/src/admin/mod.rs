@@ -404,7 +404,7 @@ fn listeners(req: &Request, s: &Shared) -> Response {
         .enumerate()
         .map(|(i, l)| {
             let a = addrs.get(i).copied().unwrap_or(l.address);
-            (l.name.clone(), a.to_string(), l.http.stat_prefix.clone())
+            (l.name.clone(), a.to_string(), l.stat_prefix().to_owned())
         })
         .collect();
     if req.query("format") == Some("json") {

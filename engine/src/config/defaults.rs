@@ -50,6 +50,12 @@ pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `generate_request_id`: add `x-request-id` when the request has none.
 pub const GENERATE_REQUEST_ID: bool = true;
 
+/// `tcp_proxy.idle_timeout`: a connection with no byte either way is closed (Envoy's default);
+/// `0s` disables it.
+pub const TCP_PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `tcp_proxy.max_connect_attempts`: endpoints tried before a connection is given up.
+pub const TCP_PROXY_MAX_CONNECT_ATTEMPTS: u32 = 1;
+
 /// Route `timeout`: whole-request upstream timeout (Envoy's default); `0s` disables it.
 pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Redirect `response_code`.

@@ -141,7 +141,8 @@ impl Config {
         let routes: usize = self
             .listeners
             .iter()
-            .flat_map(|l| &l.http.virtual_hosts)
+            .filter_map(|l| l.http())
+            .flat_map(|h| &h.virtual_hosts)
             .map(|vh| vh.routes.len())
             .sum();
         let workers = match self.workers {

@@ -93,8 +93,75 @@ pub struct Listener {
     /// Hand each new connection to the least loaded worker (`connection_balance: exact`, the
     /// default) instead of serving it where SO_REUSEPORT hashed it (`kernel`).
     pub exact_balance: bool,
-    /// The HTTP connection manager of the (single, for now) filter chain.
-    pub http: HttpConnManager,
+    /// The terminal network filter of the (single, for now) filter chain.
+    pub network: NetworkFilter,
+}
+
+/// What a listener's connections run: the terminal network filter of its chain.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// `http_connection_manager`: HTTP/1.1, routes, HTTP filters.
+    Http(HttpConnManager),
+    /// `tcp_proxy`: raw bytes to an endpoint of one cluster.
+    TcpProxy(TcpProxy),
+}
+
+impl Listener {
+    /// The HTTP connection manager, when the listener runs one.
+    pub fn http(&self) -> Option<&HttpConnManager> {
+        match &self.network {
+            NetworkFilter::Http(h) => Some(h),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+
+    /// The TCP proxy, when the listener runs one.
+    pub fn tcp_proxy(&self) -> Option<&TcpProxy> {
+        match &self.network {
+            NetworkFilter::TcpProxy(t) => Some(t),
+            NetworkFilter::Http(_) => None,
+        }
+    }
+
+    /// The network filter's `stat_prefix`.
+    pub fn stat_prefix(&self) -> &str {
+        match &self.network {
+            NetworkFilter::Http(h) => &h.stat_prefix,
+            NetworkFilter::TcpProxy(t) => &t.stat_prefix,
+        }
+    }
+
+    /// The network filter's access logs.
+    pub fn access_log(&self) -> &[AccessLog] {
+        match &self.network {
+            NetworkFilter::Http(h) => &h.access_log,
+            NetworkFilter::TcpProxy(t) => &t.access_log,
+        }
+    }
+
+    /// The network filter's access logs, to number their destinations.
+    pub(crate) fn access_log_mut(&mut self) -> &mut [AccessLog] {
+        match &mut self.network {
+            NetworkFilter::Http(h) => &mut h.access_log,
+            NetworkFilter::TcpProxy(t) => &mut t.access_log,
+        }
+    }
+}
+
+/// The `tcp_proxy` network filter (Envoy's semantics: one upstream connection per downstream
+/// connection, bytes copied both ways, half-close passed on).
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// `tcp.<stat_prefix>.` stats (default: the listener name).
+    pub stat_prefix: String,
+    pub cluster: ClusterId,
+    pub cluster_name: String,
+    /// No byte either way for this long closes both sides (default 1h); `None` = disabled (`0s`).
+    pub idle_timeout: Option<Duration>,
+    /// Endpoints tried before the connection is given up (default 1, at least 1).
+    pub max_connect_attempts: u32,
+    /// One line per connection, when it closes.
+    pub access_log: Vec<AccessLog>,
 }
 
 #[derive(Debug, Clone)]

@@ -191,7 +191,7 @@ pub struct ListenerSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a filter chain map")]
 pub struct FilterChainSpec {
-    /// Exactly one filter for now: `http_connection_manager`.
+    /// Exactly one filter for now, the terminal one: `http_connection_manager` or `tcp_proxy`.
     pub filters: Vec<Item<FilterSpec>>,
 }
 
@@ -200,7 +200,9 @@ pub struct FilterChainSpec {
 pub enum FilterSpec {
     /// `http_connection_manager: {...}`.
     HttpConnectionManager(Box<HcmSpec>),
-    /// A filter name this version does not implement (`tcp_proxy`, ...): a validation error.
+    /// `tcp_proxy: {...}`.
+    TcpProxy(Box<TcpProxySpec>),
+    /// A filter name this version does not implement (`redis_proxy`, ...): a validation error.
     Unsupported(String),
 }
 
@@ -210,19 +212,26 @@ impl<'de> Deserialize<'de> for FilterSpec {
         impl<'de> de::Visitor<'de> for V {
             type Value = FilterSpec;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map with one key, the filter name (`http_connection_manager`)")
+                f.write_str(
+                    "a map with one key, the filter name (`http_connection_manager` or `tcp_proxy`)",
+                )
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FilterSpec, A::Error> {
                 let Some(name) = map.next_key::<String>()? else {
                     return Err(de::Error::custom(
-                        "empty filter: expected one key, the filter name (`http_connection_manager`)",
+                        "empty filter: expected one key, the filter name \
+                         (`http_connection_manager` or `tcp_proxy`)",
                     ));
                 };
-                let filter = if name == "http_connection_manager" {
-                    FilterSpec::HttpConnectionManager(Box::new(map.next_value()?))
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                    FilterSpec::Unsupported(name)
+                let filter = match name.as_str() {
+                    "http_connection_manager" => {
+                        FilterSpec::HttpConnectionManager(Box::new(map.next_value()?))
+                    }
+                    "tcp_proxy" => FilterSpec::TcpProxy(Box::new(map.next_value()?)),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                        FilterSpec::Unsupported(name)
+                    }
                 };
                 if map.next_key::<IgnoredAny>()?.is_some() {
                     return Err(de::Error::custom(
@@ -235,6 +244,26 @@ impl<'de> Deserialize<'de> for FilterSpec {
         }
         d.deserialize_map(V)
     }
+}
+
+/// The TCP proxy (Envoy's `envoy.filters.network.tcp_proxy`): each connection is joined to one
+/// endpoint of a cluster and bytes are copied both ways until both sides have closed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tcp_proxy map")]
+pub struct TcpProxySpec {
+    /// Prefix of this proxy's stats, `tcp.<stat_prefix>.` (default: the listener name).
+    pub stat_prefix: Option<String>,
+    /// The cluster (under `clusters`) whose load balancer picks each connection's endpoint.
+    pub cluster: String,
+    /// A connection with no byte moving either way this long is closed, both sides (default
+    /// `1h`, Envoy's; `0s` disables).
+    pub idle_timeout: Option<Dur>,
+    /// Endpoints tried (each a fresh pick of the load balancer) before the connection is given
+    /// up (default 1; at least 1).
+    pub max_connect_attempts: Option<u32>,
+    /// Access logs: one line per connection, when it closes (default none).
+    #[serde(default)]
+    pub access_log: Vec<Item<AccessLogSpec>>,
 }
 
 /// The HTTP connection manager: HTTP/1.1 codec, then the router.

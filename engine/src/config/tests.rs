@@ -8,6 +8,7 @@ mod clusters;
 mod cpu_affinity;
 mod listeners;
 mod routes;
+mod tcp_proxy;
 
 use super::{load, load_str, parse_duration, Config, Format, LbPolicy, RouteAction};
 
@@ -339,7 +340,13 @@ fn yaml_anchors_tags_and_block_scalars() {
         "- match: { prefix: / }\n                      route: { cluster: origin }",
         "- match: { prefix: / }\n                      direct_response:\n                        status: 200\n                        body: |\n                          line one\n                          line two",
     );
-    match &ok(&text).listeners[0].http.virtual_hosts[0].routes[0].action {
+    match &ok(&text).listeners[0]
+        .http()
+        .expect("http listener")
+        .virtual_hosts[0]
+        .routes[0]
+        .action
+    {
         RouteAction::DirectResponse { body, .. } => assert_eq!(&body[..], b"line one\nline two\n"),
         other => panic!("{other:?}"),
     }
@@ -501,7 +508,7 @@ fn defaults_fill_omitted_keys() {
     let l = &c.listeners[0];
     assert_eq!(l.name, "main");
     assert_eq!(l.backlog, 1024);
-    let h = &l.http;
+    let h = l.http().expect("http listener");
     assert_eq!(h.stat_prefix, "main");
     assert_eq!(h.max_request_headers_bytes, 60 * 1024);
     assert_eq!(h.max_uri_bytes, 8 * 1024);
@@ -622,7 +629,13 @@ fn tracing_defaults_and_overrides() {
     assert_eq!(t.service_name, "ringway");
     assert_eq!(t.flush_interval, Duration::from_secs(1));
     assert_eq!(t.max_batch, 512);
-    assert_eq!(c.listeners[0].http.trace_sample_rate, Some(1.0));
+    assert_eq!(
+        c.listeners[0]
+            .http()
+            .expect("http listener")
+            .trace_sample_rate,
+        Some(1.0)
+    );
 
     let text = format!(
         "tracing:\n  sample_rate: 0.25\n  service_name: edge\n  flush_interval: 200ms\n  \
@@ -641,9 +654,21 @@ fn tracing_defaults_and_overrides() {
     assert_eq!(t.collector_host, "zipkin");
     assert_eq!(t.service_name, "edge");
     assert_eq!(t.max_batch, 10);
-    assert_eq!(c.listeners[0].http.trace_sample_rate, Some(0.5));
+    assert_eq!(
+        c.listeners[0]
+            .http()
+            .expect("http listener")
+            .trace_sample_rate,
+        Some(0.5)
+    );
     // Without tracing: no rate, no cost.
-    assert_eq!(ok(BASE).listeners[0].http.trace_sample_rate, None);
+    assert_eq!(
+        ok(BASE).listeners[0]
+            .http()
+            .expect("http listener")
+            .trace_sample_rate,
+        None
+    );
     assert!(ok(BASE).tracing.is_none());
 }
 
@@ -710,9 +735,18 @@ fn stream_idle_timeout_zero_disables_it() {
             &format!("              stream_idle_timeout: {v}\n              virtual_hosts:\n"),
         )
     };
-    assert_eq!(ok(&with("0s")).listeners[0].http.stream_idle_timeout, None);
     assert_eq!(
-        ok(&with("90s")).listeners[0].http.stream_idle_timeout,
+        ok(&with("0s")).listeners[0]
+            .http()
+            .expect("http listener")
+            .stream_idle_timeout,
+        None
+    );
+    assert_eq!(
+        ok(&with("90s")).listeners[0]
+            .http()
+            .expect("http listener")
+            .stream_idle_timeout,
         Some(Duration::from_secs(90))
     );
 }

@@ -4,7 +4,8 @@
 //!
 //! [`pump`] moves one body framed by Content-Length, chunked encoding or connection close, and
 //! re-frames it for the receiver (chunked bodies are decoded and re-encoded so that a malformed
-//! chunk is caught, never passed on). [`tunnel`] copies raw bytes both ways after an upgrade.
+//! chunk is caught, never passed on). Raw bytes both ways after an upgrade are
+//! [`crate::tunnel`]'s.
 
 use std::{cell::Cell, io, time::Duration};
 
@@ -318,73 +319,6 @@ pub async fn pump(
             Ok((BytesMut::new(), moved))
         }
     }
-}
-
-/// Copy raw bytes one way until the sender closes (then half-close the receiver), or until the
-/// tunnel has been idle both ways for `idle` (`last`: the coarse time of the last byte either
-/// way, shared by both directions).
-async fn copy_one_way(
-    src: &Conn,
-    first: BytesMut,
-    dst: &Conn,
-    drain: &Drain,
-    idle: Option<Duration>,
-    last: &Cell<u64>,
-) {
-    use crate::http::conn_manager::{read_idle, ReadOutcome};
-    if !first.is_empty() && dst.write_all(first.freeze()).await.is_err() {
-        return;
-    }
-    // Draining does not cut tunnels short (shutdown's drain_timeout does); it only ends the
-    // waiter's use here, so reads then wait without an idle bound.
-    let mut idle = idle;
-    loop {
-        let got = match idle {
-            Some(t) => read_idle(src, t, drain).await,
-            None => match src.read().await {
-                Ok(Some(b)) => ReadOutcome::Data(b),
-                _ => ReadOutcome::Closed,
-            },
-        };
-        match got {
-            ReadOutcome::Data(buf) => {
-                last.set(drain.now_ms());
-                if dst.write_all(buf).await.is_err() {
-                    break;
-                }
-            }
-            ReadOutcome::Closed => break,
-            ReadOutcome::TimedOut => {
-                let t = idle.map_or(0, |t| t.as_millis() as u64);
-                if drain.now_ms().saturating_sub(last.get()) >= t {
-                    // Idle both ways: the tunnel closes (the other direction times out too).
-                    tracing::debug!("upgraded tunnel closed after stream_idle_timeout");
-                    return;
-                }
-            }
-            ReadOutcome::Drained => idle = None,
-        }
-    }
-    let _ = dst.shutdown_write().await;
-}
-
-/// After a 101: bytes flow both ways until both sides have closed, or until no byte has moved
-/// either way for `idle` (`stream_idle_timeout`). `to_b` / `to_a` hold bytes already read that
-/// belong to the other side.
-pub async fn tunnel(
-    a: &Conn,
-    to_b: BytesMut,
-    b: &Conn,
-    to_a: BytesMut,
-    drain: &Drain,
-    idle: Option<Duration>,
-) {
-    let last = Cell::new(drain.now_ms());
-    futures_util::future::join(
-        copy_one_way(a, to_b, b, drain, idle, &last),
-        copy_one_way(b, to_a, a, drain, idle, &last),
-    )
-    .await;
 }
 
 /// A body as a sequence of decoded pieces (framing removed), for the paths that must see the

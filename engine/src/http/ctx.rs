@@ -169,23 +169,25 @@ pub struct ListenerCtx {
 }
 
 impl ListenerCtx {
-    /// `worker`: which worker builds it (filters split per-process budgets between workers).
-    pub fn new(l: &config::Listener, worker: ringway_filters::WorkerInfo) -> Self {
+    /// `http`: the listener's connection manager; `worker`: which worker builds it (filters
+    /// split per-process budgets between workers).
+    pub fn new(
+        l: &config::Listener,
+        http: &config::HttpConnManager,
+        worker: ringway_filters::WorkerInfo,
+    ) -> Self {
         ListenerCtx {
-            chains: ChainSet::new(&l.http, worker),
+            chains: ChainSet::new(http, worker),
             name: l.name.clone(),
             index: 0,
-            routes: RouteTable::new(&l.http),
+            routes: RouteTable::new(http),
             limits: h1::Limits {
-                max_head_bytes: l.http.max_request_headers_bytes,
-                max_uri_bytes: l.http.max_uri_bytes,
+                max_head_bytes: http.max_request_headers_bytes,
+                max_uri_bytes: http.max_uri_bytes,
             },
-            http: l.http.clone(),
+            http: http.clone(),
             exact_balance: l.exact_balance,
-            trace_threshold: l
-                .http
-                .trace_sample_rate
-                .map(crate::trace::context::threshold),
+            trace_threshold: http.trace_sample_rate.map(crate::trace::context::threshold),
         }
     }
 }

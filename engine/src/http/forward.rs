@@ -807,15 +807,17 @@ async fn switch_protocols(
         return Next::Close;
     }
     let to_up = std::mem::take(&mut d.pending);
-    body::tunnel(
-        &d.conn,
-        to_up,
-        up,
-        body_in_buf,
-        &w.drain,
-        l.http.stream_idle_timeout,
-    )
-    .await;
+    let tunnel = crate::tunnel::Tunnel {
+        drain: &w.drain,
+        idle: l.http.stream_idle_timeout,
+        bulk: &w.bulk_bufs,
+        stats: &w.stats,
+        counters: [None, None],
+    };
+    let out = tunnel.run(&d.conn, to_up, up, body_in_buf).await;
+    if out.end == crate::tunnel::End::IdleTimeout {
+        tracing::debug!("upgraded tunnel closed after stream_idle_timeout");
+    }
     d.si.t_last_byte = Some(Instant::now());
     Next::Close
 }

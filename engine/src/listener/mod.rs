@@ -7,9 +7,11 @@
 //! through SO_REUSEPORT. Running out of file descriptors pauses accepting briefly (no spinning)
 //! and accepting resumes once descriptors free up.
 //!
-//! An accept loop is handed its listener's and its worker's context ([`ListenerCtx`],
-//! [`WorkerCtx`]): it waits on the worker's drain, balances connections between workers when the
-//! listener asks for it, and spawns the connection manager ([`crate::http::conn_manager`]).
+//! An accept loop is handed what its listener's connections run ([`Serve`]: the terminal network
+//! filter with its per-worker context) and its worker's context ([`WorkerCtx`]): it waits on the
+//! worker's drain, balances connections between workers when the listener asks for it, and
+//! spawns one task per connection: the HTTP connection manager ([`crate::http::conn_manager`])
+//! or the TCP proxy ([`crate::tcp_proxy`]).
 
 use std::{
     io,
@@ -20,7 +22,79 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::http::ctx::{ListenerCtx, WorkerCtx};
+use crate::{
+    http::ctx::{ListenerCtx, WorkerCtx},
+    io::Conn,
+    tcp_proxy::TcpProxyCtx,
+};
+
+/// What one listener's connections run on one worker: its terminal network filter.
+#[derive(Clone)]
+pub enum Serve {
+    /// `http_connection_manager`.
+    Http(Rc<ListenerCtx>),
+    /// `tcp_proxy`.
+    TcpProxy(Rc<TcpProxyCtx>),
+}
+
+impl Serve {
+    /// Per-worker context of `l` (`index`: its position in the config), built by `worker`.
+    pub fn new(
+        l: &crate::config::Listener,
+        index: usize,
+        worker: ringway_filters::WorkerInfo,
+    ) -> Serve {
+        match &l.network {
+            crate::config::NetworkFilter::Http(h) => {
+                let mut ctx = ListenerCtx::new(l, h, worker);
+                ctx.index = index;
+                Serve::Http(Rc::new(ctx))
+            }
+            crate::config::NetworkFilter::TcpProxy(t) => {
+                let mut ctx = TcpProxyCtx::new(l, t);
+                ctx.index = index;
+                Serve::TcpProxy(Rc::new(ctx))
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Serve::Http(l) => &l.name,
+            Serve::TcpProxy(l) => &l.name,
+        }
+    }
+
+    /// Position in `Config::listeners` (the index of its stats).
+    pub fn index(&self) -> usize {
+        match self {
+            Serve::Http(l) => l.index,
+            Serve::TcpProxy(l) => l.index,
+        }
+    }
+
+    fn exact_balance(&self) -> bool {
+        match self {
+            Serve::Http(l) => l.exact_balance,
+            Serve::TcpProxy(l) => l.exact_balance,
+        }
+    }
+
+    /// Start serving one connection on this worker (a task of its own).
+    pub fn spawn(&self, conn: Conn, peer: SocketAddr, worker: &Rc<WorkerCtx>) {
+        let w = Rc::clone(worker);
+        match self {
+            Serve::Http(l) => {
+                let l = Rc::clone(l);
+                compio::runtime::spawn(crate::http::conn_manager::serve(conn, peer, l, w)).detach();
+            }
+            Serve::TcpProxy(l) => {
+                let l = Rc::clone(l);
+                compio::runtime::spawn(crate::tcp_proxy::serve(conn, peer, l, w)).detach();
+            }
+        }
+    }
+}
 
 /// Why listener sockets could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +181,11 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Accept connections until the worker drains, spawning one task per connection.
-pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<WorkerCtx>) {
+pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
     let listener = match compio::net::TcpListener::from_std(sock) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(listener = %ctx.name, error = %e, "cannot register listener with the runtime");
+            tracing::error!(listener = %ctx.name(), error = %e, "cannot register listener with the runtime");
             return;
         }
     };
@@ -130,12 +204,12 @@ pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Wor
                 warned_exhaustion = false;
                 let mut stream = stream;
                 if let Some(b) = &worker.balance {
-                    if ctx.exact_balance {
+                    if ctx.exact_balance() {
                         let to = b.assign(worker.id);
                         if to != worker.id {
-                            match b.send(to, stream, peer, ctx.index) {
+                            match b.send(to, stream, peer, ctx.index()) {
                                 Ok(()) => {
-                                    worker.stats.downstream_cx_handoff(ctx.index);
+                                    worker.stats.downstream_cx_handoff(ctx.index());
                                     continue;
                                 }
                                 Err(s) => {
@@ -148,24 +222,20 @@ pub async fn accept_loop(sock: StdListener, ctx: Rc<ListenerCtx>, worker: Rc<Wor
                         b.keep(worker.id);
                     }
                 }
-                let conn = crate::io::Conn::new(stream);
-                let ctx = Rc::clone(&ctx);
-                let w = Rc::clone(&worker);
-                compio::runtime::spawn(crate::http::conn_manager::serve(conn, peer, ctx, w))
-                    .detach();
+                ctx.spawn(Conn::new(stream), peer, &worker);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 if !warned_exhaustion {
-                    tracing::warn!(listener = %ctx.name, error = %e, "out of file descriptors: pausing accept (raise `ulimit -n`)");
+                    tracing::warn!(listener = %ctx.name(), error = %e, "out of file descriptors: pausing accept (raise `ulimit -n`)");
                     warned_exhaustion = true;
                 }
                 // Let connections finish and free descriptors; the backlog holds new ones meanwhile.
                 compio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => {
-                tracing::debug!(listener = %ctx.name, error = %e, "accept failed");
+                tracing::debug!(listener = %ctx.name(), error = %e, "accept failed");
             }
         }
     }
-    tracing::debug!(listener = %ctx.name, worker = worker.id, "listener closed for drain");
+    tracing::debug!(listener = %ctx.name(), worker = worker.id, "listener closed for drain");
 }

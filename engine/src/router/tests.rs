@@ -24,7 +24,7 @@ clusters:
 "
     );
     match load_str(&text, Format::Yaml, "test") {
-        Ok(config) => RouteTable::new(&config.listeners[0].http),
+        Ok(config) => RouteTable::new(config.listeners[0].http().expect("http listener")),
         Err(e) => panic!("test config invalid:\n{e}\n{text}"),
     }
 }

@@ -23,8 +23,8 @@ use crate::{
     config::Config,
     control::Control,
     drain::{self, Drain},
-    http::ctx::{ListenerCtx, RequestIds, WorkerCtx},
-    listener::accept_loop,
+    http::ctx::{RequestIds, WorkerCtx},
+    listener::{accept_loop, Serve},
     runtime::ring,
     stats::{self, HistBatch, WorkerHistograms, WorkerStats},
     upstream::ClusterManager,
@@ -138,12 +138,13 @@ async fn serve(start: Start) {
     drain_and_stop(&worker).await;
 }
 
-/// Build each listener's per-worker context (routes, filter chains) and start accepting.
+/// Build each listener's per-worker context (its network filter: routes and HTTP filter chains,
+/// or the TCP proxy) and start accepting.
 fn start_listeners(
     worker: &Rc<WorkerCtx>,
     sockets: Vec<StdListener>,
     workers: usize,
-) -> Vec<Rc<ListenerCtx>> {
+) -> Vec<Serve> {
     let mut ctxs = Vec::with_capacity(sockets.len());
     for (index, (sock, l)) in sockets
         .into_iter()
@@ -154,35 +155,22 @@ fn start_listeners(
             id: worker.id,
             count: workers,
         };
-        let mut ctx = ListenerCtx::new(l, info);
-        ctx.index = index;
-        let ctx = Rc::new(ctx);
-        ctxs.push(Rc::clone(&ctx));
+        let ctx = Serve::new(l, index, info);
+        ctxs.push(ctx.clone());
         compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(worker))).detach();
     }
     ctxs
 }
 
 /// Serve the connections other workers hand over (exact balance).
-fn serve_handoffs(
-    worker: &Rc<WorkerCtx>,
-    rx: flume::Receiver<balance::Handoff>,
-    ctxs: Vec<Rc<ListenerCtx>>,
-) {
+fn serve_handoffs(worker: &Rc<WorkerCtx>, rx: flume::Receiver<balance::Handoff>, ctxs: Vec<Serve>) {
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
         while let Ok(h) = rx.recv_async().await {
             let ctx = ctxs.get(h.listener).cloned();
             match (ctx, compio::net::TcpStream::from_std(h.stream)) {
                 (Some(ctx), Ok(stream)) => {
-                    let conn = crate::io::Conn::new(stream);
-                    compio::runtime::spawn(crate::http::conn_manager::serve(
-                        conn,
-                        h.peer,
-                        ctx,
-                        Rc::clone(&w),
-                    ))
-                    .detach();
+                    ctx.spawn(crate::io::Conn::new(stream), h.peer, &w);
                 }
                 _ => {
                     // Not served: give the count back (the socket closes on drop).

@@ -39,6 +39,8 @@ pub enum Scope {
     Listener,
     /// `http.<stat_prefix>.`
     Http,
+    /// `tcp.<stat_prefix>.`
+    Tcp,
     /// `cluster.<name>.`
     Cluster,
     /// `worker.<n>.`
@@ -54,6 +56,7 @@ impl Scope {
         match self {
             Scope::Listener => "listener",
             Scope::Http => "http",
+            Scope::Tcp => "tcp",
             Scope::Cluster => "cluster",
             Scope::Worker => "worker",
             Scope::Server => "server",
@@ -65,6 +68,7 @@ impl Scope {
         match self {
             Scope::Listener => Some("envoy_listener_address"),
             Scope::Http => Some("envoy_http_conn_manager_prefix"),
+            Scope::Tcp => Some("envoy_tcp_prefix"),
             Scope::Cluster => Some("envoy_cluster_name"),
             Scope::Worker => Some("worker"),
             Scope::Server | Scope::Tracing => None,
@@ -123,6 +127,8 @@ pub struct ClusterStatus {
 
 /// Reads one counter of a worker's cluster block.
 type ClusterGetter = fn(&super::ClusterStats) -> u64;
+/// Reads one counter of a worker's `tcp_proxy` block.
+type TcpGetter = fn(&super::TcpProxyStats) -> u64;
 
 struct Merged {
     /// Cumulative histograms, by slot.
@@ -325,7 +331,29 @@ impl Aggregator {
                 "downstream_cx_handoff",
                 Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
             );
-            let p = &l.http.stat_prefix;
+            let p = l.stat_prefix();
+            let Some(http) = l.http() else {
+                let counters: [(&'static str, TcpGetter); 5] = [
+                    ("downstream_cx_total", |t| get(&t.downstream_cx_total)),
+                    ("downstream_cx_no_route", |t| get(&t.downstream_cx_no_route)),
+                    ("downstream_cx_rx_bytes_total", |t| {
+                        get(&t.downstream_cx_rx_bytes_total)
+                    }),
+                    ("downstream_cx_tx_bytes_total", |t| {
+                        get(&t.downstream_cx_tx_bytes_total)
+                    }),
+                    ("idle_timeout", |t| get(&t.idle_timeout)),
+                ];
+                for (name, f) in counters {
+                    let v = sum(&|w: &WorkerStats| w.listeners.get(i).map_or(0, |l| f(&l.tcp)));
+                    put(Scope::Tcp, p, name, Value::Counter(v));
+                }
+                if let Some(h) = hists.get(listener_hist_slot(i)) {
+                    let h = Value::Histogram(Box::new(h.clone()));
+                    put(Scope::Tcp, p, "downstream_cx_length", h);
+                }
+                continue;
+            };
             put(
                 Scope::Http,
                 p,
@@ -350,7 +378,7 @@ impl Aggregator {
             }
             // The HTTP filters' counters (each filter config sums its workers' blocks; route
             // overrides count under the same names).
-            for config in filter_configs(&l.http) {
+            for config in filter_configs(http) {
                 for (name, v) in config.stats() {
                     let value = if config.is_gauge(&name) {
                         Value::Gauge(v)
@@ -367,10 +395,13 @@ impl Aggregator {
             let cs = |f: fn(&super::ClusterStats) -> u64| {
                 sum(&|w: &WorkerStats| w.clusters.get(c).map_or(0, f))
             };
-            let counters: [(&'static str, ClusterGetter); 6] = [
+            let counters: [(&'static str, ClusterGetter); 7] = [
                 ("upstream_cx_total", |s| get(&s.upstream_cx_total)),
                 ("upstream_cx_connect_fail", |s| {
                     get(&s.upstream_cx_connect_fail)
+                }),
+                ("upstream_cx_connect_attempts_exceeded", |s| {
+                    get(&s.upstream_cx_connect_attempts_exceeded)
                 }),
                 ("upstream_cx_pool_reuse", |s| get(&s.upstream_cx_pool_reuse)),
                 ("upstream_rq_total", |s| get(&s.upstream_rq_total)),

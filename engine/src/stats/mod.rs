@@ -43,6 +43,12 @@ pub fn inc(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
+/// Add `n` to a counter written by this thread only (see [`inc`]).
+#[inline]
+pub fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
 /// Subtract one from a single-writer gauge (never below zero).
 #[inline]
 pub fn dec(c: &AtomicU64) {
@@ -78,6 +84,23 @@ pub struct ListenerStats {
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`
     pub downstream_rq_xx: [AtomicU64; 5],
+    /// `tcp.<stat_prefix>.*`, for a listener whose network filter is `tcp_proxy`.
+    pub tcp: TcpProxyStats,
+}
+
+/// A `tcp_proxy` network filter's counters (Envoy's names, under `tcp.<stat_prefix>.`).
+#[derive(Debug, Default)]
+pub struct TcpProxyStats {
+    /// `downstream_cx_total`: connections the filter handled.
+    pub downstream_cx_total: AtomicU64,
+    /// `downstream_cx_no_route`: connections closed because the cluster was not found.
+    pub downstream_cx_no_route: AtomicU64,
+    /// `downstream_cx_rx_bytes_total`: bytes read from downstream (and written upstream).
+    pub downstream_cx_rx_bytes_total: AtomicU64,
+    /// `downstream_cx_tx_bytes_total`: bytes written to downstream.
+    pub downstream_cx_tx_bytes_total: AtomicU64,
+    /// `idle_timeout`: connections closed by `idle_timeout`.
+    pub idle_timeout: AtomicU64,
 }
 
 /// One upstream endpoint of a cluster, as one worker sees it (read by `/clusters`).
@@ -96,6 +119,8 @@ pub struct EndpointStats {
 pub struct ClusterStats {
     pub upstream_cx_total: AtomicU64,
     pub upstream_cx_connect_fail: AtomicU64,
+    /// `tcp_proxy` connections given up after `max_connect_attempts` failed connects.
+    pub upstream_cx_connect_attempts_exceeded: AtomicU64,
     pub upstream_cx_pool_reuse: AtomicU64,
     pub upstream_rq_total: AtomicU64,
     pub upstream_rq_timeout: AtomicU64,
@@ -303,7 +328,7 @@ pub fn new_histogram() -> Histogram<u64> {
     })
 }
 
-/// Slot of listener `l`'s `downstream_rq_time`.
+/// Slot of listener `l`'s `downstream_rq_time` (HTTP) or `downstream_cx_length` (`tcp_proxy`).
 pub fn listener_hist_slot(l: usize) -> usize {
     l
 }
@@ -389,6 +414,18 @@ impl WorkerHistograms {
         if si.t_first_byte.is_some() {
             rec(ClusterHist::ResponseTime, us(si.t_first_byte, end));
             rec(ClusterHist::RqTime, us(si.t_upstream_ready, end));
+        }
+    }
+
+    /// Record how long a `tcp_proxy` connection lived (its listener's slot, which an HTTP
+    /// listener uses for `downstream_rq_time`).
+    pub fn cx_done(&self, listener: usize, length: std::time::Duration) {
+        let Ok(mut hists) = self.hists.try_borrow_mut() else {
+            return;
+        };
+        if let Some(h) = hists.get_mut(listener_hist_slot(listener)) {
+            self.dirty.set(true);
+            h.saturating_record(length.as_micros() as u64);
         }
     }
 

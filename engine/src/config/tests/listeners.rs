@@ -71,7 +71,7 @@ fn listeners_are_required_and_backlog_positive() {
 }
 
 #[test]
-fn exactly_one_filter_chain_with_one_http_connection_manager() {
+fn exactly_one_filter_chain_with_one_terminal_filter() {
     assert_errors(
         &edit(
             "    filter_chains:\n      - filters:\n",
@@ -79,14 +79,21 @@ fn exactly_one_filter_chain_with_one_http_connection_manager() {
         ),
         &[
             "listeners[0].filter_chains: exactly one filter chain is supported for now (found 2) (line 5)",
-            "listeners[0].filter_chains[0].filters: exactly one filter (http_connection_manager) is supported for now (found 0) (line 5)",
+            "listeners[0].filter_chains[0].filters: exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported for now (found 0) (line 5)",
         ],
     );
+    // Both terminal filters in one chain: one error, at the second, naming both.
     assert_errors(
         &edit("      - filters:\n          - http_connection_manager:\n", "      - filters:\n          - tcp_proxy: { cluster: origin }\n          - http_connection_manager:\n"),
         &[
-            "listeners[0].filter_chains[0].filters: exactly one filter (http_connection_manager) is supported for now (found 2) (line 6)",
-            "listeners[0].filter_chains[0].filters[0].tcp_proxy: filter `tcp_proxy` is not supported yet (only `http_connection_manager` is) (line 6)",
+            "listeners[0].filter_chains[0].filters[1].http_connection_manager: `http_connection_manager` and `tcp_proxy` cannot share a filter chain: each is a terminal filter that owns the connection (give each its own listener) (line 7)",
+        ],
+    );
+    // Two connection managers: the count.
+    assert_errors(
+        &edit("      - filters:\n          - http_connection_manager:\n", "      - filters:\n          - http_connection_manager: { virtual_hosts: [{ name: a, domains: [a], routes: [] }] }\n          - http_connection_manager:\n"),
+        &[
+            "listeners[0].filter_chains[0].filters: exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported for now (found 2) (line 6)",
         ],
     );
     let text = "listeners:
@@ -94,16 +101,11 @@ fn exactly_one_filter_chain_with_one_http_connection_manager() {
     address: 127.0.0.1:10000
     filter_chains:
       - filters:
-          - tcp_proxy: { cluster: origin }
+          - mongo_proxy: { cluster: origin }
 ";
     assert_error(
         text,
-        "listeners[0].filter_chains[0].filters[0].tcp_proxy: filter `tcp_proxy` is not supported yet (only `http_connection_manager` is) (line 6)",
-    );
-    let text = text.replace("tcp_proxy", "mongo_proxy");
-    assert_error(
-        &text,
-        "listeners[0].filter_chains[0].filters[0].mongo_proxy: filter `mongo_proxy` is not supported yet (only `http_connection_manager` is) (line 6)",
+        "listeners[0].filter_chains[0].filters[0].mongo_proxy: filter `mongo_proxy` is not supported yet (only `http_connection_manager` and `tcp_proxy` are) (line 6)",
     );
     let text = "listeners:
   - name: none
@@ -147,11 +149,29 @@ fn max_request_headers_kb_is_1_to_96() {
         );
     }
     let c = ok(&hcm_with("max_request_headers_kb: 1"));
-    assert_eq!(c.listeners[0].http.max_request_headers_bytes, 1024);
-    assert_eq!(c.listeners[0].http.max_uri_bytes, 1024);
+    assert_eq!(
+        c.listeners[0]
+            .http()
+            .expect("http listener")
+            .max_request_headers_bytes,
+        1024
+    );
+    assert_eq!(
+        c.listeners[0].http().expect("http listener").max_uri_bytes,
+        1024
+    );
     let c = ok(&hcm_with("max_request_headers_kb: 96"));
-    assert_eq!(c.listeners[0].http.max_request_headers_bytes, 96 * 1024);
-    assert_eq!(c.listeners[0].http.max_uri_bytes, 8 * 1024);
+    assert_eq!(
+        c.listeners[0]
+            .http()
+            .expect("http listener")
+            .max_request_headers_bytes,
+        96 * 1024
+    );
+    assert_eq!(
+        c.listeners[0].http().expect("http listener").max_uri_bytes,
+        8 * 1024
+    );
 }
 
 #[test]
@@ -167,7 +187,10 @@ fn connection_manager_timeouts_must_be_positive() {
         );
     }
     let c = ok(&hcm_with("idle_timeout: 300s"));
-    assert_eq!(c.listeners[0].http.idle_timeout, Duration::from_secs(300));
+    assert_eq!(
+        c.listeners[0].http().expect("http listener").idle_timeout,
+        Duration::from_secs(300)
+    );
 }
 
 #[test]
@@ -201,7 +224,7 @@ fn domain_forms() {
         r#"["A.com", "*.B.com", "www.*", "*", "[::1]", "10.0.0.1", "x_y-z.a"]"#,
     ));
     assert_eq!(
-        c.listeners[0].http.virtual_hosts[0].domains,
+        c.listeners[0].http().expect("http listener").virtual_hosts[0].domains,
         ["a.com", "*.b.com", "www.*", "*", "[::1]", "10.0.0.1", "x_y-z.a"]
     );
     for (bad, why) in [
@@ -292,7 +315,7 @@ fn exactly_one_path_matcher() {
     );
     let c = ok(&with_match("{ path: /exact }"));
     assert!(
-        matches!(&c.listeners[0].http.virtual_hosts[0].routes[0].matcher.path, PathMatch::Exact(p) if p == "/exact")
+        matches!(&c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].matcher.path, PathMatch::Exact(p) if p == "/exact")
     );
 }
 
@@ -304,7 +327,11 @@ fn regexes_compile_anchored() {
     );
     // `a|b` anchored as a whole, not as `^a|b$`
     let c = ok(&with_match(r#"{ regex: "/a|/b" }"#));
-    let PathMatch::Regex(re) = &c.listeners[0].http.virtual_hosts[0].routes[0].matcher.path else {
+    let PathMatch::Regex(re) = &c.listeners[0].http().expect("http listener").virtual_hosts[0]
+        .routes[0]
+        .matcher
+        .path
+    else {
         panic!("not a regex");
     };
     assert!(re.is_match("/a") && re.is_match("/b"));
@@ -335,7 +362,7 @@ fn header_matchers_need_one_kind() {
         &format!(r#"{R0}.match.headers[0].regex: invalid regex "(": unclosed group (line 11)"#),
     );
     let c = ok(&m("{ name: X-Canary, exact: \"1\", invert: true }"));
-    let h = &c.listeners[0].http.virtual_hosts[0].routes[0]
+    let h = &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0]
         .matcher
         .headers[0];
     assert_eq!(h.name, "x-canary");
@@ -347,7 +374,7 @@ fn header_matchers_need_one_kind() {
 fn methods_are_tokens_upper_cased() {
     let c = ok(&with_match("{ prefix: /, methods: [get, POST] }"));
     assert_eq!(
-        c.listeners[0].http.virtual_hosts[0].routes[0]
+        c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0]
             .matcher
             .methods,
         ["GET", "POST"]
@@ -384,7 +411,9 @@ fn route_cluster_must_exist() {
 #[test]
 fn route_timeout_rewrites_and_defaults() {
     let c = ok(BASE);
-    let RouteAction::Forward(f) = &c.listeners[0].http.virtual_hosts[0].routes[0].action else {
+    let RouteAction::Forward(f) =
+        &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action
+    else {
         panic!("not forward");
     };
     assert_eq!(f.timeout, Some(Duration::from_secs(15)));
@@ -397,7 +426,9 @@ fn route_timeout_rewrites_and_defaults() {
     let c = ok(&with_action(
         "route: { cluster: origin, timeout: 0s, prefix_rewrite: /v2/, host_rewrite: up.internal }",
     ));
-    let RouteAction::Forward(f) = &c.listeners[0].http.virtual_hosts[0].routes[0].action else {
+    let RouteAction::Forward(f) =
+        &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action
+    else {
         panic!("not forward");
     };
     assert_eq!(f.timeout, None);
@@ -431,7 +462,7 @@ fn direct_response_status_200_to_599() {
         let c = ok(&with_action(&format!(
             "direct_response: {{ status: {good} }}"
         )));
-        match &c.listeners[0].http.virtual_hosts[0].routes[0].action {
+        match &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action {
             RouteAction::DirectResponse { status, body } => {
                 assert_eq!(*status, good);
                 assert!(body.is_empty());
@@ -451,7 +482,7 @@ fn redirect_codes_and_defaults() {
         let c = ok(&with_action(&format!(
             "redirect: {{ https_redirect: true, response_code: {code} }}"
         )));
-        match &c.listeners[0].http.virtual_hosts[0].routes[0].action {
+        match &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action {
             RouteAction::Redirect(r) => assert_eq!(r.response_code, code),
             other => panic!("{other:?}"),
         }
@@ -463,7 +494,7 @@ fn redirect_codes_and_defaults() {
         );
     }
     let c = ok(&with_action("redirect: { host_redirect: www.example.com }"));
-    match &c.listeners[0].http.virtual_hosts[0].routes[0].action {
+    match &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action {
         RouteAction::Redirect(r) => {
             assert_eq!(r.response_code, 301);
             assert!(!r.https_redirect);

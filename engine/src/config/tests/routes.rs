@@ -7,7 +7,7 @@ use crate::config::{PathMatch, RouteAction};
 fn empty_prefix_matches_every_path() {
     for text in [r#"{ prefix: "" }"#, "{ prefix: '' }"] {
         let c = ok(&with_match(text));
-        let route = &c.listeners[0].http.virtual_hosts[0].routes[0];
+        let route = &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0];
         assert!(
             matches!(&route.matcher.path, PathMatch::Prefix(p) if p.is_empty()),
             "{text}: {:?}",
@@ -23,7 +23,9 @@ fn empty_prefix_matches_every_path() {
         "route: { cluster: origin }",
         "route: { cluster: origin, prefix_rewrite: /api }",
     ));
-    let RouteAction::Forward(f) = &c.listeners[0].http.virtual_hosts[0].routes[0].action else {
+    let RouteAction::Forward(f) =
+        &c.listeners[0].http().expect("http listener").virtual_hosts[0].routes[0].action
+    else {
         panic!("not forward");
     };
     assert_eq!(f.prefix_rewrite.as_deref(), Some("/api"));

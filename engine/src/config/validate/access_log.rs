@@ -79,7 +79,7 @@ pub(super) fn access_logs(
 pub(super) fn number_destinations(listeners: &mut [Listener]) {
     let mut seen: HashMap<AccessLogPath, usize> = HashMap::new();
     for l in listeners {
-        for a in &mut l.http.access_log {
+        for a in l.access_log_mut() {
             let n = seen.len();
             a.file = *seen.entry(a.path.clone()).or_insert(n);
         }

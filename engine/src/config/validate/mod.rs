@@ -14,6 +14,7 @@ mod access_log;
 mod cluster;
 mod filters;
 mod http;
+mod tcp_proxy;
 mod tracing;
 
 use std::{
@@ -26,7 +27,7 @@ use super::{
     decode::Item,
     defaults,
     error::Problems,
-    model::{Admin, ClusterId, Config, CpuAffinity, Listener},
+    model::{Admin, ClusterId, Config, CpuAffinity, Listener, NetworkFilter},
     path::DocPath,
     schema::{ConfigSpec, CpuAffinitySpec, FilterSpec, ListenerSpec, WorkersSpec},
 };
@@ -241,8 +242,8 @@ fn listener_address(
     }
 }
 
-/// A listener: its one filter chain and that chain's one filter, which must be the HTTP
-/// connection manager.
+/// A listener: its one filter chain and that chain's one filter, the terminal network filter
+/// (the HTTP connection manager or the TCP proxy).
 fn listener(
     l: &ListenerSpec,
     address: Option<SocketAddr>,
@@ -279,36 +280,67 @@ fn listener(
             ),
         );
     }
-    let mut http = None;
+    let mut network = None;
     for (chain_path, chain) in enumerate(&l.filter_chains, &chains_path, problems) {
         let Some(chain) = &chain.value else { continue };
         let filters_path = chain_path.key("filters");
-        if chain.filters.len() != 1 {
+        // Both terminal filters in one chain: said once, at the later one, instead of the count.
+        let first = |want: fn(&FilterSpec) -> bool| {
+            chain
+                .filters
+                .iter()
+                .position(|f| f.value.as_ref().is_some_and(want))
+        };
+        let hcm = first(|f| matches!(f, FilterSpec::HttpConnectionManager(_)));
+        let tcp = first(|f| matches!(f, FilterSpec::TcpProxy(_)));
+        if let (Some(h), Some(t)) = (hcm, tcp) {
+            let (at, name) = if h > t {
+                (h, "http_connection_manager")
+            } else {
+                (t, "tcp_proxy")
+            };
+            problems.key(
+                &filters_path.index(at).key(name),
+                "`http_connection_manager` and `tcp_proxy` cannot share a filter chain: each \
+                 is a terminal filter that owns the connection (give each its own listener)",
+            );
+        } else if chain.filters.len() != 1 {
             problems.value(
                 &filters_path,
                 format!(
-                    "exactly one filter (http_connection_manager) is supported for now (found {})",
+                    "exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported \
+                     for now (found {})",
                     chain.filters.len()
                 ),
             );
         }
         for (filter_path, filter) in enumerate(&chain.filters, &filters_path, problems) {
-            match &filter.value {
-                None => {}
-                Some(FilterSpec::Unsupported(name)) => problems.key(
-                    &filter_path.key(name),
-                    format!(
-                        "filter `{name}` is not supported yet (only `http_connection_manager` is)"
-                    ),
-                ),
+            let built = match &filter.value {
+                None => None,
+                Some(FilterSpec::Unsupported(name)) => {
+                    problems.key(
+                        &filter_path.key(name),
+                        format!(
+                            "filter `{name}` is not supported yet (only \
+                             `http_connection_manager` and `tcp_proxy` are)"
+                        ),
+                    );
+                    None
+                }
                 Some(FilterSpec::HttpConnectionManager(hcm)) => {
                     let hcm_path = filter_path.key("http_connection_manager");
                     let built =
                         http::conn_manager(hcm, &l.name, &hcm_path, clusters, trace_rate, problems);
-                    if http.is_none() {
-                        http = Some(built);
-                    }
+                    Some(NetworkFilter::Http(built))
                 }
+                Some(FilterSpec::TcpProxy(tcp)) => {
+                    let tcp_path = filter_path.key("tcp_proxy");
+                    tcp_proxy::tcp_proxy(tcp, &l.name, &tcp_path, clusters, problems)
+                        .map(NetworkFilter::TcpProxy)
+                }
+            };
+            if network.is_none() {
+                network = built;
             }
         }
     }
@@ -317,7 +349,7 @@ fn listener(
         address: address?,
         backlog,
         exact_balance,
-        http: http?,
+        network: network?,
     })
 }
 

@@ -59,7 +59,10 @@ clusters:
     assert_eq!(simple_config(origin()), want);
     let c = load(want);
     assert_eq!(c.listeners.len(), 1);
-    assert_eq!(c.listeners[0].http.stat_prefix, "main");
+    assert_eq!(
+        c.listeners[0].http().expect("http listener").stat_prefix,
+        "main"
+    );
     assert_eq!(c.clusters[0].connect_timeout, Duration::from_secs(1));
 
     let admin = admin_config(origin(), "stats_flush_interval: 100ms\n");
@@ -117,19 +120,26 @@ fn config_builder_every_call_lands_in_its_place() {
     assert_eq!(names, ["edge", "second"]);
     let edge = &c.listeners[0];
     assert!(edge.exact_balance);
-    assert_eq!(edge.http.stat_prefix, "edge");
-    assert_eq!(edge.http.idle_timeout, Duration::from_secs(7));
-    assert_eq!(edge.http.request_headers_timeout, Duration::from_secs(2));
-    assert_eq!(edge.http.access_log.len(), 1);
+    assert_eq!(edge.http().expect("http listener").stat_prefix, "edge");
+    assert_eq!(
+        edge.http().expect("http listener").idle_timeout,
+        Duration::from_secs(7)
+    );
+    assert_eq!(
+        edge.http().expect("http listener").request_headers_timeout,
+        Duration::from_secs(2)
+    );
+    assert_eq!(edge.http().expect("http listener").access_log.len(), 1);
     let vhosts: Vec<(&str, usize)> = edge
-        .http
+        .http()
+        .expect("http listener")
         .virtual_hosts
         .iter()
         .map(|v| (v.name.as_str(), v.routes.len()))
         .collect();
     // A route after a raw virtual host starts the default one (`all`, for `*`).
     assert_eq!(vhosts, [("api", 5), ("empty", 0), ("raw", 0), ("all", 1)]);
-    let api = &edge.http.virtual_hosts[0];
+    let api = &edge.http().expect("http listener").virtual_hosts[0];
     assert_eq!(api.domains.len(), 2);
     match &api.routes[0].action {
         RouteAction::Forward(f) => {
@@ -149,7 +159,10 @@ fn config_builder_every_call_lands_in_its_place() {
     assert_eq!(api.routes[4].matcher.headers.len(), 1);
     // The second listener got its own default virtual host.
     assert_eq!(c.listeners[1].address.port(), 65000);
-    assert_eq!(c.listeners[1].http.virtual_hosts[0].name, "all");
+    assert_eq!(
+        c.listeners[1].http().expect("http listener").virtual_hosts[0].name,
+        "all"
+    );
 
     assert_eq!(c.clusters.len(), 2);
     assert_eq!(c.clusters[0].connect_timeout, Duration::from_millis(250));

@@ -1,0 +1,166 @@
+//! The `tcp_proxy` network filter: each downstream connection is joined to one upstream
+//! connection and bytes are copied both ways until both sides have closed (Envoy's
+//! `envoy.filters.network.tcp_proxy`, without on-demand clusters, weighted clusters or tunneling
+//! over HTTP).
+//!
+//! One task per connection, spawned by the accept loop (`listener::Serve`) for a listener whose
+//! filter chain holds `tcp_proxy`:
+//! 1. pick an endpoint with the cluster's load balancer ([`ClusterView::pick`]) and connect
+//!    within the cluster's `connect_timeout`; a failed connect picks again, up to
+//!    `max_connect_attempts` in all, then the downstream connection is closed (`UF` in the
+//!    access log, `upstream_cx_connect_attempts_exceeded` on the cluster);
+//! 2. copy both ways ([`Tunnel`]: pool buffers, 1 MiB bulk pieces while a direction runs
+//!    fast, half-close passed on, `idle_timeout` on the worker's coarse clock);
+//! 3. when both sides have closed: count (the connection's length into
+//!    `tcp.<stat_prefix>.downstream_cx_length`), and write one access-log line.
+//!
+//! The connection's record is a `StreamInfo` from the worker's pool (start, peer, cluster,
+//! endpoint, bytes each way, end), read by the access log exactly as an HTTP request's is:
+//! HTTP-only commands print `-` (`%RESPONSE_CODE%` prints 0, as Envoy's does for TCP).
+//!
+//! Per connection: one task, one record from the pool, one upstream connect; per piece of data:
+//! a read, a write and two single-writer counter stores. The upstream connection is never
+//! pooled (a byte stream has no message boundary to reuse it at).
+
+use std::{net::SocketAddr, rc::Rc, time::Instant};
+
+use bytes::BytesMut;
+
+use crate::{
+    config,
+    error::LocalReason,
+    http::ctx::WorkerCtx,
+    io::Conn,
+    stats,
+    stream_info::SiSlot,
+    tunnel::{End, Tunnel},
+    upstream::{ActiveRq, ClusterView, EndpointView},
+};
+
+/// What a worker's connections need from a `tcp_proxy` listener.
+#[derive(Debug)]
+pub struct TcpProxyCtx {
+    pub name: String,
+    /// Position in `Config::listeners`: the index of this listener's stats (set by the worker).
+    pub index: usize,
+    /// Hand new connections to the least loaded worker (`connection_balance: exact`).
+    pub exact_balance: bool,
+    pub proxy: config::TcpProxy,
+}
+
+impl TcpProxyCtx {
+    pub fn new(l: &config::Listener, proxy: &config::TcpProxy) -> Self {
+        TcpProxyCtx {
+            name: l.name.clone(),
+            index: 0,
+            exact_balance: l.exact_balance,
+            proxy: proxy.clone(),
+        }
+    }
+}
+
+/// Response-code details of a connection closed by `idle_timeout` (Envoy's local close reason
+/// for it; Envoy sets no response flag).
+pub const IDLE_TIMEOUT_DETAILS: &str = "tcp_session_idle_timeout";
+
+/// Serve one downstream connection until both sides have closed.
+pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<WorkerCtx>) {
+    let _live = w.drain.track();
+    let _cx = w.stats.downstream_cx(l.index);
+    let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+    let tcp = w.stats.listeners.get(l.index).map(|s| &s.tcp);
+    if let Some(t) = tcp {
+        stats::inc(&t.downstream_cx_total);
+    }
+    let p = &l.proxy;
+    let mut si = SiSlot::default();
+    si.start = Some(Instant::now());
+    si.downstream_remote = Some(peer);
+    si.cluster = Some(p.cluster);
+
+    let connected = match w.clusters.clusters.get(p.cluster) {
+        Some(c) => connect(c, p, &w, &mut si).await,
+        None => {
+            // Not in this worker's view (validation resolves every name; kept for Envoy's stat).
+            si.local_reason = Some(LocalReason::NoRoute);
+            if let Some(t) = tcp {
+                stats::inc(&t.downstream_cx_no_route);
+            }
+            None
+        }
+    };
+    if let Some((up, ep)) = connected {
+        let _active = ActiveRq::new(ep);
+        si.t_upstream_ready = Some(Instant::now());
+        let tunnel = Tunnel {
+            drain: &w.drain,
+            idle: p.idle_timeout,
+            bulk: &w.bulk_bufs,
+            stats: &w.stats,
+            counters: [
+                tcp.map(|t| &t.downstream_cx_rx_bytes_total),
+                tcp.map(|t| &t.downstream_cx_tx_bytes_total),
+            ],
+        };
+        let out = tunnel
+            .run(&down, BytesMut::new(), &up, BytesMut::new())
+            .await;
+        si.bytes_received = out.a_to_b;
+        si.bytes_sent = out.b_to_a;
+        if out.end == End::IdleTimeout {
+            si.filter_details = Some(IDLE_TIMEOUT_DETAILS);
+            if let Some(t) = tcp {
+                stats::inc(&t.idle_timeout);
+            }
+        }
+    }
+    let end = Instant::now();
+    si.t_last_byte = Some(end);
+    // Close both sides before the line is written (its duration ends here).
+    drop(down);
+    if let Some(start) = si.start {
+        w.hists
+            .cx_done(l.index, end.saturating_duration_since(start));
+    }
+    if !p.access_log.is_empty() {
+        w.access_log.log(&p.access_log, &si, Some(&p.cluster_name));
+    }
+    si.release();
+}
+
+/// Connect to an endpoint of `c`: up to `max_connect_attempts` picks, each within the cluster's
+/// `connect_timeout`. `None` (with the reason in `si`) when every attempt failed.
+async fn connect<'c>(
+    c: &'c ClusterView,
+    p: &config::TcpProxy,
+    w: &WorkerCtx,
+    si: &mut SiSlot,
+) -> Option<(Conn, &'c EndpointView)> {
+    let cstats = w.stats.cluster(p.cluster);
+    for attempt in 1..=p.max_connect_attempts {
+        let Some(ep) = c.pick() else {
+            si.local_reason = Some(LocalReason::NoHealthyUpstream);
+            return None;
+        };
+        si.upstream = Some(ep.address);
+        match Conn::connect(ep.address, c.connect_timeout).await {
+            Ok(up) => {
+                if let Some(s) = cstats {
+                    stats::inc(&s.upstream_cx_total);
+                }
+                return Some((up, ep));
+            }
+            Err(e) => {
+                if let Some(s) = cstats {
+                    stats::inc(&s.upstream_cx_connect_fail);
+                }
+                tracing::debug!(cluster = %c.name, endpoint = %ep.address, attempt, error = %e, "tcp_proxy: connect failed");
+            }
+        }
+    }
+    if let Some(s) = cstats {
+        stats::inc(&s.upstream_cx_connect_attempts_exceeded);
+    }
+    si.local_reason = Some(LocalReason::ConnectFailure);
+    None
+}
