@@ -146,6 +146,7 @@ impl Tunnel<'_> {
         counter: Option<&AtomicU64>,
         last: &Cell<u64>,
     ) -> Dir {
+        let _release = crate::io::ReleaseMultishot(src);
         if !first.is_empty() {
             let n = first.len();
             if dst.write_all(first.freeze()).await.is_err() {
@@ -192,6 +193,11 @@ impl Tunnel<'_> {
             stats::inc(&self.stats.body_bulk_no_buffer);
             return BulkEnd::NoBuffers;
         };
+        // Bulk receives bypass the pool: stop and drain the multishot receive first (until it
+        // is quiet the pool path goes on; released when this run ends or the direction does).
+        if !src.hold_multishot() {
+            return BulkEnd::Slowed;
+        }
         stats::inc(&self.stats.body_bulk_runs);
         let mut buf = lease.take();
         let end = loop {
@@ -213,6 +219,7 @@ impl Tunnel<'_> {
             }
         };
         lease.put(buf);
+        src.release_multishot();
         end
     }
 

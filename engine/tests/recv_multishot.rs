@@ -29,8 +29,9 @@ fn pat(i: u64) -> u8 {
     ((i % 251) as u8) ^ ((i >> 16) as u8)
 }
 
-/// An origin that answers `POST` with `len=N bad=M` after reading the body, holding off reading
-/// it for [`HOLD`]: the proxy's writes to it block once the socket buffers are full.
+/// An origin that answers with `len=N bad=M` after reading the body, holding off reading it for
+/// [`HOLD`] (the proxy's writes to it block once the socket buffers are full); `GET /slow` is
+/// answered after [`HOLD`].
 fn start_slow_origin() -> SocketAddr {
     // A backlog for every upload connecting at once (std's is 128).
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
@@ -120,7 +121,7 @@ fn serve(s: TcpStream) {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         let chunked = head.contains("transfer-encoding: chunked");
-        if len > 0 || chunked {
+        if len > 0 || chunked || head.starts_with("get /slow") {
             thread::sleep(HOLD);
         }
         let (mut got, mut bad) = (0u64, 0u64);
@@ -248,9 +249,54 @@ fn recv_multishot_one_fast_uploader_to_a_stalled_upstream_takes_at_most_its_cap_
 }
 
 #[test]
-fn recv_multishot_many_uploads_to_a_stalled_upstream_survive_pool_exhaustion_intact() {
+fn recv_multishot_tiny_segments_while_the_upstream_thinks_take_at_most_the_cap() {
+    // While the proxy waits for a slow answer, the client sends its next request one byte per
+    // segment. The byte limit alone would let each arrival take a buffer (over 1,000 here, past
+    // the pool's 512: tried, they do); the cap in buffers stops the receive at 4.
     let origin = start_slow_origin();
     let (proxy, admin) = Proxy::start_with_admin(&admin_config(origin, ""), &["--workers", "1"]);
+    let mut c = Client::connect(proxy.addr);
+    c.stream.set_nodelay(true).expect("nodelay");
+    c.stream.set_read_timeout(Some(STALL)).expect("timeout");
+    let mut w = c.stream.try_clone().expect("clone");
+    w.write_all(b"GET /slow HTTP/1.1\r\nHost: up\r\n\r\n")
+        .expect("first");
+    thread::sleep(Duration::from_millis(200));
+    let next = format!(
+        "GET /next HTTP/1.1\r\nHost: up\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(1000)
+    );
+    for b in next.as_bytes() {
+        thread::sleep(Duration::from_micros(1000));
+        w.write_all(std::slice::from_ref(b)).expect("one byte");
+    }
+    for _ in 0..2 {
+        let r = c.response(false);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.body_str(), "len=0 bad=0");
+    }
+    let stats = admin_stats(admin);
+    assert_eq!(
+        stats.get("worker.0.recv_no_buffer").copied(),
+        Some(0),
+        "small arrivals on one connection ran the pool dry"
+    );
+    assert!(stat_above_zero(admin, "worker.0.recv_multishot_capped") > 0);
+}
+
+#[test]
+fn recv_multishot_many_uploads_to_a_stalled_upstream_survive_pool_exhaustion_intact() {
+    let origin = start_slow_origin();
+    // 250 connects at once to an origin on a busy machine: a generous connect timeout, so that
+    // only the proxy's own behaviour can fail the uploads.
+    let yaml = ConfigBuilder::new()
+        .stat_prefix("main")
+        .route_prefix("/", "origin")
+        .cluster("origin", &[origin])
+        .connect_timeout("20s")
+        .admin()
+        .yaml();
+    let (proxy, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let addr = proxy.addr;
     let ts: Vec<_> = (0..UPLOADS)
         .map(|_| thread::spawn(move || upload(addr, BODY)))

@@ -106,7 +106,22 @@ async fn read_src(src: &Conn, timeout: ReadTimeout<'_>) -> Result<Option<ReadBuf
     r.map_err(PumpError::SrcRead)
 }
 
+/// Most pieces one vectored write carries: the kernel refuses more than `IOV_MAX` (1024), and
+/// a read full of tiny chunks decodes into three pieces per chunk.
+const MAX_IOVS: usize = 512;
+
 async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
+    if pieces.len() > MAX_IOVS {
+        let mut rest = pieces;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_IOVS));
+            dst.write_vectored_all(rest)
+                .await
+                .map_err(PumpError::DstWrite)?;
+            rest = tail;
+        }
+        return Ok(());
+    }
     match pieces.len() {
         0 => Ok(()),
         1 => {

@@ -5,6 +5,9 @@
 //! kernel picks a pool buffer only when data arrives, so a connection waiting for its next request
 //! owns no read buffer at all (the idle-memory goal). When the pool is empty the read falls back to
 //! a one-off owned buffer instead of failing (`ErrorKind::ResourceBusy` is never an error here).
+//! A connection's reads share one multishot receive ([`multi`]), re-armed only when its reader
+//! has caught up, so a read costs no submission; dropping a read future loses nothing (what
+//! arrives waits in the connection's queue for the next read).
 //!
 //! Writes take owned buffers (`Bytes`, `BytesMut`, a pool buffer being forwarded as is, or a
 //! tuple/Vec of them for vectored writes) and return only once every byte is written.

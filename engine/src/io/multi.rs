@@ -13,8 +13,11 @@
 //! slow upstream) would take the whole pool. Each receive is therefore armed with a byte limit
 //! (`IORING_RECV_MSHOT_LIM`, the SQE's `optlen`): after [`MULTI_CAP`] buffers' worth the kernel
 //! ends it, and it is armed again only once the reader has read everything it delivered. At most
-//! [`MULTI_CAP`] buffers wait unread per connection; beyond that the socket's own buffer fills
-//! and TCP flow control slows the sender, as with one-shot receives. A kernel without the limit
+//! [`MULTI_CAP`] full buffers wait unread per connection; beyond that the socket's own buffer
+//! fills and TCP flow control slows the sender, as with one-shot receives. Small arrivals take a
+//! buffer each, so the limit in bytes is not one in buffers: when [`MULTI_CAP`] buffers wait
+//! while the receive goes on, the worker's [`governor`] task cancels it (the driver cannot cancel
+//! from inside a completion); what arrived is still read in order. A kernel without the limit
 //! (before 6.18) refuses the first receive with `EINVAL`; the worker then reads one-shot.
 //!
 //! Pool exhaustion (`ENOBUFS`: every provided buffer in use) also ends a receive: that read is
@@ -43,7 +46,7 @@ use compio::{
 /// Most buffers that may wait unread on one connection before its receive is cancelled.
 pub const MULTI_CAP: usize = 4;
 /// Queue slots kept inline; more (arrivals racing a cancellation) spill into a vector.
-const INLINE: usize = 8;
+const INLINE: usize = MULTI_CAP;
 
 type Fd = SharedFd<socket2::Socket>;
 
@@ -83,20 +86,22 @@ pub struct MultiShared {
     waker: RefCell<Option<Waker>>,
     /// Reads go one-shot: the receive is not re-armed.
     held: Cell<bool>,
+    /// Handed to the governor already.
+    flagged: Cell<bool>,
 }
 
 #[derive(Default)]
 struct Queue {
     inline: [(u32, u16); INLINE],
-    head: usize,
-    len: usize,
+    head: u8,
+    len: u8,
     spill: std::collections::VecDeque<(u32, u16)>,
 }
 
 impl Queue {
     fn push(&mut self, v: (u32, u16)) {
-        if self.len < INLINE && self.spill.is_empty() {
-            self.inline[(self.head + self.len) % INLINE] = v;
+        if usize::from(self.len) < INLINE && self.spill.is_empty() {
+            self.inline[(usize::from(self.head) + usize::from(self.len)) % INLINE] = v;
             self.len += 1;
         } else {
             self.spill.push_back(v);
@@ -104,15 +109,15 @@ impl Queue {
     }
     fn pop(&mut self) -> Option<(u32, u16)> {
         if self.len > 0 {
-            let v = self.inline[self.head];
-            self.head = (self.head + 1) % INLINE;
+            let v = self.inline[usize::from(self.head)];
+            self.head = ((usize::from(self.head) + 1) % INLINE) as u8;
             self.len -= 1;
             return Some(v);
         }
         self.spill.pop_front()
     }
     fn count(&self) -> usize {
-        self.len + self.spill.len()
+        usize::from(self.len) + self.spill.len()
     }
 }
 
@@ -158,6 +163,7 @@ impl MultiShared {
             op: RefCell::new(None),
             waker: RefCell::new(None),
             held: Cell::new(false),
+            flagged: Cell::new(false),
         })
     }
 
@@ -261,8 +267,8 @@ pub struct MultiRecv {
 }
 
 impl MultiRecv {
-    /// One arrival (or the data of a final completion).
-    fn arrived(&mut self, res: &io::Result<usize>, extra: &Extra) {
+    /// One arrival (or the data of a final completion); `more`: the receive goes on.
+    fn arrived(&mut self, res: &io::Result<usize>, extra: &Extra, more: bool) {
         let Ok(id) = extra.buffer_id() else { return };
         let (Ok(n), Some(sh)) = (res, self.shared.upgrade()) else {
             let _ = self.pool.reset(id);
@@ -273,7 +279,22 @@ impl MultiRecv {
             return;
         }
         LIMIT.with(|l| l.set(Limit::Works));
-        sh.ring.borrow_mut().push((*n as u32, id));
+        let queued = {
+            let mut ring = sh.ring.borrow_mut();
+            ring.push((*n as u32, id));
+            ring.count()
+        };
+        // The byte limit stops a receive after 4 full buffers, but small arrivals take a
+        // buffer each: past the cap in buffers, the governor cancels the receive (the driver
+        // cannot from inside a completion).
+        if more && queued >= MULTI_CAP && !sh.flagged.replace(true) {
+            GOVERNOR.with(|g| {
+                g.over.borrow_mut().push(Rc::downgrade(&sh));
+                if let Some(w) = g.waker.take() {
+                    w.wake();
+                }
+            });
+        }
         sh.wake();
     }
 }
@@ -300,7 +321,7 @@ unsafe impl OpCode for MultiRecv {
 
     unsafe fn set_result(&mut self, _: &mut Self::Control, res: &io::Result<usize>, extra: &Extra) {
         // The final completion: it may carry data (kept in order), then it ends the receive.
-        self.arrived(res, extra);
+        self.arrived(res, extra, false);
         let Some(sh) = self.shared.upgrade() else {
             return;
         };
@@ -331,7 +352,7 @@ unsafe impl OpCode for MultiRecv {
         res: io::Result<usize>,
         extra: Extra,
     ) {
-        self.arrived(&res, &extra);
+        self.arrived(&res, &extra, true);
     }
 
     fn pop_multishot(
@@ -388,6 +409,36 @@ struct MultiCounters {
 thread_local! {
     static COUNTERS: MultiCounters = MultiCounters::default();
     static LIMIT: Cell<Limit> = const { Cell::new(Limit::Unknown) };
+    static GOVERNOR: Governor = Governor::default();
+}
+
+#[derive(Default)]
+struct Governor {
+    over: RefCell<Vec<Weak<MultiShared>>>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// The worker's governor: cancels the receive of every connection found with [`MULTI_CAP`]
+/// buffers unread while its receive goes on (small arrivals, each in its own buffer). Spawned
+/// once per worker; never ends.
+pub async fn governor() {
+    std::future::poll_fn(|cx| {
+        let over = GOVERNOR.with(|g| {
+            g.waker.set(Some(cx.waker().clone()));
+            std::mem::take(&mut *g.over.borrow_mut())
+        });
+        for sh in over.iter().filter_map(Weak::upgrade) {
+            sh.flagged.set(false);
+            if sh.state.get() == State::Armed && sh.ring.borrow().count() >= MULTI_CAP {
+                if let Some(op) = sh.op.borrow_mut().take() {
+                    drop(op);
+                    COUNTERS.with(|c| c.capped.set(c.capped.get() + 1));
+                }
+            }
+        }
+        std::task::Poll::<()>::Pending
+    })
+    .await
 }
 
 /// This worker's counters: receives armed, receives that reached their limit of [`MULTI_CAP`]

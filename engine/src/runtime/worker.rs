@@ -133,6 +133,7 @@ async fn serve(start: Start) {
     spawn_histogram_shipper(&worker, hist_tx.clone());
     spawn_log_flusher(&worker);
     spawn_coarse_clock(&worker);
+    compio::runtime::spawn(crate::io::multi::governor()).detach();
     let _ = ready.send(Ok(id));
     obey_control(&worker, &control, &hist_tx).await;
     drain_and_stop(&worker).await;
