@@ -331,6 +331,23 @@ impl Aggregator {
                 "downstream_cx_handoff",
                 Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
             );
+            if l.select.is_some() {
+                let counters: [(&'static str, fn(&super::ListenerStats) -> u64); 4] = [
+                    ("no_filter_chain_match", |l| get(&l.no_filter_chain_match)),
+                    ("downstream_pre_cx_timeout", |l| {
+                        get(&l.downstream_pre_cx_timeout)
+                    }),
+                    ("downstream_listener_filter_error", |l| {
+                        get(&l.downstream_listener_filter_error)
+                    }),
+                    ("downstream_listener_filter_remote_close", |l| {
+                        get(&l.downstream_listener_filter_remote_close)
+                    }),
+                ];
+                for (name, f) in counters {
+                    put(Scope::Listener, &a, name, Value::Counter(ls(f)));
+                }
+            }
             let p = l.stat_prefix();
             let Some(http) = l.http() else {
                 let counters: [(&'static str, TcpGetter); 5] = [
