@@ -46,6 +46,9 @@ pub struct TcpProxyCtx {
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
     pub exact_balance: bool,
     pub proxy: config::TcpProxy,
+    /// Record each connection's length in the listener's histogram slot; off when another
+    /// chain of the listener runs the HTTP connection manager (the slot is its request times).
+    pub record_length: bool,
 }
 
 impl TcpProxyCtx {
@@ -55,6 +58,9 @@ impl TcpProxyCtx {
             index: 0,
             exact_balance: l.exact_balance,
             proxy: proxy.clone(),
+            record_length: !l
+                .networks()
+                .any(|n| matches!(n, config::NetworkFilter::Http(_))),
         }
     }
 }
@@ -130,7 +136,7 @@ pub async fn serve_with(
     si.t_last_byte = Some(end);
     // Close both sides before the line is written (its duration ends here).
     drop(down);
-    if let Some(start) = si.start {
+    if let (Some(start), true) = (si.start, l.record_length) {
         w.hists
             .cx_done(l.index, end.saturating_duration_since(start));
     }

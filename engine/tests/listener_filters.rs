@@ -216,7 +216,8 @@ fn listener_plain_http_and_tls_on_one_listener() {
     let origin = BenchOrigin::start(&[]);
     let u = upstreams();
     let yaml = format!(
-        "listeners:
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
   - name: mixed
     address: 127.0.0.1:0
     listener_filters: [tls_inspector]
@@ -237,12 +238,19 @@ fn listener_plain_http_and_tls_on_one_listener() {
         clusters(&u),
         origin.addr
     );
-    let proxy = Proxy::start(&yaml);
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let r = get(proxy.addr, "mixed.test", "/echo");
     assert_eq!(r.status(), 200, "{r:?}");
     let h = hello("mixed.test", &[]);
     assert_eq!(send_in_pieces(proxy.addr, &h, 1), b"exact");
     assert_eq!(recorded(&u).1, h);
+    // Both chains' stats, under the listener's (default) stat prefix.
+    eventually("http and tcp stats of one listener", || {
+        let st = admin_stats(admin_addr);
+        st.get("http.mixed.downstream_rq_total") == Some(&1)
+            && st.get("tcp.mixed.downstream_cx_total") == Some(&1)
+            && st.get("tcp.mixed.downstream_cx_rx_bytes_total") == Some(&(h.len() as u64))
+    });
 }
 
 #[test]
