@@ -469,3 +469,36 @@ clusters:
         assert!(lines.contains(&want), "missing {want:?} in:\n{}", out.stderr);
     }
 }
+
+#[test]
+fn listener_continue_on_timeout_serves_a_server_first_client_as_raw_buffer() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: smtp
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    listener_filters_timeout: 200ms
+    continue_on_listener_filters_timeout: true
+    filter_chains:
+{}{}{}",
+        tcp_chain("{ transport_protocol: tls }", "exact"),
+        tcp_chain("{ transport_protocol: raw_buffer }", "wild"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // The client says nothing (it waits for the server's greeting): after the timeout it is
+    // matched as raw_buffer and joined to the upstream, which answers.
+    let mut s = TcpStream::connect(proxy.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert_eq!(got, b"wild");
+    let (tag, bytes) = recorded(&u);
+    assert_eq!((tag, bytes.len()), ("wild", 0));
+    assert_eq!(
+        listener_stat(admin_addr, proxy.addr, "downstream_pre_cx_timeout"),
+        0
+    );
+}

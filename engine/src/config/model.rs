@@ -112,6 +112,9 @@ pub struct ChainSelect {
     pub tls_inspector: bool,
     /// `listener_filters_timeout` (`None`: `0s`, no limit).
     pub timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: at the timeout, a connection still waiting for a
+    /// ClientHello is matched as `raw_buffer` (one still inside a PROXY header is closed).
+    pub continue_on_timeout: bool,
     /// `filter_chains`, in config order (at most [`super::defaults::MAX_FILTER_CHAINS`]).
     pub chains: Vec<FilterChain>,
     /// `default_filter_chain`.

@@ -197,6 +197,9 @@ pub struct ListenerSpec {
     /// How long the listener filters may wait for the bytes they need (default 15s, Envoy's;
     /// `0s` disables).
     pub listener_filters_timeout: Option<Dur>,
+    /// At `listener_filters_timeout`, choose a chain with what is known instead of closing
+    /// (default false, Envoy's): for protocols where the server speaks first.
+    pub continue_on_listener_filters_timeout: Option<bool>,
 }
 
 /// One listener filter: the short name (`tls_inspector`), a map with one key, the name, holding

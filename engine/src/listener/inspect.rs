@@ -21,7 +21,8 @@
 //! split over several TLS records reassembled in a per-worker scratch buffer. Every wait is
 //! bounded by `listener_filters_timeout` (on the runtime's timer); a peer that sends garbage,
 //! closes, or says nothing in time is closed and counted, and never holds the worker (the
-//! stage is an ordinary task). Counters, under `listener.<address>.`:
+//! stage is an ordinary task) — unless `continue_on_listener_filters_timeout` asks to match a
+//! connection still waiting for its ClientHello as `raw_buffer` (server-first protocols). Counters, under `listener.<address>.`:
 //! `no_filter_chain_match`, `downstream_pre_cx_timeout`, `downstream_listener_filter_error`
 //! (a malformed PROXY header or ClientHello), `downstream_listener_filter_remote_close`.
 
@@ -57,6 +58,8 @@ pub struct Selecting {
     pub proxy_protocol: bool,
     pub tls_inspector: bool,
     pub timeout: Option<Duration>,
+    /// At the timeout, match a connection still waiting for a ClientHello as `raw_buffer`.
+    pub continue_on_timeout: bool,
     /// Each chain's match, in config order (beside `chains`).
     pub matchers: Vec<ChainMatch>,
     /// Each chain's network filter (never `Serve::Select`).
@@ -111,19 +114,21 @@ pub async fn serve(conn: Conn, peer: SocketAddr, s: Rc<Selecting>, w: Rc<WorkerC
             }
         }
     }
+    let mut inspect = s.tls_inspector;
     let chosen = loop {
-        let verdict = if s.tls_inspector && buf.is_empty() {
+        let verdict = if inspect && buf.is_empty() {
             Ok(None)
         } else {
-            choose(&s, &buf, peer, dst_port)
+            choose(&s, inspect, &buf, peer, dst_port)
         };
         match verdict {
             Ok(Some(c)) => break c,
-            Ok(None) => {
-                if let Err(why) = read_more(&conn, &mut buf, deadline).await {
-                    return stopped(why, &count);
-                }
-            }
+            Ok(None) => match read_more(&conn, &mut buf, deadline).await {
+                Ok(()) => {}
+                // A server-first protocol: give up on the hello, match what is known.
+                Err(Stop::TimedOut) if s.continue_on_timeout => inspect = false,
+                Err(why) => return stopped(why, &count),
+            },
             Err(e) => {
                 tracing::debug!(listener = %s.name, %peer, error = %e, "tls_inspector: closing");
                 count(|l| &l.downstream_listener_filter_error);
@@ -149,9 +154,10 @@ pub async fn serve(conn: Conn, peer: SocketAddr, s: Rc<Selecting>, w: Rc<WorkerC
 }
 
 /// The chain for what is in `buf` (`Ok(Some(None))`: no chain matches), or `Ok(None)` when
-/// `tls_inspector` needs more bytes.
+/// `tls_inspector` (`inspect`) needs more bytes.
 fn choose(
     s: &Selecting,
+    inspect: bool,
     buf: &[u8],
     peer: SocketAddr,
     dst_port: u16,
@@ -163,7 +169,7 @@ fn choose(
         transport: TransportProtocol::RawBuffer,
         alpn: None,
     };
-    if !s.tls_inspector {
+    if !inspect {
         return Ok(Some(select::select(&s.matchers, &raw)));
     }
     SCRATCH.with(|scratch| {

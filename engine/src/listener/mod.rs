@@ -65,6 +65,7 @@ impl Serve {
             proxy_protocol: sel.proxy_protocol,
             tls_inspector: sel.tls_inspector,
             timeout: sel.timeout,
+            continue_on_timeout: sel.continue_on_timeout,
             matchers: sel.chains.iter().map(|c| c.matcher.clone()).collect(),
             chains: sel
                 .chains

@@ -368,6 +368,7 @@ fn listener(
         .map(|c| c.network.clone())
         .or_else(|| default.clone());
     let plain = networks.len() == 1
+        && l.continue_on_listener_filters_timeout.is_none()
         && !matched
         && default.is_none()
         && !proxy_protocol
@@ -378,6 +379,7 @@ fn listener(
             proxy_protocol,
             tls_inspector,
             timeout: (!timeout.is_zero()).then_some(timeout),
+            continue_on_timeout: l.continue_on_listener_filters_timeout.unwrap_or(false),
             chains: networks,
             default,
         })
