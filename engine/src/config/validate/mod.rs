@@ -305,19 +305,15 @@ fn listener(
         };
         let m = chains::chain_match(chain.filter_chain_match.as_ref(), &chain_path, problems);
         matched |= chain.filter_chain_match.is_some();
-        if let Some((j, _)) = chains
-            .iter()
-            .enumerate()
-            .find(|(_, (other, _, _))| *other == m)
-        {
-            let (_, _, other_path): &(_, _, DocPath) = &chains[j];
+        // Equal matches (normalised: sorted, lower-cased) would always pick the first.
+        let same = chains.iter().find(|(other, _, _)| *other == m);
+        if let Some((_, _, other_path)) = same {
             let what = chains::describe(&m);
             problems.value(
                 &chain_path.key("filter_chain_match"),
                 format!(
-                    "filter_chain_match ({what}) is the same as {}'s: a \
-                     connection could not tell them apart",
-                    other_path.to_string().trim_start_matches('.')
+                    "filter_chain_match ({what}) is the same as {other_path}'s: a connection \
+                     could not tell them apart"
                 ),
             );
         }
