@@ -86,7 +86,7 @@ fn filter_chains_each_with_one_terminal_filter() {
     assert_errors(
         &edit("      - filters:\n          - http_connection_manager:\n", "      - filters:\n          - tcp_proxy: { cluster: origin }\n          - http_connection_manager:\n"),
         &[
-            "listeners[0].filter_chains[0].filters[1].http_connection_manager: `http_connection_manager` and `tcp_proxy` cannot share a filter chain: each is a terminal filter that owns the connection (give each its own listener) (line 7)",
+            "listeners[0].filter_chains[0].filters[1].http_connection_manager: `http_connection_manager` and `tcp_proxy` cannot share a filter chain: each is a terminal filter that owns the connection (give each its own filter chain or listener) (line 7)",
         ],
     );
     // Two connection managers: the count.

@@ -426,7 +426,7 @@ fn network_filter(
         problems.key(
             &filters_path.index(at).key(name),
             "`http_connection_manager` and `tcp_proxy` cannot share a filter chain: each \
-             is a terminal filter that owns the connection (give each its own listener)",
+             is a terminal filter that owns the connection (give each its own filter chain or listener)",
         );
     } else if chain.filters.len() != 1 {
         problems.value(
