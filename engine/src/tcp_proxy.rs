@@ -46,6 +46,9 @@ pub struct TcpProxyCtx {
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
     pub exact_balance: bool,
     pub proxy: config::TcpProxy,
+    /// Record each connection's length in the listener's histogram slot; off when another
+    /// chain of the listener runs the HTTP connection manager (the slot is its request times).
+    pub record_length: bool,
 }
 
 impl TcpProxyCtx {
@@ -55,6 +58,9 @@ impl TcpProxyCtx {
             index: 0,
             exact_balance: l.exact_balance,
             proxy: proxy.clone(),
+            record_length: !l
+                .networks()
+                .any(|n| matches!(n, config::NetworkFilter::Http(_))),
         }
     }
 }
@@ -65,6 +71,20 @@ pub const IDLE_TIMEOUT_DETAILS: &str = "tcp_session_idle_timeout";
 
 /// Serve one downstream connection until both sides have closed.
 pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<WorkerCtx>) {
+    serve_with(down, peer, BytesMut::new(), l, w).await
+}
+
+/// [`serve`], for a connection whose first bytes were already read (by the listener filters):
+/// `first` goes upstream before anything else, untouched (TLS passthrough hands the
+/// ClientHello on this way). `peer` is the client (a PROXY header's source, when there was
+/// one).
+pub async fn serve_with(
+    down: Conn,
+    peer: SocketAddr,
+    first: BytesMut,
+    l: Rc<TcpProxyCtx>,
+    w: Rc<WorkerCtx>,
+) {
     let _live = w.drain.track();
     let _cx = w.stats.downstream_cx(l.index);
     let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
@@ -102,9 +122,7 @@ pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<Worke
                 tcp.map(|t| &t.downstream_cx_tx_bytes_total),
             ],
         };
-        let out = tunnel
-            .run(&down, BytesMut::new(), &up, BytesMut::new())
-            .await;
+        let out = tunnel.run(&down, first, &up, BytesMut::new()).await;
         si.bytes_received = out.a_to_b;
         si.bytes_sent = out.b_to_a;
         if out.end == End::IdleTimeout {
@@ -118,7 +136,7 @@ pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<Worke
     si.t_last_byte = Some(end);
     // Close both sides before the line is written (its duration ends here).
     drop(down);
-    if let Some(start) = si.start {
+    if let (Some(start), true) = (si.start, l.record_length) {
         w.hists
             .cx_done(l.index, end.saturating_duration_since(start));
     }

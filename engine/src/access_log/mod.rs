@@ -57,7 +57,11 @@ enum Msg {
 pub fn destinations(cfg: &Config) -> Vec<AccessLogPath> {
     let mut out: Vec<AccessLogPath> = Vec::new();
     for l in &cfg.listeners {
-        for a in l.access_log() {
+        let logs = l.networks().flat_map(|n| match n {
+            crate::config::NetworkFilter::Http(h) => &h.access_log[..],
+            crate::config::NetworkFilter::TcpProxy(t) => &t.access_log[..],
+        });
+        for a in logs {
             if a.file >= out.len() {
                 out.resize(a.file + 1, AccessLogPath::Stdout);
             }

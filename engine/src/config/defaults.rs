@@ -75,3 +75,9 @@ pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
 pub const CLUSTER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Endpoint `weight`.
 pub const ENDPOINT_WEIGHT: u32 = 1;
+
+/// How long listener filters wait for what they need (`listener_filters_timeout`, Envoy's 15s).
+pub const LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Most filter chains on one listener (chain selection keeps its candidates in a 64-bit set).
+pub const MAX_FILTER_CHAINS: usize = 64;

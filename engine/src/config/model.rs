@@ -93,8 +93,91 @@ pub struct Listener {
     /// Hand each new connection to the least loaded worker (`connection_balance: exact`, the
     /// default) instead of serving it where SO_REUSEPORT hashed it (`kernel`).
     pub exact_balance: bool,
-    /// The terminal network filter of the (single, for now) filter chain.
+    /// The terminal network filter of the first filter chain (of `default_filter_chain` when
+    /// `filter_chains` is empty): what a listener without chain matching runs, and whose
+    /// `stat_prefix` names the listener's `http.`/`tcp.` stats.
     pub network: NetworkFilter,
+    /// Listener filters and chain matching; `None` for a listener with one chain, no
+    /// `filter_chain_match`, no default chain and no listener filters (it runs `network` on
+    /// every connection, with no per-connection work before it).
+    pub select: Option<Box<ChainSelect>>,
+}
+
+/// A listener's listener filters and filter chains, ready to match (`listener::select`).
+#[derive(Debug, Clone)]
+pub struct ChainSelect {
+    /// Read a PROXY protocol header first (`proxy_protocol`).
+    pub proxy_protocol: bool,
+    /// Peek at the TLS ClientHello (`tls_inspector`).
+    pub tls_inspector: bool,
+    /// `listener_filters_timeout` (`None`: `0s`, no limit).
+    pub timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: at the timeout, a connection still waiting for a
+    /// ClientHello is matched as `raw_buffer` (one still inside a PROXY header is closed).
+    pub continue_on_timeout: bool,
+    /// `filter_chains`, in config order (at most [`super::defaults::MAX_FILTER_CHAINS`]).
+    pub chains: Vec<FilterChain>,
+    /// `default_filter_chain`.
+    pub default: Option<NetworkFilter>,
+}
+
+/// One filter chain: its match and its terminal network filter.
+#[derive(Debug, Clone)]
+pub struct FilterChain {
+    pub matcher: ChainMatch,
+    pub network: NetworkFilter,
+}
+
+/// A `filter_chain_match`, normalised (names lower-cased, lists sorted and deduplicated, so
+/// two equal matches compare equal). Empty criteria match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainMatch {
+    pub destination_port: Option<u16>,
+    /// Exact names and `*.suffix` wildcards, lower-case.
+    pub server_names: Vec<String>,
+    pub transport_protocol: Option<TransportProtocol>,
+    pub application_protocols: Vec<String>,
+    pub source_prefix_ranges: Vec<Cidr>,
+}
+
+/// `transport_protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TransportProtocol {
+    /// The connection starts with a TLS ClientHello (`tls_inspector` saw one).
+    Tls,
+    /// Anything else (or no `tls_inspector`).
+    RawBuffer,
+}
+
+/// An address range (`source_prefix_ranges`): the address with bits past `len` cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range (an IPv4 range also holds IPv4-mapped IPv6 addresses).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(a) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What a listener's connections run: the terminal network filter of its chain.
@@ -131,19 +214,24 @@ impl Listener {
         }
     }
 
+    /// Every chain's network filter (`network` alone for a listener without chain matching;
+    /// otherwise each chain's, then the default chain's).
+    pub fn networks(&self) -> impl Iterator<Item = &NetworkFilter> {
+        let (first, rest, default) = match &self.select {
+            None => (Some(&self.network), &[][..], None),
+            Some(s) => (None, &s.chains[..], s.default.as_ref()),
+        };
+        first
+            .into_iter()
+            .chain(rest.iter().map(|c| &c.network))
+            .chain(default)
+    }
+
     /// The network filter's access logs.
     pub fn access_log(&self) -> &[AccessLog] {
         match &self.network {
             NetworkFilter::Http(h) => &h.access_log,
             NetworkFilter::TcpProxy(t) => &t.access_log,
-        }
-    }
-
-    /// The network filter's access logs, to number their destinations.
-    pub(crate) fn access_log_mut(&mut self) -> &mut [AccessLog] {
-        match &mut self.network {
-            NetworkFilter::Http(h) => &mut h.access_log,
-            NetworkFilter::TcpProxy(t) => &mut t.access_log,
         }
     }
 }

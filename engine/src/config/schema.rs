@@ -183,14 +183,151 @@ pub struct ListenerSpec {
     /// How new connections are spread over workers: `exact` (the least loaded worker serves
     /// it; the default) or `kernel` (the worker SO_REUSEPORT hashed it to).
     pub connection_balance: Option<String>,
-    /// Exactly one filter chain for now (matching on SNI/ALPN/ports comes with TLS).
+    /// The filter chains; a connection runs the one whose `filter_chain_match` fits it best
+    /// (Envoy's order: destination port, server name, transport protocol, application
+    /// protocols, source address), or `default_filter_chain`, or is closed.
+    #[serde(default)]
     pub filter_chains: Vec<Item<FilterChainSpec>>,
+    /// The chain for connections no `filter_chains` entry matches (default none: closed).
+    pub default_filter_chain: Option<Item<FilterChainSpec>>,
+    /// Filters that read the start of a connection before a chain is chosen, in order:
+    /// `proxy_protocol`, `tls_inspector` (default none).
+    #[serde(default)]
+    pub listener_filters: Vec<Item<ListenerFilterSpec>>,
+    /// How long the listener filters may wait for the bytes they need (default 15s, Envoy's;
+    /// `0s` disables).
+    pub listener_filters_timeout: Option<Dur>,
+    /// At `listener_filters_timeout`, choose a chain with what is known instead of closing
+    /// (default false, Envoy's): for protocols where the server speaks first.
+    pub continue_on_listener_filters_timeout: Option<bool>,
+}
+
+/// One listener filter: the short name (`tls_inspector`), a map with one key, the name, holding
+/// its (empty) config (`tls_inspector: {}`), or Envoy's `{name: envoy.filters.listener.NAME}`.
+#[derive(Debug)]
+pub enum ListenerFilterSpec {
+    /// `tls_inspector`: peeks at the TLS ClientHello (SNI, ALPN) without consuming it.
+    TlsInspector,
+    /// `proxy_protocol`: reads a PROXY v1/v2 header and takes the client address from it.
+    ProxyProtocol,
+    /// A name this version does not know: a validation error.
+    Unsupported(String),
+}
+
+impl ListenerFilterSpec {
+    fn from_name(name: &str) -> ListenerFilterSpec {
+        match name.strip_prefix("envoy.filters.listener.").unwrap_or(name) {
+            "tls_inspector" => ListenerFilterSpec::TlsInspector,
+            "proxy_protocol" => ListenerFilterSpec::ProxyProtocol,
+            _ => ListenerFilterSpec::Unsupported(name.to_string()),
+        }
+    }
+}
+
+/// A listener filter's config map: none of the built-in ones has a key yet.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an empty map (this listener filter has no settings)"
+)]
+struct NoSettings {}
+
+impl<'de> Deserialize<'de> for ListenerFilterSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = ListenerFilterSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a listener filter: `tls_inspector`, `proxy_protocol`, a map with one key \
+                     (the name) or `{name: envoy.filters.listener.NAME}`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ListenerFilterSpec, E> {
+                Ok(ListenerFilterSpec::from_name(s))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ListenerFilterSpec, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "empty listener filter: expected one key, the filter name",
+                    ));
+                };
+                let filter = if key == "name" {
+                    ListenerFilterSpec::from_name(&map.next_value::<String>()?)
+                } else {
+                    let f = ListenerFilterSpec::from_name(&key);
+                    match f {
+                        ListenerFilterSpec::Unsupported(_) => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            map.next_value::<Option<NoSettings>>()?;
+                        }
+                    }
+                    f
+                };
+                if let Some(k) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "unexpected key `{k}`: a listener filter is a map with exactly one key \
+                         (its name, or `name`)"
+                    )));
+                }
+                Ok(filter)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a connection must look like for a filter chain to run on it (Envoy's
+/// `filter_chain_match`). An omitted or empty criterion matches anything.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a filter_chain_match map")]
+pub struct FilterChainMatchSpec {
+    /// The port the client connected to (the listener's, or the PROXY header's destination).
+    pub destination_port: Option<u16>,
+    /// SNI names (`tls_inspector`): exact names or `*.suffix` wildcards; the most specific wins.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    /// `tls` or `raw_buffer` (`tls_inspector`).
+    pub transport_protocol: Option<String>,
+    /// ALPN protocols (`tls_inspector`): matches when the client offers one of them.
+    #[serde(default)]
+    pub application_protocols: Vec<String>,
+    /// Client address ranges: `10.0.0.0/8` or Envoy's `{address_prefix, prefix_len}`.
+    #[serde(default)]
+    pub source_prefix_ranges: Vec<CidrSpec>,
+}
+
+/// An address range: `"10.0.0.0/8"` or `{address_prefix: 10.0.0.0, prefix_len: 8}`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a CIDR range: \"10.0.0.0/8\" or {address_prefix, prefix_len}"
+)]
+pub enum CidrSpec {
+    /// `ADDRESS/LEN` (or a bare address: one host).
+    Text(String),
+    /// Envoy's `CidrRange`.
+    Range {
+        /// The network address.
+        address_prefix: String,
+        /// Bits of the prefix (default: the whole address).
+        prefix_len: Option<u32>,
+    },
 }
 
 /// The network filters run on a connection, in order.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a filter chain map")]
 pub struct FilterChainSpec {
+    /// Which connections this chain serves (default: all).
+    pub filter_chain_match: Option<FilterChainMatchSpec>,
+    /// A name for messages (optional, as Envoy's).
+    pub name: Option<String>,
     /// Exactly one filter for now, the terminal one: `http_connection_manager` or `tcp_proxy`.
     pub filters: Vec<Item<FilterSpec>>,
 }

@@ -65,11 +65,24 @@ pub fn serve(
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
+    serve_with(conn, peer, BytesMut::new(), l, w)
+}
+
+/// [`serve`], for a connection whose first bytes were already read (by the listener filters):
+/// `first` is handled as bytes of the first request before anything else is read. `peer` is
+/// the client (a PROXY header's source, when there was one).
+pub fn serve_with(
+    conn: Conn,
+    peer: SocketAddr,
+    first: BytesMut,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+) -> impl std::future::Future<Output = ()> {
     // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
         conn,
         peer,
-        pending: BytesMut::new(),
+        pending: first,
         si: SiSlot::default(),
     };
     async move {
@@ -159,7 +172,7 @@ impl std::future::Future for ReadIdle<'_> {
 }
 
 /// Read what arrives before `until` (a precise timer: only heads split over reads get here).
-async fn read_until(conn: &Conn, until: Instant) -> ReadOutcome {
+pub(crate) async fn read_until(conn: &Conn, until: Instant) -> ReadOutcome {
     use std::{future::Future, task::Poll};
     let mut read = std::pin::pin!(conn.read());
     let mut sleep = std::pin::pin!(compio::time::sleep_until(until));

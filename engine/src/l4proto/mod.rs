@@ -23,9 +23,8 @@
 //!
 //! Both are pure functions over bytes: no socket, no runtime, no config. They are called again
 //! with the whole buffer after every read (a few hundred bytes, a handful of reads), so a
-//! caller keeps no parser state between reads. Nothing here is wired into the config or the
-//! listeners yet: the listener filters that call them, their config (`listener_filters`,
-//! `filter_chain_match`) and their stats are later work. The fuzz crate (engine/fuzz) compiles
+//! caller keeps no parser state between reads. The listener filters that call them live in
+//! `listener::inspect` (config: `listener_filters`, `filter_chain_match`). The fuzz crate (engine/fuzz) compiles
 //! this module by path, so it must depend on nothing else in the engine (std, `bytes` and
 //! `thiserror` only).
 

@@ -11,7 +11,12 @@
 //! filter with its per-worker context) and its worker's context ([`WorkerCtx`]): it waits on the
 //! worker's drain, balances connections between workers when the listener asks for it, and
 //! spawns one task per connection: the HTTP connection manager ([`crate::http::conn_manager`])
-//! or the TCP proxy ([`crate::tcp_proxy`]).
+//! or the TCP proxy ([`crate::tcp_proxy`]); for a listener with listener filters or several
+//! filter chains, first the listener-filter stage ([`inspect`]), which picks the chain
+//! ([`select`]).
+
+pub mod inspect;
+pub mod select;
 
 use std::{
     io,
@@ -28,23 +33,60 @@ use crate::{
     tcp_proxy::TcpProxyCtx,
 };
 
-/// What one listener's connections run on one worker: its terminal network filter.
+/// What one listener's connections run on one worker: its terminal network filter, or the
+/// listener-filter stage that picks one.
 #[derive(Clone)]
 pub enum Serve {
     /// `http_connection_manager`.
     Http(Rc<ListenerCtx>),
     /// `tcp_proxy`.
     TcpProxy(Rc<TcpProxyCtx>),
+    /// Listener filters and filter-chain matching first ([`inspect`]).
+    Select(Rc<inspect::Selecting>),
 }
 
 impl Serve {
-    /// Per-worker context of `l` (`index`: its position in the config), built by `worker`.
+    /// Per-worker context of `l` (`index`: its position in the config; `local_port`: the port
+    /// its socket is bound to), built by `worker`.
     pub fn new(
         l: &crate::config::Listener,
         index: usize,
         worker: ringway_filters::WorkerInfo,
+        local_port: u16,
     ) -> Serve {
-        match &l.network {
+        let Some(sel) = &l.select else {
+            return Serve::network(l, &l.network, index, worker);
+        };
+        Serve::Select(Rc::new(inspect::Selecting {
+            name: l.name.clone(),
+            index,
+            exact_balance: l.exact_balance,
+            local_port,
+            proxy_protocol: sel.proxy_protocol,
+            tls_inspector: sel.tls_inspector,
+            timeout: sel.timeout,
+            continue_on_timeout: sel.continue_on_timeout,
+            matchers: sel.chains.iter().map(|c| c.matcher.clone()).collect(),
+            chains: sel
+                .chains
+                .iter()
+                .map(|c| Serve::network(l, &c.network, index, worker))
+                .collect(),
+            default: sel
+                .default
+                .as_ref()
+                .map(|n| Serve::network(l, n, index, worker)),
+        }))
+    }
+
+    /// The context of one network filter of `l`.
+    fn network(
+        l: &crate::config::Listener,
+        network: &crate::config::NetworkFilter,
+        index: usize,
+        worker: ringway_filters::WorkerInfo,
+    ) -> Serve {
+        match network {
             crate::config::NetworkFilter::Http(h) => {
                 let mut ctx = ListenerCtx::new(l, h, worker);
                 ctx.index = index;
@@ -62,6 +104,7 @@ impl Serve {
         match self {
             Serve::Http(l) => &l.name,
             Serve::TcpProxy(l) => &l.name,
+            Serve::Select(l) => &l.name,
         }
     }
 
@@ -70,6 +113,7 @@ impl Serve {
         match self {
             Serve::Http(l) => l.index,
             Serve::TcpProxy(l) => l.index,
+            Serve::Select(l) => l.index,
         }
     }
 
@@ -77,6 +121,7 @@ impl Serve {
         match self {
             Serve::Http(l) => l.exact_balance,
             Serve::TcpProxy(l) => l.exact_balance,
+            Serve::Select(l) => l.exact_balance,
         }
     }
 
@@ -91,6 +136,10 @@ impl Serve {
             Serve::TcpProxy(l) => {
                 let l = Rc::clone(l);
                 compio::runtime::spawn(crate::tcp_proxy::serve(conn, peer, l, w)).detach();
+            }
+            Serve::Select(l) => {
+                let l = Rc::clone(l);
+                compio::runtime::spawn(inspect::serve(conn, peer, l, w)).detach();
             }
         }
     }

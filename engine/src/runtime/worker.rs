@@ -156,7 +156,8 @@ fn start_listeners(
             id: worker.id,
             count: workers,
         };
-        let ctx = Serve::new(l, index, info);
+        let port = sock.local_addr().map_or(l.address.port(), |a| a.port());
+        let ctx = Serve::new(l, index, info, port);
         ctxs.push(ctx.clone());
         compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(worker))).detach();
     }

@@ -19,7 +19,10 @@ use hdrhistogram::Histogram;
 use super::{
     cluster_hist_slot, get, listener_hist_slot, new_histogram, ClusterHist, HistBatch, WorkerStats,
 };
-use crate::{config::Config, control::Control};
+use crate::{
+    config::{Config, NetworkFilter},
+    control::Control,
+};
 
 /// What a stat measures.
 #[derive(Debug, Clone)]
@@ -129,6 +132,8 @@ pub struct ClusterStatus {
 type ClusterGetter = fn(&super::ClusterStats) -> u64;
 /// Reads one counter of a worker's `tcp_proxy` block.
 type TcpGetter = fn(&super::TcpProxyStats) -> u64;
+/// Reads one counter of a worker's listener block.
+type ListenerGetter = fn(&super::ListenerStats) -> u64;
 
 struct Merged {
     /// Cumulative histograms, by slot.
@@ -331,8 +336,36 @@ impl Aggregator {
                 "downstream_cx_handoff",
                 Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
             );
-            let p = l.stat_prefix();
-            let Some(http) = l.http() else {
+            if l.select.is_some() {
+                let counters: [(&'static str, ListenerGetter); 4] = [
+                    ("no_filter_chain_match", |l| get(&l.no_filter_chain_match)),
+                    ("downstream_pre_cx_timeout", |l| {
+                        get(&l.downstream_pre_cx_timeout)
+                    }),
+                    ("downstream_listener_filter_error", |l| {
+                        get(&l.downstream_listener_filter_error)
+                    }),
+                    ("downstream_listener_filter_remote_close", |l| {
+                        get(&l.downstream_listener_filter_remote_close)
+                    }),
+                ];
+                for (name, f) in counters {
+                    put(Scope::Listener, &a, name, Value::Counter(ls(f)));
+                }
+            }
+            // A listener's chains share its counters: `tcp.` under the first `tcp_proxy` chain's
+            // prefix, `http.` under the first connection manager's (the histogram slot is
+            // shared too: a listener with both reports it as `http.`'s).
+            let http = l.networks().find_map(|n| match n {
+                NetworkFilter::Http(h) => Some(h),
+                NetworkFilter::TcpProxy(_) => None,
+            });
+            let tcp = l.networks().find_map(|n| match n {
+                NetworkFilter::TcpProxy(t) => Some(t),
+                NetworkFilter::Http(_) => None,
+            });
+            if let Some(t) = tcp {
+                let p = &t.stat_prefix;
                 let counters: [(&'static str, TcpGetter); 5] = [
                     ("downstream_cx_total", |t| get(&t.downstream_cx_total)),
                     ("downstream_cx_no_route", |t| get(&t.downstream_cx_no_route)),
@@ -348,12 +381,15 @@ impl Aggregator {
                     let v = sum(&|w: &WorkerStats| w.listeners.get(i).map_or(0, |l| f(&l.tcp)));
                     put(Scope::Tcp, p, name, Value::Counter(v));
                 }
-                if let Some(h) = hists.get(listener_hist_slot(i)) {
-                    let h = Value::Histogram(Box::new(h.clone()));
-                    put(Scope::Tcp, p, "downstream_cx_length", h);
+                if http.is_none() {
+                    if let Some(h) = hists.get(listener_hist_slot(i)) {
+                        let h = Value::Histogram(Box::new(h.clone()));
+                        put(Scope::Tcp, p, "downstream_cx_length", h);
+                    }
                 }
-                continue;
-            };
+            }
+            let Some(http) = http else { continue };
+            let p = &http.stat_prefix;
             put(
                 Scope::Http,
                 p,

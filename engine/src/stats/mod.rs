@@ -80,6 +80,18 @@ pub struct ListenerStats {
     /// `listener.<addr>.downstream_cx_handoff`: connections this worker accepted and handed to
     /// a less loaded worker (exact balance); they count in the receiver's `downstream_cx_total`.
     pub downstream_cx_handoff: AtomicU64,
+    /// `listener.<addr>.no_filter_chain_match`: connections closed because no filter chain
+    /// (and no default chain) matched them.
+    pub no_filter_chain_match: AtomicU64,
+    /// `listener.<addr>.downstream_pre_cx_timeout`: connections closed because the listener
+    /// filters did not get what they need within `listener_filters_timeout`.
+    pub downstream_pre_cx_timeout: AtomicU64,
+    /// `listener.<addr>.downstream_listener_filter_error`: connections closed for a malformed
+    /// PROXY header or ClientHello.
+    pub downstream_listener_filter_error: AtomicU64,
+    /// `listener.<addr>.downstream_listener_filter_remote_close`: connections the client closed
+    /// before the listener filters were done.
+    pub downstream_listener_filter_remote_close: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_total`
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`

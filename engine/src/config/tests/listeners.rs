@@ -71,22 +71,22 @@ fn listeners_are_required_and_backlog_positive() {
 }
 
 #[test]
-fn exactly_one_filter_chain_with_one_terminal_filter() {
+fn filter_chains_each_with_one_terminal_filter() {
     assert_errors(
         &edit(
             "    filter_chains:\n      - filters:\n",
             "    filter_chains:\n      - filters: []\n      - filters:\n",
         ),
         &[
-            "listeners[0].filter_chains: exactly one filter chain is supported for now (found 2) (line 5)",
             "listeners[0].filter_chains[0].filters: exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported for now (found 0) (line 5)",
+            "listeners[0].filter_chains[1].filter_chain_match: filter_chain_match (empty) is the same as listeners[0].filter_chains[0]'s: a connection could not tell them apart (line 6)",
         ],
     );
     // Both terminal filters in one chain: one error, at the second, naming both.
     assert_errors(
         &edit("      - filters:\n          - http_connection_manager:\n", "      - filters:\n          - tcp_proxy: { cluster: origin }\n          - http_connection_manager:\n"),
         &[
-            "listeners[0].filter_chains[0].filters[1].http_connection_manager: `http_connection_manager` and `tcp_proxy` cannot share a filter chain: each is a terminal filter that owns the connection (give each its own listener) (line 7)",
+            "listeners[0].filter_chains[0].filters[1].http_connection_manager: `http_connection_manager` and `tcp_proxy` cannot share a filter chain: each is a terminal filter that owns the connection (give each its own filter chain or listener) (line 7)",
         ],
     );
     // Two connection managers: the count.
@@ -114,7 +114,7 @@ fn exactly_one_filter_chain_with_one_terminal_filter() {
 ";
     assert_error(
         text,
-        "listeners[0].filter_chains: exactly one filter chain is supported for now (found 0) (line 4)",
+        "listeners[0].filter_chains: a listener needs at least one filter chain (or a `default_filter_chain`) (line 4)",
     );
     let text = "listeners:
   - name: two-keys

@@ -8,7 +8,7 @@ use super::Problems;
 use crate::{
     config::{
         decode::Item,
-        model::{AccessLog, AccessLogPath, Listener},
+        model::{AccessLog, AccessLogPath, Listener, NetworkFilter},
         path::DocPath,
         schema::AccessLogSpec,
     },
@@ -75,13 +75,32 @@ pub(super) fn access_logs(
     out
 }
 
+fn logs(n: &mut NetworkFilter) -> &mut [AccessLog] {
+    match n {
+        NetworkFilter::Http(h) => &mut h.access_log,
+        NetworkFilter::TcpProxy(t) => &mut t.access_log,
+    }
+}
+
 /// Number the distinct destinations across all listeners (`AccessLog::file`).
 pub(super) fn number_destinations(listeners: &mut [Listener]) {
     let mut seen: HashMap<AccessLogPath, usize> = HashMap::new();
-    for l in listeners {
-        for a in l.access_log_mut() {
+    let mut number = |logs: &mut [AccessLog]| {
+        for a in logs {
             let n = seen.len();
             a.file = *seen.entry(a.path.clone()).or_insert(n);
+        }
+    };
+    for l in listeners {
+        // `network` is a copy of the first chain's (or the default's): numbered the same.
+        number(logs(&mut l.network));
+        if let Some(sel) = &mut l.select {
+            for c in &mut sel.chains {
+                number(logs(&mut c.network));
+            }
+            if let Some(d) = &mut sel.default {
+                number(logs(d));
+            }
         }
     }
 }

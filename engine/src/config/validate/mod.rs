@@ -11,6 +11,7 @@
 //! listeners then validate their connection manager ([`http`]) and its routes.
 
 mod access_log;
+mod chains;
 mod cluster;
 mod filters;
 mod http;
@@ -27,9 +28,11 @@ use super::{
     decode::Item,
     defaults,
     error::Problems,
-    model::{Admin, ClusterId, Config, CpuAffinity, Listener, NetworkFilter},
+    model::{
+        Admin, ChainSelect, ClusterId, Config, CpuAffinity, FilterChain, Listener, NetworkFilter,
+    },
     path::DocPath,
-    schema::{ConfigSpec, CpuAffinitySpec, FilterSpec, ListenerSpec, WorkersSpec},
+    schema::{ConfigSpec, CpuAffinitySpec, FilterChainSpec, FilterSpec, ListenerSpec, WorkersSpec},
 };
 
 /// Cluster names as routes see them.
@@ -271,86 +274,206 @@ fn listener(
         }
     };
     let chains_path = path.key("filter_chains");
-    if l.filter_chains.len() != 1 {
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        problems.value(
+            &chains_path,
+            "a listener needs at least one filter chain (or a `default_filter_chain`)",
+        );
+    }
+    if l.filter_chains.len() > defaults::MAX_FILTER_CHAINS {
         problems.value(
             &chains_path,
             format!(
-                "exactly one filter chain is supported for now (found {})",
+                "at most {} filter chains per listener (found {})",
+                defaults::MAX_FILTER_CHAINS,
                 l.filter_chains.len()
             ),
         );
     }
-    let mut network = None;
+    let ctx = ChainCtx {
+        listener: &l.name,
+        clusters,
+        trace_rate,
+    };
+    let mut chains = Vec::new();
+    let mut matched = false;
+    let mut all_built = true;
     for (chain_path, chain) in enumerate(&l.filter_chains, &chains_path, problems) {
-        let Some(chain) = &chain.value else { continue };
-        let filters_path = chain_path.key("filters");
-        // Both terminal filters in one chain: said once, at the later one, instead of the count.
-        let first = |want: fn(&FilterSpec) -> bool| {
-            chain
-                .filters
-                .iter()
-                .position(|f| f.value.as_ref().is_some_and(want))
+        let Some(chain) = &chain.value else {
+            all_built = false;
+            continue;
         };
-        let hcm = first(|f| matches!(f, FilterSpec::HttpConnectionManager(_)));
-        let tcp = first(|f| matches!(f, FilterSpec::TcpProxy(_)));
-        if let (Some(h), Some(t)) = (hcm, tcp) {
-            let (at, name) = if h > t {
-                (h, "http_connection_manager")
-            } else {
-                (t, "tcp_proxy")
-            };
-            problems.key(
-                &filters_path.index(at).key(name),
-                "`http_connection_manager` and `tcp_proxy` cannot share a filter chain: each \
-                 is a terminal filter that owns the connection (give each its own listener)",
-            );
-        } else if chain.filters.len() != 1 {
+        let m = chains::chain_match(chain.filter_chain_match.as_ref(), &chain_path, problems);
+        matched |= chain.filter_chain_match.is_some();
+        // Equal matches (normalised: sorted, lower-cased) would always pick the first.
+        let same = chains.iter().find(|(other, _, _)| *other == m);
+        if let Some((_, _, other_path)) = same {
+            let what = chains::describe(&m);
             problems.value(
-                &filters_path,
+                &chain_path.key("filter_chain_match"),
                 format!(
-                    "exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported \
-                     for now (found {})",
-                    chain.filters.len()
+                    "filter_chain_match ({what}) is the same as {other_path}'s: a connection \
+                     could not tell them apart"
                 ),
             );
         }
-        for (filter_path, filter) in enumerate(&chain.filters, &filters_path, problems) {
-            let built = match &filter.value {
+        chains.push((
+            m,
+            network_filter(chain, &chain_path, &ctx, problems),
+            chain_path,
+        ));
+    }
+    let default = match &l.default_filter_chain {
+        None => None,
+        Some(item) => {
+            let at = path.key("default_filter_chain");
+            for problem in &item.problems {
+                problems.push(problem.under(&at));
+            }
+            match &item.value {
+                Some(chain) => {
+                    if chain.filter_chain_match.is_some() {
+                        problems.key(
+                            &at.key("filter_chain_match"),
+                            "the default filter chain has no filter_chain_match (it serves \
+                             what no other chain matches)",
+                        );
+                    }
+                    network_filter(chain, &at, &ctx, problems)
+                }
                 None => None,
-                Some(FilterSpec::Unsupported(name)) => {
-                    problems.key(
-                        &filter_path.key(name),
-                        format!(
-                            "filter `{name}` is not supported yet (only \
-                             `http_connection_manager` and `tcp_proxy` are)"
-                        ),
-                    );
-                    None
-                }
-                Some(FilterSpec::HttpConnectionManager(hcm)) => {
-                    let hcm_path = filter_path.key("http_connection_manager");
-                    let built =
-                        http::conn_manager(hcm, &l.name, &hcm_path, clusters, trace_rate, problems);
-                    Some(NetworkFilter::Http(built))
-                }
-                Some(FilterSpec::TcpProxy(tcp)) => {
-                    let tcp_path = filter_path.key("tcp_proxy");
-                    tcp_proxy::tcp_proxy(tcp, &l.name, &tcp_path, clusters, problems)
-                        .map(NetworkFilter::TcpProxy)
-                }
-            };
-            if network.is_none() {
-                network = built;
             }
         }
+    };
+    let (proxy_protocol, tls_inspector) = chains::listener_filters(l, path, problems);
+    let timeout = l
+        .listener_filters_timeout
+        .map_or(defaults::LISTENER_FILTERS_TIMEOUT, |d| d.0);
+    let mut networks = Vec::with_capacity(chains.len());
+    for (m, n, _) in chains {
+        match n {
+            Some(n) => networks.push(FilterChain {
+                matcher: m,
+                network: n,
+            }),
+            None => all_built = false,
+        }
     }
+    let network = networks
+        .first()
+        .map(|c| c.network.clone())
+        .or_else(|| default.clone());
+    let plain = networks.len() == 1
+        && l.continue_on_listener_filters_timeout.is_none()
+        && !matched
+        && default.is_none()
+        && !proxy_protocol
+        && !tls_inspector
+        && all_built;
+    let select = (!plain).then(|| {
+        Box::new(ChainSelect {
+            proxy_protocol,
+            tls_inspector,
+            timeout: (!timeout.is_zero()).then_some(timeout),
+            continue_on_timeout: l.continue_on_listener_filters_timeout.unwrap_or(false),
+            chains: networks,
+            default,
+        })
+    });
     Some(Listener {
         name: l.name.clone(),
         address: address?,
         backlog,
         exact_balance,
         network: network?,
+        select,
     })
+}
+
+/// What building a chain's network filter needs from its listener.
+struct ChainCtx<'a> {
+    listener: &'a str,
+    clusters: &'a ClusterNames,
+    trace_rate: Option<f64>,
+}
+
+/// A filter chain's one filter, the terminal network filter (the HTTP connection manager or
+/// the TCP proxy).
+fn network_filter(
+    chain: &FilterChainSpec,
+    chain_path: &DocPath,
+    ctx: &ChainCtx<'_>,
+    problems: &mut Problems,
+) -> Option<NetworkFilter> {
+    let (clusters, trace_rate) = (ctx.clusters, ctx.trace_rate);
+    let mut network = None;
+    let filters_path = chain_path.key("filters");
+    // Both terminal filters in one chain: said once, at the later one, instead of the count.
+    let first = |want: fn(&FilterSpec) -> bool| {
+        chain
+            .filters
+            .iter()
+            .position(|f| f.value.as_ref().is_some_and(want))
+    };
+    let hcm = first(|f| matches!(f, FilterSpec::HttpConnectionManager(_)));
+    let tcp = first(|f| matches!(f, FilterSpec::TcpProxy(_)));
+    if let (Some(h), Some(t)) = (hcm, tcp) {
+        let (at, name) = if h > t {
+            (h, "http_connection_manager")
+        } else {
+            (t, "tcp_proxy")
+        };
+        problems.key(
+            &filters_path.index(at).key(name),
+            "`http_connection_manager` and `tcp_proxy` cannot share a filter chain: each \
+             is a terminal filter that owns the connection (give each its own filter chain or listener)",
+        );
+    } else if chain.filters.len() != 1 {
+        problems.value(
+            &filters_path,
+            format!(
+                "exactly one filter (`http_connection_manager` or `tcp_proxy`) is supported \
+                 for now (found {})",
+                chain.filters.len()
+            ),
+        );
+    }
+    for (filter_path, filter) in enumerate(&chain.filters, &filters_path, problems) {
+        let built = match &filter.value {
+            None => None,
+            Some(FilterSpec::Unsupported(name)) => {
+                problems.key(
+                    &filter_path.key(name),
+                    format!(
+                        "filter `{name}` is not supported yet (only \
+                         `http_connection_manager` and `tcp_proxy` are)"
+                    ),
+                );
+                None
+            }
+            Some(FilterSpec::HttpConnectionManager(hcm)) => {
+                let hcm_path = filter_path.key("http_connection_manager");
+                let built = http::conn_manager(
+                    hcm,
+                    ctx.listener,
+                    &hcm_path,
+                    clusters,
+                    trace_rate,
+                    problems,
+                );
+                Some(NetworkFilter::Http(built))
+            }
+            Some(FilterSpec::TcpProxy(tcp)) => {
+                let tcp_path = filter_path.key("tcp_proxy");
+                tcp_proxy::tcp_proxy(tcp, ctx.listener, &tcp_path, clusters, problems)
+                    .map(NetworkFilter::TcpProxy)
+            }
+        };
+        if network.is_none() {
+            network = built;
+        }
+    }
+    network
 }
 
 /// Parses `IP:port` (`[v6]:port` for IPv6). Host names are refused with a hint.

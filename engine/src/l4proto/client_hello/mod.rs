@@ -4,8 +4,8 @@
 //!
 //! It owns the record and handshake framing needed for that and nothing more: it reads the
 //! bytes, never consumes them (the caller keeps its buffer and hands the same bytes to the TLS
-//! library once a filter chain is chosen), and checks only what it reads. It is not wired into
-//! the config or the listeners yet.
+//! library once a filter chain is chosen), and checks only what it reads. The `tls_inspector`
+//! listener filter (`listener::inspect`) calls it.
 //!
 //! Data flow: the caller calls [`peek`] with all the bytes read so far (from the connection's
 //! first byte, after a PROXY protocol header if one was consumed) after every read:

@@ -4,7 +4,7 @@
 //!
 //! This module owns the parser a `proxy_protocol` listener filter will call and the encoders a
 //! cluster will use to send the header upstream ([`encode_v1`], [`encode_v2`],
-//! [`encode_v2_tcp`]). It is not wired into the config or the listeners yet.
+//! [`encode_v2_tcp`]). The `proxy_protocol` listener filter (`listener::inspect`) calls the parser.
 //!
 //! Data flow: the caller reads from the new connection into its buffer and calls [`parse`] with
 //! everything read so far (from the connection's first byte), after every read:

@@ -1,0 +1,504 @@
+//! Listener filters and filter-chain matching against real sockets: TLS ClientHellos made
+//! in-process by rustls (sent whole or in small writes) routed by SNI (exact, `*.` wildcard,
+//! default) and ALPN to `tcp_proxy` upstreams that record what they receive (passthrough: the
+//! bytes must start with the hello as sent), plain HTTP beside TLS on one listener, PROXY v1
+//! and v2 headers in front of HTTP requests (x-forwarded-for and the access log show the real
+//! client), source ranges and destination ports from a PROXY header, the connections that are
+//! closed and counted (no match, a malformed header, a silent peer after the timeout), and
+//! config errors from `ringway validate` with their field and line.
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{mpsc, Arc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+/// The bytes a rustls client sends first: its ClientHello with `sni` and `alpn`.
+fn hello(sni: &str, alpn: &[&[u8]]) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("client");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("write_tls");
+    }
+    out
+}
+
+/// An upstream that records the first `want` bytes of each connection, sends them on `tx`
+/// tagged with `tag`, answers `tag` and closes.
+fn recorder(tag: &'static str, tx: mpsc::Sender<(&'static str, Vec<u8>)>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+    let addr = l.local_addr().expect("addr");
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut s = s;
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read until the client pauses (it sent all it will before the answer).
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let _ = tx.send((tag, got));
+                let _ = s.write_all(tag.as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+/// Three recorders (`exact`, `wild`, `default`) and the channel they report on.
+struct Upstreams {
+    rx: mpsc::Receiver<(&'static str, Vec<u8>)>,
+    exact: SocketAddr,
+    wild: SocketAddr,
+    default: SocketAddr,
+}
+
+fn upstreams() -> Upstreams {
+    let (tx, rx) = mpsc::channel();
+    Upstreams {
+        exact: recorder("exact", tx.clone()),
+        wild: recorder("wild", tx.clone()),
+        default: recorder("default", tx),
+        rx,
+    }
+}
+
+fn tcp_chain(matcher: &str, cluster: &str) -> String {
+    format!(
+        "      - filter_chain_match: {matcher}
+        filters:
+          - tcp_proxy: {{ cluster: {cluster} }}
+"
+    )
+}
+
+fn clusters(u: &Upstreams) -> String {
+    format!(
+        "clusters:
+  - name: exact
+    endpoints: [\"{}\"]
+  - name: wild
+    endpoints: [\"{}\"]
+  - name: default
+    endpoints: [\"{}\"]
+",
+        u.exact, u.wild, u.default
+    )
+}
+
+/// Connect, send `bytes` in `pieces` writes (a pause between them), and read the answer.
+fn send_in_pieces(addr: SocketAddr, bytes: &[u8], pieces: usize) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let size = bytes.len().div_ceil(pieces.max(1));
+    for chunk in bytes.chunks(size) {
+        s.write_all(chunk).expect("write");
+        s.flush().expect("flush");
+        thread::sleep(Duration::from_millis(30));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The next recorded connection (bounded wait).
+fn recorded(u: &Upstreams) -> (&'static str, Vec<u8>) {
+    u.rx.recv_timeout(WAIT)
+        .expect("an upstream received the connection")
+}
+
+/// True when the proxy closes `s` (EOF or reset) within `within`, having sent nothing.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0))
+        || matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+fn listener_stat(admin: SocketAddr, proxy: SocketAddr, name: &str) -> u64 {
+    let key = format!("listener.{}.{name}", proxy.to_string().replace(':', "_"));
+    admin_stats(admin).get(&key).copied().unwrap_or(0)
+}
+
+#[test]
+fn listener_sni_routes_passthrough_with_wildcard_precedence() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    filter_chains:
+{}{}{}{}{}",
+        tcp_chain("{ server_names: [www.example.test] }", "exact"),
+        tcp_chain("{ server_names: [\"*.example.test\"] }", "wild"),
+        "",
+        "    default_filter_chain:\n      filters:\n        - tcp_proxy: { cluster: default }\n",
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    for (sni, want) in [
+        ("www.example.test", "exact"),
+        ("api.example.test", "wild"),
+        ("a.b.example.test", "wild"),
+        ("other.test", "default"),
+    ] {
+        let h = hello(sni, &[b"h2"]);
+        let answer = send_in_pieces(proxy.addr, &h, 1);
+        let (tag, got) = recorded(&u);
+        assert_eq!(tag, want, "{sni}");
+        assert_eq!(
+            &got[..],
+            &h[..],
+            "{sni}: the upstream got the ClientHello untouched"
+        );
+        assert_eq!(answer, want.as_bytes(), "{sni}");
+    }
+    assert_eq!(
+        listener_stat(admin_addr, proxy.addr, "no_filter_chain_match"),
+        0
+    );
+}
+
+#[test]
+fn listener_client_hello_in_small_writes_and_alpn_match() {
+    let u = upstreams();
+    let yaml = format!(
+        "listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    listener_filters: [{{ name: envoy.filters.listener.tls_inspector }}]
+    filter_chains:
+{}{}{}",
+        // transport_protocol is matched before ALPN: without `tls` here the `tls` chain below
+        // would win every TLS connection before ALPN is looked at (Envoy's order).
+        tcp_chain(
+            "{ transport_protocol: tls, application_protocols: [h2] }",
+            "exact"
+        ),
+        tcp_chain("{ transport_protocol: tls }", "wild"),
+        clusters(&u)
+    );
+    let proxy = Proxy::start(&yaml);
+    // A hello offering http/1.1 then h2: the h2 chain; one offering only http/1.1: TLS chain.
+    let h = hello("x.test", &[b"http/1.1", b"h2"]);
+    assert_eq!(send_in_pieces(proxy.addr, &h, 7), b"exact");
+    let (tag, got) = recorded(&u);
+    assert_eq!((tag, &got[..]), ("exact", &h[..]), "split over 7 writes");
+    let h = hello("x.test", &[b"http/1.1"]);
+    assert_eq!(send_in_pieces(proxy.addr, &h, 3), b"wild");
+    let (tag, got) = recorded(&u);
+    assert_eq!((tag, &got[..]), ("wild", &h[..]));
+}
+
+#[test]
+fn listener_plain_http_and_tls_on_one_listener() {
+    let origin = BenchOrigin::start(&[]);
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: mixed
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    filter_chains:
+{}      - filter_chain_match: {{ transport_protocol: raw_buffer }}
+        filters:
+          - http_connection_manager:
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: web }}
+{}  - name: web
+    endpoints: [\"{}\"]
+",
+        tcp_chain("{ transport_protocol: tls }", "exact"),
+        clusters(&u),
+        origin.addr
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let r = get(proxy.addr, "mixed.test", "/echo");
+    assert_eq!(r.status(), 200, "{r:?}");
+    let h = hello("mixed.test", &[]);
+    assert_eq!(send_in_pieces(proxy.addr, &h, 1), b"exact");
+    assert_eq!(recorded(&u).1, h);
+    // Both chains' stats, under the listener's (default) stat prefix.
+    eventually("http and tcp stats of one listener", || {
+        let st = admin_stats(admin_addr);
+        st.get("http.mixed.downstream_rq_total") == Some(&1)
+            && st.get("tcp.mixed.downstream_cx_total") == Some(&1)
+            && st.get("tcp.mixed.downstream_cx_rx_bytes_total") == Some(&(h.len() as u64))
+    });
+}
+
+#[test]
+fn listener_no_match_closes_and_counts() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    filter_chains:
+{}{}",
+        tcp_chain("{ server_names: [only.test] }", "exact"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let answer = send_in_pieces(proxy.addr, &hello("nope.test", &[]), 1);
+    assert!(answer.is_empty(), "{answer:?}");
+    // Plain bytes: not TLS, no chain either.
+    let answer = send_in_pieces(proxy.addr, b"GET / HTTP/1.1\r\n\r\n", 1);
+    assert!(answer.is_empty(), "{answer:?}");
+    eventually("no_filter_chain_match counted", || {
+        listener_stat(admin_addr, proxy.addr, "no_filter_chain_match") == 2
+    });
+    assert!(u.rx.try_recv().is_err(), "no upstream saw a connection");
+}
+
+/// A v2 PROXY header for a TCP4 connection from `src` to `dst`.
+fn proxy_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else {
+        panic!("v4 only")
+    };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&s.ip().octets());
+    h.extend_from_slice(&d.ip().octets());
+    h.extend_from_slice(&s.port().to_be_bytes());
+    h.extend_from_slice(&d.port().to_be_bytes());
+    h
+}
+
+#[test]
+fn listener_proxy_protocol_v1_v2_feed_xff_and_access_log() {
+    let origin = BenchOrigin::start(&[]);
+    let dir = scratch_dir();
+    let log = dir.join("access.log");
+    let yaml = format!(
+        "listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol: {{}}]
+    filter_chains:
+      - filters:
+          - http_connection_manager:
+              access_log:
+                - path: {}
+                  format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: web }}
+clusters:
+  - name: web
+    endpoints: [\"{}\"]
+",
+        log.display(),
+        origin.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET /echo HTTP/1.1\r\nHost: pp.test\r\n\r\n");
+    let list = echo_header_list(&echo_json(&c.response(false)));
+    let xff: Vec<&str> = list
+        .iter()
+        .filter(|(k, _)| k == "x-forwarded-for")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(xff, ["203.0.113.7"], "{list:?}");
+    let mut c = Client::connect(proxy.addr);
+    let mut req = proxy_v2(
+        "198.51.100.9:5555".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+    );
+    req.extend_from_slice(b"GET /v2 HTTP/1.1\r\nHost: pp.test\r\n\r\n");
+    c.send(&req);
+    assert_eq!(c.response(false).status(), 200);
+    drop(c);
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines[0], "203.0.113.7:40000 /echo", "{lines:?}");
+    assert_eq!(lines[1], "198.51.100.9:5555 /v2", "{lines:?}");
+}
+
+#[test]
+fn listener_malformed_proxy_header_and_silent_peer_are_closed_and_counted() {
+    let origin = BenchOrigin::start(&[]);
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol, tls_inspector]
+    listener_filters_timeout: 300ms
+    filter_chains:
+      - filters:
+          - tcp_proxy: {{ cluster: web }}
+clusters:
+  - name: web
+    endpoints: [\"{}\"]
+",
+        origin.addr
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let mut bad = TcpStream::connect(proxy.addr).expect("connect");
+    bad.write_all(b"PROXY TCP4 not-an-address\r\n")
+        .expect("write");
+    assert!(closed_within(&mut bad, WAIT), "malformed header closed");
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(proxy.addr).expect("connect");
+    assert!(closed_within(&mut silent, WAIT), "silent peer closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // A peer that sends half a header and stops: also the timeout.
+    let mut half = TcpStream::connect(proxy.addr).expect("connect");
+    half.write_all(b"PROXY TCP4 1.2.3.4").expect("write");
+    assert!(closed_within(&mut half, WAIT), "half header closed");
+    eventually("counted", || {
+        listener_stat(admin_addr, proxy.addr, "downstream_listener_filter_error") == 1
+            && listener_stat(admin_addr, proxy.addr, "downstream_pre_cx_timeout") == 2
+    });
+}
+
+#[test]
+fn listener_source_prefix_ranges_and_destination_port_from_proxy_header() {
+    let u = upstreams();
+    let yaml = format!(
+        "listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}{}{}{}",
+        tcp_chain("{ destination_port: 8443 }", "exact"),
+        tcp_chain(
+            "{ source_prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }] }",
+            "wild"
+        ),
+        tcp_chain("{ source_prefix_ranges: [\"10.1.0.0/16\"] }", "default"),
+        clusters(&u)
+    );
+    let proxy = Proxy::start(&yaml);
+    for (src, dst, want) in [
+        ("10.9.9.9:1000", "192.0.2.1:80", "wild"),
+        ("10.1.2.3:1000", "192.0.2.1:80", "default"),
+        ("10.1.2.3:1000", "192.0.2.1:8443", "exact"),
+    ] {
+        let mut bytes = proxy_v2(src.parse().unwrap(), dst.parse().unwrap());
+        bytes.extend_from_slice(b"payload");
+        assert_eq!(
+            send_in_pieces(proxy.addr, &bytes, 1),
+            want.as_bytes(),
+            "{src} {dst}"
+        );
+        let (tag, got) = recorded(&u);
+        assert_eq!(tag, want);
+        assert_eq!(
+            got, b"payload",
+            "the PROXY header is consumed, the rest forwarded"
+        );
+    }
+    // Outside every range, not port 8443: no chain.
+    let bytes = proxy_v2(
+        "172.16.0.1:1".parse().unwrap(),
+        "192.0.2.1:80".parse().unwrap(),
+    );
+    assert!(send_in_pieces(proxy.addr, &bytes, 1).is_empty());
+}
+
+#[test]
+fn listener_config_errors_name_the_field_and_line() {
+    let bad = r#"listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector, original_dst]
+    filter_chains:
+      - filter_chain_match: { server_names: [a.test, "*.b.test"] }
+        filters:
+          - tcp_proxy: { cluster: backend }
+      - filter_chain_match: { server_names: ["*.b.test", a.test] }
+        filters:
+          - tcp_proxy: { cluster: backend }
+      - filter_chain_match: { transport_protocol: quic }
+        filters:
+          - tcp_proxy: { cluster: backend }
+clusters:
+  - name: backend
+    endpoints: ["127.0.0.1:9000"]
+"#;
+    let path = write_config(bad);
+    let out = run_ringway(
+        &["validate", "-c", path.to_str().expect("utf-8")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    for want in [
+        "listeners[0].listener_filters[1]: unknown listener filter \"original_dst\": expected `tls_inspector` or `proxy_protocol` (line 4)",
+        "listeners[0].filter_chains[1].filter_chain_match: filter_chain_match (server_names) is the same as listeners[0].filter_chains[0]'s: a connection could not tell them apart (line 9)",
+        "listeners[0].filter_chains[2].filter_chain_match.transport_protocol: unknown transport_protocol \"quic\": expected `tls` or `raw_buffer` (line 12)",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{}", out.stderr);
+    }
+}
+
+#[test]
+fn listener_continue_on_timeout_serves_a_server_first_client_as_raw_buffer() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: smtp
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    listener_filters_timeout: 200ms
+    continue_on_listener_filters_timeout: true
+    filter_chains:
+{}{}{}",
+        tcp_chain("{ transport_protocol: tls }", "exact"),
+        tcp_chain("{ transport_protocol: raw_buffer }", "wild"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // The client says nothing (it waits for the server's greeting): after the timeout it is
+    // matched as raw_buffer and joined to the upstream, which answers.
+    let mut s = TcpStream::connect(proxy.addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert_eq!(got, b"wild");
+    let (tag, bytes) = recorded(&u);
+    assert_eq!((tag, bytes.len()), ("wild", 0));
+    assert_eq!(
+        listener_stat(admin_addr, proxy.addr, "downstream_pre_cx_timeout"),
+        0
+    );
+}
