@@ -3,8 +3,9 @@
 //! connection's bytes to say which client and which address it proxied for.
 //!
 //! This module owns the parser a `proxy_protocol` listener filter will call and the encoders a
-//! cluster will use to send the header upstream ([`encode_v1`], [`encode_v2`],
-//! [`encode_v2_tcp`]). It is not wired into the config or the listeners yet.
+//! cluster uses to send the header upstream ([`encode_v1`], [`encode_v2`], [`encode_v2_tcp`];
+//! called by `upstream::encode_proxy_header` for a cluster with `upstream_proxy_protocol`). The
+//! parser is not wired into the listeners yet.
 //!
 //! Data flow: the caller reads from the new connection into its buffer and calls [`parse`] with
 //! everything read so far (from the connection's first byte), after every read:
