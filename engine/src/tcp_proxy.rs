@@ -86,7 +86,7 @@ pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<Worke
             // The downstream's local address, for the PROXY header only (a syscall).
             let proxied = c
                 .proxy_protocol
-                .and(down.local_addr().ok())
+                .and_then(|_| down.local_addr().ok())
                 .map(|l| (peer, l));
             connect(c, p, proxied, &w, &mut si).await
         }

@@ -411,9 +411,9 @@ async fn write_head(
     r.is_ok()
 }
 
-/// Send the head (after the PROXY header `pp`, in the same write), then stream the client's body (`100 Continue` first when the client asked),
-/// through the filters' request data and trailers hooks when `filters` has them. `Ok(false)`:
-/// the upstream write failed.
+/// Send the head (after the PROXY header `pp`, in the same write), then stream the client's
+/// body (`100 Continue` first when the client asked), through the filters' request data and
+/// trailers hooks when `filters` has them. `Ok(false)`: the upstream write failed.
 #[allow(clippy::too_many_arguments)]
 async fn stream_body(
     d: &mut Downstream,

@@ -83,7 +83,8 @@ impl Pool {
             .store(idle as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A live idle connection, or `None`. Connections idle longer than `max_idle_age` or closed by
+    /// A live idle connection, or `None`, for a cluster that sends no PROXY header (see
+    /// [`Pool::checkout_proxied`]). Connections idle longer than `max_idle_age` or closed by
     /// the upstream are dropped on the way.
     /// `now_ms`: the worker's coarse clock.
     pub fn checkout(
