@@ -8,7 +8,10 @@
 //! 1. pick an endpoint with the cluster's load balancer ([`ClusterView::pick`]) and connect
 //!    within the cluster's `connect_timeout`; a failed connect picks again, up to
 //!    `max_connect_attempts` in all, then the downstream connection is closed (`UF` in the
-//!    access log, `upstream_cx_connect_attempts_exceeded` on the cluster);
+//!    access log, `upstream_cx_connect_attempts_exceeded` on the cluster); a cluster with
+//!    `upstream_proxy_protocol` gets the PROXY header (the client's address and the address it
+//!    connected to) as the first bytes of the connection, before the tunnel starts (a failed
+//!    header write counts as a failed connect);
 //! 2. copy both ways ([`Tunnel`]: pool buffers, 1 MiB bulk pieces while a direction runs
 //!    fast, half-close passed on, `idle_timeout` on the worker's coarse clock);
 //! 3. when both sides have closed: count (the connection's length into
@@ -34,7 +37,7 @@ use crate::{
     stats,
     stream_info::SiSlot,
     tunnel::{End, Tunnel},
-    upstream::{ActiveRq, ClusterView, EndpointView},
+    upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied},
 };
 
 /// What a worker's connections need from a `tcp_proxy` listener.
@@ -99,7 +102,14 @@ pub async fn serve_with(
     si.cluster = Some(p.cluster);
 
     let connected = match w.clusters.clusters.get(p.cluster) {
-        Some(c) => connect(c, p, &w, &mut si).await,
+        Some(c) => {
+            // The downstream's local address, for the PROXY header only (a syscall).
+            let proxied = c
+                .proxy_protocol
+                .and_then(|_| down.local_addr().ok())
+                .map(|l| (peer, l));
+            connect(c, p, proxied, &w, &mut si).await
+        }
         None => {
             // Not in this worker's view (validation resolves every name; kept for Envoy's stat).
             si.local_reason = Some(LocalReason::NoRoute);
@@ -147,10 +157,13 @@ pub async fn serve_with(
 }
 
 /// Connect to an endpoint of `c`: up to `max_connect_attempts` picks, each within the cluster's
-/// `connect_timeout`. `None` (with the reason in `si`) when every attempt failed.
+/// `connect_timeout`, then the PROXY header when the cluster sends one (for `proxied`, the
+/// downstream (client, local) addresses). `None` (with the reason in `si`) when every attempt
+/// failed.
 async fn connect<'c>(
     c: &'c ClusterView,
     p: &config::TcpProxy,
+    proxied: Option<Proxied>,
     w: &WorkerCtx,
     si: &mut SiSlot,
 ) -> Option<(Conn, &'c EndpointView)> {
@@ -166,7 +179,15 @@ async fn connect<'c>(
                 if let Some(s) = cstats {
                     stats::inc(&s.upstream_cx_total);
                 }
-                return Some((up, ep));
+                match send_proxy_header(c, proxied, &up, w).await {
+                    Ok(()) => return Some((up, ep)),
+                    Err(e) => {
+                        if let Some(s) = cstats {
+                            stats::inc(&s.upstream_cx_connect_fail);
+                        }
+                        tracing::debug!(cluster = %c.name, endpoint = %ep.address, attempt, error = %e, "tcp_proxy: PROXY header write failed");
+                    }
+                }
             }
             Err(e) => {
                 if let Some(s) = cstats {
@@ -181,4 +202,26 @@ async fn connect<'c>(
     }
     si.local_reason = Some(LocalReason::ConnectFailure);
     None
+}
+
+/// Write the cluster's PROXY header on a new upstream connection (nothing for a cluster
+/// without `upstream_proxy_protocol`).
+async fn send_proxy_header(
+    c: &ClusterView,
+    proxied: Option<Proxied>,
+    up: &Conn,
+    w: &WorkerCtx,
+) -> std::io::Result<()> {
+    let Some(version) = c.proxy_protocol else {
+        return Ok(());
+    };
+    let Some(proxied) = proxied else {
+        // Only a broken downstream socket has no local address.
+        return Err(std::io::Error::other("downstream local address unknown"));
+    };
+    let mut b = w.write_bufs.take(0);
+    encode_proxy_header(version, proxied, &mut b);
+    let (r, b) = up.write_all_keep(b).await;
+    w.write_bufs.give(b);
+    r
 }

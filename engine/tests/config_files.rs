@@ -63,3 +63,28 @@ fn quickstart_is_what_the_readme_promises() {
         other => panic!("route 1 should forward, is {other:?}"),
     }
 }
+
+#[test]
+fn example_json_is_example_full_yaml() {
+    // config/example.json is documented as example-full.yaml in JSON: both load to one config.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let load = |name: &str| {
+        let path = dir.join(name);
+        let c = ringway_engine::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        // The file's own name is recorded in the config; everything else must match.
+        format!("{c:#?}").replace(&path.display().to_string(), "<file>")
+    };
+    let (yaml, json) = (load("example-full.yaml"), load("example.json"));
+    if yaml != json {
+        let at = yaml
+            .lines()
+            .zip(json.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "example.json differs from example-full.yaml at line {at} of the loaded config:\n yaml: {:?}\n json: {:?}",
+            yaml.lines().nth(at),
+            json.lines().nth(at)
+        );
+    }
+}

@@ -446,6 +446,18 @@ pub struct Cluster {
     /// Trailers of chunked bodies are sent to and decoded from this cluster's endpoints
     /// (`http_protocol_options.enable_trailers`, default false).
     pub enable_trailers: bool,
+    /// The PROXY protocol header sent first on every new connection to an endpoint
+    /// (`upstream_proxy_protocol`; `None`: none).
+    pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// Which PROXY protocol header a cluster sends to its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// The text line (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -629,6 +629,49 @@ pub struct ClusterSpec {
     pub idle_timeout: Option<Dur>,
     /// HTTP/1 codec options for connections to this cluster's endpoints.
     pub http_protocol_options: Option<Http1OptionsSpec>,
+    /// Send a PROXY protocol header first on every new connection to this cluster's endpoints
+    /// (Envoy's `envoy.transport_sockets.upstream_proxy_protocol` transport socket).
+    pub upstream_proxy_protocol: Option<UpstreamProxyProtocolSpec>,
+}
+
+/// `upstream_proxy_protocol: {version: v1 | v2}` on a cluster (Envoy's `ProxyProtocolConfig`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an upstream_proxy_protocol map")]
+pub struct UpstreamProxyProtocolSpec {
+    /// `v1` (the text line) or `v2` (binary); `V1`/`V2` as Envoy spells them are accepted too.
+    /// Default `v1`, as Envoy's.
+    pub version: Option<ProxyProtocolVersionSpec>,
+}
+
+/// A PROXY protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersionSpec {
+    /// `v1` / `V1`: the text line.
+    V1,
+    /// `v2` / `V2`: the binary header.
+    V2,
+}
+
+const PROXY_PROTOCOL_VERSIONS: &[&str] = &["v1", "v2"];
+
+impl<'de> Deserialize<'de> for ProxyProtocolVersionSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = ProxyProtocolVersionSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of `v1`, `v2`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ProxyProtocolVersionSpec, E> {
+                match s {
+                    "v1" | "V1" => Ok(ProxyProtocolVersionSpec::V1),
+                    "v2" | "V2" => Ok(ProxyProtocolVersionSpec::V2),
+                    _ => Err(E::unknown_variant(s, PROXY_PROTOCOL_VERSIONS)),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// Load-balancing policy.

@@ -8,6 +8,11 @@
 //! the response head; [`respond`] decodes it into the model, runs the response filters, encodes
 //! it for the client and moves the body (straight through, or through the filters' data hooks);
 //! [`release`] is the one place a connection goes back to its pool.
+//!
+//! A cluster with `upstream_proxy_protocol`: the request's downstream (client, local) addresses
+//! are looked up once (`getsockname`, for such clusters only) and go into the [`Target`]; the
+//! pool hands out only a connection opened for the same addresses, and a new connection gets
+//! the PROXY header in the same vectored write as the request head (and body).
 
 use std::{cell::Cell, rc::Rc, time::Duration, time::Instant};
 
@@ -26,7 +31,7 @@ use crate::{
     },
     io::{Conn, PostedRead, ReadBuf},
     stats,
-    upstream::{ActiveRq, ClusterView, EndpointView},
+    upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied},
 };
 
 /// Largest upstream response head accepted.
@@ -40,6 +45,9 @@ struct Target<'w> {
     ep: &'w EndpointView,
     cstats: Option<&'w stats::ClusterStats>,
     timeout: Option<Duration>,
+    /// The downstream (client, local) addresses when the cluster sends a PROXY header: the
+    /// header's content and the key its pooled connections are reused under.
+    proxied: Option<Proxied>,
 }
 
 /// Forward the stream's request (the model in `d.si.req`) to the route's cluster.
@@ -61,6 +69,19 @@ pub(crate) async fn forward(
         let why = LocalReason::NoHealthyUpstream;
         return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
     };
+    let proxied = match cluster.proxy_protocol {
+        None => None,
+        Some(_) => match d.conn.local_addr() {
+            Ok(local) => Some((d.peer, local)),
+            Err(e) => {
+                // Only a broken socket has no local address: the header could not be written.
+                tracing::debug!(error = %e, "downstream local address unknown");
+                let close = !stream::discard_body(d, info.framing);
+                let why = LocalReason::ConnectFailure;
+                return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+            }
+        },
+    };
     let _active = ActiveRq::new(ep);
     w.stats.upstream_rq(f.cluster, ep.index);
     let t = Target {
@@ -68,6 +89,7 @@ pub(crate) async fn forward(
         ep,
         cstats: w.stats.cluster(f.cluster),
         timeout: f.timeout,
+        proxied,
     };
     d.si.cluster = Some(f.cluster);
     d.si.upstream = Some(ep.address);
@@ -249,10 +271,13 @@ async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let pooled = if attempt == 1 {
-            t.ep.pool.checkout(t.cluster.idle_timeout, w.drain.now_ms())
-        } else {
-            None
+        let pooled = match (attempt, &t.proxied) {
+            (1, None) => t.ep.pool.checkout(t.cluster.idle_timeout, w.drain.now_ms()),
+            (1, Some(p)) => {
+                t.ep.pool
+                    .checkout_proxied(t.cluster.idle_timeout, w.drain.now_ms(), p)
+            }
+            _ => None,
         };
         d.si.retried = attempt > 1;
         let (up, posted, reused) = match pooled {
@@ -283,20 +308,19 @@ async fn send(
         };
         d.si.upstream_reused = reused;
         d.si.t_upstream_ready = Some(Instant::now());
+        // A new connection of a cluster that sends one starts with the PROXY header.
+        let pp = match (reused, t.cluster.proxy_protocol, t.proxied) {
+            (false, Some(version), Some(proxied)) => {
+                let mut b = w.write_bufs.take(0);
+                encode_proxy_header(version, proxied, &mut b);
+                Some(b)
+            }
+            _ => None,
+        };
         // The head comes back from each write, so a retry can send it again.
         let sent = match &buffered {
-            Some(b) if b.is_empty() => {
-                let (r, h) = up.write_all_keep(std::mem::take(head)).await;
-                *head = h;
-                r.is_ok()
-            }
-            Some(b) => {
-                let (r, (h, _)) = up
-                    .write_vectored_all_keep((std::mem::take(head), (b.clone(),)))
-                    .await;
-                *head = h;
-                r.is_ok()
-            }
+            Some(b) if b.is_empty() => write_head(w, &up, pp, head, None).await,
+            Some(b) => write_head(w, &up, pp, head, Some(b.clone())).await,
             None => {
                 let body_hooks = filters.as_deref_mut().filter(|f| {
                     let h = f.active.hooks();
@@ -304,7 +328,7 @@ async fn send(
                 });
                 // Never replayed (a streamed body is not kept), so the head goes as it is.
                 let h = std::mem::take(head);
-                stream_body(d, l, w, info, t, &up, h, body_hooks).await?
+                stream_body(d, l, w, info, t, &up, pp, h, body_hooks).await?
             }
         };
         let retry = |d: &mut Downstream| {
@@ -349,9 +373,47 @@ async fn send(
     }
 }
 
-/// Send the head, then stream the client's body (`100 Continue` first when the client asked),
-/// through the filters' request data and trailers hooks when `filters` has them. `Ok(false)`:
-/// the upstream write failed.
+/// Write `head` (kept in place for a retry), after the PROXY header `pp` and before a whole
+/// `body` when given, in one write. `false`: the write failed.
+async fn write_head(
+    w: &WorkerCtx,
+    up: &Conn,
+    pp: Option<BytesMut>,
+    head: &mut BytesMut,
+    body: Option<Bytes>,
+) -> bool {
+    let h = std::mem::take(head);
+    let (r, pp) = match (pp, body) {
+        (None, None) => {
+            let (r, h) = up.write_all_keep(h).await;
+            *head = h;
+            (r, None)
+        }
+        (None, Some(b)) => {
+            let (r, (h, _)) = up.write_vectored_all_keep((h, (b,))).await;
+            *head = h;
+            (r, None)
+        }
+        (Some(p), None) => {
+            let (r, (p, (h,))) = up.write_vectored_all_keep((p, (h,))).await;
+            *head = h;
+            (r, Some(p))
+        }
+        (Some(p), Some(b)) => {
+            let (r, (p, (h, _))) = up.write_vectored_all_keep((p, (h, (b,)))).await;
+            *head = h;
+            (r, Some(p))
+        }
+    };
+    if let Some(p) = pp {
+        w.write_bufs.give(p);
+    }
+    r.is_ok()
+}
+
+/// Send the head (after the PROXY header `pp`, in the same write), then stream the client's
+/// body (`100 Continue` first when the client asked), through the filters' request data and
+/// trailers hooks when `filters` has them. `Ok(false)`: the upstream write failed.
 #[allow(clippy::too_many_arguments)]
 async fn stream_body(
     d: &mut Downstream,
@@ -360,6 +422,7 @@ async fn stream_body(
     info: &ReqInfo,
     t: &Target<'_>,
     up: &Conn,
+    pp: Option<BytesMut>,
     head: BytesMut,
     filters: Option<&mut Filters<'_>>,
 ) -> Result<bool, Failed> {
@@ -372,7 +435,15 @@ async fn stream_body(
     {
         return Err(Failed::Next(Next::Close));
     }
-    if up.write_all(head).await.is_err() {
+    let written = match pp {
+        None => up.write_all(head).await,
+        Some(p) => {
+            let (r, (p, _)) = up.write_vectored_all_keep((p, (head,))).await;
+            w.write_bufs.give(p);
+            r
+        }
+    };
+    if written.is_err() {
         return Ok(false);
     }
     let initial = std::mem::take(&mut d.pending);
@@ -568,6 +639,7 @@ fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
         Rc::clone(up),
         t.cluster.max_idle_per_endpoint,
         w.drain.now_ms(),
+        t.proxied,
     );
 }
 

@@ -234,6 +234,12 @@ impl Conn {
         self.stream.peer_addr()
     }
 
+    /// The address this end of the connection is bound to (`getsockname`: a syscall, so callers
+    /// ask only when they need it).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
     /// Read what has arrived. `Ok(None)` is end of stream.
     ///
     /// The receive is submitted straight to the runtime (not through the stream's

@@ -4,18 +4,26 @@
 //! Flow: the router names a cluster -> [`ClusterView::pick`] chooses an endpoint ->
 //! [`EndpointView::pool`] hands out an idle connection, or the caller connects a new one ->
 //! after a complete response the connection goes back with [`Pool::checkin`].
+//!
+//! A cluster with `upstream_proxy_protocol` sends a PROXY header ([`encode_proxy_header`])
+//! first on every new connection, naming the downstream client and the address it connected
+//! to; its pooled connections are reused only for the same downstream addresses
+//! ([`Pool::checkout_proxied`]). Other clusters pay one `Option` check per request for it.
 
 pub mod lb;
 pub mod pool;
 
 use std::{cell::Cell, net::SocketAddr, sync::Arc, time::Duration};
 
+use bytes::BytesMut;
+
 use crate::{
-    config::{Cluster, Config},
+    config::{Cluster, Config, ProxyProtocolVersion},
+    l4proto::proxy_protocol,
     stats::{self, EndpointStats, WorkerStats},
 };
 
-pub use pool::Pool;
+pub use pool::{Pool, Proxied};
 
 #[derive(Debug)]
 pub struct EndpointView {
@@ -38,6 +46,8 @@ pub struct ClusterView {
     pub idle_timeout: Duration,
     /// Send and decode trailers of chunked bodies (`http_protocol_options.enable_trailers`).
     pub enable_trailers: bool,
+    /// The PROXY header sent first on each new connection (`upstream_proxy_protocol`).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
     pub endpoints: Vec<EndpointView>,
     lb: lb::Balancer,
 }
@@ -51,6 +61,7 @@ impl ClusterView {
             max_idle_per_endpoint: c.max_idle_per_endpoint,
             idle_timeout: c.idle_timeout,
             enable_trailers: c.enable_trailers,
+            proxy_protocol: c.upstream_proxy_protocol,
             endpoints: c
                 .endpoints
                 .iter()
@@ -81,6 +92,15 @@ impl ClusterView {
         }
         let i = self.lb.pick(|i| self.endpoints[i].active_rq.get());
         self.endpoints.get(i)
+    }
+}
+
+/// Appends the PROXY header of `version` for a connection proxied for `proxied` (the downstream
+/// (client, local) addresses): v1 `PROXY TCP4|TCP6 ...`, or v2 `PROXY` over TCP, without TLVs.
+pub fn encode_proxy_header(version: ProxyProtocolVersion, proxied: Proxied, out: &mut BytesMut) {
+    match version {
+        ProxyProtocolVersion::V1 => proxy_protocol::encode_v1(Some(proxied), out),
+        ProxyProtocolVersion::V2 => proxy_protocol::encode_v2_tcp(Some(proxied), out),
     }
 }
 

@@ -12,8 +12,16 @@
 //! connection out of the idle list and checkin puts it back. A multiplexed codec (HTTP/2) keeps a
 //! connection in the pool while it has fewer than its capacity of streams open, and hands out a
 //! stream on it; the forward path only checks out and checks in, so only this module changes.
+//!
+//! Connections that carry a PROXY protocol header (a cluster with `upstream_proxy_protocol`)
+//! belong to the downstream connection they were opened for: the header named that client and
+//! the address it connected to, and it goes only once, first on the connection. Such a
+//! connection is checked in with the addresses its header carried ([`Pool::checkin`]'s
+//! `proxied`) and checked out only for a request with the same addresses
+//! ([`Pool::checkout_proxied`], Envoy's rule: its pool key hashes the header's addresses), so
+//! two clients never share one. Pools of clusters without the header never see a key.
 
-use std::{cell::RefCell, rc::Rc, sync::Arc};
+use std::{cell::RefCell, net::SocketAddr, rc::Rc, sync::Arc};
 
 use crate::{
     io::{poll_now, Conn, PostedRead},
@@ -26,7 +34,14 @@ pub struct Idle {
     /// When it went idle, on the worker's coarse clock (`Drain::now_ms`): ages are checked
     /// against idle timeouts of seconds, so no clock read per request.
     pub since_ms: u64,
+    /// The (client, local) addresses of the PROXY header this connection started with; `None`
+    /// for a cluster that sends none.
+    pub proxied: Option<Proxied>,
 }
+
+/// A downstream connection's (client, local) addresses: what a PROXY header says, and the key a
+/// connection that sent one is reused under.
+pub type Proxied = (SocketAddr, SocketAddr);
 
 /// Streams an HTTP/1 connection carries at once.
 pub const HTTP1_STREAMS: u32 = 1;
@@ -68,7 +83,8 @@ impl Pool {
             .store(idle as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A live idle connection, or `None`. Connections idle longer than `max_idle_age` or closed by
+    /// A live idle connection, or `None`, for a cluster that sends no PROXY header (see
+    /// [`Pool::checkout_proxied`]). Connections idle longer than `max_idle_age` or closed by
     /// the upstream are dropped on the way.
     /// `now_ms`: the worker's coarse clock.
     pub fn checkout(
@@ -93,8 +109,37 @@ impl Pool {
         None
     }
 
-    /// Return a connection whose last response was read completely.
-    pub fn checkin(&self, conn: Rc<Conn>, max_idle: usize, now_ms: u64) {
+    /// A live idle connection whose PROXY header carried `proxied`, or `None`. The newest
+    /// match wins; connections of other clients stay, those that aged out or were closed by the
+    /// upstream are dropped on the way. A walk over the idle list (at most
+    /// `max_idle_per_endpoint`), for clusters with `upstream_proxy_protocol` only.
+    pub fn checkout_proxied(
+        &self,
+        max_idle_age: std::time::Duration,
+        now_ms: u64,
+        proxied: &Proxied,
+    ) -> Option<(Rc<Conn>, PostedRead)> {
+        let max = max_idle_age.as_millis() as u64;
+        let mut idle = self.idle.borrow_mut();
+        let mut found = None;
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let c = &mut idle[i];
+            if now_ms.saturating_sub(c.since_ms) > max || poll_now(&mut c.read).is_some() {
+                idle.remove(i);
+            } else if c.proxied.as_ref() == Some(proxied) {
+                found = Some(idle.remove(i));
+                break;
+            }
+        }
+        self.publish(idle.len());
+        found.map(|c| (c.conn, c.read))
+    }
+
+    /// Return a connection whose last response was read completely. `proxied`: the addresses
+    /// of the PROXY header it started with (`None` when its cluster sends none).
+    pub fn checkin(&self, conn: Rc<Conn>, max_idle: usize, now_ms: u64, proxied: Option<Proxied>) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() >= max_idle {
             return;
@@ -104,6 +149,7 @@ impl Pool {
             conn,
             read,
             since_ms: now_ms,
+            proxied,
         });
         self.publish(idle.len());
     }

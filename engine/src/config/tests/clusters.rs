@@ -81,3 +81,44 @@ fn cluster_timeouts_must_be_positive() {
         ],
     );
 }
+
+#[test]
+fn upstream_proxy_protocol_versions() {
+    use crate::config::ProxyProtocolVersion;
+    let c = ok(&with_cluster(
+        "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n",
+    ));
+    assert_eq!(c.clusters[0].upstream_proxy_protocol, None);
+    for (text, version) in [
+        ("{version: v1}", ProxyProtocolVersion::V1),
+        ("{version: V1}", ProxyProtocolVersion::V1),
+        ("{version: v2}", ProxyProtocolVersion::V2),
+        ("{version: V2}", ProxyProtocolVersion::V2),
+        // Envoy's default.
+        ("{}", ProxyProtocolVersion::V1),
+    ] {
+        let c = ok(&with_cluster(&format!(
+            "  - name: origin\n    upstream_proxy_protocol: {text}\n    endpoints: [\"127.0.0.1:9000\"]\n"
+        )));
+        assert_eq!(
+            c.clusters[0].upstream_proxy_protocol,
+            Some(version),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn upstream_proxy_protocol_errors() {
+    assert_errors(
+        &with_cluster(
+            "  - name: origin\n    upstream_proxy_protocol: {version: v3}\n    endpoints: [\"127.0.0.1:9000\"]\n  - name: b\n    upstream_proxy_protocol:\n      version: 2\n    endpoints: [\"127.0.0.1:9001\"]\n  - name: c\n    upstream_proxy_protocol: v2\n    endpoints: [\"127.0.0.1:9002\"]\n  - name: d\n    upstream_proxy_protocol: {version: v2, pass_through_tlvs: {}}\n    endpoints: [\"127.0.0.1:9003\"]\n",
+        ),
+        &[
+            "clusters[0].upstream_proxy_protocol.version: unknown variant `v3`, expected `v1` or `v2` (line 15)",
+            "clusters[1].upstream_proxy_protocol.version: invalid type: integer `2`, expected one of `v1`, `v2` (line 19)",
+            "clusters[2].upstream_proxy_protocol: invalid type: string \"v2\", expected an upstream_proxy_protocol map (line 22)",
+            "clusters[3].upstream_proxy_protocol.pass_through_tlvs: unknown key, expected `version` (line 25)",
+        ],
+    );
+}

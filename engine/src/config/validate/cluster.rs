@@ -1,12 +1,12 @@
 //! Validation of one cluster: its endpoints (static `IP:port` addresses with weights), its load
-//! balancing policy and its connection timeouts.
+//! balancing policy, its connection timeouts and the PROXY protocol header it sends upstream.
 
 use super::{socket_addr, Problems};
 use crate::config::{
     defaults,
-    model::{Cluster, Endpoint, LbPolicy},
+    model::{Cluster, Endpoint, LbPolicy, ProxyProtocolVersion},
     path::DocPath,
-    schema::{ClusterSpec, LbPolicySpec},
+    schema::{ClusterSpec, LbPolicySpec, ProxyProtocolVersionSpec},
 };
 
 pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> Cluster {
@@ -85,5 +85,10 @@ pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) 
             .as_ref()
             .and_then(|o| o.enable_trailers)
             .unwrap_or(false),
+        upstream_proxy_protocol: c.upstream_proxy_protocol.as_ref().map(|p| match p.version {
+            // Envoy's default (`V1` is the enum's zero).
+            None | Some(ProxyProtocolVersionSpec::V1) => ProxyProtocolVersion::V1,
+            Some(ProxyProtocolVersionSpec::V2) => ProxyProtocolVersion::V2,
+        }),
     }
 }

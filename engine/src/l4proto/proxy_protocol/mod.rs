@@ -2,9 +2,10 @@
 //! versions 1 (one text line) and 2 (binary): the header a load balancer puts in front of a
 //! connection's bytes to say which client and which address it proxied for.
 //!
-//! This module owns the parser a `proxy_protocol` listener filter will call and the encoders a
-//! cluster will use to send the header upstream ([`encode_v1`], [`encode_v2`],
-//! [`encode_v2_tcp`]). The `proxy_protocol` listener filter (`listener::inspect`) calls the parser.
+//! This module owns the parser the `proxy_protocol` listener filter calls and the encoders a
+//! cluster uses to send the header upstream ([`encode_v1`], [`encode_v2`], [`encode_v2_tcp`];
+//! called by `upstream::encode_proxy_header` for a cluster with `upstream_proxy_protocol`). The
+//! `proxy_protocol` listener filter (`listener::inspect`) calls the parser.
 //!
 //! Data flow: the caller reads from the new connection into its buffer and calls [`parse`] with
 //! everything read so far (from the connection's first byte), after every read:
