@@ -91,7 +91,7 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     this.state = conn.recv_one();
                     return Pin::new(this).poll(cx);
                 };
-                match sh.poll(&conn.stream.to_shared_fd(), cx) {
+                match sh.poll(&conn.stream, cx) {
                     Ok(multi::Got::Data(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
                     Ok(multi::Got::Pending) => Poll::Pending,
                     Ok(multi::Got::End(multi::End::Eof)) => Poll::Ready(Ok(None)),
@@ -103,6 +103,8 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     Ok(multi::Got::End(multi::End::Error(code))) => {
                         Poll::Ready(Err(io::Error::from_raw_os_error(code)))
                     }
+                    // (`poll` re-arms after a cancellation itself: `Cancelled` never comes
+                    // out; it is named for the match only.)
                     Ok(multi::Got::End(multi::End::Cancelled)) | Ok(multi::Got::OneShot) => {
                         this.state = conn.recv_one();
                         Pin::new(this).poll(cx)

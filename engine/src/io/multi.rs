@@ -38,8 +38,9 @@ use std::{
 use compio::{
     driver::{
         op::{RecvFlags, RecvMulti},
-        BufferPool, BufferRef, Extra, OpCode, OpEntry, SharedFd,
+        BufferPool, BufferRef, Extra, OpCode, OpEntry, SharedFd, ToSharedFd,
     },
+    net::TcpStream,
     runtime::SubmitMulti,
 };
 
@@ -171,7 +172,7 @@ impl MultiShared {
     /// receive when none is armed and none is held.
     pub(super) fn poll(
         self: &Rc<Self>,
-        fd: &Fd,
+        stream: &TcpStream,
         cx: &mut std::task::Context<'_>,
     ) -> io::Result<Got> {
         loop {
@@ -203,7 +204,7 @@ impl MultiShared {
                 State::Idle if self.held.get() || !LIMIT.with(|l| l.get().usable()) => {
                     return Ok(Got::OneShot)
                 }
-                State::Idle => self.arm(fd)?,
+                State::Idle => self.arm(stream)?,
                 State::Armed => {
                     let mut w = self.waker.borrow_mut();
                     match &*w {
@@ -216,9 +217,10 @@ impl MultiShared {
         }
     }
 
-    fn arm(self: &Rc<Self>, fd: &Fd) -> io::Result<()> {
+    /// Submit a receive (the only place a read takes a reference to the socket's fd).
+    fn arm(self: &Rc<Self>, stream: &TcpStream) -> io::Result<()> {
         let op = MultiRecv {
-            inner: RecvMulti::new(fd.clone(), &self.pool, 0, RecvFlags::empty())?,
+            inner: RecvMulti::new(stream.to_shared_fd(), &self.pool, 0, RecvFlags::empty())?,
             limit: (MULTI_CAP * super::READ_BUF_LEN) as u32,
             pool: self.pool.clone(),
             shared: Rc::downgrade(self),
