@@ -320,6 +320,26 @@ pub fn write_config(yaml: &str) -> PathBuf {
     p
 }
 
+/// `ringway validate` on `yaml`, which must refuse it (exit 1) and print every line of `want`
+/// (each an error with its place); returns the error lines for further checks.
+pub fn assert_validate_refuses(yaml: &str, want: &[&str]) -> Vec<String> {
+    let path = write_config(yaml);
+    let out = run_ringway(
+        &["validate", "-c", path.to_str().expect("utf-8")],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<String> = out.stderr.lines().map(str::to_string).collect();
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l == w),
+            "missing {w:?} in:\n{}",
+            out.stderr
+        );
+    }
+    lines
+}
+
 /// Run `ringway ARGS` to completion within `limit` (killed, and the test fails, if it takes
 /// longer). Output goes through files, so a chatty child never blocks on a full pipe.
 pub fn run_ringway(args: &[&str], limit: Duration) -> CmdOutput {
