@@ -170,6 +170,14 @@ impl<'a> LoadGuard<'a> {
     }
 }
 
+impl LoadGuard<'_> {
+    /// The connection is parked (`http::park`): the worker keeps its count; the connection's
+    /// end releases it (a new guard on resume, or [`Shared::release`]).
+    pub fn park(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {
         if let Some(s) = &self.shared {

@@ -7,6 +7,9 @@ use super::model::LbPolicy;
 
 /// `drain_timeout`: how long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// `park_idle_after`: long enough that a client pausing between requests keeps its task, short
+/// enough that a mostly-idle crowd of connections costs almost nothing.
+pub const PARK_IDLE_AFTER: Duration = Duration::from_secs(2);
 /// `stats_flush_interval`: how often workers ship histograms to the aggregator.
 pub const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Highest `workers` count accepted (a typo guard, not a tuning knob).

@@ -17,6 +17,9 @@ pub struct Config {
     pub cpu_affinity: CpuAffinity,
     /// How long shutdown waits for in-flight requests (default 5s).
     pub drain_timeout: Duration,
+    /// How long a keep-alive connection waits between requests before it is parked (default
+    /// 2s; zero: never).
+    pub park_idle_after: Duration,
     pub listeners: Vec<Listener>,
     /// Index in this Vec is the `ClusterId` used by routes.
     pub clusters: Vec<Cluster>,

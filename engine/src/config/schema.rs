@@ -33,6 +33,10 @@ pub struct ConfigSpec {
     pub cpu_affinity: Option<CpuAffinitySpec>,
     /// How long shutdown waits for in-flight requests (default `5s`).
     pub drain_timeout: Option<Dur>,
+    /// How long an HTTP/1 keep-alive connection waits between requests before it is parked:
+    /// its task and receive are freed and the worker waits on its socket's readiness instead
+    /// (default `2s`; `0s`: never park).
+    pub park_idle_after: Option<Dur>,
     /// The listeners; at least one.
     pub listeners: Vec<Item<ListenerSpec>>,
     /// The upstream clusters routes may name (default none).

@@ -32,7 +32,7 @@ use crate::{
         h1::{self, model, BodyFraming, Version},
         stream::{self, ReqInfo},
     },
-    io::{Conn, ReadBuf},
+    io::{multi::Quiet, Conn, ReadBuf},
     stream_info::{self, SiSlot},
 };
 
@@ -78,6 +78,28 @@ pub fn serve_with(
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
+    run(conn, peer, first, l, w, false)
+}
+
+/// [`serve`], for a connection coming back from the parking lot ([`super::park`]): it was
+/// counted when it was accepted.
+pub(crate) fn resume(
+    conn: Conn,
+    peer: SocketAddr,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+) -> impl std::future::Future<Output = ()> {
+    run(conn, peer, BytesMut::new(), l, w, true)
+}
+
+fn run(
+    conn: Conn,
+    peer: SocketAddr,
+    first: BytesMut,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+    resumed: bool,
+) -> impl std::future::Future<Output = ()> {
     // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
         conn,
@@ -87,14 +109,38 @@ pub fn serve_with(
     };
     async move {
         let _live = w.drain.track();
-        let _cx = w.stats.downstream_cx(l.index);
-        let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+        let cx = if resumed {
+            w.stats.downstream_cx_resume(l.index)
+        } else {
+            w.stats.downstream_cx(l.index)
+        };
+        let load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+        let park_after = w.parked.after(l.http.idle_timeout);
         loop {
             // Between requests: wait for the next one's first bytes (unless a pipelined one is
-            // already here), up to the idle timeout or the worker's drain.
+            // already here), up to the idle timeout or the worker's drain; past
+            // `park_idle_after`, the connection parks.
             let first = if d.pending.is_empty() {
-                match read_idle(&d.conn, l.http.idle_timeout, &w.drain).await {
+                let park = park_after.filter(|_| d.conn.can_park());
+                let wait = park.unwrap_or(l.http.idle_timeout);
+                match read_idle(&d.conn, wait, &w.drain).await {
                     ReadOutcome::Data(b) => Some(b),
+                    ReadOutcome::TimedOut if park.is_some() => match d.conn.quiesce().await {
+                        Quiet::Yes => {
+                            let left = l.http.idle_timeout.saturating_sub(wait);
+                            // Boxed: rare, and it must not make every idle task larger.
+                            if Box::pin(park_conn(d, &l, &w, left)).await {
+                                cx.park();
+                                load.park();
+                            }
+                            return;
+                        }
+                        Quiet::Data => {
+                            d.conn.release_multishot();
+                            continue;
+                        }
+                        Quiet::Closed => break,
+                    },
                     _ => break,
                 }
             } else {
@@ -114,6 +160,17 @@ pub fn serve_with(
                 d.pending = BytesMut::new();
             }
         }
+    }
+}
+
+/// Hand an idle, quiesced connection to the parking lot; `false`: it was closed instead.
+async fn park_conn(d: Downstream, l: &Rc<ListenerCtx>, w: &WorkerCtx, idle_left: Duration) -> bool {
+    let Downstream { conn, peer, .. } = d;
+    // The socket comes back once its cancelled receive has finished (at once, normally).
+    let deadline = w.drain.deadline_in(Duration::from_secs(1));
+    match w.drain.before(deadline, conn.into_fd()).await.flatten() {
+        Some(sock) => w.parked.park(w, sock, peer, Rc::clone(l), idle_left),
+        None => false,
     }
 }
 

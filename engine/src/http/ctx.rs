@@ -56,6 +56,8 @@ pub struct WorkerCtx {
     pub exchange_slots: crate::slots::FutureSlots,
     /// Large buffers leased by bodies that flow fast (bounded per worker).
     pub bulk_bufs: crate::io::BulkBufs,
+    /// Idle keep-alive connections parked out of their tasks (`http::park`).
+    pub parked: crate::http::park::ParkLot,
 }
 
 impl std::fmt::Debug for WorkerCtx {

@@ -17,5 +17,6 @@ pub mod ctx;
 pub mod filter_chain;
 pub mod forward;
 pub mod h1;
+pub mod park;
 pub mod policy;
 pub mod stream;

@@ -41,6 +41,7 @@ use compio::{
 
 mod bulk;
 pub mod multi;
+pub mod park;
 pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
 
 /// Reads use multishot receives ([`multi`]); off, every read submits its own receive. Set once
@@ -204,6 +205,11 @@ impl Conn {
     /// Wrap an accepted or connected stream; sets TCP_NODELAY.
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
+        Conn::wrap(stream)
+    }
+
+    /// Wrap a stream as it is.
+    fn wrap(stream: TcpStream) -> Self {
         let multi = if MULTISHOT.load(std::sync::atomic::Ordering::Relaxed) {
             compio::runtime::Runtime::try_with_current(|rt| rt.buffer_pool().ok())
                 .ok()

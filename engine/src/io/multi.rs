@@ -145,6 +145,14 @@ impl Drop for MultiShared {
     }
 }
 
+/// Whether a held receive has gone quiet ([`MultiShared::poll_quiet`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    Yes,
+    Data,
+    Closed,
+}
+
 /// What a read gets from the multishot side.
 pub(super) enum Got {
     Data(BufferRef),
@@ -244,6 +252,30 @@ impl MultiShared {
         self.held.set(true);
         self.op.borrow_mut().take();
         self.state.get() == State::Idle && self.ring.borrow().count() == 0
+    }
+
+    /// After [`MultiShared::hold`]: wait until the cancelled receive has finished. `Yes`: nothing
+    /// armed, nothing unread (the socket may leave the ring); `Data`: something arrived (or the
+    /// pool ran dry) and must be read first; `Closed`: the peer closed or the socket failed.
+    pub(super) fn poll_quiet(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Quiet> {
+        use std::task::Poll;
+        if self.ring.borrow().count() > 0 {
+            return Poll::Ready(Quiet::Data);
+        }
+        match self.state.get() {
+            State::Idle => Poll::Ready(Quiet::Yes),
+            State::Ended(End::Cancelled) => {
+                self.state.set(State::Idle);
+                self.op.borrow_mut().take();
+                Poll::Ready(Quiet::Yes)
+            }
+            State::Ended(End::NoBuffers) => Poll::Ready(Quiet::Data),
+            State::Ended(_) => Poll::Ready(Quiet::Closed),
+            State::Armed => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 
     /// Re-arm on the next read.
@@ -384,6 +416,12 @@ fn with_total_limit<E>(entry: E, limit: u32) -> E {
         raw[OPTLEN..OPTLEN + 4].copy_from_slice(&limit.to_ne_bytes());
         std::mem::transmute_copy(&raw)
     }
+}
+
+/// Whether this worker's receives are multishot (the kernel took the limit, or has not been
+/// asked yet).
+pub(super) fn usable() -> bool {
+    LIMIT.with(|l| l.get().usable())
 }
 
 /// Whether this kernel takes the receive limit.

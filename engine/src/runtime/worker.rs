@@ -124,6 +124,7 @@ async fn serve(start: Start) {
         write_bufs: crate::io::WriteBufs::default(),
         exchange_slots: crate::slots::FutureSlots::default(),
         bulk_bufs: crate::io::BulkBufs::default(),
+        parked: crate::http::park::ParkLot::new(config.park_idle_after),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
     if let Some(rx) = handoff {
@@ -134,6 +135,7 @@ async fn serve(start: Start) {
     spawn_log_flusher(&worker);
     spawn_coarse_clock(&worker);
     compio::runtime::spawn(crate::io::multi::governor()).detach();
+    compio::runtime::spawn(crate::http::park::run(Rc::clone(&worker))).detach();
     let _ = ready.send(Ok(id));
     obey_control(&worker, &control, &hist_tx).await;
     drain_and_stop(&worker).await;

@@ -513,6 +513,14 @@ impl Aggregator {
                     Value::Counter(get(&w.recv_multishot_capped)),
                 ),
                 ("recv_no_buffer", Value::Counter(get(&w.recv_no_buffer))),
+                (
+                    "downstream_cx_parked",
+                    Value::Gauge(get(&w.downstream_cx_parked)),
+                ),
+                (
+                    "downstream_cx_park_total",
+                    Value::Counter(get(&w.downstream_cx_park_total)),
+                ),
             ] {
                 put(Scope::Worker, &id, name, v);
             }

@@ -168,6 +168,11 @@ pub struct WorkerStats {
     /// `worker.<n>.recv_no_buffer`: reads that found every provided buffer in use and used a
     /// one-off buffer.
     pub recv_no_buffer: AtomicU64,
+    /// `worker.<n>.downstream_cx_parked`: idle keep-alive connections parked now (gauge;
+    /// `http::park`). They are still in `downstream_cx_active`.
+    pub downstream_cx_parked: AtomicU64,
+    /// `worker.<n>.downstream_cx_park_total`: times a connection was parked.
+    pub downstream_cx_park_total: AtomicU64,
     /// Indexed like `Config::listeners`.
     pub listeners: Vec<ListenerStats>,
     /// Indexed by `ClusterId`.
@@ -211,6 +216,20 @@ impl WorkerStats {
             inc(&l.downstream_cx_active);
         }
         CxGuard { w: self, l }
+    }
+
+    /// The guard of a connection that was counted when it was accepted, parked (its guard
+    /// forgotten, see [`CxGuard::park`]) and now resumes: nothing is counted again.
+    pub fn downstream_cx_resume(&self, listener: usize) -> CxGuard<'_> {
+        CxGuard {
+            w: self,
+            l: self.listeners.get(listener),
+        }
+    }
+
+    /// A parked connection closed without resuming (what its guard's drop would have done).
+    pub fn downstream_cx_parked_end(&self, listener: usize) {
+        drop(self.downstream_cx_resume(listener));
     }
 
     /// A connection accepted on listener `listener` went to another worker (exact balance).
@@ -275,6 +294,15 @@ impl WorkerStats {
 pub struct CxGuard<'a> {
     w: &'a WorkerStats,
     l: Option<&'a ListenerStats>,
+}
+
+impl CxGuard<'_> {
+    /// The connection is parked (`http::park`): it stays counted as active, and its end is
+    /// counted by [`WorkerStats::downstream_cx_resume`]'s guard or
+    /// [`WorkerStats::downstream_cx_parked_end`].
+    pub fn park(self) {
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for CxGuard<'_> {

@@ -65,6 +65,9 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
     };
     let cpu_affinity = cpu_affinity(spec.cpu_affinity.as_ref(), &root, problems);
     let drain_timeout = spec.drain_timeout.map_or(defaults::DRAIN_TIMEOUT, |d| d.0);
+    let park_idle_after = spec
+        .park_idle_after
+        .map_or(defaults::PARK_IDLE_AFTER, |d| d.0);
     let stats_flush_interval = spec
         .stats_flush_interval
         .map_or(defaults::STATS_FLUSH_INTERVAL, |d| d.0);
@@ -171,6 +174,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         workers,
         cpu_affinity,
         drain_timeout,
+        park_idle_after,
         listeners,
         clusters,
         source: source.to_owned(),
