@@ -8,12 +8,14 @@
 //! epoll set (one poll operation) and on the worker's coarse clock: a socket with data resumes
 //! as a new connection task ([`super::conn_manager::resume`]) that reads the request as any
 //! other; a socket whose client closed is closed here without a task; every second, entries past
-//! their idle timeout are closed, and after many parks or closes the allocator is asked to give
-//! freed memory back (`malloc_trim`). On drain every parked connection is closed, as an idle
+//! their idle timeout are closed. On drain every parked connection is closed, as an idle
 //! connection is.
 //!
 //! Counting: a parked connection stays in `downstream_cx_active` (and in the exact balance's
-//! load); its end is counted when it closes, here or in the resumed task.
+//! load); its end is counted when it closes, here or in the resumed task. It leaves the drain's
+//! live count (nothing to wait for: a drain closes it here), so the worker's allocator trim
+//! (`runtime::worker`, after the live count halves) gives back what a crowd of parking tasks
+//! freed; an empty lot gives its slab back.
 
 use std::{
     cell::{Cell, RefCell},
@@ -31,8 +33,6 @@ use crate::{
 
 /// How often entries are checked for their idle timeout.
 const SWEEP: Duration = Duration::from_secs(1);
-/// Parks and closes after which the allocator is trimmed (at the next sweep).
-const TRIM_AFTER: usize = 256;
 
 /// A worker's parked connections.
 pub struct ParkLot {
@@ -41,8 +41,6 @@ pub struct ParkLot {
     after: Duration,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
-    /// Parks and closes since the allocator was last trimmed.
-    churn: Cell<usize>,
     last_sweep_ms: Cell<u64>,
 }
 
@@ -83,7 +81,6 @@ impl ParkLot {
             after,
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
-            churn: Cell::new(0),
             last_sweep_ms: Cell::new(0),
         }
     }
@@ -139,7 +136,6 @@ impl ParkLot {
         slot.parked = Some(parked);
         inc(&w.stats.downstream_cx_parked);
         inc(&w.stats.downstream_cx_park_total);
-        self.churn.set(self.churn.get() + 1);
         true
     }
 
@@ -164,7 +160,6 @@ impl ParkLot {
             b.release(w.id);
         }
         dec(&w.stats.downstream_cx_parked);
-        self.churn.set(self.churn.get() + 1);
     }
 
     /// A parked socket is ready: resume it, or close it if its client only closed.
@@ -196,8 +191,7 @@ impl ParkLot {
         }
     }
 
-    /// Close every entry past its idle timeout (at most once per [`SWEEP`]); trim the allocator
-    /// after many parks and closes.
+    /// Close every entry past its idle timeout (at most once per [`SWEEP`]).
     fn sweep(&self, w: &WorkerCtx, all: bool) {
         let now = w.drain.now_ms();
         if !all && now < self.last_sweep_ms.get() + SWEEP.as_millis() as u64 {
@@ -231,19 +225,6 @@ impl ParkLot {
             *self.slots.borrow_mut() = Vec::new();
             *self.free.borrow_mut() = Vec::new();
         }
-        if self.churn.get() >= TRIM_AFTER {
-            self.churn.set(0);
-            trim();
-        }
-    }
-}
-
-/// Give memory freed by ended tasks back to the system (glibc keeps it otherwise).
-fn trim() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: plain library call.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
