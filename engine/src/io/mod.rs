@@ -208,6 +208,12 @@ impl Conn {
         Conn::wrap(stream)
     }
 
+    /// Wrap an accepted stream: no syscall, it inherited TCP_NODELAY from its listening socket
+    /// (`listener::socket_for` sets it there).
+    pub fn accepted(stream: TcpStream) -> Self {
+        Conn::wrap(stream)
+    }
+
     /// Wrap a stream as it is.
     fn wrap(stream: TcpStream) -> Self {
         let multi = if MULTISHOT.load(std::sync::atomic::Ordering::Relaxed) {

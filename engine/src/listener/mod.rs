@@ -165,6 +165,7 @@ fn socket_for(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
         s.set_reuse_port(true)?;
     }
     s.set_nonblocking(true)?;
+    // Accepted sockets inherit it (Linux): no setsockopt per connection.
     s.set_tcp_nodelay(true)?;
     Ok(s)
 }
@@ -271,7 +272,7 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
                         b.keep(worker.id);
                     }
                 }
-                ctx.spawn(Conn::new(stream), peer, &worker);
+                ctx.spawn(Conn::accepted(stream), peer, &worker);
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 if !warned_exhaustion {
@@ -287,4 +288,21 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
         }
     }
     tracing::debug!(listener = %ctx.name(), worker = worker.id, "listener closed for drain");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Conn::accepted` sets no TCP_NODELAY: it relies on this.
+    #[test]
+    fn accepted_sockets_inherit_tcp_nodelay_from_the_listening_socket() {
+        let s = socket_for("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        s.listen(8).unwrap();
+        let l = StdListener::from(s);
+        l.set_nonblocking(false).unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (accepted, _) = l.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

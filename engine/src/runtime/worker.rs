@@ -174,7 +174,7 @@ fn serve_handoffs(worker: &Rc<WorkerCtx>, rx: flume::Receiver<balance::Handoff>,
             let ctx = ctxs.get(h.listener).cloned();
             match (ctx, compio::net::TcpStream::from_std(h.stream)) {
                 (Some(ctx), Ok(stream)) => {
-                    ctx.spawn(crate::io::Conn::new(stream), h.peer, &w);
+                    ctx.spawn(crate::io::Conn::accepted(stream), h.peer, &w);
                 }
                 _ => {
                     // Not served: give the count back (the socket closes on drop).
