@@ -28,7 +28,21 @@ ap.add_argument("--iters", type=int, default=12)
 ap.add_argument("--secs", type=int, default=3)
 ap.add_argument("--conns", type=int, default=50)
 ap.add_argument("--path", default="/")
+ap.add_argument("--close", action="store_true",
+                help="a new connection per request (wrk sends `Connection: close` and reconnects)")
 a = ap.parse_args()
+if a.close:
+    import re, subprocess
+
+    def wrk(port, secs, conns, path="/"):
+        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{secs}s",
+                              "-H", "Connection: close", f"http://127.0.0.1:{port}{path}"],
+                             capture_output=True, text=True, timeout=secs + 30).stdout
+        reqs = int(re.search(r"(\d+) requests in", out).group(1))
+        errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        return reqs / secs, reqs, (int(errs.group(1)) if errs else 0), "", {}
+
+    m.wrk = wrk
 cfg = os.path.join(os.path.dirname(m.__file__), "configs")
 origin = m.start(["nginx", "-p", m.WORK, "-c", f"{cfg}/origin-nginx.conf"], 1, f"{m.WORK}/origin.log")
 procs = {}
@@ -56,7 +70,8 @@ try:
             rps[n].append(r)
             if bad:
                 print(f"  {n}: {bad} non-2xx", file=sys.stderr)
-    print(f"{a.iters} iterations x {a.secs}s each, interleaved; wrk -t1 -c{a.conns}; proxies on CPU 0, origin+wrk on CPU 1")
+    print(f"{a.iters} iterations x {a.secs}s each, interleaved; wrk -t1 -c{a.conns}"
+      f"{' (Connection: close: a new connection per request)' if a.close else ''}; proxies on CPU 0, origin+wrk on CPU 1")
     print("| proxy | median req/s | median CPU-us/req | min | max |")
     print("|---|---|---|---|---|")
     for n in names:
