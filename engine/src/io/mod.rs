@@ -34,7 +34,7 @@ use compio::{
         op::{Recv, RecvFlags, RecvManaged, ResultTakeBuffer},
         BufferRef, Extra, PollFirst, SharedFd, ToSharedFd,
     },
-    io::{AsyncWrite, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::TcpStream,
     runtime::Submit,
 };
@@ -373,9 +373,17 @@ impl Conn {
     }
 
     /// Half-close: no more bytes will be written.
+    ///
+    /// A direct `shutdown(2)`, not the ring's: io_uring always hands `IORING_OP_SHUTDOWN` to
+    /// its worker threads (it has no non-blocking path), which cost a quarter of the CPU of a
+    /// connection-per-request `tcp_proxy` run; for TCP the call never blocks (it queues a FIN).
     pub async fn shutdown_write(&self) -> io::Result<()> {
-        let mut s = &self.stream;
-        s.shutdown().await
+        // SAFETY: plain syscall on the socket this connection owns.
+        if unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Close abruptly or orderly: drops the socket (the runtime closes it).
