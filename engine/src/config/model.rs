@@ -192,6 +192,16 @@ pub enum NetworkFilter {
     TcpProxy(TcpProxy),
 }
 
+impl NetworkFilter {
+    /// The TLS its chain terminates, if any.
+    pub fn tls(&self) -> Option<&std::sync::Arc<DownstreamTls>> {
+        match self {
+            NetworkFilter::Http(h) => h.tls.as_ref(),
+            NetworkFilter::TcpProxy(t) => t.tls.as_ref(),
+        }
+    }
+}
+
 impl Listener {
     /// The HTTP connection manager, when the listener runs one.
     pub fn http(&self) -> Option<&HttpConnManager> {
@@ -243,6 +253,8 @@ impl Listener {
 /// connection, bytes copied both ways, half-close passed on).
 #[derive(Debug, Clone)]
 pub struct TcpProxy {
+    /// TLS terminated on this filter chain (`tls:` on the chain; kept with its one filter).
+    pub tls: Option<std::sync::Arc<DownstreamTls>>,
     /// `tcp.<stat_prefix>.` stats (default: the listener name).
     pub stat_prefix: String,
     pub cluster: ClusterId,
@@ -257,6 +269,8 @@ pub struct TcpProxy {
 
 #[derive(Debug, Clone)]
 pub struct HttpConnManager {
+    /// TLS terminated on this filter chain (`tls:` on the chain; kept with its one filter).
+    pub tls: Option<std::sync::Arc<DownstreamTls>>,
     pub stat_prefix: String,
     pub virtual_hosts: Vec<VirtualHost>,
     /// Largest request head accepted, bytes (`max_request_headers_kb`, default 60 KiB).
@@ -475,4 +489,23 @@ pub struct Endpoint {
     pub address: SocketAddr,
     /// Default 1, at least 1.
     pub weight: u32,
+}
+
+/// `tls:` on a filter chain: TLS terminated there (`io::tls`).
+#[derive(Clone)]
+pub struct DownstreamTls {
+    /// Built and checked at load (certificates, keys, versions, suites, client CA); each
+    /// worker uses a copy with its own session cache.
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    /// `transport_socket_connect_timeout`: how long the handshake may take.
+    pub handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for DownstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownstreamTls")
+            .field("alpn", &self.server.alpn_protocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
 }

@@ -334,6 +334,82 @@ pub struct FilterChainSpec {
     pub name: Option<String>,
     /// Exactly one filter for now, the terminal one: `http_connection_manager` or `tcp_proxy`.
     pub filters: Vec<Item<FilterSpec>>,
+    /// Terminate TLS on this chain (Envoy's `DownstreamTlsContext`, without the
+    /// `transport_socket`/`typed_config` wrapping). Default: none (plain TCP).
+    pub tls: Option<TlsSpec>,
+    /// How long the TLS handshake may take (default `10s`; Envoy's name).
+    pub transport_socket_connect_timeout: Option<Dur>,
+}
+
+/// `tls:` on a filter chain: the keys of Envoy's `DownstreamTlsContext`, with those of its
+/// `common_tls_context` accepted either inside it or directly here.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a tls map")]
+pub struct TlsSpec {
+    /// Envoy's wrapper for the keys below (use one or the other).
+    pub common_tls_context: Option<CommonTlsSpec>,
+    pub tls_certificates: Option<Vec<TlsCertificateSpec>>,
+    pub alpn_protocols: Option<Vec<String>>,
+    pub tls_params: Option<TlsParamsSpec>,
+    pub validation_context: Option<ValidationContextSpec>,
+    /// With a `validation_context`: refuse clients without a valid certificate (default
+    /// false: a certificate is verified when presented).
+    pub require_client_certificate: Option<bool>,
+    /// Turn off session tickets (default false: tickets on, keys rotated by rustls).
+    pub disable_stateless_session_resumption: Option<bool>,
+}
+
+/// Envoy's `CommonTlsContext`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a common_tls_context map")]
+pub struct CommonTlsSpec {
+    pub tls_certificates: Option<Vec<TlsCertificateSpec>>,
+    pub alpn_protocols: Option<Vec<String>>,
+    pub tls_params: Option<TlsParamsSpec>,
+    pub validation_context: Option<ValidationContextSpec>,
+}
+
+/// One certificate with its key (and optionally its OCSP response).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map with certificate_chain and private_key"
+)]
+pub struct TlsCertificateSpec {
+    pub certificate_chain: DataSourceSpec,
+    pub private_key: DataSourceSpec,
+    /// A DER OCSP response stapled to handshakes with this certificate.
+    pub ocsp_staple: Option<DataSourceSpec>,
+}
+
+/// Envoy's `DataSource`: a file, or the text inline.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map with filename or inline_string"
+)]
+pub struct DataSourceSpec {
+    pub filename: Option<String>,
+    pub inline_string: Option<String>,
+}
+
+/// `tls_params`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a tls_params map")]
+pub struct TlsParamsSpec {
+    /// `TLSv1_2` (default) or `TLSv1_3`.
+    pub tls_minimum_protocol_version: Option<String>,
+    /// `TLSv1_2` or `TLSv1_3` (default).
+    pub tls_maximum_protocol_version: Option<String>,
+    /// TLS 1.2 suites (OpenSSL or IANA names); TLS 1.3's are always on, as in Envoy.
+    pub cipher_suites: Option<Vec<String>>,
+}
+
+/// `validation_context`: how client certificates are verified (mTLS).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a validation_context map")]
+pub struct ValidationContextSpec {
+    pub trusted_ca: DataSourceSpec,
 }
 
 /// One network filter: a map with a single key, the filter's name, holding its config.

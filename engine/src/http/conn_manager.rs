@@ -359,7 +359,12 @@ fn begin<'l>(
     };
     si.seen = true;
     si.version = Some(req.version.into());
-    let seen = model::decode_request(&req, "http", &mut si.req);
+    let scheme = if l.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let seen = model::decode_request(&req, scheme, &mut si.req);
     let upgrade = model::forwarded_upgrade(&req).map(Bytes::copy_from_slice);
     let info = ReqInfo {
         version: req.version,

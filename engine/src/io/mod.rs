@@ -42,6 +42,7 @@ use compio::{
 mod bulk;
 pub mod multi;
 pub mod park;
+pub mod tls;
 pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
 
 /// Reads use multishot receives ([`multi`]); off, every read submits its own receive. Set once
@@ -86,11 +87,40 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
         // Every state is `Unpin` (`Submit` is): nothing here is pinned structurally.
         let this = self.get_mut();
         let conn: &Conn = &this.conn;
-        match &mut this.state {
+        let Some(t) = conn.tls.as_deref() else {
+            return poll_raw(conn, &mut this.state, cx);
+        };
+        // TLS: plaintext decrypted earlier first, then raw reads until a record completes.
+        loop {
+            if let Some(r) = t.ready() {
+                return Poll::Ready(r);
+            }
+            let raw = match std::task::ready!(poll_raw(conn, &mut this.state, cx)) {
+                Ok(raw) => raw,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            this.state = conn.recv_state();
+            match t.on_raw(raw) {
+                Ok(r) => return Poll::Ready(Ok(r)),
+                Err(Some(e)) => return Poll::Ready(Err(e)),
+                Err(None) => {}
+            }
+        }
+    }
+}
+
+/// The socket's bytes as they arrive (ciphertext on a TLS connection).
+fn poll_raw(
+    conn: &Conn,
+    state: &mut ReadState,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Option<ReadBuf>>> {
+    {
+        match state {
             ReadState::Multi => {
                 let Some(sh) = conn.multi.as_ref() else {
-                    this.state = conn.recv_one();
-                    return Pin::new(this).poll(cx);
+                    *state = conn.recv_one();
+                    return poll_raw(conn, state, cx);
                 };
                 match sh.poll(&conn.stream, cx) {
                     Ok(multi::Got::Data(b)) => Poll::Ready(Ok(Some(ReadBuf::Pooled(b)))),
@@ -98,8 +128,8 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     Ok(multi::Got::End(multi::End::Eof)) => Poll::Ready(Ok(None)),
                     Ok(multi::Got::End(multi::End::NoBuffers)) => {
                         multi::count_no_buffer();
-                        this.state = conn.recv_fallback();
-                        Pin::new(this).poll(cx)
+                        *state = conn.recv_fallback();
+                        poll_raw(conn, state, cx)
                     }
                     Ok(multi::Got::End(multi::End::Error(code))) => {
                         Poll::Ready(Err(io::Error::from_raw_os_error(code)))
@@ -107,8 +137,8 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     // (`poll` re-arms after a cancellation itself: `Cancelled` never comes
                     // out; it is named for the match only.)
                     Ok(multi::Got::End(multi::End::Cancelled)) | Ok(multi::Got::OneShot) => {
-                        this.state = conn.recv_one();
-                        Pin::new(this).poll(cx)
+                        *state = conn.recv_one();
+                        poll_raw(conn, state, cx)
                     }
                     Err(e) => Poll::Ready(Err(e)),
                 }
@@ -126,8 +156,8 @@ impl<C: Deref<Target = Conn> + Unpin> Future for Read<C> {
                     Ok(None) => Poll::Ready(Ok(None)),
                     Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
                         multi::count_no_buffer();
-                        this.state = conn.recv_fallback();
-                        Pin::new(this).poll(cx)
+                        *state = conn.recv_fallback();
+                        poll_raw(conn, state, cx)
                     }
                     Err(e) => Poll::Ready(Err(e)),
                 }
@@ -193,6 +223,8 @@ pub struct Conn {
     recv_drained: Cell<bool>,
     /// The multishot receive's state (`None`: reads are one-shot).
     multi: Option<Rc<multi::MultiShared>>,
+    /// A TLS session ([`tls`]): reads and writes are plaintext above it. `None` for plain TCP.
+    tls: Option<Box<tls::TlsState>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -228,6 +260,7 @@ impl Conn {
             stream,
             recv_drained: Cell::new(false),
             multi,
+            tls: None,
         }
     }
 
@@ -238,6 +271,16 @@ impl Conn {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
         }
+    }
+
+    /// Whether this connection carries TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// What the TLS handshake settled (`None`: plain TCP).
+    pub fn tls_info(&self) -> Option<tls::TlsInfo> {
+        self.tls.as_ref().map(|t| t.info())
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -287,6 +330,10 @@ impl Conn {
     /// re-arming and say whether it is quiet (nothing armed, nothing unread). While it is not,
     /// keep reading with [`Conn::read`]; [`Conn::release_multishot`] when done.
     pub fn hold_multishot(&self) -> bool {
+        // A TLS connection is never quiet: reads past the seam would see ciphertext.
+        if self.tls.is_some() {
+            return false;
+        }
         self.multi.as_ref().is_none_or(|m| m.hold())
     }
 
@@ -337,6 +384,9 @@ impl Conn {
 
     /// Write every byte of `buf`.
     pub async fn write_all<T: IoBuf>(&self, buf: T) -> io::Result<()> {
+        if let Some(t) = &self.tls {
+            return t.write(self, buf.as_init()).await;
+        }
         let mut s = &self.stream;
         let BufResult(res, _) = s.write_all(buf).await;
         res
@@ -344,6 +394,9 @@ impl Conn {
 
     /// [`Conn::write_all`] that hands the buffer back (to send again, or to recycle).
     pub async fn write_all_keep<T: IoBuf>(&self, buf: T) -> (io::Result<()>, T) {
+        if let Some(t) = &self.tls {
+            return (t.write(self, buf.as_init()).await, buf);
+        }
         let mut s = &self.stream;
         let BufResult(res, buf) = s.write_all(buf).await;
         (res, buf)
@@ -351,6 +404,9 @@ impl Conn {
 
     /// [`Conn::write_vectored_all`] that hands the buffers back.
     pub async fn write_vectored_all_keep<T: IoVectoredBuf>(&self, bufs: T) -> (io::Result<()>, T) {
+        if let Some(t) = &self.tls {
+            return (t.write_slices(self, bufs.iter_slice()).await, bufs);
+        }
         let mut s = &self.stream;
         let BufResult(res, bufs) = s.write_vectored_all(bufs).await;
         (res, bufs)
@@ -359,6 +415,11 @@ impl Conn {
     /// [`Conn::write_all`] of a buffer from the worker's [`WriteBufs`], which gets it back
     /// (emptied) once the kernel is done with it: a head written this way costs no allocation.
     pub async fn write_pooled(&self, buf: bytes::BytesMut, bufs: &WriteBufs) -> io::Result<()> {
+        if let Some(t) = &self.tls {
+            let res = t.write(self, &buf).await;
+            bufs.give(buf);
+            return res;
+        }
         let mut s = &self.stream;
         let BufResult(res, buf) = s.write_all(buf).await;
         bufs.give(buf);
@@ -367,6 +428,9 @@ impl Conn {
 
     /// Write every byte of several buffers, in one submission where the kernel takes them all.
     pub async fn write_vectored_all<T: IoVectoredBuf>(&self, bufs: T) -> io::Result<()> {
+        if let Some(t) = &self.tls {
+            return t.write_slices(self, bufs.iter_slice()).await;
+        }
         let mut s = &self.stream;
         let BufResult(res, _) = s.write_vectored_all(bufs).await;
         res
@@ -378,6 +442,9 @@ impl Conn {
     /// its worker threads (it has no non-blocking path), which cost a quarter of the CPU of a
     /// connection-per-request `tcp_proxy` run; for TCP the call never blocks (it queues a FIN).
     pub async fn shutdown_write(&self) -> io::Result<()> {
+        if let Some(t) = &self.tls {
+            t.close_notify(self).await?;
+        }
         // SAFETY: plain syscall on the socket this connection owns.
         if unsafe { libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR) } == 0 {
             Ok(())

@@ -27,9 +27,9 @@ use super::{multi::Quiet, Conn};
 
 impl Conn {
     /// Whether this connection can be parked: its reads are multishot receives (parking relies
-    /// on cancelling one without losing what it received).
+    /// on cancelling one without losing what it received), and it carries no TLS session.
     pub fn can_park(&self) -> bool {
-        self.multi.is_some() && super::multi::usable()
+        self.multi.is_some() && self.tls.is_none() && super::multi::usable()
     }
 
     /// Stop the receive and wait until it has finished (see [`Quiet`]). On `Data`, the caller

@@ -147,6 +147,9 @@ pub async fn serve(conn: Conn, peer: SocketAddr, s: Rc<Selecting>, w: Rc<WorkerC
         Some(Serve::TcpProxy(l)) => {
             crate::tcp_proxy::serve_with(conn, peer, buf, Rc::clone(l), w).await;
         }
+        Some(Serve::Tls(t)) => {
+            super::tls::serve(conn, peer, buf, Rc::clone(t), w).await;
+        }
         Some(Serve::Select(_)) | None => {
             count(|l| &l.no_filter_chain_match);
         }

@@ -17,6 +17,7 @@
 
 pub mod inspect;
 pub mod select;
+pub mod tls;
 
 use std::{
     io,
@@ -43,6 +44,8 @@ pub enum Serve {
     TcpProxy(Rc<TcpProxyCtx>),
     /// Listener filters and filter-chain matching first ([`inspect`]).
     Select(Rc<inspect::Selecting>),
+    /// A TLS handshake first ([`tls`]), then the chain's network filter.
+    Tls(Rc<tls::TlsServe>),
 }
 
 impl Serve {
@@ -86,7 +89,7 @@ impl Serve {
         index: usize,
         worker: ringway_filters::WorkerInfo,
     ) -> Serve {
-        match network {
+        let inner = match network {
             crate::config::NetworkFilter::Http(h) => {
                 let mut ctx = ListenerCtx::new(l, h, worker);
                 ctx.index = index;
@@ -97,6 +100,10 @@ impl Serve {
                 ctx.index = index;
                 Serve::TcpProxy(Rc::new(ctx))
             }
+        };
+        match network.tls() {
+            Some(t) => Serve::Tls(Rc::new(tls::TlsServe::new(t, inner))),
+            None => inner,
         }
     }
 
@@ -105,6 +112,7 @@ impl Serve {
             Serve::Http(l) => &l.name,
             Serve::TcpProxy(l) => &l.name,
             Serve::Select(l) => &l.name,
+            Serve::Tls(t) => t.inner.name(),
         }
     }
 
@@ -114,6 +122,7 @@ impl Serve {
             Serve::Http(l) => l.index,
             Serve::TcpProxy(l) => l.index,
             Serve::Select(l) => l.index,
+            Serve::Tls(t) => t.inner.index(),
         }
     }
 
@@ -122,6 +131,7 @@ impl Serve {
             Serve::Http(l) => l.exact_balance,
             Serve::TcpProxy(l) => l.exact_balance,
             Serve::Select(l) => l.exact_balance,
+            Serve::Tls(t) => t.inner.exact_balance(),
         }
     }
 
@@ -140,6 +150,11 @@ impl Serve {
             Serve::Select(l) => {
                 let l = Rc::clone(l);
                 compio::runtime::spawn(inspect::serve(conn, peer, l, w)).detach();
+            }
+            Serve::Tls(t) => {
+                let t = Rc::clone(t);
+                let first = bytes::BytesMut::new();
+                compio::runtime::spawn(tls::serve(conn, peer, first, t, w)).detach();
             }
         }
     }

@@ -353,6 +353,15 @@ impl Aggregator {
                     put(Scope::Listener, &a, name, Value::Counter(ls(f)));
                 }
             }
+            if l.networks().any(|n| n.tls().is_some()) {
+                let counters: [(&'static str, ListenerGetter); 2] = [
+                    ("ssl.handshake", |l| get(&l.ssl_handshake)),
+                    ("ssl.connection_error", |l| get(&l.ssl_connection_error)),
+                ];
+                for (name, f) in counters {
+                    put(Scope::Listener, &a, name, Value::Counter(ls(f)));
+                }
+            }
             // A listener's chains share its counters: `tcp.` under the first `tcp_proxy` chain's
             // prefix, `http.` under the first connection manager's (the histogram slot is
             // shared too: a listener with both reports it as `http.`'s).

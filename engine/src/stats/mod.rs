@@ -92,6 +92,11 @@ pub struct ListenerStats {
     /// `listener.<addr>.downstream_listener_filter_remote_close`: connections the client closed
     /// before the listener filters were done.
     pub downstream_listener_filter_remote_close: AtomicU64,
+    /// `listener.<addr>.ssl.handshake`: TLS handshakes completed.
+    pub ssl_handshake: AtomicU64,
+    /// `listener.<addr>.ssl.connection_error`: TLS handshakes that failed or timed out (the
+    /// connection was closed).
+    pub ssl_connection_error: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_total`
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`

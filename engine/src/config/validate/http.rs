@@ -112,6 +112,7 @@ pub(super) fn conn_manager(
     }
 
     HttpConnManager {
+        tls: None,
         stat_prefix,
         virtual_hosts,
         max_request_headers_bytes,

@@ -16,6 +16,7 @@ mod cluster;
 mod filters;
 mod http;
 mod tcp_proxy;
+mod tls;
 mod tracing;
 
 use std::{
@@ -476,6 +477,15 @@ fn network_filter(
         if network.is_none() {
             network = built;
         }
+    }
+    let tls = chain.tls.as_ref().and_then(|t| {
+        let http = matches!(network, Some(NetworkFilter::Http(_)));
+        tls::downstream(t, chain, &chain_path.key("tls"), http, problems)
+    });
+    match &mut network {
+        Some(NetworkFilter::Http(h)) => h.tls = tls,
+        Some(NetworkFilter::TcpProxy(t)) => t.tls = tls,
+        None => {}
     }
     network
 }

@@ -51,6 +51,7 @@ pub(super) fn tcp_proxy(
     let access_log =
         super::access_log::access_logs(&spec.access_log, &path.key("access_log"), problems);
     Some(TcpProxy {
+        tls: None,
         stat_prefix,
         cluster: cluster?,
         cluster_name: spec.cluster.clone(),

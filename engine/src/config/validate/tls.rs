@@ -1,0 +1,426 @@
+//! Validation of `tls:` on a filter chain: every certificate and key is read, parsed and checked
+//! against each other at load (a bad file is a config error naming the field, never a failed
+//! handshake later), versions and cipher suites are resolved to rustls's, and the result is one
+//! `rustls::ServerConfig` per chain (`DownstreamTls`), which workers copy with their own
+//! session cache.
+//!
+//! Certificate choice ([`Resolver`]): among the chain's certificates, those valid for the
+//! client's SNI name (all of them when none is, or when the client sent no name), and of those
+//! the first whose key type the client can verify (so an ECDSA and an RSA certificate for the
+//! same name serve each client the one it supports).
+
+use std::{sync::Arc, time::Duration};
+
+use rustls::{
+    crypto::{ring, CryptoProvider},
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},
+    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
+    sign::CertifiedKey,
+    RootCertStore, SupportedCipherSuite,
+};
+
+use super::Problems;
+use crate::config::{
+    model::DownstreamTls,
+    path::DocPath,
+    schema::{
+        DataSourceSpec, FilterChainSpec, TlsCertificateSpec, TlsParamsSpec, TlsSpec,
+        ValidationContextSpec,
+    },
+};
+
+/// `transport_socket_connect_timeout`'s default.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn downstream(
+    spec: &TlsSpec,
+    chain: &FilterChainSpec,
+    path: &DocPath,
+    http: bool,
+    problems: &mut Problems,
+) -> Option<Arc<DownstreamTls>> {
+    let common = spec.common_tls_context.as_ref();
+    let flat_used = spec.tls_certificates.is_some()
+        || spec.alpn_protocols.is_some()
+        || spec.tls_params.is_some()
+        || spec.validation_context.is_some();
+    if common.is_some() && flat_used {
+        problems.key(
+            &path.key("common_tls_context"),
+            "give tls_certificates, alpn_protocols, tls_params and validation_context either \
+             inside common_tls_context or directly under tls, not both",
+        );
+        return None;
+    }
+    let (certs, alpn, params, validation, base) = match common {
+        Some(c) => (
+            c.tls_certificates.as_ref(),
+            c.alpn_protocols.as_ref(),
+            c.tls_params.as_ref(),
+            c.validation_context.as_ref(),
+            path.key("common_tls_context"),
+        ),
+        None => (
+            spec.tls_certificates.as_ref(),
+            spec.alpn_protocols.as_ref(),
+            spec.tls_params.as_ref(),
+            spec.validation_context.as_ref(),
+            path.clone(),
+        ),
+    };
+    let keys = certificates(certs, &base.key("tls_certificates"), problems);
+    let provider = provider(params, &base.key("tls_params"), problems);
+    let versions = versions(params, &base.key("tls_params"), problems);
+    let alpn = alpn_protocols(alpn, &base.key("alpn_protocols"), http, problems);
+    let require = spec.require_client_certificate.unwrap_or(false);
+    if require && validation.is_none() {
+        problems.value(
+            &path.key("require_client_certificate"),
+            "require_client_certificate needs a validation_context with a trusted_ca to verify \
+             client certificates against",
+        );
+    }
+    let (keys, provider, versions, alpn) = (keys?, provider?, versions?, alpn?);
+    let provider = Arc::new(provider);
+    let builder = match rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+    {
+        Ok(b) => b,
+        Err(e) => {
+            problems.value(
+                &base.key("tls_params"),
+                format!("no usable TLS settings: {e}"),
+            );
+            return None;
+        }
+    };
+    let builder = match validation {
+        None => builder.with_no_client_auth(),
+        Some(v) => {
+            let vpath = base.key("validation_context");
+            let verifier = client_verifier(v, &vpath, require, &provider, problems)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut server = builder.with_cert_resolver(Arc::new(Resolver { keys }));
+    server.alpn_protocols = alpn;
+    if !spec.disable_stateless_session_resumption.unwrap_or(false) {
+        match ring::Ticketer::new() {
+            Ok(t) => server.ticketer = t,
+            Err(e) => problems.value(path, format!("cannot set up session tickets: {e}")),
+        }
+    }
+    let handshake_timeout = chain
+        .transport_socket_connect_timeout
+        .map_or(HANDSHAKE_TIMEOUT, |d| d.0);
+    Some(Arc::new(DownstreamTls {
+        server: Arc::new(server),
+        handshake_timeout,
+    }))
+}
+
+/// The bytes of a `DataSource` (`filename` or `inline_string`).
+fn data(spec: &DataSourceSpec, path: &DocPath, problems: &mut Problems) -> Option<Vec<u8>> {
+    match (&spec.filename, &spec.inline_string) {
+        (Some(f), None) => match std::fs::read(f) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                problems.value(&path.key("filename"), format!("cannot read {f:?}: {e}"));
+                None
+            }
+        },
+        (None, Some(s)) => Some(s.clone().into_bytes()),
+        _ => {
+            problems.value(path, "give exactly one of filename or inline_string");
+            None
+        }
+    }
+}
+
+fn certificates(
+    specs: Option<&Vec<TlsCertificateSpec>>,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<Vec<Arc<CertifiedKey>>> {
+    let Some(specs) = specs.filter(|s| !s.is_empty()) else {
+        problems.value(
+            path,
+            "at least one certificate is needed: tls_certificates: [{certificate_chain: \
+             {filename: ...}, private_key: {filename: ...}}]",
+        );
+        return None;
+    };
+    let provider = ring::default_provider();
+    let mut keys = Vec::new();
+    for (i, c) in specs.iter().enumerate() {
+        let at = path.index(i);
+        let (cpath, kpath) = (at.key("certificate_chain"), at.key("private_key"));
+        let chain = data(&c.certificate_chain, &cpath, problems).and_then(|pem| {
+            let certs: Result<Vec<CertificateDer<'static>>, _> =
+                CertificateDer::pem_slice_iter(&pem).collect();
+            match certs {
+                Ok(c) if !c.is_empty() => Some(c),
+                Ok(_) => {
+                    problems.value(&cpath, "no PEM certificate found");
+                    None
+                }
+                Err(e) => {
+                    problems.value(&cpath, format!("not a PEM certificate chain: {e}"));
+                    None
+                }
+            }
+        });
+        let key = data(&c.private_key, &kpath, problems).and_then(|pem| {
+            match PrivateKeyDer::from_pem_slice(&pem) {
+                Ok(k) => match provider.key_provider.load_private_key(k) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        problems.value(&kpath, format!("unusable private key: {e}"));
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.value(&kpath, format!("not a PEM private key: {e}"));
+                    None
+                }
+            }
+        });
+        let ocsp = c
+            .ocsp_staple
+            .as_ref()
+            .map(|o| data(o, &at.key("ocsp_staple"), problems));
+        let (Some(chain), Some(key)) = (chain, key) else {
+            continue;
+        };
+        let mut ck = CertifiedKey::new(chain, key);
+        if let Err(e) = ck.keys_match() {
+            problems.value(
+                &kpath,
+                format!("the private key does not match the certificate: {e}"),
+            );
+            continue;
+        }
+        if let Some(Some(o)) = ocsp {
+            ck.ocsp = Some(o);
+        }
+        keys.push(Arc::new(ck));
+    }
+    (keys.len() == specs.len()).then_some(keys)
+}
+
+fn version(text: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
+    match text {
+        "TLSv1_2" | "TLS_AUTO" => Ok(&rustls::version::TLS12),
+        "TLSv1_3" => Ok(&rustls::version::TLS13),
+        "TLSv1_0" | "TLSv1_1" => Err(format!(
+            "{text} is not supported (ringway speaks TLS 1.2 and 1.3): use TLSv1_2 or TLSv1_3"
+        )),
+        _ => Err(format!(
+            "unknown TLS version {text:?}: expected TLSv1_2 or TLSv1_3"
+        )),
+    }
+}
+
+fn versions(
+    params: Option<&TlsParamsSpec>,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<Vec<&'static rustls::SupportedProtocolVersion>> {
+    let pick = |key: &str, v: Option<&String>, default, problems: &mut Problems| match v {
+        None => Some(default),
+        Some(t) => match version(t) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.value(&path.key(key), e);
+                None
+            }
+        },
+    };
+    let min = pick(
+        "tls_minimum_protocol_version",
+        params.and_then(|p| p.tls_minimum_protocol_version.as_ref()),
+        &rustls::version::TLS12,
+        problems,
+    );
+    let max = pick(
+        "tls_maximum_protocol_version",
+        params.and_then(|p| p.tls_maximum_protocol_version.as_ref()),
+        &rustls::version::TLS13,
+        problems,
+    );
+    let (min, max) = (min?, max?);
+    let rank = |v: &rustls::SupportedProtocolVersion| u16::from(v.version);
+    if rank(min) > rank(max) {
+        problems.value(
+            &path.key("tls_minimum_protocol_version"),
+            "tls_minimum_protocol_version is above tls_maximum_protocol_version",
+        );
+        return None;
+    }
+    Some(
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
+            .collect(),
+    )
+}
+
+/// The ring provider, its TLS 1.2 suites narrowed to `cipher_suites` when given.
+fn provider(
+    params: Option<&TlsParamsSpec>,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<CryptoProvider> {
+    let mut p = ring::default_provider();
+    let Some(names) = params.and_then(|p| p.cipher_suites.as_ref()) else {
+        return Some(p);
+    };
+    let all = p.cipher_suites.clone();
+    let name_of = |s: &SupportedCipherSuite| s.suite().as_str().unwrap_or("").to_owned();
+    let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
+    let mut ok = true;
+    for (i, n) in names.iter().enumerate() {
+        let iana = openssl_to_iana(n).unwrap_or(n.as_str());
+        match all.iter().find(|s| name_of(s) == iana) {
+            Some(s) if matches!(s, SupportedCipherSuite::Tls12(_)) => chosen.push(*s),
+            Some(_) => {} // TLS 1.3 suites are always on (as in Envoy).
+            None => {
+                ok = false;
+                let known: Vec<String> = all
+                    .iter()
+                    .filter(|s| matches!(s, SupportedCipherSuite::Tls12(_)))
+                    .map(name_of)
+                    .collect();
+                problems.value(
+                    &path.key("cipher_suites").index(i),
+                    format!(
+                        "unknown or unsupported cipher suite {n:?} (TLS 1.2 suites ringway has: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    p.cipher_suites = all
+        .into_iter()
+        .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)) || chosen.contains(s))
+        .collect();
+    Some(p)
+}
+
+/// Envoy's (OpenSSL's) names of the TLS 1.2 suites rustls has.
+fn openssl_to_iana(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ECDHE-ECDSA-AES128-GCM-SHA256" => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256" => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384" => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384" => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305" => "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305" => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        _ => return None,
+    })
+}
+
+fn alpn_protocols(
+    list: Option<&Vec<String>>,
+    path: &DocPath,
+    http: bool,
+    problems: &mut Problems,
+) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, p) in list.into_iter().flatten().enumerate() {
+        if http && p != "http/1.1" && p != "http/1.0" {
+            problems.value(
+                &path.index(i),
+                format!(
+                    "{p:?} cannot be offered on an http_connection_manager chain: ringway speaks \
+                     HTTP/1.1 there (HTTP/2 is not there yet); offer \"http/1.1\""
+                ),
+            );
+            ok = false;
+        }
+        out.push(p.clone().into_bytes());
+    }
+    ok.then_some(out)
+}
+
+fn client_verifier(
+    v: &ValidationContextSpec,
+    path: &DocPath,
+    require: bool,
+    provider: &Arc<CryptoProvider>,
+    problems: &mut Problems,
+) -> Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let capath = path.key("trusted_ca");
+    let pem = data(&v.trusted_ca, &capath, problems)?;
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        match c {
+            Ok(c) => {
+                if let Err(e) = roots.add(c) {
+                    problems.value(&capath, format!("not a usable CA certificate: {e}"));
+                    return None;
+                }
+            }
+            Err(e) => {
+                problems.value(&capath, format!("not a PEM certificate: {e}"));
+                return None;
+            }
+        }
+    }
+    if roots.is_empty() {
+        problems.value(&capath, "no PEM certificate found");
+        return None;
+    }
+    let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+    let b = if require {
+        b
+    } else {
+        b.allow_unauthenticated()
+    };
+    match b.build() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.value(&capath, format!("cannot verify clients with it: {e}"));
+            None
+        }
+    }
+}
+
+/// Picks the certificate for a ClientHello (see the module docs).
+#[derive(Debug)]
+struct Resolver {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let named: Vec<&Arc<CertifiedKey>> = match hello.server_name() {
+            Some(name) => self.keys.iter().filter(|k| valid_for(k, name)).collect(),
+            None => Vec::new(),
+        };
+        let pool: Vec<&Arc<CertifiedKey>> = if named.is_empty() {
+            self.keys.iter().collect()
+        } else {
+            named
+        };
+        let schemes = hello.signature_schemes();
+        pool.iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .or(pool.first())
+            .map(|k| Arc::clone(k))
+    }
+}
+
+/// Whether a certificate's names cover `name` (its SANs, `*.` wildcards included).
+fn valid_for(key: &CertifiedKey, name: &str) -> bool {
+    let (Some(der), Ok(sn)) = (key.cert.first(), ServerName::try_from(name)) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(der)
+        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&sn).is_ok())
+}

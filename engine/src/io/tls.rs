@@ -1,0 +1,261 @@
+//! TLS as a transport under the seam: a [`Conn`] that carries a rustls session reads plaintext
+//! and writes plaintext, and nothing above the seam can tell.
+//!
+//! Data flow. Reads: the connection's ordinary receive (a pool buffer from the multishot
+//! receive) brings ciphertext; rustls takes a copy of it (`read_tls`) and decrypts; the
+//! plaintext is copied back into the same pool buffer when it fits in the part the kernel wrote
+//! (the usual case: a buffer of ciphertext holds no more plaintext than its own length), or into
+//! an owned buffer when records carried over from earlier reads make it longer. Writes: the
+//! plaintext goes to rustls (`writer`), which encrypts it into its queue; the queue is drained
+//! into the connection's one reused ciphertext buffer and sent, in pieces of at most
+//! [`WRITE_PIECE`] so the buffer stays small. `shutdown_write` sends `close_notify` first.
+//!
+//! TLS connections never take the bulk body path (`hold_multishot` says "not quiet"): bulk
+//! receives bypass the seam's read and would hand ciphertext up. They are not parked either.
+//!
+//! The handshake ([`accept`]) runs before the connection is handed to its network filter, with
+//! whatever bytes the listener filters already read (the ClientHello the TLS inspector peeked
+//! at) fed to rustls first.
+
+use std::{
+    cell::{Cell, RefCell},
+    io::{self, Read as _, Write as _},
+    sync::Arc,
+};
+
+use bytes::BytesMut;
+use compio::buf::BufResult;
+use compio::io::AsyncWriteExt;
+
+use super::{Conn, ReadBuf};
+
+/// Plaintext encrypted and sent at a time by one write.
+pub const WRITE_PIECE: usize = 64 * 1024;
+
+/// A connection's TLS session and its reused ciphertext buffer.
+pub struct TlsState {
+    session: RefCell<rustls::ServerConnection>,
+    /// Ciphertext on its way out (taken by the write in flight, given back after).
+    out: Cell<Option<Vec<u8>>>,
+    /// The peer sent `close_notify` or closed.
+    eof: Cell<bool>,
+}
+
+impl std::fmt::Debug for TlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsState")
+    }
+}
+
+/// What the handshake settled, for logs and routing.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub server_name: Option<String>,
+    pub alpn: Option<Vec<u8>>,
+    pub version: &'static str,
+    pub cipher: &'static str,
+}
+
+fn tls_err(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsState {
+    /// Feed ciphertext to rustls and process it. `Ok(true)`: the peer has closed.
+    fn absorb(&self, mut data: &[u8]) -> io::Result<bool> {
+        let mut s = self.session.borrow_mut();
+        while !data.is_empty() {
+            if s.read_tls(&mut data)? == 0 {
+                break;
+            }
+            let st = s.process_new_packets().map_err(tls_err)?;
+            if st.peer_has_closed() {
+                self.eof.set(true);
+            }
+        }
+        Ok(self.eof.get())
+    }
+
+    /// Decrypted bytes waiting, into `buf` (a pool buffer whose first `buf.len()` bytes the
+    /// kernel wrote) when they fit, else into an owned buffer. `None`: nothing waiting.
+    fn plaintext(&self, buf: Option<ReadBuf>) -> io::Result<Option<ReadBuf>> {
+        let mut s = self.session.borrow_mut();
+        let n = s
+            .process_new_packets()
+            .map_err(tls_err)?
+            .plaintext_bytes_to_read();
+        if n == 0 {
+            return Ok(None);
+        }
+        match buf {
+            Some(ReadBuf::Pooled(mut b)) if n <= b.len() => {
+                let m = s.reader().read(&mut b[..n])?;
+                // SAFETY: shortening the initialised length.
+                unsafe { compio::buf::SetLen::set_len(&mut b, m) };
+                Ok(Some(ReadBuf::Pooled(b)))
+            }
+            _ => {
+                let mut v = vec![0; n];
+                let m = s.reader().read(&mut v)?;
+                v.truncate(m);
+                Ok(Some(ReadBuf::Owned(v)))
+            }
+        }
+    }
+
+    /// Decrypt a raw read: `Ready(Some(..))` plaintext, `Ready(None)` end of stream, or
+    /// `Pending`-equivalent `Err(None)`: nothing yet, read again.
+    pub(super) fn on_raw(
+        &self,
+        raw: Option<ReadBuf>,
+    ) -> Result<Option<ReadBuf>, Option<io::Error>> {
+        match raw {
+            None => {
+                self.eof.set(true);
+                self.plaintext(None).map_err(Some)
+            }
+            Some(buf) => {
+                self.absorb(&buf).map_err(Some)?;
+                match self.plaintext(Some(buf)).map_err(Some)? {
+                    Some(p) => Ok(Some(p)),
+                    None if self.eof.get() => Ok(None),
+                    None => Err(None),
+                }
+            }
+        }
+    }
+
+    /// Plaintext already decrypted (from an earlier read), or the end of stream.
+    pub(super) fn ready(&self) -> Option<io::Result<Option<ReadBuf>>> {
+        match self.plaintext(None) {
+            Ok(Some(p)) => Some(Ok(Some(p))),
+            Ok(None) if self.eof.get() => Some(Ok(None)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Encrypt `plain` and send it all.
+    pub(super) async fn write(&self, conn: &Conn, plain: &[u8]) -> io::Result<()> {
+        for piece in plain.chunks(WRITE_PIECE) {
+            self.session.borrow_mut().writer().write_all(piece)?;
+            self.flush(conn).await?;
+        }
+        if plain.is_empty() {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Encrypt several pieces and send them together.
+    pub(super) async fn write_slices<'a>(
+        &self,
+        conn: &Conn,
+        pieces: impl Iterator<Item = &'a [u8]>,
+    ) -> io::Result<()> {
+        let mut queued = 0;
+        for p in pieces {
+            self.session.borrow_mut().writer().write_all(p)?;
+            queued += p.len();
+            if queued >= WRITE_PIECE {
+                self.flush(conn).await?;
+                queued = 0;
+            }
+        }
+        self.flush(conn).await
+    }
+
+    /// Send whatever rustls has queued.
+    pub(super) async fn flush(&self, conn: &Conn) -> io::Result<()> {
+        let mut out = self.out.take().unwrap_or_default();
+        out.clear();
+        {
+            let mut s = self.session.borrow_mut();
+            while s.wants_write() {
+                s.write_tls(&mut out)?;
+            }
+        }
+        if out.is_empty() {
+            self.out.set(Some(out));
+            return Ok(());
+        }
+        let mut st = &conn.stream;
+        let BufResult(res, mut out) = st.write_all(out).await;
+        out.clear();
+        if out.capacity() <= 2 * WRITE_PIECE {
+            self.out.set(Some(out));
+        }
+        res
+    }
+
+    /// `close_notify`, sent.
+    pub(super) async fn close_notify(&self, conn: &Conn) -> io::Result<()> {
+        self.session.borrow_mut().send_close_notify();
+        self.flush(conn).await
+    }
+
+    /// What the handshake settled.
+    pub fn info(&self) -> TlsInfo {
+        let s = self.session.borrow();
+        TlsInfo {
+            server_name: s.server_name().map(str::to_owned),
+            alpn: s.alpn_protocol().map(<[u8]>::to_vec),
+            version: match s.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: s
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .unwrap_or(""),
+        }
+    }
+}
+
+/// Run the server side of a TLS handshake on `conn` (`first`: bytes already read from it, the
+/// start of the ClientHello). On success the connection carries the session from then on. An
+/// error (a bad or unfinished handshake, the peer gone) leaves the connection to be dropped;
+/// rustls's alert, if any, has been sent.
+pub async fn accept(
+    mut conn: Conn,
+    first: BytesMut,
+    config: Arc<rustls::ServerConfig>,
+) -> io::Result<Conn> {
+    let mut session = rustls::ServerConnection::new(config).map_err(tls_err)?;
+    session.set_buffer_limit(None);
+    let state = TlsState {
+        session: RefCell::new(session),
+        out: Cell::new(None),
+        eof: Cell::new(false),
+    };
+    let mut fed = state.absorb(&first);
+    loop {
+        if let Err(e) = fed {
+            // Send the alert rustls queued for the failure, then give up.
+            let _ = state.flush(&conn).await;
+            return Err(e);
+        }
+        if state.session.borrow().wants_write() {
+            state.flush(&conn).await?;
+        }
+        if !state.session.borrow().is_handshaking() {
+            break;
+        }
+        let raw = conn.read().await?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client closed during the TLS handshake",
+            )
+        })?;
+        fed = state.absorb(&raw);
+        if state.eof.get() && state.session.borrow().is_handshaking() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client closed during the TLS handshake",
+            ));
+        }
+    }
+    conn.tls = Some(Box::new(state));
+    Ok(conn)
+}
