@@ -496,3 +496,241 @@ listeners:
         0
     );
 }
+
+#[test]
+fn listener_proxy_protocol_optional_serves_plain_clients_and_strict_refuses_them() {
+    let origin = BenchOrigin::start(&[]);
+    let dir = scratch_dir();
+    let log = dir.join("access.log");
+    let hcm = |name: &str| {
+        format!(
+            "      - filters:
+          - http_connection_manager:
+              stat_prefix: {name}
+              access_log:
+                - path: {}
+                  format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: web }}
+",
+            log.display()
+        )
+    };
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: optional
+    address: 127.0.0.1:0
+    listener_filters:
+      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
+    filter_chains:
+{}  - name: strict
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}clusters:
+  - name: web
+    endpoints: [\"{}\"]
+",
+        hcm("optional"),
+        hcm("strict"),
+        origin.addr
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let optional = proxy.listeners["optional"];
+    let strict = proxy.listeners["strict"];
+    // With a header: the header's client.
+    let mut c = Client::connect(optional);
+    c.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET /with HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response(false).status(), 200);
+    drop(c);
+    wait_lines(&log, 1);
+    // Without: served as is, the socket's peer is the client (its first byte decides).
+    let mut c = Client::connect(optional);
+    let local = c.stream.local_addr().expect("local addr");
+    c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    let list = echo_header_list(&echo_json(&c.response(false)));
+    assert!(
+        list.iter()
+            .any(|(k, v)| k == "x-forwarded-for" && v == "127.0.0.1"),
+        "{list:?}"
+    );
+    drop(c);
+    // Something that starts like a header but is not one is still refused.
+    let mut bad = TcpStream::connect(optional).expect("connect");
+    bad.write_all(b"PROXY SCTP 1.2.3.4\r\n").expect("write");
+    assert!(closed_within(&mut bad, WAIT), "a broken header is closed");
+    // The strict listener closes a client without a header.
+    let mut c = TcpStream::connect(strict).expect("connect");
+    c.write_all(b"GET /strict HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    assert!(closed_within(&mut c, WAIT), "strict: no header, closed");
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines[0], "203.0.113.7:40000 /with", "{lines:?}");
+    assert_eq!(lines[1], format!("{local} /echo"), "{lines:?}");
+    eventually("counted", || {
+        listener_stat(admin_addr, optional, "proxy_proto.not_found_allowed") == 1
+            && listener_stat(admin_addr, optional, "downstream_listener_filter_error") == 1
+            && listener_stat(admin_addr, strict, "downstream_listener_filter_error") == 1
+    });
+}
+
+#[test]
+fn listener_stage_closes_are_counted_logged_and_drained() {
+    let u = upstreams();
+    let dir = scratch_dir();
+    let log = dir.join("listener.log");
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+drain_timeout: 20s
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol, tls_inspector]
+    listener_filters_timeout: 400ms
+    access_log:
+      - path: {}
+        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
+    filter_chains:
+{}  - name: patient
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    listener_filters_timeout: 0s
+    access_log:
+      - path: {}
+        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
+    filter_chains:
+{}{}",
+        log.display(),
+        tcp_chain("{ server_names: [only.test] }", "exact"),
+        log.display(),
+        tcp_chain("{ server_names: [only.test] }", "exact"),
+        clusters(&u)
+    );
+    let (mut proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let edge = proxy.listeners["edge"];
+    let patient = proxy.listeners["patient"];
+    // No chain for this name (through a PROXY header: the line shows the header's client).
+    let mut bytes = proxy_v2(
+        "198.51.100.9:5555".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+    );
+    let hello = hello("nope.test", &[]);
+    bytes.extend_from_slice(&hello);
+    assert!(send_in_pieces(edge, &bytes, 1).is_empty());
+    let lines = wait_lines(&log, 1);
+    assert_eq!(
+        lines[0],
+        format!(
+            "NR filter_chain_not_found 198.51.100.9:5555 {}",
+            hello.len()
+        ),
+        "{lines:?}"
+    );
+    // A garbage header, then a silent peer (timeout).
+    let mut bad = TcpStream::connect(edge).expect("connect");
+    let bad_local = bad.local_addr().expect("addr");
+    bad.write_all(b"PROXY TCP9 x\r\n").expect("write");
+    assert!(closed_within(&mut bad, WAIT));
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines[1], format!("- listener_filter_error {bad_local} 14"));
+    let mut silent = TcpStream::connect(edge).expect("connect");
+    let silent_local = silent.local_addr().expect("addr");
+    assert!(closed_within(&mut silent, WAIT));
+    let lines = wait_lines(&log, 3);
+    assert_eq!(
+        lines[2],
+        format!("- listener_filters_timeout {silent_local} 0")
+    );
+    eventually("counted", || {
+        let stat = |n| listener_stat(admin_addr, edge, n);
+        stat("downstream_cx_total") == 3
+            && stat("downstream_cx_active") == 0
+            && stat("no_filter_chain_match") == 1
+            && stat("downstream_listener_filter_error") == 1
+            && stat("downstream_pre_cx_timeout") == 1
+    });
+    // A peer still in the listener-filter stage (no timeout) is active and held by drain; a
+    // graceful shutdown closes it at once, with a line, rather than waiting for drain_timeout.
+    let mut waiting = TcpStream::connect(patient).expect("connect");
+    let waiting_local = waiting.local_addr().expect("addr");
+    waiting.write_all(&hello[..5]).expect("write");
+    eventually("active", || {
+        listener_stat(admin_addr, patient, "downstream_cx_active") == 1
+            && listener_stat(admin_addr, patient, "downstream_cx_total") == 1
+    });
+    let started = Instant::now();
+    proxy.signal(libc::SIGTERM);
+    assert!(closed_within(&mut waiting, WAIT), "closed on drain");
+    proxy.wait_exit(WAIT).expect("ringway exits");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let lines = wait_lines(&log, 4);
+    assert_eq!(lines[3], format!("- listener_drained {waiting_local} 5"));
+    assert!(u.rx.try_recv().is_err(), "no upstream saw a connection");
+}
+
+#[test]
+fn listener_destination_ranges_source_type_and_source_ports() {
+    let u = upstreams();
+    let yaml = format!(
+        "listeners:
+  - name: dst
+    address: 127.0.0.1:0
+    listener_filters:
+      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
+    filter_chains:
+{}{}{}{}",
+        tcp_chain("{ prefix_ranges: [\"127.0.0.1/32\"] }", "exact"),
+        tcp_chain(
+            "{ prefix_ranges: [\"10.0.0.0/8\"], source_type: EXTERNAL }",
+            "wild"
+        ),
+        tcp_chain(
+            "{ prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }], source_ports: [1234] }",
+            "default"
+        ),
+        clusters(&u)
+    );
+    let proxy = Proxy::start(&yaml);
+    // No header: the destination is the socket's (127.0.0.1).
+    assert_eq!(send_in_pieces(proxy.addr, b"plain", 1), b"exact");
+    assert_eq!(recorded(&u), ("exact", b"plain".to_vec()));
+    for (src, dst, want) in [
+        // An external client to 10/8: EXTERNAL wins before the port is looked at.
+        ("203.0.113.7:1234", "10.1.2.3:80", "wild"),
+        ("203.0.113.7:999", "10.1.2.3:80", "wild"),
+        // A loopback client to 10/8: not EXTERNAL; then its port picks the chain.
+        ("127.0.0.9:1234", "10.1.2.3:80", "default"),
+        // The header's destination, not the socket's, is matched.
+        ("203.0.113.7:1234", "127.0.0.1:80", "exact"),
+    ] {
+        let mut bytes = proxy_v2(src.parse().unwrap(), dst.parse().unwrap());
+        bytes.extend_from_slice(b"x");
+        assert_eq!(
+            send_in_pieces(proxy.addr, &bytes, 1),
+            want.as_bytes(),
+            "{src} -> {dst}"
+        );
+        assert_eq!(recorded(&u), (want, b"x".to_vec()), "{src} -> {dst}");
+    }
+    // No chain: a loopback client on another port, a destination outside every range.
+    for (src, dst) in [
+        ("127.0.0.9:999", "10.1.2.3:80"),
+        ("203.0.113.7:1234", "127.0.0.2:80"),
+    ] {
+        let bytes = proxy_v2(src.parse().unwrap(), dst.parse().unwrap());
+        assert!(
+            send_in_pieces(proxy.addr, &bytes, 1).is_empty(),
+            "{src} -> {dst}"
+        );
+    }
+    assert!(u.rx.try_recv().is_err());
+}

@@ -50,6 +50,23 @@ pub(crate) struct Downstream {
     pub(crate) pending: BytesMut,
     /// The current request's record, handed to the observers when its exchange ends.
     pub(crate) si: SiSlot,
+    /// The address the client connected to, for a cluster's PROXY header: an incoming PROXY
+    /// header's destination, or the socket's local address once asked for (read once per
+    /// connection, [`Downstream::local_addr`]).
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl Downstream {
+    /// The address the client connected to (the first call on a connection without a PROXY
+    /// header costs a `getsockname`; later ones nothing).
+    pub(crate) fn local_addr(&mut self) -> std::io::Result<SocketAddr> {
+        if let Some(a) = self.local {
+            return Ok(a);
+        }
+        let a = self.conn.local_addr()?;
+        self.local = Some(a);
+        Ok(a)
+    }
 }
 
 /// Serve one downstream connection until it closes.
@@ -65,18 +82,35 @@ pub fn serve(
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
-    serve_with(conn, peer, BytesMut::new(), l, w)
+    run(conn, peer, BytesMut::new(), None, l, w, true)
 }
 
 /// [`serve`], for a connection whose first bytes were already read (by the listener filters):
 /// `first` is handled as bytes of the first request before anything else is read. `peer` is
-/// the client (a PROXY header's source, when there was one).
+/// the client and `local` the address it connected to (a PROXY header's source and
+/// destination, when there was one). The caller (the listener-filter stage) has counted the
+/// connection since its accept, tracks it for drain and holds its load guard until this
+/// returns.
 pub fn serve_with(
     conn: Conn,
     peer: SocketAddr,
     first: BytesMut,
+    local: Option<SocketAddr>,
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
+) -> impl std::future::Future<Output = ()> {
+    run(conn, peer, first, local, l, w, false)
+}
+
+/// The connection's task; `count`: count it, track it for drain and hold its load guard here.
+fn run(
+    conn: Conn,
+    peer: SocketAddr,
+    first: BytesMut,
+    local: Option<SocketAddr>,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+    count: bool,
 ) -> impl std::future::Future<Output = ()> {
     // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
@@ -84,11 +118,16 @@ pub fn serve_with(
         peer,
         pending: first,
         si: SiSlot::default(),
+        local,
     };
     async move {
-        let _live = w.drain.track();
-        let _cx = w.stats.downstream_cx(l.index);
-        let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+        let _counted = count.then(|| {
+            (
+                w.drain.track(),
+                w.stats.downstream_cx(l.index),
+                crate::balance::LoadGuard::new(w.balance.as_deref(), w.id),
+            )
+        });
         loop {
             // Between requests: wait for the next one's first bytes (unless a pipelined one is
             // already here), up to the idle timeout or the worker's drain.

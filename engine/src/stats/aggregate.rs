@@ -337,7 +337,7 @@ impl Aggregator {
                 Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
             );
             if l.select.is_some() {
-                let counters: [(&'static str, ListenerGetter); 4] = [
+                let counters: [(&'static str, ListenerGetter); 5] = [
                     ("no_filter_chain_match", |l| get(&l.no_filter_chain_match)),
                     ("downstream_pre_cx_timeout", |l| {
                         get(&l.downstream_pre_cx_timeout)
@@ -347,6 +347,9 @@ impl Aggregator {
                     }),
                     ("downstream_listener_filter_remote_close", |l| {
                         get(&l.downstream_listener_filter_remote_close)
+                    }),
+                    ("proxy_proto.not_found_allowed", |l| {
+                        get(&l.proxy_proto_not_found_allowed)
                     }),
                 ];
                 for (name, f) in counters {

@@ -92,6 +92,9 @@ pub struct ListenerStats {
     /// `listener.<addr>.downstream_listener_filter_remote_close`: connections the client closed
     /// before the listener filters were done.
     pub downstream_listener_filter_remote_close: AtomicU64,
+    /// `listener.<addr>.proxy_proto.not_found_allowed`: connections without a PROXY header
+    /// served as is (`allow_requests_without_proxy_protocol`).
+    pub proxy_proto_not_found_allowed: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_total`
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`
