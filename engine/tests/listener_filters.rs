@@ -734,3 +734,65 @@ fn listener_destination_ranges_source_type_and_source_ports() {
     }
     assert!(u.rx.try_recv().is_err());
 }
+
+/// A v2 PROXY header for TCP4 `src` -> `dst` carrying `tlvs` after the addresses.
+fn proxy_v2_with_tlvs(src: SocketAddr, dst: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
+    let mut h = proxy_v2(src, dst);
+    let len = 12 + tlvs.len();
+    h[14..16].copy_from_slice(&(len as u16).to_be_bytes());
+    h.extend_from_slice(tlvs);
+    h
+}
+
+#[test]
+fn listener_proxy_v2_tlvs_are_consumed_whole_and_bad_framing_is_refused() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}{}{}",
+        tcp_chain("{ source_prefix_ranges: [\"198.51.100.0/24\"] }", "exact"),
+        tcp_chain("{ source_prefix_ranges: [\"10.0.0.0/8\"] }", "wild"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // What load balancers send: an AWS VPC endpoint id (0xEA), ALPN, authority, an SSL TLV
+    // with sub-TLVs, a CRC32C and NOOP padding; over 1 KiB in all, sent in small pieces.
+    let mut tlvs = Vec::new();
+    tlvs.extend_from_slice(&[0xEA, 0, 23, 0x01]);
+    tlvs.extend_from_slice(b"vpce-08d2bf15fac5001c9");
+    tlvs.extend_from_slice(&[0x01, 0, 2, b'h', b'2', 0x02, 0, 8]);
+    tlvs.extend_from_slice(b"api.test");
+    let ssl = [&[0x01u8, 0, 0, 0, 0, 0x21, 0, 7][..], b"TLSv1.3"].concat();
+    tlvs.extend_from_slice(&[0x20, 0, ssl.len() as u8]);
+    tlvs.extend_from_slice(&ssl);
+    tlvs.extend_from_slice(&[0x03, 0, 4, 9, 9, 9, 9, 0x04, 0x04, 0x00]);
+    tlvs.extend_from_slice(&[0u8; 1024]);
+    let mut bytes = proxy_v2_with_tlvs(
+        "198.51.100.9:5555".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+        &tlvs,
+    );
+    // The payload starts with bytes that look like a TLV: they must not be read as one.
+    bytes.extend_from_slice(&[0x04, 0, 1, b'!']);
+    bytes.extend_from_slice(b"payload");
+    assert_eq!(send_in_pieces(proxy.addr, &bytes, 7), b"exact");
+    let (tag, got) = recorded(&u);
+    assert_eq!(tag, "exact", "the header's source matched, TLVs and all");
+    assert_eq!(got, b"\x04\x00\x01!payload");
+    // A TLV that runs past the header's end: closed, counted, nothing forwarded.
+    let bad = proxy_v2_with_tlvs(
+        "10.1.1.1:1".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+        &[0x02, 0, 200, b'x'],
+    );
+    assert!(send_in_pieces(proxy.addr, &bad, 1).is_empty());
+    eventually("counted", || {
+        listener_stat(admin_addr, proxy.addr, "downstream_listener_filter_error") == 1
+    });
+    assert!(u.rx.try_recv().is_err());
+}
