@@ -50,9 +50,9 @@ pub struct TcpProxyCtx {
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
     pub exact_balance: bool,
     pub proxy: config::TcpProxy,
-    /// Record each connection's length in the listener's histogram slot; off when another
-    /// chain of the listener runs the HTTP connection manager (the slot is its request times).
-    pub record_length: bool,
+    /// Where this filter's `tcp.<stat_prefix>.` stats are counted
+    /// ([`crate::stats::StatSlots`]; `index` for a listener's first chain).
+    pub stats_slot: usize,
 }
 
 impl TcpProxyCtx {
@@ -62,9 +62,7 @@ impl TcpProxyCtx {
             index: 0,
             exact_balance: l.exact_balance,
             proxy: proxy.clone(),
-            record_length: !l
-                .networks()
-                .any(|n| matches!(n, config::NetworkFilter::Http(_))),
+            stats_slot: 0,
         }
     }
 }
@@ -103,7 +101,7 @@ pub async fn serve_with(
     l: Rc<TcpProxyCtx>,
     w: &WorkerCtx,
 ) {
-    let tcp = w.stats.listeners.get(l.index).map(|s| &s.tcp);
+    let tcp = w.stats.listeners.get(l.stats_slot).map(|s| &s.tcp);
     if let Some(t) = tcp {
         stats::inc(&t.downstream_cx_total);
     }
@@ -159,9 +157,9 @@ pub async fn serve_with(
     si.t_last_byte = Some(end);
     // Close both sides before the line is written (its duration ends here).
     drop(down);
-    if let (Some(start), true) = (si.start, l.record_length) {
+    if let Some(start) = si.start {
         w.hists
-            .cx_done(l.index, end.saturating_duration_since(start));
+            .cx_done(l.stats_slot, end.saturating_duration_since(start));
     }
     if !p.access_log.is_empty() {
         w.access_log.log(&p.access_log, &si, Some(&p.cluster_name));

@@ -796,3 +796,79 @@ listeners:
     });
     assert!(u.rx.try_recv().is_err());
 }
+
+#[test]
+fn listener_each_chain_counts_under_its_own_stat_prefix() {
+    let u = upstreams();
+    let chain = |range: &str, prefix: &str, cluster: &str| {
+        format!(
+            "      - filter_chain_match: {{ source_prefix_ranges: [\"{range}\"] }}
+        filters:
+          - tcp_proxy: {{ stat_prefix: {prefix}, cluster: {cluster} }}
+"
+        )
+    };
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}{}{}    default_filter_chain:
+      filters:
+        - http_connection_manager:
+            stat_prefix: web
+            virtual_hosts:
+              - name: all
+                domains: [\"*\"]
+                routes:
+                  - match: {{ prefix: / }}
+                    direct_response: {{ status: 204 }}
+{}",
+        chain("10.0.0.0/8", "alpha", "exact"),
+        chain("10.1.0.0/16", "beta", "wild"),
+        // Same prefix as the first chain: the same counters.
+        chain("172.16.0.0/12", "alpha", "default"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    for (src, want) in [
+        ("10.9.9.9:1", "exact"),
+        ("10.1.1.1:1", "wild"),
+        ("10.1.1.2:1", "wild"),
+        ("172.16.0.1:1", "default"),
+    ] {
+        let mut bytes = proxy_v2(src.parse().unwrap(), "192.0.2.1:80".parse().unwrap());
+        bytes.extend_from_slice(b"abc");
+        assert_eq!(send_in_pieces(proxy.addr, &bytes, 1), want.as_bytes());
+        assert_eq!(recorded(&u), (want, b"abc".to_vec()));
+    }
+    let mut bytes = proxy_v2(
+        "192.168.0.1:1".parse().unwrap(),
+        "192.0.2.1:80".parse().unwrap(),
+    );
+    bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let answer = send_in_pieces(proxy.addr, &bytes, 1);
+    assert!(answer.starts_with(b"HTTP/1.1 204"), "{answer:?}");
+    eventually("each chain's counters", || {
+        let st = admin_stats(admin_addr);
+        let stat = |n: &str| st.get(n).copied().unwrap_or(0);
+        stat("tcp.alpha.downstream_cx_total") == 2
+            && stat("tcp.alpha.downstream_cx_rx_bytes_total") == 6
+            && stat("tcp.beta.downstream_cx_total") == 2
+            && stat("tcp.beta.downstream_cx_rx_bytes_total") == 6
+            && stat("http.web.downstream_rq_total") == 1
+            && stat("http.web.downstream_rq_2xx") == 1
+            && listener_stat(admin_addr, proxy.addr, "downstream_cx_total") == 5
+    });
+    let doc = admin_json(admin_addr);
+    for (name, count) in [
+        ("tcp.alpha.downstream_cx_length", 2),
+        ("tcp.beta.downstream_cx_length", 2),
+        ("http.web.downstream_rq_time", 1),
+    ] {
+        let h = json_hist(&doc, name).unwrap_or_else(|| panic!("{name}: {doc}"));
+        assert_eq!(h["count"], count, "{name}: {h}");
+    }
+}

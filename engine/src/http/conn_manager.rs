@@ -248,7 +248,7 @@ pub(crate) async fn exchange(
         Ok(b) => b,
         Err(next) => return next,
     };
-    w.stats.downstream_rq(l.index);
+    w.stats.downstream_rq(l.stats_slot);
     stream::run(d, l, w, begun).await
 }
 

@@ -46,16 +46,19 @@ pub enum Serve {
 }
 
 impl Serve {
-    /// Per-worker context of `l` (`index`: its position in the config; `local_port`: the port
+    /// Per-worker context of `l` (`index`: its position in the config; `slots`: the stats
+    /// slots of its network filters, in `Listener::networks()` order; `local_port`: the port
     /// its socket is bound to), built by `worker`.
     pub fn new(
         l: &crate::config::Listener,
         index: usize,
+        slots: &[usize],
         worker: ringway_filters::WorkerInfo,
         local_port: u16,
     ) -> Serve {
+        let slot = |k: usize| slots.get(k).copied().unwrap_or(index);
         let Some(sel) = &l.select else {
-            return Serve::network(l, &l.network, index, worker);
+            return Serve::network(l, &l.network, index, slot(0), worker);
         };
         Serve::Select(Rc::new(inspect::Selecting {
             name: l.name.clone(),
@@ -73,12 +76,13 @@ impl Serve {
             chains: sel
                 .chains
                 .iter()
-                .map(|c| Serve::network(l, &c.network, index, worker))
+                .enumerate()
+                .map(|(k, c)| Serve::network(l, &c.network, index, slot(k), worker))
                 .collect(),
             default: sel
                 .default
                 .as_ref()
-                .map(|n| Serve::network(l, n, index, worker)),
+                .map(|n| Serve::network(l, n, index, slot(sel.chains.len()), worker)),
         }))
     }
 
@@ -87,17 +91,20 @@ impl Serve {
         l: &crate::config::Listener,
         network: &crate::config::NetworkFilter,
         index: usize,
+        stats_slot: usize,
         worker: ringway_filters::WorkerInfo,
     ) -> Serve {
         match network {
             crate::config::NetworkFilter::Http(h) => {
                 let mut ctx = ListenerCtx::new(l, h, worker);
                 ctx.index = index;
+                ctx.stats_slot = stats_slot;
                 Serve::Http(Rc::new(ctx))
             }
             crate::config::NetworkFilter::TcpProxy(t) => {
                 let mut ctx = TcpProxyCtx::new(l, t);
                 ctx.index = index;
+                ctx.stats_slot = stats_slot;
                 Serve::TcpProxy(Rc::new(ctx))
             }
         }
