@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n=== %s\n' "$*"; }
 
-# --- what the tests need: curl (a real HTTP client), the openssl CLI (scripts/gen-certs.sh and
-# engine/tests/tls_gen_certs.rs) and Python's h2 for HTTP/2 checks.
+# --- what the tests need: curl (a real HTTP client), the openssl CLI (scripts/gen-certs.sh,
+# engine/tests/tls_gen_certs.rs, and the bench's HTTPS test, which makes its throwaway CA and
+# localhost certificate at run time) and Python's h2 for HTTP/2 checks.
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)

@@ -422,12 +422,7 @@ fn load_new_connection_per_request_needs_the_server_to_close() {
 #[test]
 fn load_https_http1_and_h2() {
     let _g = serial();
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
-    let (cert, key, ca) = (
-        format!("{data}/cert.pem"),
-        format!("{data}/key.pem"),
-        format!("{data}/ca.pem"),
-    );
+    let (cert, key, ca) = common::localhost_certs();
     let o = Origin::start(&["--workers", "1", "--tls-cert", &cert, "--tls-key", &key]);
     let url = format!("https://localhost:{}/", o.addr.port());
     let r1 = load(&[&url, "-c", "2", "-d", "500ms", "--cacert", &ca], LIMIT);
@@ -458,6 +453,9 @@ fn load_https_http1_and_h2() {
         .map(|r| num(&r.json, &["requests"]) as u64)
         .sum::<u64>();
     assert_eq!(o.stop(), n);
+    if let Some(dir) = std::path::Path::new(&ca).parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

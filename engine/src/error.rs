@@ -40,6 +40,10 @@ pub enum LocalReason {
     /// A filter needed the whole request body and it was larger than allowed (`buffer`).
     #[error("request body too large")]
     RequestTooLarge,
+    /// No filter chain matched a connection (the listener-filter stage closes it; never an
+    /// HTTP reply).
+    #[error("no filter chain matched")]
+    NoFilterChainMatch,
 }
 
 impl LocalReason {
@@ -55,12 +59,14 @@ impl LocalReason {
             LocalReason::RequestHeadersTimeout => (408, "request_headers_timeout"),
             LocalReason::RequestBodyTimeout => (408, "request_body_timeout"),
             LocalReason::RequestTooLarge => (413, "request_payload_too_large"),
+            // Envoy's details for it; the status is never sent (the connection is closed).
+            LocalReason::NoFilterChainMatch => (0, "filter_chain_not_found"),
         }
     }
 
     pub fn source(self) -> Source {
         match self {
-            LocalReason::NoRoute => Source::Internal,
+            LocalReason::NoRoute | LocalReason::NoFilterChainMatch => Source::Internal,
             LocalReason::RequestHeadersTimeout
             | LocalReason::RequestBodyTimeout
             | LocalReason::RequestTooLarge => Source::Downstream,

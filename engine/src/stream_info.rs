@@ -216,7 +216,7 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
     let upstream_failure = match si.local_reason {
         Some(r) => {
             let flag = match r {
-                LocalReason::NoRoute => Some("NR"),
+                LocalReason::NoRoute | LocalReason::NoFilterChainMatch => Some("NR"),
                 LocalReason::NoHealthyUpstream => Some("UH"),
                 LocalReason::ConnectFailure => Some("UF"),
                 LocalReason::UpstreamTimeout => Some("UT"),

@@ -10,8 +10,9 @@
 //!    `max_connect_attempts` in all, then the downstream connection is closed (`UF` in the
 //!    access log, `upstream_cx_connect_attempts_exceeded` on the cluster); a cluster with
 //!    `upstream_proxy_protocol` gets the PROXY header (the client's address and the address it
-//!    connected to) as the first bytes of the connection, before the tunnel starts (a failed
-//!    header write counts as a failed connect);
+//!    connected to: an incoming PROXY header's destination, [`Origin`], else the downstream
+//!    socket's local address) as the first bytes of the connection, before the tunnel starts
+//!    (a failed header write counts as a failed connect);
 //! 2. copy both ways ([`Tunnel`]: pool buffers, 1 MiB bulk pieces while a direction runs
 //!    fast, half-close passed on, `idle_timeout` on the worker's coarse clock);
 //! 3. when both sides have closed: count (the connection's length into
@@ -49,9 +50,9 @@ pub struct TcpProxyCtx {
     /// Hand new connections to the least loaded worker (`connection_balance: exact`).
     pub exact_balance: bool,
     pub proxy: config::TcpProxy,
-    /// Record each connection's length in the listener's histogram slot; off when another
-    /// chain of the listener runs the HTTP connection manager (the slot is its request times).
-    pub record_length: bool,
+    /// Where this filter's `tcp.<stat_prefix>.` stats are counted
+    /// ([`crate::stats::StatSlots`]; `index` for a listener's first chain).
+    pub stats_slot: usize,
 }
 
 impl TcpProxyCtx {
@@ -61,9 +62,7 @@ impl TcpProxyCtx {
             index: 0,
             exact_balance: l.exact_balance,
             proxy: proxy.clone(),
-            record_length: !l
-                .networks()
-                .any(|n| matches!(n, config::NetworkFilter::Http(_))),
+            stats_slot: 0,
         }
     }
 }
@@ -74,24 +73,35 @@ pub const IDLE_TIMEOUT_DETAILS: &str = "tcp_session_idle_timeout";
 
 /// Serve one downstream connection until both sides have closed.
 pub async fn serve(down: Conn, peer: SocketAddr, l: Rc<TcpProxyCtx>, w: Rc<WorkerCtx>) {
-    serve_with(down, peer, BytesMut::new(), l, w).await
+    let _live = w.drain.track();
+    let _cx = w.stats.downstream_cx(l.index);
+    let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
+    serve_with(down, peer, BytesMut::new(), Origin::default(), l, &w).await
+}
+
+/// What the listener filters learned about a connection, for the PROXY header a cluster
+/// sends upstream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin {
+    /// The original destination from the connection's incoming PROXY header (`None`: there
+    /// was none, the socket's local address is the destination).
+    pub destination: Option<SocketAddr>,
 }
 
 /// [`serve`], for a connection whose first bytes were already read (by the listener filters):
 /// `first` goes upstream before anything else, untouched (TLS passthrough hands the
 /// ClientHello on this way). `peer` is the client (a PROXY header's source, when there was
-/// one).
+/// one). The caller (the listener-filter stage) has counted the connection since its accept,
+/// tracks it for drain and holds its load guard until this returns.
 pub async fn serve_with(
     down: Conn,
     peer: SocketAddr,
     first: BytesMut,
+    origin: Origin,
     l: Rc<TcpProxyCtx>,
-    w: Rc<WorkerCtx>,
+    w: &WorkerCtx,
 ) {
-    let _live = w.drain.track();
-    let _cx = w.stats.downstream_cx(l.index);
-    let _load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
-    let tcp = w.stats.listeners.get(l.index).map(|s| &s.tcp);
+    let tcp = w.stats.listeners.get(l.stats_slot).map(|s| &s.tcp);
     if let Some(t) = tcp {
         stats::inc(&t.downstream_cx_total);
     }
@@ -103,12 +113,13 @@ pub async fn serve_with(
 
     let connected = match w.clusters.clusters.get(p.cluster) {
         Some(c) => {
-            // The downstream's local address, for the PROXY header only (a syscall).
+            // The original destination: the incoming PROXY header's, else the downstream's
+            // local address (a syscall, for the PROXY header only).
             let proxied = c
                 .proxy_protocol
-                .and_then(|_| down.local_addr().ok())
+                .and_then(|_| origin.destination.or_else(|| down.local_addr().ok()))
                 .map(|l| (peer, l));
-            connect(c, p, proxied, &w, &mut si).await
+            connect(c, p, proxied, w, &mut si).await
         }
         None => {
             // Not in this worker's view (validation resolves every name; kept for Envoy's stat).
@@ -146,9 +157,9 @@ pub async fn serve_with(
     si.t_last_byte = Some(end);
     // Close both sides before the line is written (its duration ends here).
     drop(down);
-    if let (Some(start), true) = (si.start, l.record_length) {
+    if let Some(start) = si.start {
         w.hists
-            .cx_done(l.index, end.saturating_duration_since(start));
+            .cx_done(l.stats_slot, end.saturating_duration_since(start));
     }
     if !p.access_log.is_empty() {
         w.access_log.log(&p.access_log, &si, Some(&p.cluster_name));

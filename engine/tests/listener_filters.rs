@@ -496,3 +496,379 @@ listeners:
         0
     );
 }
+
+#[test]
+fn listener_proxy_protocol_optional_serves_plain_clients_and_strict_refuses_them() {
+    let origin = BenchOrigin::start(&[]);
+    let dir = scratch_dir();
+    let log = dir.join("access.log");
+    let hcm = |name: &str| {
+        format!(
+            "      - filters:
+          - http_connection_manager:
+              stat_prefix: {name}
+              access_log:
+                - path: {}
+                  format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: web }}
+",
+            log.display()
+        )
+    };
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: optional
+    address: 127.0.0.1:0
+    listener_filters:
+      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
+    filter_chains:
+{}  - name: strict
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}clusters:
+  - name: web
+    endpoints: [\"{}\"]
+",
+        hcm("optional"),
+        hcm("strict"),
+        origin.addr
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let optional = proxy.listeners["optional"];
+    let strict = proxy.listeners["strict"];
+    // With a header: the header's client.
+    let mut c = Client::connect(optional);
+    c.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET /with HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.response(false).status(), 200);
+    drop(c);
+    wait_lines(&log, 1);
+    // Without: served as is, the socket's peer is the client (its first byte decides).
+    let mut c = Client::connect(optional);
+    let local = c.stream.local_addr().expect("local addr");
+    c.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+    let list = echo_header_list(&echo_json(&c.response(false)));
+    assert!(
+        list.iter()
+            .any(|(k, v)| k == "x-forwarded-for" && v == "127.0.0.1"),
+        "{list:?}"
+    );
+    drop(c);
+    // Something that starts like a header but is not one is still refused.
+    let mut bad = TcpStream::connect(optional).expect("connect");
+    bad.write_all(b"PROXY SCTP 1.2.3.4\r\n").expect("write");
+    assert!(closed_within(&mut bad, WAIT), "a broken header is closed");
+    // The strict listener closes a client without a header.
+    let mut c = TcpStream::connect(strict).expect("connect");
+    c.write_all(b"GET /strict HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    assert!(closed_within(&mut c, WAIT), "strict: no header, closed");
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines[0], "203.0.113.7:40000 /with", "{lines:?}");
+    assert_eq!(lines[1], format!("{local} /echo"), "{lines:?}");
+    eventually("counted", || {
+        listener_stat(admin_addr, optional, "proxy_proto.not_found_allowed") == 1
+            && listener_stat(admin_addr, optional, "downstream_listener_filter_error") == 1
+            && listener_stat(admin_addr, strict, "downstream_listener_filter_error") == 1
+    });
+}
+
+#[test]
+fn listener_stage_closes_are_counted_logged_and_drained() {
+    let u = upstreams();
+    let dir = scratch_dir();
+    let log = dir.join("listener.log");
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+drain_timeout: 20s
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol, tls_inspector]
+    listener_filters_timeout: 400ms
+    access_log:
+      - path: {}
+        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
+    filter_chains:
+{}  - name: patient
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    listener_filters_timeout: 0s
+    access_log:
+      - path: {}
+        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
+    filter_chains:
+{}{}",
+        log.display(),
+        tcp_chain("{ server_names: [only.test] }", "exact"),
+        log.display(),
+        tcp_chain("{ server_names: [only.test] }", "exact"),
+        clusters(&u)
+    );
+    let (mut proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let edge = proxy.listeners["edge"];
+    let patient = proxy.listeners["patient"];
+    // No chain for this name (through a PROXY header: the line shows the header's client).
+    let mut bytes = proxy_v2(
+        "198.51.100.9:5555".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+    );
+    let hello = hello("nope.test", &[]);
+    bytes.extend_from_slice(&hello);
+    assert!(send_in_pieces(edge, &bytes, 1).is_empty());
+    let lines = wait_lines(&log, 1);
+    assert_eq!(
+        lines[0],
+        format!(
+            "NR filter_chain_not_found 198.51.100.9:5555 {}",
+            hello.len()
+        ),
+        "{lines:?}"
+    );
+    // A garbage header, then a silent peer (timeout).
+    let mut bad = TcpStream::connect(edge).expect("connect");
+    let bad_local = bad.local_addr().expect("addr");
+    bad.write_all(b"PROXY TCP9 x\r\n").expect("write");
+    assert!(closed_within(&mut bad, WAIT));
+    let lines = wait_lines(&log, 2);
+    assert_eq!(lines[1], format!("- listener_filter_error {bad_local} 14"));
+    let mut silent = TcpStream::connect(edge).expect("connect");
+    let silent_local = silent.local_addr().expect("addr");
+    assert!(closed_within(&mut silent, WAIT));
+    let lines = wait_lines(&log, 3);
+    assert_eq!(
+        lines[2],
+        format!("- listener_filters_timeout {silent_local} 0")
+    );
+    eventually("counted", || {
+        let stat = |n| listener_stat(admin_addr, edge, n);
+        stat("downstream_cx_total") == 3
+            && stat("downstream_cx_active") == 0
+            && stat("no_filter_chain_match") == 1
+            && stat("downstream_listener_filter_error") == 1
+            && stat("downstream_pre_cx_timeout") == 1
+    });
+    // A peer still in the listener-filter stage (no timeout) is active and held by drain; a
+    // graceful shutdown closes it at once, with a line, rather than waiting for drain_timeout.
+    let mut waiting = TcpStream::connect(patient).expect("connect");
+    let waiting_local = waiting.local_addr().expect("addr");
+    waiting.write_all(&hello[..5]).expect("write");
+    eventually("active", || {
+        listener_stat(admin_addr, patient, "downstream_cx_active") == 1
+            && listener_stat(admin_addr, patient, "downstream_cx_total") == 1
+    });
+    let started = Instant::now();
+    proxy.signal(libc::SIGTERM);
+    assert!(closed_within(&mut waiting, WAIT), "closed on drain");
+    proxy.wait_exit(WAIT).expect("ringway exits");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let lines = wait_lines(&log, 4);
+    assert_eq!(lines[3], format!("- listener_drained {waiting_local} 5"));
+    assert!(u.rx.try_recv().is_err(), "no upstream saw a connection");
+}
+
+#[test]
+fn listener_destination_ranges_source_type_and_source_ports() {
+    let u = upstreams();
+    let yaml = format!(
+        "listeners:
+  - name: dst
+    address: 127.0.0.1:0
+    listener_filters:
+      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
+    filter_chains:
+{}{}{}{}",
+        tcp_chain("{ prefix_ranges: [\"127.0.0.1/32\"] }", "exact"),
+        tcp_chain(
+            "{ prefix_ranges: [\"10.0.0.0/8\"], source_type: EXTERNAL }",
+            "wild"
+        ),
+        tcp_chain(
+            "{ prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }], source_ports: [1234] }",
+            "default"
+        ),
+        clusters(&u)
+    );
+    let proxy = Proxy::start(&yaml);
+    // No header: the destination is the socket's (127.0.0.1).
+    assert_eq!(send_in_pieces(proxy.addr, b"plain", 1), b"exact");
+    assert_eq!(recorded(&u), ("exact", b"plain".to_vec()));
+    for (src, dst, want) in [
+        // An external client to 10/8: EXTERNAL wins before the port is looked at.
+        ("203.0.113.7:1234", "10.1.2.3:80", "wild"),
+        ("203.0.113.7:999", "10.1.2.3:80", "wild"),
+        // A loopback client to 10/8: not EXTERNAL; then its port picks the chain.
+        ("127.0.0.9:1234", "10.1.2.3:80", "default"),
+        // The header's destination, not the socket's, is matched.
+        ("203.0.113.7:1234", "127.0.0.1:80", "exact"),
+    ] {
+        let mut bytes = proxy_v2(src.parse().unwrap(), dst.parse().unwrap());
+        bytes.extend_from_slice(b"x");
+        assert_eq!(
+            send_in_pieces(proxy.addr, &bytes, 1),
+            want.as_bytes(),
+            "{src} -> {dst}"
+        );
+        assert_eq!(recorded(&u), (want, b"x".to_vec()), "{src} -> {dst}");
+    }
+    // No chain: a loopback client on another port, a destination outside every range.
+    for (src, dst) in [
+        ("127.0.0.9:999", "10.1.2.3:80"),
+        ("203.0.113.7:1234", "127.0.0.2:80"),
+    ] {
+        let bytes = proxy_v2(src.parse().unwrap(), dst.parse().unwrap());
+        assert!(
+            send_in_pieces(proxy.addr, &bytes, 1).is_empty(),
+            "{src} -> {dst}"
+        );
+    }
+    assert!(u.rx.try_recv().is_err());
+}
+
+/// A v2 PROXY header for TCP4 `src` -> `dst` carrying `tlvs` after the addresses.
+fn proxy_v2_with_tlvs(src: SocketAddr, dst: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
+    let mut h = proxy_v2(src, dst);
+    let len = 12 + tlvs.len();
+    h[14..16].copy_from_slice(&(len as u16).to_be_bytes());
+    h.extend_from_slice(tlvs);
+    h
+}
+
+#[test]
+fn listener_proxy_v2_tlvs_are_consumed_whole_and_bad_framing_is_refused() {
+    let u = upstreams();
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}{}{}",
+        tcp_chain("{ source_prefix_ranges: [\"198.51.100.0/24\"] }", "exact"),
+        tcp_chain("{ source_prefix_ranges: [\"10.0.0.0/8\"] }", "wild"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // What load balancers send: an AWS VPC endpoint id (0xEA), ALPN, authority, an SSL TLV
+    // with sub-TLVs, a CRC32C and NOOP padding; over 1 KiB in all, sent in small pieces.
+    let mut tlvs = Vec::new();
+    tlvs.extend_from_slice(&[0xEA, 0, 23, 0x01]);
+    tlvs.extend_from_slice(b"vpce-08d2bf15fac5001c9");
+    tlvs.extend_from_slice(&[0x01, 0, 2, b'h', b'2', 0x02, 0, 8]);
+    tlvs.extend_from_slice(b"api.test");
+    let ssl = [&[0x01u8, 0, 0, 0, 0, 0x21, 0, 7][..], b"TLSv1.3"].concat();
+    tlvs.extend_from_slice(&[0x20, 0, ssl.len() as u8]);
+    tlvs.extend_from_slice(&ssl);
+    tlvs.extend_from_slice(&[0x03, 0, 4, 9, 9, 9, 9, 0x04, 0x04, 0x00]);
+    tlvs.extend_from_slice(&[0u8; 1024]);
+    let mut bytes = proxy_v2_with_tlvs(
+        "198.51.100.9:5555".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+        &tlvs,
+    );
+    // The payload starts with bytes that look like a TLV: they must not be read as one.
+    bytes.extend_from_slice(&[0x04, 0, 1, b'!']);
+    bytes.extend_from_slice(b"payload");
+    assert_eq!(send_in_pieces(proxy.addr, &bytes, 7), b"exact");
+    let (tag, got) = recorded(&u);
+    assert_eq!(tag, "exact", "the header's source matched, TLVs and all");
+    assert_eq!(got, b"\x04\x00\x01!payload");
+    // A TLV that runs past the header's end: closed, counted, nothing forwarded.
+    let bad = proxy_v2_with_tlvs(
+        "10.1.1.1:1".parse().unwrap(),
+        "192.0.2.1:443".parse().unwrap(),
+        &[0x02, 0, 200, b'x'],
+    );
+    assert!(send_in_pieces(proxy.addr, &bad, 1).is_empty());
+    eventually("counted", || {
+        listener_stat(admin_addr, proxy.addr, "downstream_listener_filter_error") == 1
+    });
+    assert!(u.rx.try_recv().is_err());
+}
+
+#[test]
+fn listener_each_chain_counts_under_its_own_stat_prefix() {
+    let u = upstreams();
+    let chain = |range: &str, prefix: &str, cluster: &str| {
+        format!(
+            "      - filter_chain_match: {{ source_prefix_ranges: [\"{range}\"] }}
+        filters:
+          - tcp_proxy: {{ stat_prefix: {prefix}, cluster: {cluster} }}
+"
+        )
+    };
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: pp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+{}{}{}    default_filter_chain:
+      filters:
+        - http_connection_manager:
+            stat_prefix: web
+            virtual_hosts:
+              - name: all
+                domains: [\"*\"]
+                routes:
+                  - match: {{ prefix: / }}
+                    direct_response: {{ status: 204 }}
+{}",
+        chain("10.0.0.0/8", "alpha", "exact"),
+        chain("10.1.0.0/16", "beta", "wild"),
+        // Same prefix as the first chain: the same counters.
+        chain("172.16.0.0/12", "alpha", "default"),
+        clusters(&u)
+    );
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    for (src, want) in [
+        ("10.9.9.9:1", "exact"),
+        ("10.1.1.1:1", "wild"),
+        ("10.1.1.2:1", "wild"),
+        ("172.16.0.1:1", "default"),
+    ] {
+        let mut bytes = proxy_v2(src.parse().unwrap(), "192.0.2.1:80".parse().unwrap());
+        bytes.extend_from_slice(b"abc");
+        assert_eq!(send_in_pieces(proxy.addr, &bytes, 1), want.as_bytes());
+        assert_eq!(recorded(&u), (want, b"abc".to_vec()));
+    }
+    let mut bytes = proxy_v2(
+        "192.168.0.1:1".parse().unwrap(),
+        "192.0.2.1:80".parse().unwrap(),
+    );
+    bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let answer = send_in_pieces(proxy.addr, &bytes, 1);
+    assert!(answer.starts_with(b"HTTP/1.1 204"), "{answer:?}");
+    eventually("each chain's counters", || {
+        let st = admin_stats(admin_addr);
+        let stat = |n: &str| st.get(n).copied().unwrap_or(0);
+        stat("tcp.alpha.downstream_cx_total") == 2
+            && stat("tcp.alpha.downstream_cx_rx_bytes_total") == 6
+            && stat("tcp.beta.downstream_cx_total") == 2
+            && stat("tcp.beta.downstream_cx_rx_bytes_total") == 6
+            && stat("http.web.downstream_rq_total") == 1
+            && stat("http.web.downstream_rq_2xx") == 1
+            && listener_stat(admin_addr, proxy.addr, "downstream_cx_total") == 5
+    });
+    let doc = admin_json(admin_addr);
+    for (name, count) in [
+        ("tcp.alpha.downstream_cx_length", 2),
+        ("tcp.beta.downstream_cx_length", 2),
+        ("http.web.downstream_rq_time", 1),
+    ] {
+        let h = json_hist(&doc, name).unwrap_or_else(|| panic!("{name}: {doc}"));
+        assert_eq!(h["count"], count, "{name}: {h}");
+    }
+}

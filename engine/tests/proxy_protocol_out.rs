@@ -393,3 +393,86 @@ clusters:
     );
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
+
+#[test]
+fn proxy_protocol_out_carries_the_incoming_headers_addresses() {
+    // A PROXY header in (a load balancer in front) and one out: the upstream sees the
+    // original client and the original destination from the incoming header, on the
+    // tcp_proxy path and on the HTTP path (where a plain client on the same listener still
+    // gets the listener's address).
+    let tcp_origin = PpOrigin::start(serve_echo);
+    let http_origin = PpOrigin::start(serve_http);
+    let yaml = format!(
+        "listeners:
+  - name: tcp
+    address: 127.0.0.1:0
+    listener_filters: [proxy_protocol]
+    filter_chains:
+      - filters:
+          - tcp_proxy: {{ cluster: tcp_backend }}
+  - name: http
+    address: 127.0.0.1:0
+    listener_filters:
+      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
+    filter_chains:
+      - filters:
+          - http_connection_manager:
+              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: http_backend }}
+clusters:
+  - name: tcp_backend
+    upstream_proxy_protocol: {{version: v2}}
+    endpoints: [\"{}\"]
+  - name: http_backend
+    upstream_proxy_protocol: {{version: v1}}
+    endpoints: [\"{}\"]
+",
+        tcp_origin.addr, http_origin.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let client: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    let dst: SocketAddr = "192.0.2.1:443".parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&proxy.listeners["tcp"], WAIT).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut bytes = bytes::BytesMut::new();
+    proxy_protocol::encode_v1(Some((client, dst)), &mut bytes);
+    bytes.extend_from_slice(b"tunnelled");
+    s.write_all(&bytes).expect("write");
+    let mut got = [0u8; 9];
+    s.read_exact(&mut got).expect("echo");
+    assert_eq!(&got, b"tunnelled");
+    assert_eq!(
+        tcp_origin.seen(),
+        vec![Seen {
+            conn: 1,
+            version: Version::V2,
+            proxied: Some((client, dst)),
+        }]
+    );
+    tcp_origin.assert_no_errors();
+
+    let http = proxy.listeners["http"];
+    let mut c = Client::connect(http);
+    let mut head = bytes::BytesMut::new();
+    proxy_protocol::encode_v1(Some((client, dst)), &mut head);
+    c.send(&head);
+    // Two requests on the connection: the destination is the header's both times.
+    for _ in 0..2 {
+        let f = fields(&c.get("a", "/"));
+        assert_eq!(
+            (f["src"].as_str(), f["dst"].as_str()),
+            ("203.0.113.7:40000", "192.0.2.1:443")
+        );
+    }
+    let mut plain = Client::connect(http);
+    let f = fields(&plain.get("a", "/"));
+    assert_eq!(
+        (f["src"].clone(), f["dst"].clone()),
+        (local(&plain), http.to_string())
+    );
+    http_origin.assert_no_errors();
+}

@@ -268,3 +268,77 @@ pub fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
     cur.as_f64()
         .unwrap_or_else(|| panic!("no number at {path:?} in {v}"))
 }
+
+/// A throwaway CA and a `localhost` server certificate (SAN `DNS:localhost`, `IP:127.0.0.1`),
+/// ECDSA P-256, made with the openssl CLI in a fresh temporary directory for this test run
+/// (no key is committed): `(cert.pem, key.pem, ca.pem)`. Panics with the command and its
+/// output when openssl is missing or fails (scripts/test.sh installs it).
+pub fn localhost_certs() -> (String, String, String) {
+    let dir = tempdir();
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .expect("write leaf.ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let steps: [Vec<String>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=ringway-bench test CA"],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["-keyout", &path("ca.key"), "-out", &path("ca.pem")].map(String::from))
+        .collect(),
+        [&["req"][..], &ec, &["-subj", "/CN=localhost"]]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["-keyout", &path("key.pem"), "-out", &path("leaf.csr")].map(String::from))
+            .collect(),
+        [
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &path("leaf.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-extfile",
+            &path("leaf.ext"),
+            "-out",
+            &path("cert.pem"),
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("openssl {args:?}: {e} (is openssl installed?)"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (path("cert.pem"), path("key.pem"), path("ca.pem"))
+}

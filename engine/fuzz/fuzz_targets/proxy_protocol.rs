@@ -5,15 +5,16 @@
 //! version says); checks that every shorter prefix waits or gives the same verdict (so a
 //! header split over reads parses the same); and round-trips what it can through the
 //! encoders: a v2 PROXY header is written back byte for byte, and the addresses of any header
-//! survive v1 and v2 encoding and parsing again.
+//! survive v1 and v2 encoding and parsing again. TLVs (and an SSL TLV's sub-TLVs) must cover
+//! exactly the bytes they came in.
 
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::l4proto::proxy_protocol::{
-    encode_v1, encode_v2, encode_v2_tcp, parse, parse_with_limit, Addresses, Command, Error,
-    Header, Parsed, Version, V1_MAX_LEN, V2_DEFAULT_MAX_PAYLOAD, V2_HEADER_LEN,
+    encode_v1, encode_v2, encode_v2_tcp, parse, parse_with_limit, tlv, Addresses, Command,
+    Error, Header, Parsed, Version, V1_MAX_LEN, V2_DEFAULT_MAX_PAYLOAD, V2_HEADER_LEN,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -47,9 +48,26 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(Parsed::Complete(h)) = whole {
+        check_tlvs(data, &h);
         round_trip(data, &h);
     }
 });
+
+/// The TLVs lie inside the header and cover its tail exactly; an SSL TLV's sub-TLVs lie
+/// inside it.
+fn check_tlvs(data: &[u8], h: &Header<'_>) {
+    let total: usize = h.tlvs.iter().map(|t| 3 + t.value.len()).sum();
+    assert_eq!(total, h.tlvs.as_bytes().len());
+    if !h.tlvs.is_empty() {
+        assert!(data[..h.len].ends_with(h.tlvs.as_bytes()));
+    }
+    if let Some(ssl) = h.tlvs.ssl() {
+        let value = h.tlvs.get(tlv::SSL).expect("an SSL TLV");
+        assert_eq!(5 + ssl.sub.as_bytes().len(), value.len());
+        let sub: usize = ssl.sub.iter().map(|t| 3 + t.value.len()).sum();
+        assert_eq!(sub, ssl.sub.as_bytes().len());
+    }
+}
 
 fn check_verdict(data: &[u8], verdict: &Result<Parsed<'_>, Error>) {
     match *verdict {

@@ -57,10 +57,14 @@ enum Msg {
 pub fn destinations(cfg: &Config) -> Vec<AccessLogPath> {
     let mut out: Vec<AccessLogPath> = Vec::new();
     for l in &cfg.listeners {
-        let logs = l.networks().flat_map(|n| match n {
-            crate::config::NetworkFilter::Http(h) => &h.access_log[..],
-            crate::config::NetworkFilter::TcpProxy(t) => &t.access_log[..],
-        });
+        let own = l.select.as_ref().map_or(&[][..], |s| &s.access_log[..]);
+        let logs = l
+            .networks()
+            .flat_map(|n| match n {
+                crate::config::NetworkFilter::Http(h) => &h.access_log[..],
+                crate::config::NetworkFilter::TcpProxy(t) => &t.access_log[..],
+            })
+            .chain(own);
         for a in logs {
             if a.file >= out.len() {
                 out.resize(a.file + 1, AccessLogPath::Stdout);

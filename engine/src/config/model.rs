@@ -111,6 +111,9 @@ pub struct Listener {
 pub struct ChainSelect {
     /// Read a PROXY protocol header first (`proxy_protocol`).
     pub proxy_protocol: bool,
+    /// `allow_requests_without_proxy_protocol`: a connection whose first bytes are not a PROXY
+    /// signature is served as is, with its socket's addresses (otherwise it is closed).
+    pub allow_without_proxy_protocol: bool,
     /// Peek at the TLS ClientHello (`tls_inspector`).
     pub tls_inspector: bool,
     /// `listener_filters_timeout` (`None`: `0s`, no limit).
@@ -122,6 +125,8 @@ pub struct ChainSelect {
     pub chains: Vec<FilterChain>,
     /// `default_filter_chain`.
     pub default: Option<NetworkFilter>,
+    /// The listener's `access_log`: one line per connection closed before a chain served it.
+    pub access_log: Vec<AccessLog>,
 }
 
 /// One filter chain: its match and its terminal network filter.
@@ -136,11 +141,35 @@ pub struct FilterChain {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainMatch {
     pub destination_port: Option<u16>,
+    /// Destination address ranges.
+    pub prefix_ranges: Vec<Cidr>,
     /// Exact names and `*.suffix` wildcards, lower-case.
     pub server_names: Vec<String>,
     pub transport_protocol: Option<TransportProtocol>,
     pub application_protocols: Vec<String>,
+    /// `source_type`; `Any` matches every connection (as if unset).
+    pub source_type: SourceType,
     pub source_prefix_ranges: Vec<Cidr>,
+    pub source_ports: Vec<u16>,
+}
+
+impl ChainMatch {
+    /// Whether matching needs the connection's destination address.
+    pub fn needs_destination_ip(&self) -> bool {
+        !self.prefix_ranges.is_empty() || self.source_type != SourceType::Any
+    }
+}
+
+/// `source_type` (Envoy's `ConnectionSourceType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SourceType {
+    /// Any client.
+    #[default]
+    Any,
+    /// A client on a loopback address, or on the address it connected to.
+    SameIpOrLoopback,
+    /// Any other client.
+    External,
 }
 
 /// `transport_protocol`.

@@ -188,8 +188,9 @@ pub struct ListenerSpec {
     /// it; the default) or `kernel` (the worker SO_REUSEPORT hashed it to).
     pub connection_balance: Option<String>,
     /// The filter chains; a connection runs the one whose `filter_chain_match` fits it best
-    /// (Envoy's order: destination port, server name, transport protocol, application
-    /// protocols, source address), or `default_filter_chain`, or is closed.
+    /// (Envoy's order: destination port, destination address, server name, transport
+    /// protocol, application protocols, source type, source address, source port), or
+    /// `default_filter_chain`, or is closed.
     #[serde(default)]
     pub filter_chains: Vec<Item<FilterChainSpec>>,
     /// The chain for connections no `filter_chains` entry matches (default none: closed).
@@ -204,6 +205,10 @@ pub struct ListenerSpec {
     /// At `listener_filters_timeout`, choose a chain with what is known instead of closing
     /// (default false, Envoy's): for protocols where the server speaks first.
     pub continue_on_listener_filters_timeout: Option<bool>,
+    /// The listener's own access logs: one line per connection closed before a filter chain
+    /// served it (default none).
+    #[serde(default)]
+    pub access_log: Vec<Item<AccessLogSpec>>,
 }
 
 /// One listener filter: the short name (`tls_inspector`), a map with one key, the name, holding
@@ -213,7 +218,7 @@ pub enum ListenerFilterSpec {
     /// `tls_inspector`: peeks at the TLS ClientHello (SNI, ALPN) without consuming it.
     TlsInspector,
     /// `proxy_protocol`: reads a PROXY v1/v2 header and takes the client address from it.
-    ProxyProtocol,
+    ProxyProtocol(ProxyProtocolSpec),
     /// A name this version does not know: a validation error.
     Unsupported(String),
 }
@@ -222,13 +227,22 @@ impl ListenerFilterSpec {
     fn from_name(name: &str) -> ListenerFilterSpec {
         match name.strip_prefix("envoy.filters.listener.").unwrap_or(name) {
             "tls_inspector" => ListenerFilterSpec::TlsInspector,
-            "proxy_protocol" => ListenerFilterSpec::ProxyProtocol,
+            "proxy_protocol" => ListenerFilterSpec::ProxyProtocol(ProxyProtocolSpec::default()),
             _ => ListenerFilterSpec::Unsupported(name.to_string()),
         }
     }
 }
 
-/// A listener filter's config map: none of the built-in ones has a key yet.
+/// `proxy_protocol`'s settings (Envoy's `ProxyProtocol` listener filter config).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a proxy_protocol map")]
+pub struct ProxyProtocolSpec {
+    /// Serve a connection that does not start with a PROXY v1/v2 signature as is, with its
+    /// socket's addresses (default false: close it).
+    pub allow_requests_without_proxy_protocol: Option<bool>,
+}
+
+/// A listener filter's config map, for those without settings (`tls_inspector`).
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -266,12 +280,17 @@ impl<'de> Deserialize<'de> for ListenerFilterSpec {
                     match f {
                         ListenerFilterSpec::Unsupported(_) => {
                             map.next_value::<IgnoredAny>()?;
+                            f
                         }
-                        _ => {
+                        ListenerFilterSpec::ProxyProtocol(_) => ListenerFilterSpec::ProxyProtocol(
+                            map.next_value::<Option<ProxyProtocolSpec>>()?
+                                .unwrap_or_default(),
+                        ),
+                        ListenerFilterSpec::TlsInspector => {
                             map.next_value::<Option<NoSettings>>()?;
+                            f
                         }
                     }
-                    f
                 };
                 if let Some(k) = map.next_key::<String>()? {
                     return Err(de::Error::custom(format!(
@@ -293,6 +312,10 @@ impl<'de> Deserialize<'de> for ListenerFilterSpec {
 pub struct FilterChainMatchSpec {
     /// The port the client connected to (the listener's, or the PROXY header's destination).
     pub destination_port: Option<u16>,
+    /// Destination address ranges (the listener's local address, or the PROXY header's
+    /// destination): `10.0.0.0/8` or Envoy's `{address_prefix, prefix_len}`.
+    #[serde(default)]
+    pub prefix_ranges: Vec<CidrSpec>,
     /// SNI names (`tls_inspector`): exact names or `*.suffix` wildcards; the most specific wins.
     #[serde(default)]
     pub server_names: Vec<String>,
@@ -304,6 +327,12 @@ pub struct FilterChainMatchSpec {
     /// Client address ranges: `10.0.0.0/8` or Envoy's `{address_prefix, prefix_len}`.
     #[serde(default)]
     pub source_prefix_ranges: Vec<CidrSpec>,
+    /// `ANY` (default), `SAME_IP_OR_LOOPBACK` (the client is on a loopback address or the
+    /// destination's), or `EXTERNAL` (any other client).
+    pub source_type: Option<String>,
+    /// Client ports.
+    #[serde(default)]
+    pub source_ports: Vec<u16>,
 }
 
 /// An address range: `"10.0.0.0/8"` or `{address_prefix: 10.0.0.0, prefix_len: 8}`.

@@ -50,6 +50,23 @@ pub(crate) struct Downstream {
     pub(crate) pending: BytesMut,
     /// The current request's record, handed to the observers when its exchange ends.
     pub(crate) si: SiSlot,
+    /// The address the client connected to, for a cluster's PROXY header: an incoming PROXY
+    /// header's destination, or the socket's local address once asked for (read once per
+    /// connection, [`Downstream::local_addr`]).
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl Downstream {
+    /// The address the client connected to (the first call on a connection without a PROXY
+    /// header costs a `getsockname`; later ones nothing).
+    pub(crate) fn local_addr(&mut self) -> std::io::Result<SocketAddr> {
+        if let Some(a) = self.local {
+            return Ok(a);
+        }
+        let a = self.conn.local_addr()?;
+        self.local = Some(a);
+        Ok(a)
+    }
 }
 
 /// Serve one downstream connection until it closes.
@@ -65,20 +82,24 @@ pub fn serve(
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
-    serve_with(conn, peer, BytesMut::new(), l, w)
+    run(conn, peer, BytesMut::new(), None, l, w, Start::New)
 }
 
 /// [`serve`], for a connection whose first bytes were already read (by the listener filters):
 /// `first` is handled as bytes of the first request before anything else is read. `peer` is
-/// the client (a PROXY header's source, when there was one).
+/// the client and `local` the address it connected to (a PROXY header's source and
+/// destination, when there was one). The caller (the listener-filter stage) has counted the
+/// connection since its accept, tracks it for drain and holds its load guard until this
+/// returns.
 pub fn serve_with(
     conn: Conn,
     peer: SocketAddr,
     first: BytesMut,
+    local: Option<SocketAddr>,
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
-    run(conn, peer, first, l, w, false)
+    run(conn, peer, first, local, l, w, Start::Outer)
 }
 
 /// [`serve`], for a connection coming back from the parking lot ([`super::park`]): it was
@@ -89,16 +110,29 @@ pub(crate) fn resume(
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
 ) -> impl std::future::Future<Output = ()> {
-    run(conn, peer, BytesMut::new(), l, w, true)
+    run(conn, peer, BytesMut::new(), None, l, w, Start::Resumed)
 }
 
+/// Who counts a connection (`downstream_cx_*`), tracks it for drain and holds its load guard.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Its own task, from its accept: the task does; it may park.
+    New,
+    /// Back from the parking lot: counted already; the task holds the guards again.
+    Resumed,
+    /// The caller (the listener-filter stage, the TLS step) does; it never parks.
+    Outer,
+}
+
+/// The connection's task.
 fn run(
     conn: Conn,
     peer: SocketAddr,
     first: BytesMut,
+    local: Option<SocketAddr>,
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
-    resumed: bool,
+    start: Start,
 ) -> impl std::future::Future<Output = ()> {
     // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
@@ -106,16 +140,24 @@ fn run(
         peer,
         pending: first,
         si: SiSlot::default(),
+        local,
     };
     async move {
-        let _live = w.drain.track();
-        let cx = if resumed {
-            w.stats.downstream_cx_resume(l.index)
-        } else {
-            w.stats.downstream_cx(l.index)
-        };
-        let load = crate::balance::LoadGuard::new(w.balance.as_deref(), w.id);
-        let park_after = w.parked.after(l.http.idle_timeout);
+        let counted = (start != Start::Outer).then(|| {
+            (
+                w.drain.track(),
+                if start == Start::Resumed {
+                    w.stats.downstream_cx_resume(l.index)
+                } else {
+                    w.stats.downstream_cx(l.index)
+                },
+                crate::balance::LoadGuard::new(w.balance.as_deref(), w.id),
+            )
+        });
+        let park_after = w
+            .parked
+            .after(l.http.idle_timeout)
+            .filter(|_| counted.is_some());
         loop {
             // Between requests: wait for the next one's first bytes (unless a pipelined one is
             // already here), up to the idle timeout or the worker's drain; past
@@ -130,8 +172,10 @@ fn run(
                             let left = l.http.idle_timeout.saturating_sub(wait);
                             // Boxed: rare, and it must not make every idle task larger.
                             if Box::pin(park_conn(d, &l, &w, left)).await {
-                                cx.park();
-                                load.park();
+                                if let Some((_live, cx, load)) = counted {
+                                    cx.park();
+                                    load.park();
+                                }
                             }
                             return;
                         }
@@ -266,7 +310,7 @@ pub(crate) async fn exchange(
         Ok(b) => b,
         Err(next) => return next,
     };
-    w.stats.downstream_rq(l.index);
+    w.stats.downstream_rq(l.stats_slot);
     stream::run(d, l, w, begun).await
 }
 

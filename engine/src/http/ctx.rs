@@ -78,8 +78,8 @@ impl WorkerCtx {
     /// One request's exchange ended (response sent, or the proxy answered, or it failed):
     /// the observers (stats, access logs, tracing) read its record here, on the worker.
     pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
-        self.stats.stream_done(l.index, si);
-        self.hists.stream_done(l.index, si);
+        self.stats.stream_done(l.stats_slot, si);
+        self.hists.stream_done(l.stats_slot, si);
         let logs = &l.http.access_log;
         if !logs.is_empty() {
             let cluster = si
@@ -159,6 +159,9 @@ pub struct ListenerCtx {
     pub name: String,
     /// Position in `Config::listeners`: the index of this listener's stats (set by the worker).
     pub index: usize,
+    /// Where this connection manager's `http.<stat_prefix>.` stats are counted
+    /// ([`crate::stats::StatSlots`]; `index` for a listener's first chain).
+    pub stats_slot: usize,
     pub http: config::HttpConnManager,
     pub routes: RouteTable,
     pub limits: h1::Limits,
@@ -182,6 +185,7 @@ impl ListenerCtx {
             chains: ChainSet::new(http, worker),
             name: l.name.clone(),
             index: 0,
+            stats_slot: 0,
             routes: RouteTable::new(http),
             limits: h1::Limits {
                 max_head_bytes: http.max_request_headers_bytes,

@@ -71,7 +71,7 @@ pub(crate) async fn forward(
     };
     let proxied = match cluster.proxy_protocol {
         None => None,
-        Some(_) => match d.conn.local_addr() {
+        Some(_) => match d.local_addr() {
             Ok(local) => Some((d.peer, local)),
             Err(e) => {
                 // Only a broken socket has no local address: the header could not be written.

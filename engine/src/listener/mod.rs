@@ -49,16 +49,19 @@ pub enum Serve {
 }
 
 impl Serve {
-    /// Per-worker context of `l` (`index`: its position in the config; `local_port`: the port
+    /// Per-worker context of `l` (`index`: its position in the config; `slots`: the stats
+    /// slots of its network filters, in `Listener::networks()` order; `local_port`: the port
     /// its socket is bound to), built by `worker`.
     pub fn new(
         l: &crate::config::Listener,
         index: usize,
+        slots: &[usize],
         worker: ringway_filters::WorkerInfo,
         local_port: u16,
     ) -> Serve {
+        let slot = |k: usize| slots.get(k).copied().unwrap_or(index);
         let Some(sel) = &l.select else {
-            return Serve::network(l, &l.network, index, worker);
+            return Serve::network(l, &l.network, index, slot(0), worker);
         };
         Serve::Select(Rc::new(inspect::Selecting {
             name: l.name.clone(),
@@ -66,19 +69,23 @@ impl Serve {
             exact_balance: l.exact_balance,
             local_port,
             proxy_protocol: sel.proxy_protocol,
+            allow_without_proxy_protocol: sel.allow_without_proxy_protocol,
             tls_inspector: sel.tls_inspector,
+            match_destination_ip: sel.chains.iter().any(|c| c.matcher.needs_destination_ip()),
+            access_log: sel.access_log.clone(),
             timeout: sel.timeout,
             continue_on_timeout: sel.continue_on_timeout,
             matchers: sel.chains.iter().map(|c| c.matcher.clone()).collect(),
             chains: sel
                 .chains
                 .iter()
-                .map(|c| Serve::network(l, &c.network, index, worker))
+                .enumerate()
+                .map(|(k, c)| Serve::network(l, &c.network, index, slot(k), worker))
                 .collect(),
             default: sel
                 .default
                 .as_ref()
-                .map(|n| Serve::network(l, n, index, worker)),
+                .map(|n| Serve::network(l, n, index, slot(sel.chains.len()), worker)),
         }))
     }
 
@@ -87,17 +94,20 @@ impl Serve {
         l: &crate::config::Listener,
         network: &crate::config::NetworkFilter,
         index: usize,
+        stats_slot: usize,
         worker: ringway_filters::WorkerInfo,
     ) -> Serve {
         let inner = match network {
             crate::config::NetworkFilter::Http(h) => {
                 let mut ctx = ListenerCtx::new(l, h, worker);
                 ctx.index = index;
+                ctx.stats_slot = stats_slot;
                 Serve::Http(Rc::new(ctx))
             }
             crate::config::NetworkFilter::TcpProxy(t) => {
                 let mut ctx = TcpProxyCtx::new(l, t);
                 ctx.index = index;
+                ctx.stats_slot = stats_slot;
                 Serve::TcpProxy(Rc::new(ctx))
             }
         };
@@ -153,8 +163,9 @@ impl Serve {
             }
             Serve::Tls(t) => {
                 let t = Rc::clone(t);
-                let first = bytes::BytesMut::new();
-                compio::runtime::spawn(tls::serve(conn, peer, first, t, w)).detach();
+                let (first, origin) = (bytes::BytesMut::new(), Default::default());
+                let task = tls::serve(conn, peer, first, origin, t, w, true);
+                compio::runtime::spawn(task).detach();
             }
         }
     }

@@ -3,15 +3,20 @@
 //! narrowed criterion by criterion —
 //!
 //! 1. `destination_port`: chains naming the port, else chains without one;
-//! 2. `server_names`: an exact name, else the longest matching `*.suffix` wildcard (which
+//! 2. `prefix_ranges`: the longest prefix holding the destination address (the listener's
+//!    local address, or the PROXY header's destination), else chains without ranges;
+//! 3. `server_names`: an exact name, else the longest matching `*.suffix` wildcard (which
 //!    matches any depth of subdomain: `*.example.test` matches `a.b.example.test`), else
 //!    chains without server names;
-//! 3. `transport_protocol`: chains naming the connection's (`tls` when `tls_inspector` saw a
+//! 4. `transport_protocol`: chains naming the connection's (`tls` when `tls_inspector` saw a
 //!    ClientHello, else `raw_buffer`), else chains without one;
-//! 4. `application_protocols`: the chains listing the first protocol the client offers that any
+//! 5. `application_protocols`: the chains listing the first protocol the client offers that any
 //!    chain lists, else chains without any;
-//! 5. `source_prefix_ranges`: the longest prefix holding the client address, else chains
-//!    without ranges.
+//! 6. `source_type`: `SAME_IP_OR_LOOPBACK` (a loopback client, or one on the destination
+//!    address) or `EXTERNAL` (any other), else chains with `ANY`;
+//! 7. `source_prefix_ranges`: the longest prefix holding the client address, else chains
+//!    without ranges;
+//! 8. `source_ports`: chains listing the client's port, else chains without ports.
 //!
 //! A level never falls back past itself: a chain that wins on the destination port but fails
 //! on the server name is not replaced by a chain without a port (Envoy's behaviour). When
@@ -20,12 +25,12 @@
 //! No chain left: `default_filter_chain`, if any.
 //!
 //! Cost: the normalised matches are built once per config (`config::ChainMatch`); a selection
-//! walks them five times with the candidates in a `u64` (at most 64 chains per listener):
+//! walks them eight times with the candidates in a `u64` (at most 64 chains per listener):
 //! no allocation, no hashing.
 
 use std::net::IpAddr;
 
-use crate::config::{ChainMatch, TransportProtocol};
+use crate::config::{ChainMatch, Cidr, SourceType, TransportProtocol};
 use crate::l4proto::client_hello::Alpn;
 
 /// What is known about a connection when its chain is chosen.
@@ -33,8 +38,13 @@ use crate::l4proto::client_hello::Alpn;
 pub struct Seen<'a> {
     /// The port the client connected to (the PROXY header's destination, when there was one).
     pub dst_port: u16,
+    /// The address the client connected to (the PROXY header's destination, when there was
+    /// one); `None` when no chain matches on it (it was not read).
+    pub dst_ip: Option<IpAddr>,
     /// The client's address (the PROXY header's source, when there was one).
     pub src: IpAddr,
+    /// The client's port (the PROXY header's source port, when there was one).
+    pub src_port: u16,
     /// SNI, lower-case (`tls_inspector`).
     pub server_name: Option<&'a str>,
     pub transport: TransportProtocol,
@@ -59,6 +69,11 @@ pub fn select(chains: &[ChainMatch], seen: &Seen<'_>) -> Option<usize> {
         Some(p) if p == seen.dst_port => Fit::Yes(1),
         Some(_) => Fit::No,
     });
+    set = narrow(chains, set, |m| match seen.dst_ip {
+        Some(ip) => longest_prefix(&m.prefix_ranges, ip),
+        None if m.prefix_ranges.is_empty() => Fit::Any,
+        None => Fit::No,
+    });
     set = narrow(chains, set, |m| server_name_fit(m, seen.server_name));
     set = narrow(chains, set, |m| match m.transport_protocol {
         None => Fit::Any,
@@ -66,18 +81,49 @@ pub fn select(chains: &[ChainMatch], seen: &Seen<'_>) -> Option<usize> {
         Some(_) => Fit::No,
     });
     set = narrow(chains, set, |m| alpn_fit(m, seen.alpn));
+    set = narrow(chains, set, |m| match m.source_type {
+        SourceType::Any => Fit::Any,
+        SourceType::SameIpOrLoopback if local_client(seen) => Fit::Yes(1),
+        SourceType::External if !local_client(seen) => Fit::Yes(1),
+        _ => Fit::No,
+    });
     set = narrow(chains, set, |m| {
-        if m.source_prefix_ranges.is_empty() {
-            return Fit::Any;
+        longest_prefix(&m.source_prefix_ranges, seen.src)
+    });
+    set = narrow(chains, set, |m| {
+        if m.source_ports.is_empty() {
+            Fit::Any
+        } else if m.source_ports.contains(&seen.src_port) {
+            Fit::Yes(1)
+        } else {
+            Fit::No
         }
-        m.source_prefix_ranges
-            .iter()
-            .filter(|c| c.contains(seen.src))
-            .map(|c| u32::from(c.len) + 1)
-            .max()
-            .map_or(Fit::No, Fit::Yes)
     });
     (set != 0).then(|| set.trailing_zeros() as usize)
+}
+
+/// The longest range of `ranges` holding `ip` (an empty list: any address).
+fn longest_prefix(ranges: &[Cidr], ip: IpAddr) -> Fit {
+    if ranges.is_empty() {
+        return Fit::Any;
+    }
+    ranges
+        .iter()
+        .filter(|c| c.contains(ip))
+        .map(|c| u32::from(c.len) + 1)
+        .max()
+        .map_or(Fit::No, Fit::Yes)
+}
+
+/// Envoy's `SAME_IP_OR_LOOPBACK`: the client is on a loopback address, or on the address it
+/// connected to.
+fn local_client(seen: &Seen<'_>) -> bool {
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let src = canonical(seen.src);
+    src.is_loopback() || seen.dst_ip.map(canonical) == Some(src)
 }
 
 /// Keeps, of `set`, the chains that meet the criterion best; if none meets it, those that do
@@ -153,7 +199,6 @@ fn alpn_fit(m: &ChainMatch, alpn: Option<Alpn<'_>>) -> Fit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cidr;
 
     fn names(list: &[&str]) -> ChainMatch {
         ChainMatch {
@@ -165,7 +210,9 @@ mod tests {
     fn seen(sni: Option<&str>) -> Seen<'_> {
         Seen {
             dst_port: 443,
+            dst_ip: Some("192.0.2.1".parse().unwrap()),
             src: "10.1.2.3".parse().unwrap(),
+            src_port: 40000,
             server_name: sni,
             transport: TransportProtocol::Tls,
             alpn: None,
@@ -225,5 +272,71 @@ mod tests {
         assert_eq!(select(&chains, &s), Some(2));
         s.src = "172.16.0.1".parse().unwrap();
         assert_eq!(select(&chains, &s), None);
+    }
+
+    fn cidr(a: &str, len: u8) -> Cidr {
+        Cidr {
+            addr: a.parse().unwrap(),
+            len,
+        }
+    }
+
+    #[test]
+    fn destination_ranges_come_before_server_names() {
+        let chains = [
+            ChainMatch {
+                prefix_ranges: vec![cidr("192.0.2.0", 24)],
+                ..ChainMatch::default()
+            },
+            ChainMatch {
+                prefix_ranges: vec![cidr("192.0.2.1", 32)],
+                server_names: vec!["a.test".into()],
+                ..ChainMatch::default()
+            },
+            names(&["b.test"]),
+        ];
+        // The /32 wins on the destination, then fails on the name: no fallback past it.
+        assert_eq!(select(&chains, &seen(Some("a.test"))), Some(1));
+        assert_eq!(select(&chains, &seen(Some("b.test"))), None);
+        let mut s = seen(Some("b.test"));
+        s.dst_ip = Some("192.0.2.9".parse().unwrap());
+        assert_eq!(select(&chains, &s), Some(0));
+        s.dst_ip = Some("198.51.100.1".parse().unwrap());
+        assert_eq!(select(&chains, &s), Some(2));
+        // Unknown destination: only chains without ranges.
+        s.dst_ip = None;
+        assert_eq!(select(&chains, &s), Some(2));
+    }
+
+    #[test]
+    fn source_type_then_ranges_then_ports() {
+        let m = |t, ports: &[u16]| ChainMatch {
+            source_type: t,
+            source_ports: ports.to_vec(),
+            ..ChainMatch::default()
+        };
+        let chains = [
+            m(SourceType::Any, &[]),
+            m(SourceType::SameIpOrLoopback, &[]),
+            m(SourceType::External, &[40000]),
+            m(SourceType::External, &[]),
+        ];
+        let mut s = seen(None);
+        // 10.1.2.3 -> 192.0.2.1: external; port 40000 picks chain 2.
+        assert_eq!(select(&chains, &s), Some(2));
+        s.src_port = 1;
+        assert_eq!(select(&chains, &s), Some(3));
+        s.src = "127.0.0.5".parse().unwrap();
+        assert_eq!(select(&chains, &s), Some(1));
+        s.src = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(select(&chains, &s), Some(1), "same IP as the destination");
+        // Without a SAME_IP_OR_LOOPBACK chain, a local client falls back to ANY.
+        assert_eq!(select(&[chains[0].clone(), chains[3].clone()], &s), Some(0));
+        // Ports alone: listed beats unlisted, unlisted beats nothing.
+        let ports = [m(SourceType::Any, &[1, 2]), m(SourceType::Any, &[3])];
+        s.src_port = 3;
+        assert_eq!(select(&ports, &s), Some(1));
+        s.src_port = 4;
+        assert_eq!(select(&ports, &s), None);
     }
 }

@@ -11,7 +11,7 @@ use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 use bytes::BytesMut;
 
 use super::Serve;
-use crate::{config::DownstreamTls, http::ctx::WorkerCtx, io::Conn, stats::inc};
+use crate::{config::DownstreamTls, http::ctx::WorkerCtx, io::Conn, stats::inc, tcp_proxy::Origin};
 
 /// Sessions each worker remembers per TLS chain for resumption by session id.
 const SESSION_CACHE: usize = 4096;
@@ -37,22 +37,30 @@ impl TlsServe {
 }
 
 /// Handshake, then serve the connection with the chain's network filter. `first`: bytes the
-/// listener filters already read (the start of the ClientHello).
+/// listener filters already read (the start of the ClientHello); `origin`: what they learned
+/// (a PROXY header's addresses). `count`: this task counts the connection, tracks it for drain
+/// and holds its load guard (a connection straight from accept); otherwise the listener-filter
+/// stage does.
 pub async fn serve(
     conn: Conn,
     peer: SocketAddr,
     first: BytesMut,
+    origin: Origin,
     t: Rc<TlsServe>,
     w: Rc<WorkerCtx>,
+    count: bool,
 ) {
+    let _counted = count.then(|| {
+        (
+            w.drain.track(),
+            w.stats.downstream_cx(t.inner.index()),
+            crate::balance::LoadGuard::new(w.balance.as_deref(), w.id),
+        )
+    });
     let stats = w.stats.listeners.get(t.inner.index());
-    let done = {
-        let _live = w.drain.track();
-        let deadline = w.drain.deadline_in(t.timeout);
-        let handshake = crate::io::tls::accept(conn, first, Arc::clone(&t.server));
-        w.drain.before(deadline, handshake).await
-    };
-    let conn = match done {
+    let deadline = w.drain.deadline_in(t.timeout);
+    let handshake = crate::io::tls::accept(conn, first, Arc::clone(&t.server));
+    let conn = match w.drain.before(deadline, handshake).await {
         Some(Ok(conn)) => conn,
         Some(Err(e)) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -74,11 +82,12 @@ pub async fn serve(
     }
     match &t.inner {
         Serve::Http(l) => {
-            crate::http::conn_manager::serve_with(conn, peer, BytesMut::new(), Rc::clone(l), w)
-                .await
+            let (local, l, w2) = (origin.destination, Rc::clone(l), Rc::clone(&w));
+            crate::http::conn_manager::serve_with(conn, peer, BytesMut::new(), local, l, w2).await
         }
         Serve::TcpProxy(l) => {
-            crate::tcp_proxy::serve_with(conn, peer, BytesMut::new(), Rc::clone(l), w).await
+            let l = Rc::clone(l);
+            crate::tcp_proxy::serve_with(conn, peer, BytesMut::new(), origin, l, &w).await
         }
         Serve::Select(_) | Serve::Tls(_) => {}
     }

@@ -149,6 +149,7 @@ fn start_listeners(
     workers: usize,
 ) -> Vec<Serve> {
     let mut ctxs = Vec::with_capacity(sockets.len());
+    let slots = crate::stats::StatSlots::new(&worker.config);
     for (index, (sock, l)) in sockets
         .into_iter()
         .zip(worker.config.listeners.iter())
@@ -159,7 +160,7 @@ fn start_listeners(
             count: workers,
         };
         let port = sock.local_addr().map_or(l.address.port(), |a| a.port());
-        let ctx = Serve::new(l, index, info, port);
+        let ctx = Serve::new(l, index, slots.of(index), info, port);
         ctxs.push(ctx.clone());
         compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(worker))).detach();
     }

@@ -312,6 +312,7 @@ impl Aggregator {
             "upstream_rq_5xx",
         ];
 
+        let slots = super::StatSlots::new(cfg);
         for (i, l) in cfg.listeners.iter().enumerate() {
             let addr = self.listener_addrs.get(i).copied().unwrap_or(l.address);
             let a = sanitize_addr(addr);
@@ -337,7 +338,7 @@ impl Aggregator {
                 Value::Counter(ls(|l| get(&l.downstream_cx_handoff))),
             );
             if l.select.is_some() {
-                let counters: [(&'static str, ListenerGetter); 4] = [
+                let counters: [(&'static str, ListenerGetter); 5] = [
                     ("no_filter_chain_match", |l| get(&l.no_filter_chain_match)),
                     ("downstream_pre_cx_timeout", |l| {
                         get(&l.downstream_pre_cx_timeout)
@@ -347,6 +348,9 @@ impl Aggregator {
                     }),
                     ("downstream_listener_filter_remote_close", |l| {
                         get(&l.downstream_listener_filter_remote_close)
+                    }),
+                    ("proxy_proto.not_found_allowed", |l| {
+                        get(&l.proxy_proto_not_found_allowed)
                     }),
                 ];
                 for (name, f) in counters {
@@ -362,75 +366,68 @@ impl Aggregator {
                     put(Scope::Listener, &a, name, Value::Counter(ls(f)));
                 }
             }
-            // A listener's chains share its counters: `tcp.` under the first `tcp_proxy` chain's
-            // prefix, `http.` under the first connection manager's (the histogram slot is
-            // shared too: a listener with both reports it as `http.`'s).
-            let http = l.networks().find_map(|n| match n {
-                NetworkFilter::Http(h) => Some(h),
-                NetworkFilter::TcpProxy(_) => None,
-            });
-            let tcp = l.networks().find_map(|n| match n {
-                NetworkFilter::TcpProxy(t) => Some(t),
-                NetworkFilter::Http(_) => None,
-            });
-            if let Some(t) = tcp {
-                let p = &t.stat_prefix;
-                let counters: [(&'static str, TcpGetter); 5] = [
-                    ("downstream_cx_total", |t| get(&t.downstream_cx_total)),
-                    ("downstream_cx_no_route", |t| get(&t.downstream_cx_no_route)),
-                    ("downstream_cx_rx_bytes_total", |t| {
-                        get(&t.downstream_cx_rx_bytes_total)
-                    }),
-                    ("downstream_cx_tx_bytes_total", |t| {
-                        get(&t.downstream_cx_tx_bytes_total)
-                    }),
-                    ("idle_timeout", |t| get(&t.idle_timeout)),
-                ];
-                for (name, f) in counters {
-                    let v = sum(&|w: &WorkerStats| w.listeners.get(i).map_or(0, |l| f(&l.tcp)));
-                    put(Scope::Tcp, p, name, Value::Counter(v));
-                }
-                if http.is_none() {
-                    if let Some(h) = hists.get(listener_hist_slot(i)) {
-                        let h = Value::Histogram(Box::new(h.clone()));
-                        put(Scope::Tcp, p, "downstream_cx_length", h);
+            // Each chain's network filter under its own `stat_prefix`, from its slot (chains
+            // with the same kind and prefix share one; the same names from several slots add up).
+            let mut done: Vec<usize> = Vec::new();
+            for (n, &slot) in l.networks().zip(slots.of(i)) {
+                // A slot's own counters once; each connection manager's filters' counters
+                // (kept by the filters, not the slot) for every chain.
+                let first = !done.contains(&slot);
+                done.push(slot);
+                let at = |f: &dyn Fn(&super::ListenerStats) -> u64| {
+                    sum(&|w: &WorkerStats| w.listeners.get(slot).map_or(0, f))
+                };
+                let hist = hists.get(listener_hist_slot(slot));
+                match n {
+                    NetworkFilter::TcpProxy(_) if !first => {}
+                    NetworkFilter::TcpProxy(t) => {
+                        let p = &t.stat_prefix;
+                        let counters: [(&'static str, TcpGetter); 5] = [
+                            ("downstream_cx_total", |t| get(&t.downstream_cx_total)),
+                            ("downstream_cx_no_route", |t| get(&t.downstream_cx_no_route)),
+                            ("downstream_cx_rx_bytes_total", |t| {
+                                get(&t.downstream_cx_rx_bytes_total)
+                            }),
+                            ("downstream_cx_tx_bytes_total", |t| {
+                                get(&t.downstream_cx_tx_bytes_total)
+                            }),
+                            ("idle_timeout", |t| get(&t.idle_timeout)),
+                        ];
+                        for (name, f) in counters {
+                            put(Scope::Tcp, p, name, Value::Counter(at(&|l| f(&l.tcp))));
+                        }
+                        if let Some(h) = hist {
+                            let h = Value::Histogram(Box::new(h.clone()));
+                            put(Scope::Tcp, p, "downstream_cx_length", h);
+                        }
                     }
-                }
-            }
-            let Some(http) = http else { continue };
-            let p = &http.stat_prefix;
-            put(
-                Scope::Http,
-                p,
-                "downstream_rq_total",
-                Value::Counter(ls(|l| get(&l.downstream_rq_total))),
-            );
-            for (k, name) in DOWN_XX.iter().enumerate() {
-                let v = sum(&|w: &WorkerStats| {
-                    w.listeners
-                        .get(i)
-                        .map_or(0, |l| get(&l.downstream_rq_xx[k]))
-                });
-                put(Scope::Http, p, name, Value::Counter(v));
-            }
-            if let Some(h) = hists.get(listener_hist_slot(i)) {
-                put(
-                    Scope::Http,
-                    p,
-                    "downstream_rq_time",
-                    Value::Histogram(Box::new(h.clone())),
-                );
-            }
-            // The HTTP filters' counters (each filter config sums its workers' blocks; route
-            // overrides count under the same names).
-            for config in filter_configs(http) {
-                for (name, v) in config.stats() {
-                    let value = if config.is_gauge(&name) {
-                        Value::Gauge(v)
-                    } else {
-                        Value::Counter(v)
-                    };
-                    put(Scope::Http, p, intern(name), value);
+                    NetworkFilter::Http(http) => {
+                        let p = &http.stat_prefix;
+                        if first {
+                            let total = at(&|l| get(&l.downstream_rq_total));
+                            put(Scope::Http, p, "downstream_rq_total", Value::Counter(total));
+                            for (k, name) in DOWN_XX.iter().enumerate() {
+                                let v = at(&|l| get(&l.downstream_rq_xx[k]));
+                                put(Scope::Http, p, name, Value::Counter(v));
+                            }
+                            if let Some(h) = hist {
+                                let h = Value::Histogram(Box::new(h.clone()));
+                                put(Scope::Http, p, "downstream_rq_time", h);
+                            }
+                        }
+                        // The HTTP filters' counters (each filter config sums its workers'
+                        // blocks; route overrides count under the same names).
+                        for config in filter_configs(http) {
+                            for (name, v) in config.stats() {
+                                let value = if config.is_gauge(&name) {
+                                    Value::Gauge(v)
+                                } else {
+                                    Value::Counter(v)
+                                };
+                                put(Scope::Http, p, intern(name), value);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -478,7 +475,7 @@ impl Aggregator {
             );
             put(Scope::Cluster, n, "upstream_cx_idle", Value::Gauge(idle));
             for kind in ClusterHist::ALL {
-                if let Some(h) = hists.get(cluster_hist_slot(cfg.listeners.len(), c, kind)) {
+                if let Some(h) = hists.get(cluster_hist_slot(slots.count(), c, kind)) {
                     put(
                         Scope::Cluster,
                         n,

@@ -34,7 +34,10 @@ use std::{
 
 use hdrhistogram::Histogram;
 
-use crate::{config::Config, stream_info::StreamInfo};
+use crate::{
+    config::{Config, NetworkFilter},
+    stream_info::StreamInfo,
+};
 
 /// Add one to a counter or gauge written by this thread only (no read-modify-write instruction:
 /// the single writer makes a plain load + store exact).
@@ -97,6 +100,9 @@ pub struct ListenerStats {
     /// `listener.<addr>.ssl.connection_error`: TLS handshakes that failed or timed out (the
     /// connection was closed).
     pub ssl_connection_error: AtomicU64,
+    /// `listener.<addr>.proxy_proto.not_found_allowed`: connections without a PROXY header
+    /// served as is (`allow_requests_without_proxy_protocol`).
+    pub proxy_proto_not_found_allowed: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_total`
     pub downstream_rq_total: AtomicU64,
     /// `http.<stat_prefix>.downstream_rq_1xx` .. `_5xx`
@@ -178,7 +184,9 @@ pub struct WorkerStats {
     pub downstream_cx_parked: AtomicU64,
     /// `worker.<n>.downstream_cx_park_total`: times a connection was parked.
     pub downstream_cx_park_total: AtomicU64,
-    /// Indexed like `Config::listeners`.
+    /// Indexed by stats slot ([`StatSlots`]): `Config::listeners` first (each listener's own
+    /// counters, and its first filter chain's `http.`/`tcp.` ones), then the further chains
+    /// whose stats need a slot of their own (only their `http.`/`tcp.` fields are used).
     pub listeners: Vec<ListenerStats>,
     /// Indexed by `ClusterId`.
     pub clusters: Vec<ClusterStats>,
@@ -189,9 +197,7 @@ impl WorkerStats {
     pub fn new(id: usize, cfg: &Config) -> Self {
         WorkerStats {
             id,
-            listeners: cfg
-                .listeners
-                .iter()
+            listeners: (0..StatSlots::new(cfg).count())
                 .map(|_| ListenerStats::default())
                 .collect(),
             clusters: cfg
@@ -373,19 +379,78 @@ pub fn new_histogram() -> Histogram<u64> {
     })
 }
 
-/// Slot of listener `l`'s `downstream_rq_time` (HTTP) or `downstream_cx_length` (`tcp_proxy`).
+/// Histogram slot of stats slot `l` ([`StatSlots`]): its `downstream_rq_time` (HTTP) or
+/// `downstream_cx_length` (`tcp_proxy`).
 pub fn listener_hist_slot(l: usize) -> usize {
     l
 }
 
-/// Slot of cluster `c`'s histogram `h`, in a layout with `listeners` listeners.
+/// Slot of cluster `c`'s histogram `h`, in a layout with `listeners` stats slots.
 pub fn cluster_hist_slot(listeners: usize, c: usize, h: ClusterHist) -> usize {
     listeners + c * CLUSTER_HISTS + h as usize
 }
 
 /// Number of histogram slots for a config.
 pub fn hist_slots(cfg: &Config) -> usize {
-    cfg.listeners.len() + cfg.clusters.len() * CLUSTER_HISTS
+    StatSlots::new(cfg).count() + cfg.clusters.len() * CLUSTER_HISTS
+}
+
+/// Where each filter chain's `http.<stat_prefix>.` / `tcp.<stat_prefix>.` stats are counted
+/// (Envoy gives each chain's network filter its own prefix). Listener `i`'s first network
+/// filter (its first chain's, or the only one's) counts in slot `i`, beside the listener's own
+/// counters; a later chain of the same listener shares the slot of an earlier chain with the
+/// same kind and `stat_prefix` (their names are the same), or gets a slot after the
+/// listeners'. Computed from the config alike by workers and the aggregator.
+#[derive(Debug, Clone)]
+pub struct StatSlots {
+    /// Per listener, per network filter in `Listener::networks()` order.
+    of: Vec<Vec<usize>>,
+    count: usize,
+}
+
+impl StatSlots {
+    pub fn new(cfg: &Config) -> Self {
+        let mut count = cfg.listeners.len();
+        let of = cfg
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut seen: Vec<((bool, &str), usize)> = Vec::new();
+                l.networks()
+                    .enumerate()
+                    .map(|(k, n)| {
+                        let key = match n {
+                            NetworkFilter::Http(h) => (true, h.stat_prefix.as_str()),
+                            NetworkFilter::TcpProxy(t) => (false, t.stat_prefix.as_str()),
+                        };
+                        if let Some(&(_, slot)) = seen.iter().find(|(k2, _)| *k2 == key) {
+                            return slot;
+                        }
+                        let slot = if k == 0 {
+                            i
+                        } else {
+                            count += 1;
+                            count - 1
+                        };
+                        seen.push((key, slot));
+                        slot
+                    })
+                    .collect()
+            })
+            .collect();
+        StatSlots { of, count }
+    }
+
+    /// The slots of listener `listener`'s network filters, in `Listener::networks()` order.
+    pub fn of(&self, listener: usize) -> &[usize] {
+        self.of.get(listener).map_or(&[], |v| &v[..])
+    }
+
+    /// Slots in all (at least one per listener).
+    pub fn count(&self) -> usize {
+        self.count
+    }
 }
 
 /// An interval's histograms from one worker, shipped to the aggregator.
@@ -419,7 +484,7 @@ impl WorkerHistograms {
     /// `free` brings back the sets the aggregator has merged and emptied.
     pub fn new(cfg: &Config, free: Option<flume::Receiver<Vec<Histogram<u64>>>>) -> Self {
         WorkerHistograms {
-            listeners: cfg.listeners.len(),
+            listeners: StatSlots::new(cfg).count(),
             hists: RefCell::new(new_set(hist_slots(cfg))),
             dirty: std::cell::Cell::new(false),
             free,

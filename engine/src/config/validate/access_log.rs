@@ -101,6 +101,7 @@ pub(super) fn number_destinations(listeners: &mut [Listener]) {
             if let Some(d) = &mut sel.default {
                 number(logs(d));
             }
+            number(&mut sel.access_log);
         }
     }
 }

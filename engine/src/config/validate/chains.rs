@@ -7,26 +7,37 @@ use std::net::IpAddr;
 
 use super::super::{
     error::Problems,
-    model::{ChainMatch, Cidr, TransportProtocol},
+    model::{ChainMatch, Cidr, SourceType, TransportProtocol},
     path::DocPath,
     schema::{CidrSpec, FilterChainMatchSpec, ListenerFilterSpec, ListenerSpec},
 };
 use super::enumerate;
 
-/// `(proxy_protocol, tls_inspector)`: which listener filters the listener runs. Their order in
-/// the list does not matter (a PROXY header always comes first on the wire); each may appear
-/// once.
+/// Which listener filters a listener runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ListenerFilters {
+    pub proxy_protocol: bool,
+    /// `proxy_protocol`'s `allow_requests_without_proxy_protocol`.
+    pub allow_without_proxy_protocol: bool,
+    pub tls_inspector: bool,
+}
+
+/// Which listener filters the listener runs. Their order in the list does not matter (a PROXY
+/// header always comes first on the wire); each may appear once.
 pub(super) fn listener_filters(
     l: &ListenerSpec,
     path: &DocPath,
     problems: &mut Problems,
-) -> (bool, bool) {
+) -> ListenerFilters {
     let list_path = path.key("listener_filters");
-    let (mut pp, mut tls) = (false, false);
+    let (mut pp, mut tls, mut allow) = (false, false, false);
     for (at, item) in enumerate(&l.listener_filters, &list_path, problems) {
         let seen = match &item.value {
             None => continue,
-            Some(ListenerFilterSpec::ProxyProtocol) => std::mem::replace(&mut pp, true),
+            Some(ListenerFilterSpec::ProxyProtocol(spec)) => {
+                allow = spec.allow_requests_without_proxy_protocol.unwrap_or(false);
+                std::mem::replace(&mut pp, true)
+            }
             Some(ListenerFilterSpec::TlsInspector) => std::mem::replace(&mut tls, true),
             Some(ListenerFilterSpec::Unsupported(name)) => {
                 problems.value(
@@ -43,7 +54,11 @@ pub(super) fn listener_filters(
             problems.value(&at, "this listener filter is already in the list");
         }
     }
-    (pp, tls)
+    ListenerFilters {
+        proxy_protocol: pp,
+        allow_without_proxy_protocol: allow,
+        tls_inspector: tls,
+    }
 }
 
 /// A chain's `filter_chain_match`, normalised; `None` is the empty match.
@@ -66,6 +81,7 @@ pub(super) fn chain_match(
             "destination_port must be 1..=65535",
         );
     }
+    m.prefix_ranges = ranges(&spec.prefix_ranges, &path.key("prefix_ranges"), problems);
     for (i, name) in spec.server_names.iter().enumerate() {
         let name = name.to_ascii_lowercase();
         let host = name.strip_prefix("*.").unwrap_or(&name);
@@ -115,15 +131,52 @@ pub(super) fn chain_match(
     }
     m.application_protocols.sort();
     m.application_protocols.dedup();
-    for (i, r) in spec.source_prefix_ranges.iter().enumerate() {
-        match cidr(r) {
-            Ok(c) => m.source_prefix_ranges.push(c),
-            Err(why) => problems.value(&path.key("source_prefix_ranges").index(i), why),
+    m.source_type = match spec.source_type.as_deref() {
+        None | Some("ANY") => SourceType::Any,
+        Some("SAME_IP_OR_LOOPBACK") => SourceType::SameIpOrLoopback,
+        Some("EXTERNAL") => SourceType::External,
+        Some(other) => {
+            problems.value(
+                &path.key("source_type"),
+                format!(
+                    "unknown source_type {other:?}: expected `ANY`, `SAME_IP_OR_LOOPBACK` or \
+                     `EXTERNAL`"
+                ),
+            );
+            SourceType::Any
+        }
+    };
+    m.source_prefix_ranges = ranges(
+        &spec.source_prefix_ranges,
+        &path.key("source_prefix_ranges"),
+        problems,
+    );
+    for (i, &p) in spec.source_ports.iter().enumerate() {
+        if p == 0 {
+            problems.value(
+                &path.key("source_ports").index(i),
+                "a source port is 1..=65535",
+            );
         }
     }
-    m.source_prefix_ranges.sort();
-    m.source_prefix_ranges.dedup();
+    m.source_ports = spec.source_ports.clone();
+    m.source_ports.sort_unstable();
+    m.source_ports.dedup();
     m
+}
+
+/// A list of ranges, parsed, sorted and deduplicated; each bad one reported at its position.
+fn ranges(list: &[CidrSpec], path: &DocPath, problems: &mut Problems) -> Vec<Cidr> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, r) in list.iter().enumerate() {
+        match cidr(r) {
+            Ok(c) => out.push(c),
+            Err(why) => problems.value(&path.index(i), why),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Parses a range and clears the bits past its prefix (`10.1.2.3/8` is `10.0.0.0/8`).
@@ -178,6 +231,9 @@ pub(super) fn describe(m: &ChainMatch) -> String {
     if m.destination_port.is_some() {
         set.push("destination_port");
     }
+    if !m.prefix_ranges.is_empty() {
+        set.push("prefix_ranges");
+    }
     if !m.server_names.is_empty() {
         set.push("server_names");
     }
@@ -187,8 +243,14 @@ pub(super) fn describe(m: &ChainMatch) -> String {
     if !m.application_protocols.is_empty() {
         set.push("application_protocols");
     }
+    if m.source_type != SourceType::Any {
+        set.push("source_type");
+    }
     if !m.source_prefix_ranges.is_empty() {
         set.push("source_prefix_ranges");
+    }
+    if !m.source_ports.is_empty() {
+        set.push("source_ports");
     }
     if set.is_empty() {
         "empty".to_string()

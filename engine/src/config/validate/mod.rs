@@ -350,7 +350,8 @@ fn listener(
             }
         }
     };
-    let (proxy_protocol, tls_inspector) = chains::listener_filters(l, path, problems);
+    let filters = chains::listener_filters(l, path, problems);
+    let (proxy_protocol, tls_inspector) = (filters.proxy_protocol, filters.tls_inspector);
     let timeout = l
         .listener_filters_timeout
         .map_or(defaults::LISTENER_FILTERS_TIMEOUT, |d| d.0);
@@ -375,14 +376,18 @@ fn listener(
         && !proxy_protocol
         && !tls_inspector
         && all_built;
+    // Validated on every listener; used where connections can close before a chain (`select`).
+    let own_logs = access_log::access_logs(&l.access_log, &path.key("access_log"), problems);
     let select = (!plain).then(|| {
         Box::new(ChainSelect {
             proxy_protocol,
+            allow_without_proxy_protocol: filters.allow_without_proxy_protocol,
             tls_inspector,
             timeout: (!timeout.is_zero()).then_some(timeout),
             continue_on_timeout: l.continue_on_listener_filters_timeout.unwrap_or(false),
             chains: networks,
             default,
+            access_log: own_logs,
         })
     });
     Some(Listener {

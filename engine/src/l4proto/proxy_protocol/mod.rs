@@ -23,8 +23,10 @@
 //!
 //! The parser is a pure function of the bytes (no state between calls, no allocation, no
 //! copy): addresses are decoded into `std::net` values, v2 TLVs are exposed as a validated
-//! slice of the input ([`Tlvs`]). Re-parsing the buffer after each read costs a few hundred
-//! byte comparisons at most: a header is tens of bytes and arrives in one read almost always.
+//! slice of the input ([`Tlvs`]; a header whose TLVs do not exactly fill it is an error), and
+//! a `PP2_TYPE_SSL` TLV's head and sub-TLVs decode on demand ([`Tlvs::ssl`]). Re-parsing the
+//! buffer after each read costs a few hundred byte comparisons at most: a header is tens of
+//! bytes and arrives in one read almost always.
 //!
 //! Strictness follows the spec's MUSTs: v1 fields are separated by exactly one space, the line
 //! ends with CRLF within 107 bytes, `TCP4` carries IPv4 and `TCP6` IPv6 addresses (dotted quads
@@ -82,6 +84,48 @@ pub mod tlv {
     pub const SSL: u8 = 0x20;
     /// The network namespace the connection was accepted in.
     pub const NETNS: u8 = 0x30;
+
+    /// Sub-TLVs inside a [`SSL`] TLV (`PP2_SUBTYPE_SSL_*`).
+    pub mod ssl {
+        /// The TLS version (`TLSv1.3`).
+        pub const VERSION: u8 = 0x21;
+        /// The client certificate's Common Name.
+        pub const CN: u8 = 0x22;
+        /// The cipher (`ECDHE-RSA-AES128-GCM-SHA256`).
+        pub const CIPHER: u8 = 0x23;
+        /// The certificate's signature algorithm.
+        pub const SIG_ALG: u8 = 0x24;
+        /// The certificate's key algorithm.
+        pub const KEY_ALG: u8 = 0x25;
+    }
+
+    /// `client` bits of a [`SSL`] TLV (`PP2_CLIENT_*`).
+    pub mod client {
+        /// The client connected over TLS.
+        pub const SSL: u8 = 0x01;
+        /// The client sent a certificate on this connection.
+        pub const CERT_CONN: u8 = 0x02;
+        /// The client sent a certificate at least once in this TLS session.
+        pub const CERT_SESS: u8 = 0x04;
+    }
+}
+
+/// The value of a `PP2_TYPE_SSL` TLV: what the sender knew of the client's TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ssl<'a> {
+    /// `PP2_CLIENT_*` bits ([`tlv::client`]).
+    pub client: u8,
+    /// `0` when the client's certificate was verified (or none was asked for).
+    pub verify: u32,
+    /// The sub-TLVs ([`tlv::ssl`]): version, CN, cipher, algorithms.
+    pub sub: Tlvs<'a>,
+}
+
+impl Ssl<'_> {
+    /// Whether the client connected over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.client & tlv::client::SSL != 0
+    }
 }
 
 /// The outcome of [`parse`] on the bytes read so far.
@@ -233,6 +277,19 @@ impl<'a> Tlvs<'a> {
     /// The value of the first TLV of type `kind` (see [`tlv`]).
     pub fn get(&self, kind: u8) -> Option<&'a [u8]> {
         self.iter().find(|t| t.kind == kind).map(|t| t.value)
+    }
+
+    /// The first `PP2_TYPE_SSL` TLV, decoded; `None` when there is none or its value is not
+    /// a 5-byte head followed by whole sub-TLVs ([`parse`] does not refuse a header for that:
+    /// the TLV is informational, and a receiver that does not read it is unaffected).
+    pub fn ssl(&self) -> Option<Ssl<'a>> {
+        let v = self.get(tlv::SSL)?;
+        let (&[client, a, b, c, d], rest) = v.split_first_chunk::<5>()?;
+        Some(Ssl {
+            client,
+            verify: u32::from_be_bytes([a, b, c, d]),
+            sub: Tlvs::new(rest).ok()?,
+        })
     }
 }
 

@@ -758,3 +758,44 @@ fn errors_read_well() {
         "PROXY v2 version byte 0x31: the version is not 2"
     );
 }
+
+#[test]
+fn v2_ssl_tlv_and_its_sub_tlvs() {
+    let sub = [
+        &[tlv::ssl::VERSION, 0, 7][..],
+        b"TLSv1.3",
+        &[tlv::ssl::CN, 0, 6],
+        b"client",
+    ]
+    .concat();
+    let mut ssl = vec![tlv::client::SSL | tlv::client::CERT_CONN, 0, 0, 0, 0];
+    ssl.extend_from_slice(&sub);
+    let mut payload = inet_payload();
+    payload.extend_from_slice(&[tlv::ALPN, 0, 2, b'h', b'2', tlv::SSL, 0, ssl.len() as u8]);
+    payload.extend_from_slice(&ssl);
+    // CRC32C (not verified) and padding after it: still one header, all of it consumed.
+    payload.extend_from_slice(&[tlv::CRC32C, 0, 4, 1, 2, 3, 4, tlv::NOOP, 0, 3, 0, 0, 0]);
+    let mut data = v2(0x21, 0x11, &payload);
+    data.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    let h = complete(&data);
+    assert_eq!(&data[h.len..], b"GET / HTTP/1.1\r\n");
+    assert_eq!(h.tlvs.get(tlv::ALPN), Some(&b"h2"[..]));
+    let s = h.tlvs.ssl().expect("ssl tlv");
+    assert!(s.is_tls());
+    assert_eq!((s.client, s.verify), (0x03, 0));
+    assert_eq!(s.sub.get(tlv::ssl::VERSION), Some(&b"TLSv1.3"[..]));
+    assert_eq!(s.sub.get(tlv::ssl::CN), Some(&b"client"[..]));
+    assert_eq!(s.sub.get(tlv::ssl::CIPHER), None);
+    // A malformed SSL value (sub-TLV past its end, or shorter than its head) is not decoded,
+    // and does not make the header invalid.
+    for bad in [&[1u8, 0, 0, 0, 0, tlv::ssl::CN, 0, 9, b'x'][..], &[1, 0, 0]] {
+        let mut payload = inet_payload();
+        payload.extend_from_slice(&[tlv::SSL, 0, bad.len() as u8]);
+        payload.extend_from_slice(bad);
+        let data = v2(0x21, 0x11, &payload);
+        let h = complete(&data);
+        assert_eq!(h.len, data.len());
+        assert_eq!(h.tlvs.ssl(), None);
+    }
+    assert_eq!(complete(&v2(0x21, 0x11, &inet_payload())).tlvs.ssl(), None);
+}
