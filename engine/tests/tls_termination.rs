@@ -18,6 +18,28 @@ use std::{
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use support::*;
 
+/// Run `cmd` to its end, output captured; fails the test past `limit` (the script makes RSA
+/// keys: generous for a loaded machine).
+fn run_bounded(
+    cmd: &mut std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (needs openssl: scripts/test.sh installs it)"));
+    let until = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// The certificates, made once per test binary.
 fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -25,12 +47,7 @@ fn certs() -> &'static Path {
         let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("ringway-tls-term-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-certs.sh");
-        let out = Command::new(script)
-            .arg(&d)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("scripts/gen-certs.sh (needs openssl: scripts/test.sh installs it)");
+        let out = run_bounded(Command::new(script).arg(&d), Duration::from_secs(120));
         assert!(
             out.status.success(),
             "{}",

@@ -47,6 +47,12 @@ pub(super) struct ClusterNames {
 /// Validates a whole file. Problems go to `problems`; the returned `Config` is only meaningful
 /// when none were recorded.
 pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) -> Config {
+    // Relative file names in the config are read from the config file's directory.
+    let source_path = std::path::Path::new(source);
+    let base = source_path
+        .is_file()
+        .then(|| source_path.parent())
+        .flatten();
     let root = DocPath::root();
 
     let workers = match spec.workers {
@@ -164,7 +170,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
                 }
             }
         }
-        let listener = listener(l, address, &path, &names, trace_rate, problems);
+        let listener = listener(l, address, &path, &names, trace_rate, base, problems);
         if let Some(listener) = listener {
             listeners.push(listener);
         }
@@ -252,12 +258,14 @@ fn listener_address(
 
 /// A listener: its one filter chain and that chain's one filter, the terminal network filter
 /// (the HTTP connection manager or the TCP proxy).
+#[allow(clippy::too_many_arguments)]
 fn listener(
     l: &ListenerSpec,
     address: Option<SocketAddr>,
     path: &DocPath,
     clusters: &ClusterNames,
     trace_rate: Option<f64>,
+    base: Option<&std::path::Path>,
     problems: &mut Problems,
 ) -> Option<Listener> {
     if l.name.is_empty() {
@@ -299,6 +307,7 @@ fn listener(
         listener: &l.name,
         clusters,
         trace_rate,
+        base,
     };
     let mut chains = Vec::new();
     let mut matched = false;
@@ -405,6 +414,8 @@ struct ChainCtx<'a> {
     listener: &'a str,
     clusters: &'a ClusterNames,
     trace_rate: Option<f64>,
+    /// The config file's directory: relative file names (certificates) are read from there.
+    base: Option<&'a std::path::Path>,
 }
 
 /// A filter chain's one filter, the terminal network filter (the HTTP connection manager or
@@ -485,7 +496,7 @@ fn network_filter(
     }
     let tls = chain.tls.as_ref().and_then(|t| {
         let http = matches!(network, Some(NetworkFilter::Http(_)));
-        tls::downstream(t, chain, &chain_path.key("tls"), http, problems)
+        tls::downstream(t, chain, &chain_path.key("tls"), http, ctx.base, problems)
     });
     match &mut network {
         Some(NetworkFilter::Http(h)) => h.tls = tls,

@@ -9,7 +9,11 @@
 //! the first whose key type the client can verify (so an ECDSA and an RSA certificate for the
 //! same name serve each client the one it supports).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use rustls::{
     crypto::{ring, CryptoProvider},
@@ -37,6 +41,7 @@ pub(super) fn downstream(
     chain: &FilterChainSpec,
     path: &DocPath,
     http: bool,
+    dir: Option<&Path>,
     problems: &mut Problems,
 ) -> Option<Arc<DownstreamTls>> {
     let common = spec.common_tls_context.as_ref();
@@ -52,7 +57,7 @@ pub(super) fn downstream(
         );
         return None;
     }
-    let (certs, alpn, params, validation, base) = match common {
+    let (certs, alpn, params, validation, at) = match common {
         Some(c) => (
             c.tls_certificates.as_ref(),
             c.alpn_protocols.as_ref(),
@@ -68,10 +73,10 @@ pub(super) fn downstream(
             path.clone(),
         ),
     };
-    let keys = certificates(certs, &base.key("tls_certificates"), problems);
-    let provider = provider(params, &base.key("tls_params"), problems);
-    let versions = versions(params, &base.key("tls_params"), problems);
-    let alpn = alpn_protocols(alpn, &base.key("alpn_protocols"), http, problems);
+    let keys = certificates(certs, &at.key("tls_certificates"), dir, problems);
+    let provider = provider(params, &at.key("tls_params"), problems);
+    let versions = versions(params, &at.key("tls_params"), problems);
+    let alpn = alpn_protocols(alpn, &at.key("alpn_protocols"), http, problems);
     let require = spec.require_client_certificate.unwrap_or(false);
     if require && validation.is_none() {
         problems.value(
@@ -88,7 +93,7 @@ pub(super) fn downstream(
         Ok(b) => b,
         Err(e) => {
             problems.value(
-                &base.key("tls_params"),
+                &at.key("tls_params"),
                 format!("no usable TLS settings: {e}"),
             );
             return None;
@@ -97,8 +102,8 @@ pub(super) fn downstream(
     let builder = match validation {
         None => builder.with_no_client_auth(),
         Some(v) => {
-            let vpath = base.key("validation_context");
-            let verifier = client_verifier(v, &vpath, require, &provider, problems)?;
+            let vpath = at.key("validation_context");
+            let verifier = client_verifier(v, &vpath, require, &provider, dir, problems)?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -119,10 +124,16 @@ pub(super) fn downstream(
     }))
 }
 
-/// The bytes of a `DataSource` (`filename` or `inline_string`).
-fn data(spec: &DataSourceSpec, path: &DocPath, problems: &mut Problems) -> Option<Vec<u8>> {
+/// The bytes of a `DataSource` (`filename`, relative to `base` when given, or
+/// `inline_string`).
+fn data(
+    spec: &DataSourceSpec,
+    base: Option<&Path>,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Option<Vec<u8>> {
     match (&spec.filename, &spec.inline_string) {
-        (Some(f), None) => match std::fs::read(f) {
+        (Some(f), None) => match std::fs::read(base.map_or(PathBuf::from(f), |b| b.join(f))) {
             Ok(b) => Some(b),
             Err(e) => {
                 problems.value(&path.key("filename"), format!("cannot read {f:?}: {e}"));
@@ -140,6 +151,7 @@ fn data(spec: &DataSourceSpec, path: &DocPath, problems: &mut Problems) -> Optio
 fn certificates(
     specs: Option<&Vec<TlsCertificateSpec>>,
     path: &DocPath,
+    dir: Option<&Path>,
     problems: &mut Problems,
 ) -> Option<Vec<Arc<CertifiedKey>>> {
     let Some(specs) = specs.filter(|s| !s.is_empty()) else {
@@ -155,7 +167,7 @@ fn certificates(
     for (i, c) in specs.iter().enumerate() {
         let at = path.index(i);
         let (cpath, kpath) = (at.key("certificate_chain"), at.key("private_key"));
-        let chain = data(&c.certificate_chain, &cpath, problems).and_then(|pem| {
+        let chain = data(&c.certificate_chain, dir, &cpath, problems).and_then(|pem| {
             let certs: Result<Vec<CertificateDer<'static>>, _> =
                 CertificateDer::pem_slice_iter(&pem).collect();
             match certs {
@@ -170,7 +182,7 @@ fn certificates(
                 }
             }
         });
-        let key = data(&c.private_key, &kpath, problems).and_then(|pem| {
+        let key = data(&c.private_key, dir, &kpath, problems).and_then(|pem| {
             match PrivateKeyDer::from_pem_slice(&pem) {
                 Ok(k) => match provider.key_provider.load_private_key(k) {
                     Ok(k) => Some(k),
@@ -188,7 +200,7 @@ fn certificates(
         let ocsp = c
             .ocsp_staple
             .as_ref()
-            .map(|o| data(o, &at.key("ocsp_staple"), problems));
+            .map(|o| data(o, dir, &at.key("ocsp_staple"), problems));
         let (Some(chain), Some(key)) = (chain, key) else {
             continue;
         };
@@ -353,10 +365,11 @@ fn client_verifier(
     path: &DocPath,
     require: bool,
     provider: &Arc<CryptoProvider>,
+    dir: Option<&Path>,
     problems: &mut Problems,
 ) -> Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     let capath = path.key("trusted_ca");
-    let pem = data(&v.trusted_ca, &capath, problems)?;
+    let pem = data(&v.trusted_ca, dir, &capath, problems)?;
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&pem) {
         match c {
