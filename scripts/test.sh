@@ -37,6 +37,10 @@ ulimit -l unlimited 2>/dev/null || true
 # Plenty of descriptors for the connection tests.
 ulimit -n 65536 2>/dev/null || true
 
+# A cold build needs about 4 GiB under target/: say what the disk has, so that a linker dying
+# for want of space (SIGBUS) is recognisable in the log.
+log "disk: $(df -h . | awk 'NR==2 {print $4 " free of " $2}')"
+
 log "cargo fmt --check"
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check

@@ -299,8 +299,8 @@ fn recv_multishot_many_uploads_to_a_stalled_upstream_survive_pool_exhaustion_int
     let (proxy, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let addr = proxy.addr;
     // Exhaustion depends on timing (every upload must be stalled at once): a round that did
-    // not exhaust the pool is run again, up to three; every round's uploads must arrive intact.
-    for _round in 0..3 {
+    // not exhaust the pool is run again, up to six; every round's uploads must arrive intact.
+    for _round in 0..6 {
         let start = std::sync::Arc::new(std::sync::Barrier::new(UPLOADS));
         let ts: Vec<_> = (0..UPLOADS)
             .map(|_| {
