@@ -14,6 +14,11 @@ runs cannot cancel it.
       --proxy 'head=10011=target/release/ringway run -c plain-10011.yaml --workers 1' \
       --ratio head/nginx
 
+With --bench PATH the load comes from ringway-bench instead of wrk (`ringway-bench load -t 1`,
+on CPU 1), which is how the TLS rows are measured: --https targets https:// (certificates not
+checked, signatures still verified), --close opens a new connection (a full handshake unless
+--bench-args '--tls-resume') per request; --bench-args passes more flags (e.g. '--tls-version 1.2').
+
 Needs the meters' peers (../shared/meters/setup.sh: nginx, wrk); METERS=path overrides where
 run.py is."""
 import argparse, os, shlex, statistics, sys
@@ -30,8 +35,29 @@ ap.add_argument("--conns", type=int, default=50)
 ap.add_argument("--path", default="/")
 ap.add_argument("--close", action="store_true",
                 help="a new connection per request (wrk sends `Connection: close` and reconnects)")
+ap.add_argument("--bench", help="ringway-bench binary: the load comes from it instead of wrk")
+ap.add_argument("--https", action="store_true", help="https:// targets (needs --bench)")
+ap.add_argument("--bench-args", default="", help="more ringway-bench load flags")
 a = ap.parse_args()
-if a.close:
+if a.https and not a.bench:
+    sys.exit("--https needs --bench (wrk reuses TLS sessions across reconnects)")
+if a.bench:
+    import json, subprocess, tempfile
+
+    def wrk(port, secs, conns, path="/"):
+        url = f"{'https' if a.https else 'http'}://127.0.0.1:{port}{path}"
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            cmd = ["taskset", "-c", "1", a.bench, "load", url, "-t", "1", f"-c{conns}",
+                   "-d", f"{secs}s", "--no-distribution", "--json", f.name]
+            cmd += ["-k"] if a.https else []
+            cmd += ["--new-connection-per-request"] if a.close else []
+            cmd += shlex.split(a.bench_args)
+            subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60, check=True)
+            r = json.load(open(f.name))
+        return r["requests_per_sec"], r["requests"], r["errors"]["total"], "", {}
+
+    m.wrk = wrk
+elif a.close:
     import re, subprocess
 
     def wrk(port, secs, conns, path="/"):
@@ -70,8 +96,9 @@ try:
             rps[n].append(r)
             if bad:
                 print(f"  {n}: {bad} non-2xx", file=sys.stderr)
-    print(f"{a.iters} iterations x {a.secs}s each, interleaved; wrk -t1 -c{a.conns}"
-      f"{' (Connection: close: a new connection per request)' if a.close else ''}; proxies on CPU 0, origin+wrk on CPU 1")
+    tool = f"ringway-bench -t1 -c{a.conns}{' https' if a.https else ''} {a.bench_args}" if a.bench else f"wrk -t1 -c{a.conns}"
+    print(f"{a.iters} iterations x {a.secs}s each, interleaved; {tool}"
+      f"{' (a new connection per request)' if a.close else ''}; proxies on CPU 0, origin+wrk on CPU 1")
     print("| proxy | median req/s | median CPU-us/req | min | max |")
     print("|---|---|---|---|---|")
     for n in names:

@@ -170,6 +170,13 @@ struct LoadArgs {
     /// HTTP/1.1 only.
     #[arg(long, conflicts_with = "http2")]
     new_connection_per_request: bool,
+    /// https: resume TLS sessions on new connections (TLS 1.3 tickets, TLS 1.2 session IDs or
+    /// tickets). Off by default, so that every new connection pays a full handshake.
+    #[arg(long)]
+    tls_resume: bool,
+    /// https: offer only this TLS version (1.2 or 1.3; default both).
+    #[arg(long, value_parser = ["1.2", "1.3"])]
+    tls_version: Option<String>,
 }
 
 #[derive(Args)]
@@ -292,6 +299,8 @@ fn run_load(a: LoadArgs) -> anyhow::Result<()> {
         timeout: a.timeout,
         label: a.label.clone(),
         new_connection_per_request: a.new_connection_per_request,
+        tls_resume: a.tls_resume,
+        tls_version: a.tls_version.clone(),
     };
     let _ = a.http1;
     let (report, stats) = load::run(&cfg)?;

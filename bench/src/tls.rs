@@ -26,14 +26,23 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// A client config offering `alpn` (e.g. `h2` or `http/1.1`).
+/// A client config offering `alpn` (e.g. `h2` or `http/1.1`), resuming sessions if `resume`,
+/// offering only `version` ("1.2" or "1.3") if given.
 pub fn client_config(
     insecure: bool,
     cacert: Option<&Path>,
     alpn: &[&[u8]],
+    resume: bool,
+    version: Option<&str>,
 ) -> anyhow::Result<Arc<ClientConfig>> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match version {
+        None => rustls::DEFAULT_VERSIONS,
+        Some("1.2") => &[&rustls::version::TLS12],
+        Some("1.3") => &[&rustls::version::TLS13],
+        Some(v) => bail!("unknown TLS version {v} (1.2 or 1.3)"),
+    };
     let builder =
-        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+        ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
     let mut cfg = if insecure {
         builder
             .dangerous()
@@ -61,6 +70,9 @@ pub fn client_config(
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if !resume {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(cfg))
 }
 

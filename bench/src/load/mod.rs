@@ -82,6 +82,10 @@ pub struct LoadConfig {
     pub label: Option<String>,
     /// Open a new connection for every request (`Connection: close`), HTTP/1.1 only.
     pub new_connection_per_request: bool,
+    /// https: resume TLS sessions on new connections.
+    pub tls_resume: bool,
+    /// https: offer only this TLS version ("1.2" or "1.3"); None: both.
+    pub tls_version: Option<String>,
 }
 
 /// A parsed `http(s)://host[:port]/path` URL.
@@ -376,6 +380,8 @@ fn build_shared(cfg: &LoadConfig, target: Target) -> anyhow::Result<Shared> {
             cfg.insecure,
             cfg.cacert.as_deref(),
             alpn,
+            cfg.tls_resume,
+            cfg.tls_version.as_deref(),
         )?)
     } else {
         None
