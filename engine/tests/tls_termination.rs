@@ -234,6 +234,23 @@ fn https_is_proxied_to_a_plain_origin_with_keep_alive_and_large_bodies() {
     let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(echo["body_length"], N);
     assert_eq!(stat(admin, ".ssl.handshake"), 1);
+    // `Connection: close` ends in order: the proxy sends close_notify before its FIN, so the
+    // client reads a clean end (rustls reports a bare FIN as UnexpectedEof: a truncation).
+    let (status, head, _) = exchange(
+        &mut tls,
+        b"GET /echo HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut rest = [0u8; 64];
+    assert_eq!(
+        tls.read(&mut rest).expect("a clean end after close_notify"),
+        0
+    );
     drop(tls);
     assert!(proxy.stop().success());
 }

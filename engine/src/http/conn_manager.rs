@@ -204,6 +204,13 @@ fn run(
                 d.pending = BytesMut::new();
             }
         }
+        if d.conn.is_tls() {
+            // A TLS connection that ends here ends in order: `close_notify` tells the client
+            // it was not cut short. Bounded (a peer that reads nothing cannot hold the task);
+            // boxed: its future must not make every connection's task larger.
+            let deadline = w.drain.deadline_in(Duration::from_secs(1));
+            let _ = Box::pin(w.drain.before(deadline, d.conn.shutdown_write())).await;
+        }
     }
 }
 
