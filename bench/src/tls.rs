@@ -1,4 +1,4 @@
-//! TLS configuration (rustls with the `ring` provider) for the load generator's `https://`
+//! TLS configuration (rustls with the `aws-lc-rs` provider, as the engine's) for the load generator's `https://`
 //! targets and the origin's optional TLS listener. The bytes themselves flow through
 //! [`crate::io::PollIo`]; this module only builds configs.
 //!
@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 const SYSTEM_BUNDLES: &[&str] = &[

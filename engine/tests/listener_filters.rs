@@ -20,7 +20,7 @@ use support::*;
 
 /// The bytes a rustls client sends first: its ClientHello with `sni` and `alpn`.
 fn hello(sni: &str, alpn: &[&[u8]]) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("versions")

@@ -172,7 +172,7 @@ fn tls_gen_certs_chains_verify_with_openssl() {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn chain(dir: &Path, stem: &str) -> Vec<CertificateDer<'static>> {

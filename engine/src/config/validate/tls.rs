@@ -16,7 +16,7 @@ use std::{
 };
 
 use rustls::{
-    crypto::{ring, CryptoProvider},
+    crypto::{aws_lc_rs, CryptoProvider},
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},
     server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
     sign::CertifiedKey,
@@ -110,7 +110,7 @@ pub(super) fn downstream(
     let mut server = builder.with_cert_resolver(Arc::new(Resolver { keys }));
     server.alpn_protocols = alpn;
     if !spec.disable_stateless_session_resumption.unwrap_or(false) {
-        match ring::Ticketer::new() {
+        match aws_lc_rs::Ticketer::new() {
             Ok(t) => server.ticketer = t,
             Err(e) => problems.value(path, format!("cannot set up session tickets: {e}")),
         }
@@ -162,7 +162,7 @@ fn certificates(
         );
         return None;
     };
-    let provider = ring::default_provider();
+    let provider = aws_lc_rs::default_provider();
     let mut keys = Vec::new();
     for (i, c) in specs.iter().enumerate() {
         let at = path.index(i);
@@ -277,13 +277,13 @@ fn versions(
     )
 }
 
-/// The ring provider, its TLS 1.2 suites narrowed to `cipher_suites` when given.
+/// The aws-lc-rs provider, its TLS 1.2 suites narrowed to `cipher_suites` when given.
 fn provider(
     params: Option<&TlsParamsSpec>,
     path: &DocPath,
     problems: &mut Problems,
 ) -> Option<CryptoProvider> {
-    let mut p = ring::default_provider();
+    let mut p = aws_lc_rs::default_provider();
     let Some(names) = params.and_then(|p| p.cipher_suites.as_ref()) else {
         return Some(p);
     };

@@ -7,7 +7,7 @@ use super::*;
 /// The bytes a rustls client sends first, with `sni` (none for `None`), `alpn`, and records of
 /// at most `max_fragment` bytes.
 fn rustls_hello(sni: Option<&str>, alpn: &[&[u8]], max_fragment: Option<usize>) -> Vec<u8> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
