@@ -15,8 +15,14 @@
 #   upload     $TRANSFER_SIZE POST to the origin (/upload, Content-Length), the same way;
 #   latency    open loop at $RATE_PCT% of the slowest peer's keep-alive max (or $RATE req/s;
 #              coordinated-omission corrected), $CONNS connections: p50/p99/p99.9;
-#   h2         HTTP/2 downstream (h2c, $H2_CONNS connections x $H2_STREAMS streams).
-# They run in the order keepalive, latency, h2, newconn, download, upload: the latency run comes
+#   h2         HTTP/2 downstream (h2c, $H2_CONNS connections x $H2_STREAMS streams);
+#   tls        HTTPS keep-alive: as keepalive, over TLS (ECDSA P-256 certificate from
+#              scripts/gen-certs.sh, the same file for every proxy);
+#   tlsnew     a new TLS connection per request: $TLSNEW_CONNS slots, a full TLS $TLSNEW_VERSION handshake
+#              each (no resumption), one request, close.
+# The TLS workloads go to a TLS listener of each proxy (ringway: a second process with a
+# generated config of one `tls:` chain; `direct` has none).
+# They run in the order keepalive, latency, h2, tls, tlsnew, newconn, download, upload: the latency run comes
 # right after the max it is derived from, before the runs that leave tens of thousands of
 # TIME_WAIT sockets and large socket buffers behind.
 # Proxy CPU is utime+stime of the proxy's process tree from /proc, over the whole run of each
@@ -27,7 +33,8 @@
 # bottleneck it measures. Loopback only; everything started here is stopped on exit.
 #
 # Usage: scripts/compare.sh   env: DURATION=10s WARMUP=2s CONNS=50 RATE_PCT=50 H2_CONNS=4 H2_STREAMS=16
-#        WORKLOADS="keepalive newconn download upload latency h2" (a subset runs just those)
+#        WORKLOADS="keepalive newconn download upload latency h2 tls tlsnew" (a subset runs just those)
+#        TLSNEW_CONNS=20 TLSNEW_VERSION=1.3 (or 1.2)
 #        NEWCONN_CONNS=$CONNS TRANSFER_SIZE=1GiB TRANSFER_CONNS=1 TRANSFER_RUNS=3 TRANSFER_TIMEOUT=120s
 #        RATE=N (the fixed rate; default RATE_PCT% of the slowest peer's keep-alive max, probed for
 #        2s when keepalive is not in WORKLOADS)
@@ -50,7 +57,9 @@ CONNS="${CONNS:-50}"
 RATE_PCT="${RATE_PCT:-50}"
 H2_CONNS="${H2_CONNS:-4}"
 H2_STREAMS="${H2_STREAMS:-16}"
-WORKLOADS="${WORKLOADS:-keepalive newconn download upload latency h2}"
+WORKLOADS="${WORKLOADS:-keepalive newconn download upload latency h2 tls tlsnew}"
+TLSNEW_CONNS="${TLSNEW_CONNS:-20}"
+TLSNEW_VERSION="${TLSNEW_VERSION:-1.3}"
 NEWCONN_CONNS="${NEWCONN_CONNS:-$CONNS}"
 TRANSFER_SIZE="${TRANSFER_SIZE:-1GiB}"
 TRANSFER_CONNS="${TRANSFER_CONNS:-1}"
@@ -74,14 +83,15 @@ LOAD_CPU=1
 ORIGIN_PORT=9000
 declare -A PORT=([direct]=9000 [ringway]=10010 [nginx]=10001 [haproxy]=10002 [envoy]=10003)
 declare -A H2PORT=([direct]=9000 [ringway]=10010 [nginx]=10101 [haproxy]=10102 [envoy]=10003)
+declare -A TLSPORT=([ringway]=10030 [nginx]=10031 [haproxy]=10032 [envoy]=10033)
 ENVOY_ADMIN=19903
 
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
 wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 for w in $WORKLOADS; do
-  case $w in keepalive | newconn | download | upload | latency | h2) ;;
-    *) die "unknown workload $w (known: keepalive newconn download upload latency h2)" ;;
+  case $w in keepalive | newconn | download | upload | latency | h2 | tls | tlsnew) ;;
+    *) die "unknown workload $w (known: keepalive newconn download upload latency h2 tls tlsnew)" ;;
   esac
 done
 
@@ -94,6 +104,7 @@ command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 command -v taskset >/dev/null || need_apt+=(util-linux)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v flock >/dev/null || need_apt+=(util-linux)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   say "installing ${need_apt[*]} (apt)"
   apt-get update -qq
@@ -123,7 +134,7 @@ fi
 # ------------------------------------------------------------------ build
 mkdir -p "$OUT"
 # Reports of an earlier run must not stand in for a run that fails to write its own.
-rm -f "$OUT"/{max,newconn,download,upload,fixed,h2,probe}-*.json
+rm -f "$OUT"/{max,newconn,download,upload,fixed,h2,probe,tls,tlsnew}-*.json
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 say "building ringway-bench (release)"
 cargo build --release -q -p ringway-bench
@@ -160,10 +171,87 @@ ulimit -l unlimited 2>/dev/null || true
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 1 100); do port_busy "$1" && return 0; sleep 0.1; done; return 1; }
 for n in $ONLY; do
-  for p in "${PORT[$n]}" "${H2PORT[$n]}"; do
+  for p in "${PORT[$n]}" "${H2PORT[$n]}" ${TLSPORT[$n]:-}; do
     port_busy "$p" && die "something already listens on 127.0.0.1:$p; stop it first (a leftover SO_REUSEPORT listener would share the load)"
   done
 done
+
+# ------------------------------------------------------------------ TLS: certificates, listeners
+TLS=""
+NGINX_TLS="" HAPROXY_TLS="" ENVOY_TLS=""
+if wants tls || wants tlsnew; then
+  TLS=1
+  CERTS="$ROOT/target/certs"
+  ./scripts/gen-certs.sh "$CERTS" >/dev/null
+  CRT="$CERTS/a.example.test.crt" KEY="$CERTS/a.example.test.key"
+  cat "$CRT" "$KEY" >"$WORK/a.pem"
+  NGINX_TLS="server {
+    listen 127.0.0.1:${TLSPORT[nginx]} ssl reuseport backlog=4096;
+    ssl_certificate $CRT;
+    ssl_certificate_key $KEY;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering on;
+    }
+  }"
+  HAPROXY_TLS="  bind 127.0.0.1:${TLSPORT[haproxy]} ssl crt $WORK/a.pem ssl-min-ver TLSv1.2"
+  ENVOY_TLS="  - name: ingress_tls
+    address: { socket_address: { address: 127.0.0.1, port_value: ${TLSPORT[envoy]} } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: $CRT }
+              private_key: { filename: $KEY }
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_tls
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+              - match: { prefix: \"/\" }
+                route: { cluster: origin }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }"
+  cat >"$WORK/ringway-tls.yaml" <<EOF
+# ringway terminating TLS: one chain with the test certificate, keep-alive to the origin.
+listeners:
+  - name: bench_tls
+    address: 127.0.0.1:${TLSPORT[ringway]}
+    filter_chains:
+      - tls:
+          tls_certificates:
+            - certificate_chain: { filename: $CRT }
+              private_key: { filename: $KEY }
+        filters:
+          - http_connection_manager:
+              stat_prefix: bench_tls
+              idle_timeout: 300s
+              virtual_hosts:
+                - name: bench
+                  domains: ["*"]
+                  routes:
+                    - match: { prefix: / }
+                      route: { cluster: origin }
+clusters:
+  - name: origin
+    connect_timeout: 1s
+    endpoints: ["127.0.0.1:$ORIGIN_PORT"]
+    idle_timeout: 300s
+EOF
+fi
 
 # ------------------------------------------------------------------ peer configs
 cat >"$WORK/nginx.conf" <<EOF
@@ -206,6 +294,7 @@ http {
       proxy_busy_buffers_size 128k;
     }
   }
+  $NGINX_TLS
 }
 EOF
 cat >"$WORK/haproxy.cfg" <<EOF
@@ -224,6 +313,7 @@ defaults
 frontend fe
   bind 127.0.0.1:${PORT[haproxy]}
   bind 127.0.0.1:${H2PORT[haproxy]} proto h2
+$HAPROXY_TLS
   default_backend be
 backend be
   server origin 127.0.0.1:$ORIGIN_PORT
@@ -253,6 +343,7 @@ static_resources:
           http_filters:
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+$ENVOY_TLS
   clusters:
   - name: origin
     connect_timeout: 1s
@@ -304,9 +395,9 @@ start_pinned() {  # name cpu cmd... ; sets STARTED_PID
   pids+=("$STARTED_PID")
 }
 
-run_load() {  # name kind port args... ; writes $OUT/<kind>-<name>.json
+run_load() {  # name kind port args... ; writes $OUT/<kind>-<name>.json (SCHEME=https for TLS)
   local name=$1 kind=$2 port=$3; shift 3
-  "${RUN[@]}" taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$port/" --workers 1 --duration "$DURATION" \
+  "${RUN[@]}" taskset -c "$LOAD_CPU" "$BENCH" load "${SCHEME:-http}://127.0.0.1:$port/" --workers 1 --duration "$DURATION" \
     --warmup "$WARMUP" --label "$name" --json "$OUT/$kind-$name.json" --no-distribution "$@" \
     >"$OUT/$kind-$name.txt" 2>&1
 }
@@ -336,7 +427,7 @@ start_pinned origin "$LOAD_CPU" "$BENCH" origin --listen "127.0.0.1:$ORIGIN_PORT
 ORIGIN_PID=$STARTED_PID
 wait_port "$ORIGIN_PORT" || die "origin did not start; see $WORK/origin.log"
 
-declare -A PID=()
+declare -A PID=() TPID=()
 targets=()
 for n in $ONLY; do
   case $n in
@@ -345,7 +436,12 @@ for n in $ONLY; do
       [[ -n $RINGWAY ]] || continue
       start_pinned ringway "$PROXY_CPU" "$RINGWAY" run -c "$RINGWAY_CONFIG" --workers "$PROXY_WORKERS"
       if wait_port "${PORT[ringway]}"; then PID[ringway]=$STARTED_PID; targets+=(ringway)
-      else echo "ringway: skipped (did not listen on ${PORT[ringway]}; see its log below)"; tail -5 "$WORK/ringway.log" || true; fi ;;
+      else echo "ringway: skipped (did not listen on ${PORT[ringway]}; see its log below)"; tail -5 "$WORK/ringway.log" || true; fi
+      if [[ -n $TLS ]]; then
+        start_pinned ringway-tls "$PROXY_CPU" "$RINGWAY" run -c "$WORK/ringway-tls.yaml" --workers "$PROXY_WORKERS"
+        if wait_port "${TLSPORT[ringway]}"; then TPID[ringway]=$STARTED_PID
+        else echo "ringway TLS: skipped (did not listen on ${TLSPORT[ringway]})"; tail -5 "$WORK/ringway-tls.log" || true; fi
+      fi ;;
     nginx)
       start_pinned nginx "$PROXY_CPU" nginx -p "$WORK" -e "$WORK/nginx.err" -c "$WORK/nginx.conf"
       wait_port "${PORT[nginx]}" && { PID[nginx]=$STARTED_PID; targets+=(nginx); } || echo "nginx: skipped (did not start; $WORK/nginx.err)" ;;
@@ -415,6 +511,36 @@ if wants h2; then
   done
 fi
 
+# ------------------------------------------------------------------ tls, tlsnew: HTTPS
+# The TLS listener's process: the proxy's own, but ringway's second one.
+for n in "${targets[@]}"; do
+  if [[ -n $TLS && -n ${TLSPORT[$n]:-} && -z ${TPID[$n]:-} && $n != ringway ]]; then TPID[$n]=${PID[$n]}; fi
+done
+declare -A TLS_CPU_US=() TN_CPU_US=()
+if wants tls; then
+  for n in "${targets[@]}"; do
+    [[ -n ${TPID[$n]:-} ]] || continue
+    say "HTTPS keep-alive through $n (closed loop, $CONNS connections)"
+    t0=$(cpu_ticks "${TPID[$n]}")
+    SCHEME=https run_load "$n" tls "${TLSPORT[$n]}" --connections "$CONNS" --insecure ||
+      echo "$n: HTTPS keep-alive run failed (see $OUT/tls-$n.txt)"
+    t1=$(cpu_ticks "${TPID[$n]}")
+    TLS_CPU_US[$n]=$(cpu_per_request "$OUT/tls-$n.json" $((t1 - t0)))
+  done
+fi
+if wants tlsnew; then
+  for n in "${targets[@]}"; do
+    [[ -n ${TPID[$n]:-} ]] || continue
+    say "a new TLS $TLSNEW_VERSION connection per request through $n ($TLSNEW_CONNS slots, full handshakes)"
+    t0=$(cpu_ticks "${TPID[$n]}")
+    SCHEME=https run_load "$n" tlsnew "${TLSPORT[$n]}" --connections "$TLSNEW_CONNS" --insecure \
+      --new-connection-per-request --tls-version "$TLSNEW_VERSION" ||
+      echo "$n: TLS connection-per-request run failed (see $OUT/tlsnew-$n.txt)"
+    t1=$(cpu_ticks "${TPID[$n]}")
+    TN_CPU_US[$n]=$(cpu_per_request "$OUT/tlsnew-$n.json" $((t1 - t0)))
+  done
+fi
+
 # ------------------------------------------------------------------ newconn: a new connection per request
 if wants newconn; then
   for n in "${targets[@]}"; do
@@ -461,7 +587,11 @@ PY
 done
 
 # Peak memory over every workload (VmHWM is a high-water mark).
-for n in "${targets[@]}"; do RSS[$n]=$(peak_rss_kib "${PID[$n]}"); done
+for n in "${targets[@]}"; do
+  RSS[$n]=$(peak_rss_kib "${PID[$n]}")
+  # ringway's TLS listener is a second process: its memory counts too.
+  if [[ -n ${TPID[$n]:-} && ${TPID[$n]} != "${PID[$n]}" ]]; then RSS[$n]=$((RSS[$n] + $(peak_rss_kib "${TPID[$n]}"))); fi
+done
 
 # ------------------------------------------------------------------ the tool check: wrk and h2load, straight to the origin
 if [[ " ${targets[*]} " == *" direct "* ]]; then
@@ -479,7 +609,8 @@ fi
 # ------------------------------------------------------------------ report
 args=()
 for n in "${targets[@]}"; do
-  args+=("$n" "${CPU_US[$n]:-nan}" "${NC_CPU_US[$n]:-nan}" "${DL_CPU[$n]:-nan}" "${UL_CPU[$n]:-nan}" "${RSS[$n]}")
+  args+=("$n" "${CPU_US[$n]:-nan}" "${NC_CPU_US[$n]:-nan}" "${DL_CPU[$n]:-nan}" "${UL_CPU[$n]:-nan}" "${RSS[$n]}"
+    "${TLS_CPU_US[$n]:-nan}" "${TN_CPU_US[$n]:-nan}")
 done
 python3 - "$OUT" "${RATE:-0}" "$DURATION" "$WARMUP" "$CONNS" "$WORKLOADS" "$TRANSFER_SIZE" "$TRANSFER_RUNS" \
   "$TRANSFER_CONNS" "$NEWCONN_CONNS" "${args[@]}" <<'PY'
@@ -520,11 +651,15 @@ if "latency" in wl:
              ("latency", f"at {rate} req/s", "p99.9")]
 if "h2" in wl:
     cols += [("h2", "h2c", "req/s")]
+if "tls" in wl:
+    cols += [("tls", "https keep-alive", "req/s"), ("tls", "https keep-alive", "CPU-us/req")]
+if "tlsnew" in wl:
+    cols += [("tlsnew", "https conn per request", "req/s"), ("tlsnew", "https conn per request", "CPU-us/req")]
 cols += [(None, "", "peak RSS"), (None, "", "errors")]
 
 rows, result, notes = [], {}, []
-for i in range(0, len(rest), 6):
-    n, cpu, nc_cpu, dl_cpu, ul_cpu, rss = rest[i:i + 6]
+for i in range(0, len(rest), 8):
+    n, cpu, nc_cpu, dl_cpu, ul_cpu, rss, tls_cpu, tn_cpu = rest[i:i + 8]
     rss = int(rss)
     res, cells, errors = {"peak_rss_kib": rss}, {}, 0
     if "keepalive" in wl:
@@ -581,6 +716,20 @@ for i in range(0, len(rest), 6):
         h2ok = h2 and h2["requests"] > 0 and h2["errors"]["total"] <= h2["requests"] * 0.01
         res["h2"] = {"requests_per_sec": h2["requests_per_sec"], "errors": h2["errors"]["total"]} if h2ok else None
         cells["h2"] = [f"{h2['requests_per_sec']:.0f}" if h2ok else "n/a"]
+    for kind, tcpu in (("tls", tls_cpu), ("tlsnew", tn_cpu)):
+        if kind not in wl:
+            continue
+        r = load(f"{out}/{kind}-{n}.json") if n != "direct" else None
+        if r and r["requests"] > 0:
+            res[kind] = {"requests_per_sec": r["requests_per_sec"], "errors": r["errors"]["total"],
+                         "cpu_us_per_request": num(tcpu), "latency_us": r["latency_us"]}
+            cells[kind] = [f"{r['requests_per_sec']:.0f}", tcpu]
+            errors += r["errors"]["total"]
+        elif n == "direct":
+            cells[kind] = ["-", "-"]
+        else:
+            cells[kind] = ["failed", ""]
+            notes.append(f"{n} {kind}: see {out}/{kind}-{n}.txt")
     result[n] = res
     row, seen = [n], {}
     for w, _, _ in cols[1:-2]:
