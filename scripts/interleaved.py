@@ -38,10 +38,28 @@ ap.add_argument("--close", action="store_true",
 ap.add_argument("--bench", help="ringway-bench binary: the load comes from it instead of wrk")
 ap.add_argument("--https", action="store_true", help="https:// targets (needs --bench)")
 ap.add_argument("--bench-args", default="", help="more ringway-bench load flags")
+ap.add_argument("--transfer", help="download:SIZE or upload:SIZE: one ringway-bench transfer per round "
+                "(needs --bench; the origin is then ringway-bench's own); reports GB/s and CPU-s/GB")
 a = ap.parse_args()
 if a.https and not a.bench:
     sys.exit("--https needs --bench (wrk reuses TLS sessions across reconnects)")
-if a.bench:
+if a.transfer and not a.bench:
+    sys.exit("--transfer needs --bench")
+if a.transfer:
+    import json, subprocess, tempfile
+    way, size = a.transfer.split(":", 1)
+
+    def wrk(port, secs, conns, path="/"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            cmd = ["taskset", "-c", "1", a.bench, "transfer", f"http://127.0.0.1:{port}/", "-t", "1",
+                   f"-c{conns}", f"--{way}", size, "--json", f.name] + shlex.split(a.bench_args)
+            subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+            r = json.load(open(f.name))
+        # "requests" in kB: CPU-us per kB is CPU-s per GB.
+        return r["gbytes_per_sec"], r["bytes"] / 1000, len(r["errors"]), "", {}
+
+    m.wrk = wrk
+elif a.bench:
     import json, subprocess, tempfile
 
     def wrk(port, secs, conns, path="/"):
@@ -70,7 +88,10 @@ elif a.close:
 
     m.wrk = wrk
 cfg = os.path.join(os.path.dirname(m.__file__), "configs")
-origin = m.start(["nginx", "-p", m.WORK, "-c", f"{cfg}/origin-nginx.conf"], 1, f"{m.WORK}/origin.log")
+if a.transfer:
+    origin = m.start([a.bench, "origin", "--listen", "127.0.0.1:9000", "--workers", "1"], 1, f"{m.WORK}/origin.log")
+else:
+    origin = m.start(["nginx", "-p", m.WORK, "-c", f"{cfg}/origin-nginx.conf"], 1, f"{m.WORK}/origin.log")
 procs = {}
 try:
     m.wait_port(9000)
@@ -82,7 +103,8 @@ try:
     for n in names:
         if not m.wait_port(procs[n][0]):
             sys.exit(f"{n} did not start")
-        m.wrk(procs[n][0], 2, a.conns, a.path)
+        if not a.transfer:
+            m.wrk(procs[n][0], 2, a.conns, a.path)
     us = {n: [] for n in names}
     rps = {n: [] for n in names}
     for i in range(a.iters):
@@ -97,12 +119,17 @@ try:
             if bad:
                 print(f"  {n}: {bad} non-2xx", file=sys.stderr)
     tool = f"ringway-bench -t1 -c{a.conns}{' https' if a.https else ''} {a.bench_args}" if a.bench else f"wrk -t1 -c{a.conns}"
-    print(f"{a.iters} iterations x {a.secs}s each, interleaved; {tool}"
-      f"{' (a new connection per request)' if a.close else ''}; proxies on CPU 0, origin+wrk on CPU 1")
-    print("| proxy | median req/s | median CPU-us/req | min | max |")
+    if a.transfer:
+        tool = f"ringway-bench transfer --{way} {size} -c{a.conns} {a.bench_args}"
+        print(f"{a.iters} rounds, interleaved; {tool}; proxies on CPU 0, origin+load on CPU 1")
+        print("| proxy | median GB/s | median CPU-s/GB | min | max |")
+    else:
+        print(f"{a.iters} iterations x {a.secs}s each, interleaved; {tool}"
+              f"{' (a new connection per request)' if a.close else ''}; proxies on CPU 0, origin+wrk on CPU 1")
+        print("| proxy | median req/s | median CPU-us/req | min | max |")
     print("|---|---|---|---|---|")
     for n in names:
-        print(f"| {n} | {statistics.median(rps[n]):.0f} | {statistics.median(us[n]):.2f} | {min(us[n]):.2f} | {max(us[n]):.2f} |")
+        print(f"| {n} | {statistics.median(rps[n]):.{2 if a.transfer else 0}f} | {statistics.median(us[n]):.2f} | {min(us[n]):.2f} | {max(us[n]):.2f} |")
     for r in a.ratio:
         x, y = r.split("/")
         rs = sorted(u / v for u, v in zip(us[x], us[y]))
