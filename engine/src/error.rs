@@ -22,6 +22,10 @@ pub enum LocalReason {
     /// Connecting to the upstream failed or timed out.
     #[error("upstream connect failure")]
     ConnectFailure,
+    /// The TLS handshake with the upstream failed (its certificate refused, no TLS spoken, or
+    /// it did not finish within the cluster's `connect_timeout`).
+    #[error("upstream TLS handshake failure")]
+    UpstreamTlsFailure,
     /// The upstream did not answer in time.
     #[error("upstream timeout")]
     UpstreamTimeout,
@@ -53,6 +57,7 @@ impl LocalReason {
             LocalReason::NoRoute => (404, "no_route"),
             LocalReason::NoHealthyUpstream => (503, "no_healthy_upstream"),
             LocalReason::ConnectFailure => (503, "connect_failure"),
+            LocalReason::UpstreamTlsFailure => (503, "upstream_tls_failure"),
             LocalReason::UpstreamTimeout => (504, "upstream_timeout"),
             LocalReason::UpstreamReset => (502, "upstream_reset"),
             LocalReason::UpstreamProtocolError => (502, "upstream_protocol_error"),

@@ -218,7 +218,8 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
             let flag = match r {
                 LocalReason::NoRoute | LocalReason::NoFilterChainMatch => Some("NR"),
                 LocalReason::NoHealthyUpstream => Some("UH"),
-                LocalReason::ConnectFailure => Some("UF"),
+                // Envoy counts a failed upstream handshake as a connection failure too.
+                LocalReason::ConnectFailure | LocalReason::UpstreamTlsFailure => Some("UF"),
                 LocalReason::UpstreamTimeout => Some("UT"),
                 LocalReason::UpstreamReset => Some("UC"),
                 LocalReason::UpstreamProtocolError => Some("UPE"),

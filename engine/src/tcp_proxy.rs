@@ -191,7 +191,27 @@ async fn connect<'c>(
                     stats::inc(&s.upstream_cx_total);
                 }
                 match send_proxy_header(c, proxied, &up, w).await {
-                    Ok(()) => return Some((up, ep)),
+                    Ok(()) => match &c.tls {
+                        None => return Some((up, ep)),
+                        // TLS to the upstream: the PROXY header went in the clear first.
+                        Some(tls) => {
+                            let r =
+                                Box::pin(tls.handshake(up, ep.address, c.connect_timeout)).await;
+                            if let Some(s) = cstats {
+                                stats::inc(match &r {
+                                    Ok(_) => &s.ssl_handshake,
+                                    Err(_) => &s.ssl_connection_error,
+                                });
+                            }
+                            match r {
+                                Ok(up) => return Some((up, ep)),
+                                Err(e) => {
+                                    tracing::debug!(cluster = %c.name, endpoint = %ep.address, attempt, error = %e, "tcp_proxy: upstream TLS handshake failed");
+                                    si.local_reason = Some(LocalReason::UpstreamTlsFailure);
+                                }
+                            }
+                        }
+                    },
                     Err(e) => {
                         if let Some(s) = cstats {
                             stats::inc(&s.upstream_cx_connect_fail);
@@ -211,7 +231,9 @@ async fn connect<'c>(
     if let Some(s) = cstats {
         stats::inc(&s.upstream_cx_connect_attempts_exceeded);
     }
-    si.local_reason = Some(LocalReason::ConnectFailure);
+    if si.local_reason.is_none() {
+        si.local_reason = Some(LocalReason::ConnectFailure);
+    }
     None
 }
 

@@ -495,6 +495,17 @@ pub struct Cluster {
     /// The PROXY protocol header sent first on every new connection to an endpoint
     /// (`upstream_proxy_protocol`; `None`: none).
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// TLS to the endpoints (`tls`; `None`: plain TCP).
+    pub tls: Option<std::sync::Arc<UpstreamTls>>,
+}
+
+/// A cluster's TLS origination, checked and built at load.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// The client config every worker copies (each copy gets its own session cache).
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    /// SNI and the verified name; `None`: no SNI, verified against the endpoint's address.
+    pub sni: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// Which PROXY protocol header a cluster sends to its upstreams.

@@ -741,6 +741,41 @@ pub struct ClusterSpec {
     /// Send a PROXY protocol header first on every new connection to this cluster's endpoints
     /// (Envoy's `envoy.transport_sockets.upstream_proxy_protocol` transport socket).
     pub upstream_proxy_protocol: Option<UpstreamProxyProtocolSpec>,
+    /// TLS to this cluster's endpoints (Envoy's `UpstreamTlsContext`, flattened).
+    pub tls: Option<UpstreamTlsSpec>,
+}
+
+/// `tls:` on a cluster: originate TLS to every endpoint.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a tls map")]
+pub struct UpstreamTlsSpec {
+    /// The name sent as SNI, and the name the certificate must be valid for (unless
+    /// `verify.subject_alt_names` says otherwise). Default: none sent, the certificate checked
+    /// against the endpoint's IP address.
+    pub sni: Option<String>,
+    /// How the upstream's certificate is checked (default: against the system's CA bundle).
+    #[serde(alias = "validation_context")]
+    pub verify: Option<UpstreamVerifySpec>,
+    /// A certificate to present to upstreams that ask for one (mTLS).
+    pub client_cert: Option<TlsCertificateSpec>,
+    /// Protocols offered by ALPN (`http/1.1`; default none).
+    #[serde(alias = "alpn_protocols")]
+    pub alpn: Option<Vec<String>>,
+    /// TLS versions and TLS 1.2 cipher suites, as on a listener.
+    pub tls_params: Option<TlsParamsSpec>,
+}
+
+/// `verify:` on a cluster's `tls`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a verify map")]
+pub struct UpstreamVerifySpec {
+    /// CA certificates the upstream's chain must lead to (default: the system bundle).
+    #[serde(alias = "trusted_ca")]
+    pub ca: Option<DataSourceSpec>,
+    /// Accept a certificate valid for any of these DNS names (instead of the SNI name).
+    pub subject_alt_names: Option<Vec<String>>,
+    /// Do not check the upstream's certificate at all (default false). For tests only.
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `upstream_proxy_protocol: {version: v1 | v2}` on a cluster (Envoy's `ProxyProtocolConfig`).

@@ -292,6 +292,19 @@ async fn send(
                     if let Some(c) = t.cstats {
                         stats::inc(&c.upstream_cx_total);
                     }
+                    let c = match &t.cluster.tls {
+                        None => c,
+                        // Boxed: the handshake's state must not make every request's future larger.
+                        Some(tls) => match Box::pin(tls_connect(w, t, tls, c)).await {
+                            Ok(c) => c,
+                            Err(()) => {
+                                return Err(Failed::Reply(
+                                    LocalReason::UpstreamTlsFailure,
+                                    buffered.is_none(),
+                                ))
+                            }
+                        },
+                    };
                     (Rc::new(c), None, false)
                 }
                 Err(e) => {
@@ -308,9 +321,10 @@ async fn send(
         };
         d.si.upstream_reused = reused;
         d.si.t_upstream_ready = Some(Instant::now());
-        // A new connection of a cluster that sends one starts with the PROXY header.
+        // A new connection of a cluster that sends one starts with the PROXY header (a TLS
+        // cluster's went before its handshake).
         let pp = match (reused, t.cluster.proxy_protocol, t.proxied) {
-            (false, Some(version), Some(proxied)) => {
+            (false, Some(version), Some(proxied)) if t.cluster.tls.is_none() => {
                 let mut b = w.write_bufs.take(0);
                 encode_proxy_header(version, proxied, &mut b);
                 Some(b)
@@ -371,6 +385,39 @@ async fn send(
             FirstRead::Timeout => return Err(Failed::Reply(LocalReason::UpstreamTimeout, false)),
         }
     }
+}
+
+/// A new connection to a TLS cluster: its PROXY header in the clear (if the cluster sends one),
+/// then the handshake within `connect_timeout`. A failure is counted, logged at debug and
+/// closes the connection.
+async fn tls_connect(
+    w: &WorkerCtx,
+    t: &Target<'_>,
+    tls: &crate::upstream::WorkerTls,
+    c: Conn,
+) -> Result<Conn, ()> {
+    let mut r = Ok(());
+    if let (Some(version), Some(proxied)) = (t.cluster.proxy_protocol, t.proxied) {
+        let mut b = w.write_bufs.take(0);
+        encode_proxy_header(version, proxied, &mut b);
+        r = c.write_pooled(b, &w.write_bufs).await;
+    }
+    let r = match r {
+        Ok(()) => {
+            tls.handshake(c, t.ep.address, t.cluster.connect_timeout)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(s) = t.cstats {
+        stats::inc(match &r {
+            Ok(_) => &s.ssl_handshake,
+            Err(_) => &s.ssl_connection_error,
+        });
+    }
+    r.map_err(|e| {
+        tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "upstream TLS handshake failed");
+    })
 }
 
 /// Write `head` (kept in place for a retry), after the PROXY header `pp` and before a whole

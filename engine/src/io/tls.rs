@@ -16,6 +16,12 @@
 //! The handshake ([`accept`]) runs before the connection is handed to its network filter, with
 //! whatever bytes the listener filters already read (the ClientHello the TLS inspector peeked
 //! at) fed to rustls first.
+//!
+//! The client side ([`connect`], TLS to upstreams) is the same state with a rustls
+//! `ClientConnection`: once the handshake is done, a pooled upstream connection's posted read
+//! goes through the same loop, so post-handshake messages that arrive while it is idle (TLS 1.3
+//! session tickets) are absorbed by rustls and the read stays posted: only plaintext, a
+//! `close_notify` or the socket's end complete it.
 
 use std::{
     cell::{Cell, RefCell},
@@ -34,7 +40,7 @@ pub const WRITE_PIECE: usize = 64 * 1024;
 
 /// A connection's TLS session and its reused ciphertext buffer.
 pub struct TlsState {
-    session: RefCell<rustls::ServerConnection>,
+    session: RefCell<rustls::Connection>,
     /// Ciphertext on its way out (taken by the write in flight, given back after).
     out: Cell<Option<Vec<u8>>>,
     /// The peer sent `close_notify` or closed.
@@ -198,7 +204,10 @@ impl TlsState {
     pub fn info(&self) -> TlsInfo {
         let s = self.session.borrow();
         TlsInfo {
-            server_name: s.server_name().map(str::to_owned),
+            server_name: match &*s {
+                rustls::Connection::Server(s) => s.server_name().map(str::to_owned),
+                rustls::Connection::Client(_) => None,
+            },
             alpn: s.alpn_protocol().map(<[u8]>::to_vec),
             version: match s.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
@@ -218,16 +227,47 @@ impl TlsState {
 /// error (a bad or unfinished handshake, the peer gone) leaves the connection to be dropped;
 /// rustls's alert, if any, has been sent.
 pub async fn accept(
-    mut conn: Conn,
+    conn: Conn,
     first: BytesMut,
     config: Arc<rustls::ServerConfig>,
 ) -> io::Result<Conn> {
     let mut session = rustls::ServerConnection::new(config).map_err(tls_err)?;
     session.set_buffer_limit(None);
+    handshake(conn, first, session.into(), "client").await
+}
+
+/// Run the client side of a TLS handshake on a connected upstream `conn`, naming `name` (SNI
+/// and the name the certificate is verified for, by `config`'s verifier). On success the
+/// connection carries the session; an error (refused certificate, a peer that does not speak
+/// TLS, the peer gone) leaves it to be dropped.
+pub async fn connect(
+    conn: Conn,
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+) -> io::Result<Conn> {
+    let mut session = rustls::ClientConnection::new(config, name).map_err(tls_err)?;
+    session.set_buffer_limit(None);
+    handshake(conn, BytesMut::new(), session.into(), "upstream").await
+}
+
+/// Drive `session`'s handshake over `conn` (`first`: bytes already read); `peer` names the other
+/// side in errors.
+async fn handshake(
+    mut conn: Conn,
+    first: BytesMut,
+    session: rustls::Connection,
+    peer: &'static str,
+) -> io::Result<Conn> {
     let state = TlsState {
         session: RefCell::new(session),
         out: Cell::new(None),
         eof: Cell::new(false),
+    };
+    let closed = || {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the {peer} closed during the TLS handshake"),
+        )
     };
     let mut fed = state.absorb(&first);
     loop {
@@ -242,18 +282,10 @@ pub async fn accept(
         if !state.session.borrow().is_handshaking() {
             break;
         }
-        let raw = conn.read().await?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the client closed during the TLS handshake",
-            )
-        })?;
+        let raw = conn.read().await?.ok_or_else(closed)?;
         fed = state.absorb(&raw);
         if state.eof.get() && state.session.borrow().is_handshaking() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the client closed during the TLS handshake",
-            ));
+            return Err(closed());
         }
     }
     conn.tls = Some(Box::new(state));

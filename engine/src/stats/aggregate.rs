@@ -453,6 +453,15 @@ impl Aggregator {
             for (name, f) in counters {
                 put(Scope::Cluster, n, name, Value::Counter(cs(f)));
             }
+            if cl.tls.is_some() {
+                let ssl: [(&'static str, ClusterGetter); 2] = [
+                    ("ssl.handshake", |s| get(&s.ssl_handshake)),
+                    ("ssl.connection_error", |s| get(&s.ssl_connection_error)),
+                ];
+                for (name, f) in ssl {
+                    put(Scope::Cluster, n, name, Value::Counter(cs(f)));
+                }
+            }
             for (k, name) in UP_XX.iter().enumerate() {
                 let v = sum(&|w: &WorkerStats| {
                     w.clusters.get(c).map_or(0, |s| get(&s.upstream_rq_xx[k]))

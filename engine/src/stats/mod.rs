@@ -150,6 +150,10 @@ pub struct ClusterStats {
     pub upstream_rq_retry: AtomicU64,
     /// `upstream_rq_1xx` .. `_5xx`: statuses the upstream answered with.
     pub upstream_rq_xx: [AtomicU64; 5],
+    /// TLS clusters: upstream handshakes completed (`ssl.handshake`) and failed
+    /// (`ssl.connection_error`: refused certificate, not TLS, timed out).
+    pub ssl_handshake: AtomicU64,
+    pub ssl_connection_error: AtomicU64,
     /// Per endpoint, in config order; shared with the worker's `EndpointView`s.
     pub endpoints: Vec<Arc<EndpointStats>>,
 }

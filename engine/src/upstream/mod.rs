@@ -9,16 +9,23 @@
 //! first on every new connection, naming the downstream client and the address it connected
 //! to; its pooled connections are reused only for the same downstream addresses
 //! ([`Pool::checkout_proxied`]). Other clusters pay one `Option` check per request for it.
+//!
+//! A cluster with `tls` originates TLS ([`WorkerTls`]): a new connection sends its PROXY header
+//! (if any) in the clear, then runs the handshake (`io::tls::connect`) within the cluster's
+//! `connect_timeout`; from then on the connection reads and writes plaintext like any other
+//! and is pooled the same way. Each worker has its own copy of the client config, so TLS
+//! session resumption to the upstreams uses a cache no other worker touches.
 
 pub mod lb;
 pub mod pool;
 
-use std::{cell::Cell, net::SocketAddr, sync::Arc, time::Duration};
+use std::{cell::Cell, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
 
 use crate::{
-    config::{Cluster, Config, ProxyProtocolVersion},
+    config::{Cluster, Config, ProxyProtocolVersion, UpstreamTls},
+    io::Conn,
     l4proto::proxy_protocol,
     stats::{self, EndpointStats, WorkerStats},
 };
@@ -48,6 +55,8 @@ pub struct ClusterView {
     pub enable_trailers: bool,
     /// The PROXY header sent first on each new connection (`upstream_proxy_protocol`).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// TLS to the endpoints (`tls`); `None`: plain TCP.
+    pub tls: Option<WorkerTls>,
     pub endpoints: Vec<EndpointView>,
     lb: lb::Balancer,
 }
@@ -62,6 +71,7 @@ impl ClusterView {
             idle_timeout: c.idle_timeout,
             enable_trailers: c.enable_trailers,
             proxy_protocol: c.upstream_proxy_protocol,
+            tls: c.tls.as_deref().map(WorkerTls::new),
             endpoints: c
                 .endpoints
                 .iter()
@@ -92,6 +102,47 @@ impl ClusterView {
         }
         let i = self.lb.pick(|i| self.endpoints[i].active_rq.get());
         self.endpoints.get(i)
+    }
+}
+
+/// One worker's TLS origination settings for a cluster.
+#[derive(Debug)]
+pub struct WorkerTls {
+    /// The cluster's client config with a session cache of this worker's own.
+    client: Arc<rustls::ClientConfig>,
+    sni: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+impl WorkerTls {
+    fn new(t: &UpstreamTls) -> Self {
+        let mut client = (*t.client).clone();
+        client.resumption = rustls::client::Resumption::in_memory_sessions(256);
+        WorkerTls {
+            client: Arc::new(client),
+            sni: t.sni.clone(),
+        }
+    }
+
+    /// Run the handshake on a new connection to `addr` within `timeout`: SNI and the verified
+    /// name are the cluster's `sni`, or the endpoint's address without one.
+    pub async fn handshake(
+        &self,
+        conn: Conn,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<Conn> {
+        let name = self
+            .sni
+            .clone()
+            .unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+        let hs = crate::io::tls::connect(conn, Arc::clone(&self.client), name);
+        match compio::time::timeout(timeout, hs).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the upstream TLS handshake timed out",
+            )),
+        }
     }
 }
 

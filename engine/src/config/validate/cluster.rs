@@ -1,5 +1,6 @@
 //! Validation of one cluster: its endpoints (static `IP:port` addresses with weights), its load
-//! balancing policy, its connection timeouts and the PROXY protocol header it sends upstream.
+//! balancing policy, its connection timeouts, the PROXY protocol header it sends upstream and
+//! the TLS it originates (`super::tls::upstream`).
 
 use super::{socket_addr, Problems};
 use crate::config::{
@@ -9,7 +10,12 @@ use crate::config::{
     schema::{ClusterSpec, LbPolicySpec, ProxyProtocolVersionSpec},
 };
 
-pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> Cluster {
+pub(super) fn cluster(
+    c: &ClusterSpec,
+    path: &DocPath,
+    base: Option<&std::path::Path>,
+    problems: &mut Problems,
+) -> Cluster {
     if c.name.is_empty() {
         problems.value(&path.key("name"), "cluster name must not be empty");
     }
@@ -90,5 +96,9 @@ pub(super) fn cluster(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) 
             None | Some(ProxyProtocolVersionSpec::V1) => ProxyProtocolVersion::V1,
             Some(ProxyProtocolVersionSpec::V2) => ProxyProtocolVersion::V2,
         }),
+        tls: c
+            .tls
+            .as_ref()
+            .and_then(|t| super::upstream_tls::upstream(t, &path.key("tls"), base, problems)),
     }
 }

@@ -18,6 +18,7 @@ mod http;
 mod tcp_proxy;
 mod tls;
 mod tracing;
+mod upstream_tls;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -121,7 +122,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
             first_cluster_at.insert(c.name.clone(), path.clone());
             names.ids.insert(c.name.clone(), clusters.len());
         }
-        clusters.push(cluster::cluster(c, &path, problems));
+        clusters.push(cluster::cluster(c, &path, base, problems));
     }
 
     let tracing = spec

@@ -126,7 +126,7 @@ pub(super) fn downstream(
 
 /// The bytes of a `DataSource` (`filename`, relative to `base` when given, or
 /// `inline_string`).
-fn data(
+pub(super) fn data(
     spec: &DataSourceSpec,
     base: Option<&Path>,
     path: &DocPath,
@@ -162,10 +162,23 @@ fn certificates(
         );
         return None;
     };
+    let keys: Vec<_> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| certificate(c, &path.index(i), dir, problems))
+        .collect();
+    (keys.len() == specs.len()).then_some(keys)
+}
+
+/// One certificate with its key (and OCSP staple), read and checked: the key must match.
+pub(super) fn certificate(
+    c: &TlsCertificateSpec,
+    at: &DocPath,
+    dir: Option<&Path>,
+    problems: &mut Problems,
+) -> Option<Arc<CertifiedKey>> {
     let provider = aws_lc_rs::default_provider();
-    let mut keys = Vec::new();
-    for (i, c) in specs.iter().enumerate() {
-        let at = path.index(i);
+    {
         let (cpath, kpath) = (at.key("certificate_chain"), at.key("private_key"));
         let chain = data(&c.certificate_chain, dir, &cpath, problems).and_then(|pem| {
             let certs: Result<Vec<CertificateDer<'static>>, _> =
@@ -201,23 +214,20 @@ fn certificates(
             .ocsp_staple
             .as_ref()
             .map(|o| data(o, dir, &at.key("ocsp_staple"), problems));
-        let (Some(chain), Some(key)) = (chain, key) else {
-            continue;
-        };
+        let (chain, key) = (chain?, key?);
         let mut ck = CertifiedKey::new(chain, key);
         if let Err(e) = ck.keys_match() {
             problems.value(
                 &kpath,
                 format!("the private key does not match the certificate: {e}"),
             );
-            continue;
+            return None;
         }
         if let Some(Some(o)) = ocsp {
             ck.ocsp = Some(o);
         }
-        keys.push(Arc::new(ck));
+        Some(Arc::new(ck))
     }
-    (keys.len() == specs.len()).then_some(keys)
 }
 
 fn version(text: &str) -> Result<&'static rustls::SupportedProtocolVersion, String> {
@@ -233,7 +243,7 @@ fn version(text: &str) -> Result<&'static rustls::SupportedProtocolVersion, Stri
     }
 }
 
-fn versions(
+pub(super) fn versions(
     params: Option<&TlsParamsSpec>,
     path: &DocPath,
     problems: &mut Problems,
@@ -278,7 +288,7 @@ fn versions(
 }
 
 /// The aws-lc-rs provider, its TLS 1.2 suites narrowed to `cipher_suites` when given.
-fn provider(
+pub(super) fn provider(
     params: Option<&TlsParamsSpec>,
     path: &DocPath,
     problems: &mut Problems,
