@@ -199,9 +199,12 @@ fn run(
             if let Next::Close = next {
                 break;
             }
-            if d.pending.is_empty() && d.pending.capacity() > 0 {
+            if d.pending.is_empty() {
                 // Hold no buffer while idle.
-                d.pending = BytesMut::new();
+                if d.pending.capacity() > 0 {
+                    d.pending = BytesMut::new();
+                }
+                d.conn.release_idle();
             }
         }
         if d.conn.is_tls() {

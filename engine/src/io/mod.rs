@@ -273,6 +273,15 @@ impl Conn {
         }
     }
 
+    /// Before an idle wait: give back what only a busy connection needs (a TLS connection's
+    /// ciphertext buffer). Plain connections hold nothing of the kind: one branch.
+    #[inline]
+    pub fn release_idle(&self) {
+        if let Some(t) = &self.tls {
+            t.release_idle();
+        }
+    }
+
     /// Whether this connection carries TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

@@ -194,6 +194,12 @@ impl TlsState {
         res
     }
 
+    /// Free the reused ciphertext buffer (a connection going idle: it may have grown to a
+    /// 64 KiB piece, which an idle connection must not hold).
+    pub(super) fn release_idle(&self) {
+        drop(self.out.take());
+    }
+
     /// `close_notify`, sent.
     pub(super) async fn close_notify(&self, conn: &Conn) -> io::Result<()> {
         self.session.borrow_mut().send_close_notify();
