@@ -66,3 +66,4 @@ pub mod trace;
 pub mod trace_export;
 pub mod tunnel;
 pub mod upstream;
+pub mod x509;

@@ -119,6 +119,8 @@ pub struct StreamInfo {
     /// Why a filter answered or ended the stream (its `LocalReply::reason`, e.g. `rate_limited`),
     /// for `%RESPONSE_CODE_DETAILS%`.
     pub filter_details: Option<&'static str>,
+    /// The downstream connection's TLS details (terminated TLS only).
+    pub tls: Option<std::sync::Arc<crate::io::tls::TlsDetails>>,
 }
 
 /// Most reset records a worker keeps for reuse.

@@ -110,6 +110,7 @@ pub async fn serve_with(
     si.start = Some(Instant::now());
     si.downstream_remote = Some(peer);
     si.cluster = Some(p.cluster);
+    si.tls = down.tls_details().cloned();
 
     let connected = match w.clusters.clusters.get(p.cluster) {
         Some(c) => {

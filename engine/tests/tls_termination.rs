@@ -534,3 +534,226 @@ fn bad_tls_config_is_refused_with_the_field() {
         &["cipher_suites[0]", "unknown or unsupported cipher suite"],
     );
 }
+
+/// A chain with mTLS optional (a client certificate is verified when presented), its HCM with
+/// `hcm_extra` keys (14-space indented lines).
+fn mtls_config(origin: SocketAddr, hcm_extra: &str) -> String {
+    format!(
+        "listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    filter_chains:
+      - tls: {{ tls_certificates: [{}], validation_context: {{ trusted_ca: {{ filename: {} }} }} }}
+        filters:
+          - http_connection_manager:
+              stat_prefix: tls
+{hcm_extra}              virtual_hosts:
+                - name: all
+                  domains: [\"*\"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: origin }}
+clusters:
+  - name: origin
+    connect_timeout: 1s
+    endpoints: [\"{origin}\"]
+",
+        pair("a.example.test"),
+        cert("ca")
+    )
+}
+
+/// The client certificate's DER SHA-256, lower-case hex.
+fn client_fingerprint() -> String {
+    let der = CertificateDer::pem_file_iter(cert("client"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `x-forwarded-client-cert` values the origin's echo saw for one request that sent
+/// `sent` (if any) over `tls`.
+fn xfcc_seen(tls: &mut Tls, sent: Option<&str>) -> Vec<String> {
+    let extra = sent.map_or(String::new(), |v| {
+        format!("X-Forwarded-Client-Cert: {v}\r\n")
+    });
+    let (status, _, body) = exchange(
+        tls,
+        format!("GET /echo HTTP/1.1\r\nHost: a.example.test\r\n{extra}\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    echo["header_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h[0].as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("x-forwarded-client-cert"))
+        })
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn client_certificate_details_reach_the_access_log() {
+    let origin = BenchOrigin::start(&[]);
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ringway-tls-peer-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let format = "%REQUESTED_SERVER_NAME% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% \
+                  [%DOWNSTREAM_PEER_SUBJECT%] %DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_PEER_DNS_SAN% \
+                  %DOWNSTREAM_PEER_FINGERPRINT_256% %DOWNSTREAM_PEER_SERIAL%";
+    let yaml = mtls_config(
+        origin.addr,
+        &format!(
+            "              access_log: [{{ path: {}, format: {} }}]\n",
+            yaml_str(&log.display().to_string()),
+            yaml_str(format)
+        ),
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut with = connect(proxy.addr, "a.example.test", client_with_cert()).unwrap();
+    assert_eq!(get(&mut with, "/").0, 200);
+    let mut without = connect(proxy.addr, "a.example.test", client_config(&[])).unwrap();
+    assert_eq!(get(&mut without, "/").0, 200);
+    let serial = {
+        let out = run_bounded(
+            Command::new("openssl").args(["x509", "-noout", "-serial", "-in", &cert("client")]),
+            WAIT,
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("serial=")
+            .trim_start_matches('0')
+            .to_ascii_lowercase()
+    };
+    let mut lines = Vec::new();
+    eventually("two access-log lines", || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.len() == 2
+    });
+    assert_eq!(
+        lines[0],
+        format!(
+            "a.example.test TLSv1.3 TLS13_AES_256_GCM_SHA384 [CN=client.example.test,O=ringway tests] \
+             spiffe://example.test/client client.example.test {} {serial}",
+            client_fingerprint()
+        )
+        .replace("TLS13_AES_256_GCM_SHA384", lines[0].split(' ').nth(2).unwrap()),
+    );
+    assert!(
+        lines[0].split(' ').nth(2).unwrap().starts_with("TLS13_"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        format!(
+            "a.example.test TLSv1.3 {} [-] - - - -",
+            lines[1].split(' ').nth(2).unwrap()
+        )
+    );
+    drop((with, without));
+    assert!(proxy.stop().success());
+}
+
+#[test]
+fn x_forwarded_client_cert_follows_forward_client_cert_details() {
+    let origin = BenchOrigin::start(&[]);
+    let hash = client_fingerprint();
+    let full = format!(
+        "Hash={hash};Subject=\"CN=client.example.test,O=ringway tests\";\
+         URI=spiffe://example.test/client;DNS=client.example.test"
+    );
+    let run = |extra: &str, check: &dyn Fn(&mut Tls, &mut Tls)| {
+        let proxy = Proxy::start(&mtls_config(origin.addr, extra));
+        let mut with = connect(proxy.addr, "a.example.test", client_with_cert()).unwrap();
+        let mut without = connect(proxy.addr, "a.example.test", client_config(&[])).unwrap();
+        check(&mut with, &mut without);
+        drop((with, without));
+        assert!(proxy.stop().success());
+    };
+    // SANITIZE (the default): whatever the client sent is gone, nothing is added.
+    run("", &|with, without| {
+        assert!(xfcc_seen(with, Some("By=evil")).is_empty());
+        assert!(xfcc_seen(without, Some("By=evil")).is_empty());
+        assert!(xfcc_seen(with, None).is_empty());
+    });
+    // SANITIZE_SET: this connection's certificate replaces it (mTLS only).
+    run(
+        "              forward_client_cert_details: SANITIZE_SET\n              \
+         set_current_client_cert_details: { subject: true, uri: true, dns: true }\n",
+        &|with, without| {
+            assert_eq!(xfcc_seen(with, Some("By=evil")), vec![full.clone()]);
+            assert_eq!(xfcc_seen(with, None), vec![full.clone()]);
+            assert!(xfcc_seen(without, Some("By=evil")).is_empty());
+        },
+    );
+    // APPEND_FORWARD: added after what the client sent (mTLS only), the hash alone by default.
+    run(
+        "              forward_client_cert_details: APPEND_FORWARD\n",
+        &|with, without| {
+            assert_eq!(
+                xfcc_seen(with, Some("By=upstream")),
+                vec![format!("By=upstream,Hash={hash}")]
+            );
+            assert_eq!(xfcc_seen(with, None), vec![format!("Hash={hash}")]);
+            assert!(xfcc_seen(without, Some("By=upstream")).is_empty());
+        },
+    );
+    // FORWARD_ONLY: kept as sent on mTLS connections, removed on others.
+    run(
+        "              forward_client_cert_details: FORWARD_ONLY\n",
+        &|with, without| {
+            assert_eq!(xfcc_seen(with, Some("By=x")), vec!["By=x".to_string()]);
+            assert!(xfcc_seen(without, Some("By=x")).is_empty());
+        },
+    );
+    // ALWAYS_FORWARD_ONLY: kept whatever the connection.
+    run(
+        "              forward_client_cert_details: ALWAYS_FORWARD_ONLY\n",
+        &|with, without| {
+            assert_eq!(xfcc_seen(with, Some("By=x")), vec!["By=x".to_string()]);
+            assert_eq!(xfcc_seen(without, Some("By=x")), vec!["By=x".to_string()]);
+        },
+    );
+    // Cert=: the URL-encoded PEM.
+    run(
+        "              forward_client_cert_details: SANITIZE_SET\n              \
+         set_current_client_cert_details: { cert: true }\n",
+        &|with, _| {
+            let v = xfcc_seen(with, None);
+            let pem = std::fs::read_to_string(cert("client")).unwrap();
+            let enc: String = pem
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            assert_eq!(v, vec![format!("Hash={hash};Cert=\"{enc}\"")]);
+        },
+    );
+    refuses(
+        &mtls_config(
+            origin.addr,
+            "              forward_client_cert_details: SANITISE\n",
+        ),
+        &["forward_client_cert_details", "SANITIZE_SET"],
+    );
+}

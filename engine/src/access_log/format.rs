@@ -95,6 +95,22 @@ struct Ctx<'a> {
 }
 
 /// A command's value before it is written.
+/// A TLS detail of the downstream connection; missing on plain connections and empty values.
+fn tls_str<'a>(
+    si: &'a StreamInfo,
+    f: impl Fn(&'a crate::io::tls::TlsDetails) -> Option<&'a str>,
+) -> Val<'a> {
+    match si.tls.as_deref().and_then(f) {
+        Some(s) if !s.is_empty() => Val::Str(s.as_bytes()),
+        _ => Val::Missing,
+    }
+}
+
+/// A detail of the client certificate; missing without one.
+fn peer_str<'a>(si: &'a StreamInfo, f: impl Fn(&'a crate::x509::PeerCert) -> &'a str) -> Val<'a> {
+    tls_str(si, |t| t.peer.as_ref().map(&f))
+}
+
 enum Val<'a> {
     Missing,
     Str(&'a [u8]),
@@ -187,6 +203,14 @@ impl<'a> Ctx<'a> {
             Command::UpstreamFirstByteTime => {
                 fine(self.between(si.t_request_sent, si.t_first_byte))
             }
+            Command::RequestedServerName => tls_str(si, |t| t.sni.as_deref()),
+            Command::DownstreamTlsVersion => tls_str(si, |t| Some(t.version)),
+            Command::DownstreamTlsCipher => tls_str(si, |t| Some(t.cipher)),
+            Command::DownstreamPeerSubject => peer_str(si, |p| &p.subject),
+            Command::DownstreamPeerUriSan => peer_str(si, |p| &p.uri_san_list),
+            Command::DownstreamPeerDnsSan => peer_str(si, |p| &p.dns_san_list),
+            Command::DownstreamPeerFingerprint256 => peer_str(si, |p| &p.fingerprint_256),
+            Command::DownstreamPeerSerial => peer_str(si, |p| &p.serial),
             Command::UpstreamReused => match si.upstream {
                 Some(_) => Val::Bool(si.upstream_reused),
                 None => Val::Missing,

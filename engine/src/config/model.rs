@@ -326,6 +326,43 @@ pub struct HttpConnManager {
     /// Trailers of chunked bodies are decoded from clients and sent to them
     /// (`http_protocol_options.enable_trailers`, default false: dropped, as Envoy).
     pub enable_trailers: bool,
+    /// `x-forwarded-client-cert` handling.
+    pub xfcc: Xfcc,
+}
+
+/// `forward_client_cert_details` and `set_current_client_cert_details`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Xfcc {
+    pub mode: XfccMode,
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
+}
+
+/// Envoy's `ForwardClientCertDetails`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XfccMode {
+    /// Remove the client's header (the default).
+    #[default]
+    Sanitize,
+    /// Keep the client's header on mTLS connections, remove it on others.
+    ForwardOnly,
+    /// On mTLS connections, add this connection's client certificate to the client's header.
+    AppendForward,
+    /// On mTLS connections, replace the client's header with this connection's certificate.
+    SanitizeSet,
+    /// Keep the client's header whatever the connection.
+    AlwaysForwardOnly,
+}
+
+impl Xfcc {
+    /// Whether this connection manager ever adds an element (so the policy must run on mTLS
+    /// connections even when the client sent no header).
+    pub fn sets(&self) -> bool {
+        matches!(self.mode, XfccMode::AppendForward | XfccMode::SanitizeSet)
+    }
 }
 
 /// One configured HTTP filter.

@@ -540,11 +540,30 @@ pub struct HcmSpec {
     pub tracing: Option<HcmTracingSpec>,
     /// HTTP/1 codec options for the client side.
     pub http_protocol_options: Option<Http1OptionsSpec>,
+    /// What happens to `x-forwarded-client-cert` (Envoy's values: `SANITIZE`, the default,
+    /// `FORWARD_ONLY`, `APPEND_FORWARD`, `SANITIZE_SET`, `ALWAYS_FORWARD_ONLY`).
+    pub forward_client_cert_details: Option<String>,
+    /// Which of the client certificate's details `APPEND_FORWARD` and `SANITIZE_SET` add.
+    pub set_current_client_cert_details: Option<ClientCertDetailsSpec>,
     /// HTTP filters, run in order before the router (which is implicit and last): each a map
     /// with the filter's `name` (`cors`, or Envoy's `envoy.filters.http.cors`), optionally
     /// `disabled: true` (off unless a route enables it), and the filter's own keys.
     #[serde(default)]
     pub http_filters: Vec<serde_json::Value>,
+}
+
+/// `set_current_client_cert_details` (the hash is always added, as Envoy's).
+#[derive(Debug, Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a set_current_client_cert_details map"
+)]
+pub struct ClientCertDetailsSpec {
+    pub subject: Option<bool>,
+    pub cert: Option<bool>,
+    pub chain: Option<bool>,
+    pub dns: Option<bool>,
+    pub uri: Option<bool>,
 }
 
 /// `http_protocol_options` (Envoy's `Http1ProtocolOptions`), on a connection manager (the client

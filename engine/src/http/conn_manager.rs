@@ -414,6 +414,7 @@ fn begin<'l>(
     si.seen = true;
     si.version = Some(req.version.into());
     let scheme = if l.http.tls.is_some() {
+        si.tls = d.conn.tls_details().cloned();
         "https"
     } else {
         "http"
@@ -462,6 +463,11 @@ fn begin<'l>(
             b""
         };
         super::policy::forwarding(&mut si.req, seen, d.peer.ip(), request_id);
+        if seen.client_cert
+            || (l.http.xfcc.sets() && si.tls.as_ref().is_some_and(|t| t.peer.is_some()))
+        {
+            super::policy::client_cert(&mut si.req, seen, &l.http.xfcc, si.tls.as_deref());
+        }
         if let Some(t) = &trace {
             super::policy::trace_headers(&mut si.req, t);
         }

@@ -1,7 +1,8 @@
 //! The connection manager's header policy, applied to the stream model before the filters run
 //! (as Envoy's connection manager does): `x-forwarded-for` gets the client's address,
 //! `x-forwarded-proto` the connection's scheme, `x-request-id` a generated id when the client
-//! sent none, and the trace context headers ringway's span (when tracing is configured).
+//! sent none, `x-forwarded-client-cert` as `forward_client_cert_details` says, and the trace
+//! context headers ringway's span (when tracing is configured).
 //! Codec-neutral: it edits a [`RequestHead`], never wire bytes; what it needs to know about the
 //! client's headers was noted while the codec decoded them ([`Seen`]), so it never scans the
 //! map for them again.
@@ -10,7 +11,85 @@ use std::net::IpAddr;
 
 use ringway_filters::RequestHead;
 
-use crate::{http::h1::model::Seen, stream_info::SpanCtx};
+use crate::{
+    config::{Xfcc, XfccMode},
+    http::h1::model::Seen,
+    io::tls::TlsDetails,
+    stream_info::SpanCtx,
+};
+
+const XFCC: &str = "x-forwarded-client-cert";
+
+/// `x-forwarded-client-cert` as `forward_client_cert_details` says (Envoy's semantics). Called
+/// only when the client sent the header, or the connection has a client certificate and the
+/// mode adds one: a plain request pays nothing.
+pub fn client_cert(head: &mut RequestHead, seen: Seen, x: &Xfcc, tls: Option<&TlsDetails>) {
+    let peer = tls.and_then(|t| t.peer.as_ref());
+    let keep = match x.mode {
+        XfccMode::Sanitize => false,
+        XfccMode::AlwaysForwardOnly => true,
+        XfccMode::ForwardOnly | XfccMode::AppendForward => peer.is_some(),
+        XfccMode::SanitizeSet => false,
+    };
+    if seen.client_cert && !keep {
+        head.headers.remove(XFCC);
+    }
+    let Some(p) = peer.filter(|_| x.sets()) else {
+        return;
+    };
+    let mut e = format!("Hash={}", p.fingerprint_256);
+    if x.cert {
+        e.push_str(";Cert=\"");
+        url_encode(&p.pem, &mut e);
+        e.push('"');
+    }
+    if x.chain {
+        // The chain as the client sent it is not kept past the handshake: its first
+        // certificate, the client's own, is what Envoy's `Chain` starts with.
+        e.push_str(";Chain=\"");
+        url_encode(&p.pem, &mut e);
+        e.push('"');
+    }
+    if x.subject {
+        e.push_str(";Subject=\"");
+        e.push_str(&p.subject.replace('\\', "\\\\").replace('"', "\\\""));
+        e.push('"');
+    }
+    if x.uri {
+        for u in &p.uri_sans {
+            e.push_str(";URI=");
+            e.push_str(u);
+        }
+    }
+    if x.dns {
+        for d in &p.dns_sans {
+            e.push_str(";DNS=");
+            e.push_str(d);
+        }
+    }
+    let appended = x.mode == XfccMode::AppendForward
+        && seen.client_cert
+        && head.headers.modify_last(XFCC.as_bytes(), |old, out| {
+            out.extend_from_slice(old);
+            out.push(b',');
+            out.extend_from_slice(e.as_bytes());
+        });
+    if !appended {
+        head.headers.append(XFCC, e);
+    }
+}
+
+/// Percent-encoding of everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push_str(&crate::x509::hex(&[b]).to_ascii_uppercase());
+        }
+    }
+}
 
 /// The client IP as text, on the stack. IPv4 (the common case) is written digit by digit:
 /// `core::fmt` cost more than the rest of the policy together.

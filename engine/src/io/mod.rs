@@ -282,6 +282,12 @@ impl Conn {
         }
     }
 
+    /// A terminated TLS connection's details (SNI, version, cipher, client certificate).
+    #[inline]
+    pub fn tls_details(&self) -> Option<&std::sync::Arc<tls::TlsDetails>> {
+        self.tls.as_ref().and_then(|t| t.details())
+    }
+
     /// Whether this connection carries TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

@@ -45,6 +45,23 @@ pub struct TlsState {
     out: Cell<Option<Vec<u8>>>,
     /// The peer sent `close_notify` or closed.
     eof: Cell<bool>,
+    /// A server-side session's details, made once at the end of the handshake.
+    details: Option<Arc<TlsDetails>>,
+}
+
+/// What the access log and the header policy read about a terminated TLS connection: made once
+/// per connection, shared by its requests' records (an `Arc` clone per request, on TLS
+/// connections only).
+#[derive(Debug, Default)]
+pub struct TlsDetails {
+    /// The SNI name the client sent.
+    pub sni: Option<Box<str>>,
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The IANA name of the cipher suite.
+    pub cipher: &'static str,
+    /// The client's certificate, when it presented one (mTLS).
+    pub peer: Option<crate::x509::PeerCert>,
 }
 
 impl std::fmt::Debug for TlsState {
@@ -194,6 +211,11 @@ impl TlsState {
         res
     }
 
+    /// The server-side session's details (`None` on the client side).
+    pub fn details(&self) -> Option<&Arc<TlsDetails>> {
+        self.details.as_ref()
+    }
+
     /// Free the reused ciphertext buffer (a connection going idle: it may have grown to a
     /// 64 KiB piece, which an idle connection must not hold).
     pub(super) fn release_idle(&self) {
@@ -264,10 +286,11 @@ async fn handshake(
     session: rustls::Connection,
     peer: &'static str,
 ) -> io::Result<Conn> {
-    let state = TlsState {
+    let mut state = TlsState {
         session: RefCell::new(session),
         out: Cell::new(None),
         eof: Cell::new(false),
+        details: None,
     };
     let closed = || {
         io::Error::new(
@@ -293,6 +316,24 @@ async fn handshake(
         if state.eof.get() && state.session.borrow().is_handshaking() {
             return Err(closed());
         }
+    }
+    if let rustls::Connection::Server(s) = &*state.session.borrow() {
+        state.details = Some(Arc::new(TlsDetails {
+            sni: s.server_name().map(Box::from),
+            version: match s.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: s
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .unwrap_or(""),
+            peer: s
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::x509::PeerCert::parse(c)),
+        }));
     }
     conn.tls = Some(Box::new(state));
     Ok(conn)

@@ -48,6 +48,14 @@ pub const COMMANDS: &[&str] = &[
     "UPSTREAM_REQUEST_SEND_TIME",
     "UPSTREAM_FIRST_BYTE_TIME",
     "UPSTREAM_REUSED",
+    "REQUESTED_SERVER_NAME",
+    "DOWNSTREAM_TLS_VERSION",
+    "DOWNSTREAM_TLS_CIPHER",
+    "DOWNSTREAM_PEER_SUBJECT",
+    "DOWNSTREAM_PEER_URI_SAN",
+    "DOWNSTREAM_PEER_DNS_SAN",
+    "DOWNSTREAM_PEER_FINGERPRINT_256",
+    "DOWNSTREAM_PEER_SERIAL",
     "RESP",
     "FILTER_STATE",
     "DYNAMIC_METADATA",
@@ -82,6 +90,16 @@ pub enum Command {
     UpstreamRequestSendTime,
     UpstreamFirstByteTime,
     UpstreamReused,
+    /// The downstream TLS connection (terminated here): SNI, version, cipher, and the client
+    /// certificate's subject, SANs, SHA-256 fingerprint and serial.
+    RequestedServerName,
+    DownstreamTlsVersion,
+    DownstreamTlsCipher,
+    DownstreamPeerSubject,
+    DownstreamPeerUriSan,
+    DownstreamPeerDnsSan,
+    DownstreamPeerFingerprint256,
+    DownstreamPeerSerial,
     /// `RESP(NAME?ALT):LEN`: a response header as sent to the client (after filters).
     Resp {
         name: String,
@@ -337,6 +355,14 @@ fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Comm
         "UPSTREAM_REQUEST_SEND_TIME" => no_arg(Command::UpstreamRequestSendTime),
         "UPSTREAM_FIRST_BYTE_TIME" => no_arg(Command::UpstreamFirstByteTime),
         "UPSTREAM_REUSED" => no_arg(Command::UpstreamReused),
+        "REQUESTED_SERVER_NAME" => no_arg(Command::RequestedServerName),
+        "DOWNSTREAM_TLS_VERSION" => no_arg(Command::DownstreamTlsVersion),
+        "DOWNSTREAM_TLS_CIPHER" => no_arg(Command::DownstreamTlsCipher),
+        "DOWNSTREAM_PEER_SUBJECT" => no_arg(Command::DownstreamPeerSubject),
+        "DOWNSTREAM_PEER_URI_SAN" => no_arg(Command::DownstreamPeerUriSan),
+        "DOWNSTREAM_PEER_DNS_SAN" => no_arg(Command::DownstreamPeerDnsSan),
+        "DOWNSTREAM_PEER_FINGERPRINT_256" => no_arg(Command::DownstreamPeerFingerprint256),
+        "DOWNSTREAM_PEER_SERIAL" => no_arg(Command::DownstreamPeerSerial),
         _ => Err(format!(
             "unknown access log command `%{name}%` (known: {})",
             COMMANDS.join(", ")

@@ -145,6 +145,48 @@ pub(super) fn conn_manager(
             .as_ref()
             .and_then(|o| o.enable_trailers)
             .unwrap_or(false),
+        xfcc: xfcc(hcm, path, problems),
+    }
+}
+
+/// `forward_client_cert_details` and `set_current_client_cert_details`.
+fn xfcc(hcm: &HcmSpec, path: &DocPath, problems: &mut Problems) -> crate::config::model::Xfcc {
+    use crate::config::model::{Xfcc, XfccMode};
+    let mode = match hcm.forward_client_cert_details.as_deref() {
+        None | Some("SANITIZE") => XfccMode::Sanitize,
+        Some("FORWARD_ONLY") => XfccMode::ForwardOnly,
+        Some("APPEND_FORWARD") => XfccMode::AppendForward,
+        Some("SANITIZE_SET") => XfccMode::SanitizeSet,
+        Some("ALWAYS_FORWARD_ONLY") => XfccMode::AlwaysForwardOnly,
+        Some(other) => {
+            problems.value(
+                &path.key("forward_client_cert_details"),
+                format!(
+                    "unknown value {other:?}: expected SANITIZE, FORWARD_ONLY, APPEND_FORWARD, \
+                     SANITIZE_SET or ALWAYS_FORWARD_ONLY"
+                ),
+            );
+            XfccMode::Sanitize
+        }
+    };
+    let set = hcm.set_current_client_cert_details.as_ref();
+    if set.is_some() && !matches!(mode, XfccMode::AppendForward | XfccMode::SanitizeSet) {
+        problems.value(
+            &path.key("set_current_client_cert_details"),
+            "set_current_client_cert_details is used only with forward_client_cert_details \
+             APPEND_FORWARD or SANITIZE_SET",
+        );
+    }
+    let on = |f: fn(&crate::config::schema::ClientCertDetailsSpec) -> Option<bool>| {
+        set.and_then(f).unwrap_or(false)
+    };
+    Xfcc {
+        mode,
+        subject: on(|s| s.subject),
+        cert: on(|s| s.cert),
+        chain: on(|s| s.chain),
+        dns: on(|s| s.dns),
+        uri: on(|s| s.uri),
     }
 }
 

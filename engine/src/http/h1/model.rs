@@ -27,6 +27,7 @@ enum Kind {
     ForwardedFor,
     ForwardedProto,
     RequestId,
+    ClientCert,
     Other,
 }
 
@@ -44,6 +45,7 @@ fn kind(name: &[u8]) -> Kind {
         16 if is(b"proxy-connection") => Kind::Codec,
         17 if is(b"transfer-encoding") => Kind::Codec,
         17 if is(b"x-forwarded-proto") => Kind::ForwardedProto,
+        23 if is(b"x-forwarded-client-cert") => Kind::ClientCert,
         _ => Kind::Other,
     }
 }
@@ -55,6 +57,8 @@ pub struct Seen {
     pub forwarded_for: bool,
     /// The client sent `x-request-id`.
     pub request_id: bool,
+    /// The client sent `x-forwarded-client-cert`.
+    pub client_cert: bool,
 }
 
 /// Tokens of every `Connection` line, beyond `close`, `keep-alive` and `upgrade`, are
@@ -122,6 +126,7 @@ pub fn decode_request(req: &Request<'_, '_>, scheme: &'static str, head: &mut Re
             _ if is_nominated(name) => continue,
             Kind::ForwardedFor => seen.forwarded_for = true,
             Kind::RequestId => seen.request_id = true,
+            Kind::ClientCert => seen.client_cert = true,
             Kind::Other => {}
         }
         head.headers.append(name, h.value);
