@@ -124,6 +124,7 @@ fn run(args: RunArgs) -> ExitCode {
         workers: args.workers,
         cpu_affinity: args.cpu_affinity,
         log_reload,
+        config_path: Some(path.clone()),
     };
     let res = runtime::run(cfg, &opts, |name, addr| {
         // Machine-readable: tests and scripts read the bound address (port 0 picks one).

@@ -5,8 +5,17 @@
 //! A leaf: it imports nothing from the crate, so the control side (admin, stats) and the worker
 //! can both name the messages without importing each other.
 
+/// New certificates for the TLS chains (a reload): for each chain, the identity of the chain
+/// config the worker's TLS step was built from (or last updated to) and its replacement.
+#[derive(Debug)]
+pub struct CertUpdate {
+    /// (old id, new id, the new server config); ids are the addresses of the control side's
+    /// `Arc`s of the chains' TLS settings, which it keeps alive.
+    pub chains: Vec<(usize, usize, std::sync::Arc<rustls::ServerConfig>)>,
+}
+
 /// Messages from the control thread (or the admin server) to a worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Control {
     /// Drain and stop: the worker thread ends.
     Shutdown,
@@ -14,4 +23,6 @@ pub enum Control {
     FlushStats { seq: u64 },
     /// Stop accepting and drain connections, but keep the worker (and the process) running.
     DrainListeners,
+    /// Use these certificates for new handshakes (established connections keep theirs).
+    ReloadCerts(std::sync::Arc<CertUpdate>),
 }

@@ -43,6 +43,7 @@ pub mod access_log;
 pub mod admin;
 pub mod background;
 pub mod balance;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod control;

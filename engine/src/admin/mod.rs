@@ -82,6 +82,11 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "/drain_listeners",
         "stop accepting and drain connections; the process keeps running",
     ),
+    (
+        "POST",
+        "/certs/reload",
+        "read the TLS certificates and keys again from the config's files",
+    ),
     ("POST", "/healthcheck/fail", "make /ready answer 503"),
     ("POST", "/healthcheck/ok", "undo /healthcheck/fail"),
     (
@@ -125,6 +130,7 @@ pub struct Shared {
     agg: Arc<Aggregator>,
     controls: Vec<flume::Sender<Control>>,
     log_reload: Option<LogReload>,
+    certs: Arc<crate::certs::CertReloader>,
     log_level: Mutex<String>,
     state: AtomicU8,
     health_failed: AtomicBool,
@@ -143,12 +149,14 @@ impl Shared {
         agg: Arc<Aggregator>,
         controls: Vec<flume::Sender<Control>>,
         log_reload: Option<LogReload>,
+        certs: Arc<crate::certs::CertReloader>,
     ) -> Self {
         Shared {
             config,
             agg,
             controls,
             log_reload,
+            certs,
             log_level: Mutex::new(String::new()),
             state: AtomicU8::new(STARTING),
             health_failed: AtomicBool::new(false),
@@ -276,6 +284,16 @@ pub fn handle(req: &Request, s: &Shared) -> Response {
             tracing::info!("admin: draining listeners");
             Response::text(200, "OK\n")
         }
+        "/certs/reload" => match s.certs.reload() {
+            Ok(msg) => {
+                tracing::info!("admin: {msg}");
+                Response::text(200, format!("{msg}\n"))
+            }
+            Err(e) => {
+                tracing::error!("admin: certificate reload refused: {e}");
+                Response::text(400, format!("certificate reload refused: {e}\n"))
+            }
+        },
         "/healthcheck/fail" => {
             s.health_failed.store(true, Ordering::SeqCst);
             tracing::info!("admin: health check set to failing");

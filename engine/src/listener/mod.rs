@@ -112,7 +112,7 @@ impl Serve {
             }
         };
         match network.tls() {
-            Some(t) => Serve::Tls(Rc::new(tls::TlsServe::new(t, inner))),
+            Some(t) => Serve::Tls(tls::TlsServe::new(t, inner)),
             None => inner,
         }
     }

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub cpu_affinity: Option<CpuAffinity>,
     /// Changes the log level at run time (the admin server's `POST /logging`).
     pub log_reload: Option<crate::admin::LogReload>,
+    /// The config file, read again for certificate reloads (SIGHUP, `POST /certs/reload`).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,11 +217,17 @@ pub fn run(
     drop(ready_tx);
     drop(hist_tx);
     drop(trace_tx);
+    let certs = Arc::new(crate::certs::CertReloader::new(
+        &cfg,
+        opts.config_path.clone(),
+        controls.clone(),
+    ));
     let admin = Arc::new(admin::Shared::new(
         Arc::clone(&cfg),
         Arc::clone(&aggregator),
         controls.clone(),
         opts.log_reload.clone(),
+        Arc::clone(&certs),
     ));
     if let Some(l) = admin_listener {
         admin::start(l, Arc::clone(&admin));
@@ -267,9 +275,11 @@ pub fn run(
         // one during the drain stays pending (every thread blocks it) and changes nothing.
         let sig = signals.wait();
         if sig == libc::SIGHUP {
-            tracing::warn!(
-                "SIGHUP: configuration reload is not supported yet; keeping the running config"
-            );
+            // Certificates only: the rest of the config needs a restart.
+            match certs.reload() {
+                Ok(msg) => tracing::info!("SIGHUP: {msg}"),
+                Err(e) => tracing::error!("SIGHUP: certificate reload refused: {e}"),
+            }
             continue;
         }
         tracing::info!(signal = sig, drain_timeout = ?cfg.drain_timeout, "shutting down: draining workers");

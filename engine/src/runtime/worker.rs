@@ -313,6 +313,10 @@ async fn obey_control(
                     hists,
                 });
             }
+            Ok(Control::ReloadCerts(update)) => {
+                let n = crate::listener::tls::reload(&update);
+                tracing::debug!(worker = worker.id, chains = n, "certificates reloaded");
+            }
             Ok(Control::DrainListeners) => {
                 tracing::info!(worker = worker.id, "draining listeners (admin request)");
                 worker.drain.start();
