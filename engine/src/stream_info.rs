@@ -119,6 +119,8 @@ pub struct StreamInfo {
     /// Why a filter answered or ended the stream (its `LocalReply::reason`, e.g. `rate_limited`),
     /// for `%RESPONSE_CODE_DETAILS%`.
     pub filter_details: Option<&'static str>,
+    /// Why the TLS handshake with the upstream failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    pub upstream_transport_failure: Option<&'static str>,
     /// The downstream connection's TLS details (terminated TLS only).
     pub tls: Option<std::sync::Arc<crate::io::tls::TlsDetails>>,
 }

@@ -209,6 +209,8 @@ async fn connect<'c>(
                                 Err(e) => {
                                     tracing::debug!(cluster = %c.name, endpoint = %ep.address, attempt, error = %e, "tcp_proxy: upstream TLS handshake failed");
                                     si.local_reason = Some(LocalReason::UpstreamTlsFailure);
+                                    si.upstream_transport_failure =
+                                        Some(crate::io::tls::failure_reason(&e));
                                 }
                             }
                         }

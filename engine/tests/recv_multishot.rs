@@ -296,10 +296,16 @@ fn recv_multishot_many_uploads_to_a_stalled_upstream_survive_pool_exhaustion_int
         .connect_timeout("20s")
         .admin()
         .yaml();
-    let (proxy, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // A pool of 64 buffers (512 by default): 250 stalled uploads, each holding up to 4,
+    // run it dry whatever the machine's timing.
+    let (proxy, admin) = Proxy::start_with_admin_env(
+        &yaml,
+        &["--workers", "1"],
+        &[("RINGWAY_RECV_POOL_BUFFERS", "64")],
+    );
     let addr = proxy.addr;
-    // Exhaustion depends on timing (every upload must be stalled at once): a round that did
-    // not exhaust the pool is run again, up to six; every round's uploads must arrive intact.
+    // Exhaustion still depends on enough uploads stalling at once: a round that did not
+    // exhaust the pool is run again, up to six; every round's uploads must arrive intact.
     for _round in 0..6 {
         let start = std::sync::Arc::new(std::sync::Barrier::new(UPLOADS));
         let ts: Vec<_> = (0..UPLOADS)

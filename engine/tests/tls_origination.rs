@@ -434,6 +434,51 @@ fn wrong_name_unknown_ca_and_expired_certificates_are_refused() {
 }
 
 #[test]
+fn the_access_log_says_why_an_upstream_handshake_failed() {
+    let expired = TlsOrigin::start("expired", false, false);
+    let needs_cert = TlsOrigin::start("a.example.test", true, false);
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ringway-tls-orig-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let yaml = ConfigBuilder::new()
+        .stat_prefix("t")
+        .hcm_extra(&format!(
+            "access_log: [{{ path: {}, format: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON%\" }}]",
+            yaml_str(&log.display().to_string())
+        ))
+        .route_prefix("/expired", "expired")
+        .route_prefix("/", "needs_cert")
+        .cluster("expired", &[expired.addr])
+        .cluster_extra(&format!("tls: {{ sni: a.example.test, verify: {{ {} }} }}", ca()))
+        .cluster("needs_cert", &[needs_cert.addr])
+        .cluster_extra(&format!("tls: {{ sni: a.example.test, verify: {{ {} }} }}", ca()))
+        .yaml();
+    let proxy = Proxy::start(&yaml);
+    refused_with_tls_failure_at(proxy.addr, "/expired");
+    // TLS 1.3: the origin refuses the missing client certificate after the proxy's side of the
+    // handshake is done, on the first read: still a TLS failure, not an upstream reset.
+    refused_with_tls_failure_at(proxy.addr, "/x");
+    let mut lines = Vec::new();
+    eventually("two log lines", || {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.len() == 2
+    });
+    assert_eq!(lines[0], "/expired 503 UF certificate_expired");
+    assert_eq!(lines[1], "/x 503 UF alert_received");
+    assert!(proxy.stop().success());
+}
+
+fn refused_with_tls_failure_at(addr: SocketAddr, path: &str) {
+    let r = get(addr, "x", path);
+    assert_eq!(r.status(), 503, "{}", r.body_str());
+    assert_eq!(r.header("x-ringway-reason"), Some("upstream_tls_failure"));
+}
+
+#[test]
 fn an_upstream_that_does_not_speak_tls_or_says_nothing_is_a_503_not_a_hang() {
     // Plain HTTP origin: it answers the ClientHello with a 400 and closes.
     let plain = BenchOrigin::start(&[]);
@@ -486,13 +531,7 @@ fn a_client_certificate_is_presented_to_an_origin_that_requires_one() {
     let (proxy, _a) = Proxy::start_with_admin(&without, &["--workers", "1"]);
     // TLS 1.3: the client finishes its side before the server refuses; the refusal (an
     // alert) arrives with the first read: a reset before any response.
-    let r = get(proxy.addr, "x", "/");
-    assert!(
-        matches!(r.status(), 502 | 503),
-        "{} {:?}",
-        r.status(),
-        r.header("x-ringway-reason")
-    );
+    refused_with_tls_failure(proxy.addr);
     assert_eq!(origin.seen.requests.load(Ordering::SeqCst), 1);
     assert!(proxy.stop().success());
 }
@@ -564,6 +603,13 @@ fn bad_upstream_tls_config_is_refused_with_the_field() {
     refuses(
         &base("verify: { cert: x }"),
         &["clusters[0].tls.verify", "cert"],
+    );
+    refuses(
+        &format!(
+            "{}tracing: {{ collector: {{ cluster: origin }} }}\n",
+            base("sni: a.example.test, verify: { insecure_skip_verify: true }")
+        ),
+        &["tracing.collector.cluster", "plain HTTP"],
     );
     refuses(
         &base("tls_params: { tls_minimum_protocol_version: TLSv1_1 }"),

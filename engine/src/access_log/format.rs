@@ -203,6 +203,9 @@ impl<'a> Ctx<'a> {
             Command::UpstreamFirstByteTime => {
                 fine(self.between(si.t_request_sent, si.t_first_byte))
             }
+            Command::UpstreamTransportFailureReason => si
+                .upstream_transport_failure
+                .map_or(Val::Missing, |s| Val::Str(s.as_bytes())),
             Command::RequestedServerName => tls_str(si, |t| t.sni.as_deref()),
             Command::DownstreamTlsVersion => tls_str(si, |t| Some(t.version)),
             Command::DownstreamTlsCipher => tls_str(si, |t| Some(t.cipher)),

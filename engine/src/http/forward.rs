@@ -219,6 +219,10 @@ enum FirstRead {
     Data(ReadBuf),
     /// Closed or reset before any byte.
     Reset,
+    /// A TLS error (an alert, a bad record) before any byte: why. On a new TLS 1.3 connection
+    /// this is how an upstream refuses the client's certificate (the client's side of the
+    /// handshake was already done).
+    Tls(&'static str),
     Timeout,
 }
 
@@ -249,6 +253,9 @@ async fn first_read(
     };
     match r {
         Some(Ok(Some(b))) => FirstRead::Data(b),
+        Some(Err(e)) if crate::io::tls::rustls_error(&e).is_some() => {
+            FirstRead::Tls(crate::io::tls::failure_reason(&e))
+        }
         Some(_) => FirstRead::Reset,
         None => FirstRead::Timeout,
     }
@@ -297,11 +304,12 @@ async fn send(
                         // Boxed: the handshake's state must not make every request's future larger.
                         Some(tls) => match Box::pin(tls_connect(w, t, tls, c)).await {
                             Ok(c) => c,
-                            Err(()) => {
+                            Err(why) => {
+                                d.si.upstream_transport_failure = Some(why);
                                 return Err(Failed::Reply(
                                     LocalReason::UpstreamTlsFailure,
                                     buffered.is_none(),
-                                ))
+                                ));
                             }
                         },
                     };
@@ -376,7 +384,14 @@ async fn send(
                 d.si.t_first_byte = Some(Instant::now());
                 return Ok((up, (b, deadline)));
             }
-            FirstRead::Reset => {
+            FirstRead::Tls(why) if !reused => {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.ssl_connection_error);
+                }
+                d.si.upstream_transport_failure = Some(why);
+                return Err(Failed::Reply(LocalReason::UpstreamTlsFailure, false));
+            }
+            FirstRead::Reset | FirstRead::Tls(_) => {
                 if retry(d) {
                     continue;
                 }
@@ -395,7 +410,7 @@ async fn tls_connect(
     t: &Target<'_>,
     tls: &crate::upstream::WorkerTls,
     c: Conn,
-) -> Result<Conn, ()> {
+) -> Result<Conn, &'static str> {
     let mut r = Ok(());
     if let (Some(version), Some(proxied)) = (t.cluster.proxy_protocol, t.proxied) {
         let mut b = w.write_bufs.take(0);
@@ -417,6 +432,7 @@ async fn tls_connect(
     }
     r.map_err(|e| {
         tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "upstream TLS handshake failed");
+        crate::io::tls::failure_reason(&e)
     })
 }
 

@@ -83,6 +83,38 @@ fn tls_err(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// The rustls error inside an I/O error from this module, if that is what it is.
+pub fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+}
+
+/// Why a TLS handshake (or a connection's first read after it) failed, as a short token for
+/// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+pub fn failure_reason(e: &io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    match rustls_error(e) {
+        Some(E::InvalidCertificate(c)) => match c {
+            C::Expired | C::ExpiredContext { .. } => "certificate_expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "certificate_not_yet_valid",
+            C::NotValidForName | C::NotValidForNameContext { .. } => "certificate_name_mismatch",
+            C::UnknownIssuer => "certificate_unknown_issuer",
+            C::Revoked => "certificate_revoked",
+            _ => "certificate_invalid",
+        },
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(E::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => "not_tls",
+        Some(E::NoApplicationProtocol) => "no_application_protocol",
+        Some(E::InvalidMessage(_) | E::PeerMisbehaved(_)) => "protocol_error",
+        Some(E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. }) => {
+            "protocol_error"
+        }
+        Some(_) => "handshake_error",
+        None if e.kind() == io::ErrorKind::UnexpectedEof => "peer_closed",
+        None if e.kind() == io::ErrorKind::TimedOut => "handshake_timeout",
+        None => "connection_error",
+    }
+}
+
 impl TlsState {
     /// Feed ciphertext to rustls and process it. `Ok(true)`: the peer has closed.
     fn absorb(&self, mut data: &[u8]) -> io::Result<bool> {

@@ -48,6 +48,7 @@ pub const COMMANDS: &[&str] = &[
     "UPSTREAM_REQUEST_SEND_TIME",
     "UPSTREAM_FIRST_BYTE_TIME",
     "UPSTREAM_REUSED",
+    "UPSTREAM_TRANSPORT_FAILURE_REASON",
     "REQUESTED_SERVER_NAME",
     "DOWNSTREAM_TLS_VERSION",
     "DOWNSTREAM_TLS_CIPHER",
@@ -90,6 +91,8 @@ pub enum Command {
     UpstreamRequestSendTime,
     UpstreamFirstByteTime,
     UpstreamReused,
+    /// Why the TLS handshake with the upstream failed (`certificate_expired`, `not_tls`...).
+    UpstreamTransportFailureReason,
     /// The downstream TLS connection (terminated here): SNI, version, cipher, and the client
     /// certificate's subject, SANs, SHA-256 fingerprint and serial.
     RequestedServerName,
@@ -355,6 +358,7 @@ fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Comm
         "UPSTREAM_REQUEST_SEND_TIME" => no_arg(Command::UpstreamRequestSendTime),
         "UPSTREAM_FIRST_BYTE_TIME" => no_arg(Command::UpstreamFirstByteTime),
         "UPSTREAM_REUSED" => no_arg(Command::UpstreamReused),
+        "UPSTREAM_TRANSPORT_FAILURE_REASON" => no_arg(Command::UpstreamTransportFailureReason),
         "REQUESTED_SERVER_NAME" => no_arg(Command::RequestedServerName),
         "DOWNSTREAM_TLS_VERSION" => no_arg(Command::DownstreamTlsVersion),
         "DOWNSTREAM_TLS_CIPHER" => no_arg(Command::DownstreamTlsCipher),

@@ -69,6 +69,16 @@ pub fn raise_memlock() -> u64 {
     }
 }
 
+/// Buffers in each worker's receive pool: [`POOL_BUFFERS`], or `RINGWAY_RECV_POOL_BUFFERS`
+/// (1..=32768; for tests that must run the pool dry, and for measuring).
+fn pool_buffers() -> u16 {
+    std::env::var("RINGWAY_RECV_POOL_BUFFERS")
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|n| (1..=32768).contains(n))
+        .unwrap_or(POOL_BUFFERS)
+}
+
 /// Build one worker's runtime: io_uring only, SINGLE_ISSUER + DEFER_TASKRUN (completions are run
 /// by the worker itself when it enters the ring, never interrupting it from another core), and a
 /// provided-buffer pool of [`POOL_BUFFERS`] × [`READ_BUF_LEN`].
@@ -78,7 +88,7 @@ pub fn build_worker_runtime() -> Result<Runtime, RingError> {
         .capacity(4096)
         .single_issuer(true)
         .defer_taskrun(true)
-        .buffer_pool_size(NonZeroU16::new(POOL_BUFFERS).unwrap_or(NonZeroU16::MIN))
+        .buffer_pool_size(NonZeroU16::new(pool_buffers()).unwrap_or(NonZeroU16::MIN))
         .buffer_pool_buffer_len(READ_BUF_LEN);
     let rt = Runtime::builder()
         .with_proactor(proactor)

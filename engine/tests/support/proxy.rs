@@ -37,15 +37,25 @@ impl Proxy {
 
     /// Start with extra command-line arguments.
     pub fn start_args(yaml: &str, args: &[&str]) -> Proxy {
+        Proxy::start_args_env(yaml, args, &[])
+    }
+
+    /// [`Proxy::start_args`] with extra environment variables for the process.
+    pub fn start_args_env(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = scratch_dir();
         let config_path = dir.join("ringway.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
-        Proxy::start_file(&config_path, args)
+        Proxy::start_file_env(&config_path, args, env)
     }
 
     /// Start `ringway run -c CONFIG_PATH ARGS --log-level LEVEL` (`RINGWAY_TEST_LOG`, default
     /// `info`). Ready once every listener is reported and the log says `ringway serving`.
     pub fn start_file(config_path: &Path, args: &[&str]) -> Proxy {
+        Proxy::start_file_env(config_path, args, &[])
+    }
+
+    /// [`Proxy::start_file`] with extra environment variables for the process.
+    pub fn start_file_env(config_path: &Path, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let mut argv: Vec<OsString> = vec!["run".into(), "-c".into(), config_path.into()];
         argv.extend(args.iter().map(OsString::from));
         argv.push("--log-level".into());
@@ -54,7 +64,7 @@ impl Proxy {
                 .unwrap_or_else(|_| "info".into())
                 .into(),
         );
-        let (mut child, stdout, stderr_path) = Proxy::spawn(config_path, &argv);
+        let (mut child, stdout, stderr_path) = Proxy::spawn(config_path, &argv, env);
         let mut listeners = HashMap::new();
         let mut first = None;
         let mut admin_addr = None;
@@ -111,7 +121,7 @@ impl Proxy {
     /// `-c`). Ready once the first listener is reported.
     pub fn start_exact(config_path: &Path, args: &[&str]) -> Proxy {
         let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let (mut child, stdout, stderr_path) = Proxy::spawn(config_path, &argv);
+        let (mut child, stdout, stderr_path) = Proxy::spawn(config_path, &argv, &[]);
         let until = Instant::now() + WAIT;
         let (name, addr) = loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -152,7 +162,11 @@ impl Proxy {
 
     /// Spawn the `ringway` binary with `argv`: stdout is read line by line on a thread, stderr
     /// goes to `ringway.stderr` beside the config (the scratch directory it was written to).
-    fn spawn(config_path: &Path, argv: &[OsString]) -> (Child, mpsc::Receiver<String>, PathBuf) {
+    fn spawn(
+        config_path: &Path,
+        argv: &[OsString],
+        env: &[(&str, &str)],
+    ) -> (Child, mpsc::Receiver<String>, PathBuf) {
         let dir = config_path
             .parent()
             .map(Path::to_path_buf)
@@ -161,6 +175,7 @@ impl Proxy {
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
             .args(argv)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
@@ -173,7 +188,16 @@ impl Proxy {
     /// `127.0.0.1:0`), and return the admin server's bound address too (read from the
     /// `ringway: admin bound to ADDR` line on stdout).
     pub fn start_with_admin(yaml: &str, args: &[&str]) -> (Proxy, SocketAddr) {
-        let mut proxy = Proxy::start_args(yaml, args);
+        Proxy::start_with_admin_env(yaml, args, &[])
+    }
+
+    /// [`Proxy::start_with_admin`] with extra environment variables for the process.
+    pub fn start_with_admin_env(
+        yaml: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Proxy, SocketAddr) {
+        let mut proxy = Proxy::start_args_env(yaml, args, env);
         let until = Instant::now() + WAIT;
         while proxy.admin_addr.is_none() {
             let left = until.saturating_duration_since(Instant::now());

@@ -129,6 +129,18 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         .tracing
         .as_ref()
         .and_then(|t| tracing::tracing(t, &root.key("tracing"), &names, problems));
+    if let Some(t) = &tracing {
+        if clusters
+            .get(t.collector_cluster)
+            .is_some_and(|c: &crate::config::Cluster| c.tls.is_some())
+        {
+            problems.value(
+                &root.key("tracing").key("collector").key("cluster"),
+                "the collector cluster has tls, but spans go to the collector over plain HTTP \
+                 (TLS to the collector is not there yet): use a cluster without tls",
+            );
+        }
+    }
     // What connection managers inherit (read from the spec, so a broken collector does not also
     // fail every connection manager's override).
     let trace_rate = spec.tracing.as_ref().map(|t| {
