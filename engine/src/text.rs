@@ -1,6 +1,7 @@
 //! Small text helpers for the request path and its observers: numbers written as decimal digits
 //! without the `core::fmt` machinery (head encoders, access-log lines), and JSON string escaping
-//! (access-log JSON lines, span export bodies).
+//! (access-log JSON lines, span export bodies), and lower-case hex (trace ids, certificate
+//! fingerprints).
 
 /// `n` in decimal, written at the end of `buf`; the digits are returned.
 #[inline]
@@ -58,6 +59,23 @@ pub fn json_str(s: &[u8], out: &mut Vec<u8>) {
             }
         }
     }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes` into `out` (at least twice as long).
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! DER walk here is small and bounded: every length is checked against what is left, and a
 //! malformed name yields `None`, never a panic.
 
+use crate::text::hex;
+
 /// The peer certificate's details.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerCert {
@@ -52,16 +54,6 @@ fn strip_sign(serial: &[u8]) -> &[u8] {
         [0, rest @ ..] if !rest.is_empty() => rest,
         s => s,
     }
-}
-
-pub fn hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(D[(x >> 4) as usize] as char);
-        s.push(D[(x & 15) as usize] as char);
-    }
-    s
 }
 
 fn pem(der: &[u8]) -> String {

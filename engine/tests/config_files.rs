@@ -1,9 +1,12 @@
 //! Every file in the repository's `config/` directory must load and validate: the examples are
 //! documentation, and this keeps them true.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use ringway_engine::config::RouteAction;
+use support::gen_certs;
 
 fn config_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
@@ -16,46 +19,15 @@ fn config_files() -> Vec<PathBuf> {
     files
 }
 
-/// Run `cmd` to its end, output captured; fails the test past `limit` (the script makes RSA
-/// keys: generous for a loaded machine).
-fn run_bounded(
-    cmd: &mut std::process::Command,
-    limit: std::time::Duration,
-) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (needs openssl: scripts/test.sh installs it)"));
-    let until = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            panic!("{cmd:?} still running after {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
 /// The throwaway certificates `config/edge-tls.yaml` names (scripts/gen-certs.sh, into the
 /// repository's `target/certs`; kept when already there).
-fn gen_certs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = run_bounded(
-        &mut std::process::Command::new(root.join("scripts/gen-certs.sh")),
-        std::time::Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn certs_for_examples() {
+    gen_certs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/certs"));
 }
 
 #[test]
 fn every_file_in_config_validates() {
-    gen_certs();
+    certs_for_examples();
     let files = config_files();
     assert!(!files.is_empty(), "config/ holds no files");
     let mut failures = Vec::new();

@@ -25,22 +25,9 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Run `cmd` to its end, output captured; fails the test past `limit`.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (needs openssl: scripts/test.sh installs it)"));
-    let until = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            panic!("{cmd:?} still running after {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
+/// Run `cmd` within `limit`; it must succeed.
+fn run_ok(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let out = run_bounded(cmd, limit);
     assert!(
         out.status.success(),
         "{cmd:?}: {}",
@@ -56,8 +43,7 @@ fn certs() -> &'static Path {
     DIR.get_or_init(|| {
         let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("ringway-tls-orig-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-certs.sh");
-        run_bounded(Command::new(script).arg(&d), Duration::from_secs(120));
+        gen_certs(&d);
         // `openssl ca` takes explicit start and end dates (OpenSSL 3.0's `x509 -req` does not).
         let p = |f: &str| d.join(f).display().to_string();
         std::fs::write(d.join("index.txt"), "").unwrap();
@@ -73,7 +59,7 @@ fn certs() -> &'static Path {
             ),
         )
         .unwrap();
-        run_bounded(
+        run_ok(
             Command::new("openssl").args([
                 "req",
                 "-new",
@@ -93,7 +79,7 @@ fn certs() -> &'static Path {
             ]),
             WAIT,
         );
-        run_bounded(
+        run_ok(
             Command::new("openssl").args([
                 "ca",
                 "-batch",
@@ -567,32 +553,18 @@ clusters:
     assert!(proxy.stop().success());
 }
 
-/// `ringway validate` refuses `yaml` with an error line holding every piece of `want`.
-fn refuses(yaml: &str, want: &[&str]) {
-    let path = write_config(yaml);
-    let out = run_ringway(&["validate", "-c", path.to_str().unwrap()], WAIT);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        out.stderr
-            .lines()
-            .any(|l| want.iter().all(|w| l.contains(w))),
-        "no line with all of {want:?} in:\n{}",
-        out.stderr
-    );
-}
-
 #[test]
 fn bad_upstream_tls_config_is_refused_with_the_field() {
     let base = |tls: &str| config("127.0.0.1:1".parse().unwrap(), tls);
-    refuses(
+    assert_validate_refuses_with(
         &base("sni: 127.0.0.1"),
         &["clusters[0].tls.sni", "is an IP address"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &base("verify: { ca: { filename: /nonexistent/ca.pem } }"),
         &["clusters[0].tls.verify.ca.filename", "cannot read"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &base(&format!(
             "client_cert: {{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}",
             file("client.crt"),
@@ -600,18 +572,18 @@ fn bad_upstream_tls_config_is_refused_with_the_field() {
         )),
         &["clusters[0].tls.client_cert.private_key", "does not match"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &base("verify: { cert: x }"),
         &["clusters[0].tls.verify", "cert"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &format!(
             "{}tracing: {{ collector: {{ cluster: origin }} }}\n",
             base("sni: a.example.test, verify: { insecure_skip_verify: true }")
         ),
         &["tracing.collector.cluster", "plain HTTP"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &base("tls_params: { tls_minimum_protocol_version: TLSv1_1 }"),
         &["tls_minimum_protocol_version", "not supported"],
     );

@@ -18,41 +18,13 @@ use std::{
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 use support::*;
 
-/// Run `cmd` to its end, output captured; fails the test past `limit` (the script makes RSA
-/// keys: generous for a loaded machine).
-fn run_bounded(
-    cmd: &mut std::process::Command,
-    limit: std::time::Duration,
-) -> std::process::Output {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (needs openssl: scripts/test.sh installs it)"));
-    let until = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > until {
-            let _ = child.kill();
-            panic!("{cmd:?} still running after {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
 /// The certificates, made once per test binary.
 fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("ringway-tls-term-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-certs.sh");
-        let out = run_bounded(Command::new(script).arg(&d), Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        gen_certs(&d);
         d
     })
 }
@@ -465,25 +437,11 @@ fn a_second_connection_resumes_the_session() {
     assert!(proxy.stop().success());
 }
 
-/// `ringway validate` refuses `yaml` with a line holding every one of `want`.
-fn refuses(yaml: &str, want: &[&str]) {
-    let path = write_config(yaml);
-    let out = run_ringway(&["validate", "-c", path.to_str().unwrap()], WAIT);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        out.stderr
-            .lines()
-            .any(|l| want.iter().all(|w| l.contains(w))),
-        "no line with {want:?} in:\n{}",
-        out.stderr
-    );
-}
-
 #[test]
 fn bad_tls_config_is_refused_with_the_field() {
     let origin = "127.0.0.1:9";
     let o: SocketAddr = origin.parse().unwrap();
-    refuses(
+    assert_validate_refuses_with(
         &https_config(
             o,
             "tls_certificates: [{ certificate_chain: { filename: /nonexistent/x.crt }, private_key: { filename: /nonexistent/x.key } }]",
@@ -496,11 +454,11 @@ fn bad_tls_config_is_refused_with_the_field() {
         cert("a.example.test"),
         key("b.example.test")
     );
-    refuses(
+    assert_validate_refuses_with(
         &https_config(o, &mismatched, ""),
         &["private_key", "does not match"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &https_config(
             o,
             &format!(
@@ -511,7 +469,7 @@ fn bad_tls_config_is_refused_with_the_field() {
         ),
         &["tls_minimum_protocol_version", "TLSv1_1 is not supported"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &https_config(
             o,
             &format!(
@@ -522,7 +480,7 @@ fn bad_tls_config_is_refused_with_the_field() {
         ),
         &["alpn_protocols[0]", "HTTP/1.1"],
     );
-    refuses(
+    assert_validate_refuses_with(
         &https_config(
             o,
             &format!(
@@ -749,7 +707,7 @@ fn x_forwarded_client_cert_follows_forward_client_cert_details() {
             assert_eq!(v, vec![format!("Hash={hash};Cert=\"{enc}\"")]);
         },
     );
-    refuses(
+    assert_validate_refuses_with(
         &mtls_config(
             origin.addr,
             "              forward_client_cert_details: SANITISE\n",

@@ -34,9 +34,24 @@ pub fn client_cert(head: &mut RequestHead, seen: Seen, x: &Xfcc, tls: Option<&Tl
     if seen.client_cert && !keep {
         head.headers.remove(XFCC);
     }
-    let Some(p) = peer.filter(|_| x.sets()) else {
+    let (Some(t), Some(p)) = (tls, peer.filter(|_| x.sets())) else {
         return;
     };
+    let e = t.xfcc.get_or_init(|| element(p, x));
+    let appended = x.mode == XfccMode::AppendForward
+        && seen.client_cert
+        && head.headers.modify_last(XFCC.as_bytes(), |old, out| {
+            out.extend_from_slice(old);
+            out.push(b',');
+            out.extend_from_slice(e.as_bytes());
+        });
+    if !appended {
+        head.headers.append(XFCC, e.as_bytes());
+    }
+}
+
+/// The `x-forwarded-client-cert` element for a client certificate, as `x` asks.
+fn element(p: &crate::x509::PeerCert, x: &Xfcc) -> Box<str> {
     let mut e = format!("Hash={}", p.fingerprint_256);
     if x.cert {
         e.push_str(";Cert=\"");
@@ -67,26 +82,19 @@ pub fn client_cert(head: &mut RequestHead, seen: Seen, x: &Xfcc, tls: Option<&Tl
             e.push_str(d);
         }
     }
-    let appended = x.mode == XfccMode::AppendForward
-        && seen.client_cert
-        && head.headers.modify_last(XFCC.as_bytes(), |old, out| {
-            out.extend_from_slice(old);
-            out.push(b',');
-            out.extend_from_slice(e.as_bytes());
-        });
-    if !appended {
-        head.headers.append(XFCC, e);
-    }
+    e.into_boxed_str()
 }
 
 /// Percent-encoding of everything but RFC 3986's unreserved characters.
 fn url_encode(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
             out.push('%');
-            out.push_str(&crate::x509::hex(&[b]).to_ascii_uppercase());
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
 }

@@ -293,11 +293,6 @@ impl Conn {
         self.tls.is_some()
     }
 
-    /// What the TLS handshake settled (`None`: plain TCP).
-    pub fn tls_info(&self) -> Option<tls::TlsInfo> {
-        self.tls.as_ref().map(|t| t.info())
-    }
-
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }

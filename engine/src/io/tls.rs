@@ -62,21 +62,15 @@ pub struct TlsDetails {
     pub cipher: &'static str,
     /// The client's certificate, when it presented one (mTLS).
     pub peer: Option<crate::x509::PeerCert>,
+    /// The `x-forwarded-client-cert` element for it, built on the connection's first request
+    /// that needs it (a connection serves one connection manager, so one set of details).
+    pub xfcc: std::sync::OnceLock<Box<str>>,
 }
 
 impl std::fmt::Debug for TlsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsState")
     }
-}
-
-/// What the handshake settled, for logs and routing.
-#[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    pub server_name: Option<String>,
-    pub alpn: Option<Vec<u8>>,
-    pub version: &'static str,
-    pub cipher: &'static str,
 }
 
 fn tls_err(e: rustls::Error) -> io::Error {
@@ -259,27 +253,6 @@ impl TlsState {
         self.session.borrow_mut().send_close_notify();
         self.flush(conn).await
     }
-
-    /// What the handshake settled.
-    pub fn info(&self) -> TlsInfo {
-        let s = self.session.borrow();
-        TlsInfo {
-            server_name: match &*s {
-                rustls::Connection::Server(s) => s.server_name().map(str::to_owned),
-                rustls::Connection::Client(_) => None,
-            },
-            alpn: s.alpn_protocol().map(<[u8]>::to_vec),
-            version: match s.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                _ => "",
-            },
-            cipher: s
-                .negotiated_cipher_suite()
-                .and_then(|c| c.suite().as_str())
-                .unwrap_or(""),
-        }
-    }
 }
 
 /// Run the server side of a TLS handshake on `conn` (`first`: bytes already read from it, the
@@ -365,6 +338,7 @@ async fn handshake(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| crate::x509::PeerCert::parse(c)),
+            xfcc: std::sync::OnceLock::new(),
         }));
     }
     conn.tls = Some(Box::new(state));

@@ -272,15 +272,7 @@ pub fn is_replaced(name: &str, keep_tracestate: bool) -> bool {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Lower-case hex of `bytes` into `out`.
-pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
-    }
-}
+pub use crate::text::hex_into;
 
 /// Header lines ringway writes upstream, on the stack.
 pub struct Headers {

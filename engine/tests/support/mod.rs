@@ -167,3 +167,33 @@ pub fn run_python(script: &str, stdin: &[u8], limit: Duration) -> CmdOutput {
         stderr: std::fs::read_to_string(&err_p).unwrap_or_default(),
     }
 }
+
+/// Run `cmd` to its end, output captured; the test fails past `limit` (the child is killed).
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs curl and openssl)"));
+    let until = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// scripts/gen-certs.sh's throwaway CA and certificates, made into `dir` (it makes RSA keys:
+/// generous for a loaded machine).
+pub fn gen_certs(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gen-certs.sh");
+    let out = run_bounded(Command::new(script).arg(dir), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "gen-certs.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

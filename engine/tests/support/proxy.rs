@@ -364,6 +364,21 @@ pub fn assert_validate_refuses(yaml: &str, want: &[&str]) -> Vec<String> {
     lines
 }
 
+/// `ringway validate` on `yaml` refuses it (exit 1) with an error line holding every piece of
+/// `want` (for errors whose exact text a test need not pin down).
+pub fn assert_validate_refuses_with(yaml: &str, want: &[&str]) {
+    let path = write_config(yaml);
+    let out = run_ringway(&["validate", "-c", path.to_str().expect("utf-8")], WAIT);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| want.iter().all(|w| l.contains(w))),
+        "no line with all of {want:?} in:\n{}",
+        out.stderr
+    );
+}
+
 /// Run `ringway ARGS` to completion within `limit` (killed, and the test fails, if it takes
 /// longer). Output goes through files, so a chatty child never blocks on a full pipe.
 pub fn run_ringway(args: &[&str], limit: Duration) -> CmdOutput {
