@@ -27,6 +27,7 @@ use crate::error::{LocalReason, Source};
 pub enum Version {
     Http10,
     Http11,
+    Http2,
 }
 
 /// Which B3 form ringway writes upstream.

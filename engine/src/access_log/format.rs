@@ -166,6 +166,7 @@ impl<'a> Ctx<'a> {
             Command::Protocol => match si.version {
                 Some(Version::Http10) => Val::Str(b"HTTP/1.0"),
                 Some(Version::Http11) => Val::Str(b"HTTP/1.1"),
+                Some(Version::Http2) => Val::Str(b"HTTP/2"),
                 None => Val::Missing,
             },
             Command::ResponseCode => Val::Num(u64::from(si.status)),

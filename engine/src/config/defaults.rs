@@ -53,6 +53,15 @@ pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `generate_request_id`: add `x-request-id` when the request has none.
 pub const GENERATE_REQUEST_ID: bool = true;
 
+/// `http2_protocol_options.max_concurrent_streams` (Envoy's recommendation for an edge proxy).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// `http2_protocol_options.initial_stream_window_size`: what a client may send on one stream
+/// ahead of the proxy forwarding it, so what the proxy buffers per stream at most (Envoy's edge
+/// recommendation, 64 KiB).
+pub const H2_STREAM_WINDOW: u32 = 65536;
+/// `http2_protocol_options.initial_connection_window_size` (Envoy's edge recommendation, 1 MiB).
+pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
 /// `tcp_proxy.idle_timeout`: a connection with no byte either way is closed (Envoy's default);
 /// `0s` disables it.
 pub const TCP_PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -328,6 +328,36 @@ pub struct HttpConnManager {
     pub enable_trailers: bool,
     /// `x-forwarded-client-cert` handling.
     pub xfcc: Xfcc,
+    /// The client side's codec (`codec_type`).
+    pub codec: CodecType,
+    /// HTTP/2 settings for clients (`http2_protocol_options`).
+    pub http2: Http2Options,
+}
+
+/// `codec_type` on a connection manager.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CodecType {
+    /// HTTP/2 by ALPN or by its connection preface, HTTP/1.1 otherwise.
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+impl CodecType {
+    /// Whether clients may speak HTTP/2.
+    pub fn h2(self) -> bool {
+        self != CodecType::Http1
+    }
+}
+
+/// `http2_protocol_options`, resolved (defaults: Envoy's recommendations for an edge proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Options {
+    pub max_concurrent_streams: u32,
+    pub initial_stream_window_size: u32,
+    pub initial_connection_window_size: u32,
+    pub max_header_list_size: u32,
 }
 
 /// `forward_client_cert_details` and `set_current_client_cert_details`.

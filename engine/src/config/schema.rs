@@ -540,6 +540,12 @@ pub struct HcmSpec {
     pub tracing: Option<HcmTracingSpec>,
     /// HTTP/1 codec options for the client side.
     pub http_protocol_options: Option<Http1OptionsSpec>,
+    /// Which codec the client side speaks: `auto` (the default: HTTP/2 when TLS negotiated
+    /// `h2` by ALPN or the connection starts with the HTTP/2 preface, HTTP/1.1 otherwise),
+    /// `http1` or `http2` (Envoy's `AUTO`, `HTTP1`, `HTTP2` are accepted too).
+    pub codec_type: Option<String>,
+    /// HTTP/2 settings for the client side.
+    pub http2_protocol_options: Option<Http2OptionsSpec>,
     /// What happens to `x-forwarded-client-cert` (Envoy's values: `SANITIZE`, the default,
     /// `FORWARD_ONLY`, `APPEND_FORWARD`, `SANITIZE_SET`, `ALWAYS_FORWARD_ONLY`).
     pub forward_client_cert_details: Option<String>,
@@ -574,6 +580,22 @@ pub struct Http1OptionsSpec {
     /// Decode trailers of chunked bodies that arrive on this side and send trailers on this side
     /// (default `false`, Envoy's: the HTTP/1 codec drops trailers).
     pub enable_trailers: Option<bool>,
+}
+
+/// `http2_protocol_options` (Envoy's `Http2ProtocolOptions`, the settings ringway has).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an http2_protocol_options map")]
+pub struct Http2OptionsSpec {
+    /// Streams a client may have open at once on one connection (default 100).
+    pub max_concurrent_streams: Option<u32>,
+    /// Bytes a client may send on one stream before the proxy has forwarded them (default
+    /// 65536; 65535..=2147483647). Also what the proxy buffers per stream at most.
+    pub initial_stream_window_size: Option<u32>,
+    /// The same for the whole connection (default 1048576; 65535..=2147483647).
+    pub initial_connection_window_size: Option<u32>,
+    /// Largest header list (decoded, as HTTP/2 counts it) accepted (default: the connection
+    /// manager's `max_request_headers_kb`).
+    pub max_header_list_size: Option<u32>,
 }
 
 /// `tracing: {sample_rate: 0.01}` on a connection manager.

@@ -51,7 +51,7 @@ pub struct Reframe {
 }
 
 impl Reframe {
-    fn decoder(&self, for_filters: bool) -> h1::ChunkedDecoder {
+    pub(crate) fn decoder(&self, for_filters: bool) -> h1::ChunkedDecoder {
         let keep = self.trailers_in && (for_filters || (self.trailers_out && self.chunked_out));
         if keep {
             h1::ChunkedDecoder::keeping_trailers()
@@ -70,7 +70,7 @@ pub enum BodyEvent<'a> {
 }
 
 /// Decode kept trailer lines.
-fn parse_trailers(raw: Option<BytesMut>) -> Result<Option<HeaderMap>, PumpError> {
+pub(crate) fn parse_trailers(raw: Option<BytesMut>) -> Result<Option<HeaderMap>, PumpError> {
     let Some(raw) = raw else { return Ok(None) };
     let mut map = HeaderMap::default();
     h1::model::decode_trailers(&raw, &mut map).map_err(PumpError::Malformed)?;
@@ -78,7 +78,7 @@ fn parse_trailers(raw: Option<BytesMut>) -> Result<Option<HeaderMap>, PumpError>
 }
 
 /// The end of a chunked body leaving: the last chunk, with `trailers` when there are any.
-fn last_chunk(trailers: Option<&HeaderMap>) -> Piece {
+pub(crate) fn last_chunk(trailers: Option<&HeaderMap>) -> Piece {
     match trailers.filter(|t| !t.is_empty()) {
         Some(t) => {
             let mut out = BytesMut::new();
@@ -89,7 +89,7 @@ fn last_chunk(trailers: Option<&HeaderMap>) -> Piece {
     }
 }
 
-const CRLF: Bytes = Bytes::from_static(b"\r\n");
+pub(crate) const CRLF: Bytes = Bytes::from_static(b"\r\n");
 
 /// How long each read of a body may wait for progress, on the worker's coarse clock (no
 /// runtime timer per read; accurate to about one 100 ms tick). `None`: no limit.
@@ -110,7 +110,7 @@ async fn read_src(src: &Conn, timeout: ReadTimeout<'_>) -> Result<Option<ReadBuf
 /// a read full of tiny chunks decodes into three pieces per chunk.
 const MAX_IOVS: usize = 512;
 
-async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
+pub(crate) async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
     if pieces.len() > MAX_IOVS {
         let mut rest = pieces;
         while !rest.is_empty() {
@@ -138,7 +138,7 @@ async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpError> {
     }
 }
 
-fn chunk_header(len: usize) -> Piece {
+pub(crate) fn chunk_header(len: usize) -> Piece {
     let mut h = BytesMut::with_capacity(18);
     h1::encode_chunk_header(len, &mut h);
     Piece::Bytes(h.freeze())
@@ -339,17 +339,17 @@ pub async fn pump(
 /// A body as a sequence of decoded pieces (framing removed), for the paths that must see the
 /// bytes: HTTP filters with data hooks, and whole-body buffering. The plain forwarding path
 /// ([`pump`]) does not use it: it hands pool buffers straight to the receiver.
-struct Pieces {
+pub(crate) struct Pieces {
     framing: BodyFraming,
     /// Length-framed: bytes still to come.
     left: u64,
-    dec: h1::ChunkedDecoder,
-    input: BytesMut,
-    done: bool,
+    pub(crate) dec: h1::ChunkedDecoder,
+    pub(crate) input: BytesMut,
+    pub(crate) done: bool,
 }
 
 impl Pieces {
-    fn new(framing: BodyFraming, initial: BytesMut, dec: h1::ChunkedDecoder) -> Pieces {
+    pub(crate) fn new(framing: BodyFraming, initial: BytesMut, dec: h1::ChunkedDecoder) -> Pieces {
         Pieces {
             framing,
             left: match framing {
@@ -363,7 +363,7 @@ impl Pieces {
     }
 
     /// The next piece of body (`None`: the body ended; the rest of `input` is what followed it).
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         src: &Conn,
         timeout: ReadTimeout<'_>,

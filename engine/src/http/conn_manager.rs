@@ -25,10 +25,11 @@ use std::{net::SocketAddr, rc::Rc, time::Duration, time::Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::{
-    config::Route,
+    config::{CodecType, Route},
     error::LocalReason,
     http::{
         ctx::{ListenerCtx, WorkerCtx},
+        downstream::{Downstream, H1},
         h1::{self, model, BodyFraming, Version},
         stream::{self, ReqInfo},
     },
@@ -40,33 +41,6 @@ use crate::{
 pub(crate) enum Next {
     KeepAlive,
     Close,
-}
-
-pub(crate) struct Downstream {
-    pub(crate) conn: Conn,
-    pub(crate) peer: SocketAddr,
-    /// Bytes read but not yet used (a split head, body bytes, pipelined requests). Empty, and
-    /// holding no allocation, for an idle connection in the common case.
-    pub(crate) pending: BytesMut,
-    /// The current request's record, handed to the observers when its exchange ends.
-    pub(crate) si: SiSlot,
-    /// The address the client connected to, for a cluster's PROXY header: an incoming PROXY
-    /// header's destination, or the socket's local address once asked for (read once per
-    /// connection, [`Downstream::local_addr`]).
-    pub(crate) local: Option<SocketAddr>,
-}
-
-impl Downstream {
-    /// The address the client connected to (the first call on a connection without a PROXY
-    /// header costs a `getsockname`; later ones nothing).
-    pub(crate) fn local_addr(&mut self) -> std::io::Result<SocketAddr> {
-        if let Some(a) = self.local {
-            return Ok(a);
-        }
-        let a = self.conn.local_addr()?;
-        self.local = Some(a);
-        Ok(a)
-    }
 }
 
 /// Serve one downstream connection until it closes.
@@ -136,9 +110,11 @@ fn run(
 ) -> impl std::future::Future<Output = ()> {
     // Built here, outside the block, so the block holds it once (moved in, used in place).
     let mut d = Downstream {
-        conn,
+        side: H1 {
+            conn,
+            pending: first,
+        },
         peer,
-        pending: first,
         si: SiSlot::default(),
         local,
     };
@@ -158,16 +134,27 @@ fn run(
             .parked
             .after(l.http.idle_timeout)
             .filter(|_| counted.is_some());
+        // HTTP/2: chosen by config or by TLS's ALPN, or (`auto`) by the preface in the first
+        // bytes. Boxed: the HTTP/2 connection's state must not make every HTTP/1 task larger.
+        let codec = l.http.codec;
+        if codec == CodecType::Http2
+            || (codec.h2()
+                && (d.side.conn.alpn_is(b"h2") || super::h2::is_preface(&d.side.pending)))
+        {
+            Box::pin(super::h2::serve(d, &l, &w)).await;
+            return;
+        }
+        let mut h2_first = codec == CodecType::Auto && start != Start::Resumed;
         loop {
             // Between requests: wait for the next one's first bytes (unless a pipelined one is
             // already here), up to the idle timeout or the worker's drain; past
             // `park_idle_after`, the connection parks.
-            let first = if d.pending.is_empty() {
-                let park = park_after.filter(|_| d.conn.can_park());
+            let first = if d.side.pending.is_empty() {
+                let park = park_after.filter(|_| d.side.conn.can_park());
                 let wait = park.unwrap_or(l.http.idle_timeout);
-                match read_idle(&d.conn, wait, &w.drain).await {
+                match read_idle(&d.side.conn, wait, &w.drain).await {
                     ReadOutcome::Data(b) => Some(b),
-                    ReadOutcome::TimedOut if park.is_some() => match d.conn.quiesce().await {
+                    ReadOutcome::TimedOut if park.is_some() => match d.side.conn.quiesce().await {
                         Quiet::Yes => {
                             let left = l.http.idle_timeout.saturating_sub(wait);
                             // Boxed: rare, and it must not make every idle task larger.
@@ -180,7 +167,7 @@ fn run(
                             return;
                         }
                         Quiet::Data => {
-                            d.conn.release_multishot();
+                            d.side.conn.release_multishot();
                             continue;
                         }
                         Quiet::Closed => break,
@@ -190,6 +177,14 @@ fn run(
             } else {
                 None
             };
+            if h2_first {
+                h2_first = false;
+                if let Some(b) = first.as_ref().filter(|b| super::h2::is_preface(b)) {
+                    d.side.pending.extend_from_slice(b);
+                    Box::pin(super::h2::serve(d, &l, &w)).await;
+                    return;
+                }
+            }
             let next = w.exchange_slots.run(exchange(&mut d, &l, &w, first)).await;
             if d.si.seen {
                 w.stream_done(&l, &d.si);
@@ -199,27 +194,33 @@ fn run(
             if let Next::Close = next {
                 break;
             }
-            if d.pending.is_empty() {
+            if d.side.pending.is_empty() {
                 // Hold no buffer while idle.
-                if d.pending.capacity() > 0 {
-                    d.pending = BytesMut::new();
+                if d.side.pending.capacity() > 0 {
+                    d.side.pending = BytesMut::new();
                 }
-                d.conn.release_idle();
+                d.side.conn.release_idle();
             }
         }
-        if d.conn.is_tls() {
+        if d.side.conn.is_tls() {
             // A TLS connection that ends here ends in order: `close_notify` tells the client
             // it was not cut short. Bounded (a peer that reads nothing cannot hold the task);
             // boxed: its future must not make every connection's task larger.
             let deadline = w.drain.deadline_in(Duration::from_secs(1));
-            let _ = Box::pin(w.drain.before(deadline, d.conn.shutdown_write())).await;
+            let _ = Box::pin(w.drain.before(deadline, d.side.conn.shutdown_write())).await;
         }
     }
 }
 
 /// Hand an idle, quiesced connection to the parking lot; `false`: it was closed instead.
-async fn park_conn(d: Downstream, l: &Rc<ListenerCtx>, w: &WorkerCtx, idle_left: Duration) -> bool {
-    let Downstream { conn, peer, .. } = d;
+async fn park_conn(
+    d: Downstream<H1>,
+    l: &Rc<ListenerCtx>,
+    w: &WorkerCtx,
+    idle_left: Duration,
+) -> bool {
+    let Downstream { side, peer, .. } = d;
+    let conn = side.conn;
     // The socket comes back once its cancelled receive has finished (at once, normally).
     let deadline = w.drain.deadline_in(Duration::from_secs(1));
     match w.drain.before(deadline, conn.into_fd()).await.flatten() {
@@ -311,7 +312,7 @@ pub(crate) struct Begun<'l> {
 /// One request/response exchange on the connection, starting from the bytes that ended the
 /// idle wait (`first`), or from pipelined bytes already in `pending`.
 pub(crate) async fn exchange(
-    d: &mut Downstream,
+    d: &mut Downstream<H1>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     first: Option<ReadBuf>,
@@ -328,22 +329,22 @@ pub(crate) async fn exchange(
 /// stream. `Err` carries what to do with the connection when no request came (closed, timed
 /// out, malformed: answered already).
 async fn read_head<'l>(
-    d: &mut Downstream,
+    d: &mut Downstream<H1>,
     l: &'l ListenerCtx,
     w: &WorkerCtx,
     mut first: Option<ReadBuf>,
 ) -> Result<Begun<'l>, Next> {
     let mut deadline: Option<Instant> = None;
     loop {
-        if !d.pending.is_empty() {
+        if !d.side.pending.is_empty() {
             d.si.start.get_or_insert_with(Instant::now);
             d.si.downstream_remote = Some(d.peer);
-            let pending = std::mem::take(&mut d.pending);
+            let pending = std::mem::take(&mut d.side.pending);
             let got = begin(&pending, l, w, d);
-            d.pending = pending;
+            d.side.pending = pending;
             match got {
                 Ok(Some((b, used))) => {
-                    let _ = d.pending.split_to(used);
+                    let _ = d.side.pending.split_to(used);
                     return Ok(b);
                 }
                 Ok(None) => {}
@@ -359,7 +360,7 @@ async fn read_head<'l>(
             None => {
                 let dl = *deadline
                     .get_or_insert_with(|| Instant::now() + l.http.request_headers_timeout);
-                read_until(&d.conn, dl).await
+                read_until(&d.side.conn, dl).await
             }
         };
         let buf = match read {
@@ -374,20 +375,20 @@ async fn read_head<'l>(
             }
             _ => return Err(Next::Close),
         };
-        if d.pending.is_empty() {
+        if d.side.pending.is_empty() {
             // Common case: the whole head is in this one read.
             match begin(&buf, l, w, d) {
                 Ok(Some((b, used))) => {
                     if used < buf.len() {
-                        d.pending.extend_from_slice(&buf[used..]);
+                        d.side.pending.extend_from_slice(&buf[used..]);
                     }
                     return Ok(b);
                 }
-                Ok(None) => d.pending.extend_from_slice(&buf),
+                Ok(None) => d.side.pending.extend_from_slice(&buf),
                 Err(e) => return Err(Box::pin(stream::reply_parse_error(d, w, e)).await),
             }
         } else {
-            d.pending.extend_from_slice(&buf);
+            d.side.pending.extend_from_slice(&buf);
         }
     }
 }
@@ -399,7 +400,7 @@ fn begin<'l>(
     src: &[u8],
     l: &'l ListenerCtx,
     w: &WorkerCtx,
-    d: &mut Downstream,
+    d: &mut Downstream<H1>,
 ) -> Result<Option<(Begun<'l>, usize)>, h1::ParseError> {
     let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
     let si = &mut *d.si;
@@ -414,7 +415,7 @@ fn begin<'l>(
     si.seen = true;
     si.version = Some(req.version.into());
     let scheme = if l.http.tls.is_some() {
-        si.tls = d.conn.tls_details().cloned();
+        si.tls = d.side.conn.tls_details().cloned();
         "https"
     } else {
         "http"
@@ -422,7 +423,7 @@ fn begin<'l>(
     let seen = model::decode_request(&req, scheme, &mut si.req);
     let upgrade = model::forwarded_upgrade(&req).map(Bytes::copy_from_slice);
     let info = ReqInfo {
-        version: req.version,
+        version: req.version.into(),
         keep_alive: req.keep_alive,
         is_head: req.method == "HEAD",
         framing: req.framing,
@@ -430,6 +431,21 @@ fn begin<'l>(
         idempotent: req.is_idempotent(),
         upgrade,
     };
+    let route = route_and_policy(l, w, si, d.peer, seen);
+    Ok(Some((Begun { info, route }, req.head_len)))
+}
+
+/// After a head is decoded into the record (any codec): start or continue its trace, route it
+/// and, when the route forwards, apply the forwarding policy (x-forwarded-*, x-request-id,
+/// x-forwarded-client-cert, trace headers), on the model, before the filters (as Envoy's
+/// connection manager).
+pub(crate) fn route_and_policy<'l>(
+    l: &'l ListenerCtx,
+    w: &WorkerCtx,
+    si: &mut stream_info::StreamInfo,
+    peer: SocketAddr,
+    seen: model::Seen,
+) -> Option<&'l Route> {
     let trace = l.trace_threshold.map(|threshold| {
         crate::trace::context::begin(
             si.req.headers.iter(),
@@ -462,7 +478,7 @@ fn begin<'l>(
         } else {
             b""
         };
-        super::policy::forwarding(&mut si.req, seen, d.peer.ip(), request_id);
+        super::policy::forwarding(&mut si.req, seen, peer.ip(), request_id);
         if seen.client_cert
             || (l.http.xfcc.sets() && si.tls.as_ref().is_some_and(|t| t.peer.is_some()))
         {
@@ -472,16 +488,13 @@ fn begin<'l>(
             super::policy::trace_headers(&mut si.req, t);
         }
     }
-    Ok(Some((Begun { info, route }, req.head_len)))
+    route
 }
 
 /// Whether a request's framing says it has no body.
 pub(crate) fn bodiless(framing: BodyFraming) -> bool {
     matches!(framing, BodyFraming::None | BodyFraming::Length(0))
 }
-
-/// The version a reply goes out in when the request never completed.
-pub(crate) const DEFAULT_VERSION: Version = Version::Http11;
 
 /// The record keeps the codec's version as its own (the same two values).
 impl From<Version> for stream_info::Version {

@@ -24,9 +24,10 @@ use crate::{
     error::LocalReason,
     http::{
         body::{self, BodyEvent, PumpError, ReadAllError},
-        conn_manager::{Downstream, Next},
+        conn_manager::Next,
         ctx::{ListenerCtx, WorkerCtx},
-        h1::{self, model, BodyFraming, Version},
+        downstream::{h1_version, Downstream, Side, H1},
+        h1::{self, model, BodyFraming},
         stream::{self, Filters, ReqInfo},
     },
     io::{Conn, PostedRead, ReadBuf},
@@ -40,19 +41,19 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const INLINE_BODY: usize = 4096;
 
 /// Where a forwarded request is going.
-struct Target<'w> {
-    cluster: &'w ClusterView,
-    ep: &'w EndpointView,
-    cstats: Option<&'w stats::ClusterStats>,
-    timeout: Option<Duration>,
+pub(crate) struct Target<'w> {
+    pub(crate) cluster: &'w ClusterView,
+    pub(crate) ep: &'w EndpointView,
+    pub(crate) cstats: Option<&'w stats::ClusterStats>,
+    pub(crate) timeout: Option<Duration>,
     /// The downstream (client, local) addresses when the cluster sends a PROXY header: the
     /// header's content and the key its pooled connections are reused under.
-    proxied: Option<Proxied>,
+    pub(crate) proxied: Option<Proxied>,
 }
 
 /// Forward the stream's request (the model in `d.si.req`) to the route's cluster.
-pub(crate) async fn forward(
-    d: &mut Downstream,
+pub(crate) async fn forward<S: Side>(
+    d: &mut Downstream<S>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: ReqInfo,
@@ -95,13 +96,7 @@ pub(crate) async fn forward(
     d.si.upstream = Some(ep.address);
 
     // A body that is already complete can be sent in one write, and replayed on a retry.
-    let mut buffered: Option<Bytes> = match info.framing {
-        BodyFraming::None => Some(Bytes::new()),
-        BodyFraming::Length(n) if d.pending.len() as u64 >= n => {
-            Some(d.pending.split_to(n as usize).freeze())
-        }
-        _ => None,
-    };
+    let mut buffered: Option<Bytes> = d.side.body_if_here(info.framing);
     let want = filters.as_ref().map(|f| f.active.hooks());
     let mut trailers: Option<HeaderMap> = None;
     if let Some(max) = want.and_then(|h| h.buffer_request_body) {
@@ -201,7 +196,12 @@ enum Failed {
 }
 
 /// The client's body failed while it was being forwarded.
-async fn body_failed(d: &mut Downstream, w: &WorkerCtx, info: &ReqInfo, e: PumpError) -> Next {
+async fn body_failed<S: Side>(
+    d: &mut Downstream<S>,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    e: PumpError,
+) -> Next {
     d.si.downstream_reset = true;
     tracing::debug!(error = %e, "request body failed");
     match e {
@@ -264,8 +264,8 @@ async fn first_read(
 /// Get a connection, send head and body, wait for the first response bytes. Returns the
 /// connection and those bytes with the route deadline.
 #[allow(clippy::too_many_arguments)]
-async fn send(
-    d: &mut Downstream,
+async fn send<S: Side>(
+    d: &mut Downstream<S>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
@@ -353,7 +353,7 @@ async fn send(
                 stream_body(d, l, w, info, t, &up, pp, h, body_hooks).await?
             }
         };
-        let retry = |d: &mut Downstream| {
+        let retry = |d: &mut Downstream<S>| {
             if reused && replayable && attempt == 1 {
                 if let Some(c) = t.cstats {
                     stats::inc(&c.upstream_rq_retry);
@@ -478,8 +478,8 @@ async fn write_head(
 /// body (`100 Continue` first when the client asked), through the filters' request data and
 /// trailers hooks when `filters` has them. `Ok(false)`: the upstream write failed.
 #[allow(clippy::too_many_arguments)]
-async fn stream_body(
-    d: &mut Downstream,
+async fn stream_body<S: Side>(
+    d: &mut Downstream<S>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
@@ -489,13 +489,7 @@ async fn stream_body(
     head: BytesMut,
     filters: Option<&mut Filters<'_>>,
 ) -> Result<bool, Failed> {
-    if info.expect_continue
-        && info.version == Version::Http11
-        && d.conn
-            .write_all(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"))
-            .await
-            .is_err()
-    {
+    if !d.side.continue_100(info).await {
         return Err(Failed::Next(Next::Close));
     }
     let written = match pp {
@@ -509,7 +503,6 @@ async fn stream_body(
     if written.is_err() {
         return Ok(false);
     }
-    let initial = std::mem::take(&mut d.pending);
     // The head said chunked when the body's length is unknown (a filter may have made it so).
     let chunked_out = d.si.req.body == BodySize::Unknown;
     let r = body::Reframe {
@@ -522,7 +515,11 @@ async fn stream_body(
     let received = Cell::new(0);
     let mut reply = None;
     let pumped = match filters {
-        None => body::pump(&d.conn, initial, up, r, timeout, &received, w.bulk()).await,
+        None => {
+            d.side
+                .pump_request(up, r, timeout, &received, w.bulk(), None)
+                .await
+        }
         Some(f) => {
             let vars = stream::vars(d.peer, info.version, f.route.as_ref());
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
@@ -537,13 +534,14 @@ async fn stream_body(
                 };
                 reply.is_none()
             };
-            body::pump_filtered(&d.conn, initial, up, r, timeout, &received, &mut transform).await
+            d.side
+                .pump_request(up, r, timeout, &received, w.bulk(), Some(&mut transform))
+                .await
         }
     };
     d.si.bytes_received = received.get();
     match pumped {
-        Ok((rest, moved)) => {
-            d.pending = rest;
+        Ok(moved) => {
             d.si.bytes_received = moved;
             Ok(true)
         }
@@ -557,13 +555,13 @@ async fn stream_body(
 }
 
 /// A parsed upstream response head, decoded into `d.si.resp`.
-struct Parsed {
-    head_len: usize,
-    framing_in: BodyFraming,
+pub(crate) struct Parsed {
+    pub(crate) head_len: usize,
+    pub(crate) framing_in: BodyFraming,
     /// The upstream connection may be reused after the body.
-    up_keep: bool,
+    pub(crate) up_keep: bool,
     /// 101: the protocol switched to.
-    upgrade: Option<Bytes>,
+    pub(crate) upgrade: Option<Bytes>,
 }
 
 /// Parse the response head at the front of `src` into the model. `Ok(Some(None))`: a 1xx other
@@ -601,20 +599,20 @@ fn parse_head(
 
 /// Bytes that followed a response head: still in the read buffer they arrived in (the common
 /// case: no copy), or in the buffer a split head was gathered in.
-enum Rest {
+pub(crate) enum Rest {
     Read(ReadBuf, usize),
     Pend(BytesMut),
 }
 
 impl Rest {
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Rest::Read(b, at) => &b[*at..],
             Rest::Pend(p) => p,
         }
     }
 
-    fn into_bytes_mut(self) -> BytesMut {
+    pub(crate) fn into_bytes_mut(self) -> BytesMut {
         match self {
             Rest::Read(b, at) => BytesMut::from(&b[at..]),
             Rest::Pend(p) => p,
@@ -624,8 +622,8 @@ impl Rest {
 
 /// Read the response head (skipping interim 1xx responses other than 101). Returns it and the
 /// bytes that followed it.
-async fn read_head(
-    d: &mut Downstream,
+async fn read_head<S>(
+    d: &mut Downstream<S>,
     w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
@@ -683,7 +681,7 @@ async fn read_head(
 }
 
 /// Template values on the response path: the stream's, plus the upstream and its status.
-fn response_vars<'a>(
+pub(crate) fn response_vars<'a>(
     peer: std::net::SocketAddr,
     info: &ReqInfo,
     route: Option<&ringway_filters::RouteInfo<'a>>,
@@ -697,7 +695,7 @@ fn response_vars<'a>(
 }
 
 /// The one place an upstream connection goes back to its pool.
-fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
+pub(crate) fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
     t.ep.pool.checkin(
         Rc::clone(up),
         t.cluster.max_idle_per_endpoint,
@@ -708,8 +706,8 @@ fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
 
 /// Send the response to the client: filters, head, body.
 #[allow(clippy::too_many_arguments)]
-async fn respond(
-    d: &mut Downstream,
+async fn respond<S: Side>(
+    d: &mut Downstream<S>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
@@ -723,7 +721,7 @@ async fn respond(
     let body_in_buf = rest.as_slice();
     let status = d.si.resp.status;
     if status == 101 {
-        return Box::pin(switch_protocols(
+        return Box::pin(S::switch_protocols(
             d,
             l,
             w,
@@ -744,7 +742,6 @@ async fn respond(
         vh.response.apply_response(&mut si.resp, Some(&si.req), &v);
         own.response.apply_response(&mut si.resp, Some(&si.req), &v);
     }
-    let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
     let end_stream = p.framing_in == BodyFraming::None || p.framing_in == BodyFraming::Length(0);
     if let Some(f) = filters
         .as_mut()
@@ -784,7 +781,28 @@ async fn respond(
         }
     }
     d.si.status = d.si.resp.status;
-    let framing = model::Framing::for_client(d.si.resp.body, info.version, bodiless);
+    S::respond_tail(d, l, w, info, t, up, p, rest, filters).await
+}
+
+/// [`respond`]'s end on an HTTP/1 connection: encode the head, move the body (straight through,
+/// or through the filters' response data hooks).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn respond_h1(
+    d: &mut Downstream<H1>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    t: &Target<'_>,
+    up: &Rc<Conn>,
+    p: Parsed,
+    rest: Rest,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let body_in_buf = rest.as_slice();
+    let status = d.si.resp.status;
+    let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
+    let version = h1_version(info.version);
+    let framing = model::Framing::for_client(d.si.resp.body, version, bodiless);
     let keep_alive =
         info.keep_alive && !w.drain.is_draining() && framing != model::Framing::UntilClose;
     let persist = if keep_alive {
@@ -795,15 +813,7 @@ async fn respond(
     let mut out = w
         .write_bufs
         .take(d.si.resp.headers.wire_len() + 96 + body_in_buf.len().min(INLINE_BODY));
-    model::encode_response(
-        &d.si.resp,
-        info.version,
-        framing,
-        persist,
-        None,
-        None,
-        &mut out,
-    );
+    model::encode_response(&d.si.resp, version, framing, persist, None, None, &mut out);
     let chunked_out = framing == model::Framing::Chunked;
     let r = body::Reframe {
         framing: p.framing_in,
@@ -829,7 +839,7 @@ async fn respond(
             if n as usize == body_in_buf.len() && body_in_buf.len() <= INLINE_BODY {
                 out.extend_from_slice(body_in_buf);
                 d.si.bytes_sent = n;
-                let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
+                let ok = d.side.conn.write_pooled(out, &w.write_bufs).await.is_ok();
                 d.si.t_last_byte = Some(Instant::now());
                 d.si.downstream_reset = !ok;
                 if p.up_keep {
@@ -840,7 +850,7 @@ async fn respond(
         }
     }
     if p.framing_in == BodyFraming::None {
-        let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
+        let ok = d.side.conn.write_pooled(out, &w.write_bufs).await.is_ok();
         d.si.t_last_byte = Some(Instant::now());
         d.si.downstream_reset = !ok;
         if p.up_keep && body_in_buf.is_empty() {
@@ -848,7 +858,7 @@ async fn respond(
         }
         return next(ok);
     }
-    if d.conn.write_pooled(out, &w.write_bufs).await.is_err() {
+    if d.side.conn.write_pooled(out, &w.write_bufs).await.is_err() {
         d.si.downstream_reset = true;
         return Next::Close;
     }
@@ -858,7 +868,7 @@ async fn respond(
     let mut ended_by: Option<&'static str> = None;
     let body_timeout = t.timeout.map(|t| (&w.drain, t));
     let pumped = match filters.as_mut().filter(|_| wants_data) {
-        None => body::pump(up, initial, &d.conn, r, body_timeout, &sent, w.bulk()).await,
+        None => body::pump(up, initial, &d.side.conn, r, body_timeout, &sent, w.bulk()).await,
         Some(f) => {
             let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
             let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
@@ -883,7 +893,16 @@ async fn respond(
                     }
                 }
             };
-            body::pump_filtered(up, initial, &d.conn, r, body_timeout, &sent, &mut transform).await
+            body::pump_filtered(
+                up,
+                initial,
+                &d.side.conn,
+                r,
+                body_timeout,
+                &sent,
+                &mut transform,
+            )
+            .await
         }
     };
     if ended_by.is_some() {
@@ -913,8 +932,8 @@ async fn respond(
 }
 
 /// A 101: send the head, then tunnel bytes both ways until both sides close.
-async fn switch_protocols(
-    d: &mut Downstream,
+pub(crate) async fn switch_protocols(
+    d: &mut Downstream<H1>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
@@ -931,17 +950,17 @@ async fn switch_protocols(
     let mut out = BytesMut::with_capacity(d.si.resp.headers.wire_len() + 96);
     model::encode_response(
         &d.si.resp,
-        info.version,
+        h1_version(info.version),
         model::Framing::None { length_zero: false },
         model::Persist::Upgrade,
         p.upgrade.as_deref(),
         None,
         &mut out,
     );
-    if d.conn.write_pooled(out, &w.write_bufs).await.is_err() {
+    if d.side.conn.write_pooled(out, &w.write_bufs).await.is_err() {
         return Next::Close;
     }
-    let to_up = std::mem::take(&mut d.pending);
+    let to_up = std::mem::take(&mut d.side.pending);
     let tunnel = crate::tunnel::Tunnel {
         drain: &w.drain,
         idle: l.http.stream_idle_timeout,
@@ -949,7 +968,7 @@ async fn switch_protocols(
         stats: &w.stats,
         counters: [None, None],
     };
-    let out = tunnel.run(&d.conn, to_up, up, body_in_buf).await;
+    let out = tunnel.run(&d.side.conn, to_up, up, body_in_buf).await;
     if out.end == crate::tunnel::End::IdleTimeout {
         tracing::debug!("upgraded tunnel closed after stream_idle_timeout");
     }

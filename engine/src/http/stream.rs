@@ -22,13 +22,18 @@ use crate::{
     error::{status_text, LocalReason},
     http::{
         body,
-        conn_manager::{Begun, Downstream, Next, DEFAULT_VERSION},
+        conn_manager::{Begun, Next},
         ctx::{ListenerCtx, WorkerCtx},
+        downstream::{Downstream, ReplyOut, Side},
         filter_chain::{Active, Parts, StreamVars, WorkerRuntime},
         forward,
-        h1::{self, model, BodyFraming, Version},
+        h1::{self, BodyFraming},
     },
+    stream_info::Version,
 };
+
+/// The version a reply goes out in when the request never completed.
+const DEFAULT_VERSION: Version = Version::Http11;
 
 /// What the exchange needs to know about the request after its head is gone.
 #[derive(Debug, Clone)]
@@ -134,6 +139,7 @@ pub fn vars<'a>(
         protocol: match version {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2",
         },
         route_name: route.map_or("", |r| r.name),
         virtual_host: route.map_or("", |r| r.virtual_host),
@@ -159,7 +165,12 @@ fn route_info<'a>(l: &'a ListenerCtx, route: Option<&'a Route>) -> Option<RouteI
 }
 
 /// Run one stream: request filters, then the route's action.
-pub(crate) async fn run(d: &mut Downstream, l: &ListenerCtx, w: &WorkerCtx, b: Begun<'_>) -> Next {
+pub(crate) async fn run<S: Side>(
+    d: &mut Downstream<S>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    b: Begun<'_>,
+) -> Next {
     let Begun { info, route } = b;
     let mut filters = l.chains.for_route(route).map(|c| Filters {
         active: c.start(),
@@ -269,8 +280,8 @@ pub(crate) fn edits<'l>(
 }
 
 /// Apply the route's response header edits to a reply the router makes itself.
-fn edit_reply(
-    d: &Downstream,
+fn edit_reply<S>(
+    d: &Downstream<S>,
     l: &ListenerCtx,
     route: &Route,
     info: &ReqInfo,
@@ -325,22 +336,15 @@ pub(crate) fn rewrite_path(m: &PathMatch, path: &str, rw: &str) -> String {
 }
 
 /// Drop the body of a request answered locally, if it is all here; `false` = close instead.
-pub(crate) fn discard_body(d: &mut Downstream, framing: BodyFraming) -> bool {
-    match framing {
-        BodyFraming::None => true,
-        BodyFraming::Length(n) if d.pending.len() as u64 >= n => {
-            let _ = d.pending.split_to(n as usize);
-            true
-        }
-        _ => false,
-    }
+pub(crate) fn discard_body<S: Side>(d: &mut Downstream<S>, framing: BodyFraming) -> bool {
+    d.side.discard_body(framing)
 }
 
 /// The one local-reply writer: fill the response model from `reply`, let the filters that saw
 /// the request see it (response headers, reverse order), encode and send it. `info` is `None`
 /// when the request head never completed.
-pub(crate) async fn send_reply(
-    d: &mut Downstream,
+pub(crate) async fn send_reply<S: Side>(
+    d: &mut Downstream<S>,
     w: &WorkerCtx,
     info: Option<&ReqInfo>,
     reply: Reply,
@@ -389,33 +393,14 @@ pub(crate) async fn send_reply(
         si.filter_details = reply.tag;
     }
     let close = force_close || !ka || w.drain.is_draining();
-    let bodiless =
-        is_head || si.resp.status < 200 || si.resp.status == 204 || si.resp.status == 304;
-    let framing = match si.resp.body {
-        _ if bodiless && !is_head => model::Framing::None { length_zero: false },
-        BodySize::Empty => model::Framing::None { length_zero: true },
-        // HEAD: the length of the body a GET would get.
-        _ => model::Framing::Length(body.len() as u64),
+    let out = ReplyOut {
+        version,
+        is_head,
+        close,
+        tag: reply.tag,
+        body,
     };
-    let persist = if close {
-        model::Persist::Close
-    } else {
-        model::Persist::KeepAlive
-    };
-    let mut out = w
-        .write_bufs
-        .take(si.resp.headers.wire_len() + 160 + body.len());
-    model::encode_response(
-        &si.resp, version, framing, persist, None, reply.tag, &mut out,
-    );
-    if !bodiless {
-        out.extend_from_slice(&body);
-        si.bytes_sent = body.len() as u64;
-    } else {
-        si.bytes_sent = 0;
-    }
-    let ok = d.conn.write_pooled(out, &w.write_bufs).await.is_ok();
-    si.t_last_byte = Some(Instant::now());
+    let ok = d.side.write_reply(w, si, out).await;
     if !ok || close {
         return Next::Close;
     }
@@ -424,8 +409,8 @@ pub(crate) async fn send_reply(
 
 /// Answer a head (or chunked body) that could not be parsed (400, 414, 431, 501, 505) and
 /// close.
-pub(crate) async fn reply_parse_error(
-    d: &mut Downstream,
+pub(crate) async fn reply_parse_error<S: Side>(
+    d: &mut Downstream<S>,
     w: &WorkerCtx,
     e: h1::ParseError,
 ) -> Next {
@@ -443,13 +428,17 @@ pub(crate) async fn reply_parse_error(
 }
 
 /// Answer for `reason` before a request head completed (e.g. its timeout), and close.
-pub(crate) async fn reply_early(d: &mut Downstream, w: &WorkerCtx, reason: LocalReason) -> Next {
+pub(crate) async fn reply_early<S: Side>(
+    d: &mut Downstream<S>,
+    w: &WorkerCtx,
+    reason: LocalReason,
+) -> Next {
     send_reply(d, w, None, Reply::error(reason), None, true).await
 }
 
 /// Answer for `reason` on a request whose head is known.
-pub(crate) async fn reply_error(
-    d: &mut Downstream,
+pub(crate) async fn reply_error<S: Side>(
+    d: &mut Downstream<S>,
     w: &WorkerCtx,
     info: &ReqInfo,
     reason: LocalReason,
@@ -461,18 +450,14 @@ pub(crate) async fn reply_error(
 
 /// Read the whole request body for a filter that needs it (`buffer`), up to `max` bytes, with
 /// its trailers when the listener decodes them.
-pub(crate) async fn buffer_body(
-    d: &mut Downstream,
+pub(crate) async fn buffer_body<S: Side>(
+    d: &mut Downstream<S>,
     w: &WorkerCtx,
     info: &ReqInfo,
     max: usize,
     timeout: std::time::Duration,
     trailers: bool,
 ) -> Result<body::WholeBody, body::ReadAllError> {
-    let initial = std::mem::take(&mut d.pending);
-    let src = &d.conn;
     let bound = Some((&w.drain, timeout));
-    let mut whole = body::read_all(src, initial, info.framing, max, bound, trailers).await?;
-    d.pending = std::mem::take(&mut whole.rest);
-    Ok(whole)
+    d.side.read_all(info.framing, max, bound, trailers).await
 }

@@ -288,6 +288,11 @@ impl Conn {
         self.tls.as_ref().and_then(|t| t.details())
     }
 
+    /// Whether TLS negotiated `proto` by ALPN (`false` on a plain connection).
+    pub fn alpn_is(&self, proto: &[u8]) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.alpn_is(proto))
+    }
+
     /// Whether this connection carries TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -390,6 +395,15 @@ impl Conn {
             read.state = ReadState::Ready(Some(r));
         }
         read
+    }
+
+    /// A read that owns a reference to the connection, submitted when first polled (a codec
+    /// driven by polls, HTTP/2's, keeps one in flight).
+    pub fn read_rc(self: &Rc<Self>) -> PostedRead {
+        Read {
+            conn: Rc::clone(self),
+            state: self.recv_state(),
+        }
     }
 
     /// Write every byte of `buf`.

@@ -238,6 +238,11 @@ impl TlsState {
     }
 
     /// The server-side session's details (`None` on the client side).
+    /// The protocol ALPN settled on (`h2`, `http/1.1`), if any.
+    pub fn alpn_is(&self, proto: &[u8]) -> bool {
+        self.session.borrow().alpn_protocol() == Some(proto)
+    }
+
     pub fn details(&self) -> Option<&Arc<TlsDetails>> {
         self.details.as_ref()
     }

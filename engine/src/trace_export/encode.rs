@@ -107,6 +107,7 @@ fn view<'a>(cfg: &'a Config, s: &'a FinishedSpan) -> Option<SpanView<'a>> {
         let v = match v {
             Version::Http10 => "1.0",
             Version::Http11 => "1.1",
+            Version::Http2 => "2",
         };
         put("network.protocol.version", s_(v));
     }

@@ -11,8 +11,8 @@ use super::{wire_safe, ClusterNames, Problems};
 use crate::config::{
     defaults,
     model::{
-        ForwardAction, HeaderMatchKind, HeaderMatcher, HttpConnManager, PathMatch, RedirectAction,
-        Route, RouteAction, RouteMatch, VirtualHost,
+        CodecType, ForwardAction, HeaderMatchKind, HeaderMatcher, Http2Options, HttpConnManager,
+        PathMatch, RedirectAction, Route, RouteAction, RouteMatch, VirtualHost,
     },
     path::DocPath,
     schema::{
@@ -146,6 +146,80 @@ pub(super) fn conn_manager(
             .and_then(|o| o.enable_trailers)
             .unwrap_or(false),
         xfcc: xfcc(hcm, path, problems),
+        codec: codec_type(hcm, path, problems),
+        http2: http2_options(hcm, max_request_headers_bytes, path, problems),
+    }
+}
+
+/// `codec_type`.
+fn codec_type(hcm: &HcmSpec, path: &DocPath, problems: &mut Problems) -> CodecType {
+    match hcm.codec_type.as_deref() {
+        None => CodecType::Auto,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "auto" => CodecType::Auto,
+            "http1" => CodecType::Http1,
+            "http2" => CodecType::Http2,
+            _ => {
+                problems.value(
+                    &path.key("codec_type"),
+                    format!("codec_type must be auto, http1 or http2 (found {v:?})"),
+                );
+                CodecType::Auto
+            }
+        },
+    }
+}
+
+/// `http2_protocol_options`, each setting checked against what HTTP/2 allows.
+fn http2_options(
+    hcm: &HcmSpec,
+    max_headers: usize,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> Http2Options {
+    let spec = hcm.http2_protocol_options.as_ref();
+    let at = path.key("http2_protocol_options");
+    let mut get =
+        |v: Option<u32>, key: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
+            let n = v.unwrap_or(default);
+            if !range.contains(&n) {
+                problems.value(
+                    &at.key(key),
+                    format!(
+                        "{key} must be {}..={} (found {n})",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
+            n
+        };
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    Http2Options {
+        max_concurrent_streams: get(
+            spec.and_then(|s| s.max_concurrent_streams),
+            "max_concurrent_streams",
+            defaults::H2_MAX_CONCURRENT_STREAMS,
+            1..=MAX_WINDOW,
+        ),
+        initial_stream_window_size: get(
+            spec.and_then(|s| s.initial_stream_window_size),
+            "initial_stream_window_size",
+            defaults::H2_STREAM_WINDOW,
+            65535..=MAX_WINDOW,
+        ),
+        initial_connection_window_size: get(
+            spec.and_then(|s| s.initial_connection_window_size),
+            "initial_connection_window_size",
+            defaults::H2_CONNECTION_WINDOW,
+            65535..=MAX_WINDOW,
+        ),
+        max_header_list_size: get(
+            spec.and_then(|s| s.max_header_list_size),
+            "max_header_list_size",
+            max_headers as u32,
+            1..=u32::MAX,
+        ),
     }
 }
 

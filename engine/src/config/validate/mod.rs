@@ -508,7 +508,10 @@ fn network_filter(
         }
     }
     let tls = chain.tls.as_ref().and_then(|t| {
-        let http = matches!(network, Some(NetworkFilter::Http(_)));
+        let http = match &network {
+            Some(NetworkFilter::Http(h)) => Some(h.codec),
+            _ => None,
+        };
         tls::downstream(t, chain, &chain_path.key("tls"), http, ctx.base, problems)
     });
     match &mut network {

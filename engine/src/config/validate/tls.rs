@@ -25,7 +25,7 @@ use rustls::{
 
 use super::Problems;
 use crate::config::{
-    model::DownstreamTls,
+    model::{CodecType, DownstreamTls},
     path::DocPath,
     schema::{
         DataSourceSpec, FilterChainSpec, TlsCertificateSpec, TlsParamsSpec, TlsSpec,
@@ -40,7 +40,7 @@ pub(super) fn downstream(
     spec: &TlsSpec,
     chain: &FilterChainSpec,
     path: &DocPath,
-    http: bool,
+    http: Option<CodecType>,
     dir: Option<&Path>,
     problems: &mut Problems,
 ) -> Option<Arc<DownstreamTls>> {
@@ -349,19 +349,27 @@ fn openssl_to_iana(name: &str) -> Option<&'static str> {
 fn alpn_protocols(
     list: Option<&Vec<String>>,
     path: &DocPath,
-    http: bool,
+    http: Option<CodecType>,
     problems: &mut Problems,
 ) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (i, p) in list.into_iter().flatten().enumerate() {
-        if http && p != "http/1.1" && p != "http/1.0" {
+        let speaks = match http {
+            None => true,
+            Some(c) => p == "http/1.1" || p == "http/1.0" || (p == "h2" && c.h2()),
+        };
+        if !speaks {
+            let offer = match http {
+                Some(CodecType::Http1) => {
+                    "its codec_type is http1: offer \"http/1.1\" (or set codec_type: auto to \
+                     offer \"h2\" too)"
+                }
+                _ => "offer \"h2\" and/or \"http/1.1\"",
+            };
             problems.value(
                 &path.index(i),
-                format!(
-                    "{p:?} cannot be offered on an http_connection_manager chain: ringway speaks \
-                     HTTP/1.1 there (HTTP/2 is not there yet); offer \"http/1.1\""
-                ),
+                format!("{p:?} cannot be offered on this http_connection_manager chain: {offer}"),
             );
             ok = false;
         }

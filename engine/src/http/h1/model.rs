@@ -21,7 +21,7 @@ use crate::text::decimal;
 
 /// Header kinds the decoder treats specially.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Never part of the model (hop-by-hop, framing, host).
     Codec,
     ForwardedFor,
@@ -31,7 +31,7 @@ enum Kind {
     Other,
 }
 
-fn kind(name: &[u8]) -> Kind {
+pub(crate) fn kind(name: &[u8]) -> Kind {
     let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
     match name.len() {
         2 if is(b"te") => Kind::Codec,
@@ -225,7 +225,7 @@ pub fn decode_response(resp: &Response<'_, '_>, head: &mut ResponseHead) {
 
 /// Fields a trailer section may not carry (RFC 9110 §6.5.1: framing, routing, request
 /// modifiers, authentication, response control and content metadata): dropped on decode.
-fn forbidden_in_trailers(name: &[u8]) -> bool {
+pub(crate) fn forbidden_in_trailers(name: &[u8]) -> bool {
     const NAMES: &[&[u8]] = &[
         b"age",
         b"authorization",

@@ -1,0 +1,131 @@
+//! HTTP/2 from clients: the second codec on the stream layer, with the `h2` crate.
+//!
+//! ```text
+//! conn_manager::run (HTTP/1 task of the connection)
+//!   codec_type http2, TLS ALPN "h2", or (auto) the first bytes are the preface ─▶ serve
+//!     io::H2Io (the seam as poll I/O) ─▶ h2 server handshake (our SETTINGS: streams, windows,
+//!       header list size) within request_headers_timeout
+//!     accept loop (this task drives the connection: frames in and out)
+//!       each stream ─▶ its own task on this worker ─▶ stream::serve ─▶ stream layer
+//!       idle_timeout with no stream open, or the worker draining ─▶ graceful GOAWAY
+//!         (h2's two phases: a GOAWAY naming the largest stream id and a PING, then the real
+//!          last stream id once the PING returns), the open streams finish, then the close
+//! ```
+//!
+//! Streams of one connection run concurrently on the connection's worker; each has its own
+//! record (`StreamInfo`), observers, filters and upstream exchange, exactly as an HTTP/1
+//! request. Limits the `h2` crate enforces from our settings: `max_concurrent_streams`
+//! (REFUSED_STREAM beyond it), the flow-control windows (a client can have at most a window of
+//! body bytes in the proxy per stream, and per connection), `max_header_list_size` (the
+//! decoded header list, so an HPACK bomb is refused), streams reset by the client faster than
+//! they are served (Rapid Reset: GOAWAY ENHANCE_YOUR_CALM), a CONTINUATION sequence longer
+//! than the header list allows.
+
+pub mod io;
+mod stream;
+
+use std::{rc::Rc, task::Poll};
+
+use crate::{
+    drain::IdleEnd,
+    http::{
+        ctx::{ListenerCtx, WorkerCtx},
+        downstream::{Downstream, H1},
+    },
+};
+
+/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a connection's first bytes are HTTP/2's preface (all of it, or as much of it as has
+/// arrived, at least `PRI * `: no HTTP/1 request starts that way).
+pub fn is_preface(first: &[u8]) -> bool {
+    let n = first.len().min(PREFACE.len());
+    n >= 6 && first[..n] == PREFACE[..n]
+}
+
+/// Streams a client may reset before the proxy has even accepted them before the connection
+/// is closed with ENHANCE_YOUR_CALM (Rapid Reset, CVE-2023-44487).
+const MAX_PENDING_ACCEPT_RESETS: usize = 50;
+/// Streams the proxy may reset because of the client's errors before it gives up on the
+/// connection (a peer provoking resets in a loop).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Bytes `h2` may queue for one stream beyond what the client's window lets out.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+
+/// Serve a connection as HTTP/2 until it closes. `d.side.pending` holds the bytes read so far
+/// (the preface, or nothing after TLS chose `h2`).
+pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerCtx>) {
+    let Downstream {
+        side, peer, local, ..
+    } = d;
+    let conn = Rc::new(side.conn);
+    let io = io::H2Io::new(Rc::clone(&conn), side.pending);
+    let o = &l.http.http2;
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(o.max_concurrent_streams)
+        .initial_window_size(o.initial_stream_window_size)
+        .initial_connection_window_size(o.initial_connection_window_size)
+        .max_header_list_size(o.max_header_list_size)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
+    let handshake = b.handshake::<_, bytes::Bytes>(io);
+    let deadline = w.drain.deadline_in(l.http.request_headers_timeout);
+    let mut h2c = match w.drain.before(deadline, handshake).await {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        None => {
+            tracing::debug!(%peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    let mut waiter = w.drain.waiter_for(l.http.idle_timeout);
+    let mut closing = false;
+    enum Ev<T> {
+        Accept(Option<Result<T, h2::Error>>),
+        Drain,
+        Idle,
+    }
+    loop {
+        let ev = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = h2c.poll_accept(cx) {
+                return Poll::Ready(Ev::Accept(r));
+            }
+            if closing {
+                return Poll::Pending;
+            }
+            match waiter.poll_idle(cx) {
+                Poll::Ready(IdleEnd::Drained) => Poll::Ready(Ev::Drain),
+                Poll::Ready(IdleEnd::TimedOut) => Poll::Ready(Ev::Idle),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match ev {
+            Ev::Accept(Some(Ok((req, respond)))) => {
+                let (c, l2, w2) = (Rc::clone(&conn), Rc::clone(l), Rc::clone(w));
+                compio::runtime::spawn(stream::serve(req, respond, c, peer, local, l2, w2))
+                    .detach();
+                waiter = w.drain.waiter_for(l.http.idle_timeout);
+            }
+            Ev::Accept(Some(Err(e))) => {
+                tracing::debug!(%peer, error = %e, "HTTP/2 connection error");
+                break;
+            }
+            Ev::Accept(None) => break,
+            Ev::Drain => {
+                h2c.graceful_shutdown();
+                closing = true;
+            }
+            Ev::Idle if h2c.has_streams() => waiter = w.drain.waiter_for(l.http.idle_timeout),
+            Ev::Idle => {
+                h2c.graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}

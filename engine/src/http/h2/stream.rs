@@ -1,0 +1,623 @@
+//! One HTTP/2 stream from a client, on the stream layer: decoded into the model
+//! ([`decode_request`]), routed and given the forwarding policy exactly as an HTTP/1 request
+//! (`conn_manager::route_and_policy`), then run by `stream::run` with [`H2Stream`] as its
+//! client side.
+//!
+//! Mapping (RFC 9113 §8.2-8.3): `:authority` is the authority (`host` when it is absent; a
+//! `host` header is never forwarded beside it), connection-specific headers never reach the
+//! model (the `h2` crate refuses them from clients), `te` is dropped (only `trailers` is
+//! allowed on HTTP/2 and it means nothing to an HTTP/1 upstream), several `cookie` fields are
+//! joined with `; ` into one. The body has the length `content-length` says (checked against
+//! the DATA frames by `h2`) or goes upstream chunked; trailers go wherever the other side can
+//! carry them. Responses leave with the model's headers minus connection-specific ones, a
+//! `content-length` when the length is known, the body in DATA frames sent only as the
+//! client's flow-control window allows (a slow reader makes the proxy stop reading the
+//! upstream, never buffer), and trailers as a final HEADERS frame.
+
+use std::{cell::Cell, future::poll_fn, io, net::SocketAddr, rc::Rc, time::Instant};
+
+use bytes::{Bytes, BytesMut};
+use h2::{server::SendResponse, RecvStream, SendStream};
+use ringway_filters::{BodySize, HeaderMap, RequestHead};
+
+use crate::{
+    http::{
+        body::{self, BodyEvent, PumpError, ReadAllError, ReadTimeout, Reframe, WholeBody},
+        bulk::Bulk,
+        conn_manager::{route_and_policy, Begun, Next},
+        ctx::{ListenerCtx, WorkerCtx},
+        downstream::{Downstream, ReplyOut, Side},
+        filter_chain::WorkerRuntime,
+        forward::{release, response_vars, Parsed, Rest, Target},
+        h1::{
+            model::{self, Kind, Seen},
+            BodyFraming,
+        },
+        stream::{self, Filters, ReqInfo},
+    },
+    io::{Conn, Piece},
+    stream_info::{SiSlot, Version},
+};
+
+/// An HTTP/2 stream as the stream layer's client side.
+pub(crate) struct H2Stream {
+    conn: Rc<Conn>,
+    recv: RecvStream,
+    respond: SendResponse<Bytes>,
+}
+
+/// Serve one stream: decode, route, run, observe.
+pub(crate) async fn serve(
+    req: http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    conn: Rc<Conn>,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    l: Rc<ListenerCtx>,
+    w: Rc<WorkerCtx>,
+) {
+    let (parts, recv) = req.into_parts();
+    let mut d = Downstream {
+        side: H2Stream {
+            conn,
+            recv,
+            respond,
+        },
+        peer,
+        si: SiSlot::default(),
+        local,
+    };
+    let begun = begin(&parts, &mut d, &l, &w);
+    drop(parts);
+    w.stats.downstream_rq(l.stats_slot);
+    let _ = stream::run(&mut d, &l, &w, begun).await;
+    w.stream_done(&l, &d.si);
+    d.si.release();
+}
+
+/// Decode the request into the record, route it and apply the forwarding policy.
+fn begin<'l>(
+    parts: &http::request::Parts,
+    d: &mut Downstream<H2Stream>,
+    l: &'l ListenerCtx,
+    w: &WorkerCtx,
+) -> Begun<'l> {
+    let si = &mut *d.si;
+    si.start = Some(Instant::now());
+    si.downstream_remote = Some(d.peer);
+    si.seen = true;
+    si.version = Some(Version::Http2);
+    let scheme = if l.http.tls.is_some() {
+        si.tls = d.side.conn.tls_details().cloned();
+        "https"
+    } else {
+        "http"
+    };
+    let end = d.side.recv.is_end_stream();
+    let (seen, framing) = decode_request(parts, scheme, end, &mut si.req);
+    let info = ReqInfo {
+        version: Version::Http2,
+        keep_alive: true,
+        is_head: parts.method == http::Method::HEAD,
+        framing,
+        expect_continue: false,
+        idempotent: si.req.method.is_idempotent(),
+        upgrade: None,
+    };
+    let route = route_and_policy(l, w, si, d.peer, seen);
+    Begun { info, route }
+}
+
+/// Decode an HTTP/2 request head into `head` (reused). `end`: the HEADERS frame ended the
+/// stream (no body). Returns what the policy needs to know and the body's framing as the
+/// stream layer sees it (`Length` from `content-length`, `Chunked` for an unknown length).
+pub(crate) fn decode_request(
+    parts: &http::request::Parts,
+    scheme: &'static str,
+    end: bool,
+    head: &mut RequestHead,
+) -> (Seen, BodyFraming) {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .as_bytes();
+    let path = if path.is_empty() { b"/" } else { path };
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str().as_bytes(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .map_or(&b""[..], |h| h.as_bytes()),
+    };
+    head.reset(parts.method.as_str().as_bytes(), scheme, authority, path);
+    let length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let framing = match (end, length) {
+        (true, _) | (false, Some(0)) => BodyFraming::None,
+        (false, Some(n)) => BodyFraming::Length(n),
+        (false, None) => BodyFraming::Chunked,
+    };
+    head.body = match framing {
+        BodyFraming::Length(n) => BodySize::Known(n),
+        BodyFraming::Chunked | BodyFraming::UntilClose => BodySize::Unknown,
+        BodyFraming::None => BodySize::Empty,
+    };
+    let mut seen = Seen::default();
+    let mut cookies: Option<Vec<u8>> = None;
+    for (name, value) in &parts.headers {
+        let n = name.as_str().as_bytes();
+        match model::kind(n) {
+            Kind::Codec | Kind::ForwardedProto => continue,
+            Kind::ForwardedFor => seen.forwarded_for = true,
+            Kind::RequestId => seen.request_id = true,
+            Kind::ClientCert => seen.client_cert = true,
+            Kind::Other if name == http::header::COOKIE => {
+                // RFC 9113 §8.2.3: several cookie fields become one for HTTP/1.
+                let c = cookies.get_or_insert_with(Vec::new);
+                if !c.is_empty() {
+                    c.extend_from_slice(b"; ");
+                }
+                c.extend_from_slice(value.as_bytes());
+                continue;
+            }
+            Kind::Other => {}
+        }
+        head.headers.append(n, value.as_bytes());
+    }
+    if let Some(c) = cookies {
+        head.headers.append("cookie", c);
+    }
+    (seen, framing)
+}
+
+/// Headers HTTP/2 forbids (RFC 9113 §8.2.2), dropped from what goes to a client.
+fn connection_specific(name: &[u8]) -> bool {
+    const NAMES: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"te",
+        b"host",
+    ];
+    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// The model's headers as `h2` takes them (names lower-cased; invalid fields dropped).
+pub(crate) fn to_http_headers(src: &HeaderMap, out: &mut http::HeaderMap) {
+    for (n, v) in src.iter() {
+        if connection_specific(n) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(n),
+            http::HeaderValue::from_bytes(v),
+        ) else {
+            continue;
+        };
+        out.append(name, value);
+    }
+}
+
+/// Trailers from `h2` into the model (pseudo-fields and fields a trailer may not carry dropped).
+fn from_http_trailers(src: &http::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::default();
+    for (n, v) in src {
+        let n = n.as_str().as_bytes();
+        if model::forbidden_in_trailers(n) || connection_specific(n) {
+            continue;
+        }
+        out.append(n, v.as_bytes());
+    }
+    out
+}
+
+/// A response head for `h2`: the status, the model's headers, `x-ringway-reason` and a
+/// `content-length` when the length is known.
+fn response_head(
+    resp: &ringway_filters::ResponseHead,
+    tag: Option<&'static str>,
+    length: Option<u64>,
+) -> Option<http::Response<()>> {
+    let status = http::StatusCode::from_u16(resp.status).ok()?;
+    let mut r = http::Response::new(());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    to_http_headers(&resp.headers, h);
+    if let Some(t) = tag {
+        h.insert("x-ringway-reason", http::HeaderValue::from_static(t));
+    }
+    if let Some(n) = length {
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+    } else {
+        h.remove(http::header::CONTENT_LENGTH);
+    }
+    Some(r)
+}
+
+/// Send `data` within the stream's flow-control window: capacity is asked for, waited for and
+/// used piece by piece, so nothing beyond the window is ever queued.
+async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
+    if data.is_empty() {
+        if end {
+            send.send_data(Bytes::new(), true)?;
+        }
+        return Ok(());
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let cap = loop {
+            let c = send.capacity();
+            if c > 0 {
+                break c;
+            }
+            match poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(h2::Error::from(h2::Reason::CANCEL)),
+            }
+        };
+        let piece = data.split_to(cap.min(data.len()));
+        send.send_data(piece, end && data.is_empty())?;
+    }
+    Ok(())
+}
+
+/// `fut`, bounded by a body timeout on the coarse clock (`None`: it passed).
+async fn bounded<F: std::future::Future>(timeout: ReadTimeout<'_>, fut: F) -> Option<F::Output> {
+    match timeout {
+        Some((drain, t)) => drain.before(drain.deadline_in(t), fut).await,
+        None => Some(fut.await),
+    }
+}
+
+fn io_err(e: h2::Error) -> io::Error {
+    match e.into_io() {
+        Some(e) => e,
+        None => io::Error::other("stream reset by the client"),
+    }
+}
+
+impl H2Stream {
+    /// The next piece of the request body (`Ok(None)`: it ended), its window given back to
+    /// the client only once `release` is called.
+    async fn next_data(&mut self, timeout: ReadTimeout<'_>) -> Result<Option<Bytes>, PumpError> {
+        match bounded(timeout, self.recv.data()).await {
+            None => Err(PumpError::SrcTimeout),
+            Some(None) => Ok(None),
+            Some(Some(Ok(b))) => Ok(Some(b)),
+            Some(Some(Err(e))) => Err(PumpError::SrcRead(io_err(e))),
+        }
+    }
+
+    fn release(&mut self, n: usize) {
+        let _ = self.recv.flow_control().release_capacity(n);
+    }
+
+    async fn trailers(&mut self, timeout: ReadTimeout<'_>) -> Result<Option<HeaderMap>, PumpError> {
+        match bounded(timeout, self.recv.trailers()).await {
+            None => Err(PumpError::SrcTimeout),
+            Some(Ok(t)) => Ok(t.map(|t| from_http_trailers(&t))),
+            Some(Err(e)) => Err(PumpError::SrcRead(io_err(e))),
+        }
+    }
+}
+
+impl Side for H2Stream {
+    fn conn_local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
+    fn discard_body(&mut self, _framing: BodyFraming) -> bool {
+        // The rest of the stream's body is refused by `h2` once the response ends; the
+        // connection's other streams go on.
+        true
+    }
+
+    fn body_if_here(&mut self, framing: BodyFraming) -> Option<Bytes> {
+        (framing == BodyFraming::None).then(Bytes::new)
+    }
+
+    async fn read_all(
+        &mut self,
+        framing: BodyFraming,
+        max: usize,
+        timeout: ReadTimeout<'_>,
+        _trailers: bool,
+    ) -> Result<WholeBody, ReadAllError> {
+        if let BodyFraming::Length(n) = framing {
+            if n > max as u64 {
+                return Err(ReadAllError::TooLarge(max));
+            }
+        }
+        let mut body = BytesMut::new();
+        while let Some(b) = self.next_data(timeout).await? {
+            if body.len() + b.len() > max {
+                return Err(ReadAllError::TooLarge(max));
+            }
+            self.release(b.len());
+            body.extend_from_slice(&b);
+        }
+        // HTTP/2 carries trailers natively: they are always decoded.
+        let trailers = self.trailers(timeout).await?;
+        Ok(WholeBody {
+            body: body.freeze(),
+            rest: BytesMut::new(),
+            trailers,
+        })
+    }
+
+    async fn write_reply(
+        &mut self,
+        _w: &WorkerCtx,
+        si: &mut crate::stream_info::StreamInfo,
+        r: ReplyOut,
+    ) -> bool {
+        let status = si.resp.status;
+        let bodiless = r.is_head || status < 200 || status == 204 || status == 304;
+        let length = match (bodiless && !r.is_head, si.resp.body) {
+            (true, _) => None,
+            (false, BodySize::Empty) => Some(0),
+            (false, _) => Some(r.body.len() as u64),
+        };
+        let Some(head) = response_head(&si.resp, r.tag, length) else {
+            self.respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return false;
+        };
+        let end = bodiless || r.body.is_empty();
+        let ok = match self.respond.send_response(head, end) {
+            Ok(mut send) if !end => {
+                si.bytes_sent = r.body.len() as u64;
+                send_data(&mut send, r.body, true).await.is_ok()
+            }
+            Ok(_) => {
+                si.bytes_sent = 0;
+                true
+            }
+            Err(_) => false,
+        };
+        si.t_last_byte = Some(Instant::now());
+        ok
+    }
+
+    async fn continue_100(&mut self, _info: &ReqInfo) -> bool {
+        // HTTP/2 clients do not wait for 100 Continue unless they asked; `h2` answers none.
+        true
+    }
+
+    async fn pump_request(
+        &mut self,
+        up: &Conn,
+        r: Reframe,
+        timeout: ReadTimeout<'_>,
+        received: &Cell<u64>,
+        _bulk: Bulk<'_>,
+        mut transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+    ) -> Result<u64, PumpError> {
+        let limit = match r.framing {
+            BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let mut moved = 0u64;
+        loop {
+            let got = self.next_data(timeout).await?;
+            let end = got.is_none();
+            let mut data = got.unwrap_or_default();
+            let len = data.len();
+            if let Some(t) = transform.as_deref_mut() {
+                if !t(BodyEvent::Data(&mut data, end)) {
+                    return Err(PumpError::Filter);
+                }
+            }
+            let mut v = Vec::with_capacity(4);
+            if !data.is_empty() {
+                moved += data.len() as u64;
+                if limit.is_some_and(|n| moved > n) {
+                    return Err(PumpError::SrcRead(io::Error::other(
+                        "body longer than its content-length",
+                    )));
+                }
+                if r.chunked_out {
+                    v.push(body::chunk_header(data.len()));
+                    v.push(Piece::Bytes(data));
+                    v.push(Piece::Bytes(body::CRLF));
+                } else {
+                    v.push(Piece::Bytes(data));
+                }
+            }
+            if end {
+                let mut trailers = self.trailers(timeout).await?;
+                if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
+                    if !t(BodyEvent::Trailers(tr)) {
+                        return Err(PumpError::Filter);
+                    }
+                }
+                if r.chunked_out {
+                    v.push(body::last_chunk(
+                        trailers.as_ref().filter(|_| r.trailers_out),
+                    ));
+                }
+            }
+            body::write(up, v).await?;
+            // The client may send more only once this piece is upstream.
+            self.release(len);
+            received.set(moved);
+            if end {
+                return Ok(moved);
+            }
+        }
+    }
+
+    async fn respond_tail(
+        d: &mut Downstream<Self>,
+        _l: &ListenerCtx,
+        w: &WorkerCtx,
+        info: &ReqInfo,
+        t: &Target<'_>,
+        up: &Rc<Conn>,
+        p: Parsed,
+        rest: Rest,
+        filters: Option<Filters<'_>>,
+    ) -> Next {
+        respond(d, w, info, t, up, p, rest, filters).await
+    }
+
+    async fn switch_protocols(
+        d: &mut Downstream<Self>,
+        _l: &ListenerCtx,
+        w: &WorkerCtx,
+        info: &ReqInfo,
+        _up: &Rc<Conn>,
+        _p: Parsed,
+        _rest: BytesMut,
+    ) -> Next {
+        // An HTTP/2 request never asks to upgrade: a 101 is the upstream's error.
+        let why = crate::error::LocalReason::UpstreamProtocolError;
+        stream::reply_error(d, w, info, why, None, true).await
+    }
+}
+
+/// The upstream's response to an HTTP/2 client: the head, then the body decoded from its
+/// HTTP/1 framing into DATA frames (through the filters' response data hooks when they have
+/// them), then trailers.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    d: &mut Downstream<H2Stream>,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    t: &Target<'_>,
+    up: &Rc<Conn>,
+    p: Parsed,
+    rest: Rest,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let status = d.si.resp.status;
+    let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
+    let no_body = bodiless || matches!(p.framing_in, BodyFraming::None | BodyFraming::Length(0));
+    let length = match d.si.resp.body {
+        _ if bodiless && !info.is_head => None,
+        BodySize::Known(n) => Some(n),
+        BodySize::Empty => Some(0),
+        BodySize::Unknown => None,
+    };
+    let Some(head) = response_head(&d.si.resp, None, length) else {
+        d.side.respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        d.si.downstream_reset = true;
+        return Next::Close;
+    };
+    let mut send = match d.side.respond.send_response(head, no_body) {
+        Ok(s) => s,
+        Err(_) => {
+            d.si.downstream_reset = true;
+            return Next::Close;
+        }
+    };
+    if no_body {
+        d.si.t_last_byte = Some(Instant::now());
+        d.si.bytes_sent = 0;
+        if p.up_keep && rest.as_slice().is_empty() {
+            release(t, w, up);
+        }
+        return Next::KeepAlive;
+    }
+    let r = Reframe {
+        framing: p.framing_in,
+        chunked_out: false,
+        trailers_in: t.cluster.enable_trailers,
+        trailers_out: true,
+    };
+    let mut pieces = body::Pieces::new(p.framing_in, rest.into_bytes_mut(), r.decoder(true));
+    let body_timeout = t.timeout.map(|t| (&w.drain, t));
+    let wants_data = filters.as_ref().is_some_and(|f| {
+        let h = f.active.hooks();
+        h.response_data || h.response_trailers
+    });
+    let rt = WorkerRuntime { drain: &w.drain };
+    let f = filters.as_mut().filter(|_| wants_data);
+    let vars = f
+        .as_ref()
+        .map(|f| response_vars(d.peer, info, f.route.as_ref(), t, status));
+    let (peer, start) = (d.peer, d.si.start);
+    let mut ctx = match (f, vars.as_ref()) {
+        (Some(f), Some(v)) => Some((f.parts(peer, start, &rt, v), &mut f.active)),
+        _ => None,
+    };
+    let mut moved = 0u64;
+    let outcome: Result<(), (bool, Option<&'static str>)> = loop {
+        let got = match pieces.next(up, body_timeout).await {
+            Ok(g) => g,
+            Err(_) => break Err((false, None)),
+        };
+        let end = got.is_none() || pieces.done;
+        let mut data = got.unwrap_or_default();
+        let si = &mut *d.si;
+        if let Some((parts, active)) = ctx.as_mut() {
+            if let Err(reason) =
+                active.response_data(&mut data, end, &si.req, &mut si.filter_state, parts)
+            {
+                break Err((false, Some(reason.unwrap_or("filter_ended_stream"))));
+            }
+        }
+        let mut trailers = None;
+        if end {
+            trailers = match body::parse_trailers(pieces.dec.take_trailers()) {
+                Ok(t) => t.filter(|t| !t.is_empty()),
+                Err(_) => break Err((false, None)),
+            };
+            if let (Some((parts, active)), Some(tr)) = (ctx.as_mut(), trailers.as_mut()) {
+                if let Err(reason) =
+                    active.response_trailers(tr, &si.req, &mut si.filter_state, parts)
+                {
+                    break Err((false, Some(reason.unwrap_or("filter_ended_stream"))));
+                }
+            }
+        }
+        moved += data.len() as u64;
+        if send_data(&mut send, data, end && trailers.is_none())
+            .await
+            .is_err()
+        {
+            break Err((true, None));
+        }
+        if let Some(tr) = trailers {
+            let mut map = http::HeaderMap::new();
+            to_http_headers(&tr, &mut map);
+            if send.send_trailers(map).is_err() {
+                break Err((true, None));
+            }
+        }
+        if end {
+            break Ok(());
+        }
+    };
+    d.si.t_last_byte = Some(Instant::now());
+    d.si.bytes_sent = moved;
+    match outcome {
+        Ok(()) => {
+            if p.up_keep && pieces.input.is_empty() && p.framing_in != BodyFraming::UntilClose {
+                release(t, w, up);
+            }
+        }
+        Err((client_gone, ended_by)) => {
+            if client_gone {
+                d.si.downstream_reset = true;
+            } else {
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                match ended_by {
+                    Some(reason) => d.si.filter_details = Some(reason),
+                    None => d.si.upstream_reset = true,
+                }
+            }
+        }
+    }
+    Next::KeepAlive
+}
