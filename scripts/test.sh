@@ -14,6 +14,8 @@ log() { printf '\n=== %s\n' "$*"; }
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# h2load (nghttp2-client): HTTP/2 multiplexing through the proxy (engine/tests/http2_downstream.rs).
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -29,6 +31,18 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-prometheus-client
+  fi
+fi
+
+# Python's h2: the raw HTTP/2 client of the HTTP/2 tests.
+if ! python3 -c 'import h2' >/dev/null 2>&1; then
+  log "installing Python h2"
+  if python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet h2
+  else
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-h2
   fi
 fi
 

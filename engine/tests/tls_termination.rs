@@ -473,12 +473,12 @@ fn bad_tls_config_is_refused_with_the_field() {
         &https_config(
             o,
             &format!(
-                "tls_certificates: [{}], alpn_protocols: [h2]",
+                "tls_certificates: [{}], alpn_protocols: [h3]",
                 pair("a.example.test")
             ),
             "",
         ),
-        &["alpn_protocols[0]", "HTTP/1.1"],
+        &["alpn_protocols[0]", "\"h3\" cannot be offered"],
     );
     assert_validate_refuses_with(
         &https_config(

@@ -49,6 +49,9 @@ pub fn scratch_dir() -> PathBuf {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
+    // A process id comes round again within one test run: what an earlier test binary left
+    // under the same name (an access log opened for appending) must not leak into this one.
+    let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
 }

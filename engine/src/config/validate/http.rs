@@ -214,12 +214,11 @@ fn http2_options(
             defaults::H2_CONNECTION_WINDOW,
             65535..=MAX_WINDOW,
         ),
-        max_header_list_size: get(
-            spec.and_then(|s| s.max_header_list_size),
-            "max_header_list_size",
-            max_headers as u32,
-            1..=u32::MAX,
-        ),
+        // Defaults to the head limit (checked with it).
+        max_header_list_size: match spec.and_then(|s| s.max_header_list_size) {
+            Some(n) => get(Some(n), "max_header_list_size", n, 1..=u32::MAX),
+            None => max_headers as u32,
+        },
     }
 }
 
