@@ -564,6 +564,12 @@ pub struct Cluster {
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
     /// TLS to the endpoints (`tls`; `None`: plain TCP).
     pub tls: Option<std::sync::Arc<UpstreamTls>>,
+    /// `protocol: http2`: requests go out as HTTP/2 streams, multiplexed.
+    pub http2: bool,
+    /// HTTP/2 settings for connections to the endpoints.
+    pub http2_options: Http2Options,
+    /// Requests one connection carries before it is closed (`None`: no limit).
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// A cluster's TLS origination, checked and built at load.

@@ -784,6 +784,13 @@ pub struct ClusterSpec {
     pub upstream_proxy_protocol: Option<UpstreamProxyProtocolSpec>,
     /// TLS to this cluster's endpoints (Envoy's `UpstreamTlsContext`, flattened).
     pub tls: Option<UpstreamTlsSpec>,
+    /// What the endpoints are spoken to in: `http1` (the default) or `http2` (`auto`, by
+    /// ALPN, is not there yet).
+    pub protocol: Option<String>,
+    /// HTTP/2 settings for connections to this cluster's endpoints (`protocol: http2`).
+    pub http2_protocol_options: Option<Http2OptionsSpec>,
+    /// Requests one upstream connection carries before it is closed (default: no limit).
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// `tls:` on a cluster: originate TLS to every endpoint.

@@ -527,3 +527,179 @@ pub async fn pump_filtered(
         }
     }
 }
+
+/// A body arriving from either codec, as decoded pieces: an HTTP/1 connection's (framed as
+/// `Pieces` says) or an HTTP/2 stream's DATA frames. The bridge between codecs: a body
+/// converted from one to the other moves through here, one piece at a time.
+pub(crate) enum Source<'a> {
+    H1 { src: &'a Conn, pieces: Pieces },
+    H2 { recv: &'a mut h2::RecvStream },
+}
+
+impl Source<'_> {
+    /// The next piece and whether it is the last (`(None, true)`: the body ended).
+    pub(crate) async fn next(
+        &mut self,
+        timeout: ReadTimeout<'_>,
+    ) -> Result<(Option<Bytes>, bool), PumpError> {
+        match self {
+            Source::H1 { src, pieces } => {
+                let got = pieces.next(src, timeout).await?;
+                let end = got.is_none() || pieces.done;
+                Ok((got, end))
+            }
+            Source::H2 { recv } => {
+                let got = match timeout {
+                    Some((drain, t)) => match drain.before(drain.deadline_in(t), recv.data()).await
+                    {
+                        Some(g) => g,
+                        None => return Err(PumpError::SrcTimeout),
+                    },
+                    None => recv.data().await,
+                };
+                match got {
+                    None => Ok((None, true)),
+                    Some(Ok(b)) => Ok((Some(b), recv.is_end_stream())),
+                    Some(Err(e)) => Err(PumpError::SrcRead(crate::upstream::h2::io_error(e))),
+                }
+            }
+        }
+    }
+
+    /// `n` bytes of the last piece have left for the other side: an HTTP/2 sender may send that
+    /// much more (its window is given back only now, so a slow receiver slows the sender).
+    pub(crate) fn consumed(&mut self, n: usize) {
+        if let Source::H2 { recv } = self {
+            let _ = recv.flow_control().release_capacity(n);
+        }
+    }
+
+    /// The trailers that followed the body, if any (an HTTP/1 sender's only when its side
+    /// decodes them).
+    pub(crate) async fn trailers(
+        &mut self,
+        timeout: ReadTimeout<'_>,
+    ) -> Result<Option<HeaderMap>, PumpError> {
+        match self {
+            Source::H1 { pieces, .. } => parse_trailers(pieces.dec.take_trailers()),
+            Source::H2 { recv } => {
+                let got = match timeout {
+                    Some((drain, t)) => {
+                        match drain.before(drain.deadline_in(t), recv.trailers()).await {
+                            Some(g) => g,
+                            None => return Err(PumpError::SrcTimeout),
+                        }
+                    }
+                    None => recv.trailers().await,
+                };
+                match got {
+                    Ok(t) => Ok(t
+                        .map(|t| crate::http::h2::from_http_trailers(&t))
+                        .filter(|t| !t.is_empty())),
+                    Err(e) => Err(PumpError::SrcRead(crate::upstream::h2::io_error(e))),
+                }
+            }
+        }
+    }
+}
+
+/// Move a body from `src` to an HTTP/1 connection, chunked when `chunked_out` (its trailers
+/// then too, when `trailers_out`), raw otherwise, through `transform` when filters have data
+/// hooks. Returns the body bytes written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn pump_to_h1(
+    src: &mut Source<'_>,
+    dst: &Conn,
+    chunked_out: bool,
+    trailers_out: bool,
+    timeout: ReadTimeout<'_>,
+    progress: &Cell<u64>,
+    mut transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+) -> Result<u64, PumpError> {
+    let mut moved = 0u64;
+    loop {
+        let (got, end) = src.next(timeout).await?;
+        let mut data = got.unwrap_or_default();
+        let len = data.len();
+        if let Some(t) = transform.as_deref_mut() {
+            if !t(BodyEvent::Data(&mut data, end)) {
+                return Err(PumpError::Filter);
+            }
+        }
+        let mut v = Vec::with_capacity(4);
+        if !data.is_empty() {
+            moved += data.len() as u64;
+            if chunked_out {
+                v.push(chunk_header(data.len()));
+                v.push(Piece::Bytes(data));
+                v.push(Piece::Bytes(CRLF));
+            } else {
+                v.push(Piece::Bytes(data));
+            }
+        }
+        if end {
+            let mut trailers = src.trailers(timeout).await?;
+            if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
+                if !t(BodyEvent::Trailers(tr)) {
+                    return Err(PumpError::Filter);
+                }
+            }
+            if chunked_out {
+                v.push(last_chunk(trailers.as_ref().filter(|_| trailers_out)));
+            }
+        }
+        write(dst, v).await?;
+        src.consumed(len);
+        progress.set(moved);
+        if end {
+            return Ok(moved);
+        }
+    }
+}
+
+/// Move a body from `src` to an HTTP/2 stream within its flow-control window, then its
+/// trailers (or the end of the stream), through `transform` when filters have data hooks.
+/// Returns the body bytes sent.
+pub(crate) async fn pump_to_h2(
+    src: &mut Source<'_>,
+    dst: &mut h2::SendStream<Bytes>,
+    timeout: ReadTimeout<'_>,
+    progress: &Cell<u64>,
+    mut transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+) -> Result<u64, PumpError> {
+    let gone = |e: h2::Error| PumpError::DstWrite(crate::upstream::h2::io_error(e));
+    let mut moved = 0u64;
+    loop {
+        let (got, end) = src.next(timeout).await?;
+        let mut data = got.unwrap_or_default();
+        let len = data.len();
+        if let Some(t) = transform.as_deref_mut() {
+            if !t(BodyEvent::Data(&mut data, end)) {
+                return Err(PumpError::Filter);
+            }
+        }
+        let mut trailers = None;
+        if end {
+            trailers = src.trailers(timeout).await?;
+            if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
+                if !t(BodyEvent::Trailers(tr)) {
+                    return Err(PumpError::Filter);
+                }
+            }
+        }
+        moved += data.len() as u64;
+        crate::http::h2::send_data(dst, data, end && trailers.is_none())
+            .await
+            .map_err(gone)?;
+        if let Some(tr) = trailers {
+            let mut map = http::HeaderMap::new();
+            crate::http::h2::to_http_headers(&tr, &mut map);
+            dst.send_trailers(map).map_err(gone)?;
+        }
+        src.consumed(len);
+        progress.set(moved);
+        if end {
+            return Ok(moved);
+        }
+    }
+}

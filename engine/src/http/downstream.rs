@@ -26,7 +26,7 @@ use crate::{
         bulk::Bulk,
         conn_manager::Next,
         ctx::{ListenerCtx, WorkerCtx},
-        forward::{self, Parsed, Rest, Target},
+        forward::{self, Parsed, Target, Upstream},
         h1::{self, model, BodyFraming},
         stream::{Filters, ReqInfo},
     },
@@ -113,20 +113,29 @@ pub(crate) trait Side: Sized {
         transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
     ) -> Result<u64, PumpError>;
 
+    /// Move the request body to an HTTP/2 upstream stream, through `transform` when filters
+    /// have data hooks. Returns the body bytes moved.
+    async fn pump_request_h2(
+        &mut self,
+        send: &mut h2::SendStream<Bytes>,
+        framing: BodyFraming,
+        trailers_in: bool,
+        timeout: ReadTimeout<'_>,
+        received: &Cell<u64>,
+        transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+    ) -> Result<u64, PumpError>;
+
     /// Send the upstream's response to the client: the head in `d.si.resp` (response filters
-    /// have run), then the body from `up` (`rest`: body bytes that came with the head), through
-    /// the filters' response data hooks when they have them; release `up` when it may be
-    /// reused.
-    #[allow(clippy::too_many_arguments)]
+    /// have run), then the body (`from`: an HTTP/1 connection with the bytes that came with the
+    /// head, or an HTTP/2 stream), through the filters' response data hooks when they have
+    /// them; an HTTP/1 upstream connection goes back to its pool when it may be reused.
     async fn respond_tail(
         d: &mut Downstream<Self>,
         l: &ListenerCtx,
         w: &WorkerCtx,
         info: &ReqInfo,
         t: &Target<'_>,
-        up: &Rc<Conn>,
-        p: Parsed,
-        rest: Rest,
+        from: Upstream<'_>,
         filters: Option<Filters<'_>>,
     ) -> Next;
 
@@ -267,18 +276,49 @@ impl Side for H1 {
         Ok(moved)
     }
 
+    async fn pump_request_h2(
+        &mut self,
+        send: &mut h2::SendStream<Bytes>,
+        framing: BodyFraming,
+        trailers_in: bool,
+        timeout: ReadTimeout<'_>,
+        received: &Cell<u64>,
+        transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+    ) -> Result<u64, PumpError> {
+        let dec = if trailers_in {
+            h1::ChunkedDecoder::keeping_trailers()
+        } else {
+            h1::ChunkedDecoder::new()
+        };
+        let initial = std::mem::take(&mut self.pending);
+        let mut src = body::Source::H1 {
+            src: &self.conn,
+            pieces: body::Pieces::new(framing, initial, dec),
+        };
+        let r = body::pump_to_h2(&mut src, send, timeout, received, transform).await;
+        if let body::Source::H1 { pieces, .. } = src {
+            self.pending = pieces.input;
+        }
+        r
+    }
+
     async fn respond_tail(
         d: &mut Downstream<Self>,
         l: &ListenerCtx,
         w: &WorkerCtx,
         info: &ReqInfo,
         t: &Target<'_>,
-        up: &Rc<Conn>,
-        p: Parsed,
-        rest: Rest,
+        from: Upstream<'_>,
         filters: Option<Filters<'_>>,
     ) -> Next {
-        forward::respond_h1(d, l, w, info, t, up, p, rest, filters).await
+        match from {
+            Upstream::H1 { up, p, rest } => {
+                forward::respond_h1(d, l, w, info, t, up, p, rest, filters).await
+            }
+            Upstream::H2 { body, end, stream } => {
+                forward::respond_h1_from_h2(d, l, w, info, t, body, end, stream, filters).await
+            }
+        }
     }
 
     async fn switch_protocols(

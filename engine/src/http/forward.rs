@@ -35,6 +35,8 @@ use crate::{
     upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied},
 };
 
+mod h2;
+
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Response bodies up to this size that arrive with the head go out in the same write.
@@ -137,6 +139,11 @@ pub(crate) async fn forward<S: Side>(
             }
         }
     }
+    if cluster.http2.is_some() {
+        // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
+        let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters);
+        return Box::pin(fwd).await;
+    }
     if let Some(b) = buffered.as_mut() {
         d.si.bytes_received = b.len() as u64;
         let trailers = trailers.filter(|t| cluster.enable_trailers && !t.is_empty());
@@ -167,7 +174,10 @@ pub(crate) async fn forward<S: Side>(
         Err(Failed::Next(n)) => return n,
     };
     match read_head(d, w, &info, &t, &up, first).await {
-        Ok((p, rest)) => respond(d, l, w, &info, route, &t, &up, p, rest, filters).await,
+        Ok((p, rest)) => {
+            let from = Upstream::H1 { up: &up, p, rest };
+            respond(d, l, w, &info, route, &t, from, filters).await
+        }
         Err(why) => stream::reply_error(d, w, &info, why, filters.as_mut(), false).await,
     }
 }
@@ -713,25 +723,17 @@ async fn respond<S: Side>(
     info: &ReqInfo,
     route: &Route,
     t: &Target<'_>,
-    up: &Rc<Conn>,
-    p: Parsed,
-    rest: Rest,
+    from: Upstream<'_>,
     mut filters: Option<Filters<'_>>,
 ) -> Next {
-    let body_in_buf = rest.as_slice();
     let status = d.si.resp.status;
-    if status == 101 {
-        return Box::pin(S::switch_protocols(
-            d,
-            l,
-            w,
-            info,
-            up,
-            p,
-            rest.into_bytes_mut(),
-        ))
-        .await;
-    }
+    let from = match from {
+        Upstream::H1 { up, p, rest } if status == 101 => {
+            let rest = rest.into_bytes_mut();
+            return Box::pin(S::switch_protocols(d, l, w, info, up, p, rest)).await;
+        }
+        other => other,
+    };
     // The router's own response edits come first (Envoy's router runs them before the
     // filters' response hooks).
     let (vh, own) = stream::edits(l, route);
@@ -742,7 +744,12 @@ async fn respond<S: Side>(
         vh.response.apply_response(&mut si.resp, Some(&si.req), &v);
         own.response.apply_response(&mut si.resp, Some(&si.req), &v);
     }
-    let end_stream = p.framing_in == BodyFraming::None || p.framing_in == BodyFraming::Length(0);
+    let end_stream = match &from {
+        Upstream::H1 { p, .. } => {
+            p.framing_in == BodyFraming::None || p.framing_in == BodyFraming::Length(0)
+        }
+        Upstream::H2 { end, .. } => *end,
+    };
     if let Some(f) = filters
         .as_mut()
         .filter(|f| f.active.hooks().response_headers)
@@ -760,15 +767,18 @@ async fn respond<S: Side>(
             )
         });
         if let Some(body) = replaced {
-            // A filter replaced the upstream's response (which is discarded): reuse the
-            // connection only if its body was entirely here.
-            let whole = match p.framing_in {
-                BodyFraming::None => body_in_buf.is_empty(),
-                BodyFraming::Length(n) => body_in_buf.len() as u64 == n,
-                _ => false,
-            };
-            if whole && p.up_keep {
-                release(t, w, up);
+            // A filter replaced the upstream's response (which is discarded): reuse an HTTP/1
+            // connection only if its body was entirely here (an HTTP/2 stream is just reset).
+            if let Upstream::H1 { up, p, rest } = &from {
+                let body_in_buf = rest.as_slice();
+                let whole = match p.framing_in {
+                    BodyFraming::None => body_in_buf.is_empty(),
+                    BodyFraming::Length(n) => body_in_buf.len() as u64 == n,
+                    _ => false,
+                };
+                if whole && p.up_keep {
+                    release(t, w, up);
+                }
             }
             let reply = stream::Reply {
                 status: d.si.resp.status,
@@ -781,7 +791,24 @@ async fn respond<S: Side>(
         }
     }
     d.si.status = d.si.resp.status;
-    S::respond_tail(d, l, w, info, t, up, p, rest, filters).await
+    S::respond_tail(d, l, w, info, t, from, filters).await
+}
+
+/// Where a response comes from: an HTTP/1 connection (its parsed head, the bytes that came
+/// after it) or an HTTP/2 stream (its body, and its hold on the pooled connection).
+pub(crate) enum Upstream<'u> {
+    H1 {
+        up: &'u Rc<Conn>,
+        p: Parsed,
+        rest: Rest,
+    },
+    H2 {
+        body: ::h2::RecvStream,
+        /// The response head ended the stream.
+        end: bool,
+        /// Released (the connection's stream count) when the body is done.
+        stream: crate::upstream::h2::Stream,
+    },
 }
 
 /// [`respond`]'s end on an HTTP/1 connection: encode the head, move the body (straight through,
@@ -923,6 +950,128 @@ pub(crate) async fn respond_h1(
             match e {
                 PumpError::DstWrite(_) => d.si.downstream_reset = true,
                 // A filter ended the response (its reason is in `filter_details`).
+                PumpError::Filter => {}
+                _ => d.si.upstream_reset = true,
+            }
+            Next::Close
+        }
+    }
+}
+
+/// An HTTP/2 upstream's response to an HTTP/1 client: the head encoded for the client (the
+/// body's length when the upstream said it, chunked otherwise), the DATA frames as the body
+/// (through the filters' response data hooks when they have them), the upstream's trailers
+/// after the last chunk when the client's side sends trailers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn respond_h1_from_h2(
+    d: &mut Downstream<H1>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    t: &Target<'_>,
+    mut body: ::h2::RecvStream,
+    end: bool,
+    stream: crate::upstream::h2::Stream,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let status = d.si.resp.status;
+    let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
+    let version = h1_version(info.version);
+    let framing = model::Framing::for_client(d.si.resp.body, version, bodiless);
+    let keep_alive =
+        info.keep_alive && !w.drain.is_draining() && framing != model::Framing::UntilClose;
+    let persist = if keep_alive {
+        model::Persist::KeepAlive
+    } else {
+        model::Persist::Close
+    };
+    let mut out = w.write_bufs.take(d.si.resp.headers.wire_len() + 96);
+    model::encode_response(&d.si.resp, version, framing, persist, None, None, &mut out);
+    let next = |ok: bool| {
+        if ok && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    };
+    if d.side.conn.write_pooled(out, &w.write_bufs).await.is_err() {
+        d.si.downstream_reset = true;
+        return Next::Close;
+    }
+    if end || bodiless {
+        d.si.t_last_byte = Some(Instant::now());
+        d.si.bytes_sent = 0;
+        drop(stream);
+        return next(true);
+    }
+    let chunked_out = framing == model::Framing::Chunked;
+    let mut src = body::Source::H2 { recv: &mut body };
+    let sent = Cell::new(0);
+    let mut ended_by: Option<&'static str> = None;
+    let timeout = t.timeout.map(|t| (&w.drain, t));
+    let trailers_out = l.http.enable_trailers;
+    let wants_data = filters.as_ref().is_some_and(|f| {
+        let h = f.active.hooks();
+        h.response_data || h.response_trailers
+    });
+    let pumped = match filters.as_mut().filter(|_| wants_data) {
+        None => {
+            let dst = &d.side.conn;
+            body::pump_to_h1(
+                &mut src,
+                dst,
+                chunked_out,
+                trailers_out,
+                timeout,
+                &sent,
+                None,
+            )
+            .await
+        }
+        Some(f) => {
+            let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
+            let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let parts = f.parts(d.peer, d.si.start, &rt, &vars);
+            let si = &mut *d.si;
+            let req = &si.req;
+            let state = &mut si.filter_state;
+            let active = &mut f.active;
+            let ended = &mut ended_by;
+            let mut transform = |ev: BodyEvent<'_>| {
+                let done = match ev {
+                    BodyEvent::Data(data, end) => {
+                        active.response_data(data, end, req, state, &parts)
+                    }
+                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                };
+                match done {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
+                        false
+                    }
+                }
+            };
+            let dst = &d.side.conn;
+            let tf: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool> = Some(&mut transform);
+            body::pump_to_h1(&mut src, dst, chunked_out, trailers_out, timeout, &sent, tf).await
+        }
+    };
+    drop(stream);
+    if ended_by.is_some() {
+        d.si.filter_details = ended_by;
+    }
+    d.si.t_last_byte = Some(Instant::now());
+    d.si.bytes_sent = sent.get();
+    match pumped {
+        Ok(moved) => {
+            d.si.bytes_sent = moved;
+            next(true)
+        }
+        Err(e) => {
+            tracing::debug!(cluster = %t.cluster.name, error = %e, "response body failed");
+            match e {
+                PumpError::DstWrite(_) => d.si.downstream_reset = true,
                 PumpError::Filter => {}
                 _ => d.si.upstream_reset = true,
             }

@@ -46,6 +46,9 @@ pub struct ReqInfo {
     pub idempotent: bool,
     /// The protocol to upgrade to (`websocket`), when the request asks and ringway forwards it.
     pub upgrade: Option<Bytes>,
+    /// The client said `te: trailers` (HTTP/2: forwarded to HTTP/2 upstreams, which gRPC
+    /// servers require).
+    pub te_trailers: bool,
 }
 
 /// A reply the proxy makes itself.

@@ -42,6 +42,7 @@ use compio::{
 mod bulk;
 pub mod multi;
 pub mod park;
+pub mod poll;
 pub mod tls;
 pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
 

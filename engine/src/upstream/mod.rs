@@ -16,6 +16,7 @@
 //! and is pooled the same way. Each worker has its own copy of the client config, so TLS
 //! session resumption to the upstreams uses a cache no other worker touches.
 
+pub mod h2;
 pub mod lb;
 pub mod pool;
 
@@ -41,6 +42,8 @@ pub struct EndpointView {
     /// Requests in flight from this worker.
     pub active_rq: Cell<u32>,
     pub pool: Pool,
+    /// HTTP/2 connections (`protocol: http2` clusters).
+    pub h2: h2::H2Pool,
     /// This worker's gauges for the endpoint (shared with the control thread for `/clusters`).
     pub stats: Arc<EndpointStats>,
 }
@@ -57,6 +60,10 @@ pub struct ClusterView {
     pub proxy_protocol: Option<ProxyProtocolVersion>,
     /// TLS to the endpoints (`tls`); `None`: plain TCP.
     pub tls: Option<WorkerTls>,
+    /// Requests go out as HTTP/2 streams (`protocol: http2`), with these settings.
+    pub http2: Option<crate::config::Http2Options>,
+    /// Requests one connection carries (`max_requests_per_connection`).
+    pub max_requests_per_connection: Option<u32>,
     pub endpoints: Vec<EndpointView>,
     lb: lb::Balancer,
 }
@@ -72,6 +79,8 @@ impl ClusterView {
             enable_trailers: c.enable_trailers,
             proxy_protocol: c.upstream_proxy_protocol,
             tls: c.tls.as_deref().map(WorkerTls::new),
+            http2: c.http2.then_some(c.http2_options),
+            max_requests_per_connection: c.max_requests_per_connection,
             endpoints: c
                 .endpoints
                 .iter()
@@ -87,6 +96,7 @@ impl ClusterView {
                         index: i,
                         active_rq: Cell::new(0),
                         pool: Pool::with_stats(Arc::clone(&stats)),
+                        h2: h2::H2Pool::default(),
                         stats,
                     }
                 })

@@ -77,6 +77,34 @@ pub(super) fn cluster(
         }
     }
 
+    let http2 = match c.protocol.as_deref() {
+        None => false,
+        Some(p) => match p.to_ascii_lowercase().as_str() {
+            "http1" => false,
+            "http2" => true,
+            "auto" => {
+                problems.value(
+                    &path.key("protocol"),
+                    "protocol auto (HTTP/2 or HTTP/1.1 by ALPN) is not there yet: say http1 or http2",
+                );
+                false
+            }
+            _ => {
+                problems.value(
+                    &path.key("protocol"),
+                    format!("protocol must be http1 or http2 (found {p:?})"),
+                );
+                false
+            }
+        },
+    };
+    if http2 && c.upstream_proxy_protocol.is_some() {
+        problems.value(
+            &path.key("upstream_proxy_protocol"),
+            "a PROXY header names one client, and an HTTP/2 connection carries many clients' \
+             requests: use protocol http1 with upstream_proxy_protocol",
+        );
+    }
     Cluster {
         name: c.name.clone(),
         connect_timeout,
@@ -96,9 +124,25 @@ pub(super) fn cluster(
             None | Some(ProxyProtocolVersionSpec::V1) => ProxyProtocolVersion::V1,
             Some(ProxyProtocolVersionSpec::V2) => ProxyProtocolVersion::V2,
         }),
-        tls: c
-            .tls
-            .as_ref()
-            .and_then(|t| super::upstream_tls::upstream(t, &path.key("tls"), base, problems)),
+        tls: c.tls.as_ref().and_then(|t| {
+            super::upstream_tls::upstream(t, &path.key("tls"), base, http2, problems)
+        }),
+        http2,
+        http2_options: super::http::http2_settings(
+            c.http2_protocol_options.as_ref(),
+            defaults::MAX_REQUEST_HEADERS_KB * 1024,
+            &path.key("http2_protocol_options"),
+            problems,
+        ),
+        max_requests_per_connection: match c.max_requests_per_connection {
+            Some(0) => {
+                problems.value(
+                    &path.key("max_requests_per_connection"),
+                    "max_requests_per_connection must be at least 1 (leave it out for no limit)",
+                );
+                None
+            }
+            n => n,
+        },
     }
 }

@@ -16,8 +16,8 @@ use crate::config::{
     },
     path::DocPath,
     schema::{
-        DirectResponseSpec, Dur, ForwardSpec, HcmSpec, HeaderMatchSpec, MatchSpec, RedirectSpec,
-        RouteSpec, VirtualHostSpec,
+        DirectResponseSpec, Dur, ForwardSpec, HcmSpec, HeaderMatchSpec, Http2OptionsSpec,
+        MatchSpec, RedirectSpec, RouteSpec, VirtualHostSpec,
     },
 };
 
@@ -147,7 +147,12 @@ pub(super) fn conn_manager(
             .unwrap_or(false),
         xfcc: xfcc(hcm, path, problems),
         codec: codec_type(hcm, path, problems),
-        http2: http2_options(hcm, max_request_headers_bytes, path, problems),
+        http2: http2_settings(
+            hcm.http2_protocol_options.as_ref(),
+            max_request_headers_bytes as u32,
+            &path.key("http2_protocol_options"),
+            problems,
+        ),
     }
 }
 
@@ -170,15 +175,14 @@ fn codec_type(hcm: &HcmSpec, path: &DocPath, problems: &mut Problems) -> CodecTy
     }
 }
 
-/// `http2_protocol_options`, each setting checked against what HTTP/2 allows.
-fn http2_options(
-    hcm: &HcmSpec,
-    max_headers: usize,
-    path: &DocPath,
+/// `http2_protocol_options` (a connection manager's or a cluster's), each setting checked
+/// against what HTTP/2 allows; `max_headers`: the header list limit when none is given.
+pub(super) fn http2_settings(
+    spec: Option<&Http2OptionsSpec>,
+    max_headers: u32,
+    at: &DocPath,
     problems: &mut Problems,
 ) -> Http2Options {
-    let spec = hcm.http2_protocol_options.as_ref();
-    let at = path.key("http2_protocol_options");
     let mut get =
         |v: Option<u32>, key: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
             let n = v.unwrap_or(default);
@@ -217,7 +221,7 @@ fn http2_options(
         // Defaults to the head limit (checked with it).
         max_header_list_size: match spec.and_then(|s| s.max_header_list_size) {
             Some(n) => get(Some(n), "max_header_list_size", n, 1..=u32::MAX),
-            None => max_headers as u32,
+            None => max_headers,
         },
     }
 }

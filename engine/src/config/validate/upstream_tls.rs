@@ -40,6 +40,7 @@ pub(super) fn upstream(
     spec: &UpstreamTlsSpec,
     path: &DocPath,
     dir: Option<&Path>,
+    http2: bool,
     problems: &mut Problems,
 ) -> Option<Arc<UpstreamTls>> {
     let params = spec.tls_params.as_ref();
@@ -124,12 +125,12 @@ pub(super) fn upstream(
         None => builder.with_no_client_auth(),
         Some(key) => builder.with_client_cert_resolver(Arc::new(ClientCert(key))),
     };
-    client.alpn_protocols = spec
-        .alpn
-        .iter()
-        .flatten()
-        .map(|p| p.clone().into_bytes())
-        .collect();
+    client.alpn_protocols = match &spec.alpn {
+        Some(list) => list.iter().map(|p| p.clone().into_bytes()).collect(),
+        // An HTTP/2 cluster says so (servers that speak both pick HTTP/1.1 without it).
+        None if http2 => vec![b"h2".to_vec()],
+        None => Vec::new(),
+    };
     Some(Arc::new(UpstreamTls {
         client: Arc::new(client),
         sni,

@@ -3,7 +3,7 @@
 //! ```text
 //! conn_manager::run (HTTP/1 task of the connection)
 //!   codec_type http2, TLS ALPN "h2", or (auto) the first bytes are the preface ─▶ serve
-//!     io::H2Io (the seam as poll I/O) ─▶ h2 server handshake (our SETTINGS: streams, windows,
+//!     io::poll::PollIo (the seam as poll I/O) ─▶ h2 server handshake (our SETTINGS: streams, windows,
 //!       header list size) within request_headers_timeout
 //!     accept loop (this task drives the connection: frames in and out)
 //!       each stream ─▶ its own task on this worker ─▶ stream::serve ─▶ stream layer
@@ -21,8 +21,9 @@
 //! they are served (Rapid Reset: GOAWAY ENHANCE_YOUR_CALM), a CONTINUATION sequence longer
 //! than the header list allows.
 
-pub mod io;
 mod stream;
+
+pub(crate) use stream::{from_http_trailers, send_data, to_http_headers};
 
 use std::{rc::Rc, task::Poll};
 
@@ -60,7 +61,7 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
         side, peer, local, ..
     } = d;
     let conn = Rc::new(side.conn);
-    let io = io::H2Io::new(Rc::clone(&conn), side.pending);
+    let io = crate::io::poll::PollIo::new(Rc::clone(&conn), side.pending);
     let o = &l.http.http2;
     let mut b = h2::server::Builder::new();
     b.max_concurrent_streams(o.max_concurrent_streams)

@@ -28,7 +28,7 @@ use crate::{
         ctx::{ListenerCtx, WorkerCtx},
         downstream::{Downstream, ReplyOut, Side},
         filter_chain::WorkerRuntime,
-        forward::{release, response_vars, Parsed, Rest, Target},
+        forward::{release, response_vars, Parsed, Target, Upstream},
         h1::{
             model::{self, Kind, Seen},
             BodyFraming,
@@ -103,6 +103,10 @@ fn begin<'l>(
         expect_continue: false,
         idempotent: si.req.method.is_idempotent(),
         upgrade: None,
+        te_trailers: parts
+            .headers
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers")),
     };
     let route = route_and_policy(l, w, si, d.peer, seen);
     Begun { info, route }
@@ -205,7 +209,7 @@ pub(crate) fn to_http_headers(src: &HeaderMap, out: &mut http::HeaderMap) {
 }
 
 /// Trailers from `h2` into the model (pseudo-fields and fields a trailer may not carry dropped).
-fn from_http_trailers(src: &http::HeaderMap) -> HeaderMap {
+pub(crate) fn from_http_trailers(src: &http::HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::default();
     for (n, v) in src {
         let n = n.as_str().as_bytes();
@@ -242,7 +246,7 @@ fn response_head(
 
 /// Send `data` within the stream's flow-control window: capacity is asked for, waited for and
 /// used piece by piece, so nothing beyond the window is ever queued.
-async fn send_data(
+pub(crate) async fn send_data(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
@@ -457,18 +461,31 @@ impl Side for H2Stream {
         }
     }
 
+    async fn pump_request_h2(
+        &mut self,
+        send: &mut SendStream<Bytes>,
+        _framing: BodyFraming,
+        _trailers_in: bool,
+        timeout: ReadTimeout<'_>,
+        received: &Cell<u64>,
+        transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+    ) -> Result<u64, PumpError> {
+        let mut src = body::Source::H2 {
+            recv: &mut self.recv,
+        };
+        body::pump_to_h2(&mut src, send, timeout, received, transform).await
+    }
+
     async fn respond_tail(
         d: &mut Downstream<Self>,
         _l: &ListenerCtx,
         w: &WorkerCtx,
         info: &ReqInfo,
         t: &Target<'_>,
-        up: &Rc<Conn>,
-        p: Parsed,
-        rest: Rest,
+        from: Upstream<'_>,
         filters: Option<Filters<'_>>,
     ) -> Next {
-        respond(d, w, info, t, up, p, rest, filters).await
+        respond(d, w, info, t, from, filters).await
     }
 
     async fn switch_protocols(
@@ -486,23 +503,27 @@ impl Side for H2Stream {
     }
 }
 
-/// The upstream's response to an HTTP/2 client: the head, then the body decoded from its
-/// HTTP/1 framing into DATA frames (through the filters' response data hooks when they have
-/// them), then trailers.
-#[allow(clippy::too_many_arguments)]
+/// The upstream's response to an HTTP/2 client: the head, then the body (decoded from an
+/// HTTP/1 upstream's framing, or an HTTP/2 upstream's DATA frames) as DATA frames within the
+/// client's window (through the filters' response data hooks when they have them), then
+/// trailers.
 async fn respond(
     d: &mut Downstream<H2Stream>,
     w: &WorkerCtx,
     info: &ReqInfo,
     t: &Target<'_>,
-    up: &Rc<Conn>,
-    p: Parsed,
-    rest: Rest,
+    from: Upstream<'_>,
     mut filters: Option<Filters<'_>>,
 ) -> Next {
     let status = d.si.resp.status;
     let bodiless = info.is_head || status < 200 || status == 204 || status == 304;
-    let no_body = bodiless || matches!(p.framing_in, BodyFraming::None | BodyFraming::Length(0));
+    let no_body = bodiless
+        || match &from {
+            Upstream::H1 { p, .. } => {
+                matches!(p.framing_in, BodyFraming::None | BodyFraming::Length(0))
+            }
+            Upstream::H2 { end, .. } => *end,
+        };
     let length = match d.si.resp.body {
         _ if bodiless && !info.is_head => None,
         BodySize::Known(n) => Some(n),
@@ -524,99 +545,99 @@ async fn respond(
     if no_body {
         d.si.t_last_byte = Some(Instant::now());
         d.si.bytes_sent = 0;
-        if p.up_keep && rest.as_slice().is_empty() {
-            release(t, w, up);
+        if let Upstream::H1 { up, p, rest } = &from {
+            if p.up_keep && rest.as_slice().is_empty() {
+                release(t, w, up);
+            }
         }
         return Next::KeepAlive;
     }
-    let r = Reframe {
-        framing: p.framing_in,
-        chunked_out: false,
-        trailers_in: t.cluster.enable_trailers,
-        trailers_out: true,
+    // The body's source; an HTTP/1 connection is released after it if it may be reused.
+    let mut h2_body;
+    let (mut src, h1_up) = match from {
+        Upstream::H1 { up, p, rest } => {
+            let r = Reframe {
+                framing: p.framing_in,
+                chunked_out: false,
+                trailers_in: t.cluster.enable_trailers,
+                trailers_out: true,
+            };
+            let pieces = body::Pieces::new(p.framing_in, rest.into_bytes_mut(), r.decoder(true));
+            (body::Source::H1 { src: up, pieces }, Some((up, p)))
+        }
+        Upstream::H2 { body, stream, .. } => {
+            h2_body = (body, stream);
+            (
+                body::Source::H2 {
+                    recv: &mut h2_body.0,
+                },
+                None,
+            )
+        }
     };
-    let mut pieces = body::Pieces::new(p.framing_in, rest.into_bytes_mut(), r.decoder(true));
     let body_timeout = t.timeout.map(|t| (&w.drain, t));
     let wants_data = filters.as_ref().is_some_and(|f| {
         let h = f.active.hooks();
         h.response_data || h.response_trailers
     });
-    let rt = WorkerRuntime { drain: &w.drain };
-    let f = filters.as_mut().filter(|_| wants_data);
-    let vars = f
-        .as_ref()
-        .map(|f| response_vars(d.peer, info, f.route.as_ref(), t, status));
-    let (peer, start) = (d.peer, d.si.start);
-    let mut ctx = match (f, vars.as_ref()) {
-        (Some(f), Some(v)) => Some((f.parts(peer, start, &rt, v), &mut f.active)),
-        _ => None,
-    };
-    let mut moved = 0u64;
-    let outcome: Result<(), (bool, Option<&'static str>)> = loop {
-        let got = match pieces.next(up, body_timeout).await {
-            Ok(g) => g,
-            Err(_) => break Err((false, None)),
-        };
-        let end = got.is_none() || pieces.done;
-        let mut data = got.unwrap_or_default();
-        let si = &mut *d.si;
-        if let Some((parts, active)) = ctx.as_mut() {
-            if let Err(reason) =
-                active.response_data(&mut data, end, &si.req, &mut si.filter_state, parts)
-            {
-                break Err((false, Some(reason.unwrap_or("filter_ended_stream"))));
-            }
-        }
-        let mut trailers = None;
-        if end {
-            trailers = match body::parse_trailers(pieces.dec.take_trailers()) {
-                Ok(t) => t.filter(|t| !t.is_empty()),
-                Err(_) => break Err((false, None)),
-            };
-            if let (Some((parts, active)), Some(tr)) = (ctx.as_mut(), trailers.as_mut()) {
-                if let Err(reason) =
-                    active.response_trailers(tr, &si.req, &mut si.filter_state, parts)
-                {
-                    break Err((false, Some(reason.unwrap_or("filter_ended_stream"))));
+    let sent = Cell::new(0);
+    let mut ended_by: Option<&'static str> = None;
+    let pumped = match filters.as_mut().filter(|_| wants_data) {
+        None => body::pump_to_h2(&mut src, &mut send, body_timeout, &sent, None).await,
+        Some(f) => {
+            let vars = response_vars(d.peer, info, f.route.as_ref(), t, status);
+            let rt = WorkerRuntime { drain: &w.drain };
+            let parts = f.parts(d.peer, d.si.start, &rt, &vars);
+            let si = &mut *d.si;
+            let req = &si.req;
+            let state = &mut si.filter_state;
+            let active = &mut f.active;
+            let ended = &mut ended_by;
+            let mut transform = |ev: BodyEvent<'_>| {
+                let done = match ev {
+                    BodyEvent::Data(data, end) => {
+                        active.response_data(data, end, req, state, &parts)
+                    }
+                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                };
+                match done {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
+                        false
+                    }
                 }
-            }
-        }
-        moved += data.len() as u64;
-        if send_data(&mut send, data, end && trailers.is_none())
+            };
+            body::pump_to_h2(
+                &mut src,
+                &mut send,
+                body_timeout,
+                &sent,
+                Some(&mut transform),
+            )
             .await
-            .is_err()
-        {
-            break Err((true, None));
-        }
-        if let Some(tr) = trailers {
-            let mut map = http::HeaderMap::new();
-            to_http_headers(&tr, &mut map);
-            if send.send_trailers(map).is_err() {
-                break Err((true, None));
-            }
-        }
-        if end {
-            break Ok(());
         }
     };
     d.si.t_last_byte = Some(Instant::now());
-    d.si.bytes_sent = moved;
-    match outcome {
-        Ok(()) => {
-            if p.up_keep && pieces.input.is_empty() && p.framing_in != BodyFraming::UntilClose {
-                release(t, w, up);
-            }
-        }
-        Err((client_gone, ended_by)) => {
-            if client_gone {
-                d.si.downstream_reset = true;
-            } else {
-                send.send_reset(h2::Reason::INTERNAL_ERROR);
-                match ended_by {
-                    Some(reason) => d.si.filter_details = Some(reason),
-                    None => d.si.upstream_reset = true,
+    d.si.bytes_sent = sent.get();
+    match pumped {
+        Ok(moved) => {
+            d.si.bytes_sent = moved;
+            if let (Some((up, p)), body::Source::H1 { pieces, .. }) = (h1_up, &src) {
+                if p.up_keep && pieces.input.is_empty() && p.framing_in != BodyFraming::UntilClose {
+                    release(t, w, up);
                 }
             }
+        }
+        Err(PumpError::DstWrite(_)) => d.si.downstream_reset = true,
+        Err(PumpError::Filter) => {
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            d.si.filter_details = ended_by;
+        }
+        Err(e) => {
+            tracing::debug!(cluster = %t.cluster.name, error = %e, "response body failed");
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            d.si.upstream_reset = true;
         }
     }
     Next::KeepAlive

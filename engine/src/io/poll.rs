@@ -1,5 +1,6 @@
 //! The one bridge between the engine's owned-buffer I/O seam ([`Conn`]) and the poll-style I/O
-//! the `h2` crate drives (tokio's `AsyncRead`/`AsyncWrite` traits; no tokio runtime).
+//! the `h2` crate drives (tokio's `AsyncRead`/`AsyncWrite` traits; no tokio runtime), for HTTP/2
+//! from clients (`http::h2`) and to upstreams (`upstream::h2`).
 //!
 //! Reads: one read of the seam in flight at a time (the connection's multishot receive, a pool
 //! buffer per arrival); `poll_read` copies from that buffer into `h2`'s read buffer and gives
@@ -23,7 +24,7 @@ use std::{
 
 use bytes::{Buf, BytesMut};
 
-use crate::io::{Conn, PostedRead, ReadBuf};
+use super::{Conn, PostedRead, ReadBuf};
 
 /// Bytes gathered while a write is in flight before `poll_write` waits for it.
 pub const HIGH_WATER: usize = 256 * 1024;
@@ -32,7 +33,7 @@ type WriteFut = Pin<Box<dyn Future<Output = (io::Result<()>, BytesMut)>>>;
 type CloseFut = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
 /// A connection as `h2` sees it.
-pub struct H2Io {
+pub struct PollIo {
     conn: Rc<Conn>,
     /// Bytes read before the codec was chosen (the preface), served first.
     first: BytesMut,
@@ -46,9 +47,9 @@ pub struct H2Io {
     closing: Option<CloseFut>,
 }
 
-impl H2Io {
-    pub fn new(conn: Rc<Conn>, first: BytesMut) -> H2Io {
-        H2Io {
+impl PollIo {
+    pub fn new(conn: Rc<Conn>, first: BytesMut) -> PollIo {
+        PollIo {
             conn,
             first,
             read: None,
@@ -81,7 +82,7 @@ impl H2Io {
     }
 }
 
-impl tokio::io::AsyncRead for H2Io {
+impl tokio::io::AsyncRead for PollIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -120,7 +121,7 @@ impl tokio::io::AsyncRead for H2Io {
     }
 }
 
-impl tokio::io::AsyncWrite for H2Io {
+impl tokio::io::AsyncWrite for PollIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

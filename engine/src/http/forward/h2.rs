@@ -1,0 +1,355 @@
+//! The router's exchange with an HTTP/2 cluster (`protocol: http2`): the request as a stream on
+//! a pooled, multiplexed connection ([`crate::upstream::h2`]), the response decoded into the
+//! model, then the same response path as HTTP/1 ([`super::respond`]).
+//!
+//! ```text
+//! checkout a stream (a live connection below the server's stream limit) or connect + handshake
+//!   ─▶ poll_ready ─▶ send_request (head from the model: :authority from the authority,
+//!      connection-specific headers dropped, `te: trailers` kept when the client sent it)
+//!   ─▶ body: whole (buffered) or streamed from the client within the upstream's window
+//!   ─▶ response head within the route timeout ─▶ respond (filters, the client's codec)
+//! a stream the server provably did not process (REFUSED_STREAM, or beyond a GOAWAY's last
+//! stream id), or a connection that failed before the request left: tried again (up to 3
+//! times) on another connection when the request can be sent again (its body whole).
+//! ```
+
+use std::{cell::Cell, future::poll_fn, time::Instant};
+
+use bytes::Bytes;
+use ringway_filters::{BodySize, HeaderMap, RequestHead, ResponseHead};
+
+use super::{bounded, respond, Target, Upstream};
+use crate::{
+    config::Route,
+    error::LocalReason,
+    http::{
+        body::{BodyEvent, PumpError},
+        conn_manager::Next,
+        ctx::{ListenerCtx, WorkerCtx},
+        downstream::{Downstream, Side},
+        h2::{send_data, to_http_headers},
+        stream::{self, Filters, ReqInfo},
+    },
+    io::Conn,
+    stats,
+    upstream::h2::Stream,
+};
+
+/// Attempts of one request on different connections when the server did not process it.
+const ATTEMPTS: u32 = 3;
+
+/// Forward the stream's request to an HTTP/2 cluster. `buffered`: the whole body (with its
+/// trailers) when it is here; otherwise it is streamed from the client.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn forward<S: Side>(
+    d: &mut Downstream<S>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    route: &Route,
+    t: &Target<'_>,
+    buffered: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    mut filters: Option<Filters<'_>>,
+) -> Next {
+    let Some(o) = t.cluster.http2 else {
+        return Next::Close;
+    };
+    let limit = t.cluster.max_requests_per_connection;
+    if let Some(b) = &buffered {
+        d.si.bytes_received = b.len() as u64;
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        d.si.retried = attempt > 1;
+        let stream = match t.ep.h2.checkout(o.max_concurrent_streams, limit) {
+            Some(s) => {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_cx_pool_reuse);
+                }
+                s
+            }
+            None => match connect(d, w, t).await {
+                Ok(s) => s,
+                Err(why) => {
+                    let close = buffered.is_none();
+                    return stream::reply_error(d, w, info, why, filters.as_mut(), close).await;
+                }
+            },
+        };
+        d.si.upstream_reused = stream.reused;
+        d.si.t_upstream_ready = Some(Instant::now());
+        let retry = |d: &mut Downstream<S>, attempt: u32| {
+            let again = buffered.is_some() && attempt < ATTEMPTS;
+            if again {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_rq_retry);
+                }
+            }
+            let _ = d;
+            again
+        };
+        let mut sr = stream.send.clone();
+        let ready = bounded(
+            w,
+            Some(w.drain.deadline_in(t.cluster.connect_timeout)),
+            poll_fn(|cx| sr.poll_ready(cx)),
+        )
+        .await;
+        if !matches!(ready, Some(Ok(()))) {
+            // The connection failed (or went away) before this request left.
+            stream.mark_dead();
+            if retry(d, attempt) {
+                continue;
+            }
+            let why = LocalReason::UpstreamReset;
+            return stream::reply_error(d, w, info, why, filters.as_mut(), buffered.is_none())
+                .await;
+        }
+        let head = request_head(&d.si.req, info, t);
+        let end = buffered.as_ref().is_some_and(|b| b.is_empty()) && trailers.is_none();
+        let (response, mut send) = match sr.send_request(head, end) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(cluster = %t.cluster.name, error = %e, "HTTP/2 request not sent");
+                stream.mark_dead();
+                if retry(d, attempt) {
+                    continue;
+                }
+                let why = LocalReason::UpstreamReset;
+                return stream::reply_error(d, w, info, why, filters.as_mut(), buffered.is_none())
+                    .await;
+            }
+        };
+        // The body: whole, or streamed from the client (through the filters' data hooks).
+        match &buffered {
+            Some(b) if !end => {
+                let mut ok = b.is_empty()
+                    || send_data(&mut send, b.clone(), trailers.is_none())
+                        .await
+                        .is_ok();
+                if let (true, Some(tr)) = (ok, &trailers) {
+                    let mut map = http::HeaderMap::new();
+                    to_http_headers(tr, &mut map);
+                    ok = send.send_trailers(map).is_ok();
+                }
+                let _ = ok;
+            }
+            Some(_) => {}
+            None => {
+                if let Err(next) = stream_body(d, l, w, info, &mut send, filters.as_mut()).await {
+                    return next;
+                }
+            }
+        }
+        d.si.t_request_sent = Some(Instant::now());
+        let deadline = t.timeout.map(|t| w.drain.deadline_in(t));
+        match bounded(w, deadline, response).await {
+            None => {
+                send.send_reset(h2::Reason::CANCEL);
+                let why = LocalReason::UpstreamTimeout;
+                return stream::reply_error(d, w, info, why, filters.as_mut(), false).await;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(cluster = %t.cluster.name, error = %e, "HTTP/2 upstream stream failed");
+                let unprocessed = e.reason() == Some(h2::Reason::REFUSED_STREAM)
+                    || (e.is_go_away() && e.is_remote());
+                if unprocessed && retry(d, attempt) {
+                    continue;
+                }
+                let why = LocalReason::UpstreamReset;
+                return stream::reply_error(d, w, info, why, filters.as_mut(), false).await;
+            }
+            Some(Ok(resp)) => {
+                d.si.t_first_byte = Some(Instant::now());
+                let (parts, body) = resp.into_parts();
+                let end = body.is_end_stream();
+                decode_response(&parts, end, &mut d.si.resp);
+                let from = Upstream::H2 { body, end, stream };
+                return respond(d, l, w, info, route, t, from, filters).await;
+            }
+        }
+    }
+}
+
+/// A new connection to the endpoint (TLS when the cluster has it) with HTTP/2 on it, and its
+/// first stream.
+async fn connect<S>(
+    d: &mut Downstream<S>,
+    w: &WorkerCtx,
+    t: &Target<'_>,
+) -> Result<Stream, LocalReason> {
+    let Some(o) = t.cluster.http2 else {
+        return Err(LocalReason::ConnectFailure);
+    };
+    let c = match Conn::connect(t.ep.address, t.cluster.connect_timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(c) = t.cstats {
+                stats::inc(&c.upstream_cx_connect_fail);
+            }
+            tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "connect failed");
+            return Err(LocalReason::ConnectFailure);
+        }
+    };
+    if let Some(c) = t.cstats {
+        stats::inc(&c.upstream_cx_total);
+    }
+    let c = match &t.cluster.tls {
+        None => c,
+        Some(tls) => match Box::pin(super::tls_connect(w, t, tls, c)).await {
+            Ok(c) => c,
+            Err(why) => {
+                d.si.upstream_transport_failure = Some(why);
+                return Err(LocalReason::UpstreamTlsFailure);
+            }
+        },
+    };
+    match t.ep.h2.handshake(c, &o, t.cluster.connect_timeout).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "HTTP/2 handshake failed");
+            if let Some(c) = t.cstats {
+                stats::inc(&c.upstream_cx_connect_fail);
+            }
+            Err(LocalReason::UpstreamProtocolError)
+        }
+    }
+}
+
+/// Stream the client's body to the upstream stream. `Err`: the exchange is over (answered).
+async fn stream_body<S: Side>(
+    d: &mut Downstream<S>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    send: &mut h2::SendStream<Bytes>,
+    filters: Option<&mut Filters<'_>>,
+) -> Result<(), Next> {
+    let timeout = Some((&w.drain, l.http.request_body_timeout));
+    let received = Cell::new(0);
+    let mut reply = None;
+    let body_hooks = filters.filter(|f| {
+        let h = f.active.hooks();
+        h.request_data || h.request_trailers
+    });
+    let trailers_in = l.http.enable_trailers;
+    let pumped = match body_hooks {
+        None => {
+            d.side
+                .pump_request_h2(send, info.framing, trailers_in, timeout, &received, None)
+                .await
+        }
+        Some(f) => {
+            let vars = stream::vars(d.peer, info.version, f.route.as_ref());
+            let rt = crate::http::filter_chain::WorkerRuntime { drain: &w.drain };
+            let parts = f.parts(d.peer, d.si.start, &rt, &vars);
+            let si = &mut *d.si;
+            let state = &mut si.filter_state;
+            let active = &mut f.active;
+            let mut transform = |ev: BodyEvent<'_>| {
+                reply = match ev {
+                    BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
+                    BodyEvent::Trailers(t) => active.request_trailers(t, state, &parts),
+                };
+                reply.is_none()
+            };
+            d.side
+                .pump_request_h2(
+                    send,
+                    info.framing,
+                    trailers_in,
+                    timeout,
+                    &received,
+                    Some(&mut transform),
+                )
+                .await
+        }
+    };
+    d.si.bytes_received = received.get();
+    match pumped {
+        Ok(moved) => {
+            d.si.bytes_received = moved;
+            Ok(())
+        }
+        // The upstream reset the stream: its response (an early answer) may still come.
+        Err(PumpError::DstWrite(_)) => Ok(()),
+        Err(PumpError::Filter) => {
+            send.send_reset(h2::Reason::CANCEL);
+            let next = match reply {
+                Some(r) => {
+                    let r = stream::Reply::from_filter(r);
+                    stream::send_reply(d, w, Some(info), r, None, true).await
+                }
+                None => Next::Close,
+            };
+            Err(next)
+        }
+        Err(e) => {
+            send.send_reset(h2::Reason::CANCEL);
+            Err(super::body_failed(d, w, info, e).await)
+        }
+    }
+}
+
+/// The upstream request head from the model.
+fn request_head(req: &RequestHead, info: &ReqInfo, t: &Target<'_>) -> http::Request<()> {
+    let scheme = if t.cluster.tls.is_some() {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    let authority = match http::uri::Authority::try_from(req.authority()) {
+        Ok(a) if !req.authority().is_empty() => a,
+        _ => http::uri::Authority::try_from(t.ep.address.to_string().as_str())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("localhost")),
+    };
+    let path = http::uri::PathAndQuery::try_from(req.path())
+        .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"));
+    let uri = http::Uri::from_parts({
+        let mut p = http::uri::Parts::default();
+        p.scheme = Some(scheme);
+        p.authority = Some(authority);
+        p.path_and_query = Some(path);
+        p
+    })
+    .unwrap_or_default();
+    let method = http::Method::from_bytes(req.method_str().as_bytes()).unwrap_or_default();
+    let mut r = http::Request::new(());
+    *r.method_mut() = method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = http::Version::HTTP_2;
+    let h = r.headers_mut();
+    to_http_headers(&req.headers, h);
+    if info.te_trailers {
+        h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    if let BodySize::Known(n) = req.body {
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+    }
+    r
+}
+
+/// Decode an HTTP/2 response head into the model: `content-length` gives the body's size (the
+/// client's codec writes its own framing), connection-specific headers never arrive (`h2`
+/// refuses them).
+fn decode_response(parts: &http::response::Parts, end: bool, head: &mut ResponseHead) {
+    head.status = parts.status.as_u16();
+    head.headers.clear();
+    let mut length = None;
+    for (n, v) in &parts.headers {
+        if n == http::header::CONTENT_LENGTH {
+            length = std::str::from_utf8(v.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            continue;
+        }
+        head.headers.append(n.as_str(), v.as_bytes());
+    }
+    head.body = match (end, length) {
+        (true, _) | (false, Some(0)) => BodySize::Empty,
+        (false, Some(n)) => BodySize::Known(n),
+        (false, None) => BodySize::Unknown,
+    };
+}

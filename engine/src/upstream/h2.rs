@@ -1,0 +1,184 @@
+//! HTTP/2 connections to one endpoint, on one worker: multiplexed, so the pool hands out streams
+//! on shared connections rather than connections.
+//!
+//! ```text
+//! H2Pool::checkout ─▶ a live connection with a free stream (below the server's
+//!                     SETTINGS_MAX_CONCURRENT_STREAMS, ours, and max_requests_per_connection)
+//!                  ─▶ none: the caller connects and `add`s (`handshake`), then checks out
+//! each connection: a driver task on the worker polls h2's connection future (frames in and
+//! out, PING answers); when it ends (closed, GOAWAY and its streams done, an error) the
+//! connection is marked dead and leaves the pool at the next checkout.
+//! ```
+//!
+//! A [`Stream`] counts as open on its connection until dropped (after its response body),
+//! which is how the pool knows when a connection is full. A connection that has served
+//! `max_requests_per_connection` streams is no longer handed out; once its last stream ends and
+//! the pool drops its handle, h2 closes it.
+
+use std::{
+    cell::{Cell, RefCell},
+    future::{poll_fn, Future as _},
+    rc::Rc,
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{config::Http2Options, io::Conn};
+
+/// One connection's shared state: the driver task, the pool and its streams see it.
+#[derive(Debug)]
+struct State {
+    live: Cell<bool>,
+    /// Streams open now.
+    active: Cell<u32>,
+    /// What the server allows at once (its SETTINGS), read by the driver after every poll.
+    max: Cell<u32>,
+    /// Streams ever opened.
+    served: Cell<u64>,
+}
+
+/// A connection as the pool holds it.
+struct H2Conn {
+    send: h2::client::SendRequest<Bytes>,
+    state: Rc<State>,
+}
+
+/// This worker's HTTP/2 connections to one endpoint.
+#[derive(Default)]
+pub struct H2Pool {
+    conns: RefCell<Vec<H2Conn>>,
+}
+
+impl std::fmt::Debug for H2Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "H2Pool({} connections)", self.conns.borrow().len())
+    }
+}
+
+/// A stream's hold on its connection: one open stream until dropped.
+#[derive(Debug)]
+pub struct Stream {
+    pub send: h2::client::SendRequest<Bytes>,
+    state: Rc<State>,
+    /// Opened on a connection that carried streams before.
+    pub reused: bool,
+}
+
+impl Stream {
+    /// The connection failed this stream before the server saw it: hand it out no more.
+    pub fn mark_dead(&self) {
+        self.state.live.set(false);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.state
+            .active
+            .set(self.state.active.get().saturating_sub(1));
+    }
+}
+
+impl H2Pool {
+    /// A stream on a live connection with room for it (`limit`: `max_requests_per_connection`).
+    pub fn checkout(&self, ours: u32, limit: Option<u32>) -> Option<Stream> {
+        let mut conns = self.conns.borrow_mut();
+        // Dead connections, and exhausted ones whose streams are all done, leave now.
+        conns.retain(|c| {
+            let s = &c.state;
+            let exhausted = limit.is_some_and(|n| s.served.get() >= u64::from(n));
+            s.live.get() && !(exhausted && s.active.get() == 0)
+        });
+        let c = conns.iter().find(|c| {
+            let s = &c.state;
+            s.active.get() < s.max.get().min(ours)
+                && limit.is_none_or(|n| s.served.get() < u64::from(n))
+        })?;
+        let s = &c.state;
+        s.active.set(s.active.get() + 1);
+        s.served.set(s.served.get() + 1);
+        Some(Stream {
+            send: c.send.clone(),
+            state: Rc::clone(s),
+            reused: s.served.get() > 1,
+        })
+    }
+
+    /// Open HTTP/2 on a new connection (TLS done already, if any), start its driver and take
+    /// its first stream.
+    pub async fn handshake(
+        &self,
+        conn: Conn,
+        o: &Http2Options,
+        timeout: Duration,
+    ) -> std::io::Result<Stream> {
+        let io = crate::io::poll::PollIo::new(Rc::new(conn), BytesMut::new());
+        let mut b = h2::client::Builder::new();
+        b.enable_push(false)
+            .initial_window_size(o.initial_stream_window_size)
+            .initial_connection_window_size(o.initial_connection_window_size)
+            .max_header_list_size(o.max_header_list_size)
+            .max_send_buffer_size(64 * 1024);
+        let (send, mut connection) = match compio::time::timeout(timeout, b.handshake(io)).await {
+            Ok(r) => r.map_err(io_error)?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "HTTP/2 handshake timed out",
+                ))
+            }
+        };
+        let state = Rc::new(State {
+            live: Cell::new(true),
+            active: Cell::new(1),
+            max: Cell::new(connection.max_concurrent_send_streams() as u32),
+            served: Cell::new(1),
+        });
+        let driven = Rc::clone(&state);
+        compio::runtime::spawn(async move {
+            let r = poll_fn(|cx| {
+                let r = std::pin::Pin::new(&mut connection).poll(cx);
+                driven.max.set(
+                    connection
+                        .max_concurrent_send_streams()
+                        .min(u32::MAX as usize) as u32,
+                );
+                r
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+            driven.live.set(false);
+        })
+        .detach();
+        let stream = Stream {
+            send: send.clone(),
+            state: Rc::clone(&state),
+            reused: false,
+        };
+        self.conns.borrow_mut().push(H2Conn { send, state });
+        Ok(stream)
+    }
+
+    /// Connections held (live or not yet swept).
+    pub fn len(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An h2 error as an I/O error (its own, when it is one).
+pub fn io_error(e: h2::Error) -> std::io::Error {
+    if e.is_io() {
+        if let Some(io) = e.into_io() {
+            return io;
+        }
+        return std::io::Error::other("HTTP/2 I/O error");
+    }
+    std::io::Error::other(e.to_string())
+}
