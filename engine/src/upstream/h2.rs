@@ -48,6 +48,31 @@ struct H2Conn {
 #[derive(Default)]
 pub struct H2Pool {
     conns: RefCell<Vec<H2Conn>>,
+    /// Connections being opened now, and the streams waiting for them.
+    connecting: Cell<u32>,
+    waiting: Cell<u32>,
+    /// Bumped when an opening ends (either way); its waiters look again.
+    opened: Cell<u64>,
+    wakers: RefCell<Vec<std::task::Waker>>,
+}
+
+/// Streams a connection being opened is counted on for, before its server's SETTINGS say how
+/// many it takes (h2's own initial assumption).
+const EXPECTED_STREAMS: u32 = 100;
+
+/// A connection being opened: counted until dropped, then its waiters look again.
+#[derive(Debug)]
+pub struct Opening<'p>(&'p H2Pool);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let p = self.0;
+        p.connecting.set(p.connecting.get() - 1);
+        p.opened.set(p.opened.get() + 1);
+        for w in p.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for H2Pool {
@@ -105,6 +130,33 @@ impl H2Pool {
         })
     }
 
+    /// A connection is about to be opened: streams that find no room wait for it rather than
+    /// each opening its own.
+    pub fn opening(&self) -> Opening<'_> {
+        self.connecting.set(self.connecting.get() + 1);
+        Opening(self)
+    }
+
+    /// Whether a connection being opened will probably have room for one more stream.
+    pub fn room_coming(&self) -> bool {
+        self.waiting.get() < self.connecting.get() * EXPECTED_STREAMS
+    }
+
+    /// Wait until an opening ends (then check out again).
+    pub async fn wait_opened(&self) {
+        let seen = self.opened.get();
+        self.waiting.set(self.waiting.get() + 1);
+        poll_fn(|cx| {
+            if self.opened.get() != seen {
+                return std::task::Poll::Ready(());
+            }
+            self.wakers.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await;
+        self.waiting.set(self.waiting.get() - 1);
+    }
+
     /// Open HTTP/2 on a new connection (TLS done already, if any), start its driver and take
     /// its first stream.
     pub async fn handshake(
@@ -135,6 +187,9 @@ impl H2Pool {
             max: Cell::new(connection.max_concurrent_send_streams() as u32),
             served: Cell::new(1),
         });
+        // A PING round trip before the connection takes streams: the server's SETTINGS (its
+        // stream limit) come before its answer, so the pool knows the limit from the start.
+        let mut ping = connection.ping_pong();
         let driven = Rc::clone(&state);
         compio::runtime::spawn(async move {
             let r = poll_fn(|cx| {
@@ -153,6 +208,18 @@ impl H2Pool {
             driven.live.set(false);
         })
         .detach();
+        if let Some(pp) = ping.as_mut() {
+            match compio::time::timeout(timeout, pp.ping(h2::Ping::opaque())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(io_error(e)),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "HTTP/2 server did not answer a PING",
+                    ))
+                }
+            }
+        }
         let stream = Stream {
             send: send.clone(),
             state: Rc::clone(&state),

@@ -63,20 +63,28 @@ pub(super) async fn forward<S: Side>(
     loop {
         attempt += 1;
         d.si.retried = attempt > 1;
-        let stream = match t.ep.h2.checkout(o.max_concurrent_streams, limit) {
-            Some(s) => {
+        let mut waited = 0;
+        let stream = loop {
+            if let Some(s) = t.ep.h2.checkout(o.max_concurrent_streams, limit) {
                 if let Some(c) = t.cstats {
                     stats::inc(&c.upstream_cx_pool_reuse);
                 }
-                s
+                break s;
             }
-            None => match connect(d, w, t).await {
-                Ok(s) => s,
+            // A connection on its way will probably take this stream too.
+            if waited < 3 && t.ep.h2.room_coming() {
+                waited += 1;
+                let dl = w.drain.deadline_in(t.cluster.connect_timeout);
+                let _ = w.drain.before(dl, t.ep.h2.wait_opened()).await;
+                continue;
+            }
+            match connect(d, w, t).await {
+                Ok(s) => break s,
                 Err(why) => {
                     let close = buffered.is_none();
                     return stream::reply_error(d, w, info, why, filters.as_mut(), close).await;
                 }
-            },
+            }
         };
         d.si.upstream_reused = stream.reused;
         d.si.t_upstream_ready = Some(Instant::now());
@@ -183,6 +191,7 @@ async fn connect<S>(
     let Some(o) = t.cluster.http2 else {
         return Err(LocalReason::ConnectFailure);
     };
+    let _opening = t.ep.h2.opening();
     let c = match Conn::connect(t.ep.address, t.cluster.connect_timeout).await {
         Ok(c) => c,
         Err(e) => {
