@@ -38,6 +38,9 @@ ap.add_argument("--close", action="store_true",
 ap.add_argument("--bench", help="ringway-bench binary: the load comes from it instead of wrk")
 ap.add_argument("--https", action="store_true", help="https:// targets (needs --bench)")
 ap.add_argument("--bench-args", default="", help="more ringway-bench load flags")
+ap.add_argument("--origin-h2c", action="store_true",
+                help="the origin is ringway-bench's own, speaking HTTP/1.1 and h2c (needs --bench): for "
+                "proxies configured with an HTTP/2 upstream")
 ap.add_argument("--transfer", help="download:SIZE or upload:SIZE: one ringway-bench transfer per round "
                 "(needs --bench; the origin is then ringway-bench's own); reports GB/s and CPU-s/GB")
 a = ap.parse_args()
@@ -45,6 +48,8 @@ if a.https and not a.bench:
     sys.exit("--https needs --bench (wrk reuses TLS sessions across reconnects)")
 if a.transfer and not a.bench:
     sys.exit("--transfer needs --bench")
+if a.origin_h2c and not a.bench:
+    sys.exit("--origin-h2c needs --bench")
 if a.transfer:
     import json, subprocess, tempfile
     way, size = a.transfer.split(":", 1)
@@ -88,8 +93,10 @@ elif a.close:
 
     m.wrk = wrk
 cfg = os.path.join(os.path.dirname(m.__file__), "configs")
-if a.transfer:
-    origin = m.start([a.bench, "origin", "--listen", "127.0.0.1:9000", "--workers", "1"], 1, f"{m.WORK}/origin.log")
+if a.transfer or a.origin_h2c:
+    extra = ["--h2c"] if a.origin_h2c else []
+    origin = m.start([a.bench, "origin", "--listen", "127.0.0.1:9000", "--workers", "1"] + extra, 1,
+                     f"{m.WORK}/origin.log")
 else:
     origin = m.start(["nginx", "-p", m.WORK, "-c", f"{cfg}/origin-nginx.conf"], 1, f"{m.WORK}/origin.log")
 procs = {}
