@@ -10,7 +10,8 @@ log() { printf '\n=== %s\n' "$*"; }
 
 # --- what the tests need: curl (a real HTTP client), the openssl CLI (scripts/gen-certs.sh,
 # engine/tests/tls_gen_certs.rs, and the bench's HTTPS test, which makes its throwaway CA and
-# localhost certificate at run time) and Python's h2 for HTTP/2 checks.
+# localhost certificate at run time); h2load and Python's h2 and grpcio for the HTTP/2 and gRPC
+# tests (below).
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
@@ -34,17 +35,22 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   fi
 fi
 
-# Python's h2: the raw HTTP/2 client of the HTTP/2 tests.
-if ! python3 -c 'import h2' >/dev/null 2>&1; then
-  log "installing Python h2"
-  if python3 -m pip --version >/dev/null 2>&1; then
-    python3 -m pip install --quiet h2
-  else
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-h2
+# Python's h2 (the raw HTTP/2 client and server of the HTTP/2 tests) and grpcio (real gRPC
+# clients and servers: engine/tests/grpc.rs).
+for mod in h2 grpc; do
+  if ! python3 -c "import $mod" >/dev/null 2>&1; then
+    pkg=$mod; deb=python3-$mod
+    [ "$mod" = grpc ] && pkg=grpcio && deb=python3-grpcio
+    log "installing Python $pkg"
+    if python3 -m pip --version >/dev/null 2>&1; then
+      python3 -m pip install --quiet "$pkg"
+    else
+      if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$deb"
+    fi
   fi
-fi
+done
 
 # io_uring rings need locked memory where CAP_IPC_LOCK is missing.
 ulimit -l unlimited 2>/dev/null || true

@@ -535,6 +535,8 @@ pub struct ForwardAction {
     /// Replaces the matched prefix (only for prefix routes; for exact/regex routes the whole path).
     pub prefix_rewrite: Option<String>,
     pub host_rewrite: Option<String>,
+    /// `max_grpc_timeout`: the most a request's `grpc-timeout` may ask for (`None`: no cap).
+    pub max_grpc_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

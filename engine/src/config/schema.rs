@@ -734,6 +734,9 @@ pub struct ForwardSpec {
     pub prefix_rewrite: Option<String>,
     /// Replaces the Host header sent upstream.
     pub host_rewrite: Option<String>,
+    /// Caps the timeout a gRPC client asks for in `grpc-timeout` (which otherwise replaces
+    /// `timeout`); `0s`: no cap.
+    pub max_grpc_timeout: Option<Dur>,
 }
 
 /// Answer without going upstream.

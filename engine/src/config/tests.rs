@@ -175,7 +175,7 @@ fn unknown_keys_are_rejected_with_path_and_line() {
         ),
         &format!(
             "{HCM}.virtual_hosts[0].routes[0].route.retries: unknown key, expected one of \
-             `cluster`, `timeout`, `prefix_rewrite`, `host_rewrite` (line 12)"
+             `cluster`, `timeout`, `prefix_rewrite`, `host_rewrite`, `max_grpc_timeout` (line 12)"
         ),
     );
     assert_error(

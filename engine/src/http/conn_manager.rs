@@ -430,6 +430,7 @@ fn begin<'l>(
         expect_continue: req.expect_continue,
         idempotent: req.is_idempotent(),
         upgrade,
+        grpc_timeout: seen.grpc_timeout,
         te_trailers: false,
     };
     let route = route_and_policy(l, w, si, d.peer, seen);

@@ -91,7 +91,15 @@ pub(crate) async fn forward<S: Side>(
         cluster,
         ep,
         cstats: w.stats.cluster(f.cluster),
-        timeout: f.timeout,
+        timeout: match info.grpc_timeout {
+            false => f.timeout,
+            // A gRPC client's deadline replaces the route's timeout (capped by
+            // `max_grpc_timeout`).
+            true => match super::grpc::timeout(d.si.req.headers.get_bytes("grpc-timeout")) {
+                Some(g) => Some(f.max_grpc_timeout.map_or(g, |m| g.min(m))),
+                None => f.timeout,
+            },
+        },
         proxied,
     };
     d.si.cluster = Some(f.cluster);

@@ -17,6 +17,7 @@ pub mod ctx;
 pub mod downstream;
 pub mod filter_chain;
 pub mod forward;
+pub mod grpc;
 pub mod h1;
 pub mod h2;
 pub mod park;

@@ -46,6 +46,8 @@ pub struct ReqInfo {
     pub idempotent: bool,
     /// The protocol to upgrade to (`websocket`), when the request asks and ringway forwards it.
     pub upgrade: Option<Bytes>,
+    /// The request carries `grpc-timeout` (the route timeout it asks for).
+    pub grpc_timeout: bool,
     /// The client said `te: trailers` (HTTP/2: forwarded to HTTP/2 upstreams, which gRPC
     /// servers require).
     pub te_trailers: bool,
@@ -359,6 +361,11 @@ pub(crate) async fn send_reply<S: Side>(
         None => (DEFAULT_VERSION, false, false),
     };
     let si = &mut *d.si;
+    // A gRPC client gets its error as a gRPC status (HTTP 200, trailers-only).
+    let reply = match super::grpc::is_grpc(&si.req) {
+        true => super::grpc::local_reply(reply),
+        false => reply,
+    };
     si.resp.status = reply.status;
     si.resp.headers = reply.headers;
     let bodiless = reply.status < 200 || reply.status == 204 || reply.status == 304;

@@ -645,6 +645,7 @@ fn forward(
         timeout: (!timeout.is_zero()).then_some(timeout),
         prefix_rewrite: optional(prefix_rewrite)?,
         host_rewrite: optional(host_rewrite)?,
+        max_grpc_timeout: f.max_grpc_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
     }))
 }
 

@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     ForwardedProto,
     RequestId,
     ClientCert,
+    /// `grpc-timeout`: forwarded, and noted so the router need not look for it.
+    GrpcTimeout,
     Other,
 }
 
@@ -40,6 +42,7 @@ pub(crate) fn kind(name: &[u8]) -> Kind {
         7 if is(b"trailer") || is(b"upgrade") => Kind::Codec,
         10 if is(b"connection") || is(b"keep-alive") => Kind::Codec,
         12 if is(b"x-request-id") => Kind::RequestId,
+        12 if is(b"grpc-timeout") => Kind::GrpcTimeout,
         14 if is(b"content-length") || is(b"http2-settings") => Kind::Codec,
         15 if is(b"x-forwarded-for") => Kind::ForwardedFor,
         16 if is(b"proxy-connection") => Kind::Codec,
@@ -59,6 +62,8 @@ pub struct Seen {
     pub request_id: bool,
     /// The client sent `x-forwarded-client-cert`.
     pub client_cert: bool,
+    /// The client sent `grpc-timeout`.
+    pub grpc_timeout: bool,
 }
 
 /// Tokens of every `Connection` line, beyond `close`, `keep-alive` and `upgrade`, are
@@ -127,6 +132,7 @@ pub fn decode_request(req: &Request<'_, '_>, scheme: &'static str, head: &mut Re
             Kind::ForwardedFor => seen.forwarded_for = true,
             Kind::RequestId => seen.request_id = true,
             Kind::ClientCert => seen.client_cert = true,
+            Kind::GrpcTimeout => seen.grpc_timeout = true,
             Kind::Other => {}
         }
         head.headers.append(name, h.value);

@@ -103,6 +103,7 @@ fn begin<'l>(
         expect_continue: false,
         idempotent: si.req.method.is_idempotent(),
         upgrade: None,
+        grpc_timeout: seen.grpc_timeout,
         te_trailers: parts
             .headers
             .get(http::header::TE)
@@ -159,6 +160,7 @@ pub(crate) fn decode_request(
             Kind::ForwardedFor => seen.forwarded_for = true,
             Kind::RequestId => seen.request_id = true,
             Kind::ClientCert => seen.client_cert = true,
+            Kind::GrpcTimeout => seen.grpc_timeout = true,
             Kind::Other if name == http::header::COOKIE => {
                 // RFC 9113 §8.2.3: several cookie fields become one for HTTP/1.
                 let c = cookies.get_or_insert_with(Vec::new);
@@ -368,9 +370,10 @@ impl Side for H2Stream {
     ) -> bool {
         let status = si.resp.status;
         let bodiless = r.is_head || status < 200 || status == 204 || status == 304;
+        // An empty body needs no length on HTTP/2 (END_STREAM says it): a gRPC error is then
+        // a proper trailers-only response.
         let length = match (bodiless && !r.is_head, si.resp.body) {
-            (true, _) => None,
-            (false, BodySize::Empty) => Some(0),
+            (true, _) | (false, BodySize::Empty) => None,
             (false, _) => Some(r.body.len() as u64),
         };
         let Some(head) = response_head(&si.resp, r.tag, length) else {
