@@ -532,8 +532,27 @@ pub async fn pump_filtered(
 /// `Pieces` says) or an HTTP/2 stream's DATA frames. The bridge between codecs: a body
 /// converted from one to the other moves through here, one piece at a time.
 pub(crate) enum Source<'a> {
-    H1 { src: &'a Conn, pieces: Pieces },
-    H2 { recv: &'a mut h2::RecvStream },
+    H1 {
+        src: &'a Conn,
+        pieces: Pieces,
+    },
+    H2 {
+        recv: &'a mut h2::RecvStream,
+        /// Empty DATA frames in a row (a flood of them is refused).
+        empties: u32,
+    },
+}
+
+/// Empty DATA frames (not ending the stream) accepted in a row before the body is refused: a
+/// peer sending nothing but empty frames costs CPU and moves nothing (Envoy's
+/// `max_consecutive_inbound_frames_with_empty_payload` is 1; some clients send a few).
+const MAX_EMPTY_DATA: u32 = 64;
+
+impl<'a> Source<'a> {
+    /// An HTTP/2 stream's body.
+    pub(crate) fn h2(recv: &'a mut h2::RecvStream) -> Source<'a> {
+        Source::H2 { recv, empties: 0 }
+    }
 }
 
 impl Source<'_> {
@@ -548,7 +567,7 @@ impl Source<'_> {
                 let end = got.is_none() || pieces.done;
                 Ok((got, end))
             }
-            Source::H2 { recv } => {
+            Source::H2 { recv, empties } => loop {
                 let got = match timeout {
                     Some((drain, t)) => match drain.before(drain.deadline_in(t), recv.data()).await
                     {
@@ -557,19 +576,31 @@ impl Source<'_> {
                     },
                     None => recv.data().await,
                 };
-                match got {
+                return match got {
                     None => Ok((None, true)),
-                    Some(Ok(b)) => Ok((Some(b), recv.is_end_stream())),
+                    Some(Ok(b)) if b.is_empty() && !recv.is_end_stream() => {
+                        *empties += 1;
+                        if *empties > MAX_EMPTY_DATA {
+                            return Err(PumpError::SrcRead(io::Error::other(
+                                "a flood of empty DATA frames",
+                            )));
+                        }
+                        continue;
+                    }
+                    Some(Ok(b)) => {
+                        *empties = 0;
+                        Ok((Some(b), recv.is_end_stream()))
+                    }
                     Some(Err(e)) => Err(PumpError::SrcRead(crate::upstream::h2::io_error(e))),
-                }
-            }
+                };
+            },
         }
     }
 
     /// `n` bytes of the last piece have left for the other side: an HTTP/2 sender may send that
     /// much more (its window is given back only now, so a slow receiver slows the sender).
     pub(crate) fn consumed(&mut self, n: usize) {
-        if let Source::H2 { recv } = self {
+        if let Source::H2 { recv, .. } = self {
             let _ = recv.flow_control().release_capacity(n);
         }
     }
@@ -582,7 +613,7 @@ impl Source<'_> {
     ) -> Result<Option<HeaderMap>, PumpError> {
         match self {
             Source::H1 { pieces, .. } => parse_trailers(pieces.dec.take_trailers()),
-            Source::H2 { recv } => {
+            Source::H2 { recv, .. } => {
                 let got = match timeout {
                     Some((drain, t)) => {
                         match drain.before(drain.deadline_in(t), recv.trailers()).await {

@@ -1013,7 +1013,7 @@ pub(crate) async fn respond_h1_from_h2(
         return next(true);
     }
     let chunked_out = framing == model::Framing::Chunked;
-    let mut src = body::Source::H2 { recv: &mut body };
+    let mut src = body::Source::h2(&mut body);
     let sent = Cell::new(0);
     let mut ended_by: Option<&'static str> = None;
     let timeout = t.timeout.map(|t| (&w.drain, t));

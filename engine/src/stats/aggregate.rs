@@ -132,6 +132,8 @@ pub struct ClusterStatus {
 type ClusterGetter = fn(&super::ClusterStats) -> u64;
 /// Reads one counter of a worker's `tcp_proxy` block.
 type TcpGetter = fn(&super::TcpProxyStats) -> u64;
+/// Reads one counter of a worker's HTTP/2 block.
+type H2Getter = fn(&super::Http2Stats) -> u64;
 /// Reads one counter of a worker's listener block.
 type ListenerGetter = fn(&super::ListenerStats) -> u64;
 
@@ -413,6 +415,20 @@ impl Aggregator {
                             if let Some(h) = hist {
                                 let h = Value::Histogram(Box::new(h.clone()));
                                 put(Scope::Http, p, "downstream_rq_time", h);
+                            }
+                            if http.codec.h2() {
+                                let counters: [(&'static str, H2Getter); 5] = [
+                                    ("downstream_cx_http2_total", |h| get(&h.cx_total)),
+                                    ("downstream_rq_http2_total", |h| get(&h.rq_total)),
+                                    ("http2.rx_reset", |h| get(&h.rx_reset)),
+                                    ("downstream_rq_too_many_premature_resets", |h| {
+                                        get(&h.too_many_resets)
+                                    }),
+                                    ("http2.connection_error", |h| get(&h.connection_error)),
+                                ];
+                                for (name, f) in counters {
+                                    put(Scope::Http, p, name, Value::Counter(at(&|l| f(&l.h2))));
+                                }
                             }
                         }
                         // The HTTP filters' counters (each filter config sums its workers'

@@ -109,6 +109,26 @@ pub struct ListenerStats {
     pub downstream_rq_xx: [AtomicU64; 5],
     /// `tcp.<stat_prefix>.*`, for a listener whose network filter is `tcp_proxy`.
     pub tcp: TcpProxyStats,
+    /// `http.<stat_prefix>.*` of HTTP/2 clients.
+    pub h2: Http2Stats,
+}
+
+/// HTTP/2 from clients, under `http.<stat_prefix>.` (Envoy's names where Envoy has one).
+#[derive(Debug, Default)]
+pub struct Http2Stats {
+    /// `downstream_cx_http2_total`: connections that spoke HTTP/2.
+    pub cx_total: AtomicU64,
+    /// `downstream_rq_http2_total`: requests (streams) over HTTP/2.
+    pub rq_total: AtomicU64,
+    /// `http2.rx_reset`: streams the client reset before their response ended (those reset
+    /// before the proxy looked at them never reach routing or an upstream).
+    pub rx_reset: AtomicU64,
+    /// `downstream_rq_too_many_premature_resets`: connections closed with GOAWAY
+    /// ENHANCE_YOUR_CALM because the client reset most of its streams (Rapid Reset).
+    pub too_many_resets: AtomicU64,
+    /// `http2.connection_error`: connections that ended in an HTTP/2 error (a flood or
+    /// protocol limit `h2` enforces, a malformed frame, a header list over the limit).
+    pub connection_error: AtomicU64,
 }
 
 /// A `tcp_proxy` network filter's counters (Envoy's names, under `tcp.<stat_prefix>.`).

@@ -25,7 +25,7 @@ mod stream;
 
 pub(crate) use stream::{from_http_trailers, send_data, to_http_headers};
 
-use std::{rc::Rc, task::Poll};
+use std::{cell::Cell, rc::Rc, task::Poll};
 
 use crate::{
     drain::IdleEnd,
@@ -33,6 +33,7 @@ use crate::{
         ctx::{ListenerCtx, WorkerCtx},
         downstream::{Downstream, H1},
     },
+    stats::inc,
 };
 
 /// What every HTTP/2 connection starts with (RFC 9113 §3.4).
@@ -51,6 +52,18 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 50;
 /// Streams the proxy may reset because of the client's errors before it gives up on the
 /// connection (a peer provoking resets in a loop).
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Streams a client may reset early (before their response ended) before the connection is
+/// judged by the share of its streams it resets (half or more: closed with ENHANCE_YOUR_CALM).
+const PREMATURE_RESETS: u32 = 100;
+
+/// What a connection's streams tell it.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounts {
+    pub(crate) streams: Cell<u32>,
+    /// Streams the client reset before their response ended.
+    pub(crate) resets: Cell<u32>,
+}
+
 /// Bytes `h2` may queue for one stream beyond what the client's window lets out.
 const MAX_SEND_BUFFER: usize = 64 * 1024;
 
@@ -84,8 +97,14 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
             return;
         }
     };
+    let stats = w.stats.listeners.get(l.stats_slot).map(|s| &s.h2);
+    if let Some(s) = stats {
+        inc(&s.cx_total);
+    }
+    let counts = Rc::new(ConnCounts::default());
     let mut waiter = w.drain.waiter_for(l.http.idle_timeout);
     let mut closing = false;
+    let mut calmed = false;
     enum Ev<T> {
         Accept(Option<Result<T, h2::Error>>),
         Drain,
@@ -108,13 +127,31 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
         .await;
         match ev {
             Ev::Accept(Some(Ok((req, respond)))) => {
+                counts.streams.set(counts.streams.get() + 1);
+                if let Some(s) = stats {
+                    inc(&s.rq_total);
+                }
                 let (c, l2, w2) = (Rc::clone(&conn), Rc::clone(l), Rc::clone(w));
-                compio::runtime::spawn(stream::serve(req, respond, c, peer, local, l2, w2))
+                let n = Rc::clone(&counts);
+                compio::runtime::spawn(stream::serve(req, respond, c, peer, local, l2, w2, n))
                     .detach();
                 waiter = w.drain.waiter_for(l.http.idle_timeout);
+                // Rapid Reset: a client that resets most of what it opens is closed.
+                let resets = counts.resets.get();
+                if !calmed && resets >= PREMATURE_RESETS && resets * 2 >= counts.streams.get() {
+                    calmed = true;
+                    tracing::debug!(%peer, resets, "HTTP/2 client resets most streams: closing");
+                    if let Some(s) = stats {
+                        inc(&s.too_many_resets);
+                    }
+                    h2c.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                }
             }
             Ev::Accept(Some(Err(e))) => {
                 tracing::debug!(%peer, error = %e, "HTTP/2 connection error");
+                if let Some(s) = stats {
+                    inc(&s.connection_error);
+                }
                 break;
             }
             Ev::Accept(None) => break,

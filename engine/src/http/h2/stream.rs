@@ -35,7 +35,7 @@ use crate::{
         },
         stream::{self, Filters, ReqInfo},
     },
-    io::{Conn, Piece},
+    io::Conn,
     stream_info::{SiSlot, Version},
 };
 
@@ -47,6 +47,7 @@ pub(crate) struct H2Stream {
 }
 
 /// Serve one stream: decode, route, run, observe.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     req: http::Request<RecvStream>,
     respond: SendResponse<Bytes>,
@@ -55,8 +56,20 @@ pub(crate) async fn serve(
     local: Option<SocketAddr>,
     l: Rc<ListenerCtx>,
     w: Rc<WorkerCtx>,
+    counts: Rc<super::ConnCounts>,
 ) {
     let (parts, recv) = req.into_parts();
+    let mut respond = respond;
+    // Reset by the client already (a Rapid Reset flood resets each stream in the same read
+    // that opened it): it never reaches routing, filters or an upstream.
+    let reset = poll_fn(|cx| std::task::Poll::Ready(respond.poll_reset(cx).is_ready())).await;
+    if reset {
+        counts.resets.set(counts.resets.get() + 1);
+        if let Some(s) = w.stats.listeners.get(l.stats_slot) {
+            crate::stats::inc(&s.h2.rx_reset);
+        }
+        return;
+    }
     let mut d = Downstream {
         side: H2Stream {
             conn,
@@ -71,6 +84,12 @@ pub(crate) async fn serve(
     drop(parts);
     w.stats.downstream_rq(l.stats_slot);
     let _ = stream::run(&mut d, &l, &w, begun).await;
+    if d.si.downstream_reset {
+        counts.resets.set(counts.resets.get() + 1);
+        if let Some(s) = w.stats.listeners.get(l.stats_slot) {
+            crate::stats::inc(&s.h2.rx_reset);
+        }
+    }
     w.stream_done(&l, &d.si);
     d.si.release();
 }
@@ -278,46 +297,6 @@ pub(crate) async fn send_data(
     Ok(())
 }
 
-/// `fut`, bounded by a body timeout on the coarse clock (`None`: it passed).
-async fn bounded<F: std::future::Future>(timeout: ReadTimeout<'_>, fut: F) -> Option<F::Output> {
-    match timeout {
-        Some((drain, t)) => drain.before(drain.deadline_in(t), fut).await,
-        None => Some(fut.await),
-    }
-}
-
-fn io_err(e: h2::Error) -> io::Error {
-    match e.into_io() {
-        Some(e) => e,
-        None => io::Error::other("stream reset by the client"),
-    }
-}
-
-impl H2Stream {
-    /// The next piece of the request body (`Ok(None)`: it ended), its window given back to
-    /// the client only once `release` is called.
-    async fn next_data(&mut self, timeout: ReadTimeout<'_>) -> Result<Option<Bytes>, PumpError> {
-        match bounded(timeout, self.recv.data()).await {
-            None => Err(PumpError::SrcTimeout),
-            Some(None) => Ok(None),
-            Some(Some(Ok(b))) => Ok(Some(b)),
-            Some(Some(Err(e))) => Err(PumpError::SrcRead(io_err(e))),
-        }
-    }
-
-    fn release(&mut self, n: usize) {
-        let _ = self.recv.flow_control().release_capacity(n);
-    }
-
-    async fn trailers(&mut self, timeout: ReadTimeout<'_>) -> Result<Option<HeaderMap>, PumpError> {
-        match bounded(timeout, self.recv.trailers()).await {
-            None => Err(PumpError::SrcTimeout),
-            Some(Ok(t)) => Ok(t.map(|t| from_http_trailers(&t))),
-            Some(Err(e)) => Err(PumpError::SrcRead(io_err(e))),
-        }
-    }
-}
-
 impl Side for H2Stream {
     fn conn_local_addr(&self) -> io::Result<SocketAddr> {
         self.conn.local_addr()
@@ -346,15 +325,22 @@ impl Side for H2Stream {
             }
         }
         let mut body = BytesMut::new();
-        while let Some(b) = self.next_data(timeout).await? {
-            if body.len() + b.len() > max {
-                return Err(ReadAllError::TooLarge(max));
+        let mut src = body::Source::h2(&mut self.recv);
+        loop {
+            let (got, end) = src.next(timeout).await?;
+            if let Some(b) = got {
+                if body.len() + b.len() > max {
+                    return Err(ReadAllError::TooLarge(max));
+                }
+                body.extend_from_slice(&b);
+                src.consumed(b.len());
             }
-            self.release(b.len());
-            body.extend_from_slice(&b);
+            if end {
+                break;
+            }
         }
         // HTTP/2 carries trailers natively: they are always decoded.
-        let trailers = self.trailers(timeout).await?;
+        let trailers = src.trailers(timeout).await?;
         Ok(WholeBody {
             body: body.freeze(),
             rest: BytesMut::new(),
@@ -408,60 +394,22 @@ impl Side for H2Stream {
         timeout: ReadTimeout<'_>,
         received: &Cell<u64>,
         _bulk: Bulk<'_>,
-        mut transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
+        transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
     ) -> Result<u64, PumpError> {
-        let limit = match r.framing {
-            BodyFraming::Length(n) => Some(n),
-            _ => None,
-        };
-        let mut moved = 0u64;
-        loop {
-            let got = self.next_data(timeout).await?;
-            let end = got.is_none();
-            let mut data = got.unwrap_or_default();
-            let len = data.len();
-            if let Some(t) = transform.as_deref_mut() {
-                if !t(BodyEvent::Data(&mut data, end)) {
-                    return Err(PumpError::Filter);
-                }
-            }
-            let mut v = Vec::with_capacity(4);
-            if !data.is_empty() {
-                moved += data.len() as u64;
-                if limit.is_some_and(|n| moved > n) {
-                    return Err(PumpError::SrcRead(io::Error::other(
-                        "body longer than its content-length",
-                    )));
-                }
-                if r.chunked_out {
-                    v.push(body::chunk_header(data.len()));
-                    v.push(Piece::Bytes(data));
-                    v.push(Piece::Bytes(body::CRLF));
-                } else {
-                    v.push(Piece::Bytes(data));
-                }
-            }
-            if end {
-                let mut trailers = self.trailers(timeout).await?;
-                if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
-                    if !t(BodyEvent::Trailers(tr)) {
-                        return Err(PumpError::Filter);
-                    }
-                }
-                if r.chunked_out {
-                    v.push(body::last_chunk(
-                        trailers.as_ref().filter(|_| r.trailers_out),
-                    ));
-                }
-            }
-            body::write(up, v).await?;
-            // The client may send more only once this piece is upstream.
-            self.release(len);
-            received.set(moved);
-            if end {
-                return Ok(moved);
-            }
-        }
+        // `h2` holds the DATA frames to the request's content-length (a longer or shorter body
+        // is a stream error), so a length-framed body cannot overrun its head.
+        let mut src = body::Source::h2(&mut self.recv);
+        let (chunked, trailers_out) = (r.chunked_out, r.trailers_out);
+        body::pump_to_h1(
+            &mut src,
+            up,
+            chunked,
+            trailers_out,
+            timeout,
+            received,
+            transform,
+        )
+        .await
     }
 
     async fn pump_request_h2(
@@ -473,9 +421,7 @@ impl Side for H2Stream {
         received: &Cell<u64>,
         transform: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool>,
     ) -> Result<u64, PumpError> {
-        let mut src = body::Source::H2 {
-            recv: &mut self.recv,
-        };
+        let mut src = body::Source::h2(&mut self.recv);
         body::pump_to_h2(&mut src, send, timeout, received, transform).await
     }
 
@@ -570,12 +516,7 @@ async fn respond(
         }
         Upstream::H2 { body, stream, .. } => {
             h2_body = (body, stream);
-            (
-                body::Source::H2 {
-                    recv: &mut h2_body.0,
-                },
-                None,
-            )
+            (body::Source::h2(&mut h2_body.0), None)
         }
     };
     let body_timeout = t.timeout.map(|t| (&w.drain, t));
