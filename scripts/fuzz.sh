@@ -3,7 +3,8 @@
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (SECONDS per target, default 10; all targets)
 #
 # Targets: h1_request (the HTTP/1 request parser and chunked decoder), proxy_protocol (PROXY
-# protocol v1/v2 parser and encoders), client_hello (the TLS ClientHello peek).
+# protocol v1/v2 parser and encoders), client_hello (the TLS ClientHello peek), h2_mapping
+# (HTTP/2 preface detection and the HTTP/2 head mapping to and from the stream model).
 #
 # Installs cargo-fuzz when it is missing. Runs on a stable toolchain: RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its nightly-only flags (-Zsanitizer=address, sancov passes). The checked-in
@@ -20,7 +21,7 @@ case "$run_for" in
 esac
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(h1_request proxy_protocol client_hello)
+[ ${#targets[@]} -gt 0 ] || targets=(h1_request proxy_protocol client_hello h2_mapping)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"

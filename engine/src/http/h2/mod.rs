@@ -22,8 +22,10 @@
 //! than the header list allows.
 
 mod stream;
+pub mod wire;
 
-pub(crate) use stream::{from_http_trailers, send_data, to_http_headers};
+pub(crate) use stream::send_data;
+pub use wire::{from_http_trailers, is_preface, to_http_headers, PREFACE};
 
 use std::{cell::Cell, rc::Rc, task::Poll};
 
@@ -35,16 +37,6 @@ use crate::{
     },
     stats::inc,
 };
-
-/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether a connection's first bytes are HTTP/2's preface (all of it, or as much of it as has
-/// arrived, at least `PRI * `: no HTTP/1 request starts that way).
-pub fn is_preface(first: &[u8]) -> bool {
-    let n = first.len().min(PREFACE.len());
-    n >= 6 && first[..n] == PREFACE[..n]
-}
 
 /// Streams a client may reset before the proxy has even accepted them before the connection
 /// is closed with ENHANCE_YOUR_CALM (Rapid Reset, CVE-2023-44487).
