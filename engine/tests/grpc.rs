@@ -348,3 +348,166 @@ print(json.dumps(out))
     );
     assert!(r["secs"].as_f64().unwrap() < 2.0, "{r}");
 }
+
+/// gRPC frames of a body: `(flags, payload)` each.
+fn frames(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        assert!(body.len() >= 5 + len, "a cut frame: {body:?}");
+        out.push((body[0], body[5..5 + len].to_vec()));
+        body = &body[5 + len..];
+    }
+    assert!(body.is_empty(), "bytes after the frames: {body:?}");
+    out
+}
+
+fn b64(src: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in src.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(A[(n >> 18) as usize & 63] as char);
+        out.push(A[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            A[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Decode base64 made of padded groups (concatenated pieces allowed).
+fn unb64(s: &[u8]) -> Vec<u8> {
+    let v = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    } as u32;
+    let mut out = Vec::new();
+    for g in s.chunks(4) {
+        let pad = g.iter().filter(|&&c| c == b'=').count();
+        let mut n = 0;
+        for &c in &g[..4 - pad] {
+            n = (n << 6) | v(c);
+        }
+        n <<= 6 * pad;
+        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..3 - pad]);
+    }
+    out
+}
+
+/// A gRPC-Web call over HTTP/1.1, as a browser makes it: the response.
+fn grpc_web(p: &Proxy, path: &str, ct: &str, body: &[u8], origin: Option<&str>) -> RawMessage {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: app.test\r\ncontent-type: {ct}\r\nx-grpc-web: 1\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(o) = origin {
+        req.push_str(&format!("origin: {o}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(body);
+    let mut c = Client::connect(p.addr);
+    c.send(&raw);
+    c.response(false)
+}
+
+fn message(m: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8];
+    f.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    f.extend_from_slice(m);
+    f
+}
+
+#[test]
+fn grpc_web_binary_and_text_with_cors() {
+    let server = GrpcServer::start();
+    let yaml = grpc_config(server.addr, "")
+        .http_filter(
+            "cors",
+            "allow_origin_string_match: [{ exact: \"https://app.example\" }]\n\
+             allow_methods: \"POST, OPTIONS\"\n\
+             allow_headers: \"content-type, x-grpc-web, x-user-agent\"\n\
+             expose_headers: \"grpc-status, grpc-message\"",
+        )
+        .http_filter("grpc_web", "")
+        .yaml();
+    let p = Proxy::start(&yaml);
+    // Binary: the reply's message, then the trailers as a frame flagged 0x80.
+    let r = grpc_web(
+        &p,
+        "/test.Echo/Unary",
+        "application/grpc-web+proto",
+        &message(b"hello"),
+        Some("https://app.example"),
+    );
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/grpc-web+proto"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(r
+        .header("access-control-expose-headers")
+        .is_some_and(|h| h.contains("grpc-status")));
+    let f = frames(&r.body);
+    assert_eq!(f[0], (0, b"olleh".to_vec()), "{f:?}");
+    let trailers = String::from_utf8_lossy(&f.last().unwrap().1).to_string();
+    assert_eq!(f.last().unwrap().0, 0x80);
+    assert!(trailers.contains("grpc-status:0\r\n"), "{trailers}");
+    assert!(trailers.contains("x-trailer:t1\r\n"), "{trailers}");
+    // Text: base64 both ways.
+    let r = grpc_web(
+        &p,
+        "/test.Echo/Unary",
+        "application/grpc-web-text",
+        b64(&message(b"abc")).as_bytes(),
+        None,
+    );
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/grpc-web-text+proto")
+    );
+    let f = frames(&unb64(&r.body));
+    assert_eq!(f[0], (0, b"cba".to_vec()), "{f:?}");
+    assert!(String::from_utf8_lossy(&f.last().unwrap().1).contains("grpc-status:0"));
+    // An error is a trailers-only response from the server: one trailer frame as the body.
+    let r = grpc_web(
+        &p,
+        "/test.Echo/Fail",
+        "application/grpc-web+proto",
+        &message(b"q"),
+        None,
+    );
+    assert_eq!(r.status(), 200, "{r:?}");
+    let f = frames(&r.body);
+    assert_eq!(f.len(), 1, "{f:?}");
+    let t = String::from_utf8_lossy(&f[0].1).to_string();
+    assert_eq!(f[0].0, 0x80);
+    assert!(t.contains("grpc-status:5\r\n"), "{t}");
+    assert!(t.contains("grpc-message:nope: q\r\n"), "{t}");
+    // The CORS preflight a browser sends first.
+    let mut c = Client::connect(p.addr);
+    let pre = c.roundtrip(
+        b"OPTIONS /test.Echo/Unary HTTP/1.1\r\nhost: app.test\r\norigin: https://app.example\r\n\
+          access-control-request-method: POST\r\naccess-control-request-headers: content-type,x-grpc-web\r\n\r\n",
+    );
+    assert!(pre.status() == 200 || pre.status() == 204, "{pre:?}");
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+}

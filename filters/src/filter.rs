@@ -78,6 +78,12 @@ pub enum DataStatus {
     /// Answer locally (request path only; on the response path, once the head is sent, the
     /// engine can only end the stream: it closes the connection).
     LocalReply(LocalReply),
+    /// Response trailers hook only: end the body with these bytes (after every piece already
+    /// passed on), as gRPC-Web carries trailers in the body. The filter empties the trailers it
+    /// moves there; trailers left empty are not sent. Other filters' data hooks do not see
+    /// these bytes, so the filter that appends must be the one nearest the client that
+    /// changes bodies.
+    Append(Bytes),
 }
 
 /// A reply made by a filter (or by the engine for a filter's config error).

@@ -113,6 +113,11 @@ pub const BUILTIN: &[Kind] = &[
         envoy_name: "envoy.filters.http.cache",
         parse: http::cache::parse,
     },
+    Kind {
+        name: "grpc_web",
+        envoy_name: "envoy.filters.http.grpc_web",
+        parse: http::grpc_web::parse,
+    },
 ];
 
 /// The filter registered as `name` (ringway's or Envoy's spelling).

@@ -65,8 +65,10 @@ impl Reframe {
 pub enum BodyEvent<'a> {
     /// A piece of the body (may be replaced); `true`: the last piece (possibly empty).
     Data(&'a mut Bytes, bool),
-    /// The body's trailers (after its last piece), when the sender's side decodes them.
-    Trailers(&'a mut HeaderMap),
+    /// The body's trailers (after its last piece), when the sender's side decodes them; a
+    /// response filter may set the second field to bytes that end the body (after every piece
+    /// already passed: gRPC-Web's trailer frame), emptying the trailers it moved there.
+    Trailers(&'a mut HeaderMap, &'a mut Option<Bytes>),
 }
 
 /// Decode kept trailer lines.
@@ -135,6 +137,17 @@ pub(crate) async fn write(dst: &Conn, pieces: Vec<Piece>) -> Result<(), PumpErro
             .write_vectored_all(pieces)
             .await
             .map_err(PumpError::DstWrite),
+    }
+}
+
+/// One piece of body for an HTTP/1 receiver: as a chunk, or raw.
+fn push_piece(v: &mut Vec<Piece>, data: Bytes, chunked: bool) {
+    if chunked {
+        v.push(chunk_header(data.len()));
+        v.push(Piece::Bytes(data));
+        v.push(Piece::Bytes(CRLF));
+    } else {
+        v.push(Piece::Bytes(data));
     }
 }
 
@@ -512,8 +525,13 @@ pub async fn pump_filtered(
         if end {
             let mut trailers = parse_trailers(pieces.dec.take_trailers())?;
             if let Some(t) = trailers.as_mut() {
-                if !transform(BodyEvent::Trailers(t)) {
+                let mut tail = None;
+                if !transform(BodyEvent::Trailers(t, &mut tail)) {
                     return Err(PumpError::Filter);
+                }
+                if let Some(b) = tail.filter(|b| !b.is_empty()) {
+                    moved += b.len() as u64;
+                    push_piece(&mut v, b, r.chunked_out);
                 }
             }
             if r.chunked_out {
@@ -671,8 +689,13 @@ pub(crate) async fn pump_to_h1(
         if end {
             let mut trailers = src.trailers(timeout).await?;
             if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
-                if !t(BodyEvent::Trailers(tr)) {
+                let mut tail = None;
+                if !t(BodyEvent::Trailers(tr, &mut tail)) {
                     return Err(PumpError::Filter);
+                }
+                if let Some(b) = tail.filter(|b| !b.is_empty()) {
+                    moved += b.len() as u64;
+                    push_piece(&mut v, b, chunked_out);
                 }
             }
             if chunked_out {
@@ -713,10 +736,18 @@ pub(crate) async fn pump_to_h2(
         if end {
             trailers = src.trailers(timeout).await?;
             if let (Some(t), Some(tr)) = (transform.as_deref_mut(), trailers.as_mut()) {
-                if !t(BodyEvent::Trailers(tr)) {
+                let mut tail = None;
+                if !t(BodyEvent::Trailers(tr, &mut tail)) {
                     return Err(PumpError::Filter);
                 }
+                if let Some(b) = tail.filter(|b| !b.is_empty()) {
+                    let mut joined = BytesMut::with_capacity(data.len() + b.len());
+                    joined.extend_from_slice(&data);
+                    joined.extend_from_slice(&b);
+                    data = joined.freeze();
+                }
             }
+            trailers = trailers.filter(|t| !t.is_empty());
         }
         moved += data.len() as u64;
         crate::http::h2::send_data(dst, data, end && trailers.is_none())

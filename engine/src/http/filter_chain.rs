@@ -240,7 +240,8 @@ impl Active {
         None
     }
 
-    /// Run the response-trailers hooks in reverse. `Err(reason)`: a filter asked to end the
+    /// Run the response-trailers hooks in reverse. `Ok(Some(bytes))`: filters asked to end the
+    /// body with these bytes ([`DataStatus::Append`]); `Err(reason)`: a filter asked to end the
     /// stream (its reply's reason, if it gave one).
     pub fn response_trailers(
         &mut self,
@@ -248,19 +249,25 @@ impl Active {
         request: &RequestHead,
         state: &mut FilterState,
         p: &Parts<'_>,
-    ) -> Result<(), Option<&'static str>> {
+    ) -> Result<Option<Bytes>, Option<&'static str>> {
+        let mut tail: Option<Bytes> = None;
         for i in (0..self.entered).rev() {
             if !self.chain.hooks[i].response_trailers {
                 continue;
             }
             let mut cx = ctx(p, state, Some(request), None);
-            if let DataStatus::LocalReply(r) =
-                self.filters[i].on_response_trailers(trailers, &mut cx)
-            {
-                return Err(r.reason);
+            match self.filters[i].on_response_trailers(trailers, &mut cx) {
+                DataStatus::LocalReply(r) => return Err(r.reason),
+                DataStatus::Append(b) => {
+                    tail = Some(match tail {
+                        None => b,
+                        Some(t) => [t, b].concat().into(),
+                    })
+                }
+                _ => {}
             }
         }
-        Ok(())
+        Ok(tail)
     }
 
     /// Run the response-headers hooks in reverse, over the filters that saw the request. A

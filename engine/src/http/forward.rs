@@ -548,7 +548,7 @@ async fn stream_body<S: Side>(
             let mut transform = |ev: BodyEvent<'_>| {
                 reply = match ev {
                     BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
-                    BodyEvent::Trailers(t) => active.request_trailers(t, state, &parts),
+                    BodyEvent::Trailers(t, _) => active.request_trailers(t, state, &parts),
                 };
                 reply.is_none()
             };
@@ -918,7 +918,9 @@ pub(crate) async fn respond_h1(
                     BodyEvent::Data(data, end) => {
                         active.response_data(data, end, req, state, &parts)
                     }
-                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                    BodyEvent::Trailers(tr, tail) => active
+                        .response_trailers(tr, req, state, &parts)
+                        .map(|t| *tail = t),
                 };
                 match done {
                     Ok(()) => true,
@@ -1050,7 +1052,9 @@ pub(crate) async fn respond_h1_from_h2(
                     BodyEvent::Data(data, end) => {
                         active.response_data(data, end, req, state, &parts)
                     }
-                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                    BodyEvent::Trailers(tr, tail) => active
+                        .response_trailers(tr, req, state, &parts)
+                        .map(|t| *tail = t),
                 };
                 match done {
                     Ok(()) => true,

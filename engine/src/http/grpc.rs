@@ -65,10 +65,11 @@ pub fn status(why: Option<LocalReason>, http: u16) -> u8 {
     }
 }
 
-/// A local reply as gRPC: status 200, no body, `grpc-status` and `grpc-message` (the reply's
+/// A local error reply (status 300 and up) as gRPC: status 200, no body, `grpc-status` and `grpc-message` (the reply's
 /// body, percent-encoded as gRPC says) beside its own headers.
 pub fn local_reply(r: Reply) -> Reply {
-    if r.status < 300 && r.headers.contains("grpc-status") {
+    // Not an error (a direct response, a filter's own gRPC answer such as gRPC-Web's): as is.
+    if r.status < 300 {
         return r;
     }
     let code = status(r.why, r.status);

@@ -7,5 +7,6 @@ pub mod compressor;
 pub mod cors;
 pub mod decompressor;
 pub mod fault;
+pub mod grpc_web;
 pub mod header_mutation;
 pub mod local_ratelimit;

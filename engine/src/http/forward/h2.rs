@@ -260,7 +260,7 @@ async fn stream_body<S: Side>(
             let mut transform = |ev: BodyEvent<'_>| {
                 reply = match ev {
                     BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
-                    BodyEvent::Trailers(t) => active.request_trailers(t, state, &parts),
+                    BodyEvent::Trailers(t, _) => active.request_trailers(t, state, &parts),
                 };
                 reply.is_none()
             };
@@ -331,7 +331,9 @@ fn request_head(req: &RequestHead, info: &ReqInfo, t: &Target<'_>) -> http::Requ
     *r.version_mut() = http::Version::HTTP_2;
     let h = r.headers_mut();
     to_http_headers(&req.headers, h);
-    if info.te_trailers {
+    // gRPC servers want `te: trailers`; a gRPC-Web client (converted by the filter) never
+    // sends it.
+    if info.te_trailers || crate::http::grpc::is_grpc(req) {
         h.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
     if let BodySize::Known(n) = req.body {

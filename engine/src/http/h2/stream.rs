@@ -430,7 +430,9 @@ async fn respond(
                     BodyEvent::Data(data, end) => {
                         active.response_data(data, end, req, state, &parts)
                     }
-                    BodyEvent::Trailers(tr) => active.response_trailers(tr, req, state, &parts),
+                    BodyEvent::Trailers(tr, tail) => active
+                        .response_trailers(tr, req, state, &parts)
+                        .map(|t| *tail = t),
                 };
                 match done {
                     Ok(()) => true,
