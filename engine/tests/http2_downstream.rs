@@ -522,6 +522,10 @@ fn http2_settings_are_validated() {
             "max_concurrent_streams must be 1..=2147483647",
         ),
         (
+            "http2_protocol_options: { connection_keepalive: { interval: 1s } }",
+            "PINGs to clients are not there yet",
+        ),
+        (
             "http2_protocol_options: { max_frame_size: 5 }",
             "max_frame_size: unknown key",
         ),

@@ -21,7 +21,8 @@ use support::*;
 /// `delay` (seconds before each response), `max_streams` (its SETTINGS), `goaway_after` (a
 /// graceful GOAWAY after that many responses on a connection, then the close), `refuse_first`
 /// (each connection's first stream gets RST_STREAM REFUSED_STREAM), `trailers` (sent after the
-/// body). Each response is `200` with a JSON body: the request's headers, body length and
+/// body), `freeze_after` (after that many responses the connection reads and answers nothing
+/// more, PINGs included). Each response is `200` with a JSON body: the request's headers, body length and
 /// trailers, and the connection's number.
 const H2_SERVER: &str = r#"
 import json, socket, sys, threading, time
@@ -43,9 +44,13 @@ def serve(sock, n):
     heads, bodies, trailers, due = {}, {}, {}, []
     served = 0
     first = True
+    frozen = False
     closing = False
     sock.settimeout(0.02)
     while True:
+        if frozen:
+            time.sleep(0.05)
+            continue
         try:
             data = sock.recv(65536)
             if not data:
@@ -83,6 +88,8 @@ def serve(sock, n):
             if cfg.get("trailers"):
                 c.send_headers(sid, cfg["trailers"], end_stream=True)
             served += 1
+            if cfg.get("freeze_after") and served >= cfg["freeze_after"]:
+                frozen = True
             if cfg.get("goaway_after") and served >= cfg["goaway_after"]:
                 c.close_connection(last_stream_id=sid)
                 closing = True
@@ -385,8 +392,39 @@ fn cluster_protocol_is_validated() {
             "protocol: http2\nhttp2_protocol_options: { initial_stream_window_size: 1 }",
             "initial_stream_window_size must be 65535..=2147483647",
         ),
+        (
+            "protocol: http2\nhttp2_protocol_options: { connection_keepalive: { timeout: 1s } }",
+            "interval is required",
+        ),
     ] {
         let yaml = ConfigBuilder::simple(o).cluster_extra(extra).yaml();
         assert_validate_refuses_with(&yaml, &[want]);
     }
+}
+
+#[test]
+fn keepalive_pings_give_up_a_silent_connection_and_idle_ones_close() {
+    let origin = PyH2::start(json!({"freeze_after": 1}));
+    let yaml = config(
+        origin.addr,
+        "http2_protocol_options: { connection_keepalive: { interval: 200ms, timeout: 300ms } }",
+    );
+    let p = Proxy::start(&yaml);
+    let (status, v) = fetch(&p, "/1");
+    assert_eq!((status, v["conn"].as_u64()), (200, Some(1)), "{v}");
+    // The server went silent: the keep-alive PING goes unanswered and the connection is given
+    // up, so the next request opens a new one instead of waiting on the dead one.
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = Instant::now();
+    let (status, v) = fetch(&p, "/2");
+    assert_eq!((status, v["conn"].as_u64()), (200, Some(2)), "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    drop(p);
+    // Idle: the cluster's idle_timeout closes a connection with no stream open.
+    let origin = PyH2::start(json!({}));
+    let p = Proxy::start(&config(origin.addr, "idle_timeout: 300ms"));
+    assert_eq!(fetch(&p, "/a").1["conn"], 1);
+    assert_eq!(fetch(&p, "/b").1["conn"], 1);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(fetch(&p, "/c").1["conn"], 2);
 }

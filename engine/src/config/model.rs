@@ -358,6 +358,9 @@ pub struct Http2Options {
     pub initial_stream_window_size: u32,
     pub initial_connection_window_size: u32,
     pub max_header_list_size: u32,
+    /// `connection_keepalive: {interval, timeout}` (upstream connections): a PING every
+    /// interval, the connection given up without an answer within the timeout.
+    pub keepalive: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 /// `forward_client_cert_details` and `set_current_client_cert_details`.

@@ -596,6 +596,17 @@ pub struct Http2OptionsSpec {
     /// Largest header list (decoded, as HTTP/2 counts it) accepted (default: the connection
     /// manager's `max_request_headers_kb`).
     pub max_header_list_size: Option<u32>,
+    /// Clusters: PING the server every `interval`; no answer within `timeout` (default `5s`)
+    /// gives the connection up.
+    pub connection_keepalive: Option<KeepaliveSpec>,
+}
+
+/// `connection_keepalive` (Envoy's `KeepaliveSettings`, without jitter).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a connection_keepalive map")]
+pub struct KeepaliveSpec {
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
 }
 
 /// `tracing: {sample_rate: 0.01}` on a connection manager.

@@ -164,6 +164,7 @@ impl H2Pool {
         conn: Conn,
         o: &Http2Options,
         timeout: Duration,
+        idle: Duration,
     ) -> std::io::Result<Stream> {
         let io = crate::io::poll::PollIo::new(Rc::new(conn), BytesMut::new());
         let mut b = h2::client::Builder::new();
@@ -190,36 +191,42 @@ impl H2Pool {
         // A PING round trip before the connection takes streams: the server's SETTINGS (its
         // stream limit) come before its answer, so the pool knows the limit from the start.
         let mut ping = connection.ping_pong();
-        let driven = Rc::clone(&state);
-        compio::runtime::spawn(async move {
-            let r = poll_fn(|cx| {
-                let r = std::pin::Pin::new(&mut connection).poll(cx);
-                driven.max.set(
-                    connection
-                        .max_concurrent_send_streams()
-                        .min(u32::MAX as usize) as u32,
-                );
-                r
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
-            }
-            driven.live.set(false);
-        })
-        .detach();
         if let Some(pp) = ping.as_mut() {
-            match compio::time::timeout(timeout, pp.ping(h2::Ping::opaque())).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(io_error(e)),
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "HTTP/2 server did not answer a PING",
-                    ))
+            // The driver is not running yet: poll the connection here until the answer.
+            let sent = pp.send_ping(h2::Ping::opaque()).map_err(io_error);
+            let pong = poll_fn(|cx| {
+                if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut connection).poll(cx) {
+                    return std::task::Poll::Ready(Err(match r {
+                        Ok(()) => std::io::Error::other("HTTP/2 connection closed"),
+                        Err(e) => io_error(e),
+                    }));
                 }
+                pp.poll_pong(cx).map(|r| r.map(|_| ()).map_err(io_error))
+            });
+            match sent {
+                Ok(()) => match compio::time::timeout(timeout, pong).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "HTTP/2 server did not answer a PING",
+                        ))
+                    }
+                },
+                Err(e) => return Err(e),
             }
         }
+        state.max.set(
+            connection
+                .max_concurrent_send_streams()
+                .min(u32::MAX as usize) as u32,
+        );
+        let driven = Rc::clone(&state);
+        let (keepalive, idle_timeout) = (o.keepalive, idle);
+        compio::runtime::spawn(async move {
+            drive(connection, ping, driven, keepalive, idle_timeout).await;
+        })
+        .detach();
         let stream = Stream {
             send: send.clone(),
             state: Rc::clone(&state),
@@ -248,4 +255,75 @@ pub fn io_error(e: h2::Error) -> std::io::Error {
         return std::io::Error::other("HTTP/2 I/O error");
     }
     std::io::Error::other(e.to_string())
+}
+
+/// A connection's driver: polls h2's connection (frames in and out) until it ends; when the
+/// cluster asks for it, PINGs the server every `keepalive.0` and gives the connection up when
+/// no answer comes within `keepalive.1`; closes it after `idle` with no stream open.
+async fn drive(
+    mut connection: h2::client::Connection<crate::io::poll::PollIo, Bytes>,
+    mut ping: Option<h2::PingPong>,
+    state: Rc<State>,
+    keepalive: Option<(Duration, Duration)>,
+    idle: Duration,
+) {
+    use std::task::Poll;
+    // The check period: the keep-alive interval, or a tenth of the idle timeout.
+    let period = keepalive
+        .map_or(idle / 10, |(i, _)| i)
+        .max(Duration::from_millis(100));
+    let mut tick = Box::pin(compio::time::sleep(period));
+    let mut idle_since: Option<std::time::Instant> = None;
+    // While a PING waits for its answer: when it must have come.
+    let mut awaiting: Option<std::time::Instant> = None;
+    let end = poll_fn(|cx| {
+        if let Poll::Ready(r) = std::pin::Pin::new(&mut connection).poll(cx) {
+            return Poll::Ready(r.err().map(|e| e.to_string()));
+        }
+        state.max.set(
+            connection
+                .max_concurrent_send_streams()
+                .min(u32::MAX as usize) as u32,
+        );
+        if awaiting.is_some() {
+            if let Some(pp) = ping.as_mut() {
+                if let Poll::Ready(r) = pp.poll_pong(cx) {
+                    awaiting = None;
+                    if let Err(e) = r {
+                        return Poll::Ready(Some(e.to_string()));
+                    }
+                }
+            }
+        }
+        while tick.as_mut().poll(cx).is_ready() {
+            let now = std::time::Instant::now();
+            if awaiting.is_some_and(|dl| now >= dl) {
+                return Poll::Ready(Some("no answer to a keep-alive PING".to_string()));
+            }
+            if state.active.get() == 0 {
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) >= idle {
+                    return Poll::Ready(None);
+                }
+            } else {
+                idle_since = None;
+            }
+            if let (Some((_, timeout)), Some(pp), None) = (keepalive, ping.as_mut(), awaiting) {
+                if pp.send_ping(h2::Ping::opaque()).is_ok() {
+                    awaiting = Some(now + timeout);
+                    // Poll once so the answer's waker is registered.
+                    if let Poll::Ready(Err(e)) = pp.poll_pong(cx) {
+                        return Poll::Ready(Some(e.to_string()));
+                    }
+                }
+            }
+            tick = Box::pin(compio::time::sleep(period));
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Some(e) = end {
+        tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+    }
+    state.live.set(false);
 }

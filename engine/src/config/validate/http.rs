@@ -147,13 +147,54 @@ pub(super) fn conn_manager(
             .unwrap_or(false),
         xfcc: xfcc(hcm, path, problems),
         codec: codec_type(hcm, path, problems),
-        http2: http2_settings(
-            hcm.http2_protocol_options.as_ref(),
-            max_request_headers_bytes as u32,
-            &path.key("http2_protocol_options"),
-            problems,
-        ),
+        http2: {
+            if let Some(k) = hcm
+                .http2_protocol_options
+                .as_ref()
+                .filter(|o| o.connection_keepalive.is_some())
+            {
+                let _ = k;
+                problems.value(
+                    &path
+                        .key("http2_protocol_options")
+                        .key("connection_keepalive"),
+                    "PINGs to clients are not there yet: connection_keepalive applies to \
+                     clusters' HTTP/2 connections",
+                );
+            }
+            http2_settings(
+                hcm.http2_protocol_options.as_ref(),
+                max_request_headers_bytes as u32,
+                &path.key("http2_protocol_options"),
+                problems,
+            )
+        },
     }
+}
+
+/// `connection_keepalive`: an interval is required (more than zero); the timeout defaults to 5s.
+fn keepalive(
+    spec: Option<&Http2OptionsSpec>,
+    at: &DocPath,
+    problems: &mut Problems,
+) -> Option<(Duration, Duration)> {
+    let k = spec?.connection_keepalive.as_ref()?;
+    let at = at.key("connection_keepalive");
+    let interval = match k.interval {
+        Some(d) if !d.0.is_zero() => d.0,
+        _ => {
+            problems.value(
+                &at.key("interval"),
+                "interval is required and must be more than zero",
+            );
+            return None;
+        }
+    };
+    let timeout = k.timeout.map_or(Duration::from_secs(5), |d| d.0);
+    if timeout.is_zero() {
+        problems.value(&at.key("timeout"), "timeout must be more than zero");
+    }
+    Some((interval, timeout))
 }
 
 /// `codec_type`.
@@ -199,7 +240,7 @@ pub(super) fn http2_settings(
             n
         };
     const MAX_WINDOW: u32 = (1 << 31) - 1;
-    Http2Options {
+    let mut o = Http2Options {
         max_concurrent_streams: get(
             spec.and_then(|s| s.max_concurrent_streams),
             "max_concurrent_streams",
@@ -223,7 +264,10 @@ pub(super) fn http2_settings(
             Some(n) => get(Some(n), "max_header_list_size", n, 1..=u32::MAX),
             None => max_headers,
         },
-    }
+        keepalive: None,
+    };
+    o.keepalive = keepalive(spec, at, problems);
+    o
 }
 
 /// `forward_client_cert_details` and `set_current_client_cert_details`.

@@ -215,7 +215,12 @@ async fn connect<S>(
             }
         },
     };
-    match t.ep.h2.handshake(c, &o, t.cluster.connect_timeout).await {
+    match t
+        .ep
+        .h2
+        .handshake(c, &o, t.cluster.connect_timeout, t.cluster.idle_timeout)
+        .await
+    {
         Ok(s) => Ok(s),
         Err(e) => {
             tracing::debug!(cluster = %t.cluster.name, endpoint = %t.ep.address, error = %e, "HTTP/2 handshake failed");
