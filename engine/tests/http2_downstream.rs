@@ -602,3 +602,89 @@ clusters:
     );
     assert_validate_refuses_with(&bad, &["its codec_type is http1"]);
 }
+
+/// RFC 8441: a WebSocket over HTTP/2 (extended CONNECT) to an HTTP/1.1 WebSocket upstream.
+#[test]
+fn websocket_over_http2_to_an_http1_upstream() {
+    let origin = RawOrigin::start(|mut c| {
+        let Some(req) = c.read_request() else { return };
+        let ok = req.start.starts_with("GET /ws HTTP/1.1")
+            && req.header("upgrade") == Some("websocket")
+            && req
+                .header("sec-websocket-key")
+                .is_some_and(|k| k.len() == 24)
+            && req.header("sec-websocket-version") == Some("13");
+        if !ok {
+            let _ = c.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+            return;
+        }
+        let _ = c.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+              sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        );
+        // Echo what comes through the tunnel, then close when the client does.
+        while let Some(b) = c.read_exact_raw(5) {
+            if !c.write(&b) {
+                return;
+            }
+        }
+    });
+    let p = proxy_with(origin.addr, "", "");
+    let script = format!(
+        r#"
+import socket, json, h2.connection, h2.config, h2.events
+s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+c.initiate_connection()
+s.sendall(c.data_to_send())
+out = {{"settings": False, "status": None, "echo": "", "ended": False, "headers": []}}
+sent = False
+while not out["ended"]:
+    data = s.recv(65536)
+    if not data:
+        break
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.RemoteSettingsChanged):
+            out["settings"] = True
+        elif isinstance(ev, h2.events.ResponseReceived):
+            out["headers"] = [list(h) for h in ev.headers]
+            out["status"] = dict(ev.headers)[":status"]
+            c.send_data(1, b"hello")
+            c.send_data(1, b"world")
+        elif isinstance(ev, h2.events.DataReceived):
+            out["echo"] += ev.data.decode()
+            c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            if out["echo"] == "helloworld" and not out.get("closing"):
+                out["closing"] = True
+                c.end_stream(1)
+        elif isinstance(ev, h2.events.StreamEnded):
+            out["ended"] = True
+        elif isinstance(ev, h2.events.StreamReset):
+            out["reset"] = int(ev.error_code)
+            out["ended"] = True
+    if out["settings"] and not sent:
+        c.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                           (":path", "/ws"), (":authority", "app.test"), ("sec-websocket-version", "13")])
+        sent = True
+    s.sendall(c.data_to_send())
+print(json.dumps(out))
+"#,
+        port = p.addr.port()
+    );
+    let out = run_python(&script, b"", Duration::from_secs(30));
+    assert!(out.status.success(), "{}", out.stderr);
+    let r: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(r["status"], "200", "{r}");
+    assert_eq!(r["echo"], "helloworld", "{r}");
+    assert_eq!(r["ended"], true, "{r}");
+    assert!(r.get("reset").is_none(), "{r}");
+    // The 101's upgrade headers stay on the HTTP/1.1 hop.
+    let names: Vec<&str> = r["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"sec-websocket-accept"), "{r}");
+    assert!(!names.contains(&"upgrade"), "{r}");
+}

@@ -75,7 +75,9 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
         .max_header_list_size(o.max_header_list_size)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
-        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS));
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        // RFC 8441: WebSockets over HTTP/2 (extended CONNECT with `:protocol`).
+        .enable_connect_protocol();
     let handshake = b.handshake::<_, bytes::Bytes>(io);
     let deadline = w.drain.deadline_in(l.http.request_headers_timeout);
     let mut h2c = match w.drain.before(deadline, handshake).await {

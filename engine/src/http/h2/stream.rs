@@ -111,15 +111,39 @@ fn begin<'l>(
         "http"
     };
     let end = d.side.recv.is_end_stream();
-    let (seen, framing) = decode_request(parts, scheme, end, &mut si.req);
+    let (seen, mut framing) = decode_request(parts, scheme, end, &mut si.req);
+    // RFC 8441: an extended CONNECT (`:protocol websocket`) is an HTTP/1.1 upgrade upstream: a
+    // GET with `upgrade`, and a key of its own (an HTTP/2 client sends none); its DATA frames
+    // are the tunnel, after the upstream's 101.
+    let upgrade = parts
+        .extensions
+        .get::<h2::ext::Protocol>()
+        .filter(|_| parts.method == http::Method::CONNECT)
+        .map(|p| Bytes::copy_from_slice(p.as_str().as_bytes()));
+    if upgrade.is_some() {
+        let path = si.req.path().to_vec();
+        let authority = si.req.authority().to_vec();
+        let headers = std::mem::take(&mut si.req.headers);
+        si.req.reset(b"GET", scheme, &authority, &path);
+        si.req.headers = headers;
+        si.req.body = BodySize::Empty;
+        framing = BodyFraming::None;
+        if !si.req.headers.contains("sec-websocket-key") {
+            let (a, b) = (w.tracer.rng.next_u64(), w.tracer.rng.next_u64());
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&a.to_le_bytes());
+            key[8..].copy_from_slice(&b.to_le_bytes());
+            si.req.headers.append("sec-websocket-key", base64(&key));
+        }
+    }
     let info = ReqInfo {
         version: Version::Http2,
         keep_alive: true,
         is_head: parts.method == http::Method::HEAD,
         framing,
         expect_continue: false,
-        idempotent: si.req.method.is_idempotent(),
-        upgrade: None,
+        idempotent: si.req.method.is_idempotent() && upgrade.is_none(),
+        upgrade,
         grpc_timeout: seen.grpc_timeout,
         te_trailers: parts
             .headers
@@ -327,16 +351,19 @@ impl Side for H2Stream {
 
     async fn switch_protocols(
         d: &mut Downstream<Self>,
-        _l: &ListenerCtx,
+        l: &ListenerCtx,
         w: &WorkerCtx,
         info: &ReqInfo,
-        _up: &Rc<Conn>,
+        up: &Rc<Conn>,
         _p: Parsed,
-        _rest: BytesMut,
+        rest: BytesMut,
     ) -> Next {
-        // An HTTP/2 request never asks to upgrade: a 101 is the upstream's error.
-        let why = crate::error::LocalReason::UpstreamProtocolError;
-        stream::reply_error(d, w, info, why, None, true).await
+        if info.upgrade.is_none() {
+            // Only an extended CONNECT asks to upgrade: a 101 otherwise is the upstream's error.
+            let why = crate::error::LocalReason::UpstreamProtocolError;
+            return stream::reply_error(d, w, info, why, None, true).await;
+        }
+        Box::pin(tunnel(d, l, w, up, rest)).await
     }
 }
 
@@ -475,4 +502,141 @@ async fn respond(
         }
     }
     Next::KeepAlive
+}
+
+/// An extended CONNECT whose upstream switched protocols: `200` to the client (RFC 8441: the
+/// 101's upgrade headers stay on the HTTP/1.1 hop), then the stream's DATA frames and the
+/// upstream connection's bytes both ways until either side ends (or `stream_idle_timeout`
+/// passes with no byte either way).
+async fn tunnel(
+    d: &mut Downstream<H2Stream>,
+    l: &ListenerCtx,
+    w: &WorkerCtx,
+    up: &Rc<Conn>,
+    rest: BytesMut,
+) -> Next {
+    d.si.status = 200;
+    d.si.upgraded = true;
+    d.si.resp.status = 200;
+    d.si.resp.headers.retain(|n, _| {
+        !(n.eq_ignore_ascii_case(b"sec-websocket-accept")
+            || n.eq_ignore_ascii_case(b"upgrade")
+            || n.eq_ignore_ascii_case(b"connection"))
+    });
+    d.si.resp.body = BodySize::Unknown;
+    let Some(head) = response_head(&d.si.resp, None, None) else {
+        return Next::Close;
+    };
+    let mut send = match d.side.respond.send_response(head, false) {
+        Ok(s) => s,
+        Err(_) => {
+            d.si.downstream_reset = true;
+            return Next::Close;
+        }
+    };
+    let recv = &mut d.side.recv;
+    let activity = Cell::new(w.drain.now_ms());
+    let (sent, received) = (Cell::new(0u64), Cell::new(0u64));
+    // Client to upstream: DATA frames, written as they come; the client's end half-closes.
+    let to_up = async {
+        while let Some(got) = recv.data().await {
+            let Ok(b) = got else { return false };
+            let n = b.len();
+            if n > 0 && up.write_all(b).await.is_err() {
+                return false;
+            }
+            received.set(received.get() + n as u64);
+            activity.set(w.drain.now_ms());
+            let _ = recv.flow_control().release_capacity(n);
+        }
+        let _ = up.shutdown_write().await;
+        true
+    };
+    // Upstream to client: what came with the 101, then each read, within the window.
+    let to_client = async {
+        if !rest.is_empty() {
+            sent.set(rest.len() as u64);
+            if send_data(&mut send, rest.freeze(), false).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match up.read().await {
+                Ok(Some(b)) => {
+                    sent.set(sent.get() + b.len() as u64);
+                    activity.set(w.drain.now_ms());
+                    if send_data(&mut send, Bytes::copy_from_slice(&b), false)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = send.send_data(Bytes::new(), true);
+                    return;
+                }
+            }
+        }
+    };
+    let idle = async {
+        let Some(limit) = l.http.stream_idle_timeout else {
+            return std::future::pending::<()>().await;
+        };
+        loop {
+            let due = activity.get() + limit.as_millis() as u64;
+            if w.drain
+                .before(due, std::future::pending::<()>())
+                .await
+                .is_none()
+                && w.drain.now_ms() >= activity.get() + limit.as_millis() as u64
+            {
+                return;
+            }
+        }
+    };
+    {
+        use futures_util::future::{select, Either};
+        let (a, b, i) = (
+            std::pin::pin!(to_up),
+            std::pin::pin!(to_client),
+            std::pin::pin!(idle),
+        );
+        match select(select(a, b), i).await {
+            Either::Left((Either::Left((clean, b)), i)) => {
+                // The client ended its side: the upstream's answer may still come.
+                if clean {
+                    let _ = select(b, i).await;
+                }
+            }
+            Either::Left((Either::Right(((), _)), _)) | Either::Right(((), _)) => {}
+        }
+    }
+    d.si.bytes_sent = sent.get();
+    d.si.bytes_received = received.get();
+    d.si.t_last_byte = Some(Instant::now());
+    Next::Close
+}
+
+/// Standard base64 with padding (a WebSocket key).
+fn base64(src: &[u8]) -> Vec<u8> {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(src.len().div_ceil(3) * 4);
+    for c in src.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(A[(n >> 18) as usize & 63]);
+        out.push(A[(n >> 12) as usize & 63]);
+        out.push(if c.len() > 1 {
+            A[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if c.len() > 2 {
+            A[n as usize & 63]
+        } else {
+            b'='
+        });
+    }
+    out
 }
