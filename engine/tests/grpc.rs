@@ -511,3 +511,25 @@ fn grpc_web_binary_and_text_with_cors() {
         Some("https://app.example")
     );
 }
+
+#[test]
+fn grpc_stats_count_calls_per_method_by_status() {
+    let server = GrpcServer::start();
+    let yaml = grpc_config(server.addr, "")
+        .admin()
+        .http_filter("grpc_stats", "")
+        .yaml();
+    let (p, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    let r = calls(&p, &["unary", "twice", "fail", "no_route"]);
+    assert_eq!(r["fail"]["code"], "NOT_FOUND", "{r}");
+    let s = admin_stats(admin);
+    let stat = |n: &str| s.get(&format!("http.grpc.grpc.{n}")).copied();
+    assert_eq!(stat("test.Echo.Unary.total"), Some(3), "{s:?}");
+    assert_eq!(stat("test.Echo.Unary.success"), Some(3));
+    assert_eq!(stat("test.Echo.Unary.0"), Some(3));
+    assert_eq!(stat("test.Echo.Fail.total"), Some(1));
+    assert_eq!(stat("test.Echo.Fail.failure"), Some(1));
+    assert_eq!(stat("test.Echo.Fail.5"), Some(1));
+    // The proxy's own answer (no route: UNIMPLEMENTED) counts too.
+    assert_eq!(stat("other.Svc.Method.12"), Some(1), "{s:?}");
+}

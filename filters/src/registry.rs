@@ -114,6 +114,11 @@ pub const BUILTIN: &[Kind] = &[
         parse: http::cache::parse,
     },
     Kind {
+        name: "grpc_stats",
+        envoy_name: "envoy.filters.http.grpc_stats",
+        parse: http::grpc_stats::parse,
+    },
+    Kind {
         name: "grpc_web",
         envoy_name: "envoy.filters.http.grpc_web",
         parse: http::grpc_web::parse,

@@ -7,6 +7,7 @@ pub mod compressor;
 pub mod cors;
 pub mod decompressor;
 pub mod fault;
+pub mod grpc_stats;
 pub mod grpc_web;
 pub mod header_mutation;
 pub mod local_ratelimit;
