@@ -378,8 +378,7 @@ fn max_requests_per_connection_closes_connections() {
 fn cluster_protocol_is_validated() {
     let o: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for (extra, want) in [
-        ("protocol: http3", "protocol must be http1 or http2"),
-        ("protocol: auto", "protocol auto"),
+        ("protocol: http3", "protocol must be http1, http2 or auto"),
         (
             "max_requests_per_connection: 0",
             "max_requests_per_connection must be at least 1",
@@ -427,4 +426,45 @@ fn keepalive_pings_give_up_a_silent_connection_and_idle_ones_close() {
     assert_eq!(fetch(&p, "/b").1["conn"], 1);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(fetch(&p, "/c").1["conn"], 2);
+}
+
+#[test]
+fn protocol_auto_speaks_http2_where_tls_chooses_h2() {
+    let dir = scratch_dir().join("certs");
+    gen_certs(&dir);
+    let f = |n: &str| dir.join(n).display().to_string();
+    let origin = BenchOrigin::start(&[
+        "--tls-cert",
+        &f("a.example.test.crt"),
+        "--tls-key",
+        &f("a.example.test.key"),
+    ]);
+    let yaml = ConfigBuilder::simple(origin.addr)
+        .admin()
+        .cluster_extra(&format!(
+            "protocol: auto\ntls: {{ sni: a.example.test, verify: {{ ca: {{ filename: {} }} }} }}",
+            f("ca.crt")
+        ))
+        .yaml();
+    let (p, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // The first request finds out on its own connection (ALPN h2) and goes over HTTP/2 on it;
+    // the rest share that connection.
+    for i in 0..5 {
+        let r = get(p.addr, "app.test", "/echo");
+        assert_eq!(r.status(), 200, "request {i}: {r:?}");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["version"], "HTTP/2.0", "request {i}: {v}");
+    }
+    let s = admin_stats(admin);
+    assert_eq!(s["cluster.origin.upstream_cx_total"], 1, "{s:?}");
+    drop(p);
+    // A plain cluster with `auto` speaks HTTP/1.1.
+    let plain = BenchOrigin::start(&["--h2c"]);
+    let yaml = ConfigBuilder::simple(plain.addr)
+        .cluster_extra("protocol: auto")
+        .yaml();
+    let p = Proxy::start(&yaml);
+    let r = get(p.addr, "app.test", "/echo");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["version"], "HTTP/1.1", "{v}");
 }

@@ -569,8 +569,11 @@ pub struct Cluster {
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
     /// TLS to the endpoints (`tls`; `None`: plain TCP).
     pub tls: Option<std::sync::Arc<UpstreamTls>>,
-    /// `protocol: http2`: requests go out as HTTP/2 streams, multiplexed.
+    /// `protocol: http2`: requests go out as HTTP/2 streams, multiplexed (with `http2_auto`:
+    /// only on connections where TLS's ALPN chose `h2`).
     pub http2: bool,
+    /// `protocol: auto` on a TLS cluster.
+    pub http2_auto: bool,
     /// HTTP/2 settings for connections to the endpoints.
     pub http2_options: Http2Options,
     /// Requests one connection carries before it is closed (`None`: no limit).

@@ -147,18 +147,24 @@ pub(crate) async fn forward<S: Side>(
             }
         }
     }
-    if cluster.http2.is_some() {
+    if cluster.http2.is_some() && (!cluster.http2_auto || ep.h2_seen.get()) {
         // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
-        let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters);
+        let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters, None);
         return Box::pin(fwd).await;
     }
+    // The body as it was before trailers were framed into it, for an `auto` cluster that turns
+    // out to speak HTTP/2 (rare: a buffered body with trailers).
+    let mut unframed: Option<Bytes> = None;
     if let Some(b) = buffered.as_mut() {
         d.si.bytes_received = b.len() as u64;
-        let trailers = trailers.filter(|t| cluster.enable_trailers && !t.is_empty());
-        d.si.req.body = match trailers {
+        let h1_trailers = trailers
+            .as_ref()
+            .filter(|t| cluster.enable_trailers && !t.is_empty());
+        d.si.req.body = match h1_trailers {
             // Trailers can only follow a chunked body: the buffered body goes as one chunk.
             Some(t) => {
-                *b = chunked_with_trailers(b, &t);
+                unframed = Some(b.clone());
+                *b = chunked_with_trailers(b, t);
                 BodySize::Unknown
             }
             None if b.is_empty() => BodySize::Empty,
@@ -180,6 +186,23 @@ pub(crate) async fn forward<S: Side>(
             return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true).await
         }
         Err(Failed::Next(n)) => return n,
+        Err(Failed::H2(c, buffered)) => {
+            // `protocol: auto`: the endpoint's TLS chose `h2`; this request goes there too.
+            let buffered = unframed.or(buffered);
+            let fwd = h2::forward(
+                d,
+                l,
+                w,
+                &info,
+                route,
+                &t,
+                buffered,
+                trailers,
+                filters,
+                Some(c),
+            );
+            return Box::pin(fwd).await;
+        }
     };
     match read_head(d, w, &info, &t, &up, first).await {
         Ok((p, rest)) => {
@@ -211,6 +234,9 @@ enum Failed {
     Local(stream::Reply),
     /// Already handled: do this with the connection.
     Next(Next),
+    /// `protocol: auto`: this new connection's TLS chose `h2` (the request's body, whole or
+    /// not yet read, comes back with it).
+    H2(Conn, Option<Bytes>),
 }
 
 /// The client's body failed while it was being forwarded.
@@ -331,6 +357,10 @@ async fn send<S: Side>(
                             }
                         },
                     };
+                    if t.cluster.http2_auto && c.alpn_is(b"h2") {
+                        t.ep.h2_seen.set(true);
+                        return Err(Failed::H2(c, buffered));
+                    }
                     (Rc::new(c), None, false)
                 }
                 Err(e) => {

@@ -44,6 +44,9 @@ pub struct EndpointView {
     pub pool: Pool,
     /// HTTP/2 connections (`protocol: http2` clusters).
     pub h2: h2::H2Pool,
+    /// `protocol: auto`: a connection to this endpoint negotiated `h2` (requests go to `h2`
+    /// from then on).
+    pub h2_seen: Cell<bool>,
     /// This worker's gauges for the endpoint (shared with the control thread for `/clusters`).
     pub stats: Arc<EndpointStats>,
 }
@@ -62,6 +65,8 @@ pub struct ClusterView {
     pub tls: Option<WorkerTls>,
     /// Requests go out as HTTP/2 streams (`protocol: http2`), with these settings.
     pub http2: Option<crate::config::Http2Options>,
+    /// `protocol: auto`: HTTP/2 only to endpoints whose TLS chose `h2`.
+    pub http2_auto: bool,
     /// Requests one connection carries (`max_requests_per_connection`).
     pub max_requests_per_connection: Option<u32>,
     pub endpoints: Vec<EndpointView>,
@@ -80,6 +85,7 @@ impl ClusterView {
             proxy_protocol: c.upstream_proxy_protocol,
             tls: c.tls.as_deref().map(WorkerTls::new),
             http2: c.http2.then_some(c.http2_options),
+            http2_auto: c.http2_auto,
             max_requests_per_connection: c.max_requests_per_connection,
             endpoints: c
                 .endpoints
@@ -97,6 +103,7 @@ impl ClusterView {
                         active_rq: Cell::new(0),
                         pool: Pool::with_stats(Arc::clone(&stats)),
                         h2: h2::H2Pool::default(),
+                        h2_seen: Cell::new(false),
                         stats,
                     }
                 })

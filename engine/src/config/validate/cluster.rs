@@ -77,24 +77,20 @@ pub(super) fn cluster(
         }
     }
 
-    let http2 = match c.protocol.as_deref() {
-        None => false,
+    // `auto`: HTTP/2 where TLS's ALPN settles on `h2`, HTTP/1.1 otherwise (and always on plain
+    // TCP, as Envoy's `auto_config`).
+    let (http2, auto) = match c.protocol.as_deref() {
+        None => (false, false),
         Some(p) => match p.to_ascii_lowercase().as_str() {
-            "http1" => false,
-            "http2" => true,
-            "auto" => {
-                problems.value(
-                    &path.key("protocol"),
-                    "protocol auto (HTTP/2 or HTTP/1.1 by ALPN) is not there yet: say http1 or http2",
-                );
-                false
-            }
+            "http1" => (false, false),
+            "http2" => (true, false),
+            "auto" => (c.tls.is_some(), c.tls.is_some()),
             _ => {
                 problems.value(
                     &path.key("protocol"),
-                    format!("protocol must be http1 or http2 (found {p:?})"),
+                    format!("protocol must be http1, http2 or auto (found {p:?})"),
                 );
-                false
+                (false, false)
             }
         },
     };
@@ -125,9 +121,10 @@ pub(super) fn cluster(
             Some(ProxyProtocolVersionSpec::V2) => ProxyProtocolVersion::V2,
         }),
         tls: c.tls.as_ref().and_then(|t| {
-            super::upstream_tls::upstream(t, &path.key("tls"), base, http2, problems)
+            super::upstream_tls::upstream(t, &path.key("tls"), base, http2, auto, problems)
         }),
         http2,
+        http2_auto: auto,
         http2_options: super::http::http2_settings(
             c.http2_protocol_options.as_ref(),
             defaults::MAX_REQUEST_HEADERS_KB * 1024,

@@ -41,6 +41,7 @@ pub(super) fn upstream(
     path: &DocPath,
     dir: Option<&Path>,
     http2: bool,
+    auto: bool,
     problems: &mut Problems,
 ) -> Option<Arc<UpstreamTls>> {
     let params = spec.tls_params.as_ref();
@@ -127,7 +128,9 @@ pub(super) fn upstream(
     };
     client.alpn_protocols = match &spec.alpn {
         Some(list) => list.iter().map(|p| p.clone().into_bytes()).collect(),
-        // An HTTP/2 cluster says so (servers that speak both pick HTTP/1.1 without it).
+        // `auto` lets the server choose; an HTTP/2 cluster says so (servers that speak both
+        // pick HTTP/1.1 without it).
+        None if auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         None if http2 => vec![b"h2".to_vec()],
         None => Vec::new(),
     };

@@ -39,7 +39,8 @@ use crate::{
 const ATTEMPTS: u32 = 3;
 
 /// Forward the stream's request to an HTTP/2 cluster. `buffered`: the whole body (with its
-/// trailers) when it is here; otherwise it is streamed from the client.
+/// trailers) when it is here; otherwise it is streamed from the client. `first`: a new
+/// connection whose TLS chose `h2` (`protocol: auto`), to open HTTP/2 on before anything else.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn forward<S: Side>(
     d: &mut Downstream<S>,
@@ -51,6 +52,7 @@ pub(super) async fn forward<S: Side>(
     buffered: Option<Bytes>,
     trailers: Option<HeaderMap>,
     mut filters: Option<Filters<'_>>,
+    mut first: Option<Conn>,
 ) -> Next {
     let Some(o) = t.cluster.http2 else {
         return Next::Close;
@@ -65,6 +67,16 @@ pub(super) async fn forward<S: Side>(
         d.si.retried = attempt > 1;
         let mut waited = 0;
         let stream = loop {
+            if let Some(c) = first.take() {
+                let _opening = t.ep.h2.opening();
+                match handshake(t, c).await {
+                    Ok(s) => break s,
+                    Err(why) => {
+                        let close = buffered.is_none();
+                        return stream::reply_error(d, w, info, why, filters.as_mut(), close).await;
+                    }
+                }
+            }
             if let Some(s) = t.ep.h2.checkout(o.max_concurrent_streams, limit) {
                 if let Some(c) = t.cstats {
                     stats::inc(&c.upstream_cx_pool_reuse);
@@ -188,9 +200,6 @@ async fn connect<S>(
     w: &WorkerCtx,
     t: &Target<'_>,
 ) -> Result<Stream, LocalReason> {
-    let Some(o) = t.cluster.http2 else {
-        return Err(LocalReason::ConnectFailure);
-    };
     let _opening = t.ep.h2.opening();
     let c = match Conn::connect(t.ep.address, t.cluster.connect_timeout).await {
         Ok(c) => c,
@@ -214,6 +223,14 @@ async fn connect<S>(
                 return Err(LocalReason::UpstreamTlsFailure);
             }
         },
+    };
+    handshake(t, c).await
+}
+
+/// HTTP/2 on a connection (TLS done already, if any): its first stream.
+async fn handshake(t: &Target<'_>, c: Conn) -> Result<Stream, LocalReason> {
+    let Some(o) = t.cluster.http2 else {
+        return Err(LocalReason::ConnectFailure);
     };
     match t
         .ep
