@@ -54,6 +54,9 @@ pub struct WorkerCtx {
     /// Recycled heap slots for exchanges in progress (a connection's task holds only its idle
     /// wait; the state of a request in flight lives in one of these).
     pub exchange_slots: crate::slots::FutureSlots,
+    /// The same for HTTP/2 streams' exchanges (each stream's task stays small; its exchange
+    /// runs in a recycled slot).
+    pub h2_stream_slots: crate::slots::FutureSlots,
     /// Large buffers leased by bodies that flow fast (bounded per worker).
     pub bulk_bufs: crate::io::BulkBufs,
     /// Idle keep-alive connections parked out of their tasks (`http::park`).

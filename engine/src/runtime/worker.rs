@@ -123,6 +123,7 @@ async fn serve(start: Start) {
         balance,
         write_bufs: crate::io::WriteBufs::default(),
         exchange_slots: crate::slots::FutureSlots::default(),
+        h2_stream_slots: crate::slots::FutureSlots::default(),
         bulk_bufs: crate::io::BulkBufs::default(),
         parked: crate::http::park::ParkLot::new(config.park_idle_after),
     });

@@ -81,7 +81,12 @@ pub(crate) async fn serve(
     let begun = begin(&parts, &mut d, &l, &w);
     drop(parts);
     w.stats.downstream_rq(l.stats_slot);
-    let _ = stream::run(&mut d, &l, &w, begun).await;
+    // In a recycled slot: the exchange's state is most of a stream's, and a task built around
+    // it would be allocated, and moved, whole for every stream.
+    let _ = w
+        .h2_stream_slots
+        .run(stream::run(&mut d, &l, &w, begun))
+        .await;
     if d.si.downstream_reset {
         counts.resets.set(counts.resets.get() + 1);
         if let Some(s) = w.stats.listeners.get(l.stats_slot) {
