@@ -1,6 +1,6 @@
 //! The HTTP/2 attacks that took real proxies down, each from a raw client writing frames by
 //! hand (Python `hyperframe` and `hpack`, which come with `h2`): Rapid Reset, a CONTINUATION
-//! flood, an HPACK bomb, PING and SETTINGS floods from a peer that never reads, empty DATA
+//! flood, an HPACK bomb, PING, SETTINGS and WINDOW_UPDATE floods from a peer that never reads, empty DATA
 //! frames, more streams than allowed, and a stream that opens and then sends nothing. Each is
 //! bounded (the connection closed or the stream refused, the proxy's memory within a bound),
 //! the upstream does not see the flood, the stats count it, and another client on the same
@@ -27,7 +27,7 @@ const ATTACK: &str = r#"
 import socket, sys, json, time
 import hpack
 from hyperframe.frame import (Frame, SettingsFrame, HeadersFrame, ContinuationFrame, DataFrame,
-    PingFrame, RstStreamFrame, GoAwayFrame)
+    PingFrame, RstStreamFrame, GoAwayFrame, WindowUpdateFrame)
 mode, port = sys.argv[1], int(sys.argv[2])
 s = socket.create_connection(("127.0.0.1", port), timeout=5)
 s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
@@ -67,10 +67,15 @@ elif mode == "continuation":
             break
 elif mode == "hpack_bomb":
     send(head(1, "/bomb", extra=[("x-big", "a" * 4000)] * 200))
-elif mode in ("ping_flood", "settings_flood"):
-    f = PingFrame(0) if mode == "ping_flood" else SettingsFrame(0)
+elif mode in ("ping_flood", "settings_flood", "window_update_flood"):
     if mode == "ping_flood":
+        f = PingFrame(0)
         f.opaque_data = b"12345678"
+    elif mode == "settings_flood":
+        f = SettingsFrame(0)
+    else:
+        f = WindowUpdateFrame(0)
+        f.window_increment = 1
     one = f.serialize()
     s.settimeout(2)
     for i in range(2000):
@@ -270,8 +275,8 @@ fn an_hpack_bomb_beyond_the_header_list_limit_is_refused() {
 }
 
 #[test]
-fn ping_and_settings_floods_from_a_peer_that_never_reads_are_bounded() {
-    for mode in ["ping_flood", "settings_flood"] {
+fn ping_settings_and_window_update_floods_from_a_peer_that_never_reads_are_bounded() {
+    for mode in ["ping_flood", "settings_flood", "window_update_flood"] {
         let (p, _admin, _origin, _count) = setup("", Duration::ZERO);
         let before = p.rss_kib();
         let by = Bystander::start(p.addr);
