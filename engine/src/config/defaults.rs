@@ -82,7 +82,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cluster `lb_policy`.
 pub const LB_POLICY: LbPolicy = LbPolicy::RoundRobin;
 /// Cluster `max_idle_per_endpoint`: idle keep-alive connections kept per endpoint per worker.
-pub const MAX_IDLE_PER_ENDPOINT: usize = 128;
+/// As many as the streams an HTTP/2 client side has in flight (10 clients x 100 streams): with
+/// fewer, the connections beyond it are closed after each response and opened again, which
+/// doubled the CPU per request of an HTTP/2 load (docs/benchmarks.md, "HTTP/2"). An idle
+/// connection holds no buffer (its read is posted without one); Envoy keeps every connection.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 /// Cluster `idle_timeout`: idle upstream connections are closed after this.
 pub const CLUSTER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Endpoint `weight`.

@@ -557,7 +557,7 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub lb_policy: LbPolicy,
     pub endpoints: Vec<Endpoint>,
-    /// Idle keep-alive connections kept per endpoint per worker (default 128).
+    /// Idle keep-alive connections kept per endpoint per worker (default 1024).
     pub max_idle_per_endpoint: usize,
     /// Idle upstream connection lifetime (default 60s).
     pub idle_timeout: Duration,

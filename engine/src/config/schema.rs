@@ -787,7 +787,7 @@ pub struct ClusterSpec {
     pub lb_policy: Option<LbPolicySpec>,
     /// The upstream endpoints; at least one.
     pub endpoints: Vec<Item<EndpointSpec>>,
-    /// Idle keep-alive connections kept per endpoint per worker (default 128; 0 = no reuse).
+    /// Idle keep-alive connections kept per endpoint per worker (default 1024; 0 = no reuse).
     pub max_idle_per_endpoint: Option<usize>,
     /// Idle upstream connections are closed after this (default `60s`).
     pub idle_timeout: Option<Dur>,

@@ -521,7 +521,7 @@ fn defaults_fill_omitted_keys() {
     let cl = &c.clusters[0];
     assert_eq!(cl.connect_timeout, Duration::from_secs(5));
     assert_eq!(cl.lb_policy, LbPolicy::RoundRobin);
-    assert_eq!(cl.max_idle_per_endpoint, 128);
+    assert_eq!(cl.max_idle_per_endpoint, 1024);
     assert_eq!(cl.idle_timeout, Duration::from_secs(60));
     assert_eq!(cl.endpoints[0].weight, 1);
 }
