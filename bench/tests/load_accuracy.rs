@@ -303,6 +303,25 @@ fn load_counts_errors_by_kind() {
     assert!(num(&r.json, &["errors", "timeout"]) >= 1.0, "{}", r.stdout);
     let addr = o.addr;
     drop(o);
+    // The same over HTTP/2 (h2c): a stream's deadline is the watchdog's too.
+    let h2 = Origin::start(&["--workers", "1", "--h2c"]);
+    let r = load(
+        &[
+            &h2.url("/delay/400"),
+            "-c",
+            "1",
+            "--http2",
+            "--streams",
+            "2",
+            "-d",
+            "300ms",
+            "--timeout",
+            "100ms",
+        ],
+        LIMIT,
+    );
+    assert!(num(&r.json, &["errors", "timeout"]) >= 2.0, "{}", r.stdout);
+    drop(h2);
     // Nobody listens any more: connect errors, and a failing exit status.
     let r = load(
         &[&format!("http://{addr}/"), "-c", "1", "-d", "300ms"],

@@ -21,6 +21,8 @@ use crate::io::PollIo;
 
 /// Drives one HTTP/2 connection with `paces.len()` stream slots for the whole run.
 pub async fn run_conn(ctx: Rc<WorkerCtx>, mut paces: Vec<Pace>) {
+    // One deadline per stream slot for the whole run (reconnects reuse them).
+    let watches: Vec<Rc<super::Watch>> = paces.iter().map(|_| ctx.watch()).collect();
     loop {
         if Instant::now() >= ctx.window.end {
             return;
@@ -63,7 +65,10 @@ pub async fn run_conn(ctx: Rc<WorkerCtx>, mut paces: Vec<Pace>) {
         });
         let tasks: Vec<_> = paces
             .drain(..)
-            .map(|p| compio::runtime::spawn(slot(client.clone(), ctx.clone(), p)))
+            .zip(&watches)
+            .map(|(p, w)| {
+                compio::runtime::spawn(slot(client.clone(), ctx.clone(), p, Rc::clone(w)))
+            })
             .collect();
         drop(client);
         let mut all_done = true;
@@ -92,20 +97,30 @@ async fn backoff(ctx: &WorkerCtx) {
     compio::time::sleep_until(until).await;
 }
 
-async fn slot(mut client: SendRequest<Bytes>, ctx: Rc<WorkerCtx>, mut pace: Pace) -> (Pace, Flow) {
+/// One stream slot: requests one after another (closed loop) or on its schedule (open loop),
+/// each bounded by `watch` (checked by the worker's watchdog: no runtime timer per request).
+async fn slot(
+    mut client: SendRequest<Bytes>,
+    ctx: Rc<WorkerCtx>,
+    mut pace: Pace,
+    watch: Rc<super::Watch>,
+) -> (Pace, Flow) {
     loop {
         let Some(intended) = pace.next(&ctx.window).await else {
             return (pace, Flow::Done);
         };
-        match compio::time::timeout(ctx.shared.timeout, request(&mut client, &ctx)).await {
-            Ok(Ok((status, bytes))) => ctx.response(intended, Instant::now(), status, bytes),
-            Ok(Err((f, conn_dead))) => {
+        watch.arm(ctx.shared.timeout);
+        let got = watch.bound(request(&mut client, &ctx)).await;
+        watch.disarm();
+        match got {
+            Some(Ok((status, bytes))) => ctx.response(intended, Instant::now(), status, bytes),
+            Some(Err((f, conn_dead))) => {
                 ctx.failure(intended, f);
                 if conn_dead {
                     return (pace, Flow::Reconnect);
                 }
             }
-            Err(_) => ctx.failure(intended, Failure::Timeout),
+            None => ctx.failure(intended, Failure::Timeout),
         }
     }
 }
