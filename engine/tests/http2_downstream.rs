@@ -522,8 +522,8 @@ fn http2_settings_are_validated() {
             "max_concurrent_streams must be 1..=2147483647",
         ),
         (
-            "http2_protocol_options: { connection_keepalive: { interval: 1s } }",
-            "PINGs to clients are not there yet",
+            "http2_protocol_options: { connection_keepalive: { timeout: 1s } }",
+            "interval is required",
         ),
         (
             "http2_protocol_options: { max_frame_size: 5 }",
@@ -687,4 +687,58 @@ print(json.dumps(out))
         .collect();
     assert!(!names.contains(&"sec-websocket-accept"), "{r}");
     assert!(!names.contains(&"upgrade"), "{r}");
+}
+
+/// `connection_keepalive` on the connection manager: a client that answers no PING is closed.
+#[test]
+fn a_client_that_answers_no_keepalive_ping_is_closed() {
+    let origin = RawOrigin::ok();
+    let yaml = ConfigBuilder::simple(origin.addr)
+        .admin()
+        .hcm_extra(
+            "http2_protocol_options: { connection_keepalive: { interval: 300ms, timeout: 300ms } }",
+        )
+        .yaml();
+    let (p, admin) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
+    // The preface and SETTINGS, then nothing read or answered: the proxy's PING goes
+    // unanswered and the connection is closed within about interval + timeout.
+    let script = format!(
+        r#"
+import socket, time
+s = socket.create_connection(("127.0.0.1", {port}), timeout=10)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+t0 = time.time()
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+print(round(time.time() - t0, 2))
+"#,
+        port = p.addr.port()
+    );
+    let out = run_python(&script, b"", Duration::from_secs(20));
+    assert!(out.status.success(), "{}", out.stderr);
+    let secs: f64 = out.stdout.trim().parse().unwrap();
+    assert!(secs < 3.0, "closed after {secs} s");
+    eventually("keepalive_timeout counted", || {
+        admin_stats(admin)
+            .get("http.main.http2.keepalive_timeout")
+            .is_some_and(|&n| n == 1)
+    });
+    // A client that answers PINGs (curl, with a request taking longer than the interval) is
+    // served.
+    let (slow, _) = RawOrigin::counting("slow", Duration::from_millis(1200));
+    drop(p);
+    let yaml = ConfigBuilder::simple(slow.addr)
+        .hcm_extra(
+            "http2_protocol_options: { connection_keepalive: { interval: 300ms, timeout: 300ms } }",
+        )
+        .yaml();
+    let p = Proxy::start(&yaml);
+    let out = curl(&[
+        "-s",
+        "--http2-prior-knowledge",
+        &format!("http://{}/", p.addr),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "slow");
 }

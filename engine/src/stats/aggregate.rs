@@ -417,7 +417,7 @@ impl Aggregator {
                                 put(Scope::Http, p, "downstream_rq_time", h);
                             }
                             if http.codec.h2() {
-                                let counters: [(&'static str, H2Getter); 5] = [
+                                let counters: [(&'static str, H2Getter); 6] = [
                                     ("downstream_cx_http2_total", |h| get(&h.cx_total)),
                                     ("downstream_rq_http2_total", |h| get(&h.rq_total)),
                                     ("http2.rx_reset", |h| get(&h.rx_reset)),
@@ -425,6 +425,7 @@ impl Aggregator {
                                         get(&h.too_many_resets)
                                     }),
                                     ("http2.connection_error", |h| get(&h.connection_error)),
+                                    ("http2.keepalive_timeout", |h| get(&h.keepalive_timeout)),
                                 ];
                                 for (name, f) in counters {
                                     put(Scope::Http, p, name, Value::Counter(at(&|l| f(&l.h2))));

@@ -129,6 +129,9 @@ pub struct Http2Stats {
     /// `http2.connection_error`: connections that ended in an HTTP/2 error (a flood or
     /// protocol limit `h2` enforces, a malformed frame, a header list over the limit).
     pub connection_error: AtomicU64,
+    /// `http2.keepalive_timeout`: connections closed because the client did not answer a
+    /// keep-alive PING (`connection_keepalive`).
+    pub keepalive_timeout: AtomicU64,
 }
 
 /// A `tcp_proxy` network filter's counters (Envoy's names, under `tcp.<stat_prefix>.`).

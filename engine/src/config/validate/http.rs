@@ -148,20 +148,6 @@ pub(super) fn conn_manager(
         xfcc: xfcc(hcm, path, problems),
         codec: codec_type(hcm, path, problems),
         http2: {
-            if let Some(k) = hcm
-                .http2_protocol_options
-                .as_ref()
-                .filter(|o| o.connection_keepalive.is_some())
-            {
-                let _ = k;
-                problems.value(
-                    &path
-                        .key("http2_protocol_options")
-                        .key("connection_keepalive"),
-                    "PINGs to clients are not there yet: connection_keepalive applies to \
-                     clusters' HTTP/2 connections",
-                );
-            }
             http2_settings(
                 hcm.http2_protocol_options.as_ref(),
                 max_request_headers_bytes as u32,

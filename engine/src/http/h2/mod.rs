@@ -99,15 +99,48 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
     let mut waiter = w.drain.waiter_for(l.http.idle_timeout);
     let mut closing = false;
     let mut calmed = false;
+    // `connection_keepalive`: a PING every interval; no answer within the timeout closes.
+    let keepalive = o.keepalive;
+    let mut ping = keepalive.and_then(|_| h2c.ping_pong());
+    let mut ping_at = keepalive.map(|(i, _)| w.drain.waiter_for(i));
+    let mut pong_by: Option<crate::drain::Waiter<'_>> = None;
     enum Ev<T> {
         Accept(Option<Result<T, h2::Error>>),
         Drain,
         Idle,
+        NoPong,
     }
     loop {
         let ev = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = h2c.poll_accept(cx) {
                 return Poll::Ready(Ev::Accept(r));
+            }
+            if let (Some((interval, timeout)), Some(pp)) = (keepalive, ping.as_mut()) {
+                if let Some(by) = pong_by.as_mut() {
+                    match pp.poll_pong(cx) {
+                        Poll::Ready(Ok(_)) => {
+                            pong_by = None;
+                            ping_at = Some(w.drain.waiter_for(interval));
+                        }
+                        Poll::Ready(Err(_)) => return Poll::Ready(Ev::NoPong),
+                        Poll::Pending => {
+                            if by.poll_deadline(cx).is_ready() {
+                                return Poll::Ready(Ev::NoPong);
+                            }
+                        }
+                    }
+                } else if ping_at
+                    .as_mut()
+                    .is_some_and(|t| t.poll_deadline(cx).is_ready())
+                    && pp.send_ping(h2::Ping::opaque()).is_ok()
+                {
+                    let mut by = w.drain.waiter_for(timeout);
+                    let _ = by.poll_deadline(cx);
+                    pong_by = Some(by);
+                    if let Poll::Ready(Err(_)) = pp.poll_pong(cx) {
+                        return Poll::Ready(Ev::NoPong);
+                    }
+                }
             }
             if closing {
                 return Poll::Pending;
@@ -149,6 +182,13 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
                 break;
             }
             Ev::Accept(None) => break,
+            Ev::NoPong => {
+                tracing::debug!(%peer, "HTTP/2 client did not answer a keep-alive PING: closing");
+                if let Some(s) = stats {
+                    inc(&s.keepalive_timeout);
+                }
+                break;
+            }
             Ev::Drain => {
                 h2c.graceful_shutdown();
                 closing = true;
