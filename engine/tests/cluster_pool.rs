@@ -254,3 +254,21 @@ fn cluster_non_idempotent_request_is_not_retried() {
     // The proxy keeps serving.
     assert_eq!(get(proxy.addr, "a", "/after").status(), 200);
 }
+
+#[test]
+fn cluster_max_requests_per_connection_closes_http1_connections() {
+    let origin = RawOrigin::ok();
+    let proxy = Proxy::start(&cluster_config(
+        origin.addr,
+        "max_requests_per_connection: 2",
+    ));
+    for i in 0..6 {
+        assert_eq!(
+            get(proxy.addr, "a", &format!("/{i}")).status(),
+            200,
+            "request {i}"
+        );
+    }
+    // Two requests per upstream connection: six needed three.
+    assert_eq!(origin.connection_count(), 3);
+}

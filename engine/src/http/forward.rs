@@ -377,6 +377,7 @@ async fn send<S: Side>(
         };
         d.si.upstream_reused = reused;
         d.si.t_upstream_ready = Some(Instant::now());
+        up.count_use();
         // A new connection of a cluster that sends one starts with the PROXY header (a TLS
         // cluster's went before its handshake).
         let pp = match (reused, t.cluster.proxy_protocol, t.proxied) {
@@ -744,6 +745,13 @@ pub(crate) fn response_vars<'a>(
 
 /// The one place an upstream connection goes back to its pool.
 pub(crate) fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
+    // `max_requests_per_connection`: a connection that carried its share is closed instead.
+    if t.cluster
+        .max_requests_per_connection
+        .is_some_and(|max| up.uses() >= max)
+    {
+        return;
+    }
     t.ep.pool.checkin(
         Rc::clone(up),
         t.cluster.max_idle_per_endpoint,

@@ -222,6 +222,9 @@ pub struct Conn {
     /// The last receive found the socket drained: the next one arms a poll first instead of
     /// trying a receive that would find nothing (`IORING_RECVSEND_POLL_FIRST`).
     recv_drained: Cell<bool>,
+    /// Requests this (upstream) connection has carried, for `max_requests_per_connection`
+    /// (sits in the padding beside `recv_drained`: no larger for it).
+    uses: Cell<u32>,
     /// The multishot receive's state (`None`: reads are one-shot).
     multi: Option<Rc<multi::MultiShared>>,
     /// A TLS session ([`tls`]): reads and writes are plaintext above it. `None` for plain TCP.
@@ -260,6 +263,7 @@ impl Conn {
         Conn {
             stream,
             recv_drained: Cell::new(false),
+            uses: Cell::new(0),
             multi,
             tls: None,
         }
@@ -287,6 +291,20 @@ impl Conn {
     #[inline]
     pub fn tls_details(&self) -> Option<&std::sync::Arc<tls::TlsDetails>> {
         self.tls.as_ref().and_then(|t| t.details())
+    }
+
+    /// Count one more request carried; returns how many so far.
+    #[inline]
+    pub fn count_use(&self) -> u32 {
+        let n = self.uses.get().saturating_add(1);
+        self.uses.set(n);
+        n
+    }
+
+    /// Requests carried so far.
+    #[inline]
+    pub fn uses(&self) -> u32 {
+        self.uses.get()
     }
 
     /// Whether TLS negotiated `proto` by ALPN (`false` on a plain connection).
