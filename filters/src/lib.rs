@@ -20,11 +20,12 @@
 //! - [`registry`]: built-in filters by name, config decoding with paths.
 //! - [`template`]: `%VAR%` header-value templates; [`state`]: values for the access log;
 //!   [`stats`]: per-worker counters.
-//! - [`http`]: the built-in filters.
+//! - [`http`]: the built-in filters; [`base64`]: the encoding gRPC-Web text uses.
 //!
 //! Nothing here names the runtime: waiting goes through [`filter::Runtime`], which the engine
 //! implements. Per-worker state is `Rc`/`Cell`/`RefCell`; nothing takes a lock per request.
 
+pub mod base64;
 pub mod filter;
 pub mod http;
 pub mod registry;

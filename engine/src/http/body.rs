@@ -97,15 +97,24 @@ pub(crate) const CRLF: Bytes = Bytes::from_static(b"\r\n");
 /// runtime timer per read; accurate to about one 100 ms tick). `None`: no limit.
 pub type ReadTimeout<'a> = Option<(&'a Drain, Duration)>;
 
+/// `fut` within `timeout` (`SrcTimeout` past it).
+async fn within<F: std::future::Future>(
+    timeout: ReadTimeout<'_>,
+    fut: F,
+) -> Result<F::Output, PumpError> {
+    match timeout {
+        Some((drain, t)) => drain
+            .before(drain.deadline_in(t), fut)
+            .await
+            .ok_or(PumpError::SrcTimeout),
+        None => Ok(fut.await),
+    }
+}
+
 async fn read_src(src: &Conn, timeout: ReadTimeout<'_>) -> Result<Option<ReadBuf>, PumpError> {
-    let r = match timeout {
-        Some((drain, t)) => match drain.before(drain.deadline_in(t), src.read()).await {
-            Some(r) => r,
-            None => return Err(PumpError::SrcTimeout),
-        },
-        None => src.read().await,
-    };
-    r.map_err(PumpError::SrcRead)
+    within(timeout, src.read())
+        .await?
+        .map_err(PumpError::SrcRead)
 }
 
 /// Most pieces one vectored write carries: the kernel refuses more than `IOV_MAX` (1024), and
@@ -586,14 +595,7 @@ impl Source<'_> {
                 Ok((got, end))
             }
             Source::H2 { recv, empties } => loop {
-                let got = match timeout {
-                    Some((drain, t)) => match drain.before(drain.deadline_in(t), recv.data()).await
-                    {
-                        Some(g) => g,
-                        None => return Err(PumpError::SrcTimeout),
-                    },
-                    None => recv.data().await,
-                };
+                let got = within(timeout, recv.data()).await?;
                 return match got {
                     None => Ok((None, true)),
                     Some(Ok(b)) if b.is_empty() && !recv.is_end_stream() => {
@@ -631,23 +633,12 @@ impl Source<'_> {
     ) -> Result<Option<HeaderMap>, PumpError> {
         match self {
             Source::H1 { pieces, .. } => parse_trailers(pieces.dec.take_trailers()),
-            Source::H2 { recv, .. } => {
-                let got = match timeout {
-                    Some((drain, t)) => {
-                        match drain.before(drain.deadline_in(t), recv.trailers()).await {
-                            Some(g) => g,
-                            None => return Err(PumpError::SrcTimeout),
-                        }
-                    }
-                    None => recv.trailers().await,
-                };
-                match got {
-                    Ok(t) => Ok(t
-                        .map(|t| crate::http::h2::from_http_trailers(&t))
-                        .filter(|t| !t.is_empty())),
-                    Err(e) => Err(PumpError::SrcRead(crate::upstream::h2::io_error(e))),
-                }
-            }
+            Source::H2 { recv, .. } => match within(timeout, recv.trailers()).await? {
+                Ok(t) => Ok(t
+                    .map(|t| crate::http::h2::from_http_trailers(&t))
+                    .filter(|t| !t.is_empty())),
+                Err(e) => Err(PumpError::SrcRead(crate::upstream::h2::io_error(e))),
+            },
         }
     }
 }

@@ -270,6 +270,50 @@ impl Active {
         Ok(tail)
     }
 
+    /// One piece of a request body (or its trailers) through the request data and trailers
+    /// hooks, as a body pump's transform. `false`: a filter answered (its reply in `reply`).
+    pub fn request_event(
+        &mut self,
+        ev: crate::http::body::BodyEvent<'_>,
+        state: &mut FilterState,
+        p: &Parts<'_>,
+        reply: &mut Option<LocalReply>,
+    ) -> bool {
+        use crate::http::body::BodyEvent;
+        *reply = match ev {
+            BodyEvent::Data(data, end) => self.request_data(data, end, state, p),
+            BodyEvent::Trailers(t, _) => self.request_trailers(t, state, p),
+        };
+        reply.is_none()
+    }
+
+    /// One piece of a response body (or its trailers) through the response data and trailers
+    /// hooks, as a body pump's transform. `false`: a filter ended the stream (its reason, or
+    /// `filter_ended_stream`, in `ended`).
+    pub fn response_event(
+        &mut self,
+        ev: crate::http::body::BodyEvent<'_>,
+        request: &RequestHead,
+        state: &mut FilterState,
+        p: &Parts<'_>,
+        ended: &mut Option<&'static str>,
+    ) -> bool {
+        use crate::http::body::BodyEvent;
+        let done = match ev {
+            BodyEvent::Data(data, end) => self.response_data(data, end, request, state, p),
+            BodyEvent::Trailers(tr, tail) => self
+                .response_trailers(tr, request, state, p)
+                .map(|t| *tail = t),
+        };
+        match done {
+            Ok(()) => true,
+            Err(reason) => {
+                *ended = Some(reason.unwrap_or("filter_ended_stream"));
+                false
+            }
+        }
+    }
+
     /// Run the response-headers hooks in reverse, over the filters that saw the request. A
     /// filter's local reply replaces the response (head and body) and the filters nearer the
     /// client still see it; `Some(body)`: the response was replaced and this is its body.

@@ -576,13 +576,8 @@ async fn stream_body<S: Side>(
             let si = &mut *d.si;
             let state = &mut si.filter_state;
             let active = &mut f.active;
-            let mut transform = |ev: BodyEvent<'_>| {
-                reply = match ev {
-                    BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
-                    BodyEvent::Trailers(t, _) => active.request_trailers(t, state, &parts),
-                };
-                reply.is_none()
-            };
+            let mut transform =
+                |ev: BodyEvent<'_>| active.request_event(ev, state, &parts, &mut reply);
             d.side
                 .pump_request(up, r, timeout, &received, w.bulk(), Some(&mut transform))
                 .await
@@ -951,23 +946,8 @@ pub(crate) async fn respond_h1(
             let state = &mut si.filter_state;
             let active = &mut f.active;
             let ended = &mut ended_by;
-            let mut transform = |ev: BodyEvent<'_>| {
-                let done = match ev {
-                    BodyEvent::Data(data, end) => {
-                        active.response_data(data, end, req, state, &parts)
-                    }
-                    BodyEvent::Trailers(tr, tail) => active
-                        .response_trailers(tr, req, state, &parts)
-                        .map(|t| *tail = t),
-                };
-                match done {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
-                        false
-                    }
-                }
-            };
+            let mut transform =
+                |ev: BodyEvent<'_>| active.response_event(ev, req, state, &parts, ended);
             body::pump_filtered(
                 up,
                 initial,
@@ -1085,23 +1065,8 @@ pub(crate) async fn respond_h1_from_h2(
             let state = &mut si.filter_state;
             let active = &mut f.active;
             let ended = &mut ended_by;
-            let mut transform = |ev: BodyEvent<'_>| {
-                let done = match ev {
-                    BodyEvent::Data(data, end) => {
-                        active.response_data(data, end, req, state, &parts)
-                    }
-                    BodyEvent::Trailers(tr, tail) => active
-                        .response_trailers(tr, req, state, &parts)
-                        .map(|t| *tail = t),
-                };
-                match done {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
-                        false
-                    }
-                }
-            };
+            let mut transform =
+                |ev: BodyEvent<'_>| active.response_event(ev, req, state, &parts, ended);
             let dst = &d.side.conn;
             let tf: Option<&mut dyn FnMut(BodyEvent<'_>) -> bool> = Some(&mut transform);
             body::pump_to_h1(&mut src, dst, chunked_out, trailers_out, timeout, &sent, tf).await

@@ -185,7 +185,7 @@ impl H2Pool {
         let state = Rc::new(State {
             live: Cell::new(true),
             active: Cell::new(1),
-            max: Cell::new(connection.max_concurrent_send_streams() as u32),
+            max: Cell::new(stream_limit(&connection)),
             served: Cell::new(1),
         });
         // A PING round trip before the connection takes streams: the server's SETTINGS (its
@@ -216,11 +216,7 @@ impl H2Pool {
                 Err(e) => return Err(e),
             }
         }
-        state.max.set(
-            connection
-                .max_concurrent_send_streams()
-                .min(u32::MAX as usize) as u32,
-        );
+        state.max.set(stream_limit(&connection));
         let driven = Rc::clone(&state);
         let (keepalive, idle_timeout) = (o.keepalive, idle);
         compio::runtime::spawn(async move {
@@ -280,11 +276,7 @@ async fn drive(
         if let Poll::Ready(r) = std::pin::Pin::new(&mut connection).poll(cx) {
             return Poll::Ready(r.err().map(|e| e.to_string()));
         }
-        state.max.set(
-            connection
-                .max_concurrent_send_streams()
-                .min(u32::MAX as usize) as u32,
-        );
+        state.max.set(stream_limit(&connection));
         if awaiting.is_some() {
             if let Some(pp) = ping.as_mut() {
                 if let Poll::Ready(r) = pp.poll_pong(cx) {
@@ -326,4 +318,9 @@ async fn drive(
         tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
     }
     state.live.set(false);
+}
+
+/// The server's limit on concurrent streams, as far as `h2` knows it now.
+fn stream_limit(c: &h2::client::Connection<crate::io::poll::PollIo, Bytes>) -> u32 {
+    c.max_concurrent_send_streams().min(u32::MAX as usize) as u32
 }

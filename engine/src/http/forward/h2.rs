@@ -279,13 +279,8 @@ async fn stream_body<S: Side>(
             let si = &mut *d.si;
             let state = &mut si.filter_state;
             let active = &mut f.active;
-            let mut transform = |ev: BodyEvent<'_>| {
-                reply = match ev {
-                    BodyEvent::Data(data, end) => active.request_data(data, end, state, &parts),
-                    BodyEvent::Trailers(t, _) => active.request_trailers(t, state, &parts),
-                };
-                reply.is_none()
-            };
+            let mut transform =
+                |ev: BodyEvent<'_>| active.request_event(ev, state, &parts, &mut reply);
             d.side
                 .pump_request_h2(
                     send,

@@ -138,7 +138,9 @@ fn begin<'l>(
             let mut key = [0u8; 16];
             key[..8].copy_from_slice(&a.to_le_bytes());
             key[8..].copy_from_slice(&b.to_le_bytes());
-            si.req.headers.append("sec-websocket-key", base64(&key));
+            si.req
+                .headers
+                .append("sec-websocket-key", ringway_filters::base64::encode(&key));
         }
     }
     let info = ReqInfo {
@@ -457,23 +459,8 @@ async fn respond(
             let state = &mut si.filter_state;
             let active = &mut f.active;
             let ended = &mut ended_by;
-            let mut transform = |ev: BodyEvent<'_>| {
-                let done = match ev {
-                    BodyEvent::Data(data, end) => {
-                        active.response_data(data, end, req, state, &parts)
-                    }
-                    BodyEvent::Trailers(tr, tail) => active
-                        .response_trailers(tr, req, state, &parts)
-                        .map(|t| *tail = t),
-                };
-                match done {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        *ended = Some(reason.unwrap_or("filter_ended_stream"));
-                        false
-                    }
-                }
-            };
+            let mut transform =
+                |ev: BodyEvent<'_>| active.response_event(ev, req, state, &parts, ended);
             body::pump_to_h2(
                 &mut src,
                 &mut send,
@@ -621,27 +608,4 @@ async fn tunnel(
     d.si.bytes_received = received.get();
     d.si.t_last_byte = Some(Instant::now());
     Next::Close
-}
-
-/// Standard base64 with padding (a WebSocket key).
-fn base64(src: &[u8]) -> Vec<u8> {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(src.len().div_ceil(3) * 4);
-    for c in src.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(A[(n >> 18) as usize & 63]);
-        out.push(A[(n >> 12) as usize & 63]);
-        out.push(if c.len() > 1 {
-            A[(n >> 6) as usize & 63]
-        } else {
-            b'='
-        });
-        out.push(if c.len() > 2 {
-            A[n as usize & 63]
-        } else {
-            b'='
-        });
-    }
-    out
 }
