@@ -26,14 +26,15 @@
 //!
 //! ```text
 //! cli ─▶ runtime            control thread and workers; builds each worker's http::ctx
-//! runtime ─▶ admin, trace_export, listener, and everything below
+//! runtime ─▶ admin, trace_export, listener, health, and everything below
 //! admin ─▶ stats            admin server threads
+//! health ─▶ upstream, io, endpoint_health   health checks and outlier detection (own thread)
 //! trace_export ─▶ http::h1, trace   span exporter thread (HTTP/1 client to the collector)
 //! listener ─▶ http, tcp_proxy   accept loops, handed the worker's context
 //! tcp_proxy ─▶ http::ctx, tunnel, upstream   the `tcp_proxy` network filter
 //! http ─▶ upstream, access_log, router, trace, stats, stream_info, drain, balance, rng, io, tunnel
 //! tunnel ─▶ io, drain, stats   raw bytes both ways (tcp_proxy, HTTP upgrades)
-//! upstream ─▶ stats ─▶ trace ─▶ stream_info ─▶ error
+//! upstream ─▶ stats ─▶ trace ─▶ stream_info ─▶ error; upstream, stats ─▶ endpoint_health ─▶ config
 //! access_log ─▶ stream_info, config, logfmt
 //! leaves (nothing from the crate): background balance control drain error io l4proto rng signals text
 //! config ─▶ logfmt ─▶ text; router ─▶ config
@@ -48,7 +49,9 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod drain;
+pub mod endpoint_health;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod io;
 pub mod l4proto;

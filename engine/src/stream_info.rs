@@ -83,6 +83,8 @@ pub struct StreamInfo {
     /// Cluster and endpoint the request was forwarded to.
     pub cluster: Option<usize>,
     pub upstream: Option<SocketAddr>,
+    /// The endpoint's position in its cluster (meaningful when `upstream` is set).
+    pub endpoint: u32,
     /// The upstream connection came from the pool.
     pub upstream_reused: bool,
     /// Request body bytes received from the client.

@@ -32,6 +32,7 @@ use bytes::BytesMut;
 
 use crate::{
     config,
+    endpoint_health::Outcome,
     error::LocalReason,
     http::ctx::WorkerCtx,
     io::Conn,
@@ -186,11 +187,13 @@ async fn connect<'c>(
             return None;
         };
         si.upstream = Some(ep.address);
+        si.endpoint = ep.index as u32;
         match Conn::connect(ep.address, c.connect_timeout).await {
             Ok(up) => {
                 if let Some(s) = cstats {
                     stats::inc(&s.upstream_cx_total);
                 }
+                c.report(ep.index, Outcome::Connected);
                 match send_proxy_header(c, proxied, &up, w).await {
                     Ok(()) => match &c.tls {
                         None => return Some((up, ep)),
@@ -227,6 +230,7 @@ async fn connect<'c>(
                 if let Some(s) = cstats {
                     stats::inc(&s.upstream_cx_connect_fail);
                 }
+                c.report(ep.index, Outcome::ConnectFailed);
                 tracing::debug!(cluster = %c.name, endpoint = %ep.address, attempt, error = %e, "tcp_proxy: connect failed");
             }
         }

@@ -355,7 +355,10 @@ fn clusters(req: &Request, s: &Shared) -> Response {
                         serde_json::json!({
                             "address": e.address.to_string(),
                             "weight": e.weight,
-                            "health": "healthy",
+                            "health": e.health_flags,
+                            "last_check": e.last_check.map(|(r, status)| serde_json::json!({
+                                "result": r, "status": status,
+                            })),
                             "rq_active": e.per_worker.iter().map(|w| w.0).sum::<u64>(),
                             "rq_total": e.per_worker.iter().map(|w| w.1).sum::<u64>(),
                             "cx_idle": e.per_worker.iter().map(|w| w.2).sum::<u64>(),
@@ -377,7 +380,13 @@ fn clusters(req: &Request, s: &Shared) -> Response {
     for c in &cs {
         for e in &c.endpoints {
             let p = format!("{}::{}", c.name, e.address);
-            let _ = writeln!(out, "{p}::health_flags::healthy");
+            let _ = writeln!(out, "{p}::health_flags::{}", e.health_flags);
+            if let Some((r, status)) = e.last_check {
+                let _ = writeln!(out, "{p}::last_health_check::{r}");
+                if status != 0 {
+                    let _ = writeln!(out, "{p}::last_health_check_status::{status}");
+                }
+            }
             let _ = writeln!(out, "{p}::weight::{}", e.weight);
             let _ = writeln!(
                 out,

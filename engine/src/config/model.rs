@@ -578,6 +578,111 @@ pub struct Cluster {
     pub http2_options: Http2Options,
     /// Requests one connection carries before it is closed (`None`: no limit).
     pub max_requests_per_connection: Option<u32>,
+    /// Active health checking (`health_checks`; `None`: every endpoint counts as healthy).
+    pub health_check: Option<std::sync::Arc<HealthCheck>>,
+    /// Passive health checking (`outlier_detection`).
+    pub outlier: Option<OutlierDetection>,
+    /// Below this percentage of healthy endpoints, every endpoint takes traffic (default 50).
+    pub healthy_panic_threshold: f64,
+}
+
+/// A cluster's active health check, checked at load.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub interval_jitter: Duration,
+    pub interval_jitter_percent: u32,
+    pub initial_jitter: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    pub no_traffic_interval: Duration,
+    pub unhealthy_interval: Duration,
+    pub unhealthy_edge_interval: Duration,
+    pub healthy_edge_interval: Duration,
+    pub reuse_connection: bool,
+    pub always_log_failures: bool,
+    pub kind: HealthCheckKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum HealthCheckKind {
+    Http {
+        /// The whole request, encoded once at load.
+        request: bytes::Bytes,
+        /// `HEAD`: the answer has no body.
+        head: bool,
+        /// `[start, end)` ranges that pass.
+        expected: Vec<(u16, u16)>,
+        /// Ranges that count towards `unhealthy_threshold` instead of failing at once.
+        retriable: Vec<(u16, u16)>,
+    },
+    Tcp {
+        send: Vec<u8>,
+        receive: Vec<Vec<u8>>,
+    },
+    Grpc {
+        service_name: String,
+        authority: String,
+    },
+}
+
+/// `outlier_detection`, with Envoy's defaults filled in. Percentages are 0..=100.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    pub interval: Duration,
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    pub enforcing_consecutive_5xx: u32,
+    pub enforcing_success_rate: u32,
+    pub success_rate_minimum_hosts: u32,
+    pub success_rate_request_volume: u32,
+    /// Thousandths: 1900 = 1.9 standard deviations.
+    pub success_rate_stdev_factor: u32,
+    pub consecutive_gateway_failure: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    pub split_external_local_origin_errors: bool,
+    pub consecutive_local_origin_failure: u32,
+    pub enforcing_consecutive_local_origin_failure: u32,
+    pub enforcing_local_origin_success_rate: u32,
+    pub failure_percentage_threshold: u32,
+    pub enforcing_failure_percentage: u32,
+    pub enforcing_failure_percentage_local_origin: u32,
+    pub failure_percentage_minimum_hosts: u32,
+    pub failure_percentage_request_volume: u32,
+    pub successful_active_health_check_uneject_host: bool,
+}
+
+impl Default for OutlierDetection {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_5xx: 5,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            enforcing_consecutive_5xx: 100,
+            enforcing_success_rate: 100,
+            success_rate_minimum_hosts: 5,
+            success_rate_request_volume: 100,
+            success_rate_stdev_factor: 1900,
+            consecutive_gateway_failure: 5,
+            enforcing_consecutive_gateway_failure: 0,
+            split_external_local_origin_errors: false,
+            consecutive_local_origin_failure: 5,
+            enforcing_consecutive_local_origin_failure: 100,
+            enforcing_local_origin_success_rate: 100,
+            failure_percentage_threshold: 85,
+            enforcing_failure_percentage: 0,
+            enforcing_failure_percentage_local_origin: 0,
+            failure_percentage_minimum_hosts: 5,
+            failure_percentage_request_volume: 50,
+            successful_active_health_check_uneject_host: true,
+        }
+    }
 }
 
 /// A cluster's TLS origination, checked and built at load.

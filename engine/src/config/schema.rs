@@ -805,6 +805,160 @@ pub struct ClusterSpec {
     pub http2_protocol_options: Option<Http2OptionsSpec>,
     /// Requests one upstream connection carries before it is closed (default: no limit).
     pub max_requests_per_connection: Option<u32>,
+    /// Active health checks of the endpoints (Envoy's `health_checks`; one per cluster here).
+    #[serde(default)]
+    pub health_checks: Vec<Item<HealthCheckSpec>>,
+    /// Passive health: endpoints that keep failing are ejected for a while (Envoy's
+    /// `outlier_detection`).
+    pub outlier_detection: Option<OutlierDetectionSpec>,
+    /// Settings every load balancer shares (`healthy_panic_threshold`).
+    pub common_lb_config: Option<CommonLbConfigSpec>,
+}
+
+/// `health_checks:` item on a cluster (Envoy's `HealthCheck`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a health check map")]
+pub struct HealthCheckSpec {
+    /// How long one check may take (required).
+    pub timeout: Option<Dur>,
+    /// Time between checks of one endpoint (required).
+    pub interval: Option<Dur>,
+    /// A random extra wait of up to this much before each check (default `0s`).
+    pub interval_jitter: Option<Dur>,
+    /// ... and up to this percentage of the interval (default 0).
+    pub interval_jitter_percent: Option<u32>,
+    /// A random wait of up to this much before the first check (default `0s`).
+    pub initial_jitter: Option<Dur>,
+    /// Failed checks in a row that make a healthy endpoint unhealthy (default 3).
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row that make an unhealthy endpoint healthy (default 2).
+    pub healthy_threshold: Option<u32>,
+    /// Interval while the cluster has seen no traffic (default `60s`).
+    pub no_traffic_interval: Option<Dur>,
+    /// Interval for an unhealthy endpoint (default: `interval`).
+    pub unhealthy_interval: Option<Dur>,
+    /// Interval after an endpoint turned unhealthy (default: `unhealthy_interval`).
+    pub unhealthy_edge_interval: Option<Dur>,
+    /// Interval after an endpoint turned healthy (default: `interval`).
+    pub healthy_edge_interval: Option<Dur>,
+    /// Keep the connection between checks (default `true`).
+    pub reuse_connection: Option<bool>,
+    /// Log every failed check, not only the transitions (default `false`).
+    pub always_log_health_check_failures: Option<bool>,
+    pub http_health_check: Option<HttpHealthCheckSpec>,
+    pub tcp_health_check: Option<TcpHealthCheckSpec>,
+    pub grpc_health_check: Option<GrpcHealthCheckSpec>,
+}
+
+/// `http_health_check` (Envoy's `HttpHealthCheck`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an http_health_check map")]
+pub struct HttpHealthCheckSpec {
+    /// The path requested (required).
+    pub path: Option<String>,
+    /// The Host header (default: the cluster's name).
+    pub host: Option<String>,
+    /// `GET` (default) or `HEAD`.
+    pub method: Option<String>,
+    /// Statuses that pass, as `[start, end)` ranges (default: only 200).
+    pub expected_statuses: Option<Vec<StatusRangeSpec>>,
+    /// Statuses that count as a failure towards `unhealthy_threshold` instead of failing the
+    /// endpoint at once (default none).
+    pub retriable_statuses: Option<Vec<StatusRangeSpec>>,
+    /// Extra request headers: `[{header: {key, value}}]` as Envoy, or `{key: value}`.
+    pub request_headers_to_add: Option<serde_json::Value>,
+}
+
+/// A `[start, end)` range of HTTP statuses (Envoy's `Int64Range`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {start, end} map")]
+pub struct StatusRangeSpec {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// `tcp_health_check` (Envoy's `TcpHealthCheck`): connect, optionally send bytes and expect
+/// bytes back.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a tcp_health_check map")]
+pub struct TcpHealthCheckSpec {
+    pub send: Option<PayloadSpec>,
+    /// Blocks that must each appear in the answer, in this order (not necessarily adjacent).
+    pub receive: Option<Vec<PayloadSpec>>,
+}
+
+/// Envoy's `Payload`: `text` is hex, `binary` is base64.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a payload map ({text: hex} or {binary: base64})"
+)]
+pub struct PayloadSpec {
+    pub text: Option<String>,
+    pub binary: Option<String>,
+}
+
+/// `grpc_health_check` (Envoy's `GrpcHealthCheck`): `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a grpc_health_check map")]
+pub struct GrpcHealthCheckSpec {
+    /// The service asked about (default empty: the server as a whole).
+    pub service_name: Option<String>,
+    /// `:authority` (default: the cluster's name).
+    pub authority: Option<String>,
+}
+
+/// `outlier_detection` on a cluster (Envoy's `OutlierDetection`; same names, same defaults).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "an outlier_detection map")]
+pub struct OutlierDetectionSpec {
+    pub consecutive_5xx: Option<u32>,
+    pub interval: Option<Dur>,
+    pub base_ejection_time: Option<Dur>,
+    pub max_ejection_time: Option<Dur>,
+    pub max_ejection_percent: Option<u32>,
+    pub enforcing_consecutive_5xx: Option<u32>,
+    pub enforcing_success_rate: Option<u32>,
+    pub success_rate_minimum_hosts: Option<u32>,
+    pub success_rate_request_volume: Option<u32>,
+    pub success_rate_stdev_factor: Option<u32>,
+    pub consecutive_gateway_failure: Option<u32>,
+    pub enforcing_consecutive_gateway_failure: Option<u32>,
+    pub split_external_local_origin_errors: Option<bool>,
+    pub consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_local_origin_success_rate: Option<u32>,
+    pub failure_percentage_threshold: Option<u32>,
+    pub enforcing_failure_percentage: Option<u32>,
+    pub enforcing_failure_percentage_local_origin: Option<u32>,
+    pub failure_percentage_minimum_hosts: Option<u32>,
+    pub failure_percentage_request_volume: Option<u32>,
+    pub successful_active_health_check_uneject_host: Option<bool>,
+}
+
+/// `common_lb_config` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a common_lb_config map")]
+pub struct CommonLbConfigSpec {
+    /// Below this percentage of healthy endpoints, traffic goes to all of them (default 50;
+    /// `{value: 50}` as Envoy's `Percent`, or a number).
+    pub healthy_panic_threshold: Option<PercentSpec>,
+}
+
+/// A percentage: a number, or Envoy's `{value: N}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a percentage: a number or {value: N}")]
+pub enum PercentSpec {
+    Number(f64),
+    Map { value: f64 },
+}
+
+impl PercentSpec {
+    pub fn value(&self) -> f64 {
+        match self {
+            PercentSpec::Number(v) | PercentSpec::Map { value: v } => *v,
+        }
+    }
 }
 
 /// `tls:` on a cluster: originate TLS to every endpoint.

@@ -83,6 +83,14 @@ impl WorkerCtx {
     pub fn stream_done(&self, l: &ListenerCtx, si: &StreamInfo) {
         self.stats.stream_done(l.stats_slot, si);
         self.hists.stream_done(l.stats_slot, si);
+        // Outlier detection's input (health-checked clusters only).
+        if let Some(cv) = si.cluster.and_then(|c| self.clusters.clusters.get(c)) {
+            if cv.health().is_some() && si.upstream.is_some() {
+                if let Some(outcome) = outcome(si) {
+                    cv.report(si.endpoint as usize, outcome);
+                }
+            }
+        }
         let logs = &l.http.access_log;
         if !logs.is_empty() {
             let cluster = si
@@ -94,6 +102,21 @@ impl WorkerCtx {
         if si.trace.is_some_and(|t| t.sampled) {
             self.tracer.record(si, l.index);
         }
+    }
+}
+
+/// How the exchange with the upstream ended, for outlier detection (`None`: the upstream was
+/// not what failed, or was never reached).
+#[inline]
+fn outcome(si: &StreamInfo) -> Option<crate::endpoint_health::Outcome> {
+    use crate::{endpoint_health::Outcome, error::LocalReason as R};
+    match si.local_reason {
+        None if si.status != 0 => Some(Outcome::Status(si.status)),
+        None => None,
+        Some(R::ConnectFailure | R::UpstreamTlsFailure) => Some(Outcome::ConnectFailed),
+        Some(R::UpstreamTimeout) => Some(Outcome::Timeout),
+        Some(R::UpstreamReset | R::UpstreamProtocolError) => Some(Outcome::Reset),
+        Some(_) => None,
     }
 }
 

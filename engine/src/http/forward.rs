@@ -104,6 +104,7 @@ pub(crate) async fn forward<S: Side>(
     };
     d.si.cluster = Some(f.cluster);
     d.si.upstream = Some(ep.address);
+    d.si.endpoint = ep.index as u32;
 
     // A body that is already complete can be sent in one write, and replayed on a retry.
     let mut buffered: Option<Bytes> = d.side.body_if_here(info.framing);

@@ -145,6 +145,15 @@ pub fn run(
         .map(|_| flume::bounded(2))
         .map(|(t, r)| (t, Some(r)))
         .unzip();
+    // Health checks and outlier detection: their thread starts (and runs its first round of
+    // checks) before the workers, which route by what it finds.
+    let make_rt: crate::health::MakeRuntime =
+        Box::new(|| ring::build_runtime(256, 64).map_err(|e| format!("{} ({})", e.source, e.hint)));
+    let (health_board, health_thread) =
+        match crate::health::start(&cfg, worker_stats.clone(), make_rt).map_err(RunError::Spawn)? {
+            Some((b, r)) => (Some(b), Some(r)),
+            None => (None, None),
+        };
     let trace_stats = cfg
         .tracing
         .as_ref()
@@ -156,6 +165,7 @@ pub fn run(
         hist_rx,
         trace_stats.clone(),
         recycle_tx,
+        health_board.clone(),
     ));
     // The access-log writer thread (opens the files now, so a bad path fails the start).
     let access_log = crate::access_log::Writer::start(&cfg)?;
@@ -207,6 +217,7 @@ pub fn run(
             hist_free: recycle_rx.get_mut(id).and_then(Option::take),
             handoff: handoffs.get_mut(id).and_then(Option::take),
             trace_stats: trace_stats.clone(),
+            health: health_board.clone(),
         };
         let h = thread::Builder::new()
             .name(format!("ringway-w{id}"))
@@ -258,6 +269,9 @@ pub fn run(
             for h in handles {
                 let _ = h.join();
             }
+            if let Some(t) = health_thread {
+                t.stop();
+            }
             return Err(RunError::Worker(msg));
         }
     }
@@ -289,6 +303,9 @@ pub fn run(
     stop_all(&controls);
     for h in handles {
         let _ = h.join();
+    }
+    if let Some(t) = health_thread {
+        t.stop();
     }
     // The workers have shipped their last access-log lines: write, fsync, stop the writer.
     if let Some(w) = access_log {

@@ -83,12 +83,18 @@ fn pool_buffers() -> u16 {
 /// by the worker itself when it enters the ring, never interrupting it from another core), and a
 /// provided-buffer pool of [`POOL_BUFFERS`] × [`READ_BUF_LEN`].
 pub fn build_worker_runtime() -> Result<Runtime, RingError> {
+    build_runtime(4096, pool_buffers())
+}
+
+/// A runtime like a worker's with `entries` submission entries and `buffers` pool buffers
+/// (the health checker's thread runs a small one).
+pub fn build_runtime(entries: u32, buffers: u16) -> Result<Runtime, RingError> {
     let mut proactor = ProactorBuilder::new();
     proactor
-        .capacity(4096)
+        .capacity(entries)
         .single_issuer(true)
         .defer_taskrun(true)
-        .buffer_pool_size(NonZeroU16::new(pool_buffers()).unwrap_or(NonZeroU16::MIN))
+        .buffer_pool_size(NonZeroU16::new(buffers).unwrap_or(NonZeroU16::MIN))
         .buffer_pool_buffer_len(READ_BUF_LEN);
     let rt = Runtime::builder()
         .with_proactor(proactor)

@@ -58,6 +58,8 @@ pub struct Start {
     pub balance: Option<Arc<balance::Shared>>,
     /// Connections other workers hand to this one.
     pub handoff: Option<flume::Receiver<balance::Handoff>>,
+    /// Shared endpoint health (`None`: no cluster is health-checked).
+    pub health: Option<crate::endpoint_health::Board>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -98,10 +100,11 @@ async fn serve(start: Start) {
         trace_stats,
         balance,
         handoff,
+        health,
     } = start;
     let worker = Rc::new(WorkerCtx {
         id,
-        clusters: ClusterManager::new(&config, id, &stats),
+        clusters: ClusterManager::new(&config, id, &stats, health.as_ref()),
         config: Arc::clone(&config),
         drain: Drain::default(),
         hists: WorkerHistograms::new(&config, hist_free),

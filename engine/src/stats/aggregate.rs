@@ -117,6 +117,10 @@ pub struct Snapshot {
 pub struct EndpointStatus {
     pub address: SocketAddr,
     pub weight: u32,
+    /// Envoy's `health_flags` text (`healthy`, `/failed_active_hc`, `/failed_outlier_check`).
+    pub health_flags: &'static str,
+    /// The last active check's result and HTTP status (`None`: not actively checked).
+    pub last_check: Option<(&'static str, u16)>,
     /// Per worker: (requests in flight, requests total, idle pooled connections).
     pub per_worker: Vec<(u64, u64, u64)>,
 }
@@ -127,6 +131,30 @@ pub struct ClusterStatus {
     pub name: String,
     pub endpoints: Vec<EndpointStatus>,
 }
+
+/// `outlier_detection.ejections_detected_<kind>` and `..._enforced_<kind>`, by `EjectKind`.
+const EJECT_NAMES: [(&str, &str); 5] = [
+    (
+        "outlier_detection.ejections_detected_consecutive_5xx",
+        "outlier_detection.ejections_enforced_consecutive_5xx",
+    ),
+    (
+        "outlier_detection.ejections_detected_consecutive_gateway_failure",
+        "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+    ),
+    (
+        "outlier_detection.ejections_detected_consecutive_local_origin_failure",
+        "outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+    ),
+    (
+        "outlier_detection.ejections_detected_success_rate",
+        "outlier_detection.ejections_enforced_success_rate",
+    ),
+    (
+        "outlier_detection.ejections_detected_failure_percentage",
+        "outlier_detection.ejections_enforced_failure_percentage",
+    ),
+];
 
 /// Reads one counter of a worker's cluster block.
 type ClusterGetter = fn(&super::ClusterStats) -> u64;
@@ -158,6 +186,8 @@ pub struct Aggregator {
     tracing: Option<Arc<crate::trace::TraceStats>>,
     /// Per worker: where merged histogram sets go back, emptied, for reuse.
     recycle: Vec<flume::Sender<Vec<Histogram<u64>>>>,
+    /// Endpoint health shared with the health thread (health checks, outlier detection).
+    health: Option<crate::endpoint_health::Board>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -179,6 +209,7 @@ impl Aggregator {
         rx: flume::Receiver<HistBatch>,
         tracing: Option<Arc<crate::trace::TraceStats>>,
         recycle: Vec<flume::Sender<Vec<Histogram<u64>>>>,
+        health: Option<crate::endpoint_health::Board>,
     ) -> Self {
         let slots = super::hist_slots(&config);
         let n = workers.len();
@@ -195,7 +226,13 @@ impl Aggregator {
             started: Instant::now(),
             tracing,
             recycle,
+            health,
         }
+    }
+
+    /// Cluster `c`'s shared health (`None`: not health-checked).
+    pub fn health(&self, c: usize) -> Option<&Arc<crate::endpoint_health::ClusterHealth>> {
+        self.health.as_ref()?.get(c)?.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Merged> {
@@ -500,6 +537,9 @@ impl Aggregator {
                 Value::Gauge(rq_active + idle),
             );
             put(Scope::Cluster, n, "upstream_cx_idle", Value::Gauge(idle));
+            if let Some(h) = self.health(c) {
+                self.health_stats(c, h, &mut |name, v| put(Scope::Cluster, n, name, v));
+            }
             for kind in ClusterHist::ALL {
                 if let Some(h) = hists.get(cluster_hist_slot(slots.count(), c, kind)) {
                     put(
@@ -584,6 +624,73 @@ impl Aggregator {
         }
     }
 
+    /// A health-checked cluster's stats, Envoy's names: `health_check.*`, `outlier_detection.*`,
+    /// `membership_*`, `lb_healthy_panic`.
+    fn health_stats(
+        &self,
+        c: usize,
+        h: &crate::endpoint_health::ClusterHealth,
+        put: &mut dyn FnMut(&'static str, Value),
+    ) {
+        use crate::endpoint_health::{EjectKind, FAILED_ACTIVE_HC};
+        let s = &h.stats;
+        let total = h.hosts.len() as u64;
+        let healthy = h.healthy_count() as u64;
+        put("membership_total", Value::Gauge(total));
+        put("membership_healthy", Value::Gauge(healthy));
+        let panic = self
+            .workers
+            .iter()
+            .map(|w| w.clusters.get(c).map_or(0, |s| get(&s.lb_healthy_panic)))
+            .sum();
+        put("lb_healthy_panic", Value::Counter(panic));
+        if h.active {
+            let passing = h
+                .hosts
+                .iter()
+                .filter(|x| {
+                    x.flags.load(std::sync::atomic::Ordering::Relaxed) & FAILED_ACTIVE_HC == 0
+                })
+                .count() as u64;
+            put("health_check.healthy", Value::Gauge(passing));
+            put("health_check.attempt", Value::Counter(get(&s.attempt)));
+            put("health_check.success", Value::Counter(get(&s.success)));
+            put("health_check.failure", Value::Counter(get(&s.failure)));
+            put(
+                "health_check.network_failure",
+                Value::Counter(get(&s.network_failure)),
+            );
+        }
+        if self
+            .config
+            .clusters
+            .get(c)
+            .is_some_and(|cl| cl.outlier.is_some())
+        {
+            put(
+                "outlier_detection.ejections_active",
+                Value::Gauge(get(&s.ejections_active)),
+            );
+            put(
+                "outlier_detection.ejections_total",
+                Value::Counter(get(&s.ejections_total)),
+            );
+            put(
+                "outlier_detection.ejections_enforced_total",
+                Value::Counter(get(&s.ejections_enforced_total)),
+            );
+            put(
+                "outlier_detection.ejections_overflow",
+                Value::Counter(get(&s.ejections_overflow)),
+            );
+            for k in EjectKind::ALL {
+                let (detected, enforced) = EJECT_NAMES[k as usize];
+                put(detected, Value::Counter(get(&s.detected[k as usize])));
+                put(enforced, Value::Counter(get(&s.enforced[k as usize])));
+            }
+        }
+    }
+
     /// Every cluster's endpoints with their per-worker state.
     pub fn clusters(&self) -> Vec<ClusterStatus> {
         self.config
@@ -599,6 +706,17 @@ impl Aggregator {
                     .map(|(e, ep)| EndpointStatus {
                         address: ep.address,
                         weight: ep.weight,
+                        health_flags: self.health(c).map_or("healthy", |h| h.flags_text(e)),
+                        last_check: self.health(c).filter(|h| h.active).and_then(|h| {
+                            let host = h.hosts.get(e)?;
+                            let r = crate::endpoint_health::CheckResult::from_u8(
+                                host.last_check.load(std::sync::atomic::Ordering::Relaxed),
+                            );
+                            Some((
+                                r.name(),
+                                host.last_status.load(std::sync::atomic::Ordering::Relaxed),
+                            ))
+                        }),
                         per_worker: self
                             .workers
                             .iter()

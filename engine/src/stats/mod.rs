@@ -158,6 +158,8 @@ pub struct EndpointStats {
     pub rq_total: AtomicU64,
     /// Idle keep-alive connections this worker holds to the endpoint.
     pub cx_idle: AtomicU64,
+    /// Exchanges outlier detection counted as errors (5xx, and local failures unless split).
+    pub rq_error: AtomicU64,
 }
 
 /// One cluster, as one worker counts it.
@@ -177,6 +179,9 @@ pub struct ClusterStats {
     /// (`ssl.connection_error`: refused certificate, not TLS, timed out).
     pub ssl_handshake: AtomicU64,
     pub ssl_connection_error: AtomicU64,
+    /// Picks made in panic mode (too few healthy endpoints: every endpoint took traffic).
+    /// Shared with the worker's `ClusterView`.
+    pub lb_healthy_panic: Arc<AtomicU64>,
     /// Per endpoint, in config order; shared with the worker's `EndpointView`s.
     pub endpoints: Vec<Arc<EndpointStats>>,
 }

@@ -20,12 +20,19 @@ pub mod h2;
 pub mod lb;
 pub mod pool;
 
-use std::{cell::Cell, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    io,
+    net::SocketAddr,
+    sync::{atomic::AtomicU64, Arc},
+    time::Duration,
+};
 
 use bytes::BytesMut;
 
 use crate::{
     config::{Cluster, Config, ProxyProtocolVersion, UpstreamTls},
+    endpoint_health as health,
     io::Conn,
     l4proto::proxy_protocol,
     stats::{self, EndpointStats, WorkerStats},
@@ -71,10 +78,24 @@ pub struct ClusterView {
     pub max_requests_per_connection: Option<u32>,
     pub endpoints: Vec<EndpointView>,
     lb: lb::Balancer,
+    /// Shared health (`health_checks`, `outlier_detection`); `None`: every endpoint is healthy.
+    health: Option<Arc<health::ClusterHealth>>,
+    /// This worker's view of the healthy endpoints (rebuilt when the health generation moves).
+    healthy: RefCell<Option<HealthyView>>,
+    policy: crate::config::LbPolicy,
+    weights: Vec<u32>,
+    seed: u64,
+    /// `lb_healthy_panic`: picks made in panic mode.
+    panic_count: Option<Arc<AtomicU64>>,
 }
 
 impl ClusterView {
-    fn new(c: &Cluster, seed: u64, stats: Option<&stats::ClusterStats>) -> Self {
+    fn new(
+        c: &Cluster,
+        seed: u64,
+        stats: Option<&stats::ClusterStats>,
+        health: Option<Arc<health::ClusterHealth>>,
+    ) -> Self {
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         ClusterView {
             name: c.name.clone(),
@@ -109,16 +130,102 @@ impl ClusterView {
                 })
                 .collect(),
             lb: lb::Balancer::new(c.lb_policy, &weights, seed),
+            health,
+            healthy: RefCell::new(None),
+            policy: c.lb_policy,
+            weights,
+            seed,
+            panic_count: stats.map(|s| Arc::clone(&s.lb_healthy_panic)),
         }
     }
 
-    /// Choose an endpoint for the next request.
+    /// Choose an endpoint for the next request: among the healthy ones when the cluster is
+    /// health-checked (all of them in panic mode), else among all.
     pub fn pick(&self) -> Option<&EndpointView> {
         if self.endpoints.is_empty() {
             return None;
         }
-        let i = self.lb.pick(|i| self.endpoints[i].active_rq.get());
+        let i = match &self.health {
+            None => self.lb.pick(|i| self.endpoints[i].active_rq.get()),
+            Some(h) => self.pick_healthy(h)?,
+        };
         self.endpoints.get(i)
+    }
+
+    fn pick_healthy(&self, h: &health::ClusterHealth) -> Option<usize> {
+        let mut view = self.healthy.borrow_mut();
+        let g = h.generation();
+        if view.as_ref().is_none_or(|v| v.seen != g) {
+            *view = Some(HealthyView::build(h, self.policy, &self.weights, self.seed));
+        }
+        let v = view.as_ref()?;
+        if v.idx.is_empty() {
+            return None;
+        }
+        if v.panic {
+            if let Some(c) = &self.panic_count {
+                stats::inc(c);
+            }
+        }
+        let k = v.lb.pick(|j| self.endpoints[v.idx[j]].active_rq.get());
+        v.idx.get(k).copied()
+    }
+
+    /// Whether the cluster is health-checked (tests, `/clusters`).
+    pub fn health(&self) -> Option<&Arc<health::ClusterHealth>> {
+        self.health.as_ref()
+    }
+
+    /// An exchange with endpoint `ep` ended with `outcome`: outlier detection's input (nothing
+    /// without it).
+    #[inline]
+    pub fn report(&self, ep: usize, outcome: health::Outcome) {
+        let Some(h) = &self.health else { return };
+        if h.report(ep, outcome) {
+            if let Some(e) = self.endpoints.get(ep) {
+                stats::inc(&e.stats.rq_error);
+            }
+        }
+    }
+}
+
+/// A worker's routing view of one health-checked cluster: the endpoints that may take traffic
+/// as of generation `seen`, and a balancer over them.
+#[derive(Debug)]
+pub struct HealthyView {
+    pub seen: u64,
+    /// Endpoint indexes, in order; all of them in panic mode.
+    pub idx: Vec<usize>,
+    pub lb: lb::Balancer,
+    pub panic: bool,
+}
+
+impl HealthyView {
+    /// Build from the shared state: healthy endpoints, or all of them below the panic
+    /// threshold.
+    pub fn build(
+        h: &health::ClusterHealth,
+        policy: crate::config::LbPolicy,
+        weights: &[u32],
+        seed: u64,
+    ) -> HealthyView {
+        let seen = h.generation();
+        let n = weights.len().min(h.hosts.len());
+        let healthy: Vec<usize> = (0..n).filter(|&i| h.hosts[i].healthy()).collect();
+        let pct = if n == 0 {
+            0.0
+        } else {
+            100.0 * healthy.len() as f64 / n as f64
+        };
+        let panic = pct < h.panic_threshold;
+        let idx = if panic { (0..n).collect() } else { healthy };
+        let w: Vec<u32> = idx.iter().map(|&i| weights[i]).collect();
+        HealthyView {
+            seen,
+            lb: lb::Balancer::new(policy, &w, seed ^ seen),
+            idx,
+            panic,
+        }
     }
 }
 
@@ -131,7 +238,7 @@ pub struct WorkerTls {
 }
 
 impl WorkerTls {
-    fn new(t: &UpstreamTls) -> Self {
+    pub fn new(t: &UpstreamTls) -> Self {
         let mut client = (*t.client).clone();
         client.resumption = rustls::client::Resumption::in_memory_sessions(256);
         WorkerTls {
@@ -200,7 +307,12 @@ pub struct ClusterManager {
 
 impl ClusterManager {
     /// The worker's views, wired to its stats block (`stats` is shaped after the same config).
-    pub fn new(cfg: &Config, worker: usize, stats: &WorkerStats) -> Self {
+    pub fn new(
+        cfg: &Config,
+        worker: usize,
+        stats: &WorkerStats,
+        health: Option<&health::Board>,
+    ) -> Self {
         ClusterManager {
             clusters: cfg
                 .clusters
@@ -211,6 +323,7 @@ impl ClusterManager {
                         c,
                         0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64,
                         stats.cluster(i),
+                        health.and_then(|b| b.get(i).cloned().flatten()),
                     )
                 })
                 .collect(),

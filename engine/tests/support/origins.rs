@@ -306,3 +306,106 @@ pub fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
+
+/// What a [`SwitchOrigin`] does with the requests it serves (not its health checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// `200`, body = the origin's name.
+    Ok = 0,
+    /// `503`, body = the origin's name.
+    Fail = 1,
+    /// Close the connection without answering.
+    Close = 2,
+    /// Answer nothing for 30 s, then close.
+    Hang = 3,
+}
+
+/// An origin that fails on command, keep-alive: requests for `/healthz` (its health check)
+/// get the status in `health` (200 to start; 0: the connection is closed without an answer);
+/// every other request is served as `mode` says.
+/// `served` counts the non-health requests it answered with 200 or 503, `checks` the health
+/// checks.
+pub struct SwitchOrigin {
+    pub origin: RawOrigin,
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    health: Arc<std::sync::atomic::AtomicU16>,
+    pub served: Arc<AtomicUsize>,
+    pub checks: Arc<AtomicUsize>,
+}
+
+impl SwitchOrigin {
+    pub fn start(name: &'static str) -> SwitchOrigin {
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(Mode::Ok as u8));
+        let health = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let served = Arc::new(AtomicUsize::new(0));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let (m, h, s, k) = (
+            Arc::clone(&mode),
+            Arc::clone(&health),
+            Arc::clone(&served),
+            Arc::clone(&checks),
+        );
+        let origin = RawOrigin::start(move |mut c| {
+            while let Some(req) = c.read_request() {
+                let path = req
+                    .start
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                if path == "/healthz" {
+                    k.fetch_add(1, Ordering::SeqCst);
+                    let status = h.load(Ordering::SeqCst);
+                    if status == 0 {
+                        return;
+                    }
+                    let resp = format!("HTTP/1.1 {status} HC\r\ncontent-length: 2\r\n\r\nhc");
+                    if !c.write(resp.as_bytes()) {
+                        return;
+                    }
+                    continue;
+                }
+                let status = match m.load(Ordering::SeqCst) {
+                    0 => 200,
+                    1 => 503,
+                    2 => return,
+                    _ => {
+                        thread::sleep(Duration::from_secs(30));
+                        return;
+                    }
+                };
+                s.fetch_add(1, Ordering::SeqCst);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n{name}",
+                    name.len()
+                );
+                if !c.write(resp.as_bytes()) {
+                    return;
+                }
+            }
+        });
+        let addr = origin.addr;
+        SwitchOrigin {
+            origin,
+            addr,
+            name,
+            mode,
+            health,
+            served,
+            checks,
+        }
+    }
+
+    /// What requests get from now on.
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// The status its health checks get from now on.
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::SeqCst);
+    }
+}

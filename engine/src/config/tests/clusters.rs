@@ -122,3 +122,90 @@ fn upstream_proxy_protocol_errors() {
         ],
     );
 }
+
+// ---- health --------------------------------------------------------------------------------
+
+#[test]
+fn health_checks_outlier_detection_and_panic_threshold_read_with_envoys_defaults() {
+    use crate::config::HealthCheckKind;
+    let c = ok(&with_cluster(
+        "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks:\n      - timeout: 1s\n        interval: 5s\n        http_health_check:\n          path: /healthz\n          expected_statuses: [{start: 200, end: 300}]\n          request_headers_to_add: [{header: {key: x-hc, value: \"1\"}}]\n    outlier_detection: {consecutive_5xx: 3}\n    common_lb_config: {healthy_panic_threshold: {value: 25}}\n",
+    ));
+    let cl = &c.clusters[0];
+    let hc = cl.health_check.as_ref().expect("a health check");
+    assert_eq!(hc.interval, std::time::Duration::from_secs(5));
+    assert_eq!((hc.unhealthy_threshold, hc.healthy_threshold), (3, 2));
+    assert_eq!(hc.no_traffic_interval, std::time::Duration::from_secs(60));
+    assert_eq!(hc.unhealthy_edge_interval, hc.interval);
+    assert!(hc.reuse_connection);
+    match &hc.kind {
+        HealthCheckKind::Http {
+            request, expected, ..
+        } => {
+            assert_eq!(
+                &request[..],
+                b"GET /healthz HTTP/1.1\r\nhost: origin\r\nuser-agent: ringway/HC\r\nx-hc: 1\r\n\r\n"
+            );
+            assert_eq!(expected, &vec![(200, 300)]);
+        }
+        k => panic!("{k:?}"),
+    }
+    let o = cl.outlier.as_ref().expect("outlier detection");
+    assert_eq!(o.consecutive_5xx, 3);
+    assert_eq!(o.base_ejection_time, std::time::Duration::from_secs(30));
+    assert_eq!(o.max_ejection_percent, 10);
+    assert_eq!(cl.healthy_panic_threshold, 25.0);
+    let c = ok(&with_cluster(
+        "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {send: {text: \"50494E47\"}, receive: [{binary: UE9ORw==}]}}]\n",
+    ));
+    match &c.clusters[0].health_check.as_ref().unwrap().kind {
+        HealthCheckKind::Tcp { send, receive } => {
+            assert_eq!(send, b"PING");
+            assert_eq!(receive, &vec![b"PONG".to_vec()]);
+        }
+        k => panic!("{k:?}"),
+    }
+    assert_eq!(c.clusters[0].healthy_panic_threshold, 50.0);
+}
+
+#[test]
+fn bad_health_settings_are_errors_with_their_place() {
+    assert_errors(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks:\n      - interval: 0s\n        http_health_check: {path: healthz}\n        tcp_health_check: {}\n",
+        ),
+        &[
+            "clusters[0].health_checks[0]: a health check needs `timeout` (line 17)",
+            "clusters[0].health_checks[0].interval: interval must be more than zero (line 17)",
+            "clusters[0].health_checks[0]: a health check needs exactly one of http_health_check, tcp_health_check, grpc_health_check (line 17)",
+        ],
+    );
+    assert_error(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks: [{timeout: 1s, interval: 1s, http_health_check: {path: /h, expected_statuses: [{start: 300, end: 200}]}}]\n",
+        ),
+        "clusters[0].health_checks[0].http_health_check.expected_statuses[0]: a status range is [start, end) with 100 <= start < end <= 600 (found start 300, end 200) (line 16)",
+    );
+    assert_error(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {send: {text: \"5G\"}}}]\n",
+        ),
+        "clusters[0].health_checks[0].tcp_health_check.send.text: text is hex digits, two per byte (line 16)",
+    );
+    assert_error(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {}, intervall: 2s}]\n",
+        ),
+        "clusters[0].health_checks[0].intervall: unknown key, expected one of `timeout`, `interval`, `interval_jitter`, `interval_jitter_percent`, `initial_jitter`, `unhealthy_threshold`, `healthy_threshold`, `no_traffic_interval`, `unhealthy_interval`, `unhealthy_edge_interval`, `healthy_edge_interval`, `reuse_connection`, `always_log_health_check_failures`, `http_health_check`, `tcp_health_check`, `grpc_health_check` (line 16)",
+    );
+    assert_errors(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    outlier_detection: {max_ejection_percent: 101, consecutive_5xx: 0}\n    common_lb_config: {healthy_panic_threshold: 150}\n",
+        ),
+        &[
+            "clusters[0].outlier_detection.max_ejection_percent: max_ejection_percent is a percentage: 0..=100 (line 16)",
+            "clusters[0].outlier_detection.consecutive_5xx: consecutive_5xx must be at least 1 (line 16)",
+            "clusters[0].common_lb_config.healthy_panic_threshold: healthy_panic_threshold is a percentage: 0..=100 (found 150) (line 17)",
+        ],
+    );
+}

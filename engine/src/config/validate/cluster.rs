@@ -141,5 +141,8 @@ pub(super) fn cluster(
             }
             n => n,
         },
+        health_check: super::health::health_checks(c, path, problems),
+        outlier: super::health::outlier(c, path, problems),
+        healthy_panic_threshold: super::health::panic_threshold(c, path, problems),
     }
 }

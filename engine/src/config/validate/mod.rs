@@ -14,6 +14,7 @@ mod access_log;
 mod chains;
 mod cluster;
 mod filters;
+mod health;
 mod http;
 mod tcp_proxy;
 mod tls;
