@@ -35,6 +35,9 @@ pub enum LocalReason {
     /// The upstream's response could not be parsed.
     #[error("upstream protocol error")]
     UpstreamProtocolError,
+    /// A circuit breaker of the cluster is open (`max_requests`, `max_pending_requests`).
+    #[error("upstream overflow")]
+    Overflow,
     /// The request head did not arrive within `request_headers_timeout`.
     #[error("request headers timeout")]
     RequestHeadersTimeout,
@@ -61,6 +64,7 @@ impl LocalReason {
             LocalReason::UpstreamTimeout => (504, "upstream_timeout"),
             LocalReason::UpstreamReset => (502, "upstream_reset"),
             LocalReason::UpstreamProtocolError => (502, "upstream_protocol_error"),
+            LocalReason::Overflow => (503, "upstream_overflow"),
             LocalReason::RequestHeadersTimeout => (408, "request_headers_timeout"),
             LocalReason::RequestBodyTimeout => (408, "request_body_timeout"),
             LocalReason::RequestTooLarge => (413, "request_payload_too_large"),

@@ -80,6 +80,10 @@ pub struct StreamInfo {
     pub upstream_reset: bool,
     /// The request was sent a second time on a fresh connection.
     pub retried: bool,
+    /// Tries made upstream (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`; 0: none).
+    pub attempts: u32,
+    /// A retry was called for but the policy's `num_retries` or a breaker forbade it (`URX`).
+    pub retry_limit: bool,
     /// Cluster and endpoint the request was forwarded to.
     pub cluster: Option<usize>,
     pub upstream: Option<SocketAddr>,
@@ -230,6 +234,7 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
                 LocalReason::UpstreamTimeout => Some("UT"),
                 LocalReason::UpstreamReset => Some("UC"),
                 LocalReason::UpstreamProtocolError => Some("UPE"),
+                LocalReason::Overflow => Some("UO"),
                 LocalReason::RequestHeadersTimeout | LocalReason::RequestBodyTimeout => Some("SI"),
                 // Envoy has no flag for a body over a filter's limit: the 413 says it.
                 LocalReason::RequestTooLarge => None,
@@ -244,7 +249,7 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
     if si.upstream_reset {
         add("UC");
     }
-    if si.retried && (upstream_failure || si.upstream_reset) {
+    if si.retry_limit || (si.retried && (upstream_failure || si.upstream_reset)) {
         add("URX");
     }
     if si.protocol_error.is_some() {

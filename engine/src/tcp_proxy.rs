@@ -121,7 +121,9 @@ pub async fn serve_with(
                 .proxy_protocol
                 .and_then(|_| origin.destination.or_else(|| down.local_addr().ok()))
                 .map(|l| (peer, l));
-            connect(c, p, proxied, w, &mut si).await
+            connect(c, p, proxied, w, &mut si)
+                .await
+                .map(|(up, ep)| (up, ep, c))
         }
         None => {
             // Not in this worker's view (validation resolves every name; kept for Envoy's stat).
@@ -132,8 +134,8 @@ pub async fn serve_with(
             None
         }
     };
-    if let Some((up, ep)) = connected {
-        let _active = ActiveRq::new(ep);
+    if let Some((up, ep, c)) = connected {
+        let _active = ActiveRq::new(c, ep);
         si.t_upstream_ready = Some(Instant::now());
         let tunnel = Tunnel {
             drain: &w.drain,

@@ -204,6 +204,7 @@ impl<'a> Ctx<'a> {
             Command::UpstreamFirstByteTime => {
                 fine(self.between(si.t_request_sent, si.t_first_byte))
             }
+            Command::UpstreamRequestAttemptCount => Val::Num(u64::from(si.attempts)),
             Command::UpstreamTransportFailureReason => si
                 .upstream_transport_failure
                 .map_or(Val::Missing, |s| Val::Str(s.as_bytes())),

@@ -540,6 +540,104 @@ pub struct ForwardAction {
     pub host_rewrite: Option<String>,
     /// `max_grpc_timeout`: the most a request's `grpc-timeout` may ask for (`None`: no cap).
     pub max_grpc_timeout: Option<Duration>,
+    /// `weighted_clusters` (`cluster` is then the first of them).
+    pub weighted: Option<std::sync::Arc<WeightedClusters>>,
+    /// `retry_policy` (`None`: only the keep-alive race of an idempotent request is retried).
+    pub retry: Option<std::sync::Arc<RetryPolicy>>,
+    /// `request_mirror_policies`.
+    pub mirrors: Vec<Mirror>,
+    /// `hash_policy` (empty: hashing load balancers pick at random).
+    pub hash_policy: Vec<HashPolicy>,
+    /// `include_request_attempt_count` on the virtual host.
+    pub attempt_count_header: bool,
+}
+
+/// A route's split between clusters.
+#[derive(Debug, Clone)]
+pub struct WeightedClusters {
+    /// (cluster, its name, cumulative weight).
+    pub clusters: Vec<(ClusterId, String, u64)>,
+    pub total: u64,
+}
+
+/// Retry conditions (`retry_on`), as bits.
+pub mod retry_on {
+    pub const FIVE_XX: u32 = 1;
+    pub const GATEWAY_ERROR: u32 = 1 << 1;
+    pub const RESET: u32 = 1 << 2;
+    pub const CONNECT_FAILURE: u32 = 1 << 3;
+    pub const RETRIABLE_4XX: u32 = 1 << 4;
+    pub const REFUSED_STREAM: u32 = 1 << 5;
+    pub const RETRIABLE_STATUS_CODES: u32 = 1 << 6;
+    pub const RESET_BEFORE_REQUEST: u32 = 1 << 7;
+    pub const GRPC_CANCELLED: u32 = 1 << 8;
+    pub const GRPC_DEADLINE_EXCEEDED: u32 = 1 << 9;
+    pub const GRPC_INTERNAL: u32 = 1 << 10;
+    pub const GRPC_RESOURCE_EXHAUSTED: u32 = 1 << 11;
+    pub const GRPC_UNAVAILABLE: u32 = 1 << 12;
+    /// (name, bit), as `retry_on` spells them.
+    pub const NAMES: &[(&str, u32)] = &[
+        ("5xx", FIVE_XX),
+        ("gateway-error", GATEWAY_ERROR),
+        ("reset", RESET),
+        ("reset-before-request", RESET_BEFORE_REQUEST),
+        ("connect-failure", CONNECT_FAILURE),
+        ("retriable-4xx", RETRIABLE_4XX),
+        ("refused-stream", REFUSED_STREAM),
+        ("retriable-status-codes", RETRIABLE_STATUS_CODES),
+        ("cancelled", GRPC_CANCELLED),
+        ("deadline-exceeded", GRPC_DEADLINE_EXCEEDED),
+        ("internal", GRPC_INTERNAL),
+        ("resource-exhausted", GRPC_RESOURCE_EXHAUSTED),
+        ("unavailable", GRPC_UNAVAILABLE),
+    ];
+}
+
+/// A route's `retry_policy`, checked.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// [`retry_on`] bits.
+    pub retry_on: u32,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub per_try_idle_timeout: Option<Duration>,
+    pub base_interval: Duration,
+    pub max_interval: Duration,
+    pub retriable_status_codes: Vec<u16>,
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+    /// `previous_hosts`: a retry avoids the hosts already tried.
+    pub avoid_previous_hosts: bool,
+    pub host_selection_retry_max_attempts: u32,
+}
+
+/// One mirror of a route.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub cluster: ClusterId,
+    pub cluster_name: String,
+    /// Requests mirrored per million.
+    pub per_million: u32,
+}
+
+/// One `hash_policy` entry.
+#[derive(Debug, Clone)]
+pub struct HashPolicy {
+    pub kind: HashKind,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum HashKind {
+    /// A request header (lower-cased name).
+    Header(String),
+    /// A cookie; with `ttl`, generated (and set on the response) when absent.
+    Cookie {
+        name: String,
+        ttl: Option<Duration>,
+        path: Option<String>,
+    },
+    SourceIp,
+    QueryParameter(String),
 }
 
 #[derive(Debug, Clone)]
@@ -584,6 +682,36 @@ pub struct Cluster {
     pub outlier: Option<OutlierDetection>,
     /// Below this percentage of healthy endpoints, every endpoint takes traffic (default 50).
     pub healthy_panic_threshold: f64,
+    /// `circuit_breakers` (Envoy's defaults when absent).
+    pub breakers: CircuitBreakers,
+    /// Connections older than this are closed instead of reused (`None`: no limit).
+    pub max_connection_duration: Option<Duration>,
+}
+
+/// A cluster's circuit breakers, for the whole process (each worker enforces its share).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakers {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+    /// (budget percent, min retry concurrency): when set, replaces `max_retries`.
+    pub retry_budget: Option<(f64, u32)>,
+    pub track_remaining: bool,
+}
+
+impl Default for CircuitBreakers {
+    /// Envoy's: 1024 connections, 1024 pending, 1024 requests, 3 retries.
+    fn default() -> Self {
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_budget: None,
+            track_remaining: false,
+        }
+    }
 }
 
 /// A cluster's active health check, checked at load.

@@ -658,6 +658,8 @@ pub struct VirtualHostSpec {
     /// Envoy's `response_headers_to_remove`: header names removed from responses.
     #[serde(default)]
     pub response_headers_to_remove: Vec<String>,
+    /// Send `x-envoy-attempt-count` (the try's number) with each request upstream.
+    pub include_request_attempt_count: Option<bool>,
 }
 
 /// A match and what to do with matching requests: exactly one of `route`, `direct_response`,
@@ -737,8 +739,20 @@ pub struct HeaderMatchSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a route action map")]
 pub struct ForwardSpec {
-    /// Name of a cluster defined under `clusters`.
-    pub cluster: String,
+    /// Name of a cluster defined under `clusters` (or `weighted_clusters`).
+    pub cluster: Option<String>,
+    /// Split the route's traffic between clusters by weight (canaries): exactly one of
+    /// `cluster`, `weighted_clusters`.
+    pub weighted_clusters: Option<WeightedClustersSpec>,
+    /// When and how often a failed request is tried again (Envoy's `RetryPolicy`).
+    pub retry_policy: Option<RetryPolicySpec>,
+    /// Send a copy of each request to these clusters, fire-and-forget (Envoy's
+    /// `request_mirror_policies`).
+    #[serde(default)]
+    pub request_mirror_policies: Vec<Item<MirrorPolicySpec>>,
+    /// What a hashing load balancer (`ring_hash`, `maglev`) hashes (Envoy's `hash_policy`).
+    #[serde(default)]
+    pub hash_policy: Vec<Item<HashPolicySpec>>,
     /// Whole-request upstream timeout (default `15s`); `0s` disables it.
     pub timeout: Option<Dur>,
     /// Replaces the matched prefix of the path (for `path`/`regex` routes, the whole path).
@@ -748,6 +762,113 @@ pub struct ForwardSpec {
     /// Caps the timeout a gRPC client asks for in `grpc-timeout` (which otherwise replaces
     /// `timeout`); `0s`: no cap.
     pub max_grpc_timeout: Option<Dur>,
+}
+
+/// `weighted_clusters` on a route (Envoy's `WeightedCluster`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a weighted_clusters map")]
+pub struct WeightedClustersSpec {
+    pub clusters: Vec<Item<ClusterWeightSpec>>,
+    /// Envoy's legacy `total_weight`: when given, the weights must add up to it.
+    pub total_weight: Option<u32>,
+}
+
+/// One cluster of `weighted_clusters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {name, weight} map")]
+pub struct ClusterWeightSpec {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// `retry_policy` on a route.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a retry_policy map")]
+pub struct RetryPolicySpec {
+    /// Comma-separated conditions: `5xx`, `gateway-error`, `reset`, `reset-before-request`,
+    /// `connect-failure`, `retriable-4xx`, `refused-stream`, `retriable-status-codes`, and the
+    /// gRPC ones `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
+    /// `unavailable`.
+    pub retry_on: Option<String>,
+    /// Retries after the first try (default 1).
+    pub num_retries: Option<u32>,
+    /// Each try's own timeout (default: none; the route timeout bounds all tries).
+    pub per_try_timeout: Option<Dur>,
+    /// A try whose response makes no progress for this long is given up.
+    pub per_try_idle_timeout: Option<Dur>,
+    pub retry_back_off: Option<RetryBackOffSpec>,
+    /// Statuses retried under `retriable-status-codes`.
+    #[serde(default)]
+    pub retriable_status_codes: Vec<u16>,
+    /// Only requests matching one of these are retried (default: every request).
+    #[serde(default)]
+    pub retriable_request_headers: Vec<Item<HeaderMatchSpec>>,
+    /// `[{name: envoy.retry_host_predicates.previous_hosts}]`: a retry avoids the hosts
+    /// already tried.
+    #[serde(default)]
+    pub retry_host_predicate: Vec<serde_json::Value>,
+    /// Picks a retry makes to find a host the predicate accepts (default 1).
+    pub host_selection_retry_max_attempts: Option<u32>,
+}
+
+/// `retry_back_off`: jittered exponential back-off between tries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a retry_back_off map")]
+pub struct RetryBackOffSpec {
+    /// Default `25ms`.
+    pub base_interval: Option<Dur>,
+    /// Default 10 × `base_interval`.
+    pub max_interval: Option<Dur>,
+}
+
+/// One of `request_mirror_policies` (Envoy's `RequestMirrorPolicy`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mirror policy map")]
+pub struct MirrorPolicySpec {
+    pub cluster: String,
+    /// The share of requests mirrored (default all): `{default_value: {numerator, denominator}}`
+    /// as Envoy, or a percentage.
+    pub runtime_fraction: Option<serde_json::Value>,
+}
+
+/// One `hash_policy` entry (Envoy's `HashPolicy`): exactly one of the kinds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a hash_policy map")]
+pub struct HashPolicySpec {
+    pub header: Option<HashHeaderSpec>,
+    pub cookie: Option<HashCookieSpec>,
+    pub connection_properties: Option<HashConnectionSpec>,
+    pub query_parameter: Option<HashQuerySpec>,
+    /// Stop at this entry when it produced a hash.
+    pub terminal: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {header_name} map")]
+pub struct HashHeaderSpec {
+    pub header_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {name, ttl, path} map")]
+pub struct HashCookieSpec {
+    pub name: String,
+    /// When the cookie is absent, the proxy generates one with this lifetime and sets it on
+    /// the response (absent: no cookie is generated).
+    pub ttl: Option<Dur>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {source_ip: true} map")]
+pub struct HashConnectionSpec {
+    pub source_ip: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a {name} map")]
+pub struct HashQuerySpec {
+    pub name: String,
 }
 
 /// Answer without going upstream.
@@ -813,6 +934,54 @@ pub struct ClusterSpec {
     pub outlier_detection: Option<OutlierDetectionSpec>,
     /// Settings every load balancer shares (`healthy_panic_threshold`).
     pub common_lb_config: Option<CommonLbConfigSpec>,
+    /// Limits on connections, requests and retries to the cluster (Envoy's `circuit_breakers`).
+    pub circuit_breakers: Option<CircuitBreakersSpec>,
+    /// An upstream connection is closed (once idle) after this long (default: never).
+    pub max_connection_duration: Option<Dur>,
+    /// Envoy's `common_http_protocol_options`: `idle_timeout`, `max_connection_duration`,
+    /// `max_requests_per_connection` (the same as the keys of the same names on the cluster).
+    pub common_http_protocol_options: Option<CommonHttpOptionsSpec>,
+}
+
+/// `circuit_breakers` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a circuit_breakers map")]
+pub struct CircuitBreakersSpec {
+    #[serde(default)]
+    pub thresholds: Vec<Item<ThresholdsSpec>>,
+}
+
+/// One `thresholds` entry (Envoy's `Thresholds`; only the `DEFAULT` priority is routed here).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a thresholds map")]
+pub struct ThresholdsSpec {
+    pub priority: Option<String>,
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub retry_budget: Option<RetryBudgetSpec>,
+    /// Publish the `remaining_*` gauges.
+    pub track_remaining: Option<bool>,
+}
+
+/// `retry_budget`: retries allowed as a share of the requests in flight.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a retry_budget map")]
+pub struct RetryBudgetSpec {
+    /// Default 20 (`{value: 20}` or a number).
+    pub budget_percent: Option<PercentSpec>,
+    /// Default 3.
+    pub min_retry_concurrency: Option<u32>,
+}
+
+/// `common_http_protocol_options` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a common_http_protocol_options map")]
+pub struct CommonHttpOptionsSpec {
+    pub idle_timeout: Option<Dur>,
+    pub max_connection_duration: Option<Dur>,
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// `health_checks:` item on a cluster (Envoy's `HealthCheck`).

@@ -109,14 +109,23 @@ impl WorkerCtx {
 /// not what failed, or was never reached).
 #[inline]
 fn outcome(si: &StreamInfo) -> Option<crate::endpoint_health::Outcome> {
-    use crate::{endpoint_health::Outcome, error::LocalReason as R};
     match si.local_reason {
-        None if si.status != 0 => Some(Outcome::Status(si.status)),
+        None if si.status != 0 => Some(crate::endpoint_health::Outcome::Status(si.status)),
         None => None,
-        Some(R::ConnectFailure | R::UpstreamTlsFailure) => Some(Outcome::ConnectFailed),
-        Some(R::UpstreamTimeout) => Some(Outcome::Timeout),
-        Some(R::UpstreamReset | R::UpstreamProtocolError) => Some(Outcome::Reset),
-        Some(_) => None,
+        Some(why) => outcome_of(why),
+    }
+}
+
+/// A local failure as outlier detection counts it (`None`: not the upstream's doing).
+pub(crate) fn outcome_of(
+    why: crate::error::LocalReason,
+) -> Option<crate::endpoint_health::Outcome> {
+    use crate::{endpoint_health::Outcome, error::LocalReason as R};
+    match why {
+        R::ConnectFailure | R::UpstreamTlsFailure => Some(Outcome::ConnectFailed),
+        R::UpstreamTimeout => Some(Outcome::Timeout),
+        R::UpstreamReset | R::UpstreamProtocolError => Some(Outcome::Reset),
+        _ => None,
     }
 }
 

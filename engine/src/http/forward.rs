@@ -32,8 +32,10 @@ use crate::{
     },
     io::{Conn, PostedRead, ReadBuf},
     stats,
-    upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied},
+    upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied, RetryGuard},
 };
+
+use super::retry::{self, Tried, TryEnd};
 
 mod h2;
 
@@ -51,6 +53,11 @@ pub(crate) struct Target<'w> {
     /// The downstream (client, local) addresses when the cluster sends a PROXY header: the
     /// header's content and the key its pooled connections are reused under.
     pub(crate) proxied: Option<Proxied>,
+    /// The route deadline on the coarse clock, fixed when the first try's request has gone
+    /// (`None`: not yet; `Some(None)`: no route timeout).
+    pub(crate) route_deadline: &'w Cell<Option<Option<u64>>>,
+    /// Each try's own timeout (`per_try_timeout`).
+    pub(crate) per_try: Option<Duration>,
 }
 
 /// Forward the stream's request (the model in `d.si.req`) to the route's cluster.
@@ -63,7 +70,9 @@ pub(crate) async fn forward<S: Side>(
     f: &ForwardAction,
     mut filters: Option<Filters<'_>>,
 ) -> Next {
-    let Some(cluster) = w.clusters.clusters.get(f.cluster) else {
+    // The route's cluster (for `weighted_clusters`, chosen once per request: retries stay on it).
+    let cid = f.cluster;
+    let Some(cluster) = w.clusters.clusters.get(cid) else {
         let why = LocalReason::NoHealthyUpstream;
         return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
     };
@@ -85,32 +94,51 @@ pub(crate) async fn forward<S: Side>(
             }
         },
     };
-    let _active = ActiveRq::new(ep);
-    w.stats.upstream_rq(f.cluster, ep.index);
-    let t = Target {
-        cluster,
-        ep,
-        cstats: w.stats.cluster(f.cluster),
-        timeout: match info.grpc_timeout {
-            false => f.timeout,
-            // A gRPC client's deadline replaces the route's timeout (capped by
-            // `max_grpc_timeout`).
-            true => match super::grpc::timeout(d.si.req.headers.get_bytes("grpc-timeout")) {
-                Some(g) => Some(f.max_grpc_timeout.map_or(g, |m| g.min(m))),
-                None => f.timeout,
-            },
+    let timeout = match info.grpc_timeout {
+        false => f.timeout,
+        // A gRPC client's deadline replaces the route's timeout (capped by
+        // `max_grpc_timeout`).
+        true => match super::grpc::timeout(d.si.req.headers.get_bytes("grpc-timeout")) {
+            Some(g) => Some(f.max_grpc_timeout.map_or(g, |m| g.min(m))),
+            None => f.timeout,
         },
-        proxied,
     };
-    d.si.cluster = Some(f.cluster);
-    d.si.upstream = Some(ep.address);
-    d.si.endpoint = ep.index as u32;
+    d.si.cluster = Some(cid);
+    let cstats = w.stats.cluster(cid);
+    // `max_requests`: this worker's share of the cluster's requests in flight.
+    if !cluster.breakers.request_allowed() {
+        if let Some(c) = cstats {
+            stats::inc(&c.upstream_rq_pending_overflow);
+        }
+        let close = !stream::discard_body(d, info.framing);
+        let why = LocalReason::Overflow;
+        return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+    }
+    // The route's retry policy, if this request may be retried under it.
+    let policy = f.retry.as_deref().filter(|p| {
+        info.upgrade.is_none()
+            && (p.retriable_request_headers.is_empty()
+                || p.retriable_request_headers
+                    .iter()
+                    .any(|m| crate::router::header_matches(m, &d.si.req.headers)))
+    });
 
     // A body that is already complete can be sent in one write, and replayed on a retry.
     let mut buffered: Option<Bytes> = d.side.body_if_here(info.framing);
     let want = filters.as_ref().map(|f| f.active.hooks());
     let mut trailers: Option<HeaderMap> = None;
-    if let Some(max) = want.and_then(|h| h.buffer_request_body) {
+    // A filter that needs the whole body, or a retry policy (which can only send a body again
+    // if it kept it: one of known length up to RETRY_BUFFER is read whole first).
+    let buffer_for = match want.and_then(|h| h.buffer_request_body) {
+        Some(max) => Some((max, true)),
+        None => match (policy, info.framing) {
+            (Some(_), BodyFraming::Length(n)) if n as usize <= RETRY_BUFFER => {
+                Some((RETRY_BUFFER, false))
+            }
+            _ => None,
+        },
+    };
+    if let Some((max, strict)) = buffer_for {
         if buffered.is_none() {
             let timeout = l.http.request_body_timeout;
             match stream::buffer_body(d, w, &info, max, timeout, l.http.enable_trailers).await {
@@ -124,7 +152,7 @@ pub(crate) async fn forward<S: Side>(
                 }
                 Err(ReadAllError::Pump(e)) => return body_failed(d, w, &info, e).await,
             }
-        } else if buffered.as_ref().is_some_and(|b| b.len() > max) {
+        } else if strict && buffered.as_ref().is_some_and(|b| b.len() > max) {
             let why = LocalReason::RequestTooLarge;
             return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
         }
@@ -148,70 +176,269 @@ pub(crate) async fn forward<S: Side>(
             }
         }
     }
-    if cluster.http2.is_some() && (!cluster.http2_auto || ep.h2_seen.get()) {
-        // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
-        let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters, None);
-        return Box::pin(fwd).await;
-    }
+
+    // (`request_mirror_policies` copies go out here: once per request, whatever the tries.)
+
+    // The tries: one, or more under a retry policy. The route timeout counts from the end of
+    // the first request and bounds them all; each try may have its own (`per_try_timeout`).
+    let route_deadline = Cell::new(None);
+    let per_try = policy.and_then(|p| p.per_try_timeout);
+    let mut tried = Tried::default();
     // The body as it was before trailers were framed into it, for an `auto` cluster that turns
     // out to speak HTTP/2 (rare: a buffered body with trailers).
     let mut unframed: Option<Bytes> = None;
-    if let Some(b) = buffered.as_mut() {
-        d.si.bytes_received = b.len() as u64;
-        let h1_trailers = trailers
-            .as_ref()
-            .filter(|t| cluster.enable_trailers && !t.is_empty());
-        d.si.req.body = match h1_trailers {
-            // Trailers can only follow a chunked body: the buffered body goes as one chunk.
-            Some(t) => {
-                unframed = Some(b.clone());
-                *b = chunked_with_trailers(b, t);
-                BodySize::Unknown
-            }
-            None if b.is_empty() => BodySize::Empty,
-            None => BodySize::Known(b.len() as u64),
+    let mut framed = false;
+    let mut _retrying: Option<RetryGuard<'_>> = None;
+    let mut ep = ep;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        d.si.attempts = attempt;
+        tried.add(ep.index);
+        let _active = ActiveRq::new(cluster, ep);
+        w.stats.upstream_rq(cid, ep.index);
+        let t = Target {
+            cluster,
+            ep,
+            cstats,
+            timeout,
+            proxied,
+            route_deadline: &route_deadline,
+            per_try,
         };
-    }
-    // The encoder sizes the head and reserves it once, in one of the worker's spare write
-    // buffers: written, kept for a retry, then given back (no allocation per request).
-    let mut head = w.write_bufs.take(0);
-    model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
-    let sent = send(d, l, w, &info, &t, &mut head, buffered, filters.as_mut()).await;
-    w.write_bufs.give(head);
-    let (up, first) = match sent {
-        Ok(x) => x,
-        Err(Failed::Reply(why, close)) => {
-            return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await
+        d.si.upstream = Some(ep.address);
+        d.si.endpoint = ep.index as u32;
+        if f.attempt_count_header {
+            d.si.req
+                .headers
+                .set("x-envoy-attempt-count", attempt.to_string());
         }
-        Err(Failed::Local(reply)) => {
-            return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true).await
-        }
-        Err(Failed::Next(n)) => return n,
-        Err(Failed::H2(c, buffered)) => {
-            // `protocol: auto`: the endpoint's TLS chose `h2`; this request goes there too.
-            let buffered = unframed.or(buffered);
-            let fwd = h2::forward(
-                d,
-                l,
-                w,
-                &info,
-                route,
-                &t,
-                buffered,
-                trailers,
-                filters,
-                Some(c),
-            );
+        if cluster.http2.is_some() && (!cluster.http2_auto || ep.h2_seen.get()) {
+            // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
+            let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters, None);
             return Box::pin(fwd).await;
         }
-    };
-    match read_head(d, w, &info, &t, &up, first).await {
-        Ok((p, rest)) => {
-            let from = Upstream::H1 { up: &up, p, rest };
-            respond(d, l, w, &info, route, &t, from, filters).await
+        if !framed {
+            framed = true;
+            if let Some(b) = buffered.as_mut() {
+                d.si.bytes_received = b.len() as u64;
+                let h1_trailers = trailers
+                    .as_ref()
+                    .filter(|t| cluster.enable_trailers && !t.is_empty());
+                d.si.req.body = match h1_trailers {
+                    // Trailers can only follow a chunked body: the buffered body goes as one
+                    // chunk.
+                    Some(t) => {
+                        unframed = Some(b.clone());
+                        *b = chunked_with_trailers(b, t);
+                        BodySize::Unknown
+                    }
+                    None if b.is_empty() => BodySize::Empty,
+                    None => BodySize::Known(b.len() as u64),
+                };
+            }
         }
-        Err(why) => stream::reply_error(d, w, &info, why, filters.as_mut(), false).await,
+        // The encoder sizes the head and reserves it once, in one of the worker's spare write
+        // buffers: written, kept for a retry, then given back (no allocation per request).
+        let mut head = w.write_bufs.take(0);
+        model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
+        let sent = send(
+            d,
+            l,
+            w,
+            &info,
+            &t,
+            &mut head,
+            buffered.clone(),
+            filters.as_mut(),
+        )
+        .await;
+        w.write_bufs.give(head);
+        // How this try ended, when it did not produce the response to send.
+        let (end, why, close) = match sent {
+            Ok((up, first)) => match read_head(d, w, &info, &t, &up, first).await {
+                Ok((p, rest)) => {
+                    let status = d.si.resp.status;
+                    let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
+                    let again = policy.is_some_and(|pol| retry::wants_retry(pol, end))
+                        && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end);
+                    if !again {
+                        if attempt > 1 {
+                            if let Some(c) = cstats {
+                                stats::inc(&c.upstream_rq_retry_success);
+                            }
+                        }
+                        let from = Upstream::H1 { up: &up, p, rest };
+                        return respond(d, l, w, &info, route, &t, from, filters).await;
+                    }
+                    // Retried: this response is dropped, and its connection closed.
+                    cluster.report(ep.index, crate::endpoint_health::Outcome::Status(status));
+                    (Some(end), None, false)
+                }
+                Err(why) => (try_end(why, true, &t, w), Some(why), false),
+            },
+            Err(Failed::Reply(why, close)) => (try_end(why, !close, &t, w), Some(why), close),
+            Err(Failed::Local(reply)) => {
+                return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true).await
+            }
+            Err(Failed::Next(n)) => return n,
+            Err(Failed::H2(c, buffered)) => {
+                // `protocol: auto`: the endpoint's TLS chose `h2`; this request goes there too.
+                let buffered = unframed.or(buffered);
+                let fwd = h2::forward(
+                    d,
+                    l,
+                    w,
+                    &info,
+                    route,
+                    &t,
+                    buffered,
+                    trailers,
+                    filters,
+                    Some(c),
+                );
+                return Box::pin(fwd).await;
+            }
+        };
+        if let Some(why) = why {
+            // A failure: retried, or answered.
+            let again = end.is_some_and(|end| {
+                policy.is_some_and(|pol| retry::wants_retry(pol, end))
+                    && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end)
+            });
+            if !again {
+                return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+            }
+            if let Some(o) = crate::http::ctx::outcome_of(why) {
+                cluster.report(ep.index, o);
+            }
+        }
+        // Another try: counted, after a jittered back-off within the route deadline, on an
+        // endpoint not tried yet when the policy says so.
+        let Some(pol) = policy else {
+            return Next::Close;
+        };
+        if let Some(c) = cstats {
+            stats::inc(&c.upstream_rq_retry);
+        }
+        if _retrying.is_none() {
+            _retrying = Some(RetryGuard::new(&cluster.breakers));
+        }
+        d.si.retried = true;
+        d.si.resp.headers.clear();
+        let rng = crate::rng::Rng::new(w.drain.now_ms() ^ (u64::from(attempt) << 40) ^ 0x5bd1);
+        let wait = retry::backoff(pol, attempt, &rng);
+        let dl = route_deadline.get().flatten();
+        if !wait.is_zero() && bounded(w, dl, compio::time::sleep(wait)).await.is_none() {
+            let why = LocalReason::UpstreamTimeout;
+            return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+        }
+        ep = match pick_again(cluster, pol, &tried) {
+            Some(e) => e,
+            None => {
+                let why = LocalReason::NoHealthyUpstream;
+                return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
+            }
+        };
     }
+}
+
+/// Request bodies up to this size are read whole before the first try when the route has a
+/// retry policy (a body of unknown length, or a larger one, is streamed and not retried).
+const RETRY_BUFFER: usize = 64 * 1024;
+
+/// `grpc-status` in a response head (a trailers-only gRPC answer).
+fn grpc_status(h: &HeaderMap) -> Option<u32> {
+    let v = h.get_bytes("grpc-status")?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// How a failed try ended, for `retry_on` (`None`: never retried: the route deadline is
+/// over, or it was not an upstream failure).
+fn try_end(why: LocalReason, sent: bool, t: &Target<'_>, w: &WorkerCtx) -> Option<TryEnd> {
+    match why {
+        LocalReason::ConnectFailure | LocalReason::UpstreamTlsFailure => {
+            Some(TryEnd::ConnectFailure)
+        }
+        LocalReason::UpstreamReset | LocalReason::UpstreamProtocolError => {
+            Some(TryEnd::Reset { sent })
+        }
+        LocalReason::UpstreamTimeout => {
+            let over = t
+                .route_deadline
+                .get()
+                .flatten()
+                .is_some_and(|dl| w.drain.now_ms() >= dl);
+            if !over {
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_rq_per_try_timeout);
+                }
+            }
+            (!over).then_some(TryEnd::Timeout)
+        }
+        _ => None,
+    }
+}
+
+/// The limits on a retry the policy asked for: tries left, a body that can be sent again,
+/// the route deadline, the cluster's retry breaker. A retry they forbid marks the stream
+/// (`URX`) and is counted.
+fn may_retry<S>(
+    d: &mut Downstream<S>,
+    w: &WorkerCtx,
+    t: &Target<'_>,
+    policy: Option<&crate::config::RetryPolicy>,
+    attempt: u32,
+    body_kept: bool,
+    end: TryEnd,
+) -> bool {
+    let Some(p) = policy else { return false };
+    // A body streamed to the upstream is gone; a connect failure sent none of it.
+    if !body_kept && end != TryEnd::ConnectFailure {
+        return false;
+    }
+    if t.route_deadline
+        .get()
+        .flatten()
+        .is_some_and(|dl| w.drain.now_ms() >= dl)
+    {
+        return false;
+    }
+    if attempt > p.num_retries {
+        d.si.retry_limit = true;
+        if let Some(c) = t.cstats {
+            stats::inc(&c.upstream_rq_retry_limit_exceeded);
+        }
+        return false;
+    }
+    // The first retry of a request takes a retry slot (later ones reuse it).
+    if attempt == 1 && !t.cluster.breakers.retry_allowed() {
+        d.si.retry_limit = true;
+        if let Some(c) = t.cstats {
+            stats::inc(&c.upstream_rq_retry_overflow);
+        }
+        return false;
+    }
+    true
+}
+
+/// An endpoint for the next try: one not tried yet when the policy avoids previous hosts
+/// (within `host_selection_retry_max_attempts` picks), else the balancer's next pick.
+fn pick_again<'c>(
+    cluster: &'c ClusterView,
+    p: &crate::config::RetryPolicy,
+    tried: &Tried,
+) -> Option<&'c EndpointView> {
+    let mut ep = cluster.pick()?;
+    if p.avoid_previous_hosts {
+        for _ in 0..p.host_selection_retry_max_attempts {
+            if !tried.contains(ep.index) {
+                break;
+            }
+            ep = cluster.pick()?;
+        }
+    }
+    Some(ep)
 }
 
 /// A whole body and its trailers as one chunk, the last chunk and the trailer section.
@@ -331,13 +558,43 @@ async fn send<S: Side>(
             }
             _ => None,
         };
-        d.si.retried = attempt > 1;
+        if attempt > 1 {
+            d.si.retried = true;
+        }
         let (up, posted, reused) = match pooled {
             Some((c, r)) => {
                 if let Some(c) = t.cstats {
                     stats::inc(&c.upstream_cx_pool_reuse);
                 }
                 (c, Some(r), true)
+            }
+            None if t.cluster.connections(1) >= t.cluster.breakers.max_connections
+                && !t.cluster.evict_idle(t.ep.index) =>
+            {
+                // `max_connections`: wait (as a pending request, up to `max_pending_requests`)
+                // for a request to end, within the route timeout; then look again.
+                if let Some(c) = t.cstats {
+                    stats::inc(&c.upstream_cx_overflow);
+                }
+                let dl = t.timeout.map(|t| w.drain.deadline_in(t));
+                match bounded(w, dl, t.cluster.breakers.wait_for_connection()).await {
+                    Some(Some(())) => {
+                        attempt -= 1;
+                        continue;
+                    }
+                    Some(None) => {
+                        if let Some(c) = t.cstats {
+                            stats::inc(&c.upstream_rq_pending_overflow);
+                        }
+                        return Err(Failed::Reply(LocalReason::Overflow, buffered.is_none()));
+                    }
+                    None => {
+                        return Err(Failed::Reply(
+                            LocalReason::UpstreamTimeout,
+                            buffered.is_none(),
+                        ))
+                    }
+                }
             }
             None => match Conn::connect(t.ep.address, t.cluster.connect_timeout).await {
                 Ok(c) => {
@@ -428,7 +685,7 @@ async fn send<S: Side>(
         let sent_at = Instant::now();
         d.si.t_request_sent = Some(sent_at);
         // On the coarse clock (accurate to about 100 ms): no runtime timer per request.
-        let deadline = t.timeout.map(|t| w.drain.deadline_in(t));
+        let deadline = try_deadline(w, t);
         match first_read(w, &up, posted, deadline).await {
             FirstRead::Data(b) => {
                 d.si.t_first_byte = Some(Instant::now());
@@ -449,6 +706,23 @@ async fn send<S: Side>(
             }
             FirstRead::Timeout => return Err(Failed::Reply(LocalReason::UpstreamTimeout, false)),
         }
+    }
+}
+
+/// This try's deadline: the route deadline (fixed by the first try, when its request has
+/// gone) or the try's own (`per_try_timeout`), whichever is first.
+fn try_deadline(w: &WorkerCtx, t: &Target<'_>) -> Deadline {
+    let route = match t.route_deadline.get() {
+        Some(dl) => dl,
+        None => {
+            let dl = t.timeout.map(|t| w.drain.deadline_in(t));
+            t.route_deadline.set(Some(dl));
+            dl
+        }
+    };
+    match t.per_try.map(|p| w.drain.deadline_in(p)) {
+        Some(p) => Some(route.map_or(p, |r| r.min(p))),
+        None => route,
     }
 }
 

@@ -22,4 +22,5 @@ pub mod h1;
 pub mod h2;
 pub mod park;
 pub mod policy;
+pub mod retry;
 pub mod stream;

@@ -49,6 +49,7 @@ pub const COMMANDS: &[&str] = &[
     "UPSTREAM_FIRST_BYTE_TIME",
     "UPSTREAM_REUSED",
     "UPSTREAM_TRANSPORT_FAILURE_REASON",
+    "UPSTREAM_REQUEST_ATTEMPT_COUNT",
     "REQUESTED_SERVER_NAME",
     "DOWNSTREAM_TLS_VERSION",
     "DOWNSTREAM_TLS_CIPHER",
@@ -93,6 +94,7 @@ pub enum Command {
     UpstreamReused,
     /// Why the TLS handshake with the upstream failed (`certificate_expired`, `not_tls`...).
     UpstreamTransportFailureReason,
+    UpstreamRequestAttemptCount,
     /// The downstream TLS connection (terminated here): SNI, version, cipher, and the client
     /// certificate's subject, SANs, SHA-256 fingerprint and serial.
     RequestedServerName,
@@ -359,6 +361,7 @@ fn command(name: &str, arg: Option<&str>, max_len: Option<usize>) -> Result<Comm
         "UPSTREAM_FIRST_BYTE_TIME" => no_arg(Command::UpstreamFirstByteTime),
         "UPSTREAM_REUSED" => no_arg(Command::UpstreamReused),
         "UPSTREAM_TRANSPORT_FAILURE_REASON" => no_arg(Command::UpstreamTransportFailureReason),
+        "UPSTREAM_REQUEST_ATTEMPT_COUNT" => no_arg(Command::UpstreamRequestAttemptCount),
         "REQUESTED_SERVER_NAME" => no_arg(Command::RequestedServerName),
         "DOWNSTREAM_TLS_VERSION" => no_arg(Command::DownstreamTlsVersion),
         "DOWNSTREAM_TLS_CIPHER" => no_arg(Command::DownstreamTlsCipher),

@@ -221,7 +221,7 @@ fn route_matches(
 
 /// Checks the first header named `m.name`; a missing header fails every matcher, so only an
 /// inverted one matches it.
-fn header_matches(m: &HeaderMatcher, headers: &HeaderMap) -> bool {
+pub(crate) fn header_matches(m: &HeaderMatcher, headers: &HeaderMap) -> bool {
     let Some(v) = headers.get_bytes(&m.name) else {
         return m.invert;
     };

@@ -104,7 +104,7 @@ async fn serve(start: Start) {
     } = start;
     let worker = Rc::new(WorkerCtx {
         id,
-        clusters: ClusterManager::new(&config, id, &stats, health.as_ref()),
+        clusters: ClusterManager::new(&config, id, &stats, health.as_ref(), workers),
         config: Arc::clone(&config),
         drain: Drain::default(),
         hists: WorkerHistograms::new(&config, hist_free),

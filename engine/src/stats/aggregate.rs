@@ -491,7 +491,7 @@ impl Aggregator {
             let cs = |f: fn(&super::ClusterStats) -> u64| {
                 sum(&|w: &WorkerStats| w.clusters.get(c).map_or(0, f))
             };
-            let counters: [(&'static str, ClusterGetter); 7] = [
+            let counters: [(&'static str, ClusterGetter); 13] = [
                 ("upstream_cx_total", |s| get(&s.upstream_cx_total)),
                 ("upstream_cx_connect_fail", |s| {
                     get(&s.upstream_cx_connect_fail)
@@ -503,6 +503,22 @@ impl Aggregator {
                 ("upstream_rq_total", |s| get(&s.upstream_rq_total)),
                 ("upstream_rq_timeout", |s| get(&s.upstream_rq_timeout)),
                 ("upstream_rq_retry", |s| get(&s.upstream_rq_retry)),
+                ("upstream_rq_retry_success", |s| {
+                    get(&s.upstream_rq_retry_success)
+                }),
+                ("upstream_rq_retry_overflow", |s| {
+                    get(&s.upstream_rq_retry_overflow)
+                }),
+                ("upstream_rq_retry_limit_exceeded", |s| {
+                    get(&s.upstream_rq_retry_limit_exceeded)
+                }),
+                ("upstream_rq_per_try_timeout", |s| {
+                    get(&s.upstream_rq_per_try_timeout)
+                }),
+                ("upstream_rq_pending_overflow", |s| {
+                    get(&s.upstream_rq_pending_overflow)
+                }),
+                ("upstream_cx_overflow", |s| get(&s.upstream_cx_overflow)),
             ];
             for (name, f) in counters {
                 put(Scope::Cluster, n, name, Value::Counter(cs(f)));
@@ -537,6 +553,34 @@ impl Aggregator {
                 Value::Gauge(rq_active + idle),
             );
             put(Scope::Cluster, n, "upstream_cx_idle", Value::Gauge(idle));
+            if cl.breakers.track_remaining {
+                // Envoy's `circuit_breakers.default.remaining_*`, for the whole process.
+                let b = &cl.breakers;
+                let rem =
+                    |limit: u32, used: u64| Value::Gauge(u64::from(limit).saturating_sub(used));
+                let pending = cs(|s| get(&s.upstream_rq_pending_active));
+                let retries = cs(|s| get(&s.upstream_rq_retry_active));
+                for (name, v) in [
+                    (
+                        "circuit_breakers.default.remaining_cx",
+                        rem(b.max_connections, rq_active + idle),
+                    ),
+                    (
+                        "circuit_breakers.default.remaining_pending",
+                        rem(b.max_pending_requests, pending),
+                    ),
+                    (
+                        "circuit_breakers.default.remaining_rq",
+                        rem(b.max_requests, rq_active),
+                    ),
+                    (
+                        "circuit_breakers.default.remaining_retries",
+                        rem(b.max_retries, retries),
+                    ),
+                ] {
+                    put(Scope::Cluster, n, name, v);
+                }
+            }
             if let Some(h) = self.health(c) {
                 self.health_stats(c, h, &mut |name, v| put(Scope::Cluster, n, name, v));
             }

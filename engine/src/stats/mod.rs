@@ -173,6 +173,22 @@ pub struct ClusterStats {
     pub upstream_rq_total: AtomicU64,
     pub upstream_rq_timeout: AtomicU64,
     pub upstream_rq_retry: AtomicU64,
+    /// Retried requests that ended with a response (`upstream_rq_retry_success`).
+    pub upstream_rq_retry_success: AtomicU64,
+    /// Retries the retry breaker or budget refused.
+    pub upstream_rq_retry_overflow: AtomicU64,
+    /// Retries called for after `num_retries` were used up.
+    pub upstream_rq_retry_limit_exceeded: AtomicU64,
+    /// Tries given up at `per_try_timeout`.
+    pub upstream_rq_per_try_timeout: AtomicU64,
+    /// Requests refused by `max_requests` or `max_pending_requests`.
+    pub upstream_rq_pending_overflow: AtomicU64,
+    /// New connections `max_connections` held back.
+    pub upstream_cx_overflow: AtomicU64,
+    /// Requests waiting for a connection now (a gauge; shared with the worker's breakers).
+    pub upstream_rq_pending_active: Arc<AtomicU64>,
+    /// Retries in flight now (a gauge; shared with the worker's breakers).
+    pub upstream_rq_retry_active: Arc<AtomicU64>,
     /// `upstream_rq_1xx` .. `_5xx`: statuses the upstream answered with.
     pub upstream_rq_xx: [AtomicU64; 5],
     /// TLS clusters: upstream handshakes completed (`ssl.handshake`) and failed

@@ -87,6 +87,155 @@ pub struct ClusterView {
     seed: u64,
     /// `lb_healthy_panic`: picks made in panic mode.
     panic_count: Option<Arc<AtomicU64>>,
+    /// This worker's share of the cluster's circuit breakers, and what it uses of them.
+    pub breakers: Breakers,
+    /// Connections are closed instead of reused once this old (`max_connection_duration`).
+    pub max_connection_duration: Option<Duration>,
+}
+
+/// One worker's share of a cluster's circuit breakers (`ceil(limit / workers)`, at least 1:
+/// each worker enforces its share with no cross-core traffic, so the process as a whole admits
+/// at most `workers - 1` more than the limit) and the counts it enforces them on.
+#[derive(Debug)]
+pub struct Breakers {
+    pub max_connections: u32,
+    pub max_pending: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+    /// (percent of active requests, minimum): replaces `max_retries` when set.
+    budget: Option<(f64, u32)>,
+    /// Requests in flight (picked an endpoint and not done).
+    pub active: Cell<u32>,
+    /// Requests waiting for a connection (`max_connections` reached).
+    pub pending: Cell<u32>,
+    /// Retries in flight.
+    pub retries: Cell<u32>,
+    /// Bumped when a request ends (a connection may have come free): pending requests wait on
+    /// it.
+    freed: Cell<u64>,
+    waiters: RefCell<Vec<std::task::Waker>>,
+    /// The `upstream_rq_pending_active` and `upstream_rq_retry_active` gauges.
+    gauges: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
+}
+
+impl Breakers {
+    fn new(
+        b: &crate::config::CircuitBreakers,
+        workers: usize,
+        stats: Option<&stats::ClusterStats>,
+    ) -> Breakers {
+        let share = |limit: u32| limit.div_ceil(workers.max(1) as u32).max(1);
+        Breakers {
+            max_connections: share(b.max_connections),
+            max_pending: if b.max_pending_requests == 0 {
+                0
+            } else {
+                share(b.max_pending_requests)
+            },
+            max_requests: share(b.max_requests),
+            max_retries: if b.max_retries == 0 {
+                0
+            } else {
+                share(b.max_retries)
+            },
+            budget: b
+                .retry_budget
+                .map(|(pct, min)| (pct, min.div_ceil(workers.max(1) as u32))),
+            active: Cell::new(0),
+            pending: Cell::new(0),
+            retries: Cell::new(0),
+            freed: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            gauges: stats.map(|s| {
+                (
+                    Arc::clone(&s.upstream_rq_pending_active),
+                    Arc::clone(&s.upstream_rq_retry_active),
+                )
+            }),
+        }
+    }
+
+    /// Another request may start (`max_requests`).
+    #[inline]
+    pub fn request_allowed(&self) -> bool {
+        self.active.get() < self.max_requests
+    }
+
+    /// Another retry may start (`max_retries`, or the retry budget).
+    pub fn retry_allowed(&self) -> bool {
+        let cap = match self.budget {
+            Some((pct, min)) => ((pct / 100.0 * f64::from(self.active.get())) as u32).max(min),
+            None => self.max_retries,
+        };
+        self.retries.get() < cap
+    }
+
+    fn request_done(&self) {
+        self.active.set(self.active.get().saturating_sub(1));
+        self.freed.set(self.freed.get().wrapping_add(1));
+        if self.pending.get() > 0 {
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// Wait until a request ends (a connection may be free), or `None` when `max_pending`
+    /// requests are waiting already (overflow). The caller bounds the wait.
+    pub async fn wait_for_connection(&self) -> Option<()> {
+        if self.pending.get() >= self.max_pending {
+            return None;
+        }
+        // Counted while waiting, however the wait ends (the caller's deadline drops it).
+        struct Pending<'a>(&'a Breakers);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                let b = self.0;
+                b.pending.set(b.pending.get().saturating_sub(1));
+                if let Some(g) = &b.gauges {
+                    stats::dec(&g.0);
+                }
+            }
+        }
+        self.pending.set(self.pending.get() + 1);
+        if let Some(g) = &self.gauges {
+            stats::inc(&g.0);
+        }
+        let _pending = Pending(self);
+        let seen = self.freed.get();
+        std::future::poll_fn(|cx| {
+            if self.freed.get() != seen {
+                return std::task::Poll::Ready(());
+            }
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await;
+        Some(())
+    }
+}
+
+/// Counts a retry in flight until dropped.
+pub struct RetryGuard<'a>(&'a Breakers);
+
+impl<'a> RetryGuard<'a> {
+    pub fn new(b: &'a Breakers) -> Self {
+        b.retries.set(b.retries.get() + 1);
+        if let Some(g) = &b.gauges {
+            stats::inc(&g.1);
+        }
+        RetryGuard(b)
+    }
+}
+
+impl Drop for RetryGuard<'_> {
+    fn drop(&mut self) {
+        let b = self.0;
+        b.retries.set(b.retries.get().saturating_sub(1));
+        if let Some(g) = &b.gauges {
+            stats::dec(&g.1);
+        }
+    }
 }
 
 impl ClusterView {
@@ -95,6 +244,7 @@ impl ClusterView {
         seed: u64,
         stats: Option<&stats::ClusterStats>,
         health: Option<Arc<health::ClusterHealth>>,
+        workers: usize,
     ) -> Self {
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
         ClusterView {
@@ -136,7 +286,34 @@ impl ClusterView {
             weights,
             seed,
             panic_count: stats.map(|s| Arc::clone(&s.lb_healthy_panic)),
+            breakers: Breakers::new(&c.breakers, workers, stats),
+            max_connection_duration: c.max_connection_duration,
         }
+    }
+
+    /// Upstream HTTP/1 connections this worker holds to the cluster: those carrying a request
+    /// and the idle ones. (`exclude`: requests in flight not holding one, the caller among
+    /// them.)
+    pub fn connections(&self, exclude: u32) -> u32 {
+        let idle: usize = self.endpoints.iter().map(|e| e.pool.idle_count()).sum();
+        let b = &self.breakers;
+        (b.active.get().saturating_sub(b.pending.get() + exclude)) + idle as u32
+    }
+
+    /// At `max_connections` with idle connections to other endpoints than `keep`: close one
+    /// (the oldest of the endpoint with the most) to make room. Whether one was closed.
+    pub fn evict_idle(&self, keep: usize) -> bool {
+        let Some(e) = self
+            .endpoints
+            .iter()
+            .filter(|e| e.index != keep)
+            .max_by_key(|e| e.pool.idle_count())
+            .filter(|e| e.pool.idle_count() > 0)
+        else {
+            return false;
+        };
+        e.pool.drop_oldest();
+        true
     }
 
     /// Choose an endpoint for the next request: among the healthy ones when the cluster is
@@ -279,23 +456,24 @@ pub fn encode_proxy_header(version: ProxyProtocolVersion, proxied: Proxied, out:
     }
 }
 
-/// Counts a request in flight to an endpoint until dropped.
-pub struct ActiveRq<'a>(&'a EndpointView);
+/// Counts a request in flight to an endpoint (and its cluster) until dropped.
+pub struct ActiveRq<'a>(&'a Breakers, &'a EndpointView);
 
 impl<'a> ActiveRq<'a> {
-    pub fn new(e: &'a EndpointView) -> Self {
+    pub fn new(c: &'a ClusterView, e: &'a EndpointView) -> Self {
         e.active_rq.set(e.active_rq.get() + 1);
+        c.breakers.active.set(c.breakers.active.get() + 1);
         stats::inc(&e.stats.rq_active);
-        ActiveRq(e)
+        ActiveRq(&c.breakers, e)
     }
 }
 
 impl Drop for ActiveRq<'_> {
     fn drop(&mut self) {
-        self.0
-            .active_rq
-            .set(self.0.active_rq.get().saturating_sub(1));
-        stats::dec(&self.0.stats.rq_active);
+        let e = self.1;
+        e.active_rq.set(e.active_rq.get().saturating_sub(1));
+        stats::dec(&e.stats.rq_active);
+        self.0.request_done();
     }
 }
 
@@ -312,6 +490,7 @@ impl ClusterManager {
         worker: usize,
         stats: &WorkerStats,
         health: Option<&health::Board>,
+        workers: usize,
     ) -> Self {
         ClusterManager {
             clusters: cfg
@@ -324,6 +503,7 @@ impl ClusterManager {
                         0x9e37_79b9_7f4a_7c15 ^ ((worker as u64) << 32) ^ i as u64,
                         stats.cluster(i),
                         health.and_then(|b| b.get(i).cloned().flatten()),
+                        workers,
                     )
                 })
                 .collect(),

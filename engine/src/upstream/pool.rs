@@ -164,6 +164,15 @@ impl Pool {
         self.publish(idle.len());
     }
 
+    /// Close the connection idle longest (circuit breaking makes room with it).
+    pub fn drop_oldest(&self) {
+        let mut idle = self.idle.borrow_mut();
+        if !idle.is_empty() {
+            idle.remove(0);
+        }
+        self.publish(idle.len());
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().len()
     }

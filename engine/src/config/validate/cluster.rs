@@ -28,6 +28,7 @@ pub(super) fn cluster(
     }
     let idle_timeout = c
         .idle_timeout
+        .or(c.common_http_protocol_options.as_ref().and_then(|o| o.idle_timeout))
         .map_or(defaults::CLUSTER_IDLE_TIMEOUT, |d| d.0);
     if idle_timeout.is_zero() {
         problems.value(
@@ -131,7 +132,11 @@ pub(super) fn cluster(
             &path.key("http2_protocol_options"),
             problems,
         ),
-        max_requests_per_connection: match c.max_requests_per_connection {
+        max_requests_per_connection: match c.max_requests_per_connection.or(c
+            .common_http_protocol_options
+            .as_ref()
+            .and_then(|o| o.max_requests_per_connection))
+        {
             Some(0) => {
                 problems.value(
                     &path.key("max_requests_per_connection"),
@@ -144,5 +149,20 @@ pub(super) fn cluster(
         health_check: super::health::health_checks(c, path, problems),
         outlier: super::health::outlier(c, path, problems),
         healthy_panic_threshold: super::health::panic_threshold(c, path, problems),
+        breakers: super::health::breakers(c, path, problems),
+        max_connection_duration: match c.max_connection_duration.or(c
+            .common_http_protocol_options
+            .as_ref()
+            .and_then(|o| o.max_connection_duration))
+        {
+            Some(d) if d.0.is_zero() => {
+                problems.value(
+                    &path.key("max_connection_duration"),
+                    "max_connection_duration must be more than zero (leave it out for no limit)",
+                );
+                None
+            }
+            d => d.map(|d| d.0),
+        },
     }
 }

@@ -1,12 +1,13 @@
-//! Validation of a cluster's health settings: `health_checks` (active checks: HTTP, TCP, gRPC;
-//! the HTTP request is encoded once here), `outlier_detection` (passive ejection, Envoy's
-//! defaults) and `common_lb_config.healthy_panic_threshold`.
+//! Validation of a cluster's health and resilience settings: `health_checks` (active checks:
+//! HTTP, TCP, gRPC; the HTTP request is encoded once here), `outlier_detection` (passive
+//! ejection, Envoy's defaults), `common_lb_config.healthy_panic_threshold` and
+//! `circuit_breakers`.
 
 use std::{sync::Arc, time::Duration};
 
 use super::Problems;
 use crate::config::{
-    model::{HealthCheck, HealthCheckKind, OutlierDetection},
+    model::{CircuitBreakers, HealthCheck, HealthCheckKind, OutlierDetection},
     path::DocPath,
     schema::{
         ClusterSpec, HealthCheckSpec, HttpHealthCheckSpec, PayloadSpec, StatusRangeSpec,
@@ -452,4 +453,58 @@ pub(super) fn panic_threshold(c: &ClusterSpec, path: &DocPath, problems: &mut Pr
         return 50.0;
     }
     v
+}
+
+/// `circuit_breakers.thresholds`: the `DEFAULT` priority's entry (Envoy's defaults for what it
+/// leaves out). `HIGH` is refused: ringway routes every request at the default priority.
+pub(super) fn breakers(
+    c: &ClusterSpec,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> CircuitBreakers {
+    let mut out = CircuitBreakers::default();
+    let Some(cb) = &c.circuit_breakers else {
+        return out;
+    };
+    let list = path.key("circuit_breakers").key("thresholds");
+    for (at, item) in super::enumerate(&cb.thresholds, &list, problems) {
+        let Some(t) = &item.value else { continue };
+        match t.priority.as_deref() {
+            None | Some("DEFAULT") => {}
+            Some(p) => {
+                problems.value(
+                    &at.key("priority"),
+                    format!(
+                        "priority {p:?}: only DEFAULT is supported (every request is routed at \
+                         the default priority)"
+                    ),
+                );
+                continue;
+            }
+        }
+        out.max_connections = t.max_connections.unwrap_or(out.max_connections);
+        out.max_pending_requests = t.max_pending_requests.unwrap_or(out.max_pending_requests);
+        out.max_requests = t.max_requests.unwrap_or(out.max_requests);
+        out.max_retries = t.max_retries.unwrap_or(out.max_retries);
+        out.track_remaining = t.track_remaining.unwrap_or(false);
+        for (key, v) in [
+            ("max_connections", out.max_connections),
+            ("max_requests", out.max_requests),
+        ] {
+            if v == 0 {
+                problems.value(&at.key(key), format!("{key} must be at least 1"));
+            }
+        }
+        if let Some(b) = &t.retry_budget {
+            let pct = b.budget_percent.as_ref().map_or(20.0, |p| p.value());
+            if !(0.0..=100.0).contains(&pct) {
+                problems.value(
+                    &at.key("retry_budget").key("budget_percent"),
+                    format!("budget_percent is a percentage: 0..=100 (found {pct})"),
+                );
+            }
+            out.retry_budget = Some((pct, b.min_retry_concurrency.unwrap_or(3)));
+        }
+    }
+    out
 }

@@ -331,10 +331,11 @@ fn virtual_host(
         }
     }
     let routes_path = path.key("routes");
+    let attempt_count = vh.include_request_attempt_count.unwrap_or(false);
     let mut routes = Vec::with_capacity(vh.routes.len());
     for (r_path, item) in super::enumerate(&vh.routes, &routes_path, problems) {
         let Some(r) = &item.value else { continue };
-        if let Some(mut route) = route(r, &r_path, clusters, problems) {
+        if let Some(mut route) = route(r, &r_path, clusters, attempt_count, problems) {
             route.id = *route_ids;
             *route_ids += 1;
             route.per_filter = super::filters::per_filter(
@@ -448,6 +449,7 @@ fn route(
     r: &RouteSpec,
     path: &DocPath,
     clusters: &ClusterNames,
+    attempt_count: bool,
     problems: &mut Problems,
 ) -> Option<Route> {
     let matcher = route_match(&r.matcher, &path.key("match"), problems);
@@ -455,7 +457,13 @@ fn route(
     // Each action given is checked, even when there are too many, to report everything at once.
     let mut actions = Vec::with_capacity(1);
     if let Some(f) = &r.route {
-        actions.push(forward(f, &path.key("route"), clusters, problems));
+        actions.push(forward(
+            f,
+            &path.key("route"),
+            clusters,
+            attempt_count,
+            problems,
+        ));
     }
     if let Some(d) = &r.direct_response {
         actions.push(direct_response(d, &path.key("direct_response"), problems));
@@ -643,21 +651,30 @@ fn forward(
     f: &ForwardSpec,
     path: &DocPath,
     clusters: &ClusterNames,
+    attempt_count: bool,
     problems: &mut Problems,
 ) -> Option<RouteAction> {
-    let cluster = match clusters.ids.get(&f.cluster) {
-        Some(&id) => Some(id),
-        None => {
-            if !clusters.broken.contains(&f.cluster) {
-                problems.value(
-                    &path.key("cluster"),
-                    format!(
-                        "unknown cluster {:?} (not defined under clusters)",
-                        f.cluster
-                    ),
-                );
-            }
-            None
+    let weighted = f.weighted_clusters.as_ref().map(|w| {
+        super::route_policy::weighted(w, &path.key("weighted_clusters"), clusters, problems)
+    });
+    let (cluster, cluster_name) = match (&f.cluster, &weighted) {
+        (Some(name), None) => (
+            super::route_policy::cluster_id(name, &path.key("cluster"), clusters, problems),
+            name.clone(),
+        ),
+        (None, Some(w)) => {
+            let first = w.as_ref().and_then(|w| w.clusters.first());
+            (
+                first.map(|c| c.0),
+                first.map(|c| c.1.clone()).unwrap_or_default(),
+            )
+        }
+        _ => {
+            problems.value(
+                path,
+                "a route needs exactly one of `cluster`, `weighted_clusters`",
+            );
+            (None, String::new())
         }
     };
     let timeout = f.timeout.map_or(defaults::ROUTE_TIMEOUT, |d| d.0);
@@ -669,13 +686,37 @@ fn forward(
         .host_rewrite
         .as_ref()
         .map(|h| host(h, &path.key("host_rewrite"), problems));
+    let retry = f.retry_policy.as_ref().map(|r| {
+        super::route_policy::retry_policy(r, &path.key("retry_policy"), problems, |h, at, p| {
+            header_matcher(h, at, p)
+        })
+    });
+    let mirrors = super::route_policy::mirrors(
+        &f.request_mirror_policies,
+        &path.key("request_mirror_policies"),
+        clusters,
+        problems,
+    );
+    let hash_policy =
+        super::route_policy::hash_policy(&f.hash_policy, &path.key("hash_policy"), problems);
     Some(RouteAction::Forward(ForwardAction {
         cluster: cluster?,
-        cluster_name: f.cluster.clone(),
+        cluster_name,
         timeout: (!timeout.is_zero()).then_some(timeout),
         prefix_rewrite: optional(prefix_rewrite)?,
         host_rewrite: optional(host_rewrite)?,
         max_grpc_timeout: f.max_grpc_timeout.map(|d| d.0).filter(|d| !d.is_zero()),
+        weighted: match weighted {
+            Some(w) => Some(std::sync::Arc::new(w?)),
+            None => None,
+        },
+        retry: match retry {
+            Some(r) => Some(std::sync::Arc::new(r?)),
+            None => None,
+        },
+        mirrors,
+        hash_policy,
+        attempt_count_header: attempt_count,
     }))
 }
 
