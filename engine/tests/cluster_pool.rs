@@ -272,3 +272,30 @@ fn cluster_max_requests_per_connection_closes_http1_connections() {
     // Two requests per upstream connection: six needed three.
     assert_eq!(origin.connection_count(), 3);
 }
+
+#[test]
+fn cluster_max_connection_duration_retires_old_connections() {
+    let origin = RawOrigin::ok();
+    let proxy = Proxy::start(&cluster_config(
+        origin.addr,
+        "max_connection_duration: 500ms",
+    ));
+    let mut c = Client::connect(proxy.addr);
+    for i in 0..3 {
+        assert_eq!(c.get("a", &format!("/{i}")).status(), 200, "request {i}");
+    }
+    assert_eq!(origin.connection_count(), 1, "young connections are reused");
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(c.get("a", "/3").status(), 200);
+    assert_eq!(
+        origin.connection_count(),
+        2,
+        "the aged idle connection is not taken again"
+    );
+    for i in 4..7 {
+        assert_eq!(c.get("a", &format!("/{i}")).status(), 200, "request {i}");
+    }
+    // The first connection passed 500ms while idle: the next request opened a second one,
+    // which is reused while young.
+    assert_eq!(origin.connection_count(), 2);
+}

@@ -557,7 +557,9 @@ async fn send<S: Side>(
                     .checkout_proxied(t.cluster.idle_timeout, w.drain.now_ms(), p)
             }
             _ => None,
-        };
+        }
+        // `max_connection_duration`: an idle connection past its age is closed, not reused.
+        .filter(|(c, _)| !t.cluster.too_old(c, w.drain.now_ms()));
         if attempt > 1 {
             d.si.retried = true;
         }
@@ -615,6 +617,7 @@ async fn send<S: Side>(
                             }
                         },
                     };
+                    t.cluster.connected(&c, w.drain.now_ms());
                     if t.cluster.http2_auto && c.alpn_is(b"h2") {
                         t.ep.h2_seen.set(true);
                         return Err(Failed::H2(c, buffered));
@@ -1015,10 +1018,12 @@ pub(crate) fn response_vars<'a>(
 
 /// The one place an upstream connection goes back to its pool.
 pub(crate) fn release(t: &Target<'_>, w: &WorkerCtx, up: &Rc<Conn>) {
-    // `max_requests_per_connection`: a connection that carried its share is closed instead.
+    // `max_requests_per_connection`: a connection that carried its share is closed instead;
+    // so is one older than `max_connection_duration`.
     if t.cluster
         .max_requests_per_connection
         .is_some_and(|max| up.uses() >= max)
+        || t.cluster.too_old(up, w.drain.now_ms())
     {
         return;
     }

@@ -91,6 +91,10 @@ pub struct ClusterView {
     pub breakers: Breakers,
     /// Connections are closed instead of reused once this old (`max_connection_duration`).
     pub max_connection_duration: Option<Duration>,
+    /// With `max_connection_duration`: when each open HTTP/1 connection was made (worker's
+    /// coarse clock), by file descriptor (dense small integers: no hashing, grown to the
+    /// largest seen).
+    born: RefCell<Vec<u64>>,
 }
 
 /// One worker's share of a cluster's circuit breakers (`ceil(limit / workers)`, at least 1:
@@ -288,7 +292,35 @@ impl ClusterView {
             panic_count: stats.map(|s| Arc::clone(&s.lb_healthy_panic)),
             breakers: Breakers::new(&c.breakers, workers, stats),
             max_connection_duration: c.max_connection_duration,
+            born: RefCell::new(Vec::new()),
         }
+    }
+
+    /// A new connection was made at `now_ms` (kept only with `max_connection_duration`).
+    #[inline]
+    pub fn connected(&self, conn: &Conn, now_ms: u64) {
+        if self.max_connection_duration.is_none() {
+            return;
+        }
+        let fd = conn.raw_fd().max(0) as usize;
+        let mut born = self.born.borrow_mut();
+        if born.len() <= fd {
+            born.resize(fd + 1, now_ms);
+        }
+        born[fd] = now_ms;
+    }
+
+    /// The connection has lived past `max_connection_duration`: close it instead of reusing it.
+    #[inline]
+    pub fn too_old(&self, conn: &Conn, now_ms: u64) -> bool {
+        let Some(max) = self.max_connection_duration else {
+            return false;
+        };
+        let fd = conn.raw_fd().max(0) as usize;
+        self.born
+            .borrow()
+            .get(fd)
+            .is_some_and(|&b| now_ms.saturating_sub(b) >= max.as_millis() as u64)
     }
 
     /// Upstream HTTP/1 connections this worker holds to the cluster: those carrying a request

@@ -28,7 +28,10 @@ pub(super) fn cluster(
     }
     let idle_timeout = c
         .idle_timeout
-        .or(c.common_http_protocol_options.as_ref().and_then(|o| o.idle_timeout))
+        .or(c
+            .common_http_protocol_options
+            .as_ref()
+            .and_then(|o| o.idle_timeout))
         .map_or(defaults::CLUSTER_IDLE_TIMEOUT, |d| d.0);
     if idle_timeout.is_zero() {
         problems.value(
