@@ -61,6 +61,8 @@ pub struct WorkerCtx {
     pub bulk_bufs: crate::io::BulkBufs,
     /// Idle keep-alive connections parked out of their tasks (`http::park`).
     pub parked: crate::http::park::ParkLot,
+    /// Copies of requests on their way to mirror clusters (`http::mirror`).
+    pub mirrors: crate::http::mirror::Mirrors,
 }
 
 impl std::fmt::Debug for WorkerCtx {

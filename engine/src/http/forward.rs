@@ -71,7 +71,7 @@ pub(crate) async fn forward<S: Side>(
     mut filters: Option<Filters<'_>>,
 ) -> Next {
     // The route's cluster (for `weighted_clusters`, chosen once per request: retries stay on it).
-    let cid = f.cluster;
+    let cid = w.clusters.route_cluster(f);
     let Some(cluster) = w.clusters.clusters.get(cid) else {
         let why = LocalReason::NoHealthyUpstream;
         return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
@@ -131,8 +131,8 @@ pub(crate) async fn forward<S: Side>(
     // if it kept it: one of known length up to RETRY_BUFFER is read whole first).
     let buffer_for = match want.and_then(|h| h.buffer_request_body) {
         Some(max) => Some((max, true)),
-        None => match (policy, info.framing) {
-            (Some(_), BodyFraming::Length(n)) if n as usize <= RETRY_BUFFER => {
+        None => match (policy.is_some() || !f.mirrors.is_empty(), info.framing) {
+            (true, BodyFraming::Length(n)) if n as usize <= RETRY_BUFFER => {
                 Some((RETRY_BUFFER, false))
             }
             _ => None,
@@ -177,7 +177,10 @@ pub(crate) async fn forward<S: Side>(
         }
     }
 
-    // (`request_mirror_policies` copies go out here: once per request, whatever the tries.)
+    // `request_mirror_policies`: copies go out once per request, whatever the tries.
+    if !f.mirrors.is_empty() {
+        mirror(d, w, &info, f, buffered.as_ref(), timeout);
+    }
 
     // The tries: one, or more under a retry policy. The route timeout counts from the end of
     // the first request and bounds them all; each try may have its own (`per_try_timeout`).
@@ -340,6 +343,55 @@ pub(crate) async fn forward<S: Side>(
                 return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
             }
         };
+    }
+}
+
+/// Queue a copy of the request for each of the route's mirrors that takes it (a request whose
+/// body was not kept whole is not mirrored).
+#[cold]
+fn mirror<S>(
+    d: &mut Downstream<S>,
+    w: &WorkerCtx,
+    info: &ReqInfo,
+    f: &ForwardAction,
+    buffered: Option<&Bytes>,
+    timeout: Option<Duration>,
+) {
+    let has_body = !matches!(info.framing, BodyFraming::None | BodyFraming::Length(0));
+    if has_body && buffered.is_none() || info.upgrade.is_some() {
+        return;
+    }
+    for m in &f.mirrors {
+        if !w.clusters.sampled(m.per_million) {
+            continue;
+        }
+        // The copy's head: the request as it goes upstream, its body framed by length.
+        let size = std::mem::replace(
+            &mut d.si.req.body,
+            match buffered {
+                Some(b) if !b.is_empty() => BodySize::Known(b.len() as u64),
+                _ => BodySize::Empty,
+            },
+        );
+        let authority = d.si.req.authority().to_vec();
+        d.si.req
+            .set_authority(&super::mirror::shadow_authority(&authority));
+        let mut head = BytesMut::new();
+        model::encode_request(&d.si.req, None, &mut head);
+        d.si.req.set_authority(&authority);
+        d.si.req.body = size;
+        let job = super::mirror::Job {
+            cluster: m.cluster,
+            head,
+            body: buffered.cloned(),
+            is_head: d.si.req.method == ringway_filters::Method::Head,
+            timeout,
+        };
+        if !w.mirrors.push(job) {
+            if let Some(c) = w.stats.cluster(m.cluster) {
+                stats::inc(&c.upstream_rq_pending_overflow);
+            }
+        }
     }
 }
 
@@ -732,7 +784,7 @@ fn try_deadline(w: &WorkerCtx, t: &Target<'_>) -> Deadline {
 /// A new connection to a TLS cluster: its PROXY header in the clear (if the cluster sends one),
 /// then the handshake within `connect_timeout`. A failure is counted, logged at debug and
 /// closes the connection.
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     w: &WorkerCtx,
     t: &Target<'_>,
     tls: &crate::upstream::WorkerTls,

@@ -129,12 +129,14 @@ async fn serve(start: Start) {
         h2_stream_slots: crate::slots::FutureSlots::default(),
         bulk_bufs: crate::io::BulkBufs::default(),
         parked: crate::http::park::ParkLot::new(config.park_idle_after),
+        mirrors: crate::http::mirror::Mirrors::default(),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
     if let Some(rx) = handoff {
         serve_handoffs(&worker, rx, ctxs);
     }
     spawn_pool_sweeper(&worker);
+    compio::runtime::spawn(crate::http::mirror::run(Rc::clone(&worker))).detach();
     spawn_histogram_shipper(&worker, hist_tx.clone());
     spawn_log_flusher(&worker);
     spawn_coarse_clock(&worker);

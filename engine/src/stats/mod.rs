@@ -320,6 +320,14 @@ impl WorkerStats {
         }
     }
 
+    /// An upstream answered `status` to a request no stream counts (a mirrored copy).
+    #[inline]
+    pub fn upstream_status(&self, cluster: usize, status: u16) {
+        if let (Some(c), Some(k)) = (self.clusters.get(cluster), class(status)) {
+            inc(&c.upstream_rq_xx[k]);
+        }
+    }
+
     /// The cluster's block (`None` only for an id outside the config).
     #[inline]
     pub fn cluster(&self, cluster: usize) -> Option<&ClusterStats> {

@@ -513,6 +513,8 @@ impl Drop for ActiveRq<'_> {
 #[derive(Debug)]
 pub struct ClusterManager {
     pub clusters: Vec<ClusterView>,
+    /// Draws for route-level choices: `weighted_clusters`, mirror fractions.
+    pub rng: crate::rng::Rng,
 }
 
 impl ClusterManager {
@@ -539,7 +541,30 @@ impl ClusterManager {
                     )
                 })
                 .collect(),
+            rng: crate::rng::Rng::new(0x2545_f491_4f6c_dd1d ^ ((worker as u64 + 1) << 24)),
         }
+    }
+
+    /// The cluster a request on `f` goes to: the route's, or one of its `weighted_clusters`
+    /// drawn by weight.
+    #[inline]
+    pub fn route_cluster(&self, f: &crate::config::ForwardAction) -> crate::config::ClusterId {
+        match &f.weighted {
+            None => f.cluster,
+            Some(wc) => {
+                let r = self.rng.below(wc.total);
+                wc.clusters
+                    .iter()
+                    .find(|(_, _, cum)| r < *cum)
+                    .map_or(f.cluster, |(id, _, _)| *id)
+            }
+        }
+    }
+
+    /// Whether a mirror taking `per_million` requests takes this one.
+    #[inline]
+    pub fn sampled(&self, per_million: u32) -> bool {
+        per_million >= 1_000_000 || (self.rng.below(1_000_000) as u32) < per_million
     }
 
     /// Drop idle upstream connections that aged out or were closed by the upstream.
