@@ -9,7 +9,7 @@
 //! outlier detector (the `health` module) set a host's [`HostHealth::flags`] and then bump the
 //! cluster's generation; a worker compares the generation with the one it last saw on each
 //! pick (one relaxed load of a line nobody writes in steady state) and, when it moved,
-//! rebuilds its own list of healthy endpoints and the balancer over them (`upstream::HealthyView`).
+//! rebuilds its own list of healthy endpoints and the balancer over them (`upstream::select`).
 //! Below `healthy_panic_threshold` percent healthy, the worker routes to every endpoint
 //! (Envoy's panic mode) and counts `lb_healthy_panic`.
 //!
@@ -356,7 +356,26 @@ pub type Board = Arc<Vec<Option<Arc<ClusterHealth>>>>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::LbPolicy, upstream::HealthyView};
+    use crate::{
+        config::LbPolicy,
+        upstream::select::{Inputs, Selection},
+    };
+
+    fn view(h: &ClusterHealth) -> Selection {
+        let keys: Vec<String> = (0..4).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
+        Selection::healthy(
+            h,
+            &Inputs {
+                policy: LbPolicy::RoundRobin,
+                weights: &[1, 1, 1, 1],
+                priorities: &[0, 0, 0, 0],
+                keys: &keys,
+                hash: None,
+                seed: 1,
+                slow: None,
+            },
+        )
+    }
 
     fn od() -> OutlierDetection {
         OutlierDetection {
@@ -419,24 +438,24 @@ mod tests {
     #[test]
     fn flags_bump_the_generation_and_the_view_follows_with_panic_below_the_threshold() {
         let h = ClusterHealth::new(0, 4, true, None, 50.0);
-        let v = HealthyView::build(&h, LbPolicy::RoundRobin, &[1, 1, 1, 1], 1);
+        let v = view(&h);
         assert!(
             v.panic,
             "nothing passed a check yet: every host takes traffic"
         );
-        assert_eq!(v.idx, vec![0, 1, 2, 3]);
+        assert_eq!(v.members(), vec![0, 1, 2, 3]);
         let g = h.generation();
         assert!(h.set(0, FAILED_ACTIVE_HC, false));
         assert!(h.set(1, FAILED_ACTIVE_HC, false));
         assert!(h.generation() > g);
-        let v = HealthyView::build(&h, LbPolicy::RoundRobin, &[1, 1, 1, 1], 1);
+        let v = view(&h);
         assert!(!v.panic, "2 of 4 is 50%: not below the threshold");
-        assert_eq!(v.idx, vec![0, 1]);
+        assert_eq!(v.members(), vec![0, 1]);
         // An outlier flag on a healthy host makes it unhealthy too; the other flag stays.
         assert!(h.set(1, FAILED_OUTLIER, true));
         assert!(!h.set(1, FAILED_ACTIVE_HC, true));
         assert!(!h.set(1, FAILED_OUTLIER, false));
-        let v = HealthyView::build(&h, LbPolicy::RoundRobin, &[1, 1, 1, 1], 1);
+        let v = view(&h);
         assert!(v.panic);
     }
 }

@@ -84,6 +84,8 @@ pub struct StreamInfo {
     pub attempts: u32,
     /// A retry was called for but the policy's `num_retries` or a breaker forbade it (`URX`).
     pub retry_limit: bool,
+    /// A `Set-Cookie` value for the response: a `hash_policy` cookie the proxy generated.
+    pub set_cookie: Option<Box<[u8]>>,
     /// Cluster and endpoint the request was forwarded to.
     pub cluster: Option<usize>,
     pub upstream: Option<SocketAddr>,

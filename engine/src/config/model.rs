@@ -654,6 +654,10 @@ pub struct Cluster {
     pub name: String,
     pub connect_timeout: Duration,
     pub lb_policy: LbPolicy,
+    /// The table of `ring_hash` / `maglev` (`None` for the other policies).
+    pub hash_lb: Option<HashLbConfig>,
+    /// `slow_start_config` of `round_robin` / `least_request`.
+    pub slow_start: Option<SlowStart>,
     pub endpoints: Vec<Endpoint>,
     /// Idle keep-alive connections kept per endpoint per worker (default 1024).
     pub max_idle_per_endpoint: usize,
@@ -836,6 +840,37 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
+    RingHash,
+    Maglev,
+}
+
+impl LbPolicy {
+    /// Picks with the request's hash (`hash_policy`).
+    pub fn hashing(self) -> bool {
+        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
+    }
+}
+
+/// A hashing load balancer's table (`ring_hash_lb_config`, `maglev_lb_config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashLbConfig {
+    Ring {
+        min_size: u64,
+        max_size: u64,
+        murmur: bool,
+    },
+    Maglev {
+        table_size: u64,
+    },
+}
+
+/// `slow_start_config`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowStart {
+    pub window: Duration,
+    pub aggression: f64,
+    /// 0.0..=1.0.
+    pub min_weight: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -843,6 +878,8 @@ pub struct Endpoint {
     pub address: SocketAddr,
     /// Default 1, at least 1.
     pub weight: u32,
+    /// Priority level (0: the highest, the default).
+    pub priority: u32,
 }
 
 /// `tls:` on a filter chain: TLS terminated there (`io::tls`).

@@ -934,6 +934,14 @@ pub struct ClusterSpec {
     pub outlier_detection: Option<OutlierDetectionSpec>,
     /// Settings every load balancer shares (`healthy_panic_threshold`).
     pub common_lb_config: Option<CommonLbConfigSpec>,
+    /// `lb_policy: ring_hash` settings.
+    pub ring_hash_lb_config: Option<RingHashLbConfigSpec>,
+    /// `lb_policy: maglev` settings.
+    pub maglev_lb_config: Option<MaglevLbConfigSpec>,
+    /// `lb_policy: round_robin` settings (`slow_start_config`).
+    pub round_robin_lb_config: Option<SlowStartHolderSpec>,
+    /// `lb_policy: least_request` settings (`slow_start_config`, `choice_count`).
+    pub least_request_lb_config: Option<LeastRequestLbConfigSpec>,
     /// Limits on connections, requests and retries to the cluster (Envoy's `circuit_breakers`).
     pub circuit_breakers: Option<CircuitBreakersSpec>,
     /// An upstream connection is closed (once idle) after this long (default: never).
@@ -1105,6 +1113,55 @@ pub struct OutlierDetectionSpec {
     pub successful_active_health_check_uneject_host: Option<bool>,
 }
 
+/// `ring_hash_lb_config` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a ring_hash_lb_config map")]
+pub struct RingHashLbConfigSpec {
+    /// Default 1024.
+    pub minimum_ring_size: Option<u64>,
+    /// Default 8M (8388608).
+    pub maximum_ring_size: Option<u64>,
+    /// `XX_HASH` (default) or `MURMUR_HASH_2`.
+    pub hash_function: Option<String>,
+}
+
+/// `maglev_lb_config` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a maglev_lb_config map")]
+pub struct MaglevLbConfigSpec {
+    /// A prime; default 65537.
+    pub table_size: Option<u64>,
+}
+
+/// `round_robin_lb_config` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a round_robin_lb_config map")]
+pub struct SlowStartHolderSpec {
+    pub slow_start_config: Option<SlowStartSpec>,
+}
+
+/// `least_request_lb_config` on a cluster.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a least_request_lb_config map")]
+pub struct LeastRequestLbConfigSpec {
+    /// Hosts sampled per pick; only 2 (Envoy's default) is supported.
+    pub choice_count: Option<u32>,
+    pub slow_start_config: Option<SlowStartSpec>,
+}
+
+/// `slow_start_config`: a host that comes back takes a growing share over a window.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a slow_start_config map")]
+pub struct SlowStartSpec {
+    /// How long the ramp lasts (required).
+    pub slow_start_window: Option<Dur>,
+    /// The ramp's curve, weight × (t / window)^(1 / aggression) (default 1.0: linear;
+    /// `{default_value: N}` as Envoy's runtime value, or a number).
+    pub aggression: Option<serde_json::Value>,
+    /// The least share of its weight a host starts with (default 10).
+    pub min_weight_percent: Option<PercentSpec>,
+}
+
 /// `common_lb_config` on a cluster.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, expecting = "a common_lb_config map")]
@@ -1212,9 +1269,19 @@ pub enum LbPolicySpec {
     LeastRequest,
     /// Weighted random.
     Random,
+    /// Consistent hashing on a ring (Ketama): `ring_hash_lb_config`.
+    RingHash,
+    /// Consistent hashing with Maglev's lookup table: `maglev_lb_config`.
+    Maglev,
 }
 
-const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random"];
+const LB_POLICIES: &[&str] = &[
+    "round_robin",
+    "least_request",
+    "random",
+    "ring_hash",
+    "maglev",
+];
 
 impl<'de> Deserialize<'de> for LbPolicySpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1222,11 +1289,16 @@ impl<'de> Deserialize<'de> for LbPolicySpec {
         impl de::Visitor<'_> for V {
             type Value = LbPolicySpec;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("one of `round_robin`, `least_request`, `random`")
+                f.write_str(
+                    "one of `round_robin`, `least_request`, `random`, `ring_hash`, `maglev`",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<LbPolicySpec, E> {
-                match s {
+                // Envoy's enum spelling (`RING_HASH`) is accepted too.
+                match s.to_ascii_lowercase().as_str() {
                     "round_robin" => Ok(LbPolicySpec::RoundRobin),
+                    "ring_hash" => Ok(LbPolicySpec::RingHash),
+                    "maglev" => Ok(LbPolicySpec::Maglev),
                     "least_request" => Ok(LbPolicySpec::LeastRequest),
                     "random" => Ok(LbPolicySpec::Random),
                     _ => Err(E::unknown_variant(s, LB_POLICIES)),
@@ -1247,6 +1319,9 @@ pub struct EndpointSpec {
     /// Written as a map (`{address: ...}`) rather than a bare string: errors about the address
     /// then point at the `address` key.
     pub map_form: bool,
+    /// Priority level (0, the default, is the highest): traffic spills to level N+1 as level
+    /// N's healthy share drops.
+    pub priority: Option<u32>,
 }
 
 /// The map form of an endpoint.
@@ -1257,6 +1332,8 @@ struct EndpointMap {
     address: String,
     /// Relative share of traffic.
     weight: Option<u32>,
+    /// Priority level.
+    priority: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for EndpointSpec {
@@ -1272,6 +1349,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
                     address: s.to_owned(),
                     weight: None,
                     map_form: false,
+                    priority: None,
                 })
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<EndpointSpec, A::Error> {
@@ -1280,6 +1358,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
                     address: m.address,
                     weight: m.weight,
                     map_form: true,
+                    priority: m.priority,
                 })
             }
         }

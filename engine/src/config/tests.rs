@@ -175,7 +175,9 @@ fn unknown_keys_are_rejected_with_path_and_line() {
         ),
         &format!(
             "{HCM}.virtual_hosts[0].routes[0].route.retries: unknown key, expected one of \
-             `cluster`, `timeout`, `prefix_rewrite`, `host_rewrite`, `max_grpc_timeout` (line 12)"
+             `cluster`, `weighted_clusters`, `retry_policy`, `request_mirror_policies`, \
+             `hash_policy`, `timeout`, `prefix_rewrite`, `host_rewrite`, `max_grpc_timeout` \
+             (line 12)"
         ),
     );
     assert_error(
@@ -239,7 +241,7 @@ fn missing_keys_carry_path_and_the_enclosing_line() {
     assert_error(
         &edit("route: { cluster: origin }", "route: { timeout: 1s }"),
         &format!(
-            "{HCM}.virtual_hosts[0].routes[0].route.cluster: required key is missing (line 12)"
+            "{HCM}.virtual_hosts[0].routes[0].route: a route needs exactly one of `cluster`, `weighted_clusters` (line 12)"
         ),
     );
     assert_error(
@@ -259,7 +261,7 @@ fn a_broken_element_does_not_hide_its_siblings_errors() {
     assert_errors(
         &text,
         &[
-            "clusters[0].lb_policy: invalid type: list, expected one of `round_robin`, `least_request`, `random` (line 16)",
+            "clusters[0].lb_policy: invalid type: list, expected one of `round_robin`, `least_request`, `random`, `ring_hash`, `maglev` (line 16)",
             r#"clusters[1].endpoints[0]: invalid address "1.2.3.4:0": port must be 1..=65535 (line 18)"#,
         ],
     );

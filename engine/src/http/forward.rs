@@ -76,7 +76,12 @@ pub(crate) async fn forward<S: Side>(
         let why = LocalReason::NoHealthyUpstream;
         return stream::reply_error(d, w, &info, why, filters.as_mut(), true).await;
     };
-    let Some(ep) = cluster.pick() else {
+    // `hash_policy`: only for a cluster that balances by hash.
+    let hash = match cluster.policy.hashing() && !f.hash_policy.is_empty() {
+        false => None,
+        true => hashed(d, f),
+    };
+    let Some(ep) = cluster.pick_hashed(hash) else {
         let close = !stream::discard_body(d, info.framing);
         let why = LocalReason::NoHealthyUpstream;
         return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
@@ -344,6 +349,15 @@ pub(crate) async fn forward<S: Side>(
             }
         };
     }
+}
+
+/// The request's hash under the route's `hash_policy` (a generated cookie is kept for the
+/// response).
+#[cold]
+fn hashed<S>(d: &mut Downstream<S>, f: &ForwardAction) -> Option<u64> {
+    let (hash, cookie) = super::hash_policy::request_hash(&f.hash_policy, &d.si.req, d.peer);
+    d.si.set_cookie = cookie.map(Vec::into_boxed_slice);
+    hash
 }
 
 /// Queue a copy of the request for each of the route's mirrors that takes it (a request whose
@@ -1100,6 +1114,9 @@ async fn respond<S: Side>(
     mut filters: Option<Filters<'_>>,
 ) -> Next {
     let status = d.si.resp.status;
+    if let Some(c) = d.si.set_cookie.take() {
+        d.si.resp.headers.append("set-cookie", c);
+    }
     let from = match from {
         Upstream::H1 { up, p, rest } if status == 101 => {
             let rest = rest.into_bytes_mut();

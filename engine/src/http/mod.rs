@@ -20,6 +20,7 @@ pub mod forward;
 pub mod grpc;
 pub mod h1;
 pub mod h2;
+pub mod hash_policy;
 pub mod mirror;
 pub mod park;
 pub mod policy;

@@ -70,7 +70,8 @@ impl Balancer {
                 self.next.set(if p + 1 >= self.total { 0 } else { p + 1 });
                 self.by_weight_point(p)
             }
-            LbPolicy::Random => self.weighted_random(),
+            // A hashing policy places a request without a hash at random (as Envoy).
+            LbPolicy::Random | LbPolicy::RingHash | LbPolicy::Maglev => self.weighted_random(),
             LbPolicy::LeastRequest => {
                 // Power of two choices, each chosen by weight: the less busy one wins.
                 let a = self.weighted_random();

@@ -17,8 +17,10 @@
 //! session resumption to the upstreams uses a cache no other worker touches.
 
 pub mod h2;
+pub mod hash;
 pub mod lb;
 pub mod pool;
+pub mod select;
 
 use std::{
     cell::{Cell, RefCell},
@@ -77,13 +79,25 @@ pub struct ClusterView {
     /// Requests one connection carries (`max_requests_per_connection`).
     pub max_requests_per_connection: Option<u32>,
     pub endpoints: Vec<EndpointView>,
-    lb: lb::Balancer,
+    /// The selection over every endpoint (clusters without health).
+    base: select::Selection,
     /// Shared health (`health_checks`, `outlier_detection`); `None`: every endpoint is healthy.
     health: Option<Arc<health::ClusterHealth>>,
     /// This worker's view of the healthy endpoints (rebuilt when the health generation moves).
-    healthy: RefCell<Option<HealthyView>>,
-    policy: crate::config::LbPolicy,
+    healthy: RefCell<Option<select::Selection>>,
+    pub policy: crate::config::LbPolicy,
     weights: Vec<u32>,
+    priorities: Vec<u32>,
+    /// Each endpoint's `IP:port` (hash table keys).
+    keys: Vec<String>,
+    hash_lb: Option<crate::config::HashLbConfig>,
+    slow_start: Option<crate::config::SlowStart>,
+    /// Slow start: when each endpoint came back (ms on `clock`; 0: it did not), and which were
+    /// healthy at the last rebuild (`None`: none yet).
+    came_back: RefCell<Vec<u64>>,
+    was_ok: RefCell<Option<Vec<bool>>>,
+    /// The worker's coarse clock as of its last sweep (slow start only).
+    clock: Cell<u64>,
     seed: u64,
     /// `lb_healthy_panic`: picks made in panic mode.
     panic_count: Option<Arc<AtomicU64>>,
@@ -251,6 +265,8 @@ impl ClusterView {
         workers: usize,
     ) -> Self {
         let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight).collect();
+        let priorities: Vec<u32> = c.endpoints.iter().map(|e| e.priority).collect();
+        let keys: Vec<String> = c.endpoints.iter().map(|e| e.address.to_string()).collect();
         ClusterView {
             name: c.name.clone(),
             connect_timeout: c.connect_timeout,
@@ -283,11 +299,26 @@ impl ClusterView {
                     }
                 })
                 .collect(),
-            lb: lb::Balancer::new(c.lb_policy, &weights, seed),
+            base: select::Selection::all(&select::Inputs {
+                policy: c.lb_policy,
+                weights: &weights,
+                priorities: &priorities,
+                keys: &keys,
+                hash: c.hash_lb,
+                seed,
+                slow: None,
+            }),
             health,
             healthy: RefCell::new(None),
             policy: c.lb_policy,
             weights,
+            priorities,
+            keys,
+            hash_lb: c.hash_lb,
+            slow_start: c.slow_start,
+            came_back: RefCell::new(vec![0; c.endpoints.len()]),
+            was_ok: RefCell::new(None),
+            clock: Cell::new(0),
             seed,
             panic_count: stats.map(|s| Arc::clone(&s.lb_healthy_panic)),
             breakers: Breakers::new(&c.breakers, workers, stats),
@@ -348,36 +379,86 @@ impl ClusterView {
         true
     }
 
-    /// Choose an endpoint for the next request: among the healthy ones when the cluster is
-    /// health-checked (all of them in panic mode), else among all.
+    /// Choose an endpoint for a request without a hash.
+    #[inline]
     pub fn pick(&self) -> Option<&EndpointView> {
-        if self.endpoints.is_empty() {
-            return None;
-        }
+        self.pick_hashed(None)
+    }
+
+    /// Choose an endpoint: by `hash` on a `ring_hash` / `maglev` cluster (from the route's
+    /// `hash_policy`), else by the balancer; among healthy endpoints of the priority level the
+    /// draw lands on when the cluster is health-checked.
+    #[inline]
+    pub fn pick_hashed(&self, hash: Option<u64>) -> Option<&EndpointView> {
+        let active = |i: usize| self.endpoints[i].active_rq.get();
         let i = match &self.health {
-            None => self.lb.pick(|i| self.endpoints[i].active_rq.get()),
-            Some(h) => self.pick_healthy(h)?,
+            None => self.base.pick(hash, active)?,
+            Some(h) => self.pick_healthy(h, hash)?,
         };
         self.endpoints.get(i)
     }
 
-    fn pick_healthy(&self, h: &health::ClusterHealth) -> Option<usize> {
+    fn inputs<'a>(&'a self, back: &'a [u64]) -> select::Inputs<'a> {
+        select::Inputs {
+            policy: self.policy,
+            weights: &self.weights,
+            priorities: &self.priorities,
+            keys: &self.keys,
+            hash: self.hash_lb,
+            seed: self.seed,
+            slow: self.slow_start.map(|s| (s, back, self.clock.get())),
+        }
+    }
+
+    /// Rebuild the healthy selection (a new generation, or a slow-start step).
+    fn rebuild(&self, h: &health::ClusterHealth) -> select::Selection {
+        if self.slow_start.is_some() {
+            // Endpoints healthy now that were not at the last rebuild start their ramp.
+            let now = self.clock.get().max(1);
+            let mut was = self.was_ok.borrow_mut();
+            let mut back = self.came_back.borrow_mut();
+            let ok: Vec<bool> = h.hosts.iter().map(|x| x.healthy()).collect();
+            if let Some(was) = was.as_ref() {
+                for (i, (&o, &w)) in ok.iter().zip(was.iter()).enumerate() {
+                    if o && !w {
+                        if let Some(b) = back.get_mut(i) {
+                            *b = now;
+                        }
+                    }
+                }
+            }
+            *was = Some(ok);
+        }
+        let back = self.came_back.borrow();
+        select::Selection::healthy(h, &self.inputs(&back))
+    }
+
+    fn pick_healthy(&self, h: &health::ClusterHealth, hash: Option<u64>) -> Option<usize> {
         let mut view = self.healthy.borrow_mut();
         let g = h.generation();
         if view.as_ref().is_none_or(|v| v.seen != g) {
-            *view = Some(HealthyView::build(h, self.policy, &self.weights, self.seed));
+            *view = Some(self.rebuild(h));
         }
         let v = view.as_ref()?;
-        if v.idx.is_empty() {
-            return None;
-        }
         if v.panic {
             if let Some(c) = &self.panic_count {
                 stats::inc(c);
             }
         }
-        let k = v.lb.pick(|j| self.endpoints[v.idx[j]].active_rq.get());
-        v.idx.get(k).copied()
+        v.pick(hash, |i| self.endpoints[i].active_rq.get())
+    }
+
+    /// The worker's once-a-second tick: the clock slow start reads, and the next step of a
+    /// ramp in progress.
+    pub fn tick(&self, now_ms: u64) {
+        self.clock.set(now_ms);
+        if let (Some(_), Some(h)) = (self.slow_start, &self.health) {
+            let ramping = self.healthy.borrow().as_ref().is_some_and(|v| v.ramping);
+            if ramping {
+                let v = self.rebuild(h);
+                *self.healthy.borrow_mut() = Some(v);
+            }
+        }
     }
 
     /// Whether the cluster is health-checked (tests, `/clusters`).
@@ -394,46 +475,6 @@ impl ClusterView {
             if let Some(e) = self.endpoints.get(ep) {
                 stats::inc(&e.stats.rq_error);
             }
-        }
-    }
-}
-
-/// A worker's routing view of one health-checked cluster: the endpoints that may take traffic
-/// as of generation `seen`, and a balancer over them.
-#[derive(Debug)]
-pub struct HealthyView {
-    pub seen: u64,
-    /// Endpoint indexes, in order; all of them in panic mode.
-    pub idx: Vec<usize>,
-    pub lb: lb::Balancer,
-    pub panic: bool,
-}
-
-impl HealthyView {
-    /// Build from the shared state: healthy endpoints, or all of them below the panic
-    /// threshold.
-    pub fn build(
-        h: &health::ClusterHealth,
-        policy: crate::config::LbPolicy,
-        weights: &[u32],
-        seed: u64,
-    ) -> HealthyView {
-        let seen = h.generation();
-        let n = weights.len().min(h.hosts.len());
-        let healthy: Vec<usize> = (0..n).filter(|&i| h.hosts[i].healthy()).collect();
-        let pct = if n == 0 {
-            0.0
-        } else {
-            100.0 * healthy.len() as f64 / n as f64
-        };
-        let panic = pct < h.panic_threshold;
-        let idx = if panic { (0..n).collect() } else { healthy };
-        let w: Vec<u32> = idx.iter().map(|&i| weights[i]).collect();
-        HealthyView {
-            seen,
-            lb: lb::Balancer::new(policy, &w, seed ^ seen),
-            idx,
-            panic,
         }
     }
 }
@@ -571,6 +612,7 @@ impl ClusterManager {
     /// `now_ms`: the worker's coarse clock.
     pub fn sweep(&self, now_ms: u64) {
         for c in &self.clusters {
+            c.tick(now_ms);
             for e in &c.endpoints {
                 e.pool.sweep(c.idle_timeout, now_ms);
             }

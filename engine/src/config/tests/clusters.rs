@@ -1,7 +1,7 @@
 //! Cluster rules: names, endpoint forms, ports and weights, load-balancing policies, timeouts.
 
 use super::{assert_error, assert_errors, edit, ok};
-use crate::config::LbPolicy;
+use crate::config::{HashLbConfig, LbPolicy};
 
 // ---- clusters -------------------------------------------------------------------------------
 
@@ -49,7 +49,7 @@ fn endpoints_forms_ports_and_weights() {
     );
     assert_error(
         &with_cluster("  - name: origin\n    endpoints: [{ address: 127.0.0.1:1, wieght: 2 }]\n"),
-        "clusters[0].endpoints[0].wieght: unknown key, expected `address` or `weight` (line 15)",
+        "clusters[0].endpoints[0].wieght: unknown key, expected one of `address`, `weight`, `priority` (line 15)",
     );
 }
 
@@ -65,9 +65,68 @@ fn lb_policies() {
         )));
         assert_eq!(c.clusters[0].lb_policy, policy);
     }
+    let c = ok(&with_cluster(
+        "  - name: origin\n    lb_policy: RING_HASH\n    ring_hash_lb_config: {minimum_ring_size: 64, hash_function: MURMUR_HASH_2}\n    endpoints: [\"127.0.0.1:9000\"]\n",
+    ));
+    assert_eq!(c.clusters[0].lb_policy, LbPolicy::RingHash);
+    assert_eq!(
+        c.clusters[0].hash_lb,
+        Some(HashLbConfig::Ring {
+            min_size: 64,
+            max_size: 8 << 20,
+            murmur: true
+        })
+    );
+    let c = ok(&with_cluster(
+        "  - name: origin\n    lb_policy: maglev\n    endpoints: [\"127.0.0.1:9000\"]\n",
+    ));
+    assert_eq!(
+        c.clusters[0].hash_lb,
+        Some(HashLbConfig::Maglev { table_size: 65537 })
+    );
     assert_error(
-        &with_cluster("  - name: origin\n    lb_policy: ring_hash\n    endpoints: [\"127.0.0.1:9000\"]\n"),
-        "clusters[0].lb_policy: unknown variant `ring_hash`, expected one of `round_robin`, `least_request`, `random` (line 15)",
+        &with_cluster("  - name: origin\n    lb_policy: consistent\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].lb_policy: unknown variant `consistent`, expected one of `round_robin`, `least_request`, `random`, `ring_hash`, `maglev` (line 15)",
+    );
+}
+
+#[test]
+fn hash_tables_slow_start_and_priorities_are_checked() {
+    assert_error(
+        &with_cluster("  - name: origin\n    lb_policy: maglev\n    maglev_lb_config: {table_size: 65536}\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].maglev_lb_config.table_size: table_size must be a prime up to 5000011 (found 65536; the default is 65537) (line 16)",
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    ring_hash_lb_config: {minimum_ring_size: 64}\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].ring_hash_lb_config: ring_hash_lb_config applies to lb_policy ring_hash, and this cluster's is RoundRobin (line 15)",
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    lb_policy: ring_hash\n    ring_hash_lb_config: {minimum_ring_size: 4096, maximum_ring_size: 1024}\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].ring_hash_lb_config.maximum_ring_size: maximum_ring_size 1024 is below minimum_ring_size 4096 (line 16)",
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    round_robin_lb_config: {slow_start_config: {aggression: 2}}\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].round_robin_lb_config.slow_start_config.slow_start_window: slow_start_config needs a slow_start_window of more than zero (line 15)",
+    );
+    assert_error(
+        &with_cluster("  - name: origin\n    lb_policy: least_request\n    least_request_lb_config: {choice_count: 3}\n    endpoints: [\"127.0.0.1:9000\"]\n"),
+        "clusters[0].least_request_lb_config.choice_count: choice_count 3 is not supported: least_request picks the less busy of 2 (Envoy's default) (line 16)",
+    );
+    let c = ok(&with_cluster(
+        "  - name: origin\n    lb_policy: least_request\n    least_request_lb_config:\n      slow_start_config: {slow_start_window: 30s, aggression: {default_value: 1.5}, min_weight_percent: {value: 20}}\n    endpoints: [{address: \"127.0.0.1:9000\"}, {address: \"127.0.0.1:9001\", priority: 1}]\n",
+    ));
+    let s = c.clusters[0].slow_start.expect("slow start");
+    assert_eq!(
+        (s.window, s.aggression, s.min_weight),
+        (std::time::Duration::from_secs(30), 1.5, 0.2)
+    );
+    let prios: Vec<u32> = c.clusters[0].endpoints.iter().map(|e| e.priority).collect();
+    assert_eq!(prios, vec![0, 1]);
+    assert_error(
+        &with_cluster(
+            "  - name: origin\n    endpoints: [{address: \"127.0.0.1:9000\", priority: 500}]\n",
+        ),
+        "clusters[0].endpoints[0].priority: priority must be 0..=127 (found 500) (line 15)",
     );
 }
 

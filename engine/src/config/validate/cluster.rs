@@ -5,10 +5,13 @@
 use super::{socket_addr, Problems};
 use crate::config::{
     defaults,
-    model::{Cluster, Endpoint, LbPolicy, ProxyProtocolVersion},
+    model::{Cluster, Endpoint, ProxyProtocolVersion},
     path::DocPath,
-    schema::{ClusterSpec, LbPolicySpec, ProxyProtocolVersionSpec},
+    schema::{ClusterSpec, ProxyProtocolVersionSpec},
 };
+
+/// Priority levels: 0 (the highest) to this.
+const MAX_PRIORITY: u32 = 127;
 
 pub(super) fn cluster(
     c: &ClusterSpec,
@@ -39,12 +42,7 @@ pub(super) fn cluster(
             "idle_timeout must be more than zero (use max_idle_per_endpoint: 0 to disable reuse)",
         );
     }
-    let lb_policy = match c.lb_policy {
-        None => defaults::LB_POLICY,
-        Some(LbPolicySpec::RoundRobin) => LbPolicy::RoundRobin,
-        Some(LbPolicySpec::LeastRequest) => LbPolicy::LeastRequest,
-        Some(LbPolicySpec::Random) => LbPolicy::Random,
-    };
+    let (lb_policy, hash_lb, slow_start) = super::lb::lb(c, path, problems);
 
     let endpoints_path = path.key("endpoints");
     if c.endpoints.is_empty() {
@@ -77,7 +75,18 @@ pub(super) fn cluster(
             problems.value(&ep_path.key("weight"), "weight must be at least 1");
         }
         if let Some(address) = address {
-            endpoints.push(Endpoint { address, weight });
+            let priority = ep.priority.unwrap_or(0);
+            if priority > MAX_PRIORITY {
+                problems.value(
+                    &ep_path.key("priority"),
+                    format!("priority must be 0..={MAX_PRIORITY} (found {priority})"),
+                );
+            }
+            endpoints.push(Endpoint {
+                address,
+                weight,
+                priority: priority.min(MAX_PRIORITY),
+            });
         }
     }
 
@@ -109,6 +118,8 @@ pub(super) fn cluster(
         name: c.name.clone(),
         connect_timeout,
         lb_policy,
+        hash_lb,
+        slow_start,
         endpoints,
         max_idle_per_endpoint: c
             .max_idle_per_endpoint

@@ -16,6 +16,7 @@ mod cluster;
 mod filters;
 mod health;
 mod http;
+mod lb;
 mod route_policy;
 mod tcp_proxy;
 mod tls;
