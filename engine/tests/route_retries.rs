@@ -322,3 +322,54 @@ fn max_connections_queues_pending_requests_then_overflows() {
     assert!(stat(&p, "cluster.pool.upstream_cx_overflow") >= 1);
     assert_eq!(stat(&p, "cluster.pool.upstream_rq_pending_overflow"), 1);
 }
+
+#[test]
+fn per_try_idle_timeout_retries_a_silent_try_and_ends_a_stalled_body() {
+    // Silent before the head: retried on the other host after the idle timeout.
+    let slow = SwitchOrigin::start("slow");
+    let good = SwitchOrigin::start("good");
+    slow.set(Mode::Hang);
+    let route = "  timeout: 5s\n  retry_policy: {retry_on: 5xx, num_retries: 1, per_try_idle_timeout: 300ms, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 4}\n";
+    let p = Proxy::start(&config(&[slow.addr, good.addr], route, "", 1));
+    let mut c = Client::connect(p.addr);
+    for _ in 0..4 {
+        let t = Instant::now();
+        let r = c.get("h", "/");
+        assert_eq!((r.status(), r.body_str()), (200, "good".to_string()));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    drop(p);
+    // A body that stalls after its first bytes: the exchange ends at the idle timeout, not at
+    // the route's 5 s.
+    let stall = RawOrigin::start(|mut c| {
+        if c.read_request().is_some() {
+            c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello");
+            thread::sleep(Duration::from_secs(6));
+        }
+    });
+    let p = Proxy::start(&config(
+        &[stall.addr],
+        "  timeout: 5s\n  retry_policy: {retry_on: 5xx, per_try_idle_timeout: 300ms}\n",
+        "",
+        1,
+    ));
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(p.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    use std::io::{Read, Write};
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let took = t.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "the stalled body ended after {took:?}"
+    );
+}

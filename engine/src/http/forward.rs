@@ -58,6 +58,20 @@ pub(crate) struct Target<'w> {
     pub(crate) route_deadline: &'w Cell<Option<Option<u64>>>,
     /// Each try's own timeout (`per_try_timeout`).
     pub(crate) per_try: Option<Duration>,
+    /// The longest a try waits for the upstream's next bytes (`per_try_idle_timeout`): for the
+    /// response head (a retriable timeout), then for each read of the body.
+    pub(crate) per_try_idle: Option<Duration>,
+}
+
+impl Target<'_> {
+    /// The wait allowed for each read of the response body: the route timeout, or
+    /// `per_try_idle_timeout` when shorter.
+    fn body_read_timeout(&self) -> Option<Duration> {
+        match (self.timeout, self.per_try_idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Forward the stream's request (the model in `d.si.req`) to the route's cluster.
@@ -191,6 +205,7 @@ pub(crate) async fn forward<S: Side>(
     // the first request and bounds them all; each try may have its own (`per_try_timeout`).
     let route_deadline = Cell::new(None);
     let per_try = policy.and_then(|p| p.per_try_timeout);
+    let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
     let mut tried = Tried::default();
     // The body as it was before trailers were framed into it, for an `auto` cluster that turns
     // out to speak HTTP/2 (rare: a buffered body with trailers).
@@ -213,6 +228,7 @@ pub(crate) async fn forward<S: Side>(
             proxied,
             route_deadline: &route_deadline,
             per_try,
+            per_try_idle,
         };
         d.si.upstream = Some(ep.address);
         d.si.endpoint = ep.index as u32;
@@ -789,7 +805,11 @@ fn try_deadline(w: &WorkerCtx, t: &Target<'_>) -> Deadline {
             dl
         }
     };
-    match t.per_try.map(|p| w.drain.deadline_in(p)) {
+    let per_try = match (t.per_try, t.per_try_idle) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match per_try.map(|p| w.drain.deadline_in(p)) {
         Some(p) => Some(route.map_or(p, |r| r.min(p))),
         None => route,
     }
@@ -1283,7 +1303,7 @@ pub(crate) async fn respond_h1(
     let sent = Cell::new(0);
     // A response data or trailers hook ended the stream, with this reason.
     let mut ended_by: Option<&'static str> = None;
-    let body_timeout = t.timeout.map(|t| (&w.drain, t));
+    let body_timeout = t.body_read_timeout().map(|t| (&w.drain, t));
     let pumped = match filters.as_mut().filter(|_| wants_data) {
         None => body::pump(up, initial, &d.side.conn, r, body_timeout, &sent, w.bulk()).await,
         Some(f) => {
@@ -1385,7 +1405,7 @@ pub(crate) async fn respond_h1_from_h2(
     let mut src = body::Source::h2(&mut body);
     let sent = Cell::new(0);
     let mut ended_by: Option<&'static str> = None;
-    let timeout = t.timeout.map(|t| (&w.drain, t));
+    let timeout = t.body_read_timeout().map(|t| (&w.drain, t));
     let trailers_out = l.http.enable_trailers;
     let wants_data = filters.as_ref().is_some_and(|f| {
         let h = f.active.hooks();

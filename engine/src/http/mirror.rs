@@ -166,6 +166,7 @@ async fn exchange(w: &WorkerCtx, job: Job) {
         proxied: None,
         route_deadline: &route_deadline,
         per_try: None,
+        per_try_idle: None,
     };
     let now = w.drain.now_ms();
     let pooled = ep

@@ -136,7 +136,10 @@ fn maglev(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> HashLbCon
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn slow_start(s: &SlowStartSpec, at: &DocPath, problems: &mut Problems) -> Option<SlowStart> {
