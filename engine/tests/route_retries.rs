@@ -373,3 +373,24 @@ fn per_try_idle_timeout_retries_a_silent_try_and_ends_a_stalled_body() {
         "the stalled body ended after {took:?}"
     );
 }
+
+#[test]
+fn an_http2_cluster_is_retried_under_the_policy_too() {
+    let bad = BenchOrigin::start(&["--h2c", "--status", "503"]);
+    let good = BenchOrigin::start(&["--h2c"]);
+    let route = "  retry_policy: {retry_on: 5xx, num_retries: 2, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 5}\n";
+    let p = Proxy::start(&config(&[bad.addr, good.addr], route, "protocol: http2", 1));
+    let mut c = Client::connect(p.addr);
+    for i in 0..10 {
+        let r = c.get("h", "/");
+        assert_eq!(r.status(), 200, "request {i}: {r:?}");
+    }
+    let retried = stat(&p, "cluster.pool.upstream_rq_retry");
+    assert!(
+        (3..=10).contains(&retried),
+        "round robin met the 503 host first {retried} times"
+    );
+    assert_eq!(stat(&p, "cluster.pool.upstream_rq_retry_success"), retried);
+    let (b, g) = (bad.stop(), good.stop());
+    assert_eq!((b, g), (retried, 10));
+}

@@ -237,51 +237,114 @@ pub(crate) async fn forward<S: Side>(
                 .headers
                 .set("x-envoy-attempt-count", attempt.to_string());
         }
+        // An HTTP/2 try (the cluster's protocol, or an `auto` endpoint that chose `h2`): its
+        // first connection when it just turned out to speak HTTP/2.
+        let mut h2_first: Option<Option<Conn>> = None;
         if cluster.http2.is_some() && (!cluster.http2_auto || ep.h2_seen.get()) {
-            // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
-            let fwd = h2::forward(d, l, w, &info, route, &t, buffered, trailers, filters, None);
-            return Box::pin(fwd).await;
+            h2_first = Some(None);
         }
-        if !framed {
-            framed = true;
-            if let Some(b) = buffered.as_mut() {
-                d.si.bytes_received = b.len() as u64;
-                let h1_trailers = trailers
-                    .as_ref()
-                    .filter(|t| cluster.enable_trailers && !t.is_empty());
-                d.si.req.body = match h1_trailers {
-                    // Trailers can only follow a chunked body: the buffered body goes as one
-                    // chunk.
-                    Some(t) => {
-                        unframed = Some(b.clone());
-                        *b = chunked_with_trailers(b, t);
-                        BodySize::Unknown
+        let (end, why, close) = 'tried: {
+            if h2_first.is_none() {
+                if !framed {
+                    framed = true;
+                    if let Some(b) = buffered.as_mut() {
+                        d.si.bytes_received = b.len() as u64;
+                        let h1_trailers = trailers
+                            .as_ref()
+                            .filter(|t| cluster.enable_trailers && !t.is_empty());
+                        d.si.req.body = match h1_trailers {
+                            // Trailers can only follow a chunked body: the buffered body goes as one
+                            // chunk.
+                            Some(t) => {
+                                unframed = Some(b.clone());
+                                *b = chunked_with_trailers(b, t);
+                                BodySize::Unknown
+                            }
+                            None if b.is_empty() => BodySize::Empty,
+                            None => BodySize::Known(b.len() as u64),
+                        };
                     }
-                    None if b.is_empty() => BodySize::Empty,
-                    None => BodySize::Known(b.len() as u64),
+                }
+                // The encoder sizes the head and reserves it once, in one of the worker's spare write
+                // buffers: written, kept for a retry, then given back (no allocation per request).
+                let mut head = w.write_bufs.take(0);
+                model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
+                let sent = send(
+                    d,
+                    l,
+                    w,
+                    &info,
+                    &t,
+                    &mut head,
+                    buffered.clone(),
+                    filters.as_mut(),
+                )
+                .await;
+                w.write_bufs.give(head);
+                // How this try ended, when it did not produce the response to send.
+                let (end, why, close) = match sent {
+                    Ok((up, first)) => match read_head(d, w, &info, &t, &up, first).await {
+                        Ok((p, rest)) => {
+                            let status = d.si.resp.status;
+                            let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
+                            let again = policy.is_some_and(|pol| retry::wants_retry(pol, end))
+                                && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end);
+                            if !again {
+                                if attempt > 1 {
+                                    if let Some(c) = cstats {
+                                        stats::inc(&c.upstream_rq_retry_success);
+                                    }
+                                }
+                                let from = Upstream::H1 { up: &up, p, rest };
+                                return respond(d, l, w, &info, route, &t, from, filters).await;
+                            }
+                            // Retried: this response is dropped, and its connection closed.
+                            cluster
+                                .report(ep.index, crate::endpoint_health::Outcome::Status(status));
+                            (Some(end), None, false)
+                        }
+                        Err(why) => (try_end(why, true, &t, w), Some(why), false),
+                    },
+                    Err(Failed::Reply(why, close)) => {
+                        (try_end(why, !close, &t, w), Some(why), close)
+                    }
+                    Err(Failed::Local(reply)) => {
+                        return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true)
+                            .await
+                    }
+                    Err(Failed::Next(n)) => return n,
+                    Err(Failed::H2(c, b)) => {
+                        // `protocol: auto`: the endpoint's TLS chose `h2`; this request goes there too.
+                        buffered = b;
+                        h2_first = Some(Some(c));
+                        (None, None, false)
+                    }
                 };
+                if h2_first.is_none() {
+                    break 'tried (end, why, close);
+                }
             }
-        }
-        // The encoder sizes the head and reserves it once, in one of the worker's spare write
-        // buffers: written, kept for a retry, then given back (no allocation per request).
-        let mut head = w.write_bufs.take(0);
-        model::encode_request(&d.si.req, info.upgrade.as_deref(), &mut head);
-        let sent = send(
-            d,
-            l,
-            w,
-            &info,
-            &t,
-            &mut head,
-            buffered.clone(),
-            filters.as_mut(),
-        )
-        .await;
-        w.write_bufs.give(head);
-        // How this try ended, when it did not produce the response to send.
-        let (end, why, close) = match sent {
-            Ok((up, first)) => match read_head(d, w, &info, &t, &up, first).await {
-                Ok((p, rest)) => {
+            // The HTTP/2 try. A body framed for HTTP/1 on an earlier try goes as it came.
+            if framed {
+                framed = false;
+                buffered = unframed.take().or(buffered);
+            }
+            let first = h2_first.flatten();
+            let b = buffered.clone();
+            let fwd = h2::exchange(
+                d,
+                l,
+                w,
+                &info,
+                &t,
+                b,
+                trailers.as_ref(),
+                filters.as_mut(),
+                first,
+            );
+            // Boxed: an HTTP/2 exchange's state must not make every HTTP/1 request's larger.
+            match Box::pin(fwd).await {
+                Ok(resp) => {
                     let status = d.si.resp.status;
                     let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
                     let again = policy.is_some_and(|pol| retry::wants_retry(pol, end))
@@ -292,36 +355,21 @@ pub(crate) async fn forward<S: Side>(
                                 stats::inc(&c.upstream_rq_retry_success);
                             }
                         }
-                        let from = Upstream::H1 { up: &up, p, rest };
+                        let from = Upstream::H2 {
+                            body: resp.body,
+                            end: resp.end,
+                            stream: resp.stream,
+                        };
                         return respond(d, l, w, &info, route, &t, from, filters).await;
                     }
-                    // Retried: this response is dropped, and its connection closed.
+                    // Retried: this response is dropped (its stream reset).
                     cluster.report(ep.index, crate::endpoint_health::Outcome::Status(status));
                     (Some(end), None, false)
                 }
-                Err(why) => (try_end(why, true, &t, w), Some(why), false),
-            },
-            Err(Failed::Reply(why, close)) => (try_end(why, !close, &t, w), Some(why), close),
-            Err(Failed::Local(reply)) => {
-                return stream::send_reply(d, w, Some(&info), reply, filters.as_mut(), true).await
-            }
-            Err(Failed::Next(n)) => return n,
-            Err(Failed::H2(c, buffered)) => {
-                // `protocol: auto`: the endpoint's TLS chose `h2`; this request goes there too.
-                let buffered = unframed.or(buffered);
-                let fwd = h2::forward(
-                    d,
-                    l,
-                    w,
-                    &info,
-                    route,
-                    &t,
-                    buffered,
-                    trailers,
-                    filters,
-                    Some(c),
-                );
-                return Box::pin(fwd).await;
+                Err(h2::H2Fail::Next(n)) => return n,
+                Err(h2::H2Fail::Reply { why, sent, close }) => {
+                    (try_end(why, sent, &t, w), Some(why), close)
+                }
             }
         };
         if let Some(why) = why {

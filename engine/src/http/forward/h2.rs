@@ -7,7 +7,9 @@
 //!   ─▶ poll_ready ─▶ send_request (head from the model: :authority from the authority,
 //!      connection-specific headers dropped, `te: trailers` kept when the client sent it)
 //!   ─▶ body: whole (buffered) or streamed from the client within the upstream's window
-//!   ─▶ response head within the route timeout ─▶ respond (filters, the client's codec)
+//!   ─▶ response head within the try's deadline (route timeout, per-try timeouts) ─▶ back to the
+//!      router's tries loop: retried under the route's retry_policy, or `respond` (filters,
+//!      the client's codec)
 //! a stream the server provably did not process (REFUSED_STREAM, or beyond a GOAWAY's last
 //! stream id), or a connection that failed before the request left: tried again (up to 3
 //! times) on another connection when the request can be sent again (its body whole).
@@ -18,9 +20,8 @@ use std::{cell::Cell, future::poll_fn, time::Instant};
 use bytes::Bytes;
 use ringway_filters::{BodySize, HeaderMap, RequestHead, ResponseHead};
 
-use super::{bounded, respond, Target, Upstream};
+use super::{bounded, Target};
 use crate::{
-    config::Route,
     error::LocalReason,
     http::{
         body::{BodyEvent, PumpError},
@@ -38,24 +39,45 @@ use crate::{
 /// Attempts of one request on different connections when the server did not process it.
 const ATTEMPTS: u32 = 3;
 
-/// Forward the stream's request to an HTTP/2 cluster. `buffered`: the whole body (with its
-/// trailers) when it is here; otherwise it is streamed from the client. `first`: a new
-/// connection whose TLS chose `h2` (`protocol: auto`), to open HTTP/2 on before anything else.
+/// How an HTTP/2 try ended when it produced no response.
+pub(super) enum H2Fail {
+    /// Answer with this reason unless the route's retry policy tries again; `sent`: the
+    /// request left; `close`: close the client connection with the answer.
+    Reply {
+        why: LocalReason,
+        sent: bool,
+        close: bool,
+    },
+    /// Already answered: do this with the connection.
+    Next(Next),
+}
+
+/// A response head from an HTTP/2 upstream (decoded into `d.si.resp`), its body to come.
+pub(super) struct H2Response {
+    pub(super) body: h2::RecvStream,
+    pub(super) end: bool,
+    pub(super) stream: Stream,
+}
+
+/// One try of the stream's request on an HTTP/2 cluster, up to its response head. `buffered`:
+/// the whole body (with its `trailers`) when it is here; otherwise it is streamed from the
+/// client. `first`: a new connection whose TLS chose `h2` (`protocol: auto`), to open HTTP/2
+/// on before anything else. The router's tries loop decides what a failure or a status means
+/// (`retry_policy`) and sends the response ([`respond`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn forward<S: Side>(
+pub(super) async fn exchange<S: Side>(
     d: &mut Downstream<S>,
     l: &ListenerCtx,
     w: &WorkerCtx,
     info: &ReqInfo,
-    route: &Route,
     t: &Target<'_>,
     buffered: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-    mut filters: Option<Filters<'_>>,
+    trailers: Option<&HeaderMap>,
+    mut filters: Option<&mut Filters<'_>>,
     mut first: Option<Conn>,
-) -> Next {
+) -> Result<H2Response, H2Fail> {
     let Some(o) = t.cluster.http2 else {
-        return Next::Close;
+        return Err(H2Fail::Next(Next::Close));
     };
     let limit = t.cluster.max_requests_per_connection;
     if let Some(b) = &buffered {
@@ -73,7 +95,11 @@ pub(super) async fn forward<S: Side>(
                     Ok(s) => break s,
                     Err(why) => {
                         let close = buffered.is_none();
-                        return stream::reply_error(d, w, info, why, filters.as_mut(), close).await;
+                        return Err(H2Fail::Reply {
+                            why,
+                            sent: false,
+                            close,
+                        });
                     }
                 }
             }
@@ -94,7 +120,11 @@ pub(super) async fn forward<S: Side>(
                 Ok(s) => break s,
                 Err(why) => {
                     let close = buffered.is_none();
-                    return stream::reply_error(d, w, info, why, filters.as_mut(), close).await;
+                    return Err(H2Fail::Reply {
+                        why,
+                        sent: false,
+                        close,
+                    });
                 }
             }
         };
@@ -124,8 +154,12 @@ pub(super) async fn forward<S: Side>(
                 continue;
             }
             let why = LocalReason::UpstreamReset;
-            return stream::reply_error(d, w, info, why, filters.as_mut(), buffered.is_none())
-                .await;
+            let close = buffered.is_none();
+            return Err(H2Fail::Reply {
+                why,
+                sent: false,
+                close,
+            });
         }
         let head = request_head(&d.si.req, info, t);
         let end = buffered.as_ref().is_some_and(|b| b.is_empty()) && trailers.is_none();
@@ -138,8 +172,12 @@ pub(super) async fn forward<S: Side>(
                     continue;
                 }
                 let why = LocalReason::UpstreamReset;
-                return stream::reply_error(d, w, info, why, filters.as_mut(), buffered.is_none())
-                    .await;
+                let close = buffered.is_none();
+                return Err(H2Fail::Reply {
+                    why,
+                    sent: false,
+                    close,
+                });
             }
         };
         // The body: whole, or streamed from the client (through the filters' data hooks).
@@ -149,7 +187,7 @@ pub(super) async fn forward<S: Side>(
                     || send_data(&mut send, b.clone(), trailers.is_none())
                         .await
                         .is_ok();
-                if let (true, Some(tr)) = (ok, &trailers) {
+                if let (true, Some(tr)) = (ok, trailers) {
                     let mut map = http::HeaderMap::new();
                     to_http_headers(tr, &mut map);
                     ok = send.send_trailers(map).is_ok();
@@ -158,18 +196,23 @@ pub(super) async fn forward<S: Side>(
             }
             Some(_) => {}
             None => {
-                if let Err(next) = stream_body(d, l, w, info, &mut send, filters.as_mut()).await {
-                    return next;
+                let f = filters.as_deref_mut();
+                if let Err(next) = stream_body(d, l, w, info, &mut send, f).await {
+                    return Err(H2Fail::Next(next));
                 }
             }
         }
         d.si.t_request_sent = Some(Instant::now());
-        let deadline = t.timeout.map(|t| w.drain.deadline_in(t));
+        let deadline = super::try_deadline(w, t);
         match bounded(w, deadline, response).await {
             None => {
                 send.send_reset(h2::Reason::CANCEL);
                 let why = LocalReason::UpstreamTimeout;
-                return stream::reply_error(d, w, info, why, filters.as_mut(), false).await;
+                return Err(H2Fail::Reply {
+                    why,
+                    sent: true,
+                    close: false,
+                });
             }
             Some(Err(e)) => {
                 tracing::debug!(cluster = %t.cluster.name, error = %e, "HTTP/2 upstream stream failed");
@@ -179,15 +222,18 @@ pub(super) async fn forward<S: Side>(
                     continue;
                 }
                 let why = LocalReason::UpstreamReset;
-                return stream::reply_error(d, w, info, why, filters.as_mut(), false).await;
+                return Err(H2Fail::Reply {
+                    why,
+                    sent: true,
+                    close: false,
+                });
             }
             Some(Ok(resp)) => {
                 d.si.t_first_byte = Some(Instant::now());
                 let (parts, body) = resp.into_parts();
                 let end = body.is_end_stream();
                 decode_response(&parts, end, &mut d.si.resp);
-                let from = Upstream::H2 { body, end, stream };
-                return respond(d, l, w, info, route, t, from, filters).await;
+                return Ok(H2Response { body, end, stream });
             }
         }
     }
