@@ -29,7 +29,7 @@ fn proxy(cluster: &str, hash_policy: &str) -> Proxy {
         .route("prefix: /", &route)
         .cluster_raw("pool", cluster)
         .yaml();
-    Proxy::start(&yaml)
+    Proxy::start_configured(&yaml)
 }
 
 fn endpoints(origins: &[&SwitchOrigin]) -> String {

@@ -30,7 +30,7 @@ fn proxy(endpoints: &[SocketAddr], cluster_keys: &str) -> (Proxy, SocketAddr) {
         .cluster("pool", endpoints)
         .cluster_extra(cluster_keys)
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let admin = p.admin_addr.expect("admin address");
     (p, admin)
 }

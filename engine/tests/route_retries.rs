@@ -60,7 +60,7 @@ fn five_xx_is_retried_on_another_host_with_the_attempt_count() {
         )
         .cluster("pool", &[bad.addr, good.addr])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     for _ in 0..20 {
         let r = c.get("h.test", "/");
@@ -93,7 +93,7 @@ fn a_post_is_sent_again_only_when_the_policy_says_so() {
     // `5xx` retries a POST that got a 503 (the policy says so), with its body each time.
     let o = SwitchOrigin::start("o");
     o.set(Mode::Fail);
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[o.addr],
         "  retry_policy: {retry_on: 5xx, num_retries: 2, retry_back_off: {base_interval: 5ms}}\n",
         "",
@@ -121,7 +121,7 @@ fn a_post_is_sent_again_only_when_the_policy_says_so() {
     ] {
         let o = SwitchOrigin::start("o");
         o.set(Mode::Close);
-        let p = Proxy::start(&config(&[o.addr], route, "", 2));
+        let p = Proxy::start_configured(&config(&[o.addr], route, "", 2));
         let r = request(
             p.addr,
             b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nhello",
@@ -135,7 +135,7 @@ fn a_post_is_sent_again_only_when_the_policy_says_so() {
 #[test]
 fn connect_failures_are_retried_on_a_live_endpoint() {
     let good = SwitchOrigin::start("good");
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[closed_port(), good.addr],
         "  retry_policy: {retry_on: connect-failure, num_retries: 1, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 4}\n",
         "",
@@ -154,7 +154,7 @@ fn per_try_timeouts_retry_and_the_route_timeout_bounds_every_try() {
     let good = SwitchOrigin::start("good");
     slow.set(Mode::Hang);
     let route = "  timeout: 3s\n  retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 300ms, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 4}\n";
-    let p = Proxy::start(&config(&[slow.addr, good.addr], route, "", 2));
+    let p = Proxy::start_configured(&config(&[slow.addr, good.addr], route, "", 2));
     let mut c = Client::connect(p.addr);
     for _ in 0..4 {
         let t = Instant::now();
@@ -166,7 +166,7 @@ fn per_try_timeouts_retry_and_the_route_timeout_bounds_every_try() {
     drop(p);
 
     // Every try hangs: 10 retries of 300 ms would take 3.3 s; the route's 1 s ends them all.
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[slow.addr],
         "  timeout: 1s\n  retry_policy: {retry_on: 5xx, num_retries: 10, per_try_timeout: 300ms, retry_back_off: {base_interval: 1ms}}\n",
         "",
@@ -188,7 +188,7 @@ fn back_off_is_jittered_and_exponential_within_bounds() {
     o.set(Mode::Fail);
     // 3 retries at base 40 ms: waits uniform in [0, 40), [0, 120), [0, 280) ms: 220 ms on
     // average, 440 ms at most.
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[o.addr],
         "  retry_policy: {retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 40ms, max_interval: 1s}}\n",
         "",
@@ -246,7 +246,7 @@ fn load(addr: SocketAddr, clients: usize, each: usize) -> Vec<u16> {
 #[test]
 fn a_retry_budget_keeps_retries_from_multiplying_an_outage() {
     let (o, tries) = slow_failing(Duration::from_millis(30));
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[o.addr],
         "  retry_policy: {retry_on: 5xx, num_retries: 5, retry_back_off: {base_interval: 1ms}}\n",
         "circuit_breakers:\n  thresholds:\n    - retry_budget: {budget_percent: {value: 20}, min_retry_concurrency: 2}\n",
@@ -279,7 +279,7 @@ fn max_requests_overflow_is_answered_503_uo_and_counted() {
         .cluster("pool", &[o.addr])
         .cluster_extra("circuit_breakers: {thresholds: [{max_requests: 2, track_remaining: true}]}")
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let statuses = load(p.addr, 5, 1);
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let over = statuses.iter().filter(|s| **s == 503).count();
@@ -300,7 +300,7 @@ fn max_requests_overflow_is_answered_503_uo_and_counted() {
 #[test]
 fn max_connections_queues_pending_requests_then_overflows() {
     let (o, served) = RawOrigin::counting("ok", Duration::from_millis(300));
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[o.addr],
         "",
         "circuit_breakers: {thresholds: [{max_connections: 1, max_pending_requests: 1}]}\n",
@@ -330,7 +330,7 @@ fn per_try_idle_timeout_retries_a_silent_try_and_ends_a_stalled_body() {
     let good = SwitchOrigin::start("good");
     slow.set(Mode::Hang);
     let route = "  timeout: 5s\n  retry_policy: {retry_on: 5xx, num_retries: 1, per_try_idle_timeout: 300ms, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 4}\n";
-    let p = Proxy::start(&config(&[slow.addr, good.addr], route, "", 1));
+    let p = Proxy::start_configured(&config(&[slow.addr, good.addr], route, "", 1));
     let mut c = Client::connect(p.addr);
     for _ in 0..4 {
         let t = Instant::now();
@@ -347,7 +347,7 @@ fn per_try_idle_timeout_retries_a_silent_try_and_ends_a_stalled_body() {
             thread::sleep(Duration::from_secs(6));
         }
     });
-    let p = Proxy::start(&config(
+    let p = Proxy::start_configured(&config(
         &[stall.addr],
         "  timeout: 5s\n  retry_policy: {retry_on: 5xx, per_try_idle_timeout: 300ms}\n",
         "",
@@ -379,7 +379,7 @@ fn an_http2_cluster_is_retried_under_the_policy_too() {
     let bad = BenchOrigin::start(&["--h2c", "--status", "503"]);
     let good = BenchOrigin::start(&["--h2c"]);
     let route = "  retry_policy: {retry_on: 5xx, num_retries: 2, retry_host_predicate: [{name: previous_hosts}], host_selection_retry_max_attempts: 5}\n";
-    let p = Proxy::start(&config(&[bad.addr, good.addr], route, "protocol: http2", 1));
+    let p = Proxy::start_configured(&config(&[bad.addr, good.addr], route, "protocol: http2", 1));
     let mut c = Client::connect(p.addr);
     for i in 0..10 {
         let r = c.get("h", "/");

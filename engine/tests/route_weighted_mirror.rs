@@ -60,7 +60,7 @@ fn weighted_clusters_split_requests_by_weight() {
         .cluster("b", &[b.addr])
         .cluster("c", &[closed_port()])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     let mut seen_b = 0;
     for i in 0..1000 {
@@ -96,7 +96,7 @@ fn weighted_cluster_retries_stay_on_the_chosen_cluster() {
         .cluster("flaky", &[bad.addr])
         .cluster("fine", &[good.addr])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     let mut failed = 0;
     for _ in 0..40 {
@@ -155,7 +155,7 @@ fn mirror_gets_a_shadow_copy_with_the_body() {
         .cluster("main", &[main.addr])
         .cluster("shadow", &[shadow.addr])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     for i in 0..20 {
         let body = format!("body-{i}");
@@ -206,7 +206,7 @@ fn a_slow_or_dead_mirror_does_not_hold_the_client() {
         .cluster("slow", &[slow.addr])
         .cluster("dead", &[closed_port()])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     let t0 = Instant::now();
     for _ in 0..10 {
@@ -234,7 +234,7 @@ fn mirror_fraction_takes_its_share() {
         .cluster("main", &[main.addr])
         .cluster("shadow", &[shadow.addr])
         .yaml();
-    let p = Proxy::start(&yaml);
+    let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     for _ in 0..800 {
         assert_eq!(c.get("h.test", "/").status(), 200);

@@ -184,6 +184,16 @@ impl Proxy {
         (child, stdout, stderr_path)
     }
 
+    /// Start with the config's own `workers` (no `--workers` override), and when it has an
+    /// `admin:` block, wait for the admin server's bound address too.
+    pub fn start_configured(yaml: &str) -> Proxy {
+        if yaml.contains("\nadmin:") || yaml.starts_with("admin:") {
+            Proxy::start_with_admin(yaml, &[]).0
+        } else {
+            Proxy::start_args(yaml, &[])
+        }
+    }
+
     /// Start like [`Proxy::start_args`] on a config with an `admin:` block (address
     /// `127.0.0.1:0`), and return the admin server's bound address too (read from the
     /// `ringway: admin bound to ADDR` line on stdout).
