@@ -189,9 +189,23 @@ impl Ring {
         if self.entries.is_empty() {
             return None;
         }
+        Some(self.entries[self.start(hash)].1 as usize)
+    }
+
+    /// The entries, `(hash, host index)` sorted by hash (e.g. entries per host for stats).
+    pub fn entries(&self) -> &[(u64, u32)] {
+        &self.entries
+    }
+
+    /// Index of the first entry at or after `hash`, wrapping to 0 (the ring is not empty).
+    #[inline]
+    fn start(&self, hash: u64) -> usize {
         let i = self.entries.partition_point(|&(h, _)| h < hash);
-        let i = if i == self.entries.len() { 0 } else { i };
-        Some(self.entries[i].1 as usize)
+        if i == self.entries.len() {
+            0
+        } else {
+            i
+        }
     }
 
     /// Entries on the ring.
@@ -281,6 +295,20 @@ impl Maglev {
             return None;
         }
         Some(self.table[(hash % self.table.len() as u64) as usize] as usize)
+    }
+
+    /// Slots in the table (0: no host of nonzero weight).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The table: the host index of each slot.
+    pub fn table(&self) -> &[u32] {
+        &self.table
     }
 }
 
@@ -414,5 +442,138 @@ mod tests {
             murmur2_64(b"127.0.0.1:8080_0", MURMUR_SEED),
             0xDE6D_9B15_4853_8B53
         );
+    }
+
+    // More vectors, each checked here against the system's reference libxxhash 0.8.1 (Python
+    // ctypes `XXH64(data, len, seed)`); together they cover every path: the 4-byte and 1-byte
+    // tails, 8-byte words, exactly one 32-byte stripe, and several stripes plus a tail.
+    #[test]
+    fn xxhash64_covers_every_path() {
+        assert_eq!(xxhash64(b"", 1), 0xD5AF_BA13_36A3_BE4B);
+        assert_eq!(xxhash64(b"abcd", 0), 0xDE03_27B0_D25D_92CC);
+        assert_eq!(xxhash64(b"abcdefgh", 0), 0x3AD3_5177_5B46_34B7);
+        assert_eq!(xxhash64(b"127.0.0.1:8080", 0), 0xC65E_86B0_00FB_3CBF);
+        assert_eq!(xxhash64(b"127.0.0.1:8080", 1), 0xA5D6_DC00_53AB_4ED8);
+        assert_eq!(
+            xxhash64(b"0123456789abcdef0123456789abcdef", 0),
+            0x642A_9495_8E71_E6C5
+        );
+        let bytes: Vec<u8> = (0..100).collect();
+        assert_eq!(xxhash64(&bytes, 0), 0x6AC1_E580_3216_6597);
+        assert_eq!(
+            xxhash64(&bytes, 0x9E37_79B9_7F4A_7C15),
+            0x3B97_D91E_BA03_E785
+        );
+    }
+
+    // With Envoy's seed, MurmurHash64A is libstdc++'s 64-bit `std::hash<std::string>`
+    // (`_Hash_bytes`): each value below was printed by g++'s `std::hash` and by Appleby's C
+    // `MurmurHash64A`, which agree; "", "foo", "foo\nbar" and "lyft" are also in Envoy's own
+    // hash tests.
+    #[test]
+    fn murmur2_64_is_libstdcxx_std_hash() {
+        let s = MURMUR_SEED;
+        assert_eq!(murmur2_64(b"", s), 6142509188972423790);
+        assert_eq!(murmur2_64(b"a", s), 4993892634952068459);
+        assert_eq!(murmur2_64(b"foo", s), 9631199822919835226);
+        assert_eq!(murmur2_64(b"foo\nbar", s), 16306510975912980159);
+        assert_eq!(murmur2_64(b"lyft", s), 12847078931730529320);
+        assert_eq!(murmur2_64(b"abcdefgh", s), 8664279048047335611);
+        assert_eq!(
+            murmur2_64(b"Nobody inspects the spammish repetition", s),
+            14101402996947411153
+        );
+        assert_eq!(murmur2_64(b"a", 0), 0x0717_17D2_D36B_6B11);
+        assert_eq!(murmur2_64(b"foo/bar", 0), 0x1084_3F51_3AC5_10CC);
+    }
+
+    fn per_host(ring: &Ring, n: usize) -> Vec<usize> {
+        let mut c = vec![0; n];
+        for &(_, h) in ring.entries() {
+            c[h as usize] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn ring_sizing_and_keys() {
+        // Envoy's sizing: the lightest host's share of min_size, rounded up, sets the scale.
+        let r = Ring::build(&hosts(3, &[1, 1, 2]), 1024, 8 << 20, HashFunction::XxHash);
+        assert_eq!(per_host(&r, 3), vec![256, 256, 512]);
+        // 5 equal hosts: ceil(0.2 × 1024) = 205 each.
+        let r = Ring::build(&hosts(5, &[]), 1024, 8 << 20, HashFunction::XxHash);
+        assert_eq!(per_host(&r, 5), vec![205; 5]);
+        // max_size caps the ring.
+        let r = Ring::build(&hosts(4, &[]), 1024, 8, HashFunction::XxHash);
+        assert_eq!(per_host(&r, 4), vec![2; 4]);
+        // Entry i of a host is the hash of "<key>_<i>".
+        for f in [HashFunction::XxHash, HashFunction::MurmurHash2] {
+            let r = Ring::build(&[("h".to_string(), 1)], 3, 3, f);
+            let mut want: Vec<(u64, u32)> = ["h_0", "h_1", "h_2"]
+                .iter()
+                .map(|k| match f {
+                    HashFunction::XxHash => (xxhash64(k.as_bytes(), 0), 0),
+                    HashFunction::MurmurHash2 => (murmur2_64(k.as_bytes(), MURMUR_SEED), 0),
+                })
+                .collect();
+            want.sort_unstable();
+            assert_eq!(r.entries(), &want[..]);
+        }
+        // Lookup: an exact hit, just past it, and past the last entry (wraps to the first).
+        let r = Ring::build(&hosts(2, &[]), 16, 16, HashFunction::XxHash);
+        let e = r.entries();
+        assert!(e.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(r.pick(e[3].0), Some(e[3].1 as usize));
+        assert_eq!(r.pick(e[3].0 + 1), Some(e[4].1 as usize));
+        assert_eq!(r.pick(e[e.len() - 1].0 + 1), Some(e[0].1 as usize));
+        assert_eq!(r.pick(u64::MAX), Some(e[0].1 as usize));
+    }
+
+    #[test]
+    fn ring_rebuilt_for_fewer_hosts_moves_few_other_keys() {
+        // Rebuilt with its own sizing (Ring::build, 205 -> 256 entries per host), the other
+        // hosts' new entries take some keys from each other too: still well under a quarter.
+        let five = hosts(5, &[]);
+        let four: Vec<(String, u32)> = five[..4].to_vec();
+        let r5 = Ring::build(&five, 1024, 8 << 20, HashFunction::XxHash);
+        let r4 = Ring::build(&four, 1024, 8 << 20, HashFunction::XxHash);
+        let (mut others, mut moved) = (0, 0);
+        for k in 0..50_000u64 {
+            let x = xxhash64(&k.to_le_bytes(), 5);
+            let before = r5.pick(x).expect("pick");
+            if before == 4 {
+                continue;
+            }
+            others += 1;
+            if r4.pick(x) != Some(before) {
+                moved += 1;
+            }
+        }
+        assert!(moved * 4 < others, "{moved} of {others} other keys moved");
+    }
+
+    #[test]
+    fn maglev_slots_follow_weights() {
+        let count = |m: &Maglev, n: usize| {
+            let mut c = vec![0u64; n];
+            for &h in m.table() {
+                c[h as usize] += 1;
+            }
+            c
+        };
+        let m = Maglev::build(&hosts(3, &[1, 1, 2]), 65537);
+        assert_eq!(m.len(), 65537);
+        let c = count(&m, 3);
+        for (got, want) in c.iter().zip([16384u64, 16384, 32769]) {
+            assert!(got.abs_diff(want) <= 2, "{c:?}");
+        }
+        let m = Maglev::build(&hosts(3, &[1, 3, 7]), 10007);
+        let c = count(&m, 3);
+        for (got, w) in c.iter().zip([1u64, 3, 7]) {
+            assert!(got.abs_diff(10007 * w / 11) <= 2, "{c:?}");
+        }
+        let m = Maglev::build(&hosts(3, &[1, 0, 1]), 101);
+        assert!(m.table().iter().all(|&h| h != 1));
+        assert!(Maglev::build(&[], 101).is_empty());
     }
 }
