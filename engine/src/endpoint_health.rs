@@ -15,10 +15,14 @@
 //!
 //! Outlier detection's inputs flow the other way: each worker reports every finished exchange
 //! ([`ClusterHealth::report`]) into the host's consecutive-failure counters (atomics: a
-//! consecutive run spans workers, as in Envoy); the worker whose report reaches a threshold
-//! sends one message to the detector, which decides the ejection for the whole process. A
-//! success resets a counter only when it is not already zero (a load, no store, in steady
-//! state). Success-rate inputs are the per-worker endpoint counters (`rq_total`, `rq_error`),
+//! consecutive run spans workers, as in Envoy). The worker whose report reaches a threshold
+//! ejects the host itself when the detection is always enforced (`enforcing_*: 100`, the
+//! default for consecutive 5xx) and `max_ejection_percent` allows ([`ClusterHealth::try_eject`]:
+//! a compare-and-swap on the cluster's ejected count, then the flag), so its very next pick,
+//! and every other worker's, already skips the host; then it sends one message to the
+//! detector, which keeps the ejection's time and stats (or, for a detection enforced by
+//! chance, decides). A success resets a counter only when it is not already zero (a load, no
+//! store, in steady state). Success-rate inputs are the per-worker endpoint counters (`rq_total`, `rq_error`),
 //! which the detector reads every `interval`.
 
 use std::sync::{
@@ -41,8 +45,24 @@ pub enum Detected {
     ConsecutiveLocalOriginFailure,
 }
 
-/// A worker's message to the outlier detector: (cluster, endpoint, what reached its threshold).
-pub type OutlierEvent = (usize, usize, Detected);
+/// What the worker that saw a threshold did about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Enforced by chance (`enforcing_*` between 1 and 99): the detector draws.
+    Undecided,
+    /// Not enforced (`enforcing_*: 0`): counted as detected only.
+    NotEnforced,
+    /// Ejected by the worker: the detector records it.
+    Ejected,
+    /// Already ejected (by another worker or the detector): nothing to do.
+    Already,
+    /// `max_ejection_percent` refused it.
+    Overflow,
+}
+
+/// A worker's message to the outlier detector: (cluster, endpoint, what reached its threshold,
+/// what the worker did).
+pub type OutlierEvent = (usize, usize, Detected, Decision);
 
 /// One host's shared state. Padded to a cache line: workers write the counters of the hosts
 /// that fail, and one failing host must not slow the reads of another's.
@@ -165,6 +185,9 @@ struct Outlier {
     consecutive_5xx: u32,
     consecutive_gateway: u32,
     consecutive_local: u32,
+    /// `enforcing_*` of the three consecutive detections, in [`Detected`]'s order.
+    enforcing: [u32; 3],
+    max_ejection_percent: u32,
     split: bool,
     events: flume::Sender<OutlierEvent>,
 }
@@ -176,6 +199,9 @@ pub struct ClusterHealth {
     generation: Generation,
     pub hosts: Box<[HostHealth]>,
     outlier: Option<Outlier>,
+    /// Hosts with [`FAILED_OUTLIER`] set (kept by [`ClusterHealth::try_eject`] and
+    /// [`ClusterHealth::uneject`], the only writers of that flag).
+    ejected: AtomicU32,
     pub panic_threshold: f64,
     /// Active checks are configured (hosts start failed until their first check passes).
     pub active: bool,
@@ -224,9 +250,16 @@ impl ClusterHealth {
                 consecutive_5xx: o.consecutive_5xx,
                 consecutive_gateway: o.consecutive_gateway_failure,
                 consecutive_local: o.consecutive_local_origin_failure,
+                enforcing: [
+                    o.enforcing_consecutive_5xx,
+                    o.enforcing_consecutive_gateway_failure,
+                    o.enforcing_consecutive_local_origin_failure,
+                ],
+                max_ejection_percent: o.max_ejection_percent,
                 split: o.split_external_local_origin_errors,
                 events,
             }),
+            ejected: AtomicU32::new(0),
             panic_threshold,
             active,
             stats: HealthStats::default(),
@@ -237,9 +270,11 @@ impl ClusterHealth {
         self.generation.0.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Set or clear `flag` on host `i`; the workers see it from their next pick. Returns
-    /// whether the host's health (healthy or not) changed.
+    /// Set or clear `flag` ([`FAILED_ACTIVE_HC`]; outlier ejections go through
+    /// [`ClusterHealth::try_eject`]) on host `i`; the workers see it from their next pick.
+    /// Returns whether the host's health (healthy or not) changed.
     pub fn set(&self, i: usize, flag: u8, on: bool) -> bool {
+        debug_assert_eq!(flag & FAILED_OUTLIER, 0, "outlier flags are counted");
         let Some(h) = self.hosts.get(i) else {
             return false;
         };
@@ -255,6 +290,58 @@ impl ClusterHealth {
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         (before == 0) != (after == 0)
+    }
+
+    /// Eject host `i` by outlier detection if `max_ejection_percent` allows: at most that share
+    /// of the hosts at once, but always at least one (Envoy's rule). The count is taken first
+    /// (compare-and-swap), so workers and the detector ejecting at the same moment never go
+    /// past the cap.
+    pub fn try_eject(&self, i: usize, max_ejection_percent: u32) -> Decision {
+        let Some(h) = self.hosts.get(i) else {
+            return Decision::Already;
+        };
+        if h.flags.load(Relaxed) & FAILED_OUTLIER != 0 {
+            return Decision::Already;
+        }
+        let total = self.hosts.len();
+        let mut n = self.ejected.load(Relaxed);
+        loop {
+            let allowed = n == 0 || 100 * (n as usize + 1) <= max_ejection_percent as usize * total;
+            if !allowed {
+                return Decision::Overflow;
+            }
+            match self
+                .ejected
+                .compare_exchange_weak(n, n + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        if h.flags.fetch_or(FAILED_OUTLIER, Relaxed) & FAILED_OUTLIER != 0 {
+            self.ejected.fetch_sub(1, Relaxed);
+            return Decision::Already;
+        }
+        self.generation
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.clear_runs(i);
+        Decision::Ejected
+    }
+
+    /// Bring host `i` back from an outlier ejection. Returns whether it was ejected.
+    pub fn uneject(&self, i: usize) -> bool {
+        let Some(h) = self.hosts.get(i) else {
+            return false;
+        };
+        if h.flags.fetch_and(!FAILED_OUTLIER, Relaxed) & FAILED_OUTLIER == 0 {
+            return false;
+        }
+        self.ejected.fetch_sub(1, Relaxed);
+        self.generation
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        true
     }
 
     /// Host `i`'s health flags, as `/clusters` shows them (Envoy's names).
@@ -282,7 +369,12 @@ impl ClusterHealth {
         };
         let bump = |c: &AtomicU32, threshold: u32, what: Detected| {
             if c.fetch_add(1, Relaxed) + 1 == threshold {
-                let _ = o.events.send((self.cluster, i, what));
+                let decision = match o.enforcing[what as usize] {
+                    0 => Decision::NotEnforced,
+                    100.. => self.try_eject(i, o.max_ejection_percent),
+                    _ => Decision::Undecided,
+                };
+                let _ = o.events.send((self.cluster, i, what, decision));
             }
         };
         let reset = |c: &AtomicU32| {
@@ -301,6 +393,11 @@ impl ClusterHealth {
         };
         match (outcome, status) {
             (_, Some(s)) if s >= 500 => {
+                // An answer, even a 5xx, means the connection worked: the local-origin run
+                // ends (Envoy's connect success; without the split, that run never grows).
+                if o.split {
+                    reset(&h.consecutive_local);
+                }
                 bump(
                     &h.consecutive_5xx,
                     o.consecutive_5xx,
@@ -320,9 +417,7 @@ impl ClusterHealth {
             (_, Some(_)) => {
                 reset(&h.consecutive_5xx);
                 reset(&h.consecutive_gateway);
-                if !o.split {
-                    reset(&h.consecutive_local);
-                }
+                reset(&h.consecutive_local);
                 false
             }
             (Outcome::Connected, None) => {
@@ -397,8 +492,15 @@ mod tests {
         for _ in 0..4 {
             h.report(1, Outcome::Status(500));
         }
-        assert_eq!(rx.try_recv().ok(), Some((0, 1, Detected::Consecutive5xx)));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some((0, 1, Detected::Consecutive5xx, Decision::Ejected))
+        );
         assert!(rx.try_recv().is_err(), "one event per run");
+        assert!(
+            !h.hosts[1].healthy(),
+            "ejected by the reporting worker itself"
+        );
     }
 
     #[test]
@@ -409,10 +511,22 @@ mod tests {
         h.report(0, Outcome::Timeout); // 504
         assert_eq!(
             rx.try_recv().ok(),
-            Some((3, 0, Detected::ConsecutiveGatewayFailure))
+            Some((
+                3,
+                0,
+                Detected::ConsecutiveGatewayFailure,
+                Decision::NotEnforced
+            ))
+        );
+        assert!(
+            h.hosts[0].healthy(),
+            "gateway failures are not enforced by default"
         );
         h.report(0, Outcome::Status(500));
-        assert_eq!(rx.try_recv().ok(), Some((3, 0, Detected::Consecutive5xx)));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some((3, 0, Detected::Consecutive5xx, Decision::Ejected))
+        );
     }
 
     #[test]
@@ -427,10 +541,19 @@ mod tests {
         h.report(0, Outcome::Connected);
         h.report(0, Outcome::Reset);
         assert!(rx.try_recv().is_err());
+        // An HTTP answer, even a 5xx, ends the run too (the connection worked).
+        h.report(0, Outcome::Status(502));
+        h.report(0, Outcome::Reset);
+        assert!(rx.try_recv().is_err());
         h.report(0, Outcome::ConnectFailed);
         assert_eq!(
             rx.try_recv().ok(),
-            Some((0, 0, Detected::ConsecutiveLocalOriginFailure))
+            Some((
+                0,
+                0,
+                Detected::ConsecutiveLocalOriginFailure,
+                Decision::Ejected
+            ))
         );
         assert_eq!(h.hosts[0].consecutive_5xx.load(Relaxed), 0);
     }
@@ -452,10 +575,66 @@ mod tests {
         assert!(!v.panic, "2 of 4 is 50%: not below the threshold");
         assert_eq!(v.members(), vec![0, 1]);
         // An outlier flag on a healthy host makes it unhealthy too; the other flag stays.
-        assert!(h.set(1, FAILED_OUTLIER, true));
+        assert_eq!(h.try_eject(1, 100), Decision::Ejected);
         assert!(!h.set(1, FAILED_ACTIVE_HC, true));
-        assert!(!h.set(1, FAILED_OUTLIER, false));
+        assert!(h.uneject(1));
+        assert!(!h.hosts[1].healthy());
         let v = view(&h);
         assert!(v.panic);
+    }
+
+    #[test]
+    fn a_worker_ejects_at_the_threshold_within_the_cap_and_chance_is_left_to_the_detector() {
+        let (tx, rx) = flume::unbounded();
+        let o = OutlierDetection {
+            max_ejection_percent: 50,
+            ..od()
+        };
+        let h = ClusterHealth::new(0, 4, false, Some((&o, tx)), 50.0);
+        let g = h.generation();
+        for host in 0..3 {
+            for _ in 0..3 {
+                h.report(host, Outcome::Status(500));
+            }
+        }
+        let got: Vec<Decision> = rx.try_iter().map(|e| e.3).collect();
+        assert_eq!(
+            got,
+            vec![Decision::Ejected, Decision::Ejected, Decision::Overflow]
+        );
+        assert!(
+            h.generation() > g,
+            "the workers' views rebuild at their next pick"
+        );
+        assert_eq!(view(&h).members(), vec![2, 3]);
+        assert_eq!(h.try_eject(0, 50), Decision::Already);
+        // Back in: the count drops and the next host may go.
+        assert!(h.uneject(0));
+        assert!(!h.uneject(0));
+        assert_eq!(h.try_eject(2, 50), Decision::Ejected);
+        // Cap at one host: ejections racing from threads never pass it.
+        let h = std::sync::Arc::new(ClusterHealth::new(0, 8, false, None, 50.0));
+        let won: usize = std::thread::scope(|s| {
+            let t: Vec<_> = (0..8)
+                .map(|i| {
+                    let h = &h;
+                    s.spawn(move || usize::from(h.try_eject(i, 0) == Decision::Ejected))
+                })
+                .collect();
+            t.into_iter().map(|t| t.join().expect("thread")).sum()
+        });
+        assert_eq!(won, 1);
+        // Enforced by chance: the worker leaves it to the detector.
+        let (tx, rx) = flume::unbounded();
+        let o = OutlierDetection {
+            enforcing_consecutive_5xx: 50,
+            ..od()
+        };
+        let h = ClusterHealth::new(0, 2, false, Some((&o, tx)), 50.0);
+        for _ in 0..3 {
+            h.report(0, Outcome::Status(500));
+        }
+        assert_eq!(rx.try_recv().ok().map(|e| e.3), Some(Decision::Undecided));
+        assert!(h.hosts[0].healthy());
     }
 }

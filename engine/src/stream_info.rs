@@ -61,6 +61,18 @@ pub struct SpanCtx {
     pub keep_tracestate: bool,
 }
 
+/// What of a request's last try has gone to outlier detection (`ClusterView::report`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Nothing yet: the end of the stream reports it.
+    #[default]
+    No,
+    /// The response's status: a failure of its body is still to come.
+    Status,
+    /// All of it.
+    Done,
+}
+
 /// One request's record. `Default` is the empty record of a connection between requests.
 #[derive(Debug, Default, Clone)]
 pub struct StreamInfo {
@@ -84,6 +96,9 @@ pub struct StreamInfo {
     pub attempts: u32,
     /// A retry was called for but the policy's `num_retries` or a breaker forbade it (`URX`).
     pub retry_limit: bool,
+    /// How much of the last try's outcome outlier detection has heard already (reported as
+    /// soon as it is known, before the client's answer is written).
+    pub outcome_reported: Reported,
     /// A `Set-Cookie` value for the response: a `hash_policy` cookie the proxy generated.
     pub set_cookie: Option<Box<[u8]>>,
     /// Cluster and endpoint the request was forwarded to.

@@ -220,9 +220,9 @@ async fn run(
     {
         let det = Rc::clone(&detectors);
         tasks.push(compio::runtime::spawn(async move {
-            while let Ok((c, i, what)) = events.recv_async().await {
+            while let Ok((c, i, what, decision)) = events.recv_async().await {
                 if let Some(Some(d)) = det.get(c) {
-                    d.borrow_mut().on_event(i, what, Instant::now());
+                    d.borrow_mut().on_event(i, what, decision, Instant::now());
                 }
             }
         }));

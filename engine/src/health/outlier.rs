@@ -1,5 +1,7 @@
 //! Outlier detection's decisions for one cluster, made once for the process on the health
-//! thread: consecutive-failure events from the workers ([`Detector::on_event`]) and, every
+//! thread: consecutive-failure events from the workers ([`Detector::on_event`]: a host the
+//! worker already ejected is recorded here, with its ejection time; one enforced by chance is
+//! drawn for here) and, every
 //! `interval`, the success-rate and failure-percentage detectors over the workers' per-endpoint
 //! counters and the return of hosts whose ejection time is up ([`Detector::tick`]). An
 //! ejection sets the host's `FAILED_OUTLIER` flag, which every worker honours from its next
@@ -18,7 +20,7 @@ use std::{
 
 use crate::{
     config::OutlierDetection,
-    endpoint_health::{ClusterHealth, Detected, EjectKind, FAILED_OUTLIER},
+    endpoint_health::{ClusterHealth, Decision, Detected, EjectKind},
     rng::Rng,
 };
 
@@ -61,20 +63,13 @@ impl Detector {
         self.cfg.interval
     }
 
-    fn ejected(&self) -> usize {
-        self.hosts
-            .iter()
-            .filter(|h| h.ejected_until.is_some())
-            .count()
-    }
-
     /// Whether a detection with enforcement `pct` is acted on.
     fn enforce(&self, pct: u32) -> bool {
         pct >= 100 || (pct > 0 && self.rng.below(100) < u64::from(pct))
     }
 
-    /// A worker saw host `i` reach a consecutive-failure threshold.
-    pub fn on_event(&mut self, i: usize, what: Detected, now: Instant) {
+    /// A worker saw host `i` reach a consecutive-failure threshold, and did `decision`.
+    pub fn on_event(&mut self, i: usize, what: Detected, decision: Decision, now: Instant) {
         let (kind, pct) = match what {
             Detected::Consecutive5xx => (
                 EjectKind::Consecutive5xx,
@@ -99,10 +94,21 @@ impl Detector {
                 self.health.hosts[i].consecutive_local.store(0, Relaxed)
             }
         }
-        if self.hosts.get(i).is_none_or(|h| h.ejected_until.is_some()) {
-            return;
+        let known = self.hosts.get(i).is_none_or(|h| h.ejected_until.is_some());
+        match decision {
+            Decision::Already => {}
+            _ if known => {}
+            Decision::Undecided => self.detected(i, kind, pct, now),
+            Decision::NotEnforced => inc(&self.health.stats.detected[kind as usize]),
+            Decision::Ejected => {
+                inc(&self.health.stats.detected[kind as usize]);
+                self.ejected(i, kind, now);
+            }
+            Decision::Overflow => {
+                inc(&self.health.stats.detected[kind as usize]);
+                inc(&self.health.stats.ejections_overflow);
+            }
         }
-        self.detected(i, kind, pct, now);
     }
 
     fn detected(&mut self, i: usize, kind: EjectKind, pct: u32, now: Instant) {
@@ -113,14 +119,16 @@ impl Detector {
     }
 
     fn eject(&mut self, i: usize, kind: EjectKind, now: Instant) {
-        let total = self.hosts.len();
-        let active = self.ejected();
-        let allowed =
-            active == 0 || 100 * (active + 1) <= self.cfg.max_ejection_percent as usize * total;
-        if !allowed {
-            inc(&self.health.stats.ejections_overflow);
-            return;
+        match self.health.try_eject(i, self.cfg.max_ejection_percent) {
+            Decision::Ejected => self.ejected(i, kind, now),
+            Decision::Overflow => inc(&self.health.stats.ejections_overflow),
+            // A worker ejected it a moment ago; its event records it.
+            _ => {}
         }
+    }
+
+    /// Host `i` was just ejected (here or by a worker): its ejection time and the stats.
+    fn ejected(&mut self, i: usize, kind: EjectKind, now: Instant) {
         let h = &mut self.hosts[i];
         h.num_ejections = h.num_ejections.saturating_add(1);
         let for_ = self
@@ -129,7 +137,6 @@ impl Detector {
             .saturating_mul(h.num_ejections)
             .min(self.cfg.max_ejection_time);
         h.ejected_until = Some(now + for_);
-        self.health.set(i, FAILED_OUTLIER, true);
         self.health.clear_runs(i);
         let s = &self.health.stats;
         inc(&s.ejections_total);
@@ -152,7 +159,7 @@ impl Detector {
         if h.ejected_until.take().is_none() {
             return;
         }
-        self.health.set(i, FAILED_OUTLIER, false);
+        self.health.uneject(i);
         self.health.clear_runs(i);
         self.health.stats.ejections_active.fetch_sub(1, Relaxed);
         tracing::info!(cluster = %self.name, endpoint = i, why, "outlier detection: endpoint back in rotation");
@@ -257,7 +264,7 @@ mod tests {
         };
         let mut d = detector(3, cfg);
         let t0 = Instant::now();
-        d.on_event(0, Detected::Consecutive5xx, t0);
+        d.on_event(0, Detected::Consecutive5xx, Decision::Undecided, t0);
         assert!(!d.health.hosts[0].healthy());
         assert_eq!(d.hosts[0].ejected_until, Some(t0 + Duration::from_secs(30)));
         // Not back before its time; back after it.
@@ -267,11 +274,11 @@ mod tests {
         d.tick(t1, &[]);
         assert!(d.health.hosts[0].healthy());
         // Second ejection right away: 60s; third: capped at 70s.
-        d.on_event(0, Detected::Consecutive5xx, t1);
+        d.on_event(0, Detected::Consecutive5xx, Decision::Undecided, t1);
         assert_eq!(d.hosts[0].ejected_until, Some(t1 + Duration::from_secs(60)));
         let t2 = t1 + Duration::from_secs(60);
         d.tick(t2, &[]);
-        d.on_event(0, Detected::Consecutive5xx, t2);
+        d.on_event(0, Detected::Consecutive5xx, Decision::Undecided, t2);
         assert_eq!(d.hosts[0].ejected_until, Some(t2 + Duration::from_secs(70)));
         let s = &d.health.stats;
         assert_eq!(s.ejections_enforced_total.load(Relaxed), 3);
@@ -282,8 +289,8 @@ mod tests {
     fn max_ejection_percent_caps_ejections_but_one_host_always_may_go() {
         let mut d = detector(3, OutlierDetection::default()); // 10%
         let now = Instant::now();
-        d.on_event(0, Detected::Consecutive5xx, now);
-        d.on_event(1, Detected::Consecutive5xx, now);
+        d.on_event(0, Detected::Consecutive5xx, Decision::Undecided, now);
+        d.on_event(1, Detected::Consecutive5xx, Decision::Undecided, now);
         assert!(!d.health.hosts[0].healthy(), "at least one host is ejected");
         assert!(d.health.hosts[1].healthy(), "the second would exceed 10%");
         assert_eq!(d.health.stats.ejections_overflow.load(Relaxed), 1);
@@ -293,7 +300,7 @@ mod tests {
         };
         let mut d = detector(4, cfg);
         for i in 0..4 {
-            d.on_event(i, Detected::Consecutive5xx, now);
+            d.on_event(i, Detected::Consecutive5xx, Decision::Undecided, now);
         }
         assert_eq!(d.health.healthy_count(), 2);
     }
@@ -301,7 +308,12 @@ mod tests {
     #[test]
     fn gateway_failures_are_detected_but_not_enforced_by_default() {
         let mut d = detector(2, OutlierDetection::default());
-        d.on_event(0, Detected::ConsecutiveGatewayFailure, Instant::now());
+        d.on_event(
+            0,
+            Detected::ConsecutiveGatewayFailure,
+            Decision::Undecided,
+            Instant::now(),
+        );
         assert!(d.health.hosts[0].healthy());
         let s = &d.health.stats;
         assert_eq!(
@@ -347,9 +359,41 @@ mod tests {
     }
 
     #[test]
+    fn a_host_a_worker_ejected_is_recorded_and_comes_back_on_time() {
+        let cfg = OutlierDetection {
+            base_ejection_time: Duration::from_secs(30),
+            ..OutlierDetection::default()
+        };
+        let mut d = detector(3, cfg);
+        let t0 = Instant::now();
+        assert_eq!(d.health.try_eject(2, 10), Decision::Ejected);
+        d.on_event(2, Detected::Consecutive5xx, Decision::Ejected, t0);
+        assert_eq!(d.hosts[2].ejected_until, Some(t0 + Duration::from_secs(30)));
+        let s = &d.health.stats;
+        assert_eq!(s.ejections_enforced_total.load(Relaxed), 1);
+        assert_eq!(s.ejections_active.load(Relaxed), 1);
+        // A second worker's event for the same run changes nothing.
+        d.on_event(2, Detected::Consecutive5xx, Decision::Already, t0);
+        assert_eq!(d.health.stats.ejections_total.load(Relaxed), 1);
+        // The detector's own ejections count the worker's against the cap (10% of 3: one).
+        d.on_event(0, Detected::Consecutive5xx, Decision::Undecided, t0);
+        assert!(d.health.hosts[0].healthy());
+        assert_eq!(d.health.stats.ejections_overflow.load(Relaxed), 1);
+        d.tick(t0 + Duration::from_secs(30), &[]);
+        assert!(d.health.hosts[2].healthy());
+        assert_eq!(d.health.stats.ejections_active.load(Relaxed), 0);
+        assert_eq!(d.health.try_eject(0, 10), Decision::Ejected);
+    }
+
+    #[test]
     fn a_passed_health_check_brings_an_ejected_host_back() {
         let mut d = detector(2, OutlierDetection::default());
-        d.on_event(1, Detected::Consecutive5xx, Instant::now());
+        d.on_event(
+            1,
+            Detected::Consecutive5xx,
+            Decision::Undecided,
+            Instant::now(),
+        );
         assert!(!d.health.hosts[1].healthy());
         d.health_check_passed(1);
         assert!(d.health.hosts[1].healthy());

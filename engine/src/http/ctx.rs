@@ -88,7 +88,14 @@ impl WorkerCtx {
         // Outlier detection's input (health-checked clusters only).
         if let Some(cv) = si.cluster.and_then(|c| self.clusters.clusters.get(c)) {
             if cv.health().is_some() && si.upstream.is_some() {
-                if let Some(outcome) = outcome(si) {
+                use crate::stream_info::Reported;
+                let outcome = match si.outcome_reported {
+                    Reported::No => outcome(si),
+                    // The status went at the head: only a failure of the body is left.
+                    Reported::Status => si.local_reason.and_then(outcome_of),
+                    Reported::Done => None,
+                };
+                if let Some(outcome) = outcome {
                     cv.report(si.endpoint as usize, outcome);
                 }
             }

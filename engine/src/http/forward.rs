@@ -21,6 +21,7 @@ use ringway_filters::{BodySize, HeaderMap};
 
 use crate::{
     config::{ForwardAction, Route},
+    endpoint_health::Outcome,
     error::LocalReason,
     http::{
         body::{self, BodyEvent, PumpError, ReadAllError},
@@ -32,6 +33,7 @@ use crate::{
     },
     io::{Conn, PostedRead, ReadBuf},
     stats,
+    stream_info::Reported,
     upstream::{encode_proxy_header, ActiveRq, ClusterView, EndpointView, Proxied, RetryGuard},
 };
 
@@ -217,6 +219,7 @@ pub(crate) async fn forward<S: Side>(
     loop {
         attempt += 1;
         d.si.attempts = attempt;
+        d.si.outcome_reported = Reported::No;
         tried.add(ep.index);
         let _active = ActiveRq::new(cluster, ep);
         w.stats.upstream_rq(cid, ep.index);
@@ -295,12 +298,15 @@ pub(crate) async fn forward<S: Side>(
                                         stats::inc(&c.upstream_rq_retry_success);
                                     }
                                 }
+                                // Outlier detection hears the status now, before the client does.
+                                cluster.report(ep.index, Outcome::Status(status));
+                                d.si.outcome_reported = Reported::Status;
                                 let from = Upstream::H1 { up: &up, p, rest };
                                 return respond(d, l, w, &info, route, &t, from, filters).await;
                             }
                             // Retried: this response is dropped, and its connection closed.
-                            cluster
-                                .report(ep.index, crate::endpoint_health::Outcome::Status(status));
+                            cluster.report(ep.index, Outcome::Status(status));
+                            d.si.outcome_reported = Reported::Done;
                             (Some(end), None, false)
                         }
                         Err(why) => (try_end(why, true, &t, w), Some(why), false),
@@ -355,6 +361,8 @@ pub(crate) async fn forward<S: Side>(
                                 stats::inc(&c.upstream_rq_retry_success);
                             }
                         }
+                        cluster.report(ep.index, Outcome::Status(status));
+                        d.si.outcome_reported = Reported::Status;
                         let from = Upstream::H2 {
                             body: resp.body,
                             end: resp.end,
@@ -363,7 +371,8 @@ pub(crate) async fn forward<S: Side>(
                         return respond(d, l, w, &info, route, &t, from, filters).await;
                     }
                     // Retried: this response is dropped (its stream reset).
-                    cluster.report(ep.index, crate::endpoint_health::Outcome::Status(status));
+                    cluster.report(ep.index, Outcome::Status(status));
+                    d.si.outcome_reported = Reported::Done;
                     (Some(end), None, false)
                 }
                 Err(h2::H2Fail::Next(n)) => return n,
@@ -378,11 +387,12 @@ pub(crate) async fn forward<S: Side>(
                 policy.is_some_and(|pol| retry::wants_retry(pol, end))
                     && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end)
             });
-            if !again {
-                return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
-            }
             if let Some(o) = crate::http::ctx::outcome_of(why) {
                 cluster.report(ep.index, o);
+            }
+            d.si.outcome_reported = Reported::Done;
+            if !again {
+                return stream::reply_error(d, w, &info, why, filters.as_mut(), close).await;
             }
         }
         // Another try: counted, after a jittered back-off within the route deadline, on an
