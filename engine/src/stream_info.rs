@@ -96,6 +96,9 @@ pub struct StreamInfo {
     pub attempts: u32,
     /// A retry was called for but the policy's `num_retries` or a breaker forbade it (`URX`).
     pub retry_limit: bool,
+    /// The retry circuit breaker (`max_retries`, `retry_budget`) refused a retry (`UO`, as
+    /// Envoy).
+    pub retry_overflow: bool,
     /// How much of the last try's outcome outlier detection has heard already (reported as
     /// soon as it is known, before the client's answer is written).
     pub outcome_reported: Reported,
@@ -241,6 +244,9 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
             n += 1;
         }
     };
+    if si.retry_overflow {
+        add("UO");
+    }
     let upstream_failure = match si.local_reason {
         Some(r) => {
             let flag = match r {

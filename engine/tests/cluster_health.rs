@@ -235,7 +235,10 @@ fn consecutive_5xx_eject_an_endpoint_until_its_ejection_time_is_over() {
     // 503 is written, so no later request (from either worker) reaches it.
     assert_eq!(failed, 3, "{rs:?}");
     let last = rs.iter().rposition(|r| r.0 == 503).expect("a 503");
-    assert!(rs[last + 1..].iter().all(|r| r.0 == 200 && r.1 != "c"), "{rs:?}");
+    assert!(
+        rs[last + 1..].iter().all(|r| r.0 == 200 && r.1 != "c"),
+        "{rs:?}"
+    );
     assert_eq!(flags(admin, o[2].addr), "/failed_outlier_check");
     assert_eq!(
         stat(

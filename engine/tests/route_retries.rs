@@ -246,12 +246,22 @@ fn load(addr: SocketAddr, clients: usize, each: usize) -> Vec<u16> {
 #[test]
 fn a_retry_budget_keeps_retries_from_multiplying_an_outage() {
     let (o, tries) = slow_failing(Duration::from_millis(30));
-    let p = Proxy::start_configured(&config(
-        &[o.addr],
-        "  retry_policy: {retry_on: 5xx, num_retries: 5, retry_back_off: {base_interval: 1ms}}\n",
-        "circuit_breakers:\n  thresholds:\n    - retry_budget: {budget_percent: {value: 20}, min_retry_concurrency: 2}\n",
-        2,
-    ));
+    let log = scratch_dir().join("retry-budget.log");
+    let yaml = ConfigBuilder::new()
+        .top("workers: 2")
+        .admin()
+        .hcm_extra(&format!(
+            "access_log: [{{ path: {}, format: \"%RESPONSE_CODE% %RESPONSE_FLAGS%\\n\" }}]",
+            log.display()
+        ))
+        .route(
+            "prefix: /",
+            "route:\n  cluster: pool\n  retry_policy: {retry_on: 5xx, num_retries: 5, retry_back_off: {base_interval: 1ms}}\n",
+        )
+        .cluster("pool", &[o.addr])
+        .cluster_extra("circuit_breakers:\n  thresholds:\n    - retry_budget: {budget_percent: {value: 20}, min_retry_concurrency: 2}\n")
+        .yaml();
+    let p = Proxy::start_configured(&yaml);
     let statuses = load(p.addr, 16, 5);
     assert!(statuses.iter().all(|s| *s == 503));
     let requests = statuses.len();
@@ -261,7 +271,16 @@ fn a_retry_budget_keeps_retries_from_multiplying_an_outage() {
         tries < requests * 3,
         "{tries} tries for {requests} requests"
     );
-    assert!(stat(&p, "cluster.pool.upstream_rq_retry_overflow") > 0);
+    let overflow = stat(&p, "cluster.pool.upstream_rq_retry_overflow");
+    assert!(overflow > 0);
+    // A retry the breaker refused is flagged UO, as Envoy does; one whose retries ran out URX.
+    let lines = wait_lines(&log, requests);
+    let uo = lines.iter().filter(|l| l.as_str() == "503 UO").count();
+    assert_eq!(uo as u64, overflow, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l == "503 UO" || l == "503 URX"),
+        "{lines:?}"
+    );
 }
 
 #[test]

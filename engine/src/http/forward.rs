@@ -553,7 +553,7 @@ fn may_retry<S>(
     }
     // The first retry of a request takes a retry slot (later ones reuse it).
     if attempt == 1 && !t.cluster.breakers.retry_allowed() {
-        d.si.retry_limit = true;
+        d.si.retry_overflow = true;
         if let Some(c) = t.cstats {
             stats::inc(&c.upstream_rq_retry_overflow);
         }
