@@ -271,6 +271,51 @@ fn consecutive_5xx_eject_an_endpoint_until_its_ejection_time_is_over() {
 }
 
 #[test]
+fn hung_and_resetting_hosts_are_ejected_and_their_requests_retried_elsewhere() {
+    for mode in [Mode::Hang, Mode::Reset] {
+        let o: Vec<SwitchOrigin> = ["a", "b", "c"].map(SwitchOrigin::start).into();
+        let addrs: Vec<SocketAddr> = o.iter().map(|o| o.addr).collect();
+        let yaml = ConfigBuilder::new()
+            .top("workers: 2")
+            .admin()
+            .route(
+                "prefix: /",
+                "route:\n  cluster: pool\n  timeout: 5s\n  retry_policy: {retry_on: \"5xx,reset\", num_retries: 2, per_try_timeout: 200ms, retry_host_predicate: [{name: previous_hosts}]}\n",
+            )
+            .cluster("pool", &addrs)
+            .cluster_extra(
+                "outlier_detection: {consecutive_5xx: 3, base_ejection_time: 30s, max_ejection_percent: 50}\n",
+            )
+            .yaml();
+        let p = Proxy::start_configured(&yaml);
+        let admin = p.admin_addr.expect("admin address");
+        o[2].set(mode);
+        let t = Instant::now();
+        let rs = requests(&p, 30, 3);
+        // Every request is answered by a live host: the hung (timed-out) or reset try is
+        // retried on another.
+        assert!(
+            rs.iter().all(|r| r.0 == 200 && r.1 != "c"),
+            "{mode:?}: {rs:?}"
+        );
+        assert_eq!(flags(admin, o[2].addr), "/failed_outlier_check", "{mode:?}");
+        assert_eq!(
+            stat(admin, "cluster.pool.upstream_rq_retry"),
+            3,
+            "{mode:?}: three failed tries eject the host, and no request meets it after"
+        );
+        if mode == Mode::Hang {
+            assert_eq!(stat(admin, "cluster.pool.upstream_rq_per_try_timeout"), 3);
+            assert!(
+                t.elapsed() >= Duration::from_millis(600),
+                "{:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
 fn connect_failures_eject_a_dead_endpoint() {
     let a = SwitchOrigin::start("a");
     let dead = closed_port();

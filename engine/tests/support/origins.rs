@@ -319,6 +319,8 @@ pub enum Mode {
     Close = 2,
     /// Answer nothing for 30 s, then close.
     Hang = 3,
+    /// Reset the connection (RST) without answering.
+    Reset = 4,
 }
 
 /// An origin that fails on command, keep-alive: requests for `/healthz` (its health check)
@@ -372,6 +374,10 @@ impl SwitchOrigin {
                     0 => 200,
                     1 => 503,
                     2 => return,
+                    4 => {
+                        let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+                        return;
+                    }
                     _ => {
                         thread::sleep(Duration::from_secs(30));
                         return;
