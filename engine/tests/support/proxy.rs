@@ -95,8 +95,18 @@ impl Proxy {
                 }
             }
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            if first.is_some() && log.contains("ringway serving") {
-                break;
+            // The serving line counts the listeners; each one's address line was written to
+            // stdout before it, but may still be on its way through the reader thread.
+            if let Some(line) = log.lines().find(|l| l.contains("ringway serving")) {
+                let want = line
+                    .split("listeners=")
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(1);
+                if first.is_some() && listeners.len() >= want {
+                    break;
+                }
             }
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("ringway exited at start ({st}): {log}");
