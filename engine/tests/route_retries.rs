@@ -273,6 +273,8 @@ fn a_retry_budget_keeps_retries_from_multiplying_an_outage() {
     );
     let overflow = stat(&p, "cluster.pool.upstream_rq_retry_overflow");
     assert!(overflow > 0);
+    // Every answer was a 503 the policy wanted retried: no retry succeeded.
+    assert_eq!(stat(&p, "cluster.pool.upstream_rq_retry_success"), 0);
     // A retry the breaker refused is flagged UO, as Envoy does; one whose retries ran out URX.
     let lines = wait_lines(&log, requests);
     let uo = lines.iter().filter(|l| l.as_str() == "503 UO").count();

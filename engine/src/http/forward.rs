@@ -290,10 +290,12 @@ pub(crate) async fn forward<S: Side>(
                         Ok((p, rest)) => {
                             let status = d.si.resp.status;
                             let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
-                            let again = policy.is_some_and(|pol| retry::wants_retry(pol, end))
+                            let wanted = policy.is_some_and(|pol| retry::wants_retry(pol, end));
+                            let again = wanted
                                 && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end);
                             if !again {
-                                if attempt > 1 {
+                                // A retry success: a retried request whose answer the policy accepts.
+                                if attempt > 1 && !wanted {
                                     if let Some(c) = cstats {
                                         stats::inc(&c.upstream_rq_retry_success);
                                     }
@@ -353,10 +355,12 @@ pub(crate) async fn forward<S: Side>(
                 Ok(resp) => {
                     let status = d.si.resp.status;
                     let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
-                    let again = policy.is_some_and(|pol| retry::wants_retry(pol, end))
-                        && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end);
+                    let wanted = policy.is_some_and(|pol| retry::wants_retry(pol, end));
+                    let again =
+                        wanted && may_retry(d, w, &t, policy, attempt, buffered.is_some(), end);
                     if !again {
-                        if attempt > 1 {
+                        // A retry success: a retried request whose answer the policy accepts.
+                        if attempt > 1 && !wanted {
                             if let Some(c) = cstats {
                                 stats::inc(&c.upstream_rq_retry_success);
                             }
