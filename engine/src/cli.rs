@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as `ringway_engine=debug`).
     #[arg(long, default_value = "info", env = "RINGWAY_LOG")]
     pub log_level: String,
+    /// Binary upgrade: take the listening sockets of the ringway that serves `--upgrade-socket`
+    /// at PATH, serve on them, then tell it to drain and exit.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_from: Option<PathBuf>,
+    /// Listen at PATH (a Unix socket) for a successor started with `--upgrade-from PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 /// Set up logging to stderr; the returned handle changes the filter at run time (the admin
@@ -125,6 +132,8 @@ fn run(args: RunArgs) -> ExitCode {
         cpu_affinity: args.cpu_affinity,
         log_reload,
         config_path: Some(path.clone()),
+        upgrade_from: args.upgrade_from,
+        upgrade_socket: args.upgrade_socket,
     };
     let res = runtime::run(cfg, &opts, |name, addr| {
         // Machine-readable: tests and scripts read the bound address (port 0 picks one).

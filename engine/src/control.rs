@@ -19,6 +19,9 @@ pub struct CertUpdate {
 pub enum Control {
     /// Drain and stop: the worker thread ends.
     Shutdown,
+    /// Drain politely and stop (a successor took the sockets over): idle and new connections
+    /// get their next request answered with `connection: close` until `drain_timeout`.
+    Handover,
     /// Ship the current interval's histograms to the stats aggregator now, tagged `seq`.
     FlushStats { seq: u64 },
     /// Stop accepting and drain connections, but keep the worker (and the process) running.

@@ -33,6 +33,9 @@ struct Slot {
 
 pub struct Drain {
     draining: Cell<bool>,
+    /// Idle connections close now (`false` during a polite drain: they wait for their next
+    /// request, answered with `connection: close`, until the drain's end).
+    close_idle: Cell<bool>,
     /// Current waiters; `None` slots are free (their indexes are in `free`).
     slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
@@ -47,6 +50,7 @@ impl Default for Drain {
     fn default() -> Self {
         Drain {
             draining: Cell::new(false),
+            close_idle: Cell::new(false),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             active: Cell::new(0),
@@ -73,6 +77,7 @@ impl Drain {
     /// Start draining and wake every waiter.
     pub fn start(&self) {
         self.draining.set(true);
+        self.close_idle.set(true);
         for s in self.slots.borrow_mut().iter_mut().flatten() {
             if let Some(w) = s.waker.take() {
                 w.wake();
@@ -81,6 +86,23 @@ impl Drain {
     }
 
     /// The coarse clock: milliseconds since the worker started, as of the last tick.
+    /// A polite drain (a binary upgrade hands the sockets to a successor): stop accepting, but
+    /// let idle and new connections send their next request, answered with
+    /// `connection: close` (HTTP/2: GOAWAY), until [`Drain::start`] closes what is left.
+    pub fn start_polite(&self) {
+        self.draining.set(true);
+        for s in self.slots.borrow_mut().iter_mut().flatten() {
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Idle connections are to close now (a drain that is not polite, or its end).
+    pub fn closing_idle(&self) -> bool {
+        self.close_idle.get()
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.now_ms.get()
     }
@@ -185,17 +207,19 @@ pub struct Waiter<'a> {
 }
 
 impl Waiter<'_> {
-    /// Ready once draining has started; otherwise remembers the waker.
+    /// Ready once draining has started (politely or not); otherwise remembers the waker.
     pub fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self.poll_idle(cx) {
-            Poll::Ready(IdleEnd::Drained) => Poll::Ready(()),
-            _ => Poll::Pending,
+        if self.drain.draining.get() {
+            return Poll::Ready(());
         }
+        let _ = self.poll_deadline(cx);
+        Poll::Pending
     }
 
-    /// Ready once draining has started or the deadline has passed; otherwise remembers the waker.
+    /// Ready once idle connections are to close (a drain that is not polite) or the deadline
+    /// has passed; otherwise remembers the waker.
     pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<IdleEnd> {
-        if self.drain.draining.get() {
+        if self.drain.close_idle.get() {
             return Poll::Ready(IdleEnd::Drained);
         }
         match self.poll_deadline(cx) {

@@ -69,5 +69,6 @@ pub mod text;
 pub mod trace;
 pub mod trace_export;
 pub mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 pub mod x509;

@@ -108,7 +108,7 @@ fn keep_alive_requests_allocate_only_the_runtimes_operation_records() {
             workers: Some(1),
             cpu_affinity: None,
             log_reload: None,
-            config_path: None,
+            ..Default::default()
         };
         let _ = ringway_engine::runtime::run(Arc::new(cfg), &opts, |_, addr| {
             let _ = tx.send(addr);

@@ -135,6 +135,8 @@ pub struct Shared {
     state: AtomicU8,
     health_failed: AtomicBool,
     conns: AtomicUsize,
+    /// A successor took the admin socket over (binary upgrade): stop accepting on it.
+    handed_over: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -161,7 +163,13 @@ impl Shared {
             state: AtomicU8::new(STARTING),
             health_failed: AtomicBool::new(false),
             conns: AtomicUsize::new(0),
+            handed_over: AtomicBool::new(false),
         }
+    }
+    /// A new process serves the admin socket now ([`crate::upgrade`]): this one stops
+    /// accepting on it within [`ACCEPT_POLL`].
+    pub fn stop_accepting(&self) {
+        self.handed_over.store(true, Ordering::SeqCst);
     }
     /// Every worker is serving.
     pub fn set_serving(&self) {
@@ -182,6 +190,9 @@ impl Shared {
     }
 }
 
+/// How often the accepting thread looks whether it should stop.
+pub const ACCEPT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Serve the admin API on `listener` from a background thread. Prints the bound address on
 /// stdout (`ringway: admin bound to ADDR`), as listeners do.
 pub fn start(listener: TcpListener, shared: Arc<Shared>) {
@@ -192,9 +203,30 @@ pub fn start(listener: TcpListener, shared: Arc<Shared>) {
         tracing::info!(%addr, "admin server listening");
     }
     // Its connection threads inherit the background priority.
+    // Accepting waits in poll(2) with a timeout rather than in accept(2), so that the thread
+    // can stop when a successor takes the socket over (the socket itself stays open there).
+    let _ = listener.set_nonblocking(true);
     let spawned = crate::background::spawn_background("ringway-admin", move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
+        loop {
+            if shared.handed_over.load(Ordering::SeqCst) {
+                tracing::info!("admin server: socket handed over, no longer accepting");
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL.as_millis() as i32) };
+            if ready <= 0 {
+                continue;
+            }
+            // Another process on the same socket may have taken it: WouldBlock, wait again.
+            let Ok((conn, _)) = listener.accept() else {
+                continue;
+            };
+            let _ = conn.set_nonblocking(false);
             if shared.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNS {
                 shared.conns.fetch_sub(1, Ordering::SeqCst);
                 let _ = conn.set_write_timeout(Some(IO_TIMEOUT));

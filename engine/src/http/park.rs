@@ -105,7 +105,7 @@ impl ParkLot {
         let Some(epoll) = &self.epoll else {
             return false;
         };
-        if w.drain.is_draining() {
+        if w.drain.closing_idle() {
             return false;
         }
         let raw = sock.as_raw_fd();
@@ -246,7 +246,7 @@ pub async fn run(w: Rc<WorkerCtx>) {
         })
         .await;
         drop(tick);
-        if w.drain.is_draining() {
+        if w.drain.closing_idle() {
             lot.sweep(&w, true);
             return;
         }

@@ -339,7 +339,11 @@ async fn read_more(
                 return Poll::Ready(Err(Stop::TimedOut));
             }
         }
-        drained.poll_drain(cx).map(|()| Err(Stop::Drained))
+        // A polite drain lets a new connection reach its chain (its first request is served).
+        match drained.poll_idle(cx) {
+            Poll::Ready(crate::drain::IdleEnd::Drained) => Poll::Ready(Err(Stop::Drained)),
+            _ => Poll::Pending,
+        }
     })
     .await?;
     buf.extend_from_slice(&got);

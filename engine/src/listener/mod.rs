@@ -249,6 +249,34 @@ pub fn bind_group(
     Ok(out)
 }
 
+/// A socket group taken over from an older process ([`crate::upgrade`]): with fewer sockets
+/// than `count`, more are bound into the same SO_REUSEPORT group at `bound` (the kernel spreads
+/// new connections over all of them). One that cannot be bound (another user's group) is left
+/// out: every socket of the group is still accepted on.
+pub fn join_group(
+    name: &str,
+    bound: SocketAddr,
+    backlog: u32,
+    mut sockets: Vec<StdListener>,
+    count: usize,
+) -> Vec<StdListener> {
+    while sockets.len() < count {
+        let s = socket_for(bound, true).and_then(|s| {
+            s.bind(&bound.into())?;
+            s.listen(backlog.min(i32::MAX as u32) as i32)?;
+            Ok(s)
+        });
+        match s {
+            Ok(s) => sockets.push(s.into()),
+            Err(e) => {
+                tracing::warn!(listener = %name, address = %bound, error = %e, "upgrade: cannot add a socket to the taken-over group");
+                break;
+            }
+        }
+    }
+    sockets
+}
+
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -272,7 +300,10 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
             let drain = worker.drain.wait();
             match futures_util::future::select(accept, drain).await {
                 futures_util::future::Either::Left((r, _)) => r,
-                futures_util::future::Either::Right(_) => break,
+                futures_util::future::Either::Right((_, accept)) => {
+                    last_accept(accept, &ctx, &worker).await;
+                    break;
+                }
             }
         };
         match accepted {
@@ -314,6 +345,33 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
         }
     }
     tracing::debug!(listener = %ctx.name(), worker = worker.id, "listener closed for drain");
+}
+
+/// A polite drain (a successor shares the listening socket): the accept already submitted
+/// stays, and a connection it takes is served (one request, `connection: close`), until idle
+/// connections are to close. Dropping it at once would race the kernel: an accept that
+/// completes as it is cancelled leaves a connection nobody serves, reset at exit.
+async fn last_accept<F>(mut accept: std::pin::Pin<&mut F>, ctx: &Serve, worker: &Rc<WorkerCtx>)
+where
+    F: std::future::Future<Output = io::Result<(compio::net::TcpStream, SocketAddr)>>,
+{
+    if worker.drain.closing_idle() {
+        return;
+    }
+    let mut idle = worker.drain.waiter();
+    let last = std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = accept.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(r));
+        }
+        idle.poll_idle(cx).map(|_| None)
+    })
+    .await;
+    if let Some(Ok((stream, peer))) = last {
+        if let Some(b) = &worker.balance {
+            b.keep(worker.id);
+        }
+        ctx.spawn(Conn::accepted(stream), peer, worker);
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub struct RunOptions {
     pub log_reload: Option<crate::admin::LogReload>,
     /// The config file, read again for certificate reloads (SIGHUP, `POST /certs/reload`).
     pub config_path: Option<std::path::PathBuf>,
+    /// `--upgrade-from PATH`: take the listening sockets of the ringway serving there, then
+    /// tell it to drain ([`crate::upgrade`]).
+    pub upgrade_from: Option<std::path::PathBuf>,
+    /// `--upgrade-socket PATH`: hand this process's sockets to a successor that asks there.
+    pub upgrade_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,13 @@ pub enum RunError {
     Worker(String),
     #[error("cannot start worker thread: {0}")]
     Spawn(std::io::Error),
+    #[error(transparent)]
+    Upgrade(#[from] crate::upgrade::UpgradeError),
+    #[error("upgrade socket {path}: {source}")]
+    UpgradeSocket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `workers: auto` is one worker per CPU of an explicit `cpu_affinity` list, else one per CPU
@@ -109,11 +121,30 @@ pub fn run(
     let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
     let n = worker_count(&cfg, affinity, opts);
 
-    // Bind every listener's socket group first.
+    // A binary upgrade takes the running process's sockets before anything is bound.
+    let mut inherited = match &opts.upgrade_from {
+        Some(path) => Some(crate::upgrade::take_over(path)?),
+        None => None,
+    };
+    // Bind every listener's socket group first (or take it over).
     let mut per_listener = Vec::new();
     let mut bound_addrs = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
-        let group = listener::bind_group(&l.name, l.address, l.backlog, n)?;
+        let taken = inherited
+            .as_mut()
+            .and_then(|h| h.take_listener(&l.name, l.address));
+        let group = match taken {
+            Some(old) => {
+                tracing::info!(
+                    listener = %l.name,
+                    address = %old.bound,
+                    sockets = old.sockets.len(),
+                    "upgrade: listener taken over"
+                );
+                listener::join_group(&l.name, old.bound, l.backlog, old.sockets, n)
+            }
+            None => listener::bind_group(&l.name, l.address, l.backlog, n)?,
+        };
         let mut bound = l.address;
         if let Some(first) = group.first() {
             if let Ok(addr) = first.local_addr() {
@@ -124,16 +155,47 @@ pub fn run(
         bound_addrs.push(bound);
         per_listener.push(group);
     }
-    let admin_listener =
-        match &cfg.admin {
-            Some(a) => Some(std::net::TcpListener::bind(a.address).map_err(|source| {
+    let admin_listener = match &cfg.admin {
+        Some(a) => match inherited.as_mut().and_then(|h| h.take_admin(a.address)) {
+            Some(s) => Some(s),
+            None => Some(std::net::TcpListener::bind(a.address).map_err(|source| {
                 RunError::AdminBind {
                     addr: a.address,
                     source,
                 }
             })?),
-            None => None,
-        };
+        },
+        None => None,
+    };
+    // What a successor will get: duplicates of every socket, kept by the upgrade server.
+    let handover = opts
+        .upgrade_socket
+        .as_ref()
+        .map(|_| crate::upgrade::Handover {
+            listeners: cfg
+                .listeners
+                .iter()
+                .zip(&per_listener)
+                .zip(&bound_addrs)
+                .map(|((l, group), bound)| {
+                    let fds = group
+                        .iter()
+                        .filter_map(|s: &std::net::TcpListener| s.try_clone().ok())
+                        .map(std::os::fd::OwnedFd::from)
+                        .collect();
+                    (l.name.clone(), l.address, *bound, fds)
+                })
+                .collect(),
+            admin: cfg
+                .admin
+                .as_ref()
+                .zip(admin_listener.as_ref())
+                .and_then(|(a, s)| {
+                    let bound = s.local_addr().ok()?;
+                    let dup = s.try_clone().ok()?;
+                    Some((a.address, bound, std::os::fd::OwnedFd::from(dup)))
+                }),
+        });
 
     // Stats: one block per worker (shared with the aggregator), one channel for histograms.
     let worker_stats: Vec<Arc<stats::WorkerStats>> = (0..n)
@@ -179,11 +241,13 @@ pub fn run(
         }
         None => (None, None),
     };
-    // Re-slice: worker i gets socket i of every listener.
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
-    for group in per_listener {
+    // Re-slice: worker i gets socket i of every listener (and i + n, ... when a group taken
+    // over from an older process has more sockets than there are workers).
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..n).map(|_| Vec::new()).collect();
+    for (index, group) in per_listener.into_iter().enumerate() {
         for (i, s) in group.into_iter().enumerate() {
-            per_worker[i].push(s);
+            per_worker[i % n].push((index, s));
         }
     }
 
@@ -258,6 +322,8 @@ pub fn run(
             let _ = c.send(Control::Shutdown);
         }
     };
+    // Set when a successor took the sockets over: the drain is then polite.
+    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for _ in 0..n {
         let failure = match ready_rx.recv() {
             Ok(Ok(_)) => None,
@@ -283,6 +349,47 @@ pub fn run(
         clusters = cfg.clusters.len(),
         "ringway serving"
     );
+    // Serving on the taken sockets: the old process may go now.
+    if let Some(h) = inherited {
+        if let Err(e) = h.finish() {
+            tracing::warn!(error = %e, "upgrade: the old process did not confirm its drain");
+        }
+    }
+    let upgrade = match (&opts.upgrade_socket, handover) {
+        (Some(path), Some(handover)) => {
+            let shared = Arc::clone(&admin);
+            let flag = Arc::clone(&handed_over);
+            let started = crate::upgrade::Server::start(path, handover, move || {
+                // The successor serves: stop taking admin connections, and drain (politely).
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                shared.stop_accepting();
+                // SAFETY: kill(2) on our own pid; the control thread takes it in `wait`.
+                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            });
+            match started {
+                Ok(s) => Some(s),
+                // Taken over already: serving matters more than the next upgrade.
+                Err(e) if opts.upgrade_from.is_some() => {
+                    tracing::error!(path = %path.display(), error = %e, "upgrade socket not served: a later upgrade needs a restart");
+                    None
+                }
+                Err(source) => {
+                    stop_all(&controls);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    if let Some(t) = health_thread {
+                        t.stop();
+                    }
+                    return Err(RunError::UpgradeSocket {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        _ => None,
+    };
 
     loop {
         // A signal that arrived while starting was kept pending: it is taken now. Any further
@@ -300,7 +407,16 @@ pub fn run(
         break;
     }
     admin.set_draining();
-    stop_all(&controls);
+    if let Some(u) = &upgrade {
+        u.close();
+    }
+    if handed_over.load(std::sync::atomic::Ordering::SeqCst) {
+        for c in &controls {
+            let _ = c.send(Control::Handover);
+        }
+    } else {
+        stop_all(&controls);
+    }
     for h in handles {
         let _ = h.join();
     }

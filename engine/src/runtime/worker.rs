@@ -38,8 +38,9 @@ pub struct Start {
     /// The CPU this worker is pinned to (`None`: not pinned, `cpu_affinity: none`).
     pub core: Option<core_affinity::CoreId>,
     pub config: Arc<Config>,
-    /// One bound socket per configured listener, in config order.
-    pub sockets: Vec<StdListener>,
+    /// (listener index in the config, a bound socket): one per listener, or more when a
+    /// socket group taken over from an older process outnumbers the workers.
+    pub sockets: Vec<(usize, StdListener)>,
     pub control: flume::Receiver<Control>,
     pub ready: flume::Sender<Result<usize, String>>,
     /// This worker's stats block (the aggregator holds the other `Arc`).
@@ -143,32 +144,41 @@ async fn serve(start: Start) {
     compio::runtime::spawn(crate::io::multi::governor()).detach();
     compio::runtime::spawn(crate::http::park::run(Rc::clone(&worker))).detach();
     let _ = ready.send(Ok(id));
-    obey_control(&worker, &control, &hist_tx).await;
-    drain_and_stop(&worker).await;
+    let polite = obey_control(&worker, &control, &hist_tx).await;
+    drain_and_stop(&worker, polite).await;
 }
 
 /// Build each listener's per-worker context (its network filter: routes and HTTP filter chains,
 /// or the TCP proxy) and start accepting.
 fn start_listeners(
     worker: &Rc<WorkerCtx>,
-    sockets: Vec<StdListener>,
+    sockets: Vec<(usize, StdListener)>,
     workers: usize,
 ) -> Vec<Serve> {
-    let mut ctxs = Vec::with_capacity(sockets.len());
     let slots = crate::stats::StatSlots::new(&worker.config);
-    for (index, (sock, l)) in sockets
-        .into_iter()
-        .zip(worker.config.listeners.iter())
+    let info = ringway_filters::WorkerInfo {
+        id: worker.id,
+        count: workers,
+    };
+    // Every listener has its context (handed-over connections may come for any of them).
+    let ctxs: Vec<Serve> = worker
+        .config
+        .listeners
+        .iter()
         .enumerate()
-    {
-        let info = ringway_filters::WorkerInfo {
-            id: worker.id,
-            count: workers,
-        };
-        let port = sock.local_addr().map_or(l.address.port(), |a| a.port());
-        let ctx = Serve::new(l, index, slots.of(index), info, port);
-        ctxs.push(ctx.clone());
-        compio::runtime::spawn(accept_loop(sock, ctx, Rc::clone(worker))).detach();
+        .map(|(index, l)| {
+            let port = sockets
+                .iter()
+                .find(|(i, _)| *i == index)
+                .and_then(|(_, s)| s.local_addr().ok())
+                .map_or(l.address.port(), |a| a.port());
+            Serve::new(l, index, slots.of(index), info, port)
+        })
+        .collect();
+    for (index, sock) in sockets {
+        if let Some(ctx) = ctxs.get(index) {
+            compio::runtime::spawn(accept_loop(sock, ctx.clone(), Rc::clone(worker))).detach();
+        }
     }
     ctxs
 }
@@ -302,12 +312,13 @@ fn spawn_coarse_clock(worker: &Rc<WorkerCtx>) {
     .detach();
 }
 
-/// Serve until the control thread says Shutdown (or goes away).
+/// Serve until the control thread says Shutdown (or goes away). `true`: drain politely
+/// ([`Control::Handover`]).
 async fn obey_control(
     worker: &WorkerCtx,
     control: &flume::Receiver<Control>,
     hist_tx: &flume::Sender<HistBatch>,
-) {
+) -> bool {
     loop {
         match control.recv_async().await {
             Ok(Control::FlushStats { seq }) => {
@@ -328,19 +339,34 @@ async fn obey_control(
                 worker.drain.start();
                 worker.clusters.clear();
             }
-            Ok(Control::Shutdown) | Err(_) => break,
+            Ok(Control::Handover) => return true,
+            Ok(Control::Shutdown) | Err(_) => return false,
         }
     }
 }
 
 /// Drain: stop accepting, wake idle keep-alive connections (they close), let in-flight
 /// requests finish within drain_timeout; then hand the last log lines and spans over.
-async fn drain_and_stop(worker: &WorkerCtx) {
-    worker.drain.start();
+/// `polite` (a hand-over to a successor): idle and new connections are not closed at once but
+/// served one more request with `connection: close`, until drain_timeout closes the rest.
+async fn drain_and_stop(worker: &WorkerCtx, polite: bool) {
+    if polite {
+        worker.drain.start_polite();
+    } else {
+        worker.drain.start();
+    }
     worker.clusters.clear();
     let deadline = Instant::now() + worker.config.drain_timeout;
     while worker.drain.active() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if polite && worker.drain.active() > 0 {
+        // What is still idle closes now; give the tasks a moment to see it.
+        worker.drain.start();
+        let end = Instant::now() + Duration::from_millis(200);
+        while worker.drain.active() > 0 && Instant::now() < end {
+            compio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     // Every line logged and span recorded so far goes to the writer/exporter before this
     // thread ends.

@@ -145,6 +145,10 @@ pub(crate) async fn serve(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &Rc<WorkerC
             if closing {
                 return Poll::Pending;
             }
+            // Any drain, polite or not, starts the GOAWAY (the polite way to close HTTP/2).
+            if w.drain.is_draining() {
+                return Poll::Ready(Ev::Drain);
+            }
             match waiter.poll_idle(cx) {
                 Poll::Ready(IdleEnd::Drained) => Poll::Ready(Ev::Drain),
                 Poll::Ready(IdleEnd::TimedOut) => Poll::Ready(Ev::Idle),
