@@ -220,3 +220,43 @@ fn an_upgrade_from_nothing_fails_clearly_and_a_busy_socket_path_is_refused() {
     assert!(err.contains("in use by a running process"), "{err}");
     assert_eq!(get(first.addr, "h", "/which").body_str(), "a");
 }
+
+#[test]
+fn an_idle_keepalive_connection_is_answered_once_more_with_connection_close() {
+    // In its task, and parked out of it (idle past park_idle_after).
+    for park in ["", "park_idle_after: 100ms\n"] {
+        idle_connection_across_an_upgrade(park);
+    }
+}
+
+fn idle_connection_across_an_upgrade(park: &str) {
+    let origin = SwitchOrigin::start("o");
+    let dir = scratch_dir();
+    let sock = dir.join("idle.sock");
+    let sock_s = sock.to_str().expect("path").to_string();
+    let cfg = |which: &str| format!("{park}{}", config(origin.addr, which));
+    let mut old = Proxy::start_args(&cfg("old"), &["--upgrade-socket", &sock_s]);
+    let mut c = Client::connect(old.addr);
+    assert_eq!(c.get("h", "/which").body_str(), "old");
+    let new = Proxy::start_args(&cfg("new"), &["--upgrade-from", &sock_s]);
+    assert_eq!(new.addr, old.addr);
+    eventually("the old process drains", || {
+        old.log()
+            .contains("upgrade: the new process serves; draining")
+    });
+    // Idle and kept open: the old process waits for this connection's next request.
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        old.is_running(),
+        "the old process closed an idle connection it could still serve"
+    );
+    let r = c.get("h", "/which");
+    assert_eq!((r.status(), r.body_str()), (200, "old".to_string()));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed(), "closed after that answer");
+    assert!(old
+        .wait_exit(Duration::from_secs(3))
+        .is_some_and(|s| s.success()));
+    // New connections reach the new process.
+    assert_eq!(get(new.addr, "h", "/which").body_str(), "new");
+}
