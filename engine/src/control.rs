@@ -14,14 +14,29 @@ pub struct CertUpdate {
     pub chains: Vec<(usize, usize, std::sync::Arc<rustls::ServerConfig>)>,
 }
 
+/// A connection moved to another worker: (socket, peer, listener index in that worker's config).
+pub type Adopt = (std::net::TcpStream, std::net::SocketAddr, usize);
+
+/// The next generation of workers (a reload), for the connections the old one hands over.
+#[derive(Debug)]
+pub struct Successor {
+    /// Each new worker's channel; old worker `i` hands to `workers[i % len]`.
+    pub workers: Vec<flume::Sender<Adopt>>,
+    /// Old listener index → the same listener's index in the new config (`None`: removed).
+    pub listeners: Vec<Option<usize>>,
+    /// Each old worker says here that it hands over from now on (the reload then answers).
+    pub ack: flume::Sender<usize>,
+}
+
 /// Messages from the control thread (or the admin server) to a worker.
 #[derive(Debug, Clone)]
 pub enum Control {
     /// Drain and stop: the worker thread ends.
     Shutdown,
     /// Drain politely and stop (a successor took the sockets over): idle and new connections
-    /// get their next request answered with `connection: close` until `drain_timeout`.
-    Handover,
+    /// get their next request answered with `connection: close` until `drain_timeout`. With
+    /// a [`Successor`] (a reload), idle plain connections and late accepts move to it instead.
+    Handover(Option<std::sync::Arc<Successor>>),
     /// Ship the current interval's histograms to the stats aggregator now, tagged `seq`.
     FlushStats { seq: u64 },
     /// Stop accepting and drain connections, but keep the worker (and the process) running.

@@ -36,6 +36,8 @@ pub struct Drain {
     /// Idle connections close now (`false` during a polite drain: they wait for their next
     /// request, answered with `connection: close`, until the drain's end).
     close_idle: Cell<bool>,
+    /// A reload's hand-over: idle plain connections move to the next generation's workers.
+    handing: Cell<bool>,
     /// Current waiters; `None` slots are free (their indexes are in `free`).
     slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
@@ -51,6 +53,7 @@ impl Default for Drain {
         Drain {
             draining: Cell::new(false),
             close_idle: Cell::new(false),
+            handing: Cell::new(false),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             active: Cell::new(0),
@@ -96,6 +99,24 @@ impl Drain {
                 w.wake();
             }
         }
+    }
+
+    /// A reload's drain: like [`Drain::start_polite`], and idle plain connections (between
+    /// requests, nothing buffered) move to the next generation's workers at once.
+    pub fn start_handover(&self) {
+        self.handing.set(true);
+        self.start_polite();
+    }
+
+    /// Idle connections are to move to the next generation ([`Drain::start_handover`]).
+    pub fn handing(&self) -> bool {
+        self.handing.get()
+    }
+
+    /// A response should close its connection: draining, and not handing connections over
+    /// (a handed-over connection stays open for the next generation).
+    pub fn closing_conns(&self) -> bool {
+        self.draining.get() && !self.handing.get()
     }
 
     /// Idle connections are to close now (a drain that is not polite, or its end).
@@ -206,7 +227,12 @@ pub struct Waiter<'a> {
     deadline: u64,
 }
 
-impl Waiter<'_> {
+impl<'a> Waiter<'a> {
+    /// The drain this waiter waits on.
+    pub fn drain(&self) -> &'a Drain {
+        self.drain
+    }
+
     /// Ready once draining has started (politely or not); otherwise remembers the waker.
     pub fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.drain.draining.get() {

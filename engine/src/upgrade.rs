@@ -379,6 +379,14 @@ impl Server {
         }
     }
 
+    /// A reload changed the sockets: a successor gets these from now on.
+    pub fn update(&self, handover: Handover) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_some() {
+            *state = Some(handover);
+        }
+    }
+
     /// A normal shutdown: close the duplicates (so the listening sockets close with the
     /// workers' and new connections are refused, not queued) and remove the path.
     pub fn close(&self) {

@@ -46,6 +46,8 @@ pub const MAX_CONNS: usize = 16;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stats read waits for the workers' histograms.
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
+/// How long `POST /config/reload` waits for the new workers.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// Every endpoint: method, path, what it does.
 pub const ENDPOINTS: &[(&str, &str, &str)] = &[
@@ -81,6 +83,11 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "POST",
         "/drain_listeners",
         "stop accepting and drain connections; the process keeps running",
+    ),
+    (
+        "POST",
+        "/config/reload",
+        "read the config file again and apply it (as SIGHUP); the old config stays if it is refused",
     ),
     (
         "POST",
@@ -125,12 +132,34 @@ const SERVING: u8 = 1;
 const DRAINING: u8 = 2;
 
 /// What the admin server shares with the control thread.
+/// What the admin server reads: the generation of workers in force (replaced by a reload).
+pub struct Current {
+    pub config: Arc<Config>,
+    pub agg: Arc<Aggregator>,
+    pub controls: Vec<flume::Sender<Control>>,
+    pub certs: Arc<crate::certs::CertReloader>,
+    /// 1 at start, one more per successful reload.
+    pub version: u64,
+    /// Close the control side's duplicates of the listening sockets (so that a drain refuses
+    /// new connections instead of queueing them).
+    pub release_sockets: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Current(version {})", self.version)
+    }
+}
+
+/// A reload's outcome, sent back to `POST /config/reload`.
+pub type ReloadReply = Result<String, String>;
+
 pub struct Shared {
-    config: Arc<Config>,
-    agg: Arc<Aggregator>,
-    controls: Vec<flume::Sender<Control>>,
+    current: std::sync::RwLock<Arc<Current>>,
     log_reload: Option<LogReload>,
-    certs: Arc<crate::certs::CertReloader>,
+    process: Arc<crate::stats::aggregate::ProcessStats>,
+    /// `POST /config/reload` requests waiting for the control thread's answer.
+    reloads: Mutex<Vec<flume::Sender<ReloadReply>>>,
     log_level: Mutex<String>,
     state: AtomicU8,
     health_failed: AtomicBool,
@@ -147,24 +176,33 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub fn new(
-        config: Arc<Config>,
-        agg: Arc<Aggregator>,
-        controls: Vec<flume::Sender<Control>>,
+        current: Current,
         log_reload: Option<LogReload>,
-        certs: Arc<crate::certs::CertReloader>,
+        process: Arc<crate::stats::aggregate::ProcessStats>,
     ) -> Self {
         Shared {
-            config,
-            agg,
-            controls,
+            current: std::sync::RwLock::new(Arc::new(current)),
             log_reload,
-            certs,
+            process,
+            reloads: Mutex::new(Vec::new()),
             log_level: Mutex::new(String::new()),
             state: AtomicU8::new(STARTING),
             health_failed: AtomicBool::new(false),
             conns: AtomicUsize::new(0),
             handed_over: AtomicBool::new(false),
         }
+    }
+    /// The generation in force.
+    pub fn current(&self) -> Arc<Current> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+    /// A reload put a new generation in force.
+    pub fn set_current(&self, c: Current) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+    }
+    /// The `POST /config/reload` requests to answer with the reload about to run.
+    pub fn take_reload_requests(&self) -> Vec<flume::Sender<ReloadReply>> {
+        std::mem::take(&mut *self.reloads.lock().unwrap_or_else(|p| p.into_inner()))
     }
     /// A new process serves the admin socket now ([`crate::upgrade`]): this one stops
     /// accepting on it within [`ACCEPT_POLL`].
@@ -310,13 +348,16 @@ pub fn handle(req: &Request, s: &Shared) -> Response {
         "/server_info" => server_info(s),
         "/drain_listeners" => {
             s.set_draining();
-            for c in &s.controls {
+            let c = s.current();
+            (c.release_sockets)();
+            for c in &c.controls {
                 let _ = c.send(Control::DrainListeners);
             }
             tracing::info!("admin: draining listeners");
             Response::text(200, "OK\n")
         }
-        "/certs/reload" => match s.certs.reload() {
+        "/config/reload" => config_reload(s),
+        "/certs/reload" => match s.current().certs.reload() {
             Ok(msg) => {
                 tracing::info!("admin: {msg}");
                 Response::text(200, format!("{msg}\n"))
@@ -342,6 +383,7 @@ pub fn handle(req: &Request, s: &Shared) -> Response {
 }
 
 fn stats(req: &Request, s: &Shared, format: Option<&str>) -> Response {
+    let c = s.current();
     let filter = match req.query("filter") {
         Some(f) if !f.is_empty() => match regex::Regex::new(f) {
             Ok(re) => Some(re),
@@ -349,15 +391,15 @@ fn stats(req: &Request, s: &Shared, format: Option<&str>) -> Response {
         },
         _ => None,
     };
-    let answered = s.agg.refresh(&s.controls, FLUSH_WAIT);
-    if answered < s.controls.len() {
+    let answered = c.agg.refresh(&c.controls, FLUSH_WAIT);
+    if answered < c.controls.len() {
         tracing::debug!(
             answered,
-            workers = s.controls.len(),
+            workers = c.controls.len(),
             "stats read: not every worker answered in time"
         );
     }
-    let snap = s.agg.snapshot();
+    let snap = c.agg.snapshot();
     let keep = |name: &str| filter.as_ref().is_none_or(|re| re.is_match(name));
     match format {
         Some("json") => Response::json(200, format::json(&snap, keep)),
@@ -376,7 +418,8 @@ fn stats(req: &Request, s: &Shared, format: Option<&str>) -> Response {
 }
 
 fn clusters(req: &Request, s: &Shared) -> Response {
-    let cs = s.agg.clusters();
+    let c = s.current();
+    let cs = c.agg.clusters();
     if req.query("format") == Some("json") {
         let doc: Vec<serde_json::Value> = cs
             .iter()
@@ -445,18 +488,38 @@ fn clusters(req: &Request, s: &Shared) -> Response {
     Response::text(200, out)
 }
 
+/// Ask the control thread to reload (it takes SIGHUP) and wait for its answer.
+fn config_reload(s: &Shared) -> Response {
+    let (tx, rx) = flume::bounded(1);
+    s.reloads.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+    // SAFETY: kill(2) on our own pid; only the control thread takes SIGHUP.
+    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+    match rx.recv_timeout(RELOAD_WAIT) {
+        Ok(Ok(msg)) => Response::text(200, format!("{msg}\n")),
+        Ok(Err(e)) => Response::text(
+            400,
+            format!("config reload refused; the running config stays: {e}\n"),
+        ),
+        Err(_) => Response::text(503, "the reload did not finish in time\n"),
+    }
+}
+
 fn config_dump(s: &Shared) -> Response {
+    let c = s.current();
     let doc = serde_json::json!({
-        "source": s.config.source,
-        "workers": s.agg.workers().len(),
-        "config": s.config.document.as_deref().cloned().unwrap_or(serde_json::Value::Null),
+        "source": c.config.source,
+        "version": c.version,
+        "hash": format!("{:016x}", s.process.hash()),
+        "workers": c.agg.workers().len(),
+        "config": c.config.document.as_deref().cloned().unwrap_or(serde_json::Value::Null),
     });
     Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())
 }
 
 fn listeners(req: &Request, s: &Shared) -> Response {
-    let addrs = s.agg.listener_addrs();
-    let rows: Vec<(String, String, String)> = s
+    let c = s.current();
+    let addrs = c.agg.listener_addrs();
+    let rows: Vec<(String, String, String)> = c
         .config
         .listeners
         .iter()
@@ -492,13 +555,15 @@ fn listeners(req: &Request, s: &Shared) -> Response {
 }
 
 fn server_info(s: &Shared) -> Response {
+    let c = s.current();
     let doc = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "state": s.state_name(),
         "health_check_failed": s.health_failed.load(Ordering::SeqCst),
-        "uptime_seconds": s.agg.uptime().as_secs(),
-        "workers": s.agg.workers().len(),
-        "config_source": s.config.source,
+        "uptime_seconds": s.process.uptime().as_secs(),
+        "config_version": c.version,
+        "workers": c.agg.workers().len(),
+        "config_source": c.config.source,
         "log_level": s.log_level.lock().map(|l| l.clone()).unwrap_or_default(),
     });
     Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())

@@ -150,10 +150,27 @@ fn run(
             // already here), up to the idle timeout or the worker's drain; past
             // `park_idle_after`, the connection parks.
             let first = if d.side.pending.is_empty() {
-                let park = park_after.filter(|_| d.side.conn.can_park());
+                // Movable: to the parking lot, or at a reload to the next generation (when its
+                // config still has this listener).
+                let movable =
+                    d.side.conn.can_park() && (!w.drain.handing() || w.can_hand_over(l.index));
+                let park = park_after.filter(|_| movable);
                 let wait = park.unwrap_or(l.http.idle_timeout);
-                match read_idle(&d.side.conn, wait, &w.drain).await {
+                match read_idle(&d.side.conn, wait, &w.drain, movable).await {
                     ReadOutcome::Data(b) => Some(b),
+                    ReadOutcome::HandOver if !w.can_hand_over(l.index) => continue,
+                    ReadOutcome::HandOver => match d.side.conn.quiesce().await {
+                        Quiet::Yes => {
+                            // Boxed: rare, and it must not make every idle task larger.
+                            Box::pin(hand_over_conn(d, &l, &w)).await;
+                            return;
+                        }
+                        Quiet::Data => {
+                            d.side.conn.release_multishot();
+                            continue;
+                        }
+                        Quiet::Closed => break,
+                    },
                     ReadOutcome::TimedOut if park.is_some() => match d.side.conn.quiesce().await {
                         Quiet::Yes => {
                             let left = l.http.idle_timeout.saturating_sub(wait);
@@ -229,6 +246,18 @@ async fn park_conn(
     }
 }
 
+/// Move an idle, quiesced connection to the next generation's worker (a reload; its listener
+/// is in the new config).
+async fn hand_over_conn(d: Downstream<H1>, l: &Rc<ListenerCtx>, w: &WorkerCtx) {
+    let Downstream { side, peer, .. } = d;
+    let conn = side.conn;
+    // The socket comes back once its cancelled receive has finished (at once, normally).
+    let deadline = w.drain.deadline_in(Duration::from_secs(1));
+    if let Some(sock) = w.drain.before(deadline, conn.into_fd()).await.flatten() {
+        let _ = w.hand_over(std::net::TcpStream::from(sock), peer, l.index);
+    }
+}
+
 pub(crate) enum ReadOutcome {
     Data(ReadBuf),
     /// End of stream or a read error.
@@ -236,6 +265,8 @@ pub(crate) enum ReadOutcome {
     TimedOut,
     /// The worker started draining (only when waiting between requests).
     Drained,
+    /// A reload's drain hands idle connections to the next generation.
+    HandOver,
 }
 
 /// Read what arrives before the idle timeout (on the worker's coarse clock: no runtime timer
@@ -246,10 +277,12 @@ pub(crate) fn read_idle<'a>(
     conn: &'a Conn,
     timeout: Duration,
     drain: &'a crate::drain::Drain,
+    handover: bool,
 ) -> ReadIdle<'a> {
     ReadIdle {
         read: conn.read(),
         waiter: drain.waiter_for(timeout),
+        handover,
     }
 }
 
@@ -257,6 +290,8 @@ pub(crate) fn read_idle<'a>(
 pub(crate) struct ReadIdle<'a> {
     read: crate::io::Read<&'a Conn>,
     waiter: crate::drain::Waiter<'a>,
+    /// The connection could move to another worker (plain TCP, nothing buffered).
+    handover: bool,
 }
 
 impl std::future::Future for ReadIdle<'_> {
@@ -274,6 +309,9 @@ impl std::future::Future for ReadIdle<'_> {
                 Ok(Some(b)) => ReadOutcome::Data(b),
                 _ => ReadOutcome::Closed,
             });
+        }
+        if this.handover && this.waiter.drain().handing() {
+            return Poll::Ready(ReadOutcome::HandOver);
         }
         match this.waiter.poll_idle(cx) {
             Poll::Ready(IdleEnd::Drained) => Poll::Ready(ReadOutcome::Drained),

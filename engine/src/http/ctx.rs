@@ -63,6 +63,8 @@ pub struct WorkerCtx {
     pub parked: crate::http::park::ParkLot,
     /// Copies of requests on their way to mirror clusters (`http::mirror`).
     pub mirrors: crate::http::mirror::Mirrors,
+    /// A reload's next generation, once this worker drains for it: where idle connections go.
+    pub successor: std::cell::RefCell<Option<Arc<crate::control::Successor>>>,
 }
 
 impl std::fmt::Debug for WorkerCtx {
@@ -72,6 +74,35 @@ impl std::fmt::Debug for WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// Move a connection of listener `listener` to the next generation's worker (a reload's
+    /// hand-over). `Err`: no successor, or the listener is gone from the new config; the
+    /// caller keeps the connection.
+    pub fn hand_over(
+        &self,
+        stream: std::net::TcpStream,
+        peer: std::net::SocketAddr,
+        listener: usize,
+    ) -> Result<(), std::net::TcpStream> {
+        let succ = self.successor.borrow();
+        let Some(s) = succ.as_ref() else {
+            return Err(stream);
+        };
+        let (Some(Some(to)), false) = (s.listeners.get(listener), s.workers.is_empty()) else {
+            return Err(stream);
+        };
+        match s.workers[self.id % s.workers.len()].send((stream, peer, *to)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.into_inner().0),
+        }
+    }
+
+    /// Whether a connection of `listener` can move to the next generation.
+    pub fn can_hand_over(&self, listener: usize) -> bool {
+        self.successor.borrow().as_ref().is_some_and(|s| {
+            !s.workers.is_empty() && matches!(s.listeners.get(listener), Some(Some(_)))
+        })
+    }
+
     /// What a body pump needs for bulk mode (buffers, counters).
     pub fn bulk(&self) -> crate::http::bulk::Bulk<'_> {
         crate::http::bulk::Bulk {

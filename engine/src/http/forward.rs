@@ -1303,7 +1303,7 @@ pub(crate) async fn respond_h1(
     let version = h1_version(info.version);
     let framing = model::Framing::for_client(d.si.resp.body, version, bodiless);
     let keep_alive =
-        info.keep_alive && !w.drain.is_draining() && framing != model::Framing::UntilClose;
+        info.keep_alive && !w.drain.closing_conns() && framing != model::Framing::UntilClose;
     let persist = if keep_alive {
         model::Persist::KeepAlive
     } else {
@@ -1438,7 +1438,7 @@ pub(crate) async fn respond_h1_from_h2(
     let version = h1_version(info.version);
     let framing = model::Framing::for_client(d.si.resp.body, version, bodiless);
     let keep_alive =
-        info.keep_alive && !w.drain.is_draining() && framing != model::Framing::UntilClose;
+        info.keep_alive && !w.drain.closing_conns() && framing != model::Framing::UntilClose;
     let persist = if keep_alive {
         model::Persist::KeepAlive
     } else {

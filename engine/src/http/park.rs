@@ -191,6 +191,35 @@ impl ParkLot {
         }
     }
 
+    /// A reload's hand-over: every parked connection whose listener the next generation has
+    /// goes to it; the others stay (served once more when they wake, or closed at the end).
+    fn hand_over_all(&self, w: &WorkerCtx) {
+        let Some(epoll) = &self.epoll else { return };
+        let mut moving = Vec::new();
+        {
+            let mut slots = self.slots.borrow_mut();
+            let mut free = self.free.borrow_mut();
+            for (i, s) in slots.iter_mut().enumerate() {
+                if s.parked
+                    .as_ref()
+                    .is_some_and(|p| w.can_hand_over(p.listener.index))
+                {
+                    moving.extend(s.parked.take());
+                    free.push(i as u32);
+                }
+            }
+        }
+        for p in moving {
+            epoll.remove(p.sock.as_raw_fd());
+            dec(&w.stats.downstream_cx_parked);
+            w.stats.downstream_cx_parked_end(p.listener.index);
+            if let Some(b) = &w.balance {
+                b.release(w.id);
+            }
+            let _ = w.hand_over(std::net::TcpStream::from(p.sock), p.peer, p.listener.index);
+        }
+    }
+
     /// Close every entry past its idle timeout (at most once per [`SWEEP`]).
     fn sweep(&self, w: &WorkerCtx, all: bool) {
         let now = w.drain.now_ms();
@@ -236,11 +265,15 @@ pub async fn run(w: Rc<WorkerCtx>) {
     let Some(epoll) = &lot.epoll else { return };
     let mut wait = Box::pin(epoll.wait());
     let mut ready = Vec::with_capacity(64);
+    let mut handed = false;
     loop {
         let mut tick = w.drain.waiter_for(SWEEP);
         let woke = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = wait.as_mut().poll(cx) {
                 return Poll::Ready(Some(r));
+            }
+            if !handed && w.drain.handing() {
+                return Poll::Ready(None);
             }
             tick.poll_idle(cx).map(|_| None)
         })
@@ -249,6 +282,10 @@ pub async fn run(w: Rc<WorkerCtx>) {
         if w.drain.closing_idle() {
             lot.sweep(&w, true);
             return;
+        }
+        if !handed && w.drain.handing() {
+            handed = true;
+            lot.hand_over_all(&w);
         }
         if let Some(r) = woke {
             wait = Box::pin(epoll.wait());

@@ -402,7 +402,7 @@ pub(crate) async fn send_reply<S: Side>(
     if reply.why.is_none() && si.filter_details.is_none() {
         si.filter_details = reply.tag;
     }
-    let close = force_close || !ka || w.drain.is_draining();
+    let close = force_close || !ka || w.drain.closing_conns();
     let out = ReplyOut {
         version,
         is_head,

@@ -109,6 +109,19 @@ impl Epoll {
         }
     }
 
+    /// Stop watching `sock` (it leaves for another worker).
+    pub fn remove(&self, sock: RawFd) {
+        // SAFETY: plain syscall on descriptors we own; a missing entry is not an error here.
+        unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                sock,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
     /// Completes once some parked socket is ready (one poll operation on the epoll fd).
     pub async fn wait(&self) -> io::Result<()> {
         let op = PollOnce::new(self.fd.clone(), compio::driver::op::Interest::Readable);

@@ -367,6 +367,17 @@ where
     })
     .await;
     if let Some(Ok((stream, peer))) = last {
+        // A reload: the new connection belongs to the next generation.
+        if worker.can_hand_over(ctx.index()) {
+            if let Ok(fd) = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned() {
+                if worker
+                    .hand_over(std::net::TcpStream::from(fd), peer, ctx.index())
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
         if let Some(b) = &worker.balance {
             b.keep(worker.id);
         }

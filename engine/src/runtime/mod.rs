@@ -18,7 +18,7 @@
 pub mod ring;
 pub mod worker;
 
-use std::{net::SocketAddr, sync::Arc, thread};
+use std::{net::SocketAddr, sync::Arc, thread, time::Duration};
 
 use crate::{
     admin,
@@ -102,6 +102,314 @@ fn worker_cores(affinity: &CpuAffinity, n: usize) -> Vec<Option<core_affinity::C
         .collect()
 }
 
+/// One listener's socket group as a generation holds it: duplicates of the group its workers
+/// accept on, kept for the next generation (a reload) and for a successor (a binary upgrade).
+struct HeldListener {
+    name: String,
+    configured: SocketAddr,
+    bound: SocketAddr,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+impl HeldListener {
+    /// Duplicates of the group (the same kernel sockets).
+    fn dup(&self) -> Vec<std::net::TcpListener> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.try_clone().ok())
+            .collect()
+    }
+}
+
+/// One config's workers and the threads that serve them: the workers, the health checker,
+/// the stats aggregator's view, the access-log writer and the span exporter. A reload starts
+/// the next generation on the same sockets, then retires this one.
+struct Generation {
+    cfg: Arc<Config>,
+    controls: Vec<flume::Sender<Control>>,
+    handles: Vec<thread::JoinHandle<()>>,
+    health_thread: Option<crate::health::Running>,
+    aggregator: Arc<stats::aggregate::Aggregator>,
+    access_log: Option<crate::access_log::Writer>,
+    exporter: Option<crate::trace_export::Exporter>,
+    /// Emptied when the generation stops accepting (a drain, `POST /drain_listeners`).
+    listeners: Arc<std::sync::Mutex<Vec<HeldListener>>>,
+    /// Each worker's channel for connections the previous generation hands over.
+    adopt: Vec<flume::Sender<crate::control::Adopt>>,
+    certs: Arc<crate::certs::CertReloader>,
+}
+
+impl Generation {
+    /// Start `cfg`'s workers on `groups` (one socket group per listener, config order) and wait
+    /// until every one serves. On failure everything started is stopped again.
+    fn start(
+        cfg: Arc<Config>,
+        opts: &RunOptions,
+        groups: Vec<Vec<std::net::TcpListener>>,
+        bound_addrs: Vec<SocketAddr>,
+    ) -> Result<Generation, RunError> {
+        let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
+        let n = worker_count(&cfg, affinity, opts);
+        let listeners: Vec<HeldListener> = cfg
+            .listeners
+            .iter()
+            .zip(&groups)
+            .zip(&bound_addrs)
+            .map(|((l, g), bound)| HeldListener {
+                name: l.name.clone(),
+                configured: l.address,
+                bound: *bound,
+                sockets: g.iter().filter_map(|s| s.try_clone().ok()).collect(),
+            })
+            .collect();
+        // Stats: one block per worker (shared with the aggregator), one channel for histograms.
+        let worker_stats: Vec<Arc<stats::WorkerStats>> = (0..n)
+            .map(|id| Arc::new(stats::WorkerStats::new(id, &cfg)))
+            .collect();
+        let (hist_tx, hist_rx) = flume::unbounded();
+        // Emptied histogram sets go back to their worker (two in flight at most).
+        let (recycle_tx, mut recycle_rx): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| flume::bounded(2))
+            .map(|(t, r)| (t, Some(r)))
+            .unzip();
+        // Health checks and outlier detection: their thread starts (and runs its first round
+        // of checks) before the workers, which route by what it finds.
+        let make_rt: crate::health::MakeRuntime = Box::new(|| {
+            ring::build_runtime(256, 64).map_err(|e| format!("{} ({})", e.source, e.hint))
+        });
+        let (health_board, health_thread) =
+            match crate::health::start(&cfg, worker_stats.clone(), make_rt)
+                .map_err(RunError::Spawn)?
+            {
+                Some((b, r)) => (Some(b), Some(r)),
+                None => (None, None),
+            };
+        let trace_stats = cfg
+            .tracing
+            .as_ref()
+            .map(|_| Arc::new(crate::trace::TraceStats::default()));
+        let aggregator = Arc::new(stats::aggregate::Aggregator::new(
+            Arc::clone(&cfg),
+            bound_addrs,
+            worker_stats.clone(),
+            hist_rx,
+            trace_stats.clone(),
+            recycle_tx,
+            health_board.clone(),
+        ));
+        // The access-log writer thread (opens the files now, so a bad path fails the start).
+        let access_log = crate::access_log::Writer::start(&cfg)?;
+        // The span exporter thread; it ends once every worker has dropped its sender.
+        let (trace_tx, exporter) = match &trace_stats {
+            Some(ts) => {
+                let (tx, rx) = crate::trace::channel();
+                let ex = crate::trace_export::Exporter::start(Arc::clone(&cfg), rx, Arc::clone(ts))
+                    .map_err(RunError::Spawn)?;
+                (Some(tx), Some(ex))
+            }
+            None => (None, None),
+        };
+        // Re-slice: worker i gets socket i of every listener (and i + n, ... when a group has
+        // more sockets than there are workers: taken over, or kept from a larger generation).
+        let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (index, group) in groups.into_iter().enumerate() {
+            for (i, s) in group.into_iter().enumerate() {
+                per_worker[i % n].push((index, s));
+            }
+        }
+        // Exact connection balance needs somewhere to hand connections: only with 2+ workers.
+        let (balance, mut handoffs) = if n > 1 {
+            let (shared, rx) = balance::Shared::new(n);
+            (Some(shared), rx.into_iter().map(Some).collect::<Vec<_>>())
+        } else {
+            (None, vec![None])
+        };
+        let cores = worker_cores(affinity, n);
+        let (ready_tx, ready_rx) = flume::unbounded();
+        let mut controls = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        let mut adopt = Vec::with_capacity(n);
+        for (id, sockets) in per_worker.into_iter().enumerate() {
+            let (tx, rx) = flume::unbounded();
+            controls.push(tx);
+            let (adopt_tx, adopt_rx) = flume::unbounded();
+            adopt.push(adopt_tx);
+            let start = worker::Start {
+                id,
+                workers: n,
+                core: cores.get(id).copied().flatten(),
+                config: Arc::clone(&cfg),
+                sockets,
+                control: rx,
+                ready: ready_tx.clone(),
+                stats: Arc::clone(&worker_stats[id]),
+                hist_tx: hist_tx.clone(),
+                access_log: access_log.as_ref().map(|w| w.sink()),
+                trace: trace_tx.clone(),
+                balance: balance.clone(),
+                hist_free: recycle_rx.get_mut(id).and_then(Option::take),
+                handoff: handoffs.get_mut(id).and_then(Option::take),
+                trace_stats: trace_stats.clone(),
+                health: health_board.clone(),
+                adopt: Some(adopt_rx),
+            };
+            let h = thread::Builder::new()
+                .name(format!("ringway-w{id}"))
+                .spawn(move || worker::run(start))
+                .map_err(RunError::Spawn)?;
+            handles.push(h);
+        }
+        drop(ready_tx);
+        drop(hist_tx);
+        drop(trace_tx);
+        let certs = Arc::new(crate::certs::CertReloader::new(
+            &cfg,
+            opts.config_path.clone(),
+            controls.clone(),
+        ));
+        let g = Generation {
+            cfg,
+            controls,
+            handles,
+            health_thread,
+            aggregator,
+            access_log,
+            exporter,
+            listeners: Arc::new(std::sync::Mutex::new(listeners)),
+            adopt,
+            certs,
+        };
+        for _ in 0..n {
+            let failure = match ready_rx.recv() {
+                Ok(Ok(_)) => None,
+                Ok(Err(msg)) => Some(msg),
+                Err(_) => Some("worker thread exited before it was ready".to_string()),
+            };
+            if let Some(msg) = failure {
+                g.stop(false, None);
+                return Err(RunError::Worker(msg));
+            }
+        }
+        Ok(g)
+    }
+
+    /// What the admin server reads and talks to.
+    fn admin_view(&self, version: u64) -> admin::Current {
+        admin::Current {
+            config: Arc::clone(&self.cfg),
+            agg: Arc::clone(&self.aggregator),
+            controls: self.controls.clone(),
+            certs: Arc::clone(&self.certs),
+            version,
+            release_sockets: {
+                let held = Arc::clone(&self.listeners);
+                Arc::new(move || held.lock().unwrap_or_else(|p| p.into_inner()).clear())
+            },
+        }
+    }
+
+    /// The held listeners (locked: a drain may empty them from the admin thread).
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<HeldListener>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a successor gets (binary upgrade): duplicates of every socket.
+    fn handover(
+        &self,
+        admin: Option<(SocketAddr, &std::net::TcpListener)>,
+    ) -> crate::upgrade::Handover {
+        crate::upgrade::Handover {
+            listeners: self
+                .held()
+                .iter()
+                .map(|l| {
+                    let fds = l
+                        .dup()
+                        .into_iter()
+                        .map(std::os::fd::OwnedFd::from)
+                        .collect();
+                    (l.name.clone(), l.configured, l.bound, fds)
+                })
+                .collect(),
+            admin: admin.and_then(|(configured, s)| {
+                let bound = s.local_addr().ok()?;
+                let dup = s.try_clone().ok()?;
+                Some((configured, bound, std::os::fd::OwnedFd::from(dup)))
+            }),
+        }
+    }
+
+    /// The next generation, as this one's workers hand connections to it: its workers'
+    /// channels and where each of this config's listeners is in the next one.
+    fn successor_in(
+        &self,
+        next: &Generation,
+        ack: flume::Sender<usize>,
+    ) -> crate::control::Successor {
+        crate::control::Successor {
+            ack,
+            workers: next.adopt.clone(),
+            listeners: self
+                .cfg
+                .listeners
+                .iter()
+                .map(|l| {
+                    next.cfg
+                        .listeners
+                        .iter()
+                        .position(|m| m.name == l.name && m.address == l.address)
+                })
+                .collect(),
+        }
+    }
+
+    /// Drain and stop the workers (`polite`: a hand-over, to a reload's next generation, whose
+    /// workers then get the idle connections, or to a successor process), then the threads
+    /// that served them.
+    fn stop(self, polite: bool, successor: Option<Arc<crate::control::Successor>>) {
+        self.begin_stop(polite, successor);
+        self.join();
+    }
+
+    /// Tell the workers to drain (see [`Generation::stop`]).
+    fn begin_stop(&self, polite: bool, successor: Option<Arc<crate::control::Successor>>) {
+        // Our duplicates go first: a socket no later generation or successor holds closes with
+        // its workers' (new connections are refused, not queued).
+        self.held().clear();
+        for c in &self.controls {
+            let _ = c.send(if polite {
+                Control::Handover(successor.clone())
+            } else {
+                Control::Shutdown
+            });
+        }
+    }
+
+    /// Wait for the drained workers, then stop the threads that served them.
+    fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+        if let Some(t) = self.health_thread {
+            t.stop();
+        }
+        // The workers have shipped their last access-log lines: write, fsync, stop the writer.
+        if let Some(w) = self.access_log {
+            w.finish();
+        }
+        // ... and their last spans: the exporter sends them and ends.
+        if let Some(e) = self.exporter {
+            e.finish();
+        }
+    }
+}
+
+/// A 64-bit hash of the config file's bytes, for `/config_dump` and the logs.
+fn file_hash(path: &std::path::Path) -> u64 {
+    std::fs::read(path).map_or(0, |b| crate::upstream::hash::xxhash64(&b, 0))
+}
+
 /// Run the proxy until SIGINT/SIGTERM. `on_bound` is told each listener's bound address (tests
 /// and scripts read it from stdout; port 0 picks a free port).
 ///
@@ -118,8 +426,12 @@ pub fn run(
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
     // Multishot receives are the default; `RINGWAY_RECV_MULTISHOT=0` measures without them.
     crate::io::set_multishot(std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"));
-    let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
-    let n = worker_count(&cfg, affinity, opts);
+    let affinity = opts
+        .cpu_affinity
+        .as_ref()
+        .unwrap_or(&cfg.cpu_affinity)
+        .clone();
+    let n = worker_count(&cfg, &affinity, opts);
 
     // A binary upgrade takes the running process's sockets before anything is bound.
     let mut inherited = match &opts.upgrade_from {
@@ -127,7 +439,7 @@ pub fn run(
         None => None,
     };
     // Bind every listener's socket group first (or take it over).
-    let mut per_listener = Vec::new();
+    let mut groups = Vec::new();
     let mut bound_addrs = Vec::with_capacity(cfg.listeners.len());
     for l in &cfg.listeners {
         let taken = inherited
@@ -153,7 +465,7 @@ pub fn run(
             }
         }
         bound_addrs.push(bound);
-        per_listener.push(group);
+        groups.push(group);
     }
     let admin_listener = match &cfg.admin {
         Some(a) => match inherited.as_mut().and_then(|h| h.take_admin(a.address)) {
@@ -167,179 +479,34 @@ pub fn run(
         },
         None => None,
     };
-    // What a successor will get: duplicates of every socket, kept by the upgrade server.
-    let handover = opts
-        .upgrade_socket
-        .as_ref()
-        .map(|_| crate::upgrade::Handover {
-            listeners: cfg
-                .listeners
-                .iter()
-                .zip(&per_listener)
-                .zip(&bound_addrs)
-                .map(|((l, group), bound)| {
-                    let fds = group
-                        .iter()
-                        .filter_map(|s: &std::net::TcpListener| s.try_clone().ok())
-                        .map(std::os::fd::OwnedFd::from)
-                        .collect();
-                    (l.name.clone(), l.address, *bound, fds)
-                })
-                .collect(),
-            admin: cfg
-                .admin
-                .as_ref()
-                .zip(admin_listener.as_ref())
-                .and_then(|(a, s)| {
-                    let bound = s.local_addr().ok()?;
-                    let dup = s.try_clone().ok()?;
-                    Some((a.address, bound, std::os::fd::OwnedFd::from(dup)))
-                }),
-        });
+    let admin_configured = cfg.admin.as_ref().map(|a| a.address);
 
-    // Stats: one block per worker (shared with the aggregator), one channel for histograms.
-    let worker_stats: Vec<Arc<stats::WorkerStats>> = (0..n)
-        .map(|id| Arc::new(stats::WorkerStats::new(id, &cfg)))
-        .collect();
-    let (hist_tx, hist_rx) = flume::unbounded();
-    // Emptied histogram sets go back to their worker (two in flight at most).
-    let (recycle_tx, mut recycle_rx): (Vec<_>, Vec<_>) = (0..n)
-        .map(|_| flume::bounded(2))
-        .map(|(t, r)| (t, Some(r)))
-        .unzip();
-    // Health checks and outlier detection: their thread starts (and runs its first round of
-    // checks) before the workers, which route by what it finds.
-    let make_rt: crate::health::MakeRuntime =
-        Box::new(|| ring::build_runtime(256, 64).map_err(|e| format!("{} ({})", e.source, e.hint)));
-    let (health_board, health_thread) =
-        match crate::health::start(&cfg, worker_stats.clone(), make_rt).map_err(RunError::Spawn)? {
-            Some((b, r)) => (Some(b), Some(r)),
-            None => (None, None),
-        };
-    let trace_stats = cfg
-        .tracing
-        .as_ref()
-        .map(|_| Arc::new(crate::trace::TraceStats::default()));
-    let aggregator = Arc::new(stats::aggregate::Aggregator::new(
-        Arc::clone(&cfg),
-        bound_addrs,
-        worker_stats.clone(),
-        hist_rx,
-        trace_stats.clone(),
-        recycle_tx,
-        health_board.clone(),
-    ));
-    // The access-log writer thread (opens the files now, so a bad path fails the start).
-    let access_log = crate::access_log::Writer::start(&cfg)?;
-    // The span exporter thread; it ends once every worker has dropped its sender.
-    let (trace_tx, exporter) = match &trace_stats {
-        Some(ts) => {
-            let (tx, rx) = crate::trace::channel();
-            let ex = crate::trace_export::Exporter::start(Arc::clone(&cfg), rx, Arc::clone(ts))
-                .map_err(RunError::Spawn)?;
-            (Some(tx), Some(ex))
-        }
-        None => (None, None),
-    };
-    // Re-slice: worker i gets socket i of every listener (and i + n, ... when a group taken
-    // over from an older process has more sockets than there are workers).
-    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
-        (0..n).map(|_| Vec::new()).collect();
-    for (index, group) in per_listener.into_iter().enumerate() {
-        for (i, s) in group.into_iter().enumerate() {
-            per_worker[i % n].push((index, s));
-        }
-    }
-
-    // Exact connection balance needs somewhere to hand connections: only with 2+ workers.
-    let (balance, mut handoffs) = if n > 1 {
-        let (shared, rx) = balance::Shared::new(n);
-        (Some(shared), rx.into_iter().map(Some).collect::<Vec<_>>())
-    } else {
-        (None, vec![None])
-    };
-    let cores = worker_cores(affinity, n);
-    let (ready_tx, ready_rx) = flume::unbounded();
-    let mut controls = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for (id, sockets) in per_worker.into_iter().enumerate() {
-        let (tx, rx) = flume::unbounded();
-        controls.push(tx);
-        let start = worker::Start {
-            id,
-            workers: n,
-            core: cores.get(id).copied().flatten(),
-            config: Arc::clone(&cfg),
-            sockets,
-            control: rx,
-            ready: ready_tx.clone(),
-            stats: Arc::clone(&worker_stats[id]),
-            hist_tx: hist_tx.clone(),
-            access_log: access_log.as_ref().map(|w| w.sink()),
-            trace: trace_tx.clone(),
-            balance: balance.clone(),
-            hist_free: recycle_rx.get_mut(id).and_then(Option::take),
-            handoff: handoffs.get_mut(id).and_then(Option::take),
-            trace_stats: trace_stats.clone(),
-            health: health_board.clone(),
-        };
-        let h = thread::Builder::new()
-            .name(format!("ringway-w{id}"))
-            .spawn(move || worker::run(start))
-            .map_err(RunError::Spawn)?;
-        handles.push(h);
-    }
-    drop(ready_tx);
-    drop(hist_tx);
-    drop(trace_tx);
-    let certs = Arc::new(crate::certs::CertReloader::new(
-        &cfg,
-        opts.config_path.clone(),
-        controls.clone(),
-    ));
+    let mut current = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)?;
+    let mut version = 1u64;
+    let hash = opts.config_path.as_deref().map_or(0, file_hash);
+    let process = Arc::new(stats::aggregate::ProcessStats::default());
+    process.set_version(version, hash);
     let admin = Arc::new(admin::Shared::new(
-        Arc::clone(&cfg),
-        Arc::clone(&aggregator),
-        controls.clone(),
+        current.admin_view(version),
         opts.log_reload.clone(),
-        Arc::clone(&certs),
+        Arc::clone(&process),
     ));
-    if let Some(l) = admin_listener {
-        admin::start(l, Arc::clone(&admin));
+    current.aggregator.set_process(Some(Arc::clone(&process)));
+    if let Some(l) = &admin_listener {
+        match l.try_clone() {
+            Ok(l) => admin::start(l, Arc::clone(&admin)),
+            Err(e) => tracing::error!(error = %e, "cannot start the admin server"),
+        }
     }
-    // Merge the workers' histograms every stats_flush_interval, whether or not anyone reads them.
+    // Merge the workers' histograms every stats_flush_interval, whether or not anyone reads
+    // them (the generation in force at each tick).
     {
-        let agg = Arc::clone(&aggregator);
+        let shared = Arc::clone(&admin);
         let every = cfg.stats_flush_interval;
         let _ = spawn_background("ringway-stats", move || loop {
             thread::sleep(every);
-            agg.merge_pending();
+            shared.current().agg.merge_pending();
         });
-    }
-
-    let stop_all = |controls: &[flume::Sender<Control>]| {
-        for c in controls {
-            let _ = c.send(Control::Shutdown);
-        }
-    };
-    // Set when a successor took the sockets over: the drain is then polite.
-    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for _ in 0..n {
-        let failure = match ready_rx.recv() {
-            Ok(Ok(_)) => None,
-            Ok(Err(msg)) => Some(msg),
-            Err(_) => Some("worker thread exited before it was ready".to_string()),
-        };
-        if let Some(msg) = failure {
-            stop_all(&controls);
-            for h in handles {
-                let _ = h.join();
-            }
-            if let Some(t) = health_thread {
-                t.stop();
-            }
-            return Err(RunError::Worker(msg));
-        }
     }
     admin.set_serving();
     tracing::info!(
@@ -355,11 +522,14 @@ pub fn run(
             tracing::warn!(error = %e, "upgrade: the old process did not confirm its drain");
         }
     }
-    let upgrade = match (&opts.upgrade_socket, handover) {
-        (Some(path), Some(handover)) => {
+    // Set when a successor took the sockets over: the drain is then polite.
+    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handover = |g: &Generation| g.handover(admin_configured.zip(admin_listener.as_ref()));
+    let upgrade = match &opts.upgrade_socket {
+        Some(path) => {
             let shared = Arc::clone(&admin);
             let flag = Arc::clone(&handed_over);
-            let started = crate::upgrade::Server::start(path, handover, move || {
+            let started = crate::upgrade::Server::start(path, handover(&current), move || {
                 // The successor serves: stop taking admin connections, and drain (politely).
                 flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 shared.stop_accepting();
@@ -374,13 +544,7 @@ pub fn run(
                     None
                 }
                 Err(source) => {
-                    stop_all(&controls);
-                    for h in handles {
-                        let _ = h.join();
-                    }
-                    if let Some(t) = health_thread {
-                        t.stop();
-                    }
+                    current.stop(false, None);
                     return Err(RunError::UpgradeSocket {
                         path: path.clone(),
                         source,
@@ -388,48 +552,153 @@ pub fn run(
                 }
             }
         }
-        _ => None,
+        None => None,
     };
 
+    // Generations being retired after a reload (their polite drain runs on these threads).
+    let mut retiring: Vec<thread::JoinHandle<()>> = Vec::new();
     loop {
         // A signal that arrived while starting was kept pending: it is taken now. Any further
         // one during the drain stays pending (every thread blocks it) and changes nothing.
         let sig = signals.wait();
         if sig == libc::SIGHUP {
-            // Certificates only: the rest of the config needs a restart.
-            match certs.reload() {
-                Ok(msg) => tracing::info!("SIGHUP: {msg}"),
-                Err(e) => tracing::error!("SIGHUP: certificate reload refused: {e}"),
+            // SIGHUP and `POST /config/reload` (which queues its reply and raises SIGHUP).
+            let waiting = admin.take_reload_requests();
+            let reply = match reload(&mut current, opts, &admin, &process, &mut version) {
+                Ok((msg, old)) => {
+                    if let Some(u) = &upgrade {
+                        u.update(handover(&current));
+                    }
+                    // The old generation drains politely on its own thread; its counters
+                    // are carried into the new one's.
+                    let new_agg = Arc::clone(&current.aggregator);
+                    new_agg.carry_from(Arc::clone(&old.aggregator));
+                    // The old workers hand over before the reload answers: a connection made
+                    // after the answer is the new config's.
+                    let (ack_tx, ack_rx) = flume::unbounded();
+                    let successor = Arc::new(old.successor_in(&current, ack_tx));
+                    old.begin_stop(true, Some(successor));
+                    let until = std::time::Instant::now() + Duration::from_secs(2);
+                    for _ in 0..old.controls.len() {
+                        let left = until.saturating_duration_since(std::time::Instant::now());
+                        if ack_rx.recv_timeout(left).is_err() {
+                            tracing::warn!("config reload: an old worker did not confirm its hand-over in time");
+                            break;
+                        }
+                    }
+                    tracing::info!("config reload: {msg}");
+                    match spawn_background("ringway-retire", move || {
+                        old.join();
+                        new_agg.freeze_carried();
+                    }) {
+                        Ok(h) => retiring.push(h),
+                        Err(e) => tracing::error!(error = %e, "cannot retire the old workers"),
+                    }
+                    Ok(msg)
+                }
+                Err(e) => {
+                    tracing::error!("config reload refused; the running config stays: {e}");
+                    Err(e)
+                }
+            };
+            for w in waiting {
+                let _ = w.send(reply.clone());
             }
+            retiring.retain(|h| !h.is_finished());
             continue;
         }
-        tracing::info!(signal = sig, drain_timeout = ?cfg.drain_timeout, "shutting down: draining workers");
+        tracing::info!(signal = sig, drain_timeout = ?current.cfg.drain_timeout, "shutting down: draining workers");
         break;
     }
     admin.set_draining();
     if let Some(u) = &upgrade {
         u.close();
     }
-    if handed_over.load(std::sync::atomic::Ordering::SeqCst) {
-        for c in &controls {
-            let _ = c.send(Control::Handover);
-        }
-    } else {
-        stop_all(&controls);
-    }
-    for h in handles {
+    let polite = handed_over.load(std::sync::atomic::Ordering::SeqCst);
+    current.stop(polite, None);
+    for h in retiring {
         let _ = h.join();
     }
-    if let Some(t) = health_thread {
-        t.stop();
-    }
-    // The workers have shipped their last access-log lines: write, fsync, stop the writer.
-    if let Some(w) = access_log {
-        w.finish();
-    }
-    // ... and their last spans: the exporter sends them and ends.
-    if let Some(e) = exporter {
-        e.finish();
-    }
     Ok(())
+}
+
+/// Load the config file again and, when it is valid and its new listeners bind, start its
+/// generation on the same sockets. Returns what to log and the generation to retire; on any
+/// error the running generation stays as it is.
+fn reload(
+    current: &mut Generation,
+    opts: &RunOptions,
+    admin: &admin::Shared,
+    process: &stats::aggregate::ProcessStats,
+    version: &mut u64,
+) -> Result<(String, Generation), String> {
+    let started = std::time::Instant::now();
+    let refused = |e: String| {
+        process.reload_failed();
+        e
+    };
+    let Some(path) = &opts.config_path else {
+        return Err(refused("no config file to reload".into()));
+    };
+    let cfg = crate::config::load(path)
+        .map(Arc::new)
+        .map_err(|e| refused(format!("{}:\n{e}", path.display())))?;
+    let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
+    let n = worker_count(&cfg, affinity, opts);
+    // Listeners: the same name and address keep their sockets; new ones are bound now.
+    let mut groups = Vec::with_capacity(cfg.listeners.len());
+    let mut bound_addrs = Vec::with_capacity(cfg.listeners.len());
+    let (mut kept, mut added) = (0, 0);
+    for l in &cfg.listeners {
+        let all = current.held();
+        let held = all
+            .iter()
+            .find(|h| h.name == l.name && h.configured == l.address);
+        let (group, bound) = match held {
+            Some(h) => {
+                kept += 1;
+                (
+                    listener::join_group(&l.name, h.bound, l.backlog, h.dup(), n),
+                    h.bound,
+                )
+            }
+            None => {
+                added += 1;
+                let g = listener::bind_group(&l.name, l.address, l.backlog, n)
+                    .map_err(|e| refused(e.to_string()))?;
+                let bound = g
+                    .first()
+                    .and_then(|s| s.local_addr().ok())
+                    .unwrap_or(l.address);
+                // Announced only once bound (scripts read the address from stdout).
+                let mut out = std::io::stdout().lock();
+                let _ = std::io::Write::write_fmt(
+                    &mut out,
+                    format_args!("ringway: listener {} bound to {bound}\n", l.name),
+                );
+                let _ = std::io::Write::flush(&mut out);
+                (g, bound)
+            }
+        };
+        drop(all);
+        groups.push(group);
+        bound_addrs.push(bound);
+    }
+    let removed = current.held().len().saturating_sub(kept);
+    let next = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)
+        .map_err(|e| refused(e.to_string()))?;
+    *version += 1;
+    let hash = file_hash(path);
+    process.reload_success();
+    process.set_version(*version, hash);
+    next.aggregator.set_process(current.aggregator.process());
+    admin.set_current(next.admin_view(*version));
+    let old = std::mem::replace(current, next);
+    let msg = format!(
+        "version {version} ({hash:016x}) in force after {:?}: {} listener(s) kept, {added} added, {removed} removed, {} cluster(s)",
+        started.elapsed(),
+        kept,
+        cfg.clusters.len()
+    );
+    Ok((msg, old))
 }

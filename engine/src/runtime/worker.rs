@@ -61,6 +61,8 @@ pub struct Start {
     pub handoff: Option<flume::Receiver<balance::Handoff>>,
     /// Shared endpoint health (`None`: no cluster is health-checked).
     pub health: Option<crate::endpoint_health::Board>,
+    /// Connections the previous generation hands over at a reload.
+    pub adopt: Option<flume::Receiver<crate::control::Adopt>>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -102,6 +104,7 @@ async fn serve(start: Start) {
         balance,
         handoff,
         health,
+        adopt,
     } = start;
     let worker = Rc::new(WorkerCtx {
         id,
@@ -131,8 +134,12 @@ async fn serve(start: Start) {
         bulk_bufs: crate::io::BulkBufs::default(),
         parked: crate::http::park::ParkLot::new(config.park_idle_after),
         mirrors: crate::http::mirror::Mirrors::default(),
+        successor: std::cell::RefCell::new(None),
     });
     let ctxs = start_listeners(&worker, sockets, workers);
+    if let Some(rx) = adopt {
+        serve_adopted(&worker, rx, ctxs.clone());
+    }
     if let Some(rx) = handoff {
         serve_handoffs(&worker, rx, ctxs);
     }
@@ -181,6 +188,31 @@ fn start_listeners(
         }
     }
     ctxs
+}
+
+/// Serve the connections the previous generation's workers hand over (a reload): idle
+/// keep-alive connections and connections their last accept took.
+fn serve_adopted(
+    worker: &Rc<WorkerCtx>,
+    rx: flume::Receiver<crate::control::Adopt>,
+    ctxs: Vec<Serve>,
+) {
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        while let Ok((stream, peer, listener)) = rx.recv_async().await {
+            let (Some(ctx), Ok(stream)) = (
+                ctxs.get(listener).cloned(),
+                compio::net::TcpStream::from_std(stream),
+            ) else {
+                continue;
+            };
+            if let Some(b) = &w.balance {
+                b.keep(w.id);
+            }
+            ctx.spawn(crate::io::Conn::accepted(stream), peer, &w);
+        }
+    })
+    .detach();
 }
 
 /// Serve the connections other workers hand over (exact balance).
@@ -339,7 +371,10 @@ async fn obey_control(
                 worker.drain.start();
                 worker.clusters.clear();
             }
-            Ok(Control::Handover) => return true,
+            Ok(Control::Handover(successor)) => {
+                *worker.successor.borrow_mut() = successor;
+                return true;
+            }
             Ok(Control::Shutdown) | Err(_) => return false,
         }
     }
@@ -350,17 +385,32 @@ async fn obey_control(
 /// `polite` (a hand-over to a successor): idle and new connections are not closed at once but
 /// served one more request with `connection: close`, until drain_timeout closes the rest.
 async fn drain_and_stop(worker: &WorkerCtx, polite: bool) {
-    if polite {
+    let successor = worker.successor.borrow().clone();
+    if let (true, Some(s)) = (polite, successor) {
+        worker.drain.start_handover();
+        // From here every connection this worker accepts or finds idle moves on.
+        let _ = s.ack.send(worker.id);
+    } else if polite {
         worker.drain.start_polite();
     } else {
         worker.drain.start();
     }
     worker.clusters.clear();
     let deadline = Instant::now() + worker.config.drain_timeout;
-    while worker.drain.active() > 0 && Instant::now() < deadline {
+    // A polite drain also waits for parked connections (they are served once more when they
+    // wake).
+    let parked = || {
+        polite
+            && worker
+                .stats
+                .downstream_cx_parked
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+    };
+    while (worker.drain.active() > 0 || parked()) && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
-    if polite && worker.drain.active() > 0 {
+    if polite && (worker.drain.active() > 0 || parked()) {
         // What is still idle closes now; give the tasks a moment to see it.
         worker.drain.start();
         let end = Instant::now() + Duration::from_millis(200);

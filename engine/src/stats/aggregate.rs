@@ -6,6 +6,13 @@
 //! [`Aggregator::merge_pending`]) and on every admin read ([`Aggregator::refresh`]: ask each
 //! worker for its current interval over the control channel and wait, bounded, for the replies).
 //! Nothing here runs on a worker.
+//!
+//! A reload starts a new generation of workers with its own aggregator; the new one carries the
+//! old one's counters by name (read live while the old workers drain,
+//! [`Aggregator::carry_from`], then their final values, [`Aggregator::freeze_carried`]), so
+//! counters keep counting across reloads as Envoy's do. Gauges are the new generation's, and
+//! latency histograms start again with each generation.
+//! Process-wide stats ([`ProcessStats`]: `config.reload_*`, `config.version`) live beside it.
 
 use std::{
     collections::BTreeMap,
@@ -50,6 +57,8 @@ pub enum Scope {
     Worker,
     /// `server.` (no label).
     Server,
+    /// `config.` (no label): reloads and the config version.
+    Config,
     /// `tracing.` (no label): the span exporter.
     Tracing,
 }
@@ -63,6 +72,7 @@ impl Scope {
             Scope::Cluster => "cluster",
             Scope::Worker => "worker",
             Scope::Server => "server",
+            Scope::Config => "config",
             Scope::Tracing => "tracing",
         }
     }
@@ -74,7 +84,7 @@ impl Scope {
             Scope::Tcp => Some("envoy_tcp_prefix"),
             Scope::Cluster => Some("envoy_cluster_name"),
             Scope::Worker => Some("worker"),
-            Scope::Server | Scope::Tracing => None,
+            Scope::Server | Scope::Tracing | Scope::Config => None,
         }
     }
 }
@@ -188,6 +198,63 @@ pub struct Aggregator {
     recycle: Vec<flume::Sender<Vec<Histogram<u64>>>>,
     /// Endpoint health shared with the health thread (health checks, outlier detection).
     health: Option<crate::endpoint_health::Board>,
+    /// The process-wide stats, shown with this generation's.
+    process: Mutex<Option<Arc<ProcessStats>>>,
+    /// Earlier generations' stats, carried by name.
+    carried: Mutex<Carried>,
+}
+
+/// Earlier generations' stats: the one still draining (read live), or its final counters.
+#[derive(Debug, Default)]
+struct Carried {
+    live: Option<Arc<Aggregator>>,
+    frozen: Vec<Stat>,
+}
+
+/// Process-wide stats that outlive a generation of workers.
+#[derive(Debug)]
+pub struct ProcessStats {
+    started: Instant,
+    reload_success: std::sync::atomic::AtomicU64,
+    reload_failed: std::sync::atomic::AtomicU64,
+    version: std::sync::atomic::AtomicU64,
+    hash: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ProcessStats {
+    fn default() -> Self {
+        ProcessStats {
+            started: Instant::now(),
+            reload_success: Default::default(),
+            reload_failed: Default::default(),
+            version: Default::default(),
+            hash: Default::default(),
+        }
+    }
+}
+
+impl ProcessStats {
+    pub fn reload_success(&self) {
+        self.reload_success
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn reload_failed(&self) {
+        self.reload_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// The config in force: its version (1 at start) and the hash of its file.
+    pub fn set_version(&self, version: u64, hash: u64) {
+        self.version
+            .store(version, std::sync::atomic::Ordering::Relaxed);
+        self.hash.store(hash, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn hash(&self) -> u64 {
+        self.hash.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Since the process started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -227,6 +294,48 @@ impl Aggregator {
             tracing,
             recycle,
             health,
+            process: Mutex::new(None),
+            carried: Mutex::new(Carried::default()),
+        }
+    }
+
+    /// Show the process-wide stats with this generation's.
+    pub fn set_process(&self, p: Option<Arc<ProcessStats>>) {
+        *self.process.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    pub fn process(&self) -> Option<Arc<ProcessStats>> {
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// This generation follows `old` (a reload): its stats are added to this one's by name
+    /// while its workers drain.
+    pub fn carry_from(&self, old: Arc<Aggregator>) {
+        self.carried.lock().unwrap_or_else(|e| e.into_inner()).live = Some(old);
+    }
+
+    /// The old generation's workers are gone: keep its final counters, let the rest go.
+    pub fn freeze_carried(&self) {
+        let live = self
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .take();
+        if let Some(old) = live {
+            let frozen: Vec<Stat> = old
+                .snapshot_inner(false)
+                .stats
+                .into_iter()
+                .filter(|s| matches!(s.value, Value::Counter(_)))
+                .collect();
+            self.carried
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .frozen = frozen;
         }
     }
 
@@ -309,6 +418,12 @@ impl Aggregator {
     /// Every stat, summed over workers, sorted by name. Stats with the same name (two listeners
     /// sharing a `stat_prefix`) are added together.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_inner(true)
+    }
+
+    /// `with_process`: the process-wide stats too (not when an older generation's stats are
+    /// carried into a newer one, which shows them itself).
+    fn snapshot_inner(&self, with_process: bool) -> Snapshot {
         let hists = self.lock().hists.clone();
         let cfg = &self.config;
         let mut out: BTreeMap<String, Stat> = BTreeMap::new();
@@ -662,6 +777,39 @@ impl Aggregator {
             ] {
                 put(Scope::Tracing, "", metric, Value::Counter(get(c)));
             }
+        }
+        if with_process {
+            if let Some(p) = self.process() {
+                let load =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                put(
+                    Scope::Config,
+                    "",
+                    "reload_success",
+                    Value::Counter(load(&p.reload_success)),
+                );
+                put(
+                    Scope::Config,
+                    "",
+                    "reload_failed",
+                    Value::Counter(load(&p.reload_failed)),
+                );
+                put(Scope::Config, "", "version", Value::Gauge(load(&p.version)));
+            }
+        }
+        // Earlier generations' counters, by name (gauges and `server.*` are this generation's).
+        let carried: Vec<Stat> = {
+            let c = self.carried.lock().unwrap_or_else(|e| e.into_inner());
+            match &c.live {
+                Some(old) => old.snapshot_inner(false).stats,
+                None => c.frozen.clone(),
+            }
+        };
+        for stat in carried {
+            if stat.scope == Scope::Server || !matches!(stat.value, Value::Counter(_)) {
+                continue;
+            }
+            put(stat.scope, &stat.scope_value, stat.metric, stat.value);
         }
         Snapshot {
             stats: out.into_values().collect(),

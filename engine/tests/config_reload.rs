@@ -1,0 +1,261 @@
+//! Config reload (SIGHUP, `POST /config/reload`): a new generation of workers starts on the
+//! same listening sockets with the new config and the old one drains politely. Under load from
+//! clients that open a connection per request and clients that keep theirs, 50 reloads change
+//! routes, clusters, filters and listeners (one added, one removed, in turn) without a failed
+//! request; bad configs are refused with the old one still serving.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+    time::Duration,
+};
+
+use support::*;
+
+/// Version `v` of the config: `/v` answers `v<v>`, `/` goes to origin `a` (even) or `b` (odd)
+/// with an `x-version` response header from `header_mutation`; a second listener `extra`
+/// exists in even versions only.
+fn config(v: usize, a: SocketAddr, b: SocketAddr) -> String {
+    let origin = if v.is_multiple_of(2) { a } else { b };
+    let mut builder = ConfigBuilder::new()
+        .top("workers: 2\ndrain_timeout: 3s")
+        .admin()
+        .http_filter(
+            "header_mutation",
+            &format!(
+                "mutations:\n  response_mutations:\n    - append: {{ header: {{ key: x-version, value: \"{v}\" }} }}"
+            ),
+        )
+        .route(
+            "prefix: /v",
+            &format!("direct_response: {{ status: 200, body: v{v} }}"),
+        )
+        .route_prefix("/", &format!("pool{}", v % 2));
+    if v.is_multiple_of(2) {
+        builder = builder
+            .listener("extra", "127.0.0.1:0")
+            .route("prefix: /", "direct_response: { status: 200, body: extra }");
+    }
+    builder.cluster(&format!("pool{}", v % 2), &[origin]).yaml()
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    failed: Mutex<Vec<String>>,
+}
+
+fn closing_client(addr: SocketAddr, stop: Arc<AtomicBool>, t: Arc<Tally>) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => s,
+            Err(e) => {
+                t.failed.lock().unwrap().push(format!("connect: {e}"));
+                continue;
+            }
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) if got.starts_with(b"HTTP/1.1 200") => {
+                t.ok.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(_) => t
+                .failed
+                .lock()
+                .unwrap()
+                .push(format!("answer: {:?}", String::from_utf8_lossy(&got))),
+            Err(e) => t.failed.lock().unwrap().push(format!("read: {e}")),
+        }
+    }
+}
+
+fn keepalive_client(addr: SocketAddr, stop: Arc<AtomicBool>, t: Arc<Tally>) {
+    let mut c: Option<Client> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let client = c.get_or_insert_with(|| Client::connect(addr));
+        if client
+            .stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .is_err()
+        {
+            t.failed.lock().unwrap().push("write".into());
+            c = None;
+            continue;
+        }
+        match client.try_response(false) {
+            Some(r) if r.status() == 200 && r.header("x-version").is_some() => {
+                t.ok.fetch_add(1, Ordering::SeqCst);
+                if r.header("connection") == Some("close") {
+                    c = None;
+                }
+            }
+            Some(r) => {
+                t.failed.lock().unwrap().push(format!("{r:?}"));
+                c = None;
+            }
+            None => {
+                t.failed
+                    .lock()
+                    .unwrap()
+                    .push("kept-alive connection closed without an answer".into());
+                c = None;
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn stat(admin_addr: SocketAddr, name: &str) -> u64 {
+    admin_stats(admin_addr).get(name).copied().unwrap_or(0)
+}
+
+fn reload_by_post(admin_addr: SocketAddr) -> (u16, String) {
+    let r = admin(admin_addr, "POST", "/config/reload");
+    (r.status(), r.body_str())
+}
+
+#[test]
+fn fifty_reloads_under_load_change_everything_and_no_request_fails() {
+    let a = SwitchOrigin::start("a");
+    let b = SwitchOrigin::start("b");
+    let (proxy, admin_addr) = Proxy::start_with_admin(&config(0, a.addr, b.addr), &[]);
+    let addr = proxy.addr;
+    assert_eq!(get(addr, "h", "/v").body_str(), "v0");
+    let extra0 = proxy.listeners["extra"];
+    assert_eq!(get(extra0, "h", "/").body_str(), "extra");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, t) = (Arc::clone(&stop), Arc::clone(&tally));
+            thread::spawn(move || {
+                if i % 2 == 0 {
+                    closing_client(addr, s, t)
+                } else {
+                    keepalive_client(addr, s, t)
+                }
+            })
+        })
+        .collect();
+    eventually("load running", || tally.ok.load(Ordering::SeqCst) > 50);
+
+    let mut served_by = std::collections::BTreeSet::new();
+    for v in 1..=50 {
+        std::fs::write(&proxy.config_path, config(v, a.addr, b.addr)).expect("write config");
+        if v.is_multiple_of(2) {
+            proxy.signal(libc::SIGHUP);
+            // Logged once the old workers hand over.
+            let line = format!("config reload: version {} ", v + 1);
+            eventually("the reload logged", || proxy.log().contains(&line));
+        } else {
+            let (status, body) = reload_by_post(admin_addr);
+            assert_eq!(status, 200, "reload {v}: {body}");
+            assert!(body.contains(&format!("version {}", v + 1)), "{body}");
+        }
+        let want = format!("v{v}");
+        eventually(&format!("version {v} in force"), || {
+            get(addr, "h", "/v").body_str() == want
+        });
+        let r = get(addr, "h", "/");
+        assert_eq!(r.header("x-version"), Some(v.to_string().as_str()));
+        served_by.insert(r.body_str());
+        // The extra listener: there in even versions (bound anew), gone in odd ones.
+        if v % 2 == 1 {
+            eventually("the removed listener refuses", || {
+                TcpStream::connect_timeout(&extra0, Duration::from_millis(200)).is_err()
+            });
+        }
+    }
+    let before = tally.ok.load(Ordering::SeqCst);
+    eventually("load still running", || {
+        tally.ok.load(Ordering::SeqCst) > before + 50
+    });
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let failed = tally.failed.lock().unwrap().clone();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across 50 reloads: {failed:?}\n{}",
+        failed.len(),
+        tally.ok.load(Ordering::SeqCst) + failed.len(),
+        proxy.log()
+    );
+    assert_eq!(
+        served_by,
+        ["a".to_string(), "b".to_string()].into_iter().collect()
+    );
+    assert_eq!(stat(admin_addr, "config.reload_success"), 50);
+    assert_eq!(stat(admin_addr, "config.version"), 51);
+    // Counters carried across generations: at least every request counted so far.
+    assert!(
+        stat(admin_addr, "http.main.downstream_rq_total") as usize
+            >= tally.ok.load(Ordering::SeqCst),
+        "{:?}",
+        admin_stats(admin_addr)
+    );
+    let dump = admin(admin_addr, "GET", "/config_dump").body_str();
+    assert!(dump.contains("\"version\": 51"), "{dump}");
+}
+
+#[test]
+fn bad_configs_are_refused_and_the_running_one_stays() {
+    let a = SwitchOrigin::start("a");
+    let b = SwitchOrigin::start("b");
+    let (proxy, admin_addr) = Proxy::start_with_admin(&config(1, a.addr, b.addr), &[]);
+    let addr = proxy.addr;
+    assert_eq!(get(addr, "h", "/v").body_str(), "v1");
+    let good = config(1, a.addr, b.addr);
+    // Not YAML; an unknown cluster; a new listener on a port that is taken.
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy_addr = busy.local_addr().expect("addr").to_string();
+    let bad = [
+        ("listeners: [".to_string(), "line"),
+        (
+            good.replace("cluster: pool1", "cluster: nowhere"),
+            "nowhere",
+        ),
+        (
+            config(0, a.addr, b.addr).replacen(
+                "address: 127.0.0.1:0",
+                &format!("address: {busy_addr}"),
+                2,
+            ),
+            "in use",
+        ),
+    ];
+    for (i, (text, says)) in bad.iter().enumerate() {
+        std::fs::write(&proxy.config_path, text).expect("write");
+        let (status, body) = reload_by_post(admin_addr);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(says), "{says}: {body}");
+        assert_eq!(get(addr, "h", "/v").body_str(), "v1");
+        assert_eq!(stat(admin_addr, "config.reload_failed"), i as u64 + 1);
+    }
+    // SIGHUP with a bad file: logged, refused, still serving.
+    proxy.signal(libc::SIGHUP);
+    eventually("refusal logged", || {
+        proxy
+            .log()
+            .contains("config reload refused; the running config stays")
+    });
+    assert_eq!(get(addr, "h", "/v").body_str(), "v1");
+    assert_eq!(stat(admin_addr, "config.version"), 1);
+    // And a good one goes through.
+    std::fs::write(&proxy.config_path, config(3, a.addr, b.addr)).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(addr, "h", "/v").body_str(), "v3");
+    drop(busy);
+}
