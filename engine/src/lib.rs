@@ -71,4 +71,5 @@ pub mod trace_export;
 pub mod tunnel;
 pub mod upgrade;
 pub mod upstream;
+pub mod watch;
 pub mod x509;

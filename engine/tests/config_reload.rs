@@ -259,3 +259,44 @@ fn bad_configs_are_refused_and_the_running_one_stays() {
     assert_eq!(get(addr, "h", "/v").body_str(), "v3");
     drop(busy);
 }
+
+#[test]
+fn watch_reloads_on_an_edit_in_place_and_on_a_rename_once_per_burst() {
+    let a = SwitchOrigin::start("a");
+    let b = SwitchOrigin::start("b");
+    let cfg = |v: usize| format!("watch: true\n{}", config(v, a.addr, b.addr));
+    let (proxy, admin_addr) = Proxy::start_with_admin(&cfg(1), &[]);
+    let addr = proxy.addr;
+    eventually("watching", || {
+        proxy.log().contains("watching the config file")
+    });
+    // An edit in place, written in three pieces: one reload.
+    {
+        let text = cfg(2);
+        let mut f = std::fs::File::create(&proxy.config_path).expect("open");
+        let (x, rest) = text.split_at(text.len() / 3);
+        let (y, z) = rest.split_at(rest.len() / 2);
+        for piece in [x, y, z] {
+            f.write_all(piece.as_bytes()).expect("write");
+            f.flush().expect("flush");
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
+    eventually("v2 in force", || get(addr, "h", "/v").body_str() == "v2");
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(stat(admin_addr, "config.reload_success"), 1);
+    // A rename over the file (a new inode).
+    let tmp = proxy.config_path.with_extension("new");
+    std::fs::write(&tmp, cfg(3)).expect("write");
+    std::fs::rename(&tmp, &proxy.config_path).expect("rename");
+    eventually("v3 in force", || get(addr, "h", "/v").body_str() == "v3");
+    // A broken file: refused, v3 stays.
+    std::fs::write(&proxy.config_path, "listeners: [").expect("write");
+    eventually("refused", || stat(admin_addr, "config.reload_failed") == 1);
+    assert_eq!(get(addr, "h", "/v").body_str(), "v3");
+    // Another file in the directory changes nothing.
+    std::fs::write(proxy.config_path.with_extension("other"), "x").expect("write");
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(stat(admin_addr, "config.reload_failed"), 1);
+    assert_eq!(stat(admin_addr, "config.reload_success"), 2);
+}

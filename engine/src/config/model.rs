@@ -20,6 +20,8 @@ pub struct Config {
     /// How long a keep-alive connection waits between requests before it is parked (default
     /// 2s; zero: never).
     pub park_idle_after: Duration,
+    /// Reload when the file changes (default false).
+    pub watch: bool,
     pub listeners: Vec<Listener>,
     /// Index in this Vec is the `ClusterId` used by routes.
     pub clusters: Vec<Cluster>,

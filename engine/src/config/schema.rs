@@ -49,6 +49,9 @@ pub struct ConfigSpec {
     /// Distributed tracing: sample requests and export their spans to a collector; off unless
     /// configured (trace headers are forwarded untouched then).
     pub tracing: Option<TracingSpec>,
+    /// Reload the config when its file changes (edited in place or renamed over; the
+    /// directory is watched); default `false` (SIGHUP and `POST /config/reload` only).
+    pub watch: Option<bool>,
 }
 
 /// `tracing: {collector: {cluster: otel}, sample_rate: 0.1}`.

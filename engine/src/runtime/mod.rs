@@ -555,6 +555,17 @@ pub fn run(
         None => None,
     };
 
+    // `watch: true`: a file change raises SIGHUP (started once, by the first config that asks).
+    let mut watching = false;
+    let mut watch = |cfg: &Config| {
+        if let (true, false, Some(path)) = (cfg.watch, watching, &opts.config_path) {
+            match crate::watch::start(path) {
+                Ok(()) => watching = true,
+                Err(e) => tracing::error!(error = %e, "cannot watch the config file"),
+            }
+        }
+    };
+    watch(&current.cfg);
     // Generations being retired after a reload (their polite drain runs on these threads).
     let mut retiring: Vec<thread::JoinHandle<()>> = Vec::new();
     loop {
@@ -587,6 +598,7 @@ pub fn run(
                         }
                     }
                     tracing::info!("config reload: {msg}");
+                    watch(&current.cfg);
                     match spawn_background("ringway-retire", move || {
                         old.join();
                         new_agg.freeze_carried();

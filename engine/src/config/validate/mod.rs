@@ -198,6 +198,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         cpu_affinity,
         drain_timeout,
         park_idle_after,
+        watch: spec.watch.unwrap_or(false),
         listeners,
         clusters,
         source: source.to_owned(),
