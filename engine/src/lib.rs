@@ -48,6 +48,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod drain;
 pub mod endpoint_health;
 pub mod error;

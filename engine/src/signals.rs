@@ -35,6 +35,8 @@ impl Signals {
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigaddset(&mut set, libc::SIGHUP);
+            // Internal: the DNS thread's "endpoints changed" (`crate::dns`).
+            libc::sigaddset(&mut set, libc::SIGUSR2);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             Signals { set }
         }

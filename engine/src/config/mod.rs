@@ -149,8 +149,27 @@ impl Config {
             None => "auto".to_owned(),
             Some(n) => n.to_string(),
         };
+        let names: Vec<String> = self
+            .clusters
+            .iter()
+            .filter_map(|c| c.dns.as_ref().map(|d| (c, d)))
+            .flat_map(|(c, d)| {
+                let kind = if d.logical {
+                    "logical_dns"
+                } else {
+                    "strict_dns"
+                };
+                d.hosts
+                    .iter()
+                    .map(move |h| format!("{}:{} ({}, {kind})", h.host, h.port, c.name))
+            })
+            .collect();
+        let resolved = match names.len() {
+            0 => String::new(),
+            _ => format!("; resolved by DNS at run time: {}", names.join(", ")),
+        };
         format!(
-            "{}, {} ({}), {}, workers {workers}",
+            "{}, {} ({}), {}, workers {workers}{resolved}",
             count(self.listeners.len(), "listener"),
             count(self.clusters.len(), "cluster"),
             count(endpoints, "endpoint"),

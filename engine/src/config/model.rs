@@ -651,9 +651,46 @@ pub struct RedirectAction {
     pub response_code: u16,
 }
 
+/// Which addresses a DNS name gives (`dns_lookup_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsFamily {
+    /// IPv6 if the name has any, else IPv4.
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 if the name has any, else IPv6.
+    V4Preferred,
+    All,
+}
+
+/// One `host:port` endpoint of a DNS cluster.
+#[derive(Debug, Clone)]
+pub struct DnsHost {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+    pub priority: u32,
+}
+
+/// `type: strict_dns | logical_dns`: the names to resolve (the cluster's `endpoints` are what
+/// they resolved to, filled in at run time).
+#[derive(Debug, Clone)]
+pub struct DnsCluster {
+    pub hosts: Vec<DnsHost>,
+    /// `logical_dns`: the first address of each name only.
+    pub logical: bool,
+    pub refresh: Duration,
+    pub respect_ttl: bool,
+    pub family: DnsFamily,
+    /// Servers to ask; empty: the system's resolver.
+    pub resolvers: Vec<SocketAddr>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Cluster {
     pub name: String,
+    /// `strict_dns` / `logical_dns` (`None`: static endpoints).
+    pub dns: Option<std::sync::Arc<DnsCluster>>,
     pub connect_timeout: Duration,
     pub lb_policy: LbPolicy,
     /// The table of `ring_hash` / `maglev` (`None` for the other policies).

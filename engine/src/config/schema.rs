@@ -952,6 +952,20 @@ pub struct ClusterSpec {
     /// Envoy's `common_http_protocol_options`: `idle_timeout`, `max_connection_duration`,
     /// `max_requests_per_connection` (the same as the keys of the same names on the cluster).
     pub common_http_protocol_options: Option<CommonHttpOptionsSpec>,
+    /// Service discovery: `static` (the default: endpoints are `IP:port`), `strict_dns`
+    /// (endpoints are `host:port`, each resolved to every address it has) or `logical_dns` (the
+    /// first address only); Envoy's upper-case spellings too.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// How often DNS names are resolved again (default `5s`).
+    pub dns_refresh_rate: Option<Dur>,
+    /// Resolve again when the answer's TTL runs out rather than every `dns_refresh_rate`
+    /// (default `false`).
+    pub respect_dns_ttl: Option<bool>,
+    /// `AUTO` (IPv6, else IPv4; the default), `V4_ONLY`, `V6_ONLY`, `V4_PREFERRED` or `ALL`.
+    pub dns_lookup_family: Option<String>,
+    /// DNS servers to ask (`IP` or `IP:port`) instead of the system's resolver.
+    pub dns_resolvers: Option<Vec<String>>,
 }
 
 /// `circuit_breakers` on a cluster.

@@ -347,10 +347,13 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
     tracing::debug!(listener = %ctx.name(), worker = worker.id, "listener closed for drain");
 }
 
-/// A polite drain (a successor shares the listening socket): the accept already submitted
-/// stays, and a connection it takes is served (one request, `connection: close`), until idle
-/// connections are to close. Dropping it at once would race the kernel: an accept that
-/// completes as it is cancelled leaves a connection nobody serves, reset at exit.
+/// A polite drain (a successor process or the next generation shares the listening socket):
+/// the accept already submitted stays, and a connection it takes is handed to the next
+/// generation (a reload) or served here (one request, `connection: close`), until idle
+/// connections are to close; then it is dropped, and the worker keeps its runtime turning a
+/// little longer (`runtime::worker`) so that an accept that completed as it was cancelled is
+/// reaped and closed rather than left in the ring. Dropping it at once would not narrow that
+/// race, and would send the connections the kernel queues for it nowhere.
 async fn last_accept<F>(mut accept: std::pin::Pin<&mut F>, ctx: &Serve, worker: &Rc<WorkerCtx>)
 where
     F: std::future::Future<Output = io::Result<(compio::net::TcpStream, SocketAddr)>>,
@@ -359,30 +362,30 @@ where
         return;
     }
     let mut idle = worker.drain.waiter();
-    let last = std::future::poll_fn(|cx| {
+    let got = std::future::poll_fn(|cx| {
         if let std::task::Poll::Ready(r) = accept.as_mut().poll(cx) {
             return std::task::Poll::Ready(Some(r));
         }
         idle.poll_idle(cx).map(|_| None)
     })
     .await;
-    if let Some(Ok((stream, peer))) = last {
-        // A reload: the new connection belongs to the next generation.
-        if worker.can_hand_over(ctx.index()) {
-            if let Ok(fd) = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned() {
-                if worker
-                    .hand_over(std::net::TcpStream::from(fd), peer, ctx.index())
-                    .is_ok()
-                {
-                    return;
-                }
+    let Some(Ok((stream, peer))) = got else {
+        return;
+    };
+    if worker.can_hand_over(ctx.index()) {
+        if let Ok(fd) = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned() {
+            if worker
+                .hand_over(std::net::TcpStream::from(fd), peer, ctx.index())
+                .is_ok()
+            {
+                return;
             }
         }
-        if let Some(b) = &worker.balance {
-            b.keep(worker.id);
-        }
-        ctx.spawn(Conn::accepted(stream), peer, worker);
     }
+    if let Some(b) = &worker.balance {
+        b.keep(worker.id);
+    }
+    ctx.spawn(Conn::accepted(stream), peer, worker);
 }
 
 #[cfg(test)]

@@ -481,10 +481,32 @@ pub fn run(
     };
     let admin_configured = cfg.admin.as_ref().map(|a| a.address);
 
+    // DNS clusters: resolved before anything serves; the workers get the addresses.
+    let dns = Arc::new(crate::dns::Dns::default());
+    dns.configure(&cfg);
+    dns.resolve_all();
+    let mut base = Arc::clone(&cfg);
+    let cfg = if dns.any() {
+        Arc::new(dns.apply(&cfg))
+    } else {
+        cfg
+    };
+    let dns_start = |dns: &Arc<crate::dns::Dns>| match dns.start(|| {
+        // SAFETY: kill(2) on our own pid; the control thread takes SIGUSR2.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+    }) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the DNS thread");
+            false
+        }
+    };
+    let mut dns_started = dns.any() && dns_start(&dns);
     let mut current = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)?;
     let mut version = 1u64;
     let hash = opts.config_path.as_deref().map_or(0, file_hash);
     let process = Arc::new(stats::aggregate::ProcessStats::default());
+    process.set_dns(Arc::clone(&dns));
     process.set_version(version, hash);
     let admin = Arc::new(admin::Shared::new(
         current.admin_view(version),
@@ -572,10 +594,29 @@ pub fn run(
         // A signal that arrived while starting was kept pending: it is taken now. Any further
         // one during the drain stays pending (every thread blocks it) and changes nothing.
         let sig = signals.wait();
-        if sig == libc::SIGHUP {
-            // SIGHUP and `POST /config/reload` (which queues its reply and raises SIGHUP).
-            let waiting = admin.take_reload_requests();
-            let reply = match reload(&mut current, opts, &admin, &process, &mut version) {
+        if sig == libc::SIGHUP || sig == libc::SIGUSR2 {
+            // SIGHUP and `POST /config/reload` (which queues its reply and raises SIGHUP);
+            // SIGUSR2: the DNS thread saw new addresses.
+            let from_file = sig == libc::SIGHUP;
+            let waiting = if from_file {
+                admin.take_reload_requests()
+            } else {
+                Vec::new()
+            };
+            let result = reload(
+                &mut current,
+                opts,
+                &admin,
+                &process,
+                &mut version,
+                &dns,
+                &mut base,
+                from_file,
+            );
+            if dns.any() && !dns_started {
+                dns_started = dns_start(&dns);
+            }
+            let reply = match result {
                 Ok((msg, old)) => {
                     if let Some(u) = &upgrade {
                         u.update(handover(&current));
@@ -637,24 +678,40 @@ pub fn run(
 /// Load the config file again and, when it is valid and its new listeners bind, start its
 /// generation on the same sockets. Returns what to log and the generation to retire; on any
 /// error the running generation stays as it is.
+/// `from_file`: SIGHUP or `POST /config/reload`; otherwise the DNS clusters' addresses changed
+/// and the config in force (`base`, as loaded) is applied again with them.
+#[allow(clippy::too_many_arguments)]
 fn reload(
     current: &mut Generation,
     opts: &RunOptions,
     admin: &admin::Shared,
     process: &stats::aggregate::ProcessStats,
     version: &mut u64,
+    dns: &crate::dns::Dns,
+    base: &mut Arc<Config>,
+    from_file: bool,
 ) -> Result<(String, Generation), String> {
     let started = std::time::Instant::now();
     let refused = |e: String| {
-        process.reload_failed();
+        if from_file {
+            process.reload_failed();
+        }
         e
     };
     let Some(path) = &opts.config_path else {
         return Err(refused("no config file to reload".into()));
     };
-    let cfg = crate::config::load(path)
-        .map(Arc::new)
-        .map_err(|e| refused(format!("{}:\n{e}", path.display())))?;
+    let loaded = if from_file {
+        let loaded = crate::config::load(path)
+            .map(Arc::new)
+            .map_err(|e| refused(format!("{}:\n{e}", path.display())))?;
+        dns.configure(&loaded);
+        dns.resolve_all();
+        loaded
+    } else {
+        Arc::clone(base)
+    };
+    let cfg = Arc::new(dns.apply(&loaded));
     let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
     let n = worker_count(&cfg, affinity, opts);
     // Listeners: the same name and address keep their sockets; new ones are bound now.
@@ -699,16 +756,23 @@ fn reload(
     let removed = current.held().len().saturating_sub(kept);
     let next = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)
         .map_err(|e| refused(e.to_string()))?;
-    *version += 1;
-    let hash = file_hash(path);
-    process.reload_success();
-    process.set_version(*version, hash);
+    let hash = if from_file {
+        *version += 1;
+        let hash = file_hash(path);
+        process.reload_success();
+        process.set_version(*version, hash);
+        *base = loaded;
+        hash
+    } else {
+        process.hash()
+    };
     next.aggregator.set_process(current.aggregator.process());
     admin.set_current(next.admin_view(*version));
     let old = std::mem::replace(current, next);
     let msg = format!(
-        "version {version} ({hash:016x}) in force after {:?}: {} listener(s) kept, {added} added, {removed} removed, {} cluster(s)",
+        "version {version} ({hash:016x}) in force after {:?}{}: {} listener(s) kept, {added} added, {removed} removed, {} cluster(s)",
         started.elapsed(),
+        if from_file { "" } else { " with new DNS answers" },
         kept,
         cfg.clusters.len()
     );

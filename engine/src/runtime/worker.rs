@@ -410,13 +410,16 @@ async fn drain_and_stop(worker: &WorkerCtx, polite: bool) {
     while (worker.drain.active() > 0 || parked()) && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
-    if polite && (worker.drain.active() > 0 || parked()) {
-        // What is still idle closes now; give the tasks a moment to see it.
+    if polite {
+        // What is still idle closes now, and the accepts kept for the drain are cancelled;
+        // the runtime turns a little longer so their completions are reaped (an accept that
+        // completed as it was cancelled is closed, not left in the ring to hang its client).
         worker.drain.start();
         let end = Instant::now() + Duration::from_millis(200);
         while worker.drain.active() > 0 && Instant::now() < end {
             compio::time::sleep(Duration::from_millis(10)).await;
         }
+        compio::time::sleep(Duration::from_millis(20)).await;
     }
     // Every line logged and span recorded so far goes to the writer/exporter before this
     // thread ends.

@@ -219,6 +219,8 @@ pub struct ProcessStats {
     reload_failed: std::sync::atomic::AtomicU64,
     version: std::sync::atomic::AtomicU64,
     hash: std::sync::atomic::AtomicU64,
+    /// DNS clusters' lookup counters.
+    dns: Mutex<Option<Arc<crate::dns::Dns>>>,
 }
 
 impl Default for ProcessStats {
@@ -229,6 +231,7 @@ impl Default for ProcessStats {
             reload_failed: Default::default(),
             version: Default::default(),
             hash: Default::default(),
+            dns: Mutex::new(None),
         }
     }
 }
@@ -247,6 +250,9 @@ impl ProcessStats {
         self.version
             .store(version, std::sync::atomic::Ordering::Relaxed);
         self.hash.store(hash, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn set_dns(&self, dns: Arc<crate::dns::Dns>) {
+        *self.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(dns);
     }
     pub fn hash(&self) -> u64 {
         self.hash.load(std::sync::atomic::Ordering::Relaxed)
@@ -795,6 +801,19 @@ impl Aggregator {
                     Value::Counter(load(&p.reload_failed)),
                 );
                 put(Scope::Config, "", "version", Value::Gauge(load(&p.version)));
+                let dns = p.dns.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(dns) = dns {
+                    let stats = dns.stats.lock().unwrap_or_else(|e| e.into_inner());
+                    for (name, st) in stats.iter() {
+                        for (metric, c) in [
+                            ("update_attempt", &st.attempt),
+                            ("update_success", &st.success),
+                            ("update_failure", &st.failure),
+                        ] {
+                            put(Scope::Cluster, name, metric, Value::Counter(load(c)));
+                        }
+                    }
+                }
             }
         }
         // Earlier generations' counters, by name (gauges and `server.*` are this generation's).

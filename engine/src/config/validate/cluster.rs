@@ -1,11 +1,14 @@
-//! Validation of one cluster: its endpoints (static `IP:port` addresses with weights), its load
+//! Validation of one cluster: its endpoints (static `IP:port` addresses with weights, or a DNS
+//! cluster's `host:port` names, resolved at run time by `crate::dns`), its load
 //! balancing policy, its connection timeouts, the PROXY protocol header it sends upstream and
 //! the TLS it originates (`super::tls::upstream`).
+
+use std::{net::SocketAddr, time::Duration};
 
 use super::{socket_addr, Problems};
 use crate::config::{
     defaults,
-    model::{Cluster, Endpoint, ProxyProtocolVersion},
+    model::{Cluster, DnsCluster, DnsFamily, DnsHost, Endpoint, ProxyProtocolVersion},
     path::DocPath,
     schema::{ClusterSpec, ProxyProtocolVersionSpec},
 };
@@ -48,7 +51,20 @@ pub(super) fn cluster(
     if c.endpoints.is_empty() {
         problems.value(&endpoints_path, "a cluster needs at least one endpoint");
     }
+    let logical = match c.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("static") => None,
+        Some("strict_dns") => Some(false),
+        Some("logical_dns") => Some(true),
+        Some(other) => {
+            problems.value(
+                &path.key("type"),
+                format!("type must be static, strict_dns or logical_dns (found {other:?})"),
+            );
+            None
+        }
+    };
     let mut endpoints = Vec::with_capacity(c.endpoints.len());
+    let mut dns_hosts = Vec::new();
     for (ep_path, item) in super::enumerate(&c.endpoints, &endpoints_path, problems) {
         let Some(ep) = &item.value else { continue };
         // `"IP:port"` reports at the list item; `{address: ...}` at its address key.
@@ -56,6 +72,20 @@ pub(super) fn cluster(
             true => ep_path.key("address"),
             false => ep_path.clone(),
         };
+        if logical.is_some() {
+            // `host:port`: resolved at run time.
+            let weight = ep.weight.unwrap_or(defaults::ENDPOINT_WEIGHT).max(1);
+            match dns_host(&ep.address) {
+                Ok((host, port)) => dns_hosts.push(DnsHost {
+                    host,
+                    port,
+                    weight,
+                    priority: ep.priority.unwrap_or(0).min(MAX_PRIORITY),
+                }),
+                Err(message) => problems.value(&addr_path, message),
+            }
+            continue;
+        }
         let address = match socket_addr(&ep.address) {
             Ok(a) if a.port() == 0 => {
                 problems.value(
@@ -90,6 +120,45 @@ pub(super) fn cluster(
         }
     }
 
+    let dns = logical.map(|logical| {
+        let family = match c.dns_lookup_family.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("AUTO") => DnsFamily::Auto,
+            Some("V4_ONLY") => DnsFamily::V4Only,
+            Some("V6_ONLY") => DnsFamily::V6Only,
+            Some("V4_PREFERRED") => DnsFamily::V4Preferred,
+            Some("ALL") => DnsFamily::All,
+            Some(other) => {
+                problems.value(
+                    &path.key("dns_lookup_family"),
+                    format!("dns_lookup_family must be AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED or ALL (found {other:?})"),
+                );
+                DnsFamily::Auto
+            }
+        };
+        let refresh = c.dns_refresh_rate.map_or(Duration::from_secs(5), |d| d.0);
+        if refresh < Duration::from_millis(1) {
+            problems.value(&path.key("dns_refresh_rate"), "dns_refresh_rate must be at least 1ms");
+        }
+        let mut resolvers = Vec::new();
+        for (i, r) in c.dns_resolvers.iter().flatten().enumerate() {
+            match r.parse::<SocketAddr>().or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53))) {
+                Ok(a) => resolvers.push(a),
+                Err(_) => problems.value(
+                    &path.key("dns_resolvers").index(i),
+                    format!("invalid DNS server {r:?}: expected IP or IP:port"),
+                ),
+            }
+        }
+        std::sync::Arc::new(DnsCluster {
+            hosts: std::mem::take(&mut dns_hosts),
+            logical,
+            refresh,
+            respect_ttl: c.respect_dns_ttl.unwrap_or(false),
+            family,
+            resolvers,
+        })
+    });
+
     // `auto`: HTTP/2 where TLS's ALPN settles on `h2`, HTTP/1.1 otherwise (and always on plain
     // TCP, as Envoy's `auto_config`).
     let (http2, auto) = match c.protocol.as_deref() {
@@ -116,6 +185,7 @@ pub(super) fn cluster(
     }
     Cluster {
         name: c.name.clone(),
+        dns,
         connect_timeout,
         lb_policy,
         hash_lb,
@@ -179,4 +249,26 @@ pub(super) fn cluster(
             d => d.map(|d| d.0),
         },
     }
+}
+
+/// `host:port` of a DNS cluster's endpoint: a name (or an IP literal, `[v6]` bracketed) and a
+/// port 1..=65535.
+fn dns_host(s: &str) -> Result<(String, u16), String> {
+    let bad = |why: &str| format!("invalid endpoint {s:?}: {why} (expected host:port)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("port must be 1..=65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    if !valid {
+        return Err(bad("not a host name"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }
