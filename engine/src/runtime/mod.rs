@@ -622,9 +622,10 @@ pub fn run(
                         u.update(handover(&current));
                     }
                     // The old generation drains politely on its own thread; its counters
-                    // are carried into the new one's.
-                    let new_agg = Arc::clone(&current.aggregator);
-                    new_agg.carry_from(Arc::clone(&old.aggregator));
+                    // still count (live, then their final values).
+                    let old_agg = Arc::clone(&old.aggregator);
+                    process.retire_begin(Arc::clone(&old_agg));
+                    let retired = Arc::clone(&process);
                     // The old workers hand over before the reload answers: a connection made
                     // after the answer is the new config's.
                     let (ack_tx, ack_rx) = flume::unbounded();
@@ -642,7 +643,7 @@ pub fn run(
                     watch(&current.cfg);
                     match spawn_background("ringway-retire", move || {
                         old.join();
-                        new_agg.freeze_carried();
+                        retired.retire_end(&old_agg);
                     }) {
                         Ok(h) => retiring.push(h),
                         Err(e) => tracing::error!(error = %e, "cannot retire the old workers"),

@@ -7,11 +7,11 @@
 //! worker for its current interval over the control channel and wait, bounded, for the replies).
 //! Nothing here runs on a worker.
 //!
-//! A reload starts a new generation of workers with its own aggregator; the new one carries the
-//! old one's counters by name (read live while the old workers drain,
-//! [`Aggregator::carry_from`], then their final values, [`Aggregator::freeze_carried`]), so
-//! counters keep counting across reloads as Envoy's do. Gauges are the new generation's, and
-//! latency histograms start again with each generation.
+//! A reload starts a new generation of workers with its own aggregator; earlier generations'
+//! counters are added by name ([`ProcessStats::retire_begin`]: read live while their workers
+//! drain; [`ProcessStats::retire_end`]: their final values kept), so counters keep counting
+//! across reloads as Envoy's do. Gauges are the current generation's, and latency histograms
+//! start again with each generation.
 //! Process-wide stats ([`ProcessStats`]: `config.reload_*`, `config.version`) live beside it.
 
 use std::{
@@ -200,15 +200,6 @@ pub struct Aggregator {
     health: Option<crate::endpoint_health::Board>,
     /// The process-wide stats, shown with this generation's.
     process: Mutex<Option<Arc<ProcessStats>>>,
-    /// Earlier generations' stats, carried by name.
-    carried: Mutex<Carried>,
-}
-
-/// Earlier generations' stats: the one still draining (read live), or its final counters.
-#[derive(Debug, Default)]
-struct Carried {
-    live: Option<Arc<Aggregator>>,
-    frozen: Vec<Stat>,
 }
 
 /// Process-wide stats that outlive a generation of workers.
@@ -221,6 +212,10 @@ pub struct ProcessStats {
     hash: std::sync::atomic::AtomicU64,
     /// DNS clusters' lookup counters.
     dns: Mutex<Option<Arc<crate::dns::Dns>>>,
+    /// Earlier generations still draining (their counters are read live).
+    retiring: Mutex<Vec<Arc<Aggregator>>>,
+    /// The final counters of generations gone, by name.
+    retired: Mutex<BTreeMap<String, Stat>>,
 }
 
 impl Default for ProcessStats {
@@ -232,6 +227,8 @@ impl Default for ProcessStats {
             version: Default::default(),
             hash: Default::default(),
             dns: Mutex::new(None),
+            retiring: Mutex::new(Vec::new()),
+            retired: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -251,6 +248,40 @@ impl ProcessStats {
             .store(version, std::sync::atomic::Ordering::Relaxed);
         self.hash.store(hash, std::sync::atomic::Ordering::Relaxed);
     }
+    /// A reload replaced `old`'s generation: its counters are added live while it drains.
+    pub fn retire_begin(&self, old: Arc<Aggregator>) {
+        self.retiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(old);
+    }
+
+    /// `old`'s workers are gone: its final counters are kept, the rest let go.
+    pub fn retire_end(&self, old: &Arc<Aggregator>) {
+        let last = old.snapshot_inner(false);
+        {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            for stat in last.stats {
+                if let (Value::Counter(v), false) = (&stat.value, stat.scope == Scope::Server) {
+                    match retired.entry(stat.name()) {
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(stat);
+                        }
+                        std::collections::btree_map::Entry::Occupied(mut e) => {
+                            if let Value::Counter(a) = &mut e.get_mut().value {
+                                *a += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.retiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a| !Arc::ptr_eq(a, old));
+    }
+
     pub fn set_dns(&self, dns: Arc<crate::dns::Dns>) {
         *self.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(dns);
     }
@@ -301,7 +332,6 @@ impl Aggregator {
             recycle,
             health,
             process: Mutex::new(None),
-            carried: Mutex::new(Carried::default()),
         }
     }
 
@@ -315,34 +345,6 @@ impl Aggregator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// This generation follows `old` (a reload): its stats are added to this one's by name
-    /// while its workers drain.
-    pub fn carry_from(&self, old: Arc<Aggregator>) {
-        self.carried.lock().unwrap_or_else(|e| e.into_inner()).live = Some(old);
-    }
-
-    /// The old generation's workers are gone: keep its final counters, let the rest go.
-    pub fn freeze_carried(&self) {
-        let live = self
-            .carried
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .live
-            .take();
-        if let Some(old) = live {
-            let frozen: Vec<Stat> = old
-                .snapshot_inner(false)
-                .stats
-                .into_iter()
-                .filter(|s| matches!(s.value, Value::Counter(_)))
-                .collect();
-            self.carried
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .frozen = frozen;
-        }
     }
 
     /// Cluster `c`'s shared health (`None`: not health-checked).
@@ -427,8 +429,8 @@ impl Aggregator {
         self.snapshot_inner(true)
     }
 
-    /// `with_process`: the process-wide stats too (not when an older generation's stats are
-    /// carried into a newer one, which shows them itself).
+    /// `with_process`: the process-wide stats and earlier generations' counters too (without:
+    /// this generation's own, as they are added into a newer one's).
     fn snapshot_inner(&self, with_process: bool) -> Snapshot {
         let hists = self.lock().hists.clone();
         let cfg = &self.config;
@@ -817,18 +819,25 @@ impl Aggregator {
             }
         }
         // Earlier generations' counters, by name (gauges and `server.*` are this generation's).
-        let carried: Vec<Stat> = {
-            let c = self.carried.lock().unwrap_or_else(|e| e.into_inner());
-            match &c.live {
-                Some(old) => old.snapshot_inner(false).stats,
-                None => c.frozen.clone(),
+        if let (true, Some(p)) = (with_process, self.process()) {
+            let retiring = p.retiring.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut earlier: Vec<Stat> = retiring
+                .iter()
+                .flat_map(|a| a.snapshot_inner(false).stats)
+                .collect();
+            earlier.extend(
+                p.retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned(),
+            );
+            for stat in earlier {
+                if stat.scope == Scope::Server || !matches!(stat.value, Value::Counter(_)) {
+                    continue;
+                }
+                put(stat.scope, &stat.scope_value, stat.metric, stat.value);
             }
-        };
-        for stat in carried {
-            if stat.scope == Scope::Server || !matches!(stat.value, Value::Counter(_)) {
-                continue;
-            }
-            put(stat.scope, &stat.scope_value, stat.metric, stat.value);
         }
         Snapshot {
             stats: out.into_values().collect(),
