@@ -68,7 +68,7 @@ clusters:
     let lines: Vec<&str> = out.stderr.lines().collect();
     let expected = [
         "listeners[0].address: invalid address \"localhost:10000\": expected IP:port; host names such as \"localhost\" are not resolved (use 127.0.0.1 or [::1] for localhost) (line 3)",
-        "listeners[0].filter_chains[0].filters[0].http_connection_manager.virtual_hosts[0].routes[0].route.cluster: unknown cluster \"orign\" (not defined under clusters) (line 12)",
+        "listeners[0].filter_chains[0].filters[0].http_connection_manager.virtual_hosts[0].routes[0].route.cluster: unknown cluster \"orign\" (not defined under clusters), did you mean \"origin\"? (line 12)",
         "clusters[1].endpoints[0]: invalid address \"127.0.0.1:99999\" (line 17)",
         "clusters[1].lb_policy: unknown variant `fastest`, expected one of `round_robin`, `least_request`, `random`, `ring_hash`, `maglev` (line 18)",
         "clusters[1].retries: unknown key, expected one of `name`, `connect_timeout`, `lb_policy`, `endpoints`, `max_idle_per_endpoint`, `idle_timeout`, `http_protocol_options`, `upstream_proxy_protocol`, `tls`, `protocol`, `http2_protocol_options`, `max_requests_per_connection`, `health_checks`, `outlier_detection`, `common_lb_config`, `ring_hash_lb_config`, `maglev_lb_config`, `round_robin_lb_config`, `least_request_lb_config`, `circuit_breakers`, `max_connection_duration`, `common_http_protocol_options`, `type`, `dns_refresh_rate`, `respect_dns_ttl`, `dns_lookup_family`, `dns_resolvers` (line 19)",

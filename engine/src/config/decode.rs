@@ -59,9 +59,11 @@ pub(crate) fn decode<T: DeserializeOwned>(mut value: Value) -> Item<T> {
         if let Some((key, rest)) = backticked(&message, "unknown field `") {
             let child = child_path(&path, key);
             let rest = rest.trim_start_matches(", ");
+            let hint = super::suggest::closest(key, super::suggest::backticked(rest))
+                .map_or_else(String::new, |c| format!("did you mean `{c}`? "));
             problems.push(Problem::new(
                 child.clone(),
-                format!("unknown key, {rest}"),
+                format!("unknown key, {hint}{rest}"),
                 Spot::Key,
             ));
             if remove_key(&mut value, &child) {
@@ -120,6 +122,14 @@ fn backticked<'a>(message: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> 
 
 /// serde's wording, in the config file's terms.
 fn tidy(message: &str) -> String {
+    // `unknown variant `x`, expected one of ...`: name the close one.
+    let mut message = message.to_string();
+    if let Some((word, rest)) = backticked(&message, "unknown variant `") {
+        if let Some(c) = super::suggest::closest(word, super::suggest::backticked(rest)) {
+            let at = message.len() - rest.len();
+            message.insert_str(at, &format!(" (did you mean `{c}`?)"));
+        }
+    }
     message
         .replace("expected u16", "expected an integer from 0 to 65535")
         .replace("expected u32", "expected a non-negative integer")

@@ -31,6 +31,7 @@ mod duration;
 mod error;
 mod json;
 mod path;
+mod suggest;
 mod validate;
 mod yaml;
 

@@ -418,7 +418,7 @@ fn json_errors_carry_path_and_line() {
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "nme": 1,"#);
     assert_eq!(
         errors_in(&text, Format::Json),
-        ["listeners[0].nme: unknown key, expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)"]
+        ["listeners[0].nme: unknown key, did you mean `name`? expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)"]
     );
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "name": "again","#);
     assert_eq!(

@@ -49,7 +49,7 @@ fn endpoints_forms_ports_and_weights() {
     );
     assert_error(
         &with_cluster("  - name: origin\n    endpoints: [{ address: 127.0.0.1:1, wieght: 2 }]\n"),
-        "clusters[0].endpoints[0].wieght: unknown key, expected one of `address`, `weight`, `priority` (line 15)",
+        "clusters[0].endpoints[0].wieght: unknown key, did you mean `weight`? expected one of `address`, `weight`, `priority` (line 15)",
     );
 }
 
@@ -255,7 +255,7 @@ fn bad_health_settings_are_errors_with_their_place() {
         &with_cluster(
             "  - name: origin\n    endpoints: [\"127.0.0.1:9000\"]\n    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {}, intervall: 2s}]\n",
         ),
-        "clusters[0].health_checks[0].intervall: unknown key, expected one of `timeout`, `interval`, `interval_jitter`, `interval_jitter_percent`, `initial_jitter`, `unhealthy_threshold`, `healthy_threshold`, `no_traffic_interval`, `unhealthy_interval`, `unhealthy_edge_interval`, `healthy_edge_interval`, `reuse_connection`, `always_log_health_check_failures`, `http_health_check`, `tcp_health_check`, `grpc_health_check` (line 16)",
+        "clusters[0].health_checks[0].intervall: unknown key, did you mean `interval`? expected one of `timeout`, `interval`, `interval_jitter`, `interval_jitter_percent`, `initial_jitter`, `unhealthy_threshold`, `healthy_threshold`, `no_traffic_interval`, `unhealthy_interval`, `unhealthy_edge_interval`, `healthy_edge_interval`, `reuse_connection`, `always_log_health_check_failures`, `http_health_check`, `tcp_health_check`, `grpc_health_check` (line 16)",
     );
     assert_errors(
         &with_cluster(

@@ -403,7 +403,7 @@ fn route_cluster_must_exist() {
     assert_error(
         &with_action("route: { cluster: origni }"),
         &format!(
-            r#"{R0}.route.cluster: unknown cluster "origni" (not defined under clusters) (line 12)"#
+            r#"{R0}.route.cluster: unknown cluster "origni" (not defined under clusters), did you mean "origin"? (line 12)"#
         ),
     );
 }

@@ -30,7 +30,10 @@ pub(super) fn cluster_id(
             if !clusters.broken.contains(name) {
                 problems.value(
                     at,
-                    format!("unknown cluster {name:?} (not defined under clusters)"),
+                    format!(
+                        "unknown cluster {name:?} (not defined under clusters){}",
+                        crate::config::suggest::hint(name, clusters.ids.keys().map(String::as_str))
+                    ),
                 );
             }
             None

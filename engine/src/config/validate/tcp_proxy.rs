@@ -26,8 +26,12 @@ pub(super) fn tcp_proxy(
                 problems.value(
                     &path.key("cluster"),
                     format!(
-                        "unknown cluster {:?} (not defined under clusters)",
-                        spec.cluster
+                        "unknown cluster {:?} (not defined under clusters){}",
+                        spec.cluster,
+                        crate::config::suggest::hint(
+                            &spec.cluster,
+                            clusters.ids.keys().map(String::as_str)
+                        )
                     ),
                 );
             }

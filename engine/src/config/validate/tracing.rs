@@ -42,8 +42,12 @@ pub(super) fn tracing(
                 problems.value(
                     &cpath.key("cluster"),
                     format!(
-                        "unknown cluster {:?} (not defined under clusters)",
-                        c.cluster
+                        "unknown cluster {:?} (not defined under clusters){}",
+                        c.cluster,
+                        crate::config::suggest::hint(
+                            &c.cluster,
+                            clusters.ids.keys().map(String::as_str)
+                        )
                     ),
                 );
             }
