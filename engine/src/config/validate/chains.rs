@@ -43,8 +43,9 @@ pub(super) fn listener_filters(
                 problems.value(
                     &at,
                     format!(
-                        "unknown listener filter {name:?}: expected `tls_inspector` or \
-                         `proxy_protocol`"
+                        "unknown listener filter {name:?}{}: expected `tls_inspector` or \
+                         `proxy_protocol`",
+                        crate::config::suggest::hint(name, ["tls_inspector", "proxy_protocol"])
                     ),
                 );
                 false

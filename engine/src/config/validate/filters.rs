@@ -76,7 +76,8 @@ pub(super) fn http_filters(
             problems.value(
                 &at.key("name"),
                 format!(
-                    "unknown HTTP filter {name:?} (known: {})",
+                    "unknown HTTP filter {name:?}{} (known: {})",
+                    crate::config::suggest::hint(name, registry::names().iter().copied()),
                     registry::names().join(", ")
                 ),
             );
@@ -115,7 +116,13 @@ pub(super) fn per_filter(
     for (name, value) in map {
         let at = path.key(name);
         let Some(kind) = registry::find(name) else {
-            problems.key(&at, format!("unknown HTTP filter {name:?}"));
+            problems.key(
+                &at,
+                format!(
+                    "unknown HTTP filter {name:?}{}",
+                    crate::config::suggest::hint(name, registry::names().iter().copied())
+                ),
+            );
             continue;
         };
         let Some(index) = filters.iter().position(|f| f.name == kind.name) else {
