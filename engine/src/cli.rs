@@ -32,6 +32,33 @@ pub enum Command {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
     },
+    /// Which listener, filter chain, virtual host, route, cluster and HTTP filters a request
+    /// would take (exit 0; 3 when nothing matches; 1 for an invalid config).
+    Route {
+        /// Config file (.yaml, .yml or .json).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// The request's Host.
+        #[arg(long, default_value = "")]
+        host: String,
+        /// The request's path (and query).
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", value_name = "NAME:VALUE")]
+        headers: Vec<String>,
+        /// The listener, by name (default: the first HTTP one).
+        #[arg(long)]
+        listener: Option<String>,
+        /// The listener by port, and the destination port chains match on.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The TLS server name (SNI) the client would send.
+        #[arg(long)]
+        sni: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -87,6 +114,33 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { config }) => validate(&config),
+        Some(Command::Route {
+            config,
+            host,
+            path,
+            method,
+            headers,
+            listener,
+            port,
+            sni,
+        }) => crate::route_cmd::run(
+            &config,
+            &crate::route_cmd::Probe {
+                host,
+                path,
+                method,
+                headers: headers
+                    .iter()
+                    .map(|h| match h.split_once(':') {
+                        Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+                        None => (h.trim().to_string(), String::new()),
+                    })
+                    .collect(),
+                listener,
+                port,
+                sni,
+            },
+        ),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }

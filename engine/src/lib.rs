@@ -59,6 +59,7 @@ pub mod l4proto;
 pub mod listener;
 pub mod logfmt;
 pub mod rng;
+pub mod route_cmd;
 pub mod router;
 pub mod runtime;
 pub mod signals;
