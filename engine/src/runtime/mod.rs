@@ -1,19 +1,26 @@
 //! The process: a control thread and one worker per core.
 //!
 //! The control thread (the caller of [`run`]) owns the config, binds every listener's
-//! SO_REUSEPORT socket group (so a clash is reported once, before anything serves), starts the
-//! workers with an immutable `Arc<Config>` snapshot, and waits for signals. SIGINT/SIGTERM: it
+//! SO_REUSEPORT socket group (so a clash is reported once, before anything serves; or takes it
+//! over from a running process, `--upgrade-from`), starts the workers with an immutable
+//! `Arc<Config>` snapshot, and waits for signals. SIGINT/SIGTERM: it
 //! tells every worker to drain (stop accepting, close idle keep-alives, finish in-flight requests
 //! within `drain_timeout`) and exits once they have. Workers never call back into it. Only this
 //! thread takes the signals: every other thread inherits a mask that blocks them
 //! ([`crate::signals`]), so a second SIGTERM during the drain cannot end the process early.
 //!
-//! It also owns the stats side: one [`WorkerStats`](crate::stats::WorkerStats) block per worker
-//! (handed to the worker, read here), the [`Aggregator`](crate::stats::aggregate::Aggregator)
-//! that merges the workers' histograms every `stats_flush_interval` (a small `ringway-stats`
-//! thread), the access-log writer and span exporter threads when those are configured, and,
-//! when `admin` is configured, the [admin server](crate::admin), which talks to the
-//! workers over the same control channels (`FlushStats`, `DrainListeners`).
+//! Everything one config needs to serve is a `Generation`: its workers, one
+//! [`WorkerStats`](crate::stats::WorkerStats) block per worker and the
+//! [`Aggregator`](crate::stats::aggregate::Aggregator) that merges their histograms (every
+//! `stats_flush_interval`, on a small `ringway-stats` thread), the health thread, the access-log
+//! writer and span exporter threads when those are configured, and duplicates of its listener
+//! sockets. SIGHUP (or `POST /config/reload`, or `watch`) loads the file again and starts the
+//! next generation on the same sockets; SIGUSR2 (the DNS thread) starts one with new endpoint
+//! addresses; the old generation hands its idle connections over and drains on a
+//! `ringway-retire` thread. With `--upgrade-socket` the sockets can also go to another process
+//! ([`crate::upgrade`]). When `admin` is configured, the [admin server](crate::admin) reads the
+//! generation in force and talks to its workers over the control channels (`FlushStats`,
+//! `DrainListeners`).
 
 pub mod ring;
 pub mod worker;
