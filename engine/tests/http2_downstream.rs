@@ -408,6 +408,32 @@ fn drain_sends_goaway_and_lets_the_open_stream_finish() {
 }
 
 #[test]
+fn a_reload_sends_goaway_lets_the_open_stream_finish_and_keeps_serving() {
+    let (origin, _count) = RawOrigin::counting("done", Duration::from_millis(800));
+    let mut p = proxy_with(origin.addr, "", "");
+    let pid = p.pid();
+    let port = p.addr.port();
+    let signaller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        // SIGHUP: a new generation of workers; this connection's drains politely.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    });
+    let r = h2_client(json!({"port": port, "requests": [get("/slow")], "wait_goaway": true}));
+    signaller.join().unwrap();
+    let s = &r["streams"]["1"];
+    assert_eq!(s["status"], 200, "{r}");
+    assert_eq!(s["body"], "done");
+    let goaways = r["goaway"].as_array().unwrap();
+    assert_eq!(goaways[0]["last"], (1u64 << 31) - 1, "{r}");
+    assert_eq!(goaways.last().unwrap()["last"], 1, "{r}");
+    assert_eq!(goaways.last().unwrap()["code"], 0, "{r}");
+    // The process serves on, HTTP/2 included.
+    assert!(p.is_running());
+    let r = h2_client(json!({"port": port, "requests": [get("/again")]}));
+    assert_eq!(r["streams"]["1"]["status"], 200, "{r}");
+}
+
+#[test]
 fn h2load_multiplexes_without_failures() {
     if Command::new("h2load").arg("--version").output().is_err() {
         panic!("h2load missing: run scripts/test.sh, which installs nghttp2-client");
