@@ -1,6 +1,6 @@
-//! The command line: `ringway [run] -c FILE`, `ringway validate -c FILE`, `--workers`,
-//! `--cpu-affinity`, `--log-level`, `--version`. Exit codes: 0 ok, 1 invalid config, 2 could not
-//! start.
+//! The command line: `ringway [run] -c FILE`, `ringway validate -c FILE`, `ringway schema`,
+//! `--workers`, `--cpu-affinity`, `--log-level`, `--version`. Exit codes: 0 ok, 1 invalid
+//! config, 2 could not start.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -59,6 +59,8 @@ pub enum Command {
         #[arg(long)]
         sni: Option<String>,
     },
+    /// Print the config file's JSON Schema (for editors; config/ringway.schema.json is a copy).
+    Schema,
 }
 
 #[derive(Debug, Args, Default)]
@@ -141,6 +143,10 @@ pub fn main() -> ExitCode {
                 sni,
             },
         ),
+        Some(Command::Schema) => {
+            print!("{}", config::json_schema::generate());
+            ExitCode::SUCCESS
+        }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }

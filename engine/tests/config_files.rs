@@ -1,12 +1,13 @@
-//! Every file in the repository's `config/` directory must load and validate: the examples are
-//! documentation, and this keeps them true.
+//! Every config in the repository's `config/` directory must load and validate: the examples
+//! are documentation, and this keeps them true. (`config/ringway.schema.json`, the generated
+//! JSON Schema, is not a config: `ringway schema` must print it.)
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use ringway_engine::config::RouteAction;
-use support::gen_certs;
+use support::{gen_certs, run_ringway};
 
 fn config_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
@@ -14,6 +15,7 @@ fn config_files() -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
+        .filter(|p| !p.to_string_lossy().ends_with(".schema.json"))
         .collect();
     files.sort();
     files
@@ -41,6 +43,19 @@ fn every_file_in_config_validates() {
         failures.is_empty(),
         "invalid config files:\n{}",
         failures.join("\n")
+    );
+}
+
+#[test]
+fn ringway_schema_prints_the_checked_in_schema() {
+    let out = run_ringway(&["schema"], std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ringway.schema.json");
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        out.stdout == on_disk,
+        "`ringway schema` differs from config/ringway.schema.json; regenerate it with:\n    {}",
+        ringway_engine::config::json_schema::REGENERATE
     );
 }
 

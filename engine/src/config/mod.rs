@@ -13,6 +13,7 @@
 //! * [`yaml`] and [`json`] read the text once into a tree plus the line of every node; the
 //!   rest of the pipeline never sees text again and names places by [`DocPath`](path::DocPath).
 //! * [`schema`] is the file format (a `///` on every key); [`defaults`] holds every default.
+//!   [`json_schema`] derives the file's JSON Schema from it (`ringway schema`).
 //! * [`model`] is the runtime contract the rest of the engine is written against.
 //! * Errors are [`ConfigErrors`]: one [`ConfigError`] per problem, printed one per line as
 //!   `clusters[1].endpoints[0]: invalid address "127.0.0.1:99999" (line 14)`.
@@ -23,6 +24,7 @@
 
 pub mod cpus;
 pub mod defaults;
+pub mod json_schema;
 pub mod model;
 pub mod schema;
 

@@ -3,12 +3,18 @@
 //! well-formed (right keys, right types) and nothing else (`deny_unknown_fields` everywhere);
 //! `validate()` then checks meaning and builds the runtime [`model`](super::model) types.
 //!
+//! The same types derive `JsonSchema`: [`json_schema`](super::json_schema) turns them into the
+//! file's JSON Schema (`ringway schema`, `config/ringway.schema.json`), so a `///` here is also
+//! what an editor shows for the key. A type with a hand-written `Deserialize` gets its schema
+//! written by hand there too.
+//!
 //! Omitted optional keys stay `None` here; their defaults live in [`defaults`](super::defaults).
 //! Lists of maps hold [`Item`]s, so one broken element is reported and skipped while its
 //! siblings are still read and validated (every error in one run, not the first).
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{
     de::{self, value::MapAccessDeserializer, IgnoredAny},
     Deserialize, Deserializer,
@@ -18,7 +24,7 @@ pub use super::decode::Item;
 pub use super::duration::Dur;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a map of workers, drain_timeout, listeners, clusters"
@@ -38,6 +44,7 @@ pub struct ConfigSpec {
     /// (default `2s`; `0s`: never park).
     pub park_idle_after: Option<Dur>,
     /// The listeners; at least one.
+    #[schemars(length(min = 1))]
     pub listeners: Vec<Item<ListenerSpec>>,
     /// The upstream clusters routes may name (default none).
     #[serde(default)]
@@ -55,7 +62,7 @@ pub struct ConfigSpec {
 }
 
 /// `tracing: {collector: {cluster: otel}, sample_rate: 0.1}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tracing map")]
 pub struct TracingSpec {
     /// Where spans are sent; required.
@@ -72,7 +79,7 @@ pub struct TracingSpec {
 }
 
 /// `collector: {cluster: otel, format: otlp_json}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a collector map")]
 pub struct CollectorSpec {
     /// The cluster (under `clusters`) whose endpoints receive the spans.
@@ -88,7 +95,7 @@ pub struct CollectorSpec {
 }
 
 /// `admin: {address: 127.0.0.1:9901}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an admin map")]
 pub struct AdminSpec {
     /// `IP:port` the admin server binds (keep it on loopback; port 0 picks a free port).
@@ -178,7 +185,7 @@ impl<'de> Deserialize<'de> for CpuAffinitySpec {
 }
 
 /// A listening socket and what runs on its connections.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a listener map")]
 pub struct ListenerSpec {
     /// Unique listener name (used in stats and logs).
@@ -237,7 +244,7 @@ impl ListenerFilterSpec {
 }
 
 /// `proxy_protocol`'s settings (Envoy's `ProxyProtocol` listener filter config).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a proxy_protocol map")]
 pub struct ProxyProtocolSpec {
     /// Serve a connection that does not start with a PROXY v1/v2 signature as is, with its
@@ -246,12 +253,12 @@ pub struct ProxyProtocolSpec {
 }
 
 /// A listener filter's config map, for those without settings (`tls_inspector`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "an empty map (this listener filter has no settings)"
 )]
-struct NoSettings {}
+pub(super) struct NoSettings {}
 
 impl<'de> Deserialize<'de> for ListenerFilterSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -310,7 +317,7 @@ impl<'de> Deserialize<'de> for ListenerFilterSpec {
 
 /// What a connection must look like for a filter chain to run on it (Envoy's
 /// `filter_chain_match`). An omitted or empty criterion matches anything.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a filter_chain_match map")]
 pub struct FilterChainMatchSpec {
     /// The port the client connected to (the listener's, or the PROXY header's destination).
@@ -339,7 +346,7 @@ pub struct FilterChainMatchSpec {
 }
 
 /// An address range: `"10.0.0.0/8"` or `{address_prefix: 10.0.0.0, prefix_len: 8}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     untagged,
     expecting = "a CIDR range: \"10.0.0.0/8\" or {address_prefix, prefix_len}"
@@ -357,7 +364,7 @@ pub enum CidrSpec {
 }
 
 /// The network filters run on a connection, in order.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a filter chain map")]
 pub struct FilterChainSpec {
     /// Which connections this chain serves (default: all).
@@ -375,7 +382,7 @@ pub struct FilterChainSpec {
 
 /// `tls:` on a filter chain: the keys of Envoy's `DownstreamTlsContext`, with those of its
 /// `common_tls_context` accepted either inside it or directly here.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tls map")]
 pub struct TlsSpec {
     /// Envoy's wrapper for the keys below (use one or the other).
@@ -392,7 +399,7 @@ pub struct TlsSpec {
 }
 
 /// Envoy's `CommonTlsContext`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a common_tls_context map")]
 pub struct CommonTlsSpec {
     pub tls_certificates: Option<Vec<TlsCertificateSpec>>,
@@ -402,7 +409,7 @@ pub struct CommonTlsSpec {
 }
 
 /// One certificate with its key (and optionally its OCSP response).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a map with certificate_chain and private_key"
@@ -415,7 +422,7 @@ pub struct TlsCertificateSpec {
 }
 
 /// Envoy's `DataSource`: a file, or the text inline.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a map with filename or inline_string"
@@ -426,7 +433,7 @@ pub struct DataSourceSpec {
 }
 
 /// `tls_params`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tls_params map")]
 pub struct TlsParamsSpec {
     /// `TLSv1_2` (default) or `TLSv1_3`.
@@ -438,7 +445,7 @@ pub struct TlsParamsSpec {
 }
 
 /// `validation_context`: how client certificates are verified (mTLS).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a validation_context map")]
 pub struct ValidationContextSpec {
     pub trusted_ca: DataSourceSpec,
@@ -497,7 +504,7 @@ impl<'de> Deserialize<'de> for FilterSpec {
 
 /// The TCP proxy (Envoy's `envoy.filters.network.tcp_proxy`): each connection is joined to one
 /// endpoint of a cluster and bytes are copied both ways until both sides have closed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tcp_proxy map")]
 pub struct TcpProxySpec {
     /// Prefix of this proxy's stats, `tcp.<stat_prefix>.` (default: the listener name).
@@ -516,7 +523,7 @@ pub struct TcpProxySpec {
 }
 
 /// The HTTP connection manager: HTTP/1.1 codec, then the router.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an http_connection_manager map")]
 pub struct HcmSpec {
     /// Prefix of this connection manager's stats (default: the listener name).
@@ -558,11 +565,12 @@ pub struct HcmSpec {
     /// with the filter's `name` (`cors`, or Envoy's `envoy.filters.http.cors`), optionally
     /// `disabled: true` (off unless a route enables it), and the filter's own keys.
     #[serde(default)]
+    #[schemars(schema_with = "super::json_schema::http_filters")]
     pub http_filters: Vec<serde_json::Value>,
 }
 
 /// `set_current_client_cert_details` (the hash is always added, as Envoy's).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a set_current_client_cert_details map"
@@ -577,7 +585,7 @@ pub struct ClientCertDetailsSpec {
 
 /// `http_protocol_options` (Envoy's `Http1ProtocolOptions`), on a connection manager (the client
 /// side) or a cluster (the upstream side).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an http_protocol_options map")]
 pub struct Http1OptionsSpec {
     /// Decode trailers of chunked bodies that arrive on this side and send trailers on this side
@@ -586,7 +594,7 @@ pub struct Http1OptionsSpec {
 }
 
 /// `http2_protocol_options` (Envoy's `Http2ProtocolOptions`, the settings ringway has).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an http2_protocol_options map")]
 pub struct Http2OptionsSpec {
     /// Streams a client may have open at once on one connection (default 100).
@@ -605,7 +613,7 @@ pub struct Http2OptionsSpec {
 }
 
 /// `connection_keepalive` (Envoy's `KeepaliveSettings`, without jitter).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a connection_keepalive map")]
 pub struct KeepaliveSpec {
     pub interval: Option<Dur>,
@@ -613,7 +621,7 @@ pub struct KeepaliveSpec {
 }
 
 /// `tracing: {sample_rate: 0.01}` on a connection manager.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tracing map")]
 pub struct HcmTracingSpec {
     /// Overrides the top-level `tracing.sample_rate` for this connection manager.
@@ -622,7 +630,7 @@ pub struct HcmTracingSpec {
 
 /// One access log: where lines go and their format (`format` or `json_format`; neither: Envoy's
 /// default text format).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an access log map")]
 pub struct AccessLogSpec {
     /// A file (opened for appending, created if missing) or `stdout`.
@@ -634,8 +642,9 @@ pub struct AccessLogSpec {
 }
 
 /// A set of domains and the routes for them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a virtual host map")]
+#[schemars(transform = super::json_schema::aliases(&[("per_filter_config", "typed_per_filter_config")]))]
 pub struct VirtualHostSpec {
     /// Name, unique within its connection manager (stats, logs).
     pub name: String,
@@ -647,6 +656,7 @@ pub struct VirtualHostSpec {
     /// Per-filter overrides for every route of this host, by filter name: `{disabled: true}`,
     /// or a whole config that replaces the filter's (Envoy's `typed_per_filter_config`).
     #[serde(default, alias = "typed_per_filter_config")]
+    #[schemars(schema_with = "super::json_schema::per_filter_config")]
     pub per_filter_config: std::collections::BTreeMap<String, serde_json::Value>,
     /// Envoy's `request_headers_to_add`: headers added to requests before they go upstream
     /// (`{header: {key, value}, append_action}`; values may use `%VAR%` commands).
@@ -667,8 +677,9 @@ pub struct VirtualHostSpec {
 
 /// A match and what to do with matching requests: exactly one of `route`, `direct_response`,
 /// `redirect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a route map")]
+#[schemars(transform = super::json_schema::aliases(&[("per_filter_config", "typed_per_filter_config")]))]
 pub struct RouteSpec {
     /// The route's name (access logs' `%ROUTE_NAME%`, filters); optional.
     pub name: Option<String>,
@@ -684,6 +695,7 @@ pub struct RouteSpec {
     /// Per-filter overrides for this route, by filter name (over the virtual host's):
     /// `{disabled: true}`, or a whole config that replaces the filter's.
     #[serde(default, alias = "typed_per_filter_config")]
+    #[schemars(schema_with = "super::json_schema::per_filter_config")]
     pub per_filter_config: std::collections::BTreeMap<String, serde_json::Value>,
     /// Envoy's `request_headers_to_add`: headers added to requests before they go upstream
     /// (`{header: {key, value}, append_action}`; values may use `%VAR%` commands).
@@ -701,7 +713,7 @@ pub struct RouteSpec {
 }
 
 /// Request matching: exactly one of `path`, `prefix`, `regex`, plus optional headers and methods.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a match map")]
 pub struct MatchSpec {
     /// The path without its query string equals this (starts with `/`).
@@ -720,7 +732,7 @@ pub struct MatchSpec {
 }
 
 /// One header condition: `name` plus exactly one of `exact`, `prefix`, `regex`, `present`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a header matcher map")]
 pub struct HeaderMatchSpec {
     /// Header name, case-insensitive. The first header of that name is the one checked.
@@ -739,7 +751,7 @@ pub struct HeaderMatchSpec {
 }
 
 /// Forward to a cluster.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a route action map")]
 pub struct ForwardSpec {
     /// Name of a cluster defined under `clusters` (or `weighted_clusters`).
@@ -768,7 +780,7 @@ pub struct ForwardSpec {
 }
 
 /// `weighted_clusters` on a route (Envoy's `WeightedCluster`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a weighted_clusters map")]
 pub struct WeightedClustersSpec {
     pub clusters: Vec<Item<ClusterWeightSpec>>,
@@ -777,7 +789,7 @@ pub struct WeightedClustersSpec {
 }
 
 /// One cluster of `weighted_clusters`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {name, weight} map")]
 pub struct ClusterWeightSpec {
     pub name: String,
@@ -785,7 +797,7 @@ pub struct ClusterWeightSpec {
 }
 
 /// `retry_policy` on a route.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a retry_policy map")]
 pub struct RetryPolicySpec {
     /// Comma-separated conditions: `5xx`, `gateway-error`, `reset`, `reset-before-request`,
@@ -815,7 +827,7 @@ pub struct RetryPolicySpec {
 }
 
 /// `retry_back_off`: jittered exponential back-off between tries.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a retry_back_off map")]
 pub struct RetryBackOffSpec {
     /// Default `25ms`.
@@ -825,7 +837,7 @@ pub struct RetryBackOffSpec {
 }
 
 /// One of `request_mirror_policies` (Envoy's `RequestMirrorPolicy`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a mirror policy map")]
 pub struct MirrorPolicySpec {
     pub cluster: String,
@@ -835,7 +847,7 @@ pub struct MirrorPolicySpec {
 }
 
 /// One `hash_policy` entry (Envoy's `HashPolicy`): exactly one of the kinds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a hash_policy map")]
 pub struct HashPolicySpec {
     pub header: Option<HashHeaderSpec>,
@@ -846,13 +858,13 @@ pub struct HashPolicySpec {
     pub terminal: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {header_name} map")]
 pub struct HashHeaderSpec {
     pub header_name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {name, ttl, path} map")]
 pub struct HashCookieSpec {
     pub name: String,
@@ -862,20 +874,20 @@ pub struct HashCookieSpec {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {source_ip: true} map")]
 pub struct HashConnectionSpec {
     pub source_ip: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {name} map")]
 pub struct HashQuerySpec {
     pub name: String,
 }
 
 /// Answer without going upstream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a direct_response map")]
 pub struct DirectResponseSpec {
     /// Status code, 200..=599.
@@ -886,7 +898,7 @@ pub struct DirectResponseSpec {
 
 /// Answer with a redirect to the same URL with some parts replaced; at least one of
 /// `https_redirect`, `host_redirect`, `path_redirect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a redirect map")]
 pub struct RedirectSpec {
     /// Redirect to `https` (default `false`).
@@ -900,7 +912,7 @@ pub struct RedirectSpec {
 }
 
 /// A named group of upstream endpoints and how to reach them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a cluster map")]
 pub struct ClusterSpec {
     /// Unique cluster name, referenced by routes.
@@ -969,7 +981,7 @@ pub struct ClusterSpec {
 }
 
 /// `circuit_breakers` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a circuit_breakers map")]
 pub struct CircuitBreakersSpec {
     #[serde(default)]
@@ -977,7 +989,7 @@ pub struct CircuitBreakersSpec {
 }
 
 /// One `thresholds` entry (Envoy's `Thresholds`; only the `DEFAULT` priority is routed here).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a thresholds map")]
 pub struct ThresholdsSpec {
     pub priority: Option<String>,
@@ -991,7 +1003,7 @@ pub struct ThresholdsSpec {
 }
 
 /// `retry_budget`: retries allowed as a share of the requests in flight.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a retry_budget map")]
 pub struct RetryBudgetSpec {
     /// Default 20 (`{value: 20}` or a number).
@@ -1001,7 +1013,7 @@ pub struct RetryBudgetSpec {
 }
 
 /// `common_http_protocol_options` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a common_http_protocol_options map")]
 pub struct CommonHttpOptionsSpec {
     pub idle_timeout: Option<Dur>,
@@ -1010,7 +1022,7 @@ pub struct CommonHttpOptionsSpec {
 }
 
 /// `health_checks:` item on a cluster (Envoy's `HealthCheck`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a health check map")]
 pub struct HealthCheckSpec {
     /// How long one check may take (required).
@@ -1045,7 +1057,7 @@ pub struct HealthCheckSpec {
 }
 
 /// `http_health_check` (Envoy's `HttpHealthCheck`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an http_health_check map")]
 pub struct HttpHealthCheckSpec {
     /// The path requested (required).
@@ -1064,7 +1076,7 @@ pub struct HttpHealthCheckSpec {
 }
 
 /// A `[start, end)` range of HTTP statuses (Envoy's `Int64Range`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a {start, end} map")]
 pub struct StatusRangeSpec {
     pub start: i64,
@@ -1073,7 +1085,7 @@ pub struct StatusRangeSpec {
 
 /// `tcp_health_check` (Envoy's `TcpHealthCheck`): connect, optionally send bytes and expect
 /// bytes back.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tcp_health_check map")]
 pub struct TcpHealthCheckSpec {
     pub send: Option<PayloadSpec>,
@@ -1082,7 +1094,7 @@ pub struct TcpHealthCheckSpec {
 }
 
 /// Envoy's `Payload`: `text` is hex, `binary` is base64.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a payload map ({text: hex} or {binary: base64})"
@@ -1093,7 +1105,7 @@ pub struct PayloadSpec {
 }
 
 /// `grpc_health_check` (Envoy's `GrpcHealthCheck`): `grpc.health.v1.Health/Check` over HTTP/2.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a grpc_health_check map")]
 pub struct GrpcHealthCheckSpec {
     /// The service asked about (default empty: the server as a whole).
@@ -1103,7 +1115,7 @@ pub struct GrpcHealthCheckSpec {
 }
 
 /// `outlier_detection` on a cluster (Envoy's `OutlierDetection`; same names, same defaults).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an outlier_detection map")]
 pub struct OutlierDetectionSpec {
     pub consecutive_5xx: Option<u32>,
@@ -1131,7 +1143,7 @@ pub struct OutlierDetectionSpec {
 }
 
 /// `ring_hash_lb_config` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a ring_hash_lb_config map")]
 pub struct RingHashLbConfigSpec {
     /// Default 1024.
@@ -1143,7 +1155,7 @@ pub struct RingHashLbConfigSpec {
 }
 
 /// `maglev_lb_config` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a maglev_lb_config map")]
 pub struct MaglevLbConfigSpec {
     /// A prime; default 65537.
@@ -1151,14 +1163,14 @@ pub struct MaglevLbConfigSpec {
 }
 
 /// `round_robin_lb_config` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a round_robin_lb_config map")]
 pub struct SlowStartHolderSpec {
     pub slow_start_config: Option<SlowStartSpec>,
 }
 
 /// `least_request_lb_config` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a least_request_lb_config map")]
 pub struct LeastRequestLbConfigSpec {
     /// Hosts sampled per pick; only 2 (Envoy's default) is supported.
@@ -1167,7 +1179,7 @@ pub struct LeastRequestLbConfigSpec {
 }
 
 /// `slow_start_config`: a host that comes back takes a growing share over a window.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a slow_start_config map")]
 pub struct SlowStartSpec {
     /// How long the ramp lasts (required).
@@ -1180,7 +1192,7 @@ pub struct SlowStartSpec {
 }
 
 /// `common_lb_config` on a cluster.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a common_lb_config map")]
 pub struct CommonLbConfigSpec {
     /// Below this percentage of healthy endpoints, traffic goes to all of them (default 50;
@@ -1189,7 +1201,7 @@ pub struct CommonLbConfigSpec {
 }
 
 /// A percentage: a number, or Envoy's `{value: N}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged, expecting = "a percentage: a number or {value: N}")]
 pub enum PercentSpec {
     Number(f64),
@@ -1205,8 +1217,9 @@ impl PercentSpec {
 }
 
 /// `tls:` on a cluster: originate TLS to every endpoint.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a tls map")]
+#[schemars(transform = super::json_schema::aliases(&[("verify", "validation_context"), ("alpn", "alpn_protocols")]))]
 pub struct UpstreamTlsSpec {
     /// The name sent as SNI, and the name the certificate must be valid for (unless
     /// `verify.subject_alt_names` says otherwise). Default: none sent, the certificate checked
@@ -1225,8 +1238,9 @@ pub struct UpstreamTlsSpec {
 }
 
 /// `verify:` on a cluster's `tls`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a verify map")]
+#[schemars(transform = super::json_schema::aliases(&[("ca", "trusted_ca")]))]
 pub struct UpstreamVerifySpec {
     /// CA certificates the upstream's chain must lead to (default: the system bundle).
     #[serde(alias = "trusted_ca")]
@@ -1238,7 +1252,7 @@ pub struct UpstreamVerifySpec {
 }
 
 /// `upstream_proxy_protocol: {version: v1 | v2}` on a cluster (Envoy's `ProxyProtocolConfig`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an upstream_proxy_protocol map")]
 pub struct UpstreamProxyProtocolSpec {
     /// `v1` (the text line) or `v2` (binary); `V1`/`V2` as Envoy spells them are accepted too.
@@ -1342,9 +1356,9 @@ pub struct EndpointSpec {
 }
 
 /// The map form of an endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "an endpoint map")]
-struct EndpointMap {
+pub(super) struct EndpointMap {
     /// `IP:port`.
     address: String,
     /// Relative share of traffic.

@@ -19,6 +19,7 @@
 
 use std::cell::RefCell;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
@@ -44,7 +45,7 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 /// What to do when the header is already there (Envoy's `HeaderAppendAction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AppendAction {
     /// Add another field of that name (or the first one).
@@ -59,7 +60,7 @@ pub enum AppendAction {
 }
 
 /// A header and its value, as Envoy's `HeaderValue`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderValueSpec {
     /// The header's name (checked and lower-cased at load).
@@ -70,7 +71,7 @@ pub struct HeaderValueSpec {
 }
 
 /// One header to add, as Envoy's `HeaderValueOption`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderValueOptionSpec {
     /// The header to add.
