@@ -85,6 +85,15 @@ pub struct RunArgs {
     /// Listen at PATH (a Unix socket) for a successor started with `--upgrade-from PATH`.
     #[arg(long, value_name = "PATH")]
     pub upgrade_socket: Option<PathBuf>,
+    /// I/O driver: `auto` (io_uring, or epoll with a warning where io_uring is refused),
+    /// `io_uring` (refuse to start without it) or `epoll`; overrides `io_driver` in the config
+    /// and `RINGWAY_IO_DRIVER`.
+    #[arg(long, value_name = "auto|io_uring|epoll", value_parser = parse_io_driver)]
+    pub io_driver: Option<config::IoDriverMode>,
+}
+
+fn parse_io_driver(s: &str) -> Result<config::IoDriverMode, String> {
+    s.parse()
 }
 
 /// Set up logging to stderr; the returned handle changes the filter at run time (the admin
@@ -194,6 +203,7 @@ fn run(args: RunArgs) -> ExitCode {
         config_path: Some(path.clone()),
         upgrade_from: args.upgrade_from,
         upgrade_socket: args.upgrade_socket,
+        io_driver: args.io_driver,
     };
     let res = runtime::run(cfg, &opts, |name, addr| {
         // Machine-readable: tests and scripts read the bound address (port 0 picks one).

@@ -25,6 +25,22 @@ const HOLD: Duration = Duration::from_secs(3);
 const STALL: Duration = Duration::from_secs(30);
 const RSS_LIMIT_KIB: u64 = 96 * 1024;
 
+/// The suite's second run is on the epoll driver (`RINGWAY_IO_DRIVER=epoll`), which has no
+/// multishot receive: each read is a `recv(2)` into a pool buffer taken when data is there. The
+/// uploads must still arrive intact and the pool-dry cases still be served; the multishot
+/// counters must stay at zero.
+fn on_epoll() -> bool {
+    std::env::var("RINGWAY_IO_DRIVER").as_deref() == Ok("epoll")
+}
+
+/// The multishot counters on epoll: none armed, none capped.
+fn assert_no_multishot(admin: SocketAddr) {
+    let stats = admin_stats(admin);
+    for name in ["worker.0.recv_multishot_armed", "worker.0.recv_multishot_capped"] {
+        assert_eq!(stats.get(name).copied(), Some(0), "{name} on epoll");
+    }
+}
+
 fn pat(i: u64) -> u8 {
     ((i % 251) as u8) ^ ((i >> 16) as u8)
 }
@@ -231,6 +247,16 @@ fn recv_multishot_one_fast_uploader_to_a_stalled_upstream_takes_at_most_its_cap_
         upload_chunked(proxy.addr, body),
         format!("len={body} bad=0")
     );
+    if on_epoll() {
+        // A read takes a buffer only for what has arrived, and gives it back once forwarded.
+        assert_eq!(
+            admin_stats(admin).get("worker.0.recv_no_buffer").copied(),
+            Some(0),
+            "one connection ran the pool dry"
+        );
+        assert_no_multishot(admin);
+        return;
+    }
     let capped = stat_above_zero(admin, "worker.0.recv_multishot_capped");
     let stats = admin_stats(admin);
     assert_eq!(
@@ -281,6 +307,10 @@ fn recv_multishot_tiny_segments_while_the_upstream_thinks_take_at_most_the_cap()
         Some(0),
         "small arrivals on one connection ran the pool dry"
     );
+    if on_epoll() {
+        assert_no_multishot(admin);
+        return;
+    }
     assert!(stat_above_zero(admin, "worker.0.recv_multishot_capped") > 0);
 }
 
@@ -328,9 +358,14 @@ fn recv_multishot_many_uploads_to_a_stalled_upstream_survive_pool_exhaustion_int
             break;
         }
     }
-    let capped = stat_above_zero(admin, "worker.0.recv_multishot_capped");
+    let capped = if on_epoll() {
+        assert_no_multishot(admin);
+        0
+    } else {
+        stat_above_zero(admin, "worker.0.recv_multishot_capped")
+    };
     let no_buffer = stat_above_zero(admin, "worker.0.recv_no_buffer");
-    assert!(capped > 0, "no receive reached its limit");
+    assert!(on_epoll() || capped > 0, "no receive reached its limit");
     assert!(
         no_buffer > 0,
         "the pool was never exhausted (capped {capped}): the test did not test it"

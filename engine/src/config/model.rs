@@ -22,6 +22,8 @@ pub struct Config {
     pub park_idle_after: Duration,
     /// Reload when the file changes (default false).
     pub watch: bool,
+    /// Which I/O driver the workers run on (default [`IoDriverMode::Auto`]); read at start only.
+    pub io_driver: IoDriverMode,
     pub listeners: Vec<Listener>,
     /// Index in this Vec is the `ClusterId` used by routes.
     pub clusters: Vec<Cluster>,
@@ -35,6 +37,47 @@ pub struct Config {
     pub document: Option<std::sync::Arc<serde_json::Value>>,
     /// Distributed tracing, if configured.
     pub tracing: Option<Tracing>,
+}
+
+/// `io_driver`: the kernel interface every worker's runtime uses for socket I/O.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IoDriverMode {
+    /// io_uring; refuse to start where a ring cannot be set up.
+    IoUring,
+    /// epoll (readiness, one syscall per read and write): for where io_uring is refused.
+    Epoll,
+    /// io_uring when a ring can be set up, otherwise epoll with one warning at start.
+    #[default]
+    Auto,
+}
+
+impl IoDriverMode {
+    /// The config and flag spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriverMode::IoUring => "io_uring",
+            IoDriverMode::Epoll => "epoll",
+            IoDriverMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for IoDriverMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "io_uring" | "io-uring" | "iouring" => Ok(IoDriverMode::IoUring),
+            "epoll" => Ok(IoDriverMode::Epoll),
+            "auto" => Ok(IoDriverMode::Auto),
+            other => Err(format!(
+                "unknown I/O driver {other:?}: expected io_uring, epoll or auto"
+            )),
+        }
+    }
 }
 
 /// Where worker threads run (`cpu_affinity`).

@@ -59,6 +59,11 @@ pub struct ConfigSpec {
     /// Reload the config when its file changes (edited in place or renamed over; the
     /// directory is watched); default `false` (SIGHUP and `POST /config/reload` only).
     pub watch: Option<bool>,
+    /// The kernel interface for socket I/O: `auto` (io_uring when a ring can be set up,
+    /// otherwise epoll with a warning; the default), `io_uring` (refuse to start without it) or
+    /// `epoll` (for where io_uring is refused, such as container runtimes' default seccomp
+    /// profiles; costs CPU per request). Read at start; a reload does not change it.
+    pub io_driver: Option<super::model::IoDriverMode>,
 }
 
 /// `tracing: {collector: {cluster: otel}, sample_rate: 0.1}`.

@@ -280,7 +280,7 @@ pub(crate) fn read_idle<'a>(
     handover: bool,
 ) -> ReadIdle<'a> {
     ReadIdle {
-        read: conn.read(),
+        read: conn.read_idle(),
         waiter: drain.waiter_for(timeout),
         handover,
     }

@@ -31,7 +31,7 @@ use std::{
 use compio::{
     buf::{BufResult, IntoInner, IoBuf, IoVectoredBuf},
     driver::{
-        op::{Recv, RecvFlags, RecvManaged, ResultTakeBuffer},
+        op::{Interest, PollOnce, Recv, RecvFlags, RecvManaged, ResultTakeBuffer},
         BufferRef, Extra, PollFirst, SharedFd, ToSharedFd,
     },
     io::AsyncWriteExt,
@@ -55,6 +55,22 @@ pub fn set_multishot(on: bool) {
     MULTISHOT.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The runtimes run on the epoll driver (`io_driver`): set once per process before workers
+/// start. There a receive is a readiness wait plus a `recv(2)` made by the driver in this
+/// thread, and cancelling one that has not completed loses nothing, so an idle connection
+/// can leave the runtime (park, hand-over) without a multishot receive to quiesce.
+static EPOLL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Say whether the runtimes run on the epoll driver.
+pub fn set_epoll(on: bool) {
+    EPOLL.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[inline]
+fn epoll() -> bool {
+    EPOLL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
 
@@ -71,6 +87,7 @@ pub type PostedRead = Read<Rc<Conn>>;
 
 type RecvOp = Submit<RecvManaged<SharedFd<socket2::Socket>>, Extra>;
 type FallbackOp = Submit<Recv<Vec<u8>, SharedFd<socket2::Socket>>>;
+type ReadableOp = Submit<PollOnce<SharedFd<socket2::Socket>>>;
 
 enum ReadState {
     /// From the connection's multishot receive ([`multi`]).
@@ -78,6 +95,11 @@ enum ReadState {
     Recv(RecvOp),
     /// The pool was empty: a one-off buffer (rare).
     Fallback(FallbackOp),
+    /// epoll: a `recv(2)` to make at the next poll, into a pool buffer taken for it.
+    TryRecv,
+    /// epoll: waiting until the socket is readable (then [`ReadState::TryRecv`]). Holds no
+    /// buffer, and cancelling it loses nothing.
+    Readable(ReadableOp),
     /// Finished before it was first awaited (or could not be submitted); taken once.
     Ready(Option<io::Result<Option<ReadBuf>>>),
 }
@@ -175,6 +197,22 @@ fn poll_raw(
                     }
                     Err(e) => Err(e),
                 })
+            }
+            ReadState::TryRecv => match conn.recv_now() {
+                Ok(Some(r)) => Poll::Ready(Ok(r)),
+                Ok(None) => {
+                    *state = conn.wait_readable();
+                    poll_raw(conn, state, cx)
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            ReadState::Readable(op) => {
+                let BufResult(res, _) = std::task::ready!(Pin::new(op).poll(cx));
+                if let Err(e) = res {
+                    return Poll::Ready(Err(e));
+                }
+                *state = ReadState::TryRecv;
+                poll_raw(conn, state, cx)
             }
             ReadState::Ready(r) => Poll::Ready(
                 r.take()
@@ -343,12 +381,84 @@ impl Conn {
         }
     }
 
-    /// How the next read starts: from the multishot receive, or one-shot.
+    /// How the next read starts: from the multishot receive, one-shot, or on epoll a `recv(2)`
+    /// now (or a readiness wait first when the last one drained the socket).
     fn recv_state(&self) -> ReadState {
         if self.multi.is_some() {
             ReadState::Multi
+        } else if epoll() {
+            if self.recv_drained.get() {
+                self.wait_readable()
+            } else {
+                ReadState::TryRecv
+            }
         } else {
             self.recv_one()
+        }
+    }
+
+    /// epoll: wait until the socket is readable.
+    fn wait_readable(&self) -> ReadState {
+        let op = PollOnce::new(self.stream.to_shared_fd(), Interest::Readable);
+        ReadState::Readable(compio::runtime::Runtime::with_current(|rt| rt.submit(op)))
+    }
+
+    /// epoll: one non-blocking `recv(2)` into a pool buffer (a one-off one when the pool is
+    /// empty). `Ok(None)`: nothing there yet (the buffer goes back to the pool); `Ok(Some(None))`:
+    /// end of stream.
+    fn recv_now(&self) -> io::Result<Option<Option<ReadBuf>>> {
+        use compio::buf::{IoBufMut, SetLen};
+        let pooled = compio::runtime::Runtime::with_current(|rt| {
+            rt.buffer_pool().ok().and_then(|p| p.pop().ok())
+        });
+        let mut buf = match pooled {
+            Some(b) => ReadBuf::Pooled(b),
+            None => {
+                multi::count_no_buffer();
+                ReadBuf::Owned(Vec::with_capacity(READ_BUF_LEN))
+            }
+        };
+        let room = match &mut buf {
+            ReadBuf::Pooled(b) => b.as_uninit(),
+            ReadBuf::Owned(v) => v.spare_capacity_mut(),
+        };
+        let cap = room.len();
+        loop {
+            // SAFETY: `room` is `cap` writable bytes owned by `buf`, which outlives the call.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    room.as_mut_ptr().cast(),
+                    cap,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                let n = n as usize;
+                // Less than a full buffer: the socket is most likely drained, so the next
+                // read waits for readiness before it tries.
+                self.recv_drained.set(n < cap);
+                // SAFETY: the kernel wrote `n` bytes at the start of the buffer.
+                unsafe {
+                    match &mut buf {
+                        ReadBuf::Pooled(b) => b.set_len(n),
+                        ReadBuf::Owned(v) => v.set_len(n),
+                    }
+                }
+                return Ok(Some(Some(buf)));
+            }
+            if n == 0 {
+                return Ok(Some(None));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => {
+                    self.recv_drained.set(true);
+                    return Ok(None);
+                }
+                _ => return Err(e),
+            }
         }
     }
 
@@ -376,6 +486,16 @@ impl Conn {
         if let Some(m) = &self.multi {
             m.release();
         }
+    }
+
+    /// Wait for a connection's next request (between requests): on epoll, the read waits for
+    /// readiness before it tries (an idle socket has nothing yet, so trying first would cost a
+    /// `recv` that finds nothing); otherwise [`Conn::read`].
+    pub fn read_idle(&self) -> Read<&Conn> {
+        if self.multi.is_none() && epoll() {
+            self.recv_drained.set(true);
+        }
+        self.read()
     }
 
     /// One receive into the worker's provided-buffer pool, ready to submit.

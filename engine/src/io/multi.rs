@@ -38,7 +38,8 @@ use std::{
 use compio::{
     driver::{
         op::{RecvFlags, RecvMulti},
-        BufferPool, BufferRef, Extra, OpCode, OpEntry, SharedFd, ToSharedFd,
+        BufferPool, BufferRef, Decision, Extra, IourOpCode, OpEntry, OpType, PollOpCode, SharedFd,
+        ToSharedFd,
     },
     net::TcpStream,
     runtime::SubmitMulti,
@@ -334,12 +335,12 @@ impl MultiRecv {
 }
 
 // SAFETY: every entry is the inner operation's; results are only moved out of it.
-unsafe impl OpCode for MultiRecv {
-    type Control = <RecvMulti<Fd> as OpCode>::Control;
+unsafe impl IourOpCode for MultiRecv {
+    type Control = <RecvMulti<Fd> as IourOpCode>::Control;
 
     unsafe fn init(&mut self, ctrl: &mut Self::Control) {
         // SAFETY: forwarded under the caller's guarantee.
-        unsafe { self.inner.init(ctrl) }
+        unsafe { IourOpCode::init(&mut self.inner, ctrl) }
     }
 
     fn create_entry(&mut self, ctrl: &mut Self::Control) -> OpEntry {
@@ -395,6 +396,30 @@ unsafe impl OpCode for MultiRecv {
     ) -> Option<compio::buf::BufResult<usize, Extra>> {
         // Results are read from the connection's queue, never through the driver.
         None
+    }
+}
+
+// The epoll driver never runs a multishot receive (connections read one-shot there, see
+// `Conn::wrap`); this forwards to compio's emulation only so the operation type is complete.
+// SAFETY: forwarded unchanged to the inner operation, which upholds the trait's contract.
+unsafe impl PollOpCode for MultiRecv {
+    type Control = <RecvMulti<Fd> as PollOpCode>::Control;
+
+    unsafe fn init(&mut self, ctrl: &mut Self::Control) {
+        // SAFETY: forwarded under the caller's guarantee.
+        unsafe { PollOpCode::init(&mut self.inner, ctrl) }
+    }
+
+    fn pre_submit(&mut self, ctrl: &mut Self::Control) -> io::Result<Decision> {
+        self.inner.pre_submit(ctrl)
+    }
+
+    fn op_type(&mut self, ctrl: &mut Self::Control) -> Option<OpType> {
+        self.inner.op_type(ctrl)
+    }
+
+    fn operate(&mut self, ctrl: &mut Self::Control) -> std::task::Poll<io::Result<usize>> {
+        self.inner.operate(ctrl)
     }
 }
 

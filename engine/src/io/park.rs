@@ -26,17 +26,29 @@ use compio::{
 use super::{multi::Quiet, Conn};
 
 impl Conn {
-    /// Whether this connection can be parked: its reads are multishot receives (parking relies
-    /// on cancelling one without losing what it received), and it carries no TLS session.
+    /// Whether this connection can be parked: it carries no TLS session, and its idle read can
+    /// stop without losing what it received: a multishot receive (quiesced: cancelled, then
+    /// read to its end), or on the epoll driver any receive (a cancelled one that had not
+    /// completed read nothing: the driver makes the `recv` itself, in this thread).
     pub fn can_park(&self) -> bool {
-        self.multi.is_some() && self.tls.is_none() && super::multi::usable()
+        self.tls.is_none()
+            && match &self.multi {
+                Some(_) => super::multi::usable(),
+                None => super::epoll(),
+            }
     }
 
     /// Stop the receive and wait until it has finished (see [`Quiet`]). On `Data`, the caller
     /// reads on ([`Conn::release_multishot`] first); on `Yes`, [`Conn::into_fd`] may follow.
+    /// Called once the idle read's future is gone.
     pub async fn quiesce(&self) -> Quiet {
         let Some(m) = &self.multi else {
-            return Quiet::Data;
+            // On epoll the dropped read was cancelled before it read anything.
+            return if super::epoll() {
+                Quiet::Yes
+            } else {
+                Quiet::Data
+            };
         };
         m.hold();
         std::future::poll_fn(|cx| m.poll_quiet(cx)).await

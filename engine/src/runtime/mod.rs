@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub upgrade_from: Option<std::path::PathBuf>,
     /// `--upgrade-socket PATH`: hand this process's sockets to a successor that asks there.
     pub upgrade_socket: Option<std::path::PathBuf>,
+    /// `--io-driver`: overrides `RINGWAY_IO_DRIVER` and `io_driver` in the config.
+    pub io_driver: Option<crate::config::IoDriverMode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub enum RunError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Options(String),
 }
 
 /// `workers: auto` is one worker per CPU of an explicit `cpu_affinity` list, else one per CPU
@@ -423,6 +427,23 @@ fn file_hash(path: &std::path::Path) -> u64 {
 /// The shutdown signals must be blocked ([`Signals::block`]) before the process starts any
 /// thread, so that every thread inherits the mask and only this one takes them: `ringway run`
 /// does it first thing. Blocking here again covers a caller that starts no thread before `run`.
+/// The driver asked for: `--io-driver`, else `RINGWAY_IO_DRIVER` (how the test suite runs on
+/// epoll), else the config's `io_driver`.
+fn io_driver_mode(
+    cfg: &Config,
+    opts: &RunOptions,
+) -> Result<crate::config::IoDriverMode, RunError> {
+    if let Some(m) = opts.io_driver {
+        return Ok(m);
+    }
+    match std::env::var("RINGWAY_IO_DRIVER") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|e: String| RunError::Options(format!("RINGWAY_IO_DRIVER: {e}"))),
+        _ => Ok(cfg.io_driver),
+    }
+}
+
 pub fn run(
     cfg: Arc<Config>,
     opts: &RunOptions,
@@ -431,8 +452,15 @@ pub fn run(
     let signals = Signals::block();
     let memlock = ring::raise_memlock();
     tracing::debug!(memlock, "RLIMIT_MEMLOCK soft limit");
-    // Multishot receives are the default; `RINGWAY_RECV_MULTISHOT=0` measures without them.
-    crate::io::set_multishot(std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"));
+    let driver = ring::choose_driver(io_driver_mode(&cfg, opts)?);
+    tracing::info!(io_driver = driver.name(), "I/O driver");
+    // Multishot receives are the default on io_uring; `RINGWAY_RECV_MULTISHOT=0` measures
+    // without them. The epoll driver reads one-shot.
+    crate::io::set_multishot(
+        driver == ring::IoDriver::IoUring
+            && std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"),
+    );
+    crate::io::set_epoll(driver == ring::IoDriver::Epoll);
     let affinity = opts
         .cpu_affinity
         .as_ref()

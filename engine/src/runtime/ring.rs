@@ -1,12 +1,93 @@
-//! Building a worker's io_uring runtime: the ring flags that measured best, the provided-buffer
-//! pool, locked-memory limits, and an error that tells the user what to do when io_uring cannot be
-//! set up (old kernel, seccomp, `kernel.io_uring_disabled`, RLIMIT_MEMLOCK).
+//! Building a worker's runtime: which driver runs it (io_uring, or epoll where io_uring is
+//! refused: `io_driver`), the ring flags that measured best, the provided-buffer pool,
+//! locked-memory limits, and an error that tells the user what to do when io_uring cannot be set
+//! up (old kernel, seccomp, `kernel.io_uring_disabled`, RLIMIT_MEMLOCK).
+//!
+//! The driver is chosen once per process, before any worker starts ([`choose_driver`]), and
+//! every runtime built after that ([`build_runtime`]: workers, the health thread, every
+//! generation after a reload) uses it. On epoll, compio's polling driver runs the same
+//! operations as readiness waits plus a syscall each; connections read one-shot (no multishot
+//! receive) and the buffer pool lives in user space.
 
-use std::{io, num::NonZeroU16};
+use std::{
+    io,
+    num::NonZeroU16,
+    sync::atomic::{AtomicU8, Ordering},
+};
 
-use compio::{driver::ProactorBuilder, runtime::Runtime};
+use compio::{
+    driver::{DriverType, ProactorBuilder},
+    runtime::Runtime,
+};
 
-use crate::io::READ_BUF_LEN;
+use crate::{config::IoDriverMode, io::READ_BUF_LEN};
+
+/// The driver the process's runtimes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    /// As `/server_info` and the logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// 0: io_uring (the default until [`choose_driver`] says otherwise), 1: epoll.
+static DRIVER: AtomicU8 = AtomicU8::new(0);
+
+/// The driver chosen for this process.
+pub fn driver() -> IoDriver {
+    match DRIVER.load(Ordering::Relaxed) {
+        1 => IoDriver::Epoll,
+        _ => IoDriver::IoUring,
+    }
+}
+
+fn set_driver(d: IoDriver) {
+    DRIVER.store(
+        match d {
+            IoDriver::IoUring => 0,
+            IoDriver::Epoll => 1,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// What the epoll driver costs, for the warning `auto` prints when it falls back
+/// (docs/benchmarks.md, "epoll driver").
+const EPOLL_COST: &str = "every read and write is its own syscall plus readiness waits \
+     (about 1.6x the CPU per request of io_uring on the plain HTTP/1.1 path)";
+
+/// Decide the driver for every runtime this process builds. `io_uring` and `epoll` are taken
+/// as given (a worker that cannot set up its ring then refuses to start, as before); `auto`
+/// sets up a small ring with its buffer ring to see whether io_uring works here, and falls
+/// back to epoll with one warning naming the reason and the cost.
+pub fn choose_driver(mode: IoDriverMode) -> IoDriver {
+    let d = match mode {
+        IoDriverMode::IoUring => IoDriver::IoUring,
+        IoDriverMode::Epoll => IoDriver::Epoll,
+        IoDriverMode::Auto => match build_with(IoDriver::IoUring, 8, 1) {
+            Ok(_) => IoDriver::IoUring,
+            Err(e) => {
+                tracing::warn!(
+                    reason = %e,
+                    "io_driver auto: io_uring is not available, running on epoll: {EPOLL_COST}; \
+                     set `io_driver: io_uring` (or --io-driver io_uring) to refuse to start instead"
+                );
+                IoDriver::Epoll
+            }
+        },
+    };
+    set_driver(d);
+    d
+}
 
 /// Provided read buffers per worker (each [`READ_BUF_LEN`] bytes). Idle connections own none;
 /// this bounds the memory that in-flight reads can use before falling back to one-off buffers.
@@ -26,7 +107,8 @@ fn hint_for(e: &io::Error) -> &'static str {
         Some(libc::EPERM) | Some(libc::EACCES) => {
             "io_uring is forbidden here: check `sysctl kernel.io_uring_disabled` (must be 0) and \
              any seccomp profile (container runtimes' default profiles block io_uring; allow \
-             io_uring_setup/io_uring_enter/io_uring_register)."
+             io_uring_setup/io_uring_enter/io_uring_register), or set `io_driver: auto` (or \
+             `epoll`) to run on epoll there."
         }
         Some(libc::ENOMEM) => {
             "Not enough locked memory for the ring: raise RLIMIT_MEMLOCK (`ulimit -l unlimited`, \
@@ -79,7 +161,7 @@ fn pool_buffers() -> u16 {
         .unwrap_or(POOL_BUFFERS)
 }
 
-/// Build one worker's runtime: io_uring only, SINGLE_ISSUER + DEFER_TASKRUN (completions are run
+/// Build one worker's runtime on the process's driver: on io_uring, SINGLE_ISSUER + DEFER_TASKRUN (completions are run
 /// by the worker itself when it enters the ring, never interrupting it from another core), and a
 /// provided-buffer pool of [`POOL_BUFFERS`] × [`READ_BUF_LEN`].
 pub fn build_worker_runtime() -> Result<Runtime, RingError> {
@@ -89,8 +171,16 @@ pub fn build_worker_runtime() -> Result<Runtime, RingError> {
 /// A runtime like a worker's with `entries` submission entries and `buffers` pool buffers
 /// (the health checker's thread runs a small one).
 pub fn build_runtime(entries: u32, buffers: u16) -> Result<Runtime, RingError> {
+    build_with(driver(), entries, buffers)
+}
+
+fn build_with(driver: IoDriver, entries: u32, buffers: u16) -> Result<Runtime, RingError> {
     let mut proactor = ProactorBuilder::new();
     proactor
+        .driver_type(match driver {
+            IoDriver::IoUring => DriverType::IoUring,
+            IoDriver::Epoll => DriverType::Poll,
+        })
         .capacity(entries)
         .single_issuer(true)
         .defer_taskrun(true)
@@ -103,10 +193,10 @@ pub fn build_runtime(entries: u32, buffers: u16) -> Result<Runtime, RingError> {
             hint: hint_for(&e),
             source: e,
         })?;
-    if !rt.driver_type().is_iouring() {
+    if driver == IoDriver::IoUring && !rt.driver_type().is_iouring() {
         return Err(RingError {
             source: io::Error::other("the runtime did not pick the io_uring driver"),
-            hint: "ringway runs on io_uring only.",
+            hint: "Set `io_driver: epoll` to run without io_uring.",
         });
     }
     // Create the buffer ring now, so a failure shows at start and not on the first read.

@@ -776,6 +776,20 @@ impl Aggregator {
             "concurrency",
             Value::Gauge(self.workers.len() as u64),
         );
+        // Which I/O driver the workers run on: 1 on the one in use.
+        let epoll = crate::runtime::ring::driver() == crate::runtime::ring::IoDriver::Epoll;
+        put(
+            Scope::Server,
+            "",
+            "io_driver.io_uring",
+            Value::Gauge(u64::from(!epoll)),
+        );
+        put(
+            Scope::Server,
+            "",
+            "io_driver.epoll",
+            Value::Gauge(u64::from(epoll)),
+        );
         if let Some(t) = &self.tracing {
             for (metric, c) in [
                 ("spans_sent", &t.spans_sent),

@@ -10,6 +10,7 @@
 //! - [`clients`]: the raw [`Client`], [`request`]/[`get`], the parsed [`RawMessage`];
 //! - [`admin`]: the admin server's endpoints and stats;
 //! - [`config`]: config text;
+//! - [`seccomp`]: a child process that may not use io_uring;
 //! - here: what they all share (scratch directories, bounded waits, child processes).
 //!
 //! A binary uses only part of this, hence `dead_code` (and unused re-exports) are allowed.
@@ -20,10 +21,11 @@ mod clients;
 mod config;
 mod origins;
 mod proxy;
+mod seccomp;
 
 // Every name, for `use support::*`; a binary that uses none of a module's is not at fault.
 #[allow(unused_imports)]
-pub use {admin::*, clients::*, config::*, origins::*, proxy::*};
+pub use {admin::*, clients::*, config::*, origins::*, proxy::*, seccomp::*};
 
 use std::{
     io::{BufRead, BufReader, Read},

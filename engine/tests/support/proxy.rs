@@ -15,6 +15,10 @@ use std::{
 
 use super::{line_reader, scratch_dir, send_signal, wait_bounded, CmdOutput, WAIT};
 
+/// Not an environment variable: passed in a start function's `env`, it runs the proxy under a
+/// seccomp filter that refuses io_uring (as container runtimes' default profiles do).
+pub const DENY_IO_URING: &str = "(seccomp: deny io_uring)";
+
 /// The real proxy, running as a child process.
 pub struct Proxy {
     child: Option<Child>,
@@ -183,13 +187,15 @@ impl Proxy {
             .unwrap_or_else(scratch_dir);
         let stderr_path = dir.join("ringway.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-            .args(argv)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        cmd.args(argv)
+            .envs(env.iter().copied().filter(|(k, _)| *k != DENY_IO_URING))
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn ringway");
+            .stderr(Stdio::from(stderr));
+        if env.iter().any(|(k, _)| *k == DENY_IO_URING) {
+            super::seccomp::deny_io_uring(&mut cmd);
+        }
+        let mut child = cmd.spawn().expect("spawn ringway");
         let stdout = line_reader(child.stdout.take().expect("stdout"));
         (child, stdout, stderr_path)
     }

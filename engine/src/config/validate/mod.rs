@@ -199,6 +199,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         drain_timeout,
         park_idle_after,
         watch: spec.watch.unwrap_or(false),
+        io_driver: spec.io_driver.unwrap_or_default(),
         listeners,
         clusters,
         source: source.to_owned(),
