@@ -61,7 +61,11 @@ fn auto_serves_on_epoll_where_seccomp_refuses_io_uring() {
     assert_eq!(info["io_driver"], "epoll", "{info}");
     let stats = admin_stats(admin_addr);
     assert_eq!(stats.get("server.io_driver.epoll"), Some(&1), "{stats:?}");
-    assert_eq!(stats.get("server.io_driver.io_uring"), Some(&0), "{stats:?}");
+    assert_eq!(
+        stats.get("server.io_driver.io_uring"),
+        Some(&0),
+        "{stats:?}"
+    );
     // One warning, with the reason and the cost.
     let log = strip_ansi(&proxy.stderr());
     let warnings: Vec<&str> = log
@@ -75,7 +79,11 @@ fn auto_serves_on_epoll_where_seccomp_refuses_io_uring() {
         "the reason: {}",
         warnings[0]
     );
-    assert!(warnings[0].contains("CPU per request"), "the cost: {}", warnings[0]);
+    assert!(
+        warnings[0].contains("CPU per request"),
+        "the cost: {}",
+        warnings[0]
+    );
     proxy.stop();
 }
 
@@ -84,7 +92,13 @@ fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
     let origin = RawOrigin::ok();
     let path = write_config(&ConfigBuilder::simple(origin.addr).yaml());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
-    cmd.args(["run", "-c", path.to_str().expect("utf-8"), "--io-driver", "io_uring"]);
+    cmd.args([
+        "run",
+        "-c",
+        path.to_str().expect("utf-8"),
+        "--io-driver",
+        "io_uring",
+    ]);
     deny_io_uring(&mut cmd);
     let out = run_bounded(&mut cmd, WAIT);
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
@@ -189,6 +203,10 @@ fn epoll_reads_a_trickled_request() {
         assert!(n > 0, "closed before the response head");
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     proxy.stop();
 }

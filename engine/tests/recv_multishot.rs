@@ -36,7 +36,10 @@ fn on_epoll() -> bool {
 /// The multishot counters on epoll: none armed, none capped.
 fn assert_no_multishot(admin: SocketAddr) {
     let stats = admin_stats(admin);
-    for name in ["worker.0.recv_multishot_armed", "worker.0.recv_multishot_capped"] {
+    for name in [
+        "worker.0.recv_multishot_armed",
+        "worker.0.recv_multishot_capped",
+    ] {
         assert_eq!(stats.get(name).copied(), Some(0), "{name} on epoll");
     }
 }

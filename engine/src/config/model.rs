@@ -40,9 +40,7 @@ pub struct Config {
 }
 
 /// `io_driver`: the kernel interface every worker's runtime uses for socket I/O.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IoDriverMode {
     /// io_uring; refuse to start where a ring cannot be set up.

@@ -163,7 +163,7 @@ fn unknown_keys_are_rejected_with_path_and_line() {
         &text,
         "overload_manager: unknown key, expected one of `workers`, `cpu_affinity`, \
          `drain_timeout`, `park_idle_after`, `listeners`, `clusters`, `stats_flush_interval`, \
-         `admin`, `tracing`, `watch` (line 1)",
+         `admin`, `tracing`, `watch`, `io_driver` (line 1)",
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),
