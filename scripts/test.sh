@@ -80,6 +80,12 @@ cargo build --workspace --bins
 
 log "cargo test"
 cargo test --workspace -- --test-threads=2
+# The engine's integration tests again on the epoll driver (`io_driver`: where io_uring is
+# refused). RINGWAY_IO_DRIVER is read by every ringway the tests start; EPOLL_SUITE=0 skips.
+if [ "${EPOLL_SUITE:-1}" != 0 ]; then
+  log "cargo test: the engine's integration tests on the epoll driver"
+  RINGWAY_IO_DRIVER=epoll cargo test -p ringway-engine --tests -- --test-threads=2
+fi
 
 # Seconds per fuzz target (three targets: HTTP/1 request, PROXY protocol, TLS ClientHello).
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"

@@ -61,11 +61,12 @@ const RING_OPS_PER_REQUEST: f64 = 4.0;
 /// compio's run loop: one `Vec` per turn, about four turns per request in lock-step (see the
 /// module doc). Measured, so that any allocation of ringway's own shows up above it.
 const RUNTIME_EXTRA_PER_REQUEST: f64 = 4.0;
-/// On the epoll driver (`RINGWAY_IO_DRIVER=epoll`: the suite's second run), compio's polling
-/// driver also allocates a queue for each socket it starts waiting on (it forgets the socket
-/// when its queue empties): two waits per request (the downstream's next request, the
-/// upstream's response; reads themselves are direct `recv(2)` calls). Measured likewise.
-const EPOLL_WAIT_QUEUES_PER_REQUEST: f64 = 2.0;
+/// On the epoll driver (`RINGWAY_IO_DRIVER=epoll`: the suite's second run), reads are direct
+/// `recv(2)` calls (no record) but the worker's reactor waits on its epoll set through one
+/// compio operation per wake, and compio's polling driver allocates a queue for each wait: in
+/// lock-step (one connection, as here) two wakes per request, so two of each. Under
+/// concurrency one wake serves many connections. Measured likewise.
+const EPOLL_WAKES_PER_REQUEST: f64 = 4.0;
 
 fn on_epoll() -> bool {
     std::env::var("RINGWAY_IO_DRIVER").as_deref() == Ok("epoll")
@@ -140,7 +141,7 @@ fn keep_alive_requests_allocate_only_the_runtimes_operation_records() {
     let per_request = (ALLOCS.load(Relaxed) - before) as f64 / N as f64;
     eprintln!("allocations per keep-alive request: {per_request:.3}");
     let driver_extra = if on_epoll() {
-        EPOLL_WAIT_QUEUES_PER_REQUEST
+        EPOLL_WAKES_PER_REQUEST
     } else {
         0.0
     };

@@ -51,7 +51,7 @@ fn exercise(addr: std::net::SocketAddr) {
 fn auto_serves_on_epoll_where_seccomp_refuses_io_uring() {
     let origin = BenchOrigin::start(&[]);
     let yaml = ConfigBuilder::simple(origin.addr).admin().yaml();
-    let (mut proxy, admin_addr) = Proxy::start_with_admin_env(
+    let (proxy, admin_addr) = Proxy::start_with_admin_env(
         &yaml,
         &["--workers", "2", "--io-driver", "auto"],
         &[(DENY_IO_URING, "1")],
@@ -121,14 +121,14 @@ fn config_key_env_and_flag_choose_the_driver() {
         .top("io_driver: epoll")
         .admin()
         .yaml();
-    let (mut proxy, admin_addr) =
+    let (proxy, admin_addr) =
         Proxy::start_with_admin_env(&yaml, &["--workers", "1"], &[("RINGWAY_IO_DRIVER", "")]);
     exercise(proxy.addr);
     assert_eq!(server_info(admin_addr)["io_driver"], "epoll");
     proxy.stop();
 
     // The flag beats the variable and the config.
-    let (mut proxy, admin_addr) = Proxy::start_with_admin_env(
+    let (proxy, admin_addr) = Proxy::start_with_admin_env(
         &yaml,
         &["--workers", "1", "--io-driver", "io_uring"],
         &[("RINGWAY_IO_DRIVER", "epoll")],
@@ -142,7 +142,7 @@ fn config_key_env_and_flag_choose_the_driver() {
         .top("io_driver: io_uring")
         .admin()
         .yaml();
-    let (mut proxy, admin_addr) = Proxy::start_with_admin_env(
+    let (proxy, admin_addr) = Proxy::start_with_admin_env(
         &yaml_uring,
         &["--workers", "1"],
         &[("RINGWAY_IO_DRIVER", "epoll")],
@@ -189,7 +189,7 @@ fn bad_driver_names_are_refused_clearly() {
 fn epoll_reads_a_trickled_request() {
     let origin = BenchOrigin::start(&[]);
     let yaml = ConfigBuilder::simple(origin.addr).yaml();
-    let mut proxy = Proxy::start_args(&yaml, &["--workers", "1", "--io-driver", "epoll"]);
+    let proxy = Proxy::start_args(&yaml, &["--workers", "1", "--io-driver", "epoll"]);
     let mut s = TcpStream::connect(proxy.addr).expect("connect");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     for b in b"GET /trickle HTTP/1.1\r\nHost: example.com\r\n\r\n" {

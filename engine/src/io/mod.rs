@@ -43,6 +43,7 @@ mod bulk;
 pub mod multi;
 pub mod park;
 pub mod poll;
+mod reactor;
 pub mod tls;
 pub use bulk::{BulkBufs, BulkLease, BULK_LEN, BULK_MAX};
 
@@ -98,7 +99,9 @@ enum ReadState {
     /// epoll: a `recv(2)` to make at the next poll, into a pool buffer taken for it.
     TryRecv,
     /// epoll: waiting until the socket is readable (then [`ReadState::TryRecv`]). Holds no
-    /// buffer, and cancelling it loses nothing.
+    /// buffer, and cancelling it loses nothing. Through the worker's [`reactor`] when the
+    /// connection is registered there, else through compio's poll operation.
+    Wait,
     Readable(ReadableOp),
     /// Finished before it was first awaited (or could not be submitted); taken once.
     Ready(Option<io::Result<Option<ReadBuf>>>),
@@ -206,6 +209,19 @@ fn poll_raw(
                 }
                 Err(e) => Poll::Ready(Err(e)),
             },
+            ReadState::Wait => match conn.ready {
+                Some(t) => {
+                    if let Err(e) = std::task::ready!(reactor::poll_ready(t, cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                    *state = ReadState::TryRecv;
+                    poll_raw(conn, state, cx)
+                }
+                None => {
+                    *state = conn.wait_readable();
+                    poll_raw(conn, state, cx)
+                }
+            },
             ReadState::Readable(op) => {
                 let BufResult(res, _) = std::task::ready!(Pin::new(op).poll(cx));
                 if let Err(e) = res {
@@ -265,8 +281,18 @@ pub struct Conn {
     uses: Cell<u32>,
     /// The multishot receive's state (`None`: reads are one-shot).
     multi: Option<Rc<multi::MultiShared>>,
+    /// epoll: the socket's registration in the worker's edge-triggered set ([`reactor`]).
+    ready: Option<reactor::Token>,
     /// A TLS session ([`tls`]): reads and writes are plaintext above it. `None` for plain TCP.
     tls: Option<Box<tls::TlsState>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(t) = self.ready.take() {
+            reactor::release(t);
+        }
+    }
 }
 
 impl std::fmt::Debug for Conn {
@@ -298,11 +324,17 @@ impl Conn {
         } else {
             None
         };
+        let ready = if multi.is_none() && epoll() {
+            reactor::register(stream.as_raw_fd())
+        } else {
+            None
+        };
         Conn {
             stream,
             recv_drained: Cell::new(false),
             uses: Cell::new(0),
             multi,
+            ready,
             tls: None,
         }
     }
@@ -399,6 +431,9 @@ impl Conn {
 
     /// epoll: wait until the socket is readable.
     fn wait_readable(&self) -> ReadState {
+        if self.ready.is_some() {
+            return ReadState::Wait;
+        }
         let op = PollOnce::new(self.stream.to_shared_fd(), Interest::Readable);
         ReadState::Readable(compio::runtime::Runtime::with_current(|rt| rt.submit(op)))
     }
@@ -423,6 +458,9 @@ impl Conn {
             ReadBuf::Owned(v) => v.spare_capacity_mut(),
         };
         let cap = room.len();
+        if let Some(t) = self.ready {
+            reactor::clear(t);
+        }
         loop {
             // SAFETY: `room` is `cap` writable bytes owned by `buf`, which outlives the call.
             let n = unsafe {

@@ -56,8 +56,12 @@ impl Conn {
 
     /// The socket, out of the runtime (after [`Conn::quiesce`] said `Yes`): waits until no
     /// operation refers to it any more. `None` if the runtime does not give it back.
-    pub async fn into_fd(self) -> Option<OwnedFd> {
+    pub async fn into_fd(mut self) -> Option<OwnedFd> {
         let fd: SharedFd<socket2::Socket> = self.stream.to_shared_fd();
+        // Out of the worker's edge-triggered set: the socket stays open as it leaves.
+        if let Some(t) = self.ready.take() {
+            super::reactor::deregister(t, fd.as_raw_fd());
+        }
         drop(self);
         fd.take().await.map(OwnedFd::from)
     }

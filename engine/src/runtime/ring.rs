@@ -5,9 +5,10 @@
 //!
 //! The driver is chosen once per process, before any worker starts ([`choose_driver`]), and
 //! every runtime built after that ([`build_runtime`]: workers, the health thread, every
-//! generation after a reload) uses it. On epoll, compio's polling driver runs the same
-//! operations as readiness waits plus a syscall each; connections read one-shot (no multishot
-//! receive) and the buffer pool lives in user space.
+//! generation after a reload) uses it. On epoll, compio's polling driver runs the writes,
+//! accepts and connects (each tried at once, then a readiness wait); reads are `recv(2)` calls
+//! into the user-space buffer pool, waiting on the worker's edge-triggered epoll set
+//! (`io::reactor`) when a socket is empty. No multishot receive there.
 
 use std::{
     io,
@@ -62,8 +63,8 @@ fn set_driver(d: IoDriver) {
 
 /// What the epoll driver costs, for the warning `auto` prints when it falls back
 /// (docs/benchmarks.md, "epoll driver").
-const EPOLL_COST: &str = "every read and write is its own syscall plus readiness waits \
-     (about 1.6x the CPU per request of io_uring on the plain HTTP/1.1 path)";
+const EPOLL_COST: &str = "every read and write is its own syscall (about 1.15x the CPU per \
+     request of io_uring on the plain HTTP/1.1 path, still below nginx's)";
 
 /// Decide the driver for every runtime this process builds. `io_uring` and `epoll` are taken
 /// as given (a worker that cannot set up its ring then refuses to start, as before); `auto`
