@@ -563,7 +563,7 @@ fn server_info(s: &Shared) -> Response {
         "uptime_seconds": s.process.uptime().as_secs(),
         "config_version": c.version,
         "workers": c.agg.workers().len(),
-        "io_driver": crate::runtime::ring::driver().name(),
+        "io_driver": crate::io::driver().name(),
         "config_source": c.config.source,
         "log_level": s.log_level.lock().map(|l| l.clone()).unwrap_or_default(),
     });

@@ -72,6 +72,32 @@ fn epoll() -> bool {
     EPOLL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The driver the process's runtimes use (chosen by `runtime::ring::choose_driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    /// As `/server_info` and the logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// The driver chosen for this process (io_uring until the choice is made).
+pub fn driver() -> IoDriver {
+    if epoll() {
+        IoDriver::Epoll
+    } else {
+        IoDriver::IoUring
+    }
+}
+
 /// Size of one provided read buffer. A read never returns more than this.
 pub const READ_BUF_LEN: usize = 16 * 1024;
 

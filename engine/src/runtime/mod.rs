@@ -460,7 +460,6 @@ pub fn run(
         driver == ring::IoDriver::IoUring
             && std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"),
     );
-    crate::io::set_epoll(driver == ring::IoDriver::Epoll);
     let affinity = opts
         .cpu_affinity
         .as_ref()

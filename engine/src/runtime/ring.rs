@@ -13,7 +13,6 @@
 use std::{
     io,
     num::NonZeroU16,
-    sync::atomic::{AtomicU8, Ordering},
 };
 
 use compio::{
@@ -23,42 +22,10 @@ use compio::{
 
 use crate::{config::IoDriverMode, io::READ_BUF_LEN};
 
-/// The driver the process's runtimes use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoDriver {
-    IoUring,
-    Epoll,
-}
-
-impl IoDriver {
-    /// As `/server_info` and the logs name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            IoDriver::IoUring => "io_uring",
-            IoDriver::Epoll => "epoll",
-        }
-    }
-}
-
-/// 0: io_uring (the default until [`choose_driver`] says otherwise), 1: epoll.
-static DRIVER: AtomicU8 = AtomicU8::new(0);
-
-/// The driver chosen for this process.
-pub fn driver() -> IoDriver {
-    match DRIVER.load(Ordering::Relaxed) {
-        1 => IoDriver::Epoll,
-        _ => IoDriver::IoUring,
-    }
-}
+pub use crate::io::{driver, IoDriver};
 
 fn set_driver(d: IoDriver) {
-    DRIVER.store(
-        match d {
-            IoDriver::IoUring => 0,
-            IoDriver::Epoll => 1,
-        },
-        Ordering::Relaxed,
-    );
+    crate::io::set_epoll(d == IoDriver::Epoll);
 }
 
 /// What the epoll driver costs, for the warning `auto` prints when it falls back

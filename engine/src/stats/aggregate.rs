@@ -777,7 +777,7 @@ impl Aggregator {
             Value::Gauge(self.workers.len() as u64),
         );
         // Which I/O driver the workers run on: 1 on the one in use.
-        let epoll = crate::runtime::ring::driver() == crate::runtime::ring::IoDriver::Epoll;
+        let epoll = crate::io::driver() == crate::io::IoDriver::Epoll;
         put(
             Scope::Server,
             "",
