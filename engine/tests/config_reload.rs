@@ -300,3 +300,79 @@ fn watch_reloads_on_an_edit_in_place_and_on_a_rename_once_per_burst() {
     assert_eq!(stat(admin_addr, "config.reload_failed"), 1);
     assert_eq!(stat(admin_addr, "config.reload_success"), 2);
 }
+
+/// A config with one health-checked cluster of `a` and `b`: a host that failed its checks
+/// needs 1,000 passes to come back, so only a kept health state keeps it out after a reload.
+/// `v` changes a direct response only.
+fn health_config(v: usize, a: SocketAddr, b: SocketAddr, endpoints: &[SocketAddr]) -> String {
+    let _ = (a, b);
+    ConfigBuilder::new()
+        .top("workers: 2")
+        .admin()
+        .route(
+            "prefix: /v",
+            &format!("direct_response: {{ status: 200, body: v{v} }}"),
+        )
+        .route_prefix("/", "checked")
+        .cluster("checked", endpoints)
+        .cluster_extra(
+            "health_checks:\n  - timeout: 1s\n    interval: 100ms\n    no_traffic_interval: 100ms\n    unhealthy_threshold: 1\n    healthy_threshold: 1000\n    http_health_check: {path: /healthz}",
+        )
+        .yaml()
+}
+
+#[test]
+fn a_reload_keeps_the_health_of_unchanged_clusters_and_checks_changed_ones_afresh() {
+    let a = SwitchOrigin::start("a");
+    let b = SwitchOrigin::start("b");
+    let both = [a.addr, b.addr];
+    let (proxy, admin_addr) =
+        Proxy::start_with_admin(&health_config(0, a.addr, b.addr, &both), &[]);
+    let healthy = || stat(admin_addr, "cluster.checked.health_check.healthy");
+    eventually("both hosts healthy", || healthy() == 2);
+    // `a` fails one check: out. Then its checks pass again, but 1,000 are needed.
+    a.set_health(503);
+    eventually("a failed", || healthy() == 1);
+    a.set_health(200);
+    let checks = a.checks.load(Ordering::SeqCst);
+    eventually("a passes checks again", || {
+        a.checks.load(Ordering::SeqCst) >= checks + 3
+    });
+    assert_eq!(healthy(), 1);
+    // A reload that changes a route only: the cluster is the same, and so is what its checks
+    // found (a fresh start would let `a` back in on its first passing check).
+    std::fs::write(&proxy.config_path, health_config(1, a.addr, b.addr, &both)).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(proxy.addr, "h", "/v").body_str(), "v1");
+    let served_a = a.served.load(Ordering::SeqCst);
+    for i in 0..20 {
+        assert_eq!(get(proxy.addr, "h", "/").status(), 200, "request {i}");
+    }
+    assert_eq!(
+        a.served.load(Ordering::SeqCst),
+        served_a,
+        "a failed host got traffic"
+    );
+    assert_eq!(healthy(), 1);
+    assert!(proxy
+        .log()
+        .contains("unchanged clusters keep their endpoints' health"));
+    // Its endpoints changed (b first): checked afresh, and `a` passes its first check.
+    std::fs::write(
+        &proxy.config_path,
+        health_config(2, a.addr, b.addr, &[b.addr, a.addr]),
+    )
+    .expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(healthy(), 2);
+    let served_a = a.served.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        assert_eq!(get(proxy.addr, "h", "/").status(), 200);
+    }
+    assert!(
+        a.served.load(Ordering::SeqCst) > served_a,
+        "a is back after a fresh check"
+    );
+}

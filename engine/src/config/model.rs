@@ -799,7 +799,7 @@ impl Default for CircuitBreakers {
 }
 
 /// A cluster's active health check, checked at load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub timeout: Duration,
     pub interval: Duration,
@@ -817,7 +817,7 @@ pub struct HealthCheck {
     pub kind: HealthCheckKind,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HealthCheckKind {
     Http {
         /// The whole request, encoded once at load.
@@ -953,7 +953,7 @@ pub struct SlowStart {
     pub min_weight: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub address: SocketAddr,
     /// Default 1, at least 1.

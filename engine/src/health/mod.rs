@@ -58,10 +58,36 @@ pub type MakeRuntime = Box<dyn FnOnce() -> Result<compio::runtime::Runtime, Stri
 
 /// Build the board and start the thread; `None` when no cluster is health-checked. Returns once
 /// the first round of active checks is done (or its time is up).
+/// The clusters of `cfg` whose active health state a reload keeps from `previous` (the config
+/// and board of the generation it replaces): same name, same endpoints in the same order, same
+/// health check. By index in `cfg`, the index of the same cluster in the previous config.
+fn carried(
+    cfg: &Config,
+    previous: Option<(&Config, &Board)>,
+) -> Vec<Option<(usize, Arc<ClusterHealth>)>> {
+    cfg.clusters
+        .iter()
+        .map(|c| {
+            let (old_cfg, old_board) = previous?;
+            let hc = c.health_check.as_ref()?;
+            let (j, old) = old_cfg
+                .clusters
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.name == c.name)?;
+            let same = old.endpoints == c.endpoints
+                && old.health_check.as_ref().is_some_and(|o| **o == **hc);
+            let h = old_board.get(j)?.as_ref()?;
+            (same && h.active).then(|| (j, Arc::clone(h)))
+        })
+        .collect()
+}
+
 pub fn start(
     cfg: &Arc<Config>,
     workers: Vec<Arc<WorkerStats>>,
     make_rt: MakeRuntime,
+    previous: Option<(&Config, &Board)>,
 ) -> std::io::Result<Option<(Board, Running)>> {
     if !cfg
         .clusters
@@ -89,12 +115,39 @@ pub fn start(
             .collect(),
     );
     drop(events_tx);
+    // A reload keeps what the checks found for clusters it leaves as they were: their hosts
+    // start as the previous generation left them (not failed-until-checked), and the new
+    // workers need not wait for a first round of their checks.
+    let carried = carried(cfg, previous);
+    let mut kept = 0;
+    for (i, carry) in carried.iter().enumerate() {
+        let (Some((_, old)), Some(Some(new))) = (carry, board.get(i)) else {
+            continue;
+        };
+        for (k, h) in old.hosts.iter().enumerate() {
+            let failed = h.flags.load(Relaxed) & FAILED_ACTIVE_HC != 0;
+            new.set(k, FAILED_ACTIVE_HC, failed);
+            if let Some(n) = new.hosts.get(k) {
+                n.last_status.store(h.last_status.load(Relaxed), Relaxed);
+                n.last_check.store(h.last_check.load(Relaxed), Relaxed);
+            }
+        }
+        kept += 1;
+    }
+    if kept > 0 {
+        tracing::info!(
+            clusters = kept,
+            "health: unchanged clusters keep their endpoints' health"
+        );
+    }
     let checked: usize = cfg
         .clusters
         .iter()
-        .filter(|c| c.health_check.is_some())
-        .map(|c| c.endpoints.len())
+        .zip(&carried)
+        .filter(|(c, carry)| c.health_check.is_some() && carry.is_none())
+        .map(|(c, _)| c.endpoints.len())
         .sum();
+    let carried: Vec<bool> = carried.iter().map(Option::is_some).collect();
     let first_wait = cfg
         .clusters
         .iter()
@@ -121,7 +174,7 @@ pub fn start(
                 return;
             }
         };
-        rt.block_on(run(ctx, events_rx, first_tx, stop_rx));
+        rt.block_on(run(ctx, events_rx, first_tx, stop_rx, carried));
     })?;
     let deadline = Instant::now() + first_wait;
     for _ in 0..checked {
@@ -179,6 +232,7 @@ async fn run(
     events: flume::Receiver<OutlierEvent>,
     first: flume::Sender<()>,
     stop: flume::Receiver<()>,
+    carried: Vec<bool>,
 ) {
     let ctx = Rc::new(ctx);
     let detectors: Detectors = Rc::new(
@@ -203,7 +257,8 @@ async fn run(
         if let Some(hc) = &cl.health_check {
             for i in 0..cl.endpoints.len() {
                 let (ctx, det, hc) = (Rc::clone(&ctx), Rc::clone(&detectors), Arc::clone(hc));
-                let first = first.clone();
+                // A carried host is not waited for, and its first check is an ordinary one.
+                let first = (!carried.get(c).copied().unwrap_or(false)).then(|| first.clone());
                 tasks.push(compio::runtime::spawn(async move {
                     check_loop(&ctx, &det, c, i, &hc, first).await;
                 }));
@@ -250,7 +305,7 @@ async fn check_loop(
     c: usize,
     i: usize,
     hc: &HealthCheck,
-    first: flume::Sender<()>,
+    first: Option<flume::Sender<()>>,
 ) {
     let cl = &ctx.cfg.clusters[c];
     let Some(health) = ctx.health(c) else { return };
@@ -273,7 +328,7 @@ async fn check_loop(
     };
     compio::time::sleep(jitter(hc.initial_jitter)).await;
     let mut kept = Kept::None;
-    let mut first = Some(first);
+    let mut first = first;
     let (mut passes, mut fails) = (0u32, 0u32);
     let s = &health.stats;
     let host = &health.hosts[i];

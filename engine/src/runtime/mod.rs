@@ -140,6 +140,8 @@ struct Generation {
     controls: Vec<flume::Sender<Control>>,
     handles: Vec<thread::JoinHandle<()>>,
     health_thread: Option<crate::health::Running>,
+    /// What the health checks found, per cluster (a reload carries it for unchanged clusters).
+    health_board: Option<crate::endpoint_health::Board>,
     aggregator: Arc<stats::aggregate::Aggregator>,
     access_log: Option<crate::access_log::Writer>,
     exporter: Option<crate::trace_export::Exporter>,
@@ -158,6 +160,7 @@ impl Generation {
         opts: &RunOptions,
         groups: Vec<Vec<std::net::TcpListener>>,
         bound_addrs: Vec<SocketAddr>,
+        previous: Option<&Generation>,
     ) -> Result<Generation, RunError> {
         let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
         let n = worker_count(&cfg, affinity, opts);
@@ -188,13 +191,17 @@ impl Generation {
         let make_rt: crate::health::MakeRuntime = Box::new(|| {
             ring::build_runtime(256, 64).map_err(|e| format!("{} ({})", e.source, e.hint))
         });
-        let (health_board, health_thread) =
-            match crate::health::start(&cfg, worker_stats.clone(), make_rt)
-                .map_err(RunError::Spawn)?
-            {
-                Some((b, r)) => (Some(b), Some(r)),
-                None => (None, None),
-            };
+        let (health_board, health_thread) = match crate::health::start(
+            &cfg,
+            worker_stats.clone(),
+            make_rt,
+            previous.and_then(|p| Some((&*p.cfg, p.health_board.as_ref()?))),
+        )
+        .map_err(RunError::Spawn)?
+        {
+            Some((b, r)) => (Some(b), Some(r)),
+            None => (None, None),
+        };
         let trace_stats = cfg
             .tracing
             .as_ref()
@@ -284,6 +291,7 @@ impl Generation {
             controls,
             handles,
             health_thread,
+            health_board,
             aggregator,
             access_log,
             exporter,
@@ -536,7 +544,7 @@ pub fn run(
         }
     };
     let mut dns_started = dns.any() && dns_start(&dns);
-    let mut current = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)?;
+    let mut current = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs, None)?;
     let mut version = 1u64;
     let hash = opts.config_path.as_deref().map_or(0, file_hash);
     let process = Arc::new(stats::aggregate::ProcessStats::default());
@@ -789,7 +797,7 @@ fn reload(
         bound_addrs.push(bound);
     }
     let removed = current.held().len().saturating_sub(kept);
-    let next = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs)
+    let next = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs, Some(current))
         .map_err(|e| refused(e.to_string()))?;
     let hash = if from_file {
         *version += 1;

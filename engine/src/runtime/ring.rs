@@ -10,10 +10,7 @@
 //! into the user-space buffer pool, waiting on the worker's edge-triggered epoll set
 //! (`io::reactor`) when a socket is empty. No multishot receive there.
 
-use std::{
-    io,
-    num::NonZeroU16,
-};
+use std::{io, num::NonZeroU16};
 
 use compio::{
     driver::{DriverType, ProactorBuilder},
