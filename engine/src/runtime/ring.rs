@@ -27,8 +27,8 @@ fn set_driver(d: IoDriver) {
 
 /// What the epoll driver costs, for the warning `auto` prints when it falls back
 /// (docs/benchmarks.md, "epoll driver").
-const EPOLL_COST: &str = "every read and write is its own syscall (about 1.15x the CPU per \
-     request of io_uring on the plain HTTP/1.1 path, still below nginx's)";
+const EPOLL_COST: &str = "every read and write is its own syscall (about 1.1x the CPU per \
+     request of io_uring on the plain HTTP/1.1 path, level with nginx)";
 
 /// Decide the driver for every runtime this process builds. `io_uring` and `epoll` are taken
 /// as given (a worker that cannot set up its ring then refuses to start, as before); `auto`
