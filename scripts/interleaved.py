@@ -93,6 +93,12 @@ elif a.close:
 
     m.wrk = wrk
 cfg = os.path.join(os.path.dirname(m.__file__), "configs")
+# A leftover listener on the origin's port would take the origin's place (unpinned, and with
+# SO_REUSEPORT it could share the load): refuse, as the meters do.
+import socket as _socket
+with _socket.socket() as _probe:
+    if _probe.connect_ex(("127.0.0.1", 9000)) == 0:
+        sys.exit("origin: something already listens on 127.0.0.1:9000; stop it first")
 if a.transfer or a.origin_h2c:
     extra = ["--h2c"] if a.origin_h2c else []
     origin = m.start([a.bench, "origin", "--listen", "127.0.0.1:9000", "--workers", "1"] + extra, 1,
