@@ -9,6 +9,12 @@
 //! has caught up, so a read costs no submission; dropping a read future loses nothing (what
 //! arrives waits in the connection's queue for the next read).
 //!
+//! On the epoll driver (`io_driver: epoll`, or `auto` where io_uring is refused) there is no
+//! multishot receive: a read is a `recv(2)` made here into a pool buffer taken for it
+//! ([`Conn::recv_now`]), tried at once when data is likely and otherwise after the socket shows
+//! readable in the worker's edge-triggered set ([`reactor`]), where each connection is
+//! registered once when it is wrapped.
+//!
 //! Writes take owned buffers (`Bytes`, `BytesMut`, a pool buffer being forwarded as is, or a
 //! tuple/Vec of them for vectored writes) and return only once every byte is written.
 //!
