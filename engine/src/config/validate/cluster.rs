@@ -1,5 +1,5 @@
 //! Validation of one cluster: its endpoints (static `IP:port` addresses with weights, or a DNS
-//! cluster's `host:port` names, resolved at run time by `crate::dns`), its load
+//! cluster's `host:port` names, resolved at run time by the DNS thread, `dns.rs`), its load
 //! balancing policy, its connection timeouts, the PROXY protocol header it sends upstream and
 //! the TLS it originates (`super::tls::upstream`).
 
