@@ -101,6 +101,22 @@ impl Epoll {
         })
     }
 
+    /// Watch `sock` under `token` edge-triggered (data or the peer closing, reported at each
+    /// new arrival, never disarmed): the epoll driver's read readiness (`io::reactor`).
+    pub fn add_edge(&self, sock: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid event for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, sock, &mut ev) } == 0
+        {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     /// Watch `sock` under `token`. A socket parked before (its one-shot entry disarmed) is
     /// re-armed in place.
     pub fn add(&self, sock: RawFd, token: u64) -> io::Result<()> {

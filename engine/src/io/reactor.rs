@@ -22,12 +22,12 @@ use std::{
     cell::RefCell,
     io,
     num::NonZeroU64,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::RawFd,
     rc::Rc,
     task::{Context, Poll, Waker},
 };
 
-use compio::driver::{op::PollOnce, SharedFd};
+use super::park::Epoll;
 
 /// A registered socket: slot index (low 32 bits) and generation (high 32 bits, from 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +56,9 @@ struct Slot {
     waker: Option<Waker>,
 }
 
-/// A worker's epoll set and its slots.
+/// A worker's epoll set (the parking lot's kind, [`Epoll`]) and its slots.
 struct Reactor {
-    ep: SharedFd<OwnedFd>,
+    ep: Epoll,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
 }
@@ -73,15 +73,8 @@ fn reactor() -> Option<Rc<Reactor>> {
         return Some(r);
     }
     compio::runtime::Runtime::try_with_current(|_| ()).ok()?;
-    // SAFETY: plain syscall; the fd is owned below.
-    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh fd this function owns.
-    let ep = unsafe { OwnedFd::from_raw_fd(fd) };
     let r = Rc::new(Reactor {
-        ep: SharedFd::new(ep),
+        ep: Epoll::new().ok()?,
         slots: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
     });
@@ -90,38 +83,35 @@ fn reactor() -> Option<Rc<Reactor>> {
     Some(r)
 }
 
+/// Events taken per `epoll_wait` (the most [`Epoll::ready`] takes).
+const BATCH: usize = 64;
+
 /// The reactor task: wait for the set, then wake every socket that had an edge.
 async fn run(r: Rc<Reactor>) {
-    let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut evs = Vec::with_capacity(BATCH);
     loop {
-        let op = PollOnce::new(r.ep.clone(), compio::driver::op::Interest::Readable);
-        if compio::runtime::submit(op).await.0.is_err() {
+        if r.ep.wait().await.is_err() {
             return;
         }
         loop {
-            // SAFETY: `evs` has room for its length in events.
-            let n = unsafe {
-                libc::epoll_wait(r.ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, 0)
-            };
-            let n = usize::try_from(n).unwrap_or(0);
+            evs.clear();
+            let n = r.ep.ready(&mut evs, BATCH);
             {
                 let mut slots = r.slots.borrow_mut();
-                for ev in &evs[..n] {
-                    let Some(t) = NonZeroU64::new(ev.u64).map(Token) else {
+                for &(token, closed) in &evs {
+                    let Some(t) = NonZeroU64::new(token).map(Token) else {
                         continue;
                     };
                     if let Some(s) = slots.get_mut(t.index()).filter(|s| s.gen == t.gen()) {
                         s.ready = true;
-                        s.hup |= ev.events
-                            & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
-                            != 0;
+                        s.hup |= closed;
                         if let Some(w) = s.waker.take() {
                             w.wake();
                         }
                     }
                 }
             }
-            if n < evs.len() {
+            if n < BATCH {
                 break;
             }
         }
@@ -147,12 +137,7 @@ pub fn register(fd: RawFd) -> Option<Token> {
         s.hup = false;
         Token::new(index, s.gen)
     };
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-        u64: token.0.get(),
-    };
-    // SAFETY: `fd` is an open socket of the caller's; `ev` is a valid event.
-    if unsafe { libc::epoll_ctl(r.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+    if r.ep.add_edge(fd, token.0.get()).is_err() {
         release(token);
         return None;
     }
@@ -180,15 +165,7 @@ pub fn release(token: Token) {
 pub fn deregister(token: Token, fd: RawFd) {
     REACTOR.with(|cell| {
         if let Some(r) = cell.borrow().as_ref() {
-            // SAFETY: removes `fd` from a set this thread owns; a null event is allowed.
-            unsafe {
-                libc::epoll_ctl(
-                    r.ep.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    fd,
-                    std::ptr::null_mut(),
-                )
-            };
+            r.ep.remove(fd);
         }
     });
     release(token);
