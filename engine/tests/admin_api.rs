@@ -70,6 +70,21 @@ fn every_read_endpoint_answers() {
     let j = json(&admin(adm, "GET", "/config_dump"));
     assert_eq!(j["config"]["clusters"][0]["name"], "origin");
     assert_eq!(j["config"]["admin"]["address"], "127.0.0.1:0");
+    // Defaults left out of the file are shown with the values in force.
+    assert_eq!(j["defaults"], "filled in");
+    assert_eq!(j["config"]["drain_timeout"], "5s", "{j:#}");
+    assert_eq!(j["config"]["clusters"][0]["connect_timeout"], "1s", "{j:#}");
+    assert_eq!(j["config"]["clusters"][0]["idle_timeout"], "1m", "{j:#}");
+    assert_eq!(j["config"]["clusters"][0]["lb_policy"], "round_robin");
+    assert_eq!(j["config"]["listeners"][0]["backlog"], 1024);
+    let j = json(&admin(adm, "GET", "/config_dump?defaults=false"));
+    assert_eq!(j["defaults"], "as written");
+    assert_eq!(j["config"]["clusters"][0]["name"], "origin");
+    assert!(j["config"].get("drain_timeout").is_none(), "{j:#}");
+    assert!(
+        j["config"]["clusters"][0].get("lb_policy").is_none(),
+        "{j:#}"
+    );
 
     let r = admin(adm, "GET", "/listeners");
     assert_eq!(r.status(), 200);

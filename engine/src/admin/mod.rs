@@ -67,7 +67,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "/clusters",
         "endpoints with health, weight, active requests per worker (?format=json)",
     ),
-    ("GET", "/config_dump", "the loaded configuration as JSON"),
+    ("GET", "/config_dump", "the configuration in force as JSON, defaults filled in (?defaults=false: as written)"),
     (
         "GET",
         "/listeners",
@@ -332,7 +332,7 @@ pub fn handle(req: &Request, s: &Shared) -> Response {
         "/stats" => stats(req, s, req.query("format")),
         "/stats/prometheus" => stats(req, s, Some("prometheus")),
         "/clusters" => clusters(req, s),
-        "/config_dump" => config_dump(s),
+        "/config_dump" => config_dump(req, s),
         "/listeners" => listeners(req, s),
         "/ready" => {
             let live = s.state.load(Ordering::SeqCst) == SERVING
@@ -504,14 +504,21 @@ fn config_reload(s: &Shared) -> Response {
     }
 }
 
-fn config_dump(s: &Shared) -> Response {
+/// The config in force: with every default filled in, or as written (`?defaults=false`).
+fn config_dump(req: &Request, s: &Shared) -> Response {
     let c = s.current();
+    let as_written = req.query("defaults") == Some("false");
+    let config = match as_written {
+        true => c.config.document.as_deref(),
+        false => c.config.effective.as_deref(),
+    };
     let doc = serde_json::json!({
         "source": c.config.source,
         "version": c.version,
         "hash": format!("{:016x}", s.process.hash()),
         "workers": c.agg.workers().len(),
-        "config": c.config.document.as_deref().cloned().unwrap_or(serde_json::Value::Null),
+        "defaults": if as_written { "as written" } else { "filled in" },
+        "config": config.cloned().unwrap_or(serde_json::Value::Null),
     });
     Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())
 }

@@ -6,7 +6,10 @@
 
 use std::fmt;
 
-use super::path::{DocPath, Lines};
+use super::{
+    dump::Shown,
+    path::{DocPath, Lines},
+};
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -113,35 +116,71 @@ impl Problem {
     }
 }
 
-/// The collector every stage writes into.
+/// The collector every stage writes into: the problems found and, on the way, every default
+/// `validate()` applied (the path of the key left out and the value it got), for `/config_dump`.
 #[derive(Debug, Default)]
-pub(crate) struct Problems(Vec<Problem>);
+pub(crate) struct Problems {
+    found: Vec<Problem>,
+    filled: Vec<(DocPath, serde_json::Value)>,
+}
 
 impl Problems {
     /// A bad value at `path`.
     pub(crate) fn value(&mut self, path: &DocPath, message: impl Into<String>) {
-        self.0
+        self.found
             .push(Problem::new(path.clone(), message, Spot::Value));
     }
 
     /// A problem with the key naming `path` (duplicate, not allowed here).
     pub(crate) fn key(&mut self, path: &DocPath, message: impl Into<String>) {
-        self.0.push(Problem::new(path.clone(), message, Spot::Key));
+        self.found
+            .push(Problem::new(path.clone(), message, Spot::Key));
     }
 
     pub(crate) fn push(&mut self, problem: Problem) {
-        self.0.push(problem);
+        self.found.push(problem);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.found.is_empty()
+    }
+
+    /// `value` when the file has it; otherwise `default`, recorded as filled in at `at`.
+    pub(crate) fn or<T: Shown>(&mut self, value: Option<T>, at: &DocPath, default: T) -> T {
+        match value {
+            Some(v) => v,
+            None => {
+                self.filled(at, &default);
+                default
+            }
+        }
+    }
+
+    /// Records that the key at `at` was left out and runs with `value`.
+    pub(crate) fn filled(&mut self, at: &DocPath, value: &impl Shown) {
+        self.filled.push((at.clone(), value.shown()));
+    }
+
+    /// How many defaults are recorded (for [`Problems::unfill`]).
+    pub(crate) fn filled_len(&self) -> usize {
+        self.filled.len()
+    }
+
+    /// Forgets the defaults recorded after the first `len` (a section that does not apply).
+    pub(crate) fn unfill(&mut self, len: usize) {
+        self.filled.truncate(len);
+    }
+
+    /// The defaults recorded so far (see [`Problems::or`]).
+    pub(crate) fn take_filled(&mut self) -> Vec<(DocPath, serde_json::Value)> {
+        std::mem::take(&mut self.filled)
     }
 
     /// Resolves lines, sorts by line (stable: same-line errors keep the order they were found)
     /// and drops exact duplicates.
     pub(crate) fn into_errors(self, source: &str, lines: &Lines) -> ConfigErrors {
         let mut errors: Vec<ConfigError> = self
-            .0
+            .found
             .into_iter()
             .map(|p| {
                 let line = match p.spot {

@@ -29,6 +29,7 @@ pub mod model;
 pub mod schema;
 
 mod decode;
+mod dump;
 mod duration;
 mod error;
 mod json;
@@ -122,6 +123,8 @@ pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, Conf
         .map(|spec| validate::validate(spec, source, &mut problems));
     match config {
         Some(mut config) if problems.is_empty() => {
+            let filled = problems.take_filled();
+            config.effective = Some(std::sync::Arc::new(dump::fill(&document, &filled)));
             config.document = Some(document);
             Ok(config)
         }

@@ -35,6 +35,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The document as parsed (before defaults), for the admin `/config_dump`.
     pub document: Option<std::sync::Arc<serde_json::Value>>,
+    /// `document` with every default `validate()` applied written in (`config::dump`).
+    pub effective: Option<std::sync::Arc<serde_json::Value>>,
     /// Distributed tracing, if configured.
     pub tracing: Option<Tracing>,
 }
@@ -925,6 +927,17 @@ pub enum LbPolicy {
 }
 
 impl LbPolicy {
+    /// The config spelling (`round_robin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::Random => "random",
+            LbPolicy::RingHash => "ring_hash",
+            LbPolicy::Maglev => "maglev",
+        }
+    }
+
     /// Picks with the request's hash (`hash_policy`).
     pub fn hashing(self) -> bool {
         matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)

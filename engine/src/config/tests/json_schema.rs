@@ -18,12 +18,12 @@ fn schema() -> Value {
     serde_json::from_str(&json_schema::generate()).expect("generate() prints JSON")
 }
 
-fn validator() -> jsonschema::Validator {
+pub(super) fn validator() -> jsonschema::Validator {
     jsonschema::draft7::new(&schema()).unwrap_or_else(|e| panic!("invalid schema: {e}"))
 }
 
 /// The schema's complaints about `doc`, one line each (`/path: message`).
-fn complaints(validator: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+pub(super) fn complaints(validator: &jsonschema::Validator, doc: &Value) -> Vec<String> {
     validator
         .iter_errors(doc)
         .map(|e| format!("{}: {e}", e.instance_path()))

@@ -25,20 +25,27 @@ pub(super) fn cluster(
     if c.name.is_empty() {
         problems.value(&path.key("name"), "cluster name must not be empty");
     }
-    let connect_timeout = c.connect_timeout.map_or(defaults::CONNECT_TIMEOUT, |d| d.0);
+    let connect_timeout = problems.or(
+        c.connect_timeout.map(|d| d.0),
+        &path.key("connect_timeout"),
+        defaults::CONNECT_TIMEOUT,
+    );
     if connect_timeout.is_zero() {
         problems.value(
             &path.key("connect_timeout"),
             "connect_timeout must be more than zero",
         );
     }
-    let idle_timeout = c
-        .idle_timeout
-        .or(c
-            .common_http_protocol_options
-            .as_ref()
-            .and_then(|o| o.idle_timeout))
-        .map_or(defaults::CLUSTER_IDLE_TIMEOUT, |d| d.0);
+    let idle_timeout = problems.or(
+        c.idle_timeout
+            .or(c
+                .common_http_protocol_options
+                .as_ref()
+                .and_then(|o| o.idle_timeout))
+            .map(|d| d.0),
+        &path.key("idle_timeout"),
+        defaults::CLUSTER_IDLE_TIMEOUT,
+    );
     if idle_timeout.is_zero() {
         problems.value(
             &path.key("idle_timeout"),
@@ -52,7 +59,11 @@ pub(super) fn cluster(
         problems.value(&endpoints_path, "a cluster needs at least one endpoint");
     }
     let logical = match c.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("static") => None,
+        None => {
+            problems.filled(&path.key("type"), &"static");
+            None
+        }
+        Some("static") => None,
         Some("strict_dns") => Some(false),
         Some("logical_dns") => Some(true),
         Some(other) => {
@@ -74,13 +85,16 @@ pub(super) fn cluster(
         };
         if logical.is_some() {
             // `host:port`: resolved at run time.
-            let weight = ep.weight.unwrap_or(defaults::ENDPOINT_WEIGHT).max(1);
+            let weight = problems
+                .or(ep.weight, &ep_path.key("weight"), defaults::ENDPOINT_WEIGHT)
+                .max(1);
+            let priority = problems.or(ep.priority, &ep_path.key("priority"), 0);
             match dns_host(&ep.address) {
                 Ok((host, port)) => dns_hosts.push(DnsHost {
                     host,
                     port,
                     weight,
-                    priority: ep.priority.unwrap_or(0).min(MAX_PRIORITY),
+                    priority: priority.min(MAX_PRIORITY),
                 }),
                 Err(message) => problems.value(&addr_path, message),
             }
@@ -100,12 +114,12 @@ pub(super) fn cluster(
                 None
             }
         };
-        let weight = ep.weight.unwrap_or(defaults::ENDPOINT_WEIGHT);
+        let weight = problems.or(ep.weight, &ep_path.key("weight"), defaults::ENDPOINT_WEIGHT);
         if weight == 0 {
             problems.value(&ep_path.key("weight"), "weight must be at least 1");
         }
         if let Some(address) = address {
-            let priority = ep.priority.unwrap_or(0);
+            let priority = problems.or(ep.priority, &ep_path.key("priority"), 0);
             if priority > MAX_PRIORITY {
                 problems.value(
                     &ep_path.key("priority"),
@@ -122,7 +136,11 @@ pub(super) fn cluster(
 
     let dns = logical.map(|logical| {
         let family = match c.dns_lookup_family.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            None | Some("AUTO") => DnsFamily::Auto,
+            None => {
+                problems.filled(&path.key("dns_lookup_family"), &"AUTO");
+                DnsFamily::Auto
+            }
+            Some("AUTO") => DnsFamily::Auto,
             Some("V4_ONLY") => DnsFamily::V4Only,
             Some("V6_ONLY") => DnsFamily::V6Only,
             Some("V4_PREFERRED") => DnsFamily::V4Preferred,
@@ -135,7 +153,12 @@ pub(super) fn cluster(
                 DnsFamily::Auto
             }
         };
-        let refresh = c.dns_refresh_rate.map_or(Duration::from_secs(5), |d| d.0);
+        let refresh = problems.or(
+            c.dns_refresh_rate.map(|d| d.0),
+            &path.key("dns_refresh_rate"),
+            Duration::from_secs(5),
+        );
+        let respect_ttl = problems.or(c.respect_dns_ttl, &path.key("respect_dns_ttl"), false);
         if refresh < Duration::from_millis(1) {
             problems.value(&path.key("dns_refresh_rate"), "dns_refresh_rate must be at least 1ms");
         }
@@ -153,7 +176,7 @@ pub(super) fn cluster(
             hosts: std::mem::take(&mut dns_hosts),
             logical,
             refresh,
-            respect_ttl: c.respect_dns_ttl.unwrap_or(false),
+            respect_ttl,
             family,
             resolvers,
         })
@@ -162,7 +185,10 @@ pub(super) fn cluster(
     // `auto`: HTTP/2 where TLS's ALPN settles on `h2`, HTTP/1.1 otherwise (and always on plain
     // TCP, as Envoy's `auto_config`).
     let (http2, auto) = match c.protocol.as_deref() {
-        None => (false, false),
+        None => {
+            problems.filled(&path.key("protocol"), &"http1");
+            (false, false)
+        }
         Some(p) => match p.to_ascii_lowercase().as_str() {
             "http1" => (false, false),
             "http2" => (true, false),
@@ -191,15 +217,19 @@ pub(super) fn cluster(
         hash_lb,
         slow_start,
         endpoints,
-        max_idle_per_endpoint: c
-            .max_idle_per_endpoint
-            .unwrap_or(defaults::MAX_IDLE_PER_ENDPOINT),
+        max_idle_per_endpoint: problems.or(
+            c.max_idle_per_endpoint,
+            &path.key("max_idle_per_endpoint"),
+            defaults::MAX_IDLE_PER_ENDPOINT,
+        ),
         idle_timeout,
-        enable_trailers: c
-            .http_protocol_options
-            .as_ref()
-            .and_then(|o| o.enable_trailers)
-            .unwrap_or(false),
+        enable_trailers: problems.or(
+            c.http_protocol_options
+                .as_ref()
+                .and_then(|o| o.enable_trailers),
+            &path.key("http_protocol_options").key("enable_trailers"),
+            false,
+        ),
         upstream_proxy_protocol: c.upstream_proxy_protocol.as_ref().map(|p| match p.version {
             // Envoy's default (`V1` is the enum's zero).
             None | Some(ProxyProtocolVersionSpec::V1) => ProxyProtocolVersion::V1,
@@ -210,12 +240,20 @@ pub(super) fn cluster(
         }),
         http2,
         http2_auto: auto,
-        http2_options: super::http::http2_settings(
-            c.http2_protocol_options.as_ref(),
-            defaults::MAX_REQUEST_HEADERS_KB * 1024,
-            &path.key("http2_protocol_options"),
-            problems,
-        ),
+        http2_options: {
+            // HTTP/2 settings only show in the dump where the cluster may speak HTTP/2.
+            let shown = problems.filled_len();
+            let options = super::http::http2_settings(
+                c.http2_protocol_options.as_ref(),
+                defaults::MAX_REQUEST_HEADERS_KB * 1024,
+                &path.key("http2_protocol_options"),
+                problems,
+            );
+            if !http2 && !auto {
+                problems.unfill(shown);
+            }
+            options
+        },
         max_requests_per_connection: match c.max_requests_per_connection.or(c
             .common_http_protocol_options
             .as_ref()

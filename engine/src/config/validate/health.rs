@@ -61,7 +61,7 @@ fn one(
             problems.value(&at.key(key), format!("{key} must be at least 1"));
             default
         }
-        v => v.unwrap_or(default),
+        v => problems.or(v, &at.key(key), default),
     };
     let unhealthy_threshold = positive(h.unhealthy_threshold, "unhealthy_threshold", 3, problems);
     let healthy_threshold = positive(h.healthy_threshold, "healthy_threshold", 2, problems);
@@ -71,7 +71,7 @@ fn one(
                 problems.value(&at.key(key), format!("{key} must be more than zero"));
                 default
             }
-            d => d.unwrap_or(default),
+            d => problems.or(d, &at.key(key), default),
         };
     let unhealthy_interval = nonzero(
         h.unhealthy_interval.map(|d| d.0),
@@ -115,9 +115,23 @@ fn one(
     Some(HealthCheck {
         timeout,
         interval,
-        interval_jitter: h.interval_jitter.map_or(Duration::ZERO, |d| d.0),
-        interval_jitter_percent: h.interval_jitter_percent.unwrap_or(0).min(100),
-        initial_jitter: h.initial_jitter.map_or(Duration::ZERO, |d| d.0),
+        interval_jitter: problems.or(
+            h.interval_jitter.map(|d| d.0),
+            &at.key("interval_jitter"),
+            Duration::ZERO,
+        ),
+        interval_jitter_percent: problems
+            .or(
+                h.interval_jitter_percent,
+                &at.key("interval_jitter_percent"),
+                0,
+            )
+            .min(100),
+        initial_jitter: problems.or(
+            h.initial_jitter.map(|d| d.0),
+            &at.key("initial_jitter"),
+            Duration::ZERO,
+        ),
         unhealthy_threshold,
         healthy_threshold,
         no_traffic_interval: nonzero(
@@ -139,8 +153,12 @@ fn one(
             interval,
             problems,
         ),
-        reuse_connection: h.reuse_connection.unwrap_or(true),
-        always_log_failures: h.always_log_health_check_failures.unwrap_or(false),
+        reuse_connection: problems.or(h.reuse_connection, &at.key("reuse_connection"), true),
+        always_log_failures: problems.or(
+            h.always_log_health_check_failures,
+            &at.key("always_log_health_check_failures"),
+            false,
+        ),
         kind,
     })
 }
@@ -322,7 +340,7 @@ pub(super) fn outlier(
             problems.value(&at.key(key), format!("{key} is a percentage: 0..=100"));
             default
         }
-        v => v.unwrap_or(default),
+        v => problems.or(v, &at.key(key), default),
     };
     let max_ejection_percent = pct(o.max_ejection_percent, "max_ejection_percent", 10);
     let enforcing_consecutive_5xx = pct(
@@ -366,7 +384,7 @@ pub(super) fn outlier(
             problems.value(&at.key(key), format!("{key} must be more than zero"));
             default
         }
-        v => v.map_or(default, |d| d.0),
+        v => problems.or(v.map(|d| d.0), &at.key(key), default),
     };
     let interval = dur(o.interval, "interval", d.interval);
     let base_ejection_time = dur(
@@ -384,7 +402,7 @@ pub(super) fn outlier(
             problems.value(&at.key(key), format!("{key} must be at least 1"));
             default
         }
-        v => v.unwrap_or(default),
+        v => problems.or(v, &at.key(key), default),
     };
     let consecutive_5xx = at_least_one(o.consecutive_5xx, "consecutive_5xx", 5);
     let consecutive_gateway_failure = at_least_one(
@@ -405,33 +423,49 @@ pub(super) fn outlier(
         max_ejection_percent,
         enforcing_consecutive_5xx,
         enforcing_success_rate,
-        success_rate_minimum_hosts: o
-            .success_rate_minimum_hosts
-            .unwrap_or(d.success_rate_minimum_hosts),
-        success_rate_request_volume: o
-            .success_rate_request_volume
-            .unwrap_or(d.success_rate_request_volume),
-        success_rate_stdev_factor: o
-            .success_rate_stdev_factor
-            .unwrap_or(d.success_rate_stdev_factor),
+        success_rate_minimum_hosts: problems.or(
+            o.success_rate_minimum_hosts,
+            &at.key("success_rate_minimum_hosts"),
+            d.success_rate_minimum_hosts,
+        ),
+        success_rate_request_volume: problems.or(
+            o.success_rate_request_volume,
+            &at.key("success_rate_request_volume"),
+            d.success_rate_request_volume,
+        ),
+        success_rate_stdev_factor: problems.or(
+            o.success_rate_stdev_factor,
+            &at.key("success_rate_stdev_factor"),
+            d.success_rate_stdev_factor,
+        ),
         consecutive_gateway_failure,
         enforcing_consecutive_gateway_failure,
-        split_external_local_origin_errors: o.split_external_local_origin_errors.unwrap_or(false),
+        split_external_local_origin_errors: problems.or(
+            o.split_external_local_origin_errors,
+            &at.key("split_external_local_origin_errors"),
+            false,
+        ),
         consecutive_local_origin_failure,
         enforcing_consecutive_local_origin_failure,
         enforcing_local_origin_success_rate,
         failure_percentage_threshold,
         enforcing_failure_percentage,
         enforcing_failure_percentage_local_origin,
-        failure_percentage_minimum_hosts: o
-            .failure_percentage_minimum_hosts
-            .unwrap_or(d.failure_percentage_minimum_hosts),
-        failure_percentage_request_volume: o
-            .failure_percentage_request_volume
-            .unwrap_or(d.failure_percentage_request_volume),
-        successful_active_health_check_uneject_host: o
-            .successful_active_health_check_uneject_host
-            .unwrap_or(true),
+        failure_percentage_minimum_hosts: problems.or(
+            o.failure_percentage_minimum_hosts,
+            &at.key("failure_percentage_minimum_hosts"),
+            d.failure_percentage_minimum_hosts,
+        ),
+        failure_percentage_request_volume: problems.or(
+            o.failure_percentage_request_volume,
+            &at.key("failure_percentage_request_volume"),
+            d.failure_percentage_request_volume,
+        ),
+        successful_active_health_check_uneject_host: problems.or(
+            o.successful_active_health_check_uneject_host,
+            &at.key("successful_active_health_check_uneject_host"),
+            true,
+        ),
     })
 }
 
@@ -442,6 +476,10 @@ pub(super) fn panic_threshold(c: &ClusterSpec, path: &DocPath, problems: &mut Pr
         .as_ref()
         .and_then(|l| l.healthy_panic_threshold.as_ref())
     else {
+        problems.filled(
+            &path.key("common_lb_config").key("healthy_panic_threshold"),
+            &50.0,
+        );
         return 50.0;
     };
     let v = p.value();
@@ -464,6 +502,17 @@ pub(super) fn breakers(
 ) -> CircuitBreakers {
     let mut out = CircuitBreakers::default();
     let Some(cb) = &c.circuit_breakers else {
+        problems.filled(
+            &path.key("circuit_breakers"),
+            &serde_json::json!({"thresholds": [{
+                "priority": "DEFAULT",
+                "max_connections": out.max_connections,
+                "max_pending_requests": out.max_pending_requests,
+                "max_requests": out.max_requests,
+                "max_retries": out.max_retries,
+                "track_remaining": out.track_remaining,
+            }]}),
+        );
         return out;
     };
     let list = path.key("circuit_breakers").key("thresholds");
@@ -482,11 +531,23 @@ pub(super) fn breakers(
                 continue;
             }
         }
-        out.max_connections = t.max_connections.unwrap_or(out.max_connections);
-        out.max_pending_requests = t.max_pending_requests.unwrap_or(out.max_pending_requests);
-        out.max_requests = t.max_requests.unwrap_or(out.max_requests);
-        out.max_retries = t.max_retries.unwrap_or(out.max_retries);
-        out.track_remaining = t.track_remaining.unwrap_or(false);
+        out.max_connections = problems.or(
+            t.max_connections,
+            &at.key("max_connections"),
+            out.max_connections,
+        );
+        out.max_pending_requests = problems.or(
+            t.max_pending_requests,
+            &at.key("max_pending_requests"),
+            out.max_pending_requests,
+        );
+        out.max_requests = problems.or(t.max_requests, &at.key("max_requests"), out.max_requests);
+        // With a retry budget, `max_retries` does not apply: not shown as filled in.
+        out.max_retries = match t.retry_budget {
+            None => problems.or(t.max_retries, &at.key("max_retries"), out.max_retries),
+            Some(_) => t.max_retries.unwrap_or(out.max_retries),
+        };
+        out.track_remaining = problems.or(t.track_remaining, &at.key("track_remaining"), false);
         for (key, v) in [
             ("max_connections", out.max_connections),
             ("max_requests", out.max_requests),
@@ -496,14 +557,23 @@ pub(super) fn breakers(
             }
         }
         if let Some(b) = &t.retry_budget {
-            let pct = b.budget_percent.as_ref().map_or(20.0, |p| p.value());
+            let pct = problems.or(
+                b.budget_percent.as_ref().map(|p| p.value()),
+                &at.key("retry_budget").key("budget_percent"),
+                20.0,
+            );
             if !(0.0..=100.0).contains(&pct) {
                 problems.value(
                     &at.key("retry_budget").key("budget_percent"),
                     format!("budget_percent is a percentage: 0..=100 (found {pct})"),
                 );
             }
-            out.retry_budget = Some((pct, b.min_retry_concurrency.unwrap_or(3)));
+            let min = problems.or(
+                b.min_retry_concurrency,
+                &at.key("retry_budget").key("min_retry_concurrency"),
+                3,
+            );
+            out.retry_budget = Some((pct, min));
         }
     }
     out

@@ -35,11 +35,16 @@ pub(super) fn conn_manager(
             p.clone()
         }
         Some(p) => p.clone(),
-        None => listener_name.to_owned(),
+        None => {
+            problems.filled(&path.key("stat_prefix"), &listener_name);
+            listener_name.to_owned()
+        }
     };
-    let kb = hcm
-        .max_request_headers_kb
-        .unwrap_or(defaults::MAX_REQUEST_HEADERS_KB);
+    let kb = problems.or(
+        hcm.max_request_headers_kb,
+        &path.key("max_request_headers_kb"),
+        defaults::MAX_REQUEST_HEADERS_KB,
+    );
     if !defaults::MAX_REQUEST_HEADERS_KB_RANGE.contains(&kb) {
         problems.value(
             &path.key("max_request_headers_kb"),
@@ -52,7 +57,7 @@ pub(super) fn conn_manager(
     }
     let max_request_headers_bytes = kb as usize * 1024;
     let timeout = |value: Option<Dur>, key: &str, default: Duration, p: &mut Problems| {
-        let d = value.map_or(default, |d| d.0);
+        let d = p.or(value.map(|d| d.0), &path.key(key), default);
         if d.is_zero() {
             p.value(&path.key(key), format!("{key} must be more than zero"));
         }
@@ -120,14 +125,17 @@ pub(super) fn conn_manager(
         request_headers_timeout,
         idle_timeout,
         request_body_timeout,
-        stream_idle_timeout: Some(
-            hcm.stream_idle_timeout
-                .map_or(defaults::STREAM_IDLE_TIMEOUT, |d| d.0),
-        )
+        stream_idle_timeout: Some(problems.or(
+            hcm.stream_idle_timeout.map(|d| d.0),
+            &path.key("stream_idle_timeout"),
+            defaults::STREAM_IDLE_TIMEOUT,
+        ))
         .filter(|d| !d.is_zero()),
-        generate_request_id: hcm
-            .generate_request_id
-            .unwrap_or(defaults::GENERATE_REQUEST_ID),
+        generate_request_id: problems.or(
+            hcm.generate_request_id,
+            &path.key("generate_request_id"),
+            defaults::GENERATE_REQUEST_ID,
+        ),
         access_log: super::access_log::access_logs(
             &hcm.access_log,
             &path.key("access_log"),
@@ -140,11 +148,13 @@ pub(super) fn conn_manager(
             problems,
         ),
         http_filters,
-        enable_trailers: hcm
-            .http_protocol_options
-            .as_ref()
-            .and_then(|o| o.enable_trailers)
-            .unwrap_or(false),
+        enable_trailers: problems.or(
+            hcm.http_protocol_options
+                .as_ref()
+                .and_then(|o| o.enable_trailers),
+            &path.key("http_protocol_options").key("enable_trailers"),
+            false,
+        ),
         xfcc: xfcc(hcm, path, problems),
         codec: codec_type(hcm, path, problems),
         http2: {
@@ -176,7 +186,11 @@ fn keepalive(
             return None;
         }
     };
-    let timeout = k.timeout.map_or(Duration::from_secs(5), |d| d.0);
+    let timeout = problems.or(
+        k.timeout.map(|d| d.0),
+        &at.key("timeout"),
+        Duration::from_secs(5),
+    );
     if timeout.is_zero() {
         problems.value(&at.key("timeout"), "timeout must be more than zero");
     }
@@ -186,7 +200,10 @@ fn keepalive(
 /// `codec_type`.
 fn codec_type(hcm: &HcmSpec, path: &DocPath, problems: &mut Problems) -> CodecType {
     match hcm.codec_type.as_deref() {
-        None => CodecType::Auto,
+        None => {
+            problems.filled(&path.key("codec_type"), &"auto");
+            CodecType::Auto
+        }
         Some(v) => match v.to_ascii_lowercase().as_str() {
             "auto" => CodecType::Auto,
             "http1" => CodecType::Http1,
@@ -212,7 +229,7 @@ pub(super) fn http2_settings(
 ) -> Http2Options {
     let mut get =
         |v: Option<u32>, key: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
-            let n = v.unwrap_or(default);
+            let n = problems.or(v, &at.key(key), default);
             if !range.contains(&n) {
                 problems.value(
                     &at.key(key),
@@ -248,7 +265,10 @@ pub(super) fn http2_settings(
         // Defaults to the head limit (checked with it).
         max_header_list_size: match spec.and_then(|s| s.max_header_list_size) {
             Some(n) => get(Some(n), "max_header_list_size", n, 1..=u32::MAX),
-            None => max_headers,
+            None => {
+                problems.filled(&at.key("max_header_list_size"), &max_headers);
+                max_headers
+            }
         },
         keepalive: None,
     };
@@ -260,7 +280,11 @@ pub(super) fn http2_settings(
 fn xfcc(hcm: &HcmSpec, path: &DocPath, problems: &mut Problems) -> crate::config::model::Xfcc {
     use crate::config::model::{Xfcc, XfccMode};
     let mode = match hcm.forward_client_cert_details.as_deref() {
-        None | Some("SANITIZE") => XfccMode::Sanitize,
+        None => {
+            problems.filled(&path.key("forward_client_cert_details"), &"SANITIZE");
+            XfccMode::Sanitize
+        }
+        Some("SANITIZE") => XfccMode::Sanitize,
         Some("FORWARD_ONLY") => XfccMode::ForwardOnly,
         Some("APPEND_FORWARD") => XfccMode::AppendForward,
         Some("SANITIZE_SET") => XfccMode::SanitizeSet,
@@ -677,7 +701,11 @@ fn forward(
             (None, String::new())
         }
     };
-    let timeout = f.timeout.map_or(defaults::ROUTE_TIMEOUT, |d| d.0);
+    let timeout = problems.or(
+        f.timeout.map(|d| d.0),
+        &path.key("timeout"),
+        defaults::ROUTE_TIMEOUT,
+    );
     let prefix_rewrite = f
         .prefix_rewrite
         .as_ref()
@@ -758,7 +786,11 @@ fn redirect(r: &RedirectSpec, path: &DocPath, problems: &mut Problems) -> Option
             "a redirect must change something: set https_redirect, host_redirect or path_redirect",
         );
     }
-    let response_code = r.response_code.unwrap_or(defaults::REDIRECT_RESPONSE_CODE);
+    let response_code = problems.or(
+        r.response_code,
+        &path.key("response_code"),
+        defaults::REDIRECT_RESPONSE_CODE,
+    );
     let code_ok = defaults::REDIRECT_RESPONSE_CODES.contains(&response_code);
     if !code_ok {
         problems.value(

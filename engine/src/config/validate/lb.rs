@@ -25,7 +25,10 @@ pub(super) fn lb(
     problems: &mut Problems,
 ) -> (LbPolicy, Option<HashLbConfig>, Option<SlowStart>) {
     let policy = match c.lb_policy {
-        None => defaults::LB_POLICY,
+        None => {
+            problems.filled(&path.key("lb_policy"), &defaults::LB_POLICY.as_str());
+            defaults::LB_POLICY
+        }
         Some(LbPolicySpec::RoundRobin) => LbPolicy::RoundRobin,
         Some(LbPolicySpec::LeastRequest) => LbPolicy::LeastRequest,
         Some(LbPolicySpec::Random) => LbPolicy::Random,
@@ -80,8 +83,16 @@ pub(super) fn lb(
 fn ring(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> HashLbConfig {
     let at = path.key("ring_hash_lb_config");
     let r = c.ring_hash_lb_config.as_ref();
-    let min_size = r.and_then(|r| r.minimum_ring_size).unwrap_or(MIN_RING);
-    let max_size = r.and_then(|r| r.maximum_ring_size).unwrap_or(MAX_RING);
+    let min_size = problems.or(
+        r.and_then(|r| r.minimum_ring_size),
+        &at.key("minimum_ring_size"),
+        MIN_RING,
+    );
+    let max_size = problems.or(
+        r.and_then(|r| r.maximum_ring_size),
+        &at.key("maximum_ring_size"),
+        MAX_RING,
+    );
     if min_size == 0 || min_size > MAX_RING {
         problems.value(
             &at.key("minimum_ring_size"),
@@ -100,7 +111,11 @@ fn ring(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> HashLbConfi
         );
     }
     let murmur = match r.and_then(|r| r.hash_function.as_deref()) {
-        None | Some("XX_HASH") => false,
+        None => {
+            problems.filled(&at.key("hash_function"), &"XX_HASH");
+            false
+        }
+        Some("XX_HASH") => false,
         Some("MURMUR_HASH_2") => true,
         Some(other) => {
             problems.value(
@@ -118,11 +133,11 @@ fn ring(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> HashLbConfi
 }
 
 fn maglev(c: &ClusterSpec, path: &DocPath, problems: &mut Problems) -> HashLbConfig {
-    let table_size = c
-        .maglev_lb_config
-        .as_ref()
-        .and_then(|m| m.table_size)
-        .unwrap_or(MAGLEV_TABLE);
+    let table_size = problems.or(
+        c.maglev_lb_config.as_ref().and_then(|m| m.table_size),
+        &path.key("maglev_lb_config").key("table_size"),
+        MAGLEV_TABLE,
+    );
     if !is_prime(table_size) || table_size > MAX_MAGLEV_TABLE {
         problems.value(
             &path.key("maglev_lb_config").key("table_size"),

@@ -60,7 +60,11 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
     let root = DocPath::root();
 
     let workers = match spec.workers {
-        None | Some(WorkersSpec::Auto) => None,
+        None => {
+            problems.filled(&root.key("workers"), &"auto");
+            None
+        }
+        Some(WorkersSpec::Auto) => None,
         Some(WorkersSpec::Count(n)) => {
             if n == 0 || n > defaults::MAX_WORKERS {
                 problems.value(
@@ -75,13 +79,29 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         }
     };
     let cpu_affinity = cpu_affinity(spec.cpu_affinity.as_ref(), &root, problems);
-    let drain_timeout = spec.drain_timeout.map_or(defaults::DRAIN_TIMEOUT, |d| d.0);
-    let park_idle_after = spec
-        .park_idle_after
-        .map_or(defaults::PARK_IDLE_AFTER, |d| d.0);
-    let stats_flush_interval = spec
-        .stats_flush_interval
-        .map_or(defaults::STATS_FLUSH_INTERVAL, |d| d.0);
+    if spec.cpu_affinity.is_none() {
+        problems.filled(&root.key("cpu_affinity"), &"auto");
+    }
+    let drain_timeout = problems.or(
+        spec.drain_timeout.map(|d| d.0),
+        &root.key("drain_timeout"),
+        defaults::DRAIN_TIMEOUT,
+    );
+    let park_idle_after = problems.or(
+        spec.park_idle_after.map(|d| d.0),
+        &root.key("park_idle_after"),
+        defaults::PARK_IDLE_AFTER,
+    );
+    let stats_flush_interval = problems.or(
+        spec.stats_flush_interval.map(|d| d.0),
+        &root.key("stats_flush_interval"),
+        defaults::STATS_FLUSH_INTERVAL,
+    );
+    let watch = problems.or(spec.watch, &root.key("watch"), false);
+    let io_driver = spec.io_driver.unwrap_or_default();
+    if spec.io_driver.is_none() {
+        problems.filled(&root.key("io_driver"), &io_driver.as_str());
+    }
     if stats_flush_interval.is_zero() {
         problems.value(
             &root.key("stats_flush_interval"),
@@ -198,14 +218,15 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         cpu_affinity,
         drain_timeout,
         park_idle_after,
-        watch: spec.watch.unwrap_or(false),
-        io_driver: spec.io_driver.unwrap_or_default(),
+        watch,
+        io_driver,
         listeners,
         clusters,
         source: source.to_owned(),
         stats_flush_interval,
         admin,
         document: None,
+        effective: None,
         tracing,
     }
 }
@@ -289,12 +310,16 @@ fn listener(
     if l.name.is_empty() {
         problems.value(&path.key("name"), "listener name must not be empty");
     }
-    let backlog = l.backlog.unwrap_or(defaults::BACKLOG);
+    let backlog = problems.or(l.backlog, &path.key("backlog"), defaults::BACKLOG);
     if backlog == 0 {
         problems.value(&path.key("backlog"), "backlog must be at least 1");
     }
     let exact_balance = match l.connection_balance.as_deref() {
-        None | Some("exact") => true,
+        None => {
+            problems.filled(&path.key("connection_balance"), &"exact");
+            true
+        }
+        Some("exact") => true,
         Some("kernel") => false,
         Some(other) => {
             problems.value(
@@ -379,9 +404,11 @@ fn listener(
     };
     let filters = chains::listener_filters(l, path, problems);
     let (proxy_protocol, tls_inspector) = (filters.proxy_protocol, filters.tls_inspector);
-    let timeout = l
-        .listener_filters_timeout
-        .map_or(defaults::LISTENER_FILTERS_TIMEOUT, |d| d.0);
+    let timeout = problems.or(
+        l.listener_filters_timeout.map(|d| d.0),
+        &path.key("listener_filters_timeout"),
+        defaults::LISTENER_FILTERS_TIMEOUT,
+    );
     let mut networks = Vec::with_capacity(chains.len());
     for (m, n, _) in chains {
         match n {
@@ -411,7 +438,11 @@ fn listener(
             allow_without_proxy_protocol: filters.allow_without_proxy_protocol,
             tls_inspector,
             timeout: (!timeout.is_zero()).then_some(timeout),
-            continue_on_timeout: l.continue_on_listener_filters_timeout.unwrap_or(false),
+            continue_on_timeout: problems.or(
+                l.continue_on_listener_filters_timeout,
+                &path.key("continue_on_listener_filters_timeout"),
+                false,
+            ),
             chains: networks,
             default,
             access_log: own_logs,

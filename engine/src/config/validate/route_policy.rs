@@ -144,9 +144,11 @@ pub(super) fn retry_policy(
     let per_try_timeout = nonzero(r.per_try_timeout, "per_try_timeout", problems);
     let per_try_idle_timeout = nonzero(r.per_try_idle_timeout, "per_try_idle_timeout", problems);
     let back_off = r.retry_back_off.as_ref();
-    let base_interval = back_off
-        .and_then(|b| b.base_interval)
-        .map_or(Duration::from_millis(25), |d| d.0);
+    let base_interval = problems.or(
+        back_off.and_then(|b| b.base_interval).map(|d| d.0),
+        &at.key("retry_back_off").key("base_interval"),
+        Duration::from_millis(25),
+    );
     if base_interval.is_zero() {
         problems.value(
             &at.key("retry_back_off").key("base_interval"),
@@ -154,9 +156,11 @@ pub(super) fn retry_policy(
         );
         ok = false;
     }
-    let max_interval = back_off
-        .and_then(|b| b.max_interval)
-        .map_or(base_interval * 10, |d| d.0);
+    let max_interval = problems.or(
+        back_off.and_then(|b| b.max_interval).map(|d| d.0),
+        &at.key("retry_back_off").key("max_interval"),
+        base_interval * 10,
+    );
     if max_interval < base_interval {
         problems.value(
             &at.key("retry_back_off").key("max_interval"),
@@ -198,9 +202,17 @@ pub(super) fn retry_policy(
             }
         }
     }
+    let num_retries = problems.or(r.num_retries, &at.key("num_retries"), 1);
+    let host_selection_retry_max_attempts = problems
+        .or(
+            r.host_selection_retry_max_attempts,
+            &at.key("host_selection_retry_max_attempts"),
+            1,
+        )
+        .max(1);
     ok.then(|| RetryPolicy {
         retry_on: bits,
-        num_retries: r.num_retries.unwrap_or(1),
+        num_retries,
         per_try_timeout,
         per_try_idle_timeout,
         base_interval,
@@ -208,7 +220,7 @@ pub(super) fn retry_policy(
         retriable_status_codes: r.retriable_status_codes.clone(),
         retriable_request_headers: headers,
         avoid_previous_hosts,
-        host_selection_retry_max_attempts: r.host_selection_retry_max_attempts.unwrap_or(1).max(1),
+        host_selection_retry_max_attempts,
     })
 }
 

@@ -17,7 +17,10 @@ pub(super) fn tcp_proxy(
             p.clone()
         }
         Some(p) => p.clone(),
-        None => listener_name.to_owned(),
+        None => {
+            problems.filled(&path.key("stat_prefix"), &listener_name);
+            listener_name.to_owned()
+        }
     };
     let cluster = match clusters.ids.get(&spec.cluster) {
         Some(&id) => Some(id),
@@ -38,19 +41,22 @@ pub(super) fn tcp_proxy(
             None
         }
     };
-    let max_connect_attempts = spec
-        .max_connect_attempts
-        .unwrap_or(defaults::TCP_PROXY_MAX_CONNECT_ATTEMPTS);
+    let max_connect_attempts = problems.or(
+        spec.max_connect_attempts,
+        &path.key("max_connect_attempts"),
+        defaults::TCP_PROXY_MAX_CONNECT_ATTEMPTS,
+    );
     if max_connect_attempts == 0 {
         problems.value(
             &path.key("max_connect_attempts"),
             "max_connect_attempts must be at least 1",
         );
     }
-    let idle_timeout = Some(
-        spec.idle_timeout
-            .map_or(defaults::TCP_PROXY_IDLE_TIMEOUT, |d| d.0),
-    )
+    let idle_timeout = Some(problems.or(
+        spec.idle_timeout.map(|d| d.0),
+        &path.key("idle_timeout"),
+        defaults::TCP_PROXY_IDLE_TIMEOUT,
+    ))
     .filter(|d| !d.is_zero());
     let access_log =
         super::access_log::access_logs(&spec.access_log, &path.key("access_log"), problems);

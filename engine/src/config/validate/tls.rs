@@ -77,7 +77,11 @@ pub(super) fn downstream(
     let provider = provider(params, &at.key("tls_params"), problems);
     let versions = versions(params, &at.key("tls_params"), problems);
     let alpn = alpn_protocols(alpn, &at.key("alpn_protocols"), http, problems);
-    let require = spec.require_client_certificate.unwrap_or(false);
+    let require = problems.or(
+        spec.require_client_certificate,
+        &path.key("require_client_certificate"),
+        false,
+    );
     if require && validation.is_none() {
         problems.value(
             &path.key("require_client_certificate"),
@@ -115,9 +119,11 @@ pub(super) fn downstream(
             Err(e) => problems.value(path, format!("cannot set up session tickets: {e}")),
         }
     }
-    let handshake_timeout = chain
-        .transport_socket_connect_timeout
-        .map_or(HANDSHAKE_TIMEOUT, |d| d.0);
+    let handshake_timeout = problems.or(
+        chain.transport_socket_connect_timeout.map(|d| d.0),
+        &path.parent().key("transport_socket_connect_timeout"),
+        HANDSHAKE_TIMEOUT,
+    );
     Some(Arc::new(DownstreamTls {
         server: Arc::new(server),
         handshake_timeout,

@@ -30,9 +30,10 @@ pub(super) fn tracing(
     clusters: &ClusterNames,
     problems: &mut Problems,
 ) -> Option<Tracing> {
-    let rate = spec.sample_rate.map_or(defaults::TRACE_SAMPLE_RATE, |r| {
-        sample_rate(r, &path.key("sample_rate"), problems)
-    });
+    let rate = match spec.sample_rate {
+        Some(r) => sample_rate(r, &path.key("sample_rate"), problems),
+        None => problems.or(None, &path.key("sample_rate"), defaults::TRACE_SAMPLE_RATE),
+    };
     let c = &spec.collector;
     let cpath = path.key("collector");
     let cluster = match clusters.ids.get(&c.cluster) {
@@ -55,7 +56,11 @@ pub(super) fn tracing(
         }
     };
     let format = match c.format.as_deref() {
-        None | Some("otlp_json") => TraceFormat::OtlpJson,
+        None => {
+            problems.filled(&cpath.key("format"), &"otlp_json");
+            TraceFormat::OtlpJson
+        }
+        Some("otlp_json") => TraceFormat::OtlpJson,
         Some("zipkin_json") => TraceFormat::ZipkinJson,
         Some(other) => {
             problems.value(
@@ -75,10 +80,14 @@ pub(super) fn tracing(
             }
             p.clone()
         }
-        None => match format {
-            TraceFormat::OtlpJson => defaults::OTLP_PATH.to_owned(),
-            TraceFormat::ZipkinJson => defaults::ZIPKIN_PATH.to_owned(),
-        },
+        None => {
+            let p = match format {
+                TraceFormat::OtlpJson => defaults::OTLP_PATH,
+                TraceFormat::ZipkinJson => defaults::ZIPKIN_PATH,
+            };
+            problems.filled(&cpath.key("path"), &p);
+            p.to_owned()
+        }
     };
     let collector_host = match &c.host {
         Some(h) => {
@@ -90,22 +99,35 @@ pub(super) fn tracing(
             }
             h.clone()
         }
-        None => c.cluster.clone(),
+        None => {
+            problems.filled(&cpath.key("host"), &c.cluster);
+            c.cluster.clone()
+        }
     };
-    let collector_timeout = c.timeout.map_or(defaults::TRACE_COLLECTOR_TIMEOUT, |d| d.0);
+    let collector_timeout = problems.or(
+        c.timeout.map(|d| d.0),
+        &cpath.key("timeout"),
+        defaults::TRACE_COLLECTOR_TIMEOUT,
+    );
     if collector_timeout.is_zero() {
         problems.value(&cpath.key("timeout"), "timeout must be more than zero");
     }
-    let flush_interval = spec
-        .flush_interval
-        .map_or(defaults::TRACE_FLUSH_INTERVAL, |d| d.0);
+    let flush_interval = problems.or(
+        spec.flush_interval.map(|d| d.0),
+        &path.key("flush_interval"),
+        defaults::TRACE_FLUSH_INTERVAL,
+    );
     if flush_interval.is_zero() {
         problems.value(
             &path.key("flush_interval"),
             "flush_interval must be more than zero",
         );
     }
-    let max_batch = spec.max_batch.unwrap_or(defaults::TRACE_MAX_BATCH);
+    let max_batch = problems.or(
+        spec.max_batch,
+        &path.key("max_batch"),
+        defaults::TRACE_MAX_BATCH,
+    );
     if !defaults::TRACE_MAX_BATCH_RANGE.contains(&max_batch) {
         problems.value(
             &path.key("max_batch"),
@@ -116,10 +138,11 @@ pub(super) fn tracing(
             ),
         );
     }
-    let service_name = spec
-        .service_name
-        .clone()
-        .unwrap_or_else(|| defaults::TRACE_SERVICE_NAME.to_owned());
+    let service_name = problems.or(
+        spec.service_name.clone(),
+        &path.key("service_name"),
+        defaults::TRACE_SERVICE_NAME.to_owned(),
+    );
     if service_name.is_empty() {
         problems.value(&path.key("service_name"), "service_name must not be empty");
     }
