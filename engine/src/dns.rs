@@ -300,19 +300,33 @@ fn query(server: SocketAddr, host: &str, qtype: u16) -> io::Result<(Vec<IpAddr>,
     let sock = UdpSocket::bind(bind)?;
     sock.connect(server)?;
     sock.set_read_timeout(Some(QUERY_TIMEOUT))?;
-    let id = (Instant::now().elapsed().subsec_nanos() as u16) ^ (std::process::id() as u16) ^ qtype;
+    // Unpredictable enough that an off-path answer cannot guess it (the source port is random
+    // too): the clock's nanoseconds mixed with the process id.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let id = (nanos as u16) ^ ((nanos >> 16) as u16) ^ (std::process::id() as u16) ^ qtype;
     let msg = encode_query(id, host, qtype)?;
     sock.send(&msg)?;
     let mut buf = [0u8; 1500];
     let until = Instant::now() + QUERY_TIMEOUT;
     loop {
-        let n = sock.recv(&mut buf)?;
-        if let Some(r) = decode_answer(&buf[..n], id, qtype)? {
-            return Ok(r);
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                if let Some(r) = decode_answer(&buf[..n], id, qtype)? {
+                    return Ok(r);
+                }
+            }
+            // A signal to this thread (the process's own reload and DNS signals) is not a
+            // failed lookup: wait on for the answer.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        if Instant::now() >= until {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no DNS answer"));
         }
+        sock.set_read_timeout(Some(left))?;
     }
 }
 

@@ -376,3 +376,63 @@ fn a_reload_keeps_the_health_of_unchanged_clusters_and_checks_changed_ones_afres
         "a is back after a fresh check"
     );
 }
+
+/// One client alone, a new connection per request, one request at a time, while the config is
+/// reloaded again and again: every request is answered in time. Alone matters: a connection
+/// that arrived as an old worker withdrew its accept (whose wake-up the withdrawn accept took)
+/// waited in the accept queue until the next connection came, which with busier clients came
+/// at once and here never does; and one an old worker's withdrawn accept took was closed
+/// unanswered.
+#[test]
+fn a_lone_client_is_answered_across_forty_reloads() {
+    let a = SwitchOrigin::start("a");
+    let b = SwitchOrigin::start("b");
+    let (proxy, admin_addr) = Proxy::start_with_admin(&config(1, a.addr, b.addr), &[]);
+    let addr = proxy.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lone = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let (mut ok, mut failed) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                let started = std::time::Instant::now();
+                let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        failed.push(format!("connect: {e}"));
+                        continue;
+                    }
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                let _ = s.write_all(b"GET /v HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+                let mut got = Vec::new();
+                match s.read_to_end(&mut got) {
+                    Ok(_) if got.starts_with(b"HTTP/1.1 200") => ok += 1,
+                    other => failed.push(format!(
+                        "after {:?}: {:?} {:?}",
+                        started.elapsed(),
+                        other.map(|_| ()),
+                        String::from_utf8_lossy(&got)
+                    )),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    for v in 2..=41 {
+        std::fs::write(&proxy.config_path, config(v, a.addr, b.addr)).expect("write config");
+        let (status, body) = reload_by_post(admin_addr);
+        assert_eq!(status, 200, "reload {v}: {body}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failed) = lone.join().expect("client");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across 40 reloads: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    assert!(ok > 40, "the client was served ({ok} requests)");
+    assert_eq!(stat(admin_addr, "config.reload_success"), 40);
+}

@@ -45,6 +45,7 @@ use compio::{
     runtime::Submit,
 };
 
+pub mod accept;
 mod bulk;
 pub mod multi;
 pub mod park;

@@ -140,8 +140,10 @@ async fn serve(start: Start) {
     if let Some(rx) = adopt {
         serve_adopted(&worker, rx, ctxs.clone());
     }
+    // Kept to empty the channel at the end (a connection sent as this worker stops).
+    let handoff_rx = handoff.clone();
     if let Some(rx) = handoff {
-        serve_handoffs(&worker, rx, ctxs);
+        serve_handoffs(&worker, rx, ctxs.clone());
     }
     spawn_pool_sweeper(&worker);
     compio::runtime::spawn(crate::http::mirror::run(Rc::clone(&worker))).detach();
@@ -153,6 +155,18 @@ async fn serve(start: Start) {
     let _ = ready.send(Ok(id));
     let polite = obey_control(&worker, &control, &hist_tx).await;
     drain_and_stop(&worker, polite).await;
+    if let Some(rx) = handoff_rx {
+        // Connections another worker handed here as both stopped: to the next generation
+        // when there is one, otherwise closed with the worker (a shutdown).
+        for h in rx.try_iter() {
+            if let Some(b) = &worker.balance {
+                b.release(worker.id);
+            }
+            if worker.can_hand_over(h.listener) {
+                let _ = worker.hand_over(h.stream, h.peer, h.listener);
+            }
+        }
+    }
 }
 
 /// Build each listener's per-worker context (its network filter: routes and HTTP filter chains,
@@ -220,6 +234,14 @@ fn serve_handoffs(worker: &Rc<WorkerCtx>, rx: flume::Receiver<balance::Handoff>,
     let w = Rc::clone(worker);
     compio::runtime::spawn(async move {
         while let Ok(h) = rx.recv_async().await {
+            // Draining with a next generation: it serves the connection.
+            if w.drain.is_draining() && w.can_hand_over(h.listener) {
+                if let Some(b) = &w.balance {
+                    b.release(w.id);
+                }
+                let _ = w.hand_over(h.stream, h.peer, h.listener);
+                continue;
+            }
             let ctx = ctxs.get(h.listener).cloned();
             match (ctx, compio::net::TcpStream::from_std(h.stream)) {
                 (Some(ctx), Ok(stream)) => {
@@ -411,9 +433,9 @@ async fn drain_and_stop(worker: &WorkerCtx, polite: bool) {
         compio::time::sleep(Duration::from_millis(10)).await;
     }
     if polite {
-        // What is still idle closes now, and the accepts kept for the drain are cancelled;
-        // the runtime turns a little longer so their completions are reaped (an accept that
-        // completed as it was cancelled is closed, not left in the ring to hang its client).
+        // What is still idle closes now, and the accepts kept for the drain are withdrawn;
+        // the runtime turns until they are reaped (a connection one took as it was withdrawn
+        // is handed over, `io::accept`) and a little longer for the last completions.
         worker.drain.start();
         let end = Instant::now() + Duration::from_millis(200);
         while worker.drain.active() > 0 && Instant::now() < end {

@@ -349,6 +349,13 @@ impl Drop for Proxy {
             let _ = c.kill();
             let _ = wait_bounded(&mut c, Duration::from_secs(5));
         }
+        // A failing test shows what the proxy said last.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- the proxy's last log lines ---\n{}", tail.join("\n"));
+        }
     }
 }
 
