@@ -78,7 +78,30 @@ pub struct HostHealth {
     pub last_check: AtomicU8,
     /// The status of the last HTTP check's answer (0: none).
     pub last_status: std::sync::atomic::AtomicU16,
+    /// Until when an outlier ejection lasts ([`clock_ms`]; 0: not ejected). Written by the
+    /// outlier detector only; a reload's new detector starts from it.
+    pub ejected_until_ms: std::sync::atomic::AtomicU64,
+    /// The detector's ejection multiplier for this host (each ejection lasts
+    /// `base_ejection_time` times it).
+    pub num_ejections: AtomicU32,
 }
+
+/// Milliseconds since the process's first call, a clock every generation's health thread
+/// shares (at least 1, so that 0 can mean "none").
+pub fn clock_ms(at: std::time::Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(at.saturating_duration_since(epoch).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The instant of a [`clock_ms`] reading.
+pub fn clock_instant(ms: u64) -> std::time::Instant {
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    epoch + std::time::Duration::from_millis(ms)
+}
+
+static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 /// What the last active check of a host found (for `/clusters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -436,3 +436,72 @@ fn a_lone_client_is_answered_across_forty_reloads() {
     assert!(ok > 40, "the client was served ({ok} requests)");
     assert_eq!(stat(admin_addr, "config.reload_success"), 40);
 }
+
+/// Version `v` of a config whose cluster `pool` has outlier detection over `endpoints`.
+fn outlier_config(v: usize, endpoints: &[SocketAddr]) -> String {
+    ConfigBuilder::new()
+        .top("workers: 2")
+        .admin()
+        .route(
+            "prefix: /v",
+            &format!("direct_response: {{ status: 200, body: v{v} }}"),
+        )
+        .route_prefix("/", "pool")
+        .cluster("pool", endpoints)
+        .cluster_extra("outlier_detection: {consecutive_5xx: 2, base_ejection_time: 30s}\n")
+        .yaml()
+}
+
+/// `/clusters?format=json`: the health flags of `addr` in cluster `pool`.
+fn pool_flags(admin_addr: SocketAddr, addr: SocketAddr) -> String {
+    let r = admin(admin_addr, "GET", "/clusters?format=json");
+    let doc: serde_json::Value = serde_json::from_str(&r.body_str()).expect("json");
+    doc["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["name"] == "pool")
+        .flat_map(|c| c["endpoints"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["address"] == addr.to_string())
+        .map(|e| e["health"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_reload_keeps_the_outlier_ejections_of_unchanged_clusters() {
+    let a = SwitchOrigin::start("a");
+    let dead = closed_port();
+    let (proxy, admin_addr) = Proxy::start_with_admin(&outlier_config(0, &[a.addr, dead]), &[]);
+    // Connect failures eject the dead endpoint (for 30 s).
+    eventually("the dead endpoint is ejected", || {
+        let _ = get(proxy.addr, "h", "/");
+        pool_flags(admin_addr, dead) == "/failed_outlier_check"
+    });
+    // A reload that leaves the cluster as it was: the ejection stays, no request goes there.
+    std::fs::write(&proxy.config_path, outlier_config(1, &[a.addr, dead])).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(proxy.addr, "h", "/v").body_str(), "v1");
+    assert_eq!(pool_flags(admin_addr, dead), "/failed_outlier_check");
+    assert_eq!(
+        stat(
+            admin_addr,
+            "cluster.pool.outlier_detection.ejections_active"
+        ),
+        1
+    );
+    for i in 0..20 {
+        assert_eq!(get(proxy.addr, "h", "/").status(), 200, "request {i}");
+    }
+    assert!(proxy.log().contains("still_ejected=1"), "{}", proxy.log());
+    // A changed cluster (an endpoint more) starts afresh: the dead one is tried again.
+    let b = SwitchOrigin::start("b");
+    std::fs::write(
+        &proxy.config_path,
+        outlier_config(2, &[a.addr, dead, b.addr]),
+    )
+    .expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pool_flags(admin_addr, dead), "healthy");
+}

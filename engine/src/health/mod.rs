@@ -27,7 +27,9 @@ use std::{
 use crate::{
     background::spawn_background,
     config::{Config, HealthCheck},
-    endpoint_health::{Board, CheckResult, ClusterHealth, OutlierEvent, FAILED_ACTIVE_HC},
+    endpoint_health::{
+        Board, CheckResult, ClusterHealth, Decision, OutlierEvent, FAILED_ACTIVE_HC, FAILED_OUTLIER,
+    },
     rng::Rng,
     stats::WorkerStats,
     upstream::WorkerTls,
@@ -83,6 +85,49 @@ fn carried(
         .collect()
 }
 
+/// Outlier ejections of clusters a reload leaves as they were (same name, endpoints in the same
+/// order, same `outlier_detection`) stay in force on the new board, with their end time and
+/// ejection multiplier (the new detector reads them); returns how many.
+fn carry_ejections(cfg: &Config, board: &Board, previous: Option<(&Config, &Board)>) -> usize {
+    let Some((old_cfg, old_board)) = previous else {
+        return 0;
+    };
+    let mut n = 0;
+    for (i, c) in cfg.clusters.iter().enumerate() {
+        let Some(outlier) = &c.outlier else { continue };
+        let Some((j, old)) = old_cfg
+            .clusters
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.name == c.name)
+        else {
+            continue;
+        };
+        if old.endpoints != c.endpoints || old.outlier.as_ref() != Some(outlier) {
+            continue;
+        }
+        let (Some(Some(from)), Some(Some(to))) = (old_board.get(j), board.get(i)) else {
+            continue;
+        };
+        for (k, h) in from.hosts.iter().enumerate() {
+            let until = h.ejected_until_ms.load(Relaxed);
+            let (Some(t), true) = (to.hosts.get(k), h.flags.load(Relaxed) & FAILED_OUTLIER != 0)
+            else {
+                continue;
+            };
+            t.num_ejections
+                .store(h.num_ejections.load(Relaxed), Relaxed);
+            if until == 0 || to.try_eject(k, 100) != Decision::Ejected {
+                continue;
+            }
+            t.ejected_until_ms.store(until, Relaxed);
+            to.stats.ejections_active.fetch_add(1, Relaxed);
+            n += 1;
+        }
+    }
+    n
+}
+
 pub fn start(
     cfg: &Arc<Config>,
     workers: Vec<Arc<WorkerStats>>,
@@ -134,9 +179,11 @@ pub fn start(
         }
         kept += 1;
     }
-    if kept > 0 {
+    let still_ejected = carry_ejections(cfg, &board, previous);
+    if kept > 0 || still_ejected > 0 {
         tracing::info!(
             clusters = kept,
+            still_ejected,
             "health: unchanged clusters keep their endpoints' health"
         );
     }

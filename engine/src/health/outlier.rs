@@ -49,12 +49,25 @@ fn inc(a: &std::sync::atomic::AtomicU64) {
 
 impl Detector {
     pub fn new(name: &str, cfg: OutlierDetection, health: Arc<ClusterHealth>, seed: u64) -> Self {
-        let n = health.hosts.len();
+        // A reload's detector goes on where the last one was (`health::start` carried the
+        // ejections of an unchanged cluster over).
+        let hosts = health
+            .hosts
+            .iter()
+            .map(|h| HostState {
+                ejected_until: match h.ejected_until_ms.load(Relaxed) {
+                    0 => None,
+                    ms => Some(crate::endpoint_health::clock_instant(ms)),
+                },
+                num_ejections: h.num_ejections.load(Relaxed),
+                ..HostState::default()
+            })
+            .collect();
         Detector {
             name: name.to_string(),
             cfg,
             health,
-            hosts: vec![HostState::default(); n],
+            hosts,
             rng: Rng::new(seed),
         }
     }
@@ -137,6 +150,12 @@ impl Detector {
             .saturating_mul(h.num_ejections)
             .min(self.cfg.max_ejection_time);
         h.ejected_until = Some(now + for_);
+        if let Some(shared) = self.health.hosts.get(i) {
+            shared
+                .ejected_until_ms
+                .store(crate::endpoint_health::clock_ms(now + for_), Relaxed);
+            shared.num_ejections.store(h.num_ejections, Relaxed);
+        }
         self.health.clear_runs(i);
         let s = &self.health.stats;
         inc(&s.ejections_total);
@@ -158,6 +177,9 @@ impl Detector {
         };
         if h.ejected_until.take().is_none() {
             return;
+        }
+        if let Some(shared) = self.health.hosts.get(i) {
+            shared.ejected_until_ms.store(0, Relaxed);
         }
         self.health.uneject(i);
         self.health.clear_runs(i);
@@ -183,6 +205,9 @@ impl Detector {
                 None => {
                     let h = &mut self.hosts[i];
                     h.num_ejections = h.num_ejections.saturating_sub(1);
+                    if let Some(shared) = self.health.hosts.get(i) {
+                        shared.num_ejections.store(h.num_ejections, Relaxed);
+                    }
                 }
             }
         }
