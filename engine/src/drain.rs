@@ -38,6 +38,8 @@ pub struct Drain {
     close_idle: Cell<bool>,
     /// A reload's hand-over: idle plain connections move to the next generation's workers.
     handing: Cell<bool>,
+    /// The drain began politely (another generation or process shares the listening sockets).
+    polite: Cell<bool>,
     /// Current waiters; `None` slots are free (their indexes are in `free`).
     slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
@@ -54,6 +56,7 @@ impl Default for Drain {
             draining: Cell::new(false),
             close_idle: Cell::new(false),
             handing: Cell::new(false),
+            polite: Cell::new(false),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             active: Cell::new(0),
@@ -94,6 +97,7 @@ impl Drain {
     /// `connection: close` (HTTP/2: GOAWAY), until [`Drain::start`] closes what is left.
     pub fn start_polite(&self) {
         self.draining.set(true);
+        self.polite.set(true);
         for s in self.slots.borrow_mut().iter_mut().flatten() {
             if let Some(w) = s.waker.take() {
                 w.wake();
@@ -106,6 +110,12 @@ impl Drain {
     pub fn start_handover(&self) {
         self.handing.set(true);
         self.start_polite();
+    }
+
+    /// The drain began politely ([`Drain::start_polite`], [`Drain::start_handover`]), even if
+    /// idle connections are closing by now: the listening sockets are shared.
+    pub fn is_polite(&self) -> bool {
+        self.polite.get()
     }
 
     /// Idle connections are to move to the next generation ([`Drain::start_handover`]).

@@ -381,14 +381,25 @@ fn a_stalled_stream_does_not_stall_its_neighbours() {
     }
 }
 
+/// Until the origin has read a request (bounded).
+fn wait_for_request(count: &std::sync::atomic::AtomicUsize) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while count.load(std::sync::atomic::Ordering::SeqCst) == 0 && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn drain_sends_goaway_and_lets_the_open_stream_finish() {
-    let (origin, _count) = RawOrigin::counting("done", Duration::from_millis(800));
+    let (origin, count) = RawOrigin::counting("done", Duration::from_millis(800));
     let mut p = proxy_with(origin.addr, "", "");
     let pid = p.pid();
     let port = p.addr.port();
     let signaller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        // Once the request is at the origin (its stream open on the proxy), however long the
+        // client took to start.
+        wait_for_request(&count);
         // SIGTERM: the worker drains.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     });
@@ -409,12 +420,14 @@ fn drain_sends_goaway_and_lets_the_open_stream_finish() {
 
 #[test]
 fn a_reload_sends_goaway_lets_the_open_stream_finish_and_keeps_serving() {
-    let (origin, _count) = RawOrigin::counting("done", Duration::from_millis(800));
+    let (origin, count) = RawOrigin::counting("done", Duration::from_millis(800));
     let mut p = proxy_with(origin.addr, "", "");
     let pid = p.pid();
     let port = p.addr.port();
     let signaller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        // Once the request is at the origin (its stream open on the proxy), however long the
+        // client took to start.
+        wait_for_request(&count);
         // SIGHUP: a new generation of workers; this connection's drains politely.
         unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     });

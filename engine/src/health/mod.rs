@@ -115,9 +115,22 @@ fn carry_ejections(cfg: &Config, board: &Board, previous: Option<(&Config, &Boar
             else {
                 continue;
             };
-            t.num_ejections
-                .store(h.num_ejections.load(Relaxed), Relaxed);
-            if until == 0 || to.try_eject(k, 100) != Decision::Ejected {
+            let mut count = h.num_ejections.load(Relaxed);
+            // Ejected by a worker a moment ago, before the old detector recorded it: its
+            // ejection starts now, as the detector would have timed it.
+            let until = match until {
+                0 => {
+                    count = count.saturating_add(1);
+                    let for_ = outlier
+                        .base_ejection_time
+                        .saturating_mul(count)
+                        .min(outlier.max_ejection_time);
+                    crate::endpoint_health::clock_ms(Instant::now() + for_)
+                }
+                t => t,
+            };
+            t.num_ejections.store(count, Relaxed);
+            if to.try_eject(k, 100) != Decision::Ejected {
                 continue;
             }
             t.ejected_until_ms.store(until, Relaxed);

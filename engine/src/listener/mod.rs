@@ -313,8 +313,8 @@ pub async fn accept_loop(sock: StdListener, ctx: Serve, worker: Rc<WorkerCtx>) {
                 Some(r) => r,
                 None => {
                     // A polite drain: the next generation or a successor process accepts on
-                    // this socket too.
-                    let shared = !worker.drain.closing_idle();
+                    // this socket too (also when this loop only sees the drain at its end).
+                    let shared = worker.drain.is_polite();
                     last_accept(accept, &orphans, &ctx, &worker).await;
                     if shared {
                         take_queued(&listener, &ctx, &worker);
