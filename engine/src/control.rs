@@ -17,6 +17,10 @@ pub struct CertUpdate {
 /// A connection moved to another worker: (socket, peer, listener index in that worker's config).
 pub type Adopt = (std::net::TcpStream, std::net::SocketAddr, usize);
 
+/// An idle upstream connection moved to the next generation's worker (a reload): (socket,
+/// cluster index and endpoint index in that worker's config).
+pub type AdoptUpstream = (std::net::TcpStream, usize, usize);
+
 /// The next generation of workers (a reload), for the connections the old one hands over.
 #[derive(Debug)]
 pub struct Successor {
@@ -24,6 +28,13 @@ pub struct Successor {
     pub workers: Vec<flume::Sender<Adopt>>,
     /// Old listener index → the same listener's index in the new config (`None`: removed).
     pub listeners: Vec<Option<usize>>,
+    /// Each new worker's channel for idle upstream connections; old worker `i` hands to
+    /// `upstream[i % len]`.
+    pub upstream: Vec<flume::Sender<AdoptUpstream>>,
+    /// Old cluster index → the same cluster's index in the new config when its pooled
+    /// connections can serve it unchanged (same name and endpoints, plain HTTP/1, no PROXY
+    /// header); `None`: its idle connections close.
+    pub clusters: Vec<Option<usize>>,
     /// Each old worker says here that it hands over from now on (the reload then answers).
     pub ack: flume::Sender<usize>,
 }

@@ -441,6 +441,10 @@ fn a_lone_client_is_answered_across_forty_reloads() {
 fn outlier_config(v: usize, endpoints: &[SocketAddr]) -> String {
     ConfigBuilder::new()
         .top("workers: 2")
+/// Version `v` with cluster `name` at `a` (one worker, so the pool is one pool).
+fn pool_config(v: usize, name: &str, a: SocketAddr) -> String {
+    ConfigBuilder::new()
+        .top("workers: 1")
         .admin()
         .route(
             "prefix: /v",
@@ -504,4 +508,46 @@ fn a_reload_keeps_the_outlier_ejections_of_unchanged_clusters() {
     let (status, body) = reload_by_post(admin_addr);
     assert_eq!(status, 200, "{body}");
     assert_eq!(pool_flags(admin_addr, dead), "healthy");
+        .route_prefix("/", name)
+        .cluster(name, &[a])
+        .yaml()
+}
+
+#[test]
+fn a_reload_hands_idle_upstream_connections_of_unchanged_clusters_to_the_new_workers() {
+    let a = SwitchOrigin::start("a");
+    let (proxy, admin_addr) = Proxy::start_with_admin(&pool_config(0, "keep", a.addr), &[]);
+    let mut c = Client::connect(proxy.addr);
+    for _ in 0..5 {
+        assert_eq!(c.get("h", "/").status(), 200);
+    }
+    assert_eq!(a.origin.connection_count(), 1);
+    let idle = |cluster: &str| {
+        let text = admin(admin_addr, "GET", "/clusters").body_str();
+        text.contains(&format!("{cluster}::{}::cx_idle::1", a.addr))
+    };
+    // A reload that leaves the cluster as it is: its idle connection moves to the new worker.
+    std::fs::write(&proxy.config_path, pool_config(1, "keep", a.addr)).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        "the idle upstream connection is in the new worker's pool",
+        || idle("keep"),
+    );
+    for _ in 0..5 {
+        assert_eq!(get(proxy.addr, "h", "/").status(), 200);
+    }
+    assert_eq!(get(proxy.addr, "h", "/v").body_str(), "v1");
+    assert_eq!(
+        a.origin.connection_count(),
+        1,
+        "requests after the reload went over the same upstream connection"
+    );
+    // A changed cluster (renamed) starts with an empty pool: a new connection.
+    std::fs::write(&proxy.config_path, pool_config(2, "renamed", a.addr)).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(proxy.addr, "h", "/").status(), 200);
+    assert_eq!(a.origin.connection_count(), 2);
+    drop(c);
 }

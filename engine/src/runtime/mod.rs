@@ -149,6 +149,8 @@ struct Generation {
     listeners: Arc<std::sync::Mutex<Vec<HeldListener>>>,
     /// Each worker's channel for connections the previous generation hands over.
     adopt: Vec<flume::Sender<crate::control::Adopt>>,
+    /// Each worker's channel for idle upstream connections the previous generation hands over.
+    adopt_upstream: Vec<flume::Sender<crate::control::AdoptUpstream>>,
     certs: Arc<crate::certs::CertReloader>,
 }
 
@@ -248,11 +250,14 @@ impl Generation {
         let mut controls = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         let mut adopt = Vec::with_capacity(n);
+        let mut adopt_upstream = Vec::with_capacity(n);
         for (id, sockets) in per_worker.into_iter().enumerate() {
             let (tx, rx) = flume::unbounded();
             controls.push(tx);
             let (adopt_tx, adopt_rx) = flume::unbounded();
             adopt.push(adopt_tx);
+            let (up_tx, up_rx) = flume::unbounded();
+            adopt_upstream.push(up_tx);
             let start = worker::Start {
                 id,
                 workers: n,
@@ -271,6 +276,7 @@ impl Generation {
                 trace_stats: trace_stats.clone(),
                 health: health_board.clone(),
                 adopt: Some(adopt_rx),
+                adopt_upstream: Some(up_rx),
             };
             let h = thread::Builder::new()
                 .name(format!("ringway-w{id}"))
@@ -297,6 +303,7 @@ impl Generation {
             exporter,
             listeners: Arc::new(std::sync::Mutex::new(listeners)),
             adopt,
+            adopt_upstream,
             certs,
         };
         for _ in 0..n {
@@ -369,6 +376,23 @@ impl Generation {
         crate::control::Successor {
             ack,
             workers: next.adopt.clone(),
+            upstream: next.adopt_upstream.clone(),
+            clusters: self
+                .cfg
+                .clusters
+                .iter()
+                .map(|c| {
+                    let poolable = |c: &crate::config::Cluster| {
+                        c.tls.is_none()
+                            && !c.http2
+                            && !c.http2_auto
+                            && c.upstream_proxy_protocol.is_none()
+                    };
+                    next.cfg.clusters.iter().position(|m| {
+                        m.name == c.name && m.endpoints == c.endpoints && poolable(c) && poolable(m)
+                    })
+                })
+                .collect(),
             listeners: self
                 .cfg
                 .listeners

@@ -63,6 +63,8 @@ pub struct Start {
     pub health: Option<crate::endpoint_health::Board>,
     /// Connections the previous generation hands over at a reload.
     pub adopt: Option<flume::Receiver<crate::control::Adopt>>,
+    /// Idle upstream connections the previous generation hands over at a reload.
+    pub adopt_upstream: Option<flume::Receiver<crate::control::AdoptUpstream>>,
 }
 
 /// The worker thread's body. Returns when the worker has drained.
@@ -105,6 +107,7 @@ async fn serve(start: Start) {
         handoff,
         health,
         adopt,
+        adopt_upstream,
     } = start;
     let worker = Rc::new(WorkerCtx {
         id,
@@ -142,6 +145,9 @@ async fn serve(start: Start) {
     }
     // Kept to empty the channel at the end (a connection sent as this worker stops).
     let handoff_rx = handoff.clone();
+    if let Some(rx) = adopt_upstream {
+        pool_adopted(&worker, rx);
+    }
     if let Some(rx) = handoff {
         serve_handoffs(&worker, rx, ctxs.clone());
     }
@@ -227,6 +233,63 @@ fn serve_adopted(
         }
     })
     .detach();
+}
+
+/// Pool the idle upstream connections the previous generation hands over (a reload): each
+/// goes into this worker's pool for its cluster and endpoint, with a read posted as every idle
+/// pooled connection has.
+fn pool_adopted(worker: &Rc<WorkerCtx>, rx: flume::Receiver<crate::control::AdoptUpstream>) {
+    let w = Rc::clone(worker);
+    compio::runtime::spawn(async move {
+        while let Ok((stream, c, e)) = rx.recv_async().await {
+            let (Some(cl), Ok(stream)) = (
+                w.clusters.clusters.get(c),
+                compio::net::TcpStream::from_std(stream),
+            ) else {
+                continue;
+            };
+            let Some(ep) = cl.endpoints.get(e) else {
+                continue;
+            };
+            let conn = Rc::new(crate::io::Conn::new(stream));
+            cl.connected(&conn, w.drain.now_ms());
+            ep.pool
+                .checkin(conn, cl.max_idle_per_endpoint, w.drain.now_ms(), None);
+        }
+    })
+    .detach();
+}
+
+/// Hand this worker's idle upstream connections to the next generation (a reload), for the
+/// clusters it serves unchanged: each one's receive is stopped (nothing it read is lost: an
+/// idle connection that received anything is dead and closes instead) and its socket moves.
+fn hand_over_pools(worker: &WorkerCtx, s: &crate::control::Successor) {
+    if s.upstream.is_empty() {
+        return;
+    }
+    let to = s.upstream[worker.id % s.upstream.len()].clone();
+    for (c, cl) in worker.clusters.clusters.iter().enumerate() {
+        let Some(Some(new_c)) = s.clusters.get(c).copied() else {
+            continue;
+        };
+        for (e, ep) in cl.endpoints.iter().enumerate() {
+            for conn in ep.pool.take_idle() {
+                let to = to.clone();
+                compio::runtime::spawn(async move {
+                    if conn.quiesce().await != crate::io::multi::Quiet::Yes {
+                        return;
+                    }
+                    let Ok(conn) = Rc::try_unwrap(conn) else {
+                        return;
+                    };
+                    if let Some(fd) = conn.into_fd().await {
+                        let _ = to.send((std::net::TcpStream::from(fd), new_c, e));
+                    }
+                })
+                .detach();
+            }
+        }
+    }
 }
 
 /// Serve the connections other workers hand over (exact balance).
@@ -410,6 +473,7 @@ async fn drain_and_stop(worker: &WorkerCtx, polite: bool) {
     let successor = worker.successor.borrow().clone();
     if let (true, Some(s)) = (polite, successor) {
         worker.drain.start_handover();
+        hand_over_pools(worker, &s);
         // From here every connection this worker accepts or finds idle moves on.
         let _ = s.ack.send(worker.id);
     } else if polite {

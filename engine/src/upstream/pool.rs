@@ -177,6 +177,29 @@ impl Pool {
         self.idle.borrow().len()
     }
 
+    /// Take every idle connection that is still alive (its posted read has not completed:
+    /// nothing arrived and the upstream did not close), for a hand-over; their posted reads are
+    /// dropped, so each connection is the caller's alone. Connections that sent a PROXY header
+    /// stay (they belong to their client).
+    pub fn take_idle(&self) -> Vec<Rc<Conn>> {
+        let taken = std::mem::take(&mut *self.idle.borrow_mut());
+        let mut out = Vec::with_capacity(taken.len());
+        let mut keep = Vec::new();
+        for mut c in taken {
+            if c.proxied.is_some() {
+                keep.push(c);
+            } else if poll_now(&mut c.read).is_none() {
+                let Idle { conn, read, .. } = c;
+                drop(read);
+                out.push(conn);
+            }
+        }
+        let n = keep.len();
+        *self.idle.borrow_mut() = keep;
+        self.publish(n);
+        out
+    }
+
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
         self.publish(0);
