@@ -251,7 +251,8 @@ fn pool_adopted(worker: &Rc<WorkerCtx>, rx: flume::Receiver<crate::control::Adop
             let Some(ep) = cl.endpoints.get(e) else {
                 continue;
             };
-            let conn = Rc::new(crate::io::Conn::new(stream));
+            // TCP_NODELAY was set when it was connected.
+            let conn = Rc::new(crate::io::Conn::accepted(stream));
             cl.connected(&conn, w.drain.now_ms());
             ep.pool
                 .checkin(conn, cl.max_idle_per_endpoint, w.drain.now_ms(), None);
@@ -268,28 +269,34 @@ fn hand_over_pools(worker: &WorkerCtx, s: &crate::control::Successor) {
         return;
     }
     let to = s.upstream[worker.id % s.upstream.len()].clone();
+    let mut moving = Vec::new();
     for (c, cl) in worker.clusters.clusters.iter().enumerate() {
         let Some(Some(new_c)) = s.clusters.get(c).copied() else {
             continue;
         };
         for (e, ep) in cl.endpoints.iter().enumerate() {
-            for conn in ep.pool.take_idle() {
-                let to = to.clone();
-                compio::runtime::spawn(async move {
-                    if conn.quiesce().await != crate::io::multi::Quiet::Yes {
-                        return;
-                    }
-                    let Ok(conn) = Rc::try_unwrap(conn) else {
-                        return;
-                    };
-                    if let Some(fd) = conn.into_fd().await {
-                        let _ = to.send((std::net::TcpStream::from(fd), new_c, e));
-                    }
-                })
-                .detach();
-            }
+            moving.extend(ep.pool.take_idle().into_iter().map(|conn| (conn, new_c, e)));
         }
     }
+    if moving.is_empty() {
+        return;
+    }
+    // One task, one connection after another: the moves spread over the drain instead of
+    // taking the worker's core in one burst while it still serves.
+    compio::runtime::spawn(async move {
+        for (conn, c, e) in moving {
+            if conn.quiesce().await != crate::io::multi::Quiet::Yes {
+                continue;
+            }
+            let Ok(conn) = Rc::try_unwrap(conn) else {
+                continue;
+            };
+            if let Some(fd) = conn.into_fd().await {
+                let _ = to.send((std::net::TcpStream::from(fd), c, e));
+            }
+        }
+    })
+    .detach();
 }
 
 /// Serve the connections other workers hand over (exact balance).
