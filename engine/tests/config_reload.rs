@@ -441,10 +441,6 @@ fn a_lone_client_is_answered_across_forty_reloads() {
 fn outlier_config(v: usize, endpoints: &[SocketAddr]) -> String {
     ConfigBuilder::new()
         .top("workers: 2")
-/// Version `v` with cluster `name` at `a` (one worker, so the pool is one pool).
-fn pool_config(v: usize, name: &str, a: SocketAddr) -> String {
-    ConfigBuilder::new()
-        .top("workers: 1")
         .admin()
         .route(
             "prefix: /v",
@@ -508,6 +504,17 @@ fn a_reload_keeps_the_outlier_ejections_of_unchanged_clusters() {
     let (status, body) = reload_by_post(admin_addr);
     assert_eq!(status, 200, "{body}");
     assert_eq!(pool_flags(admin_addr, dead), "healthy");
+}
+
+/// Version `v` with cluster `name` at `a` (one worker, so the pool is one pool).
+fn pool_config(v: usize, name: &str, a: SocketAddr) -> String {
+    ConfigBuilder::new()
+        .top("workers: 1")
+        .admin()
+        .route(
+            "prefix: /v",
+            &format!("direct_response: {{ status: 200, body: v{v} }}"),
+        )
         .route_prefix("/", name)
         .cluster(name, &[a])
         .yaml()

@@ -10,7 +10,7 @@
 //! when an operation that took a connection is dropped unread (its future gone), the connection
 //! goes to the listener's [`Orphans`] instead of being closed, and the accept loop, after
 //! withdrawing its accept, waits until the operation is reaped and serves or hands over what it
-//! finds there ([`crate::listener`]). Nothing changes on the accept path itself: the same one
+//! finds there (the listener module's accept loop). Nothing changes on the accept path itself: the same one
 //! operation per connection, no allocation, the `POLL_FIRST` hint kept from the last accept as
 //! compio does.
 
