@@ -558,3 +558,37 @@ fn a_reload_hands_idle_upstream_connections_of_unchanged_clusters_to_the_new_wor
     assert_eq!(a.origin.connection_count(), 2);
     drop(c);
 }
+
+#[test]
+fn a_reload_moves_at_most_four_idle_connections_per_endpoint() {
+    // Six requests at once: six upstream connections, idle afterwards.
+    let (origin, count) = RawOrigin::counting("o", Duration::from_millis(300));
+    let (proxy, admin_addr) = Proxy::start_with_admin(&pool_config(0, "keep", origin.addr), &[]);
+    let addr = proxy.addr;
+    let clients: Vec<_> = (0..6)
+        .map(|_| thread::spawn(move || get(addr, "h", "/").status()))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client"), 200);
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 6);
+    assert_eq!(origin.connection_count(), 6);
+    let idle = |n: usize| {
+        let text = admin(admin_addr, "GET", "/clusters").body_str();
+        text.contains(&format!("keep::{}::cx_idle::{n}\n", origin.addr))
+    };
+    eventually("six idle upstream connections", || idle(6));
+    std::fs::write(&proxy.config_path, pool_config(1, "keep", origin.addr)).expect("write");
+    let (status, body) = reload_by_post(admin_addr);
+    assert_eq!(status, 200, "{body}");
+    // The four most recently used move; the other two close with the old worker.
+    eventually("four idle connections in the new worker's pool", || idle(4));
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        idle(4),
+        "{}",
+        admin(admin_addr, "GET", "/clusters").body_str()
+    );
+    assert_eq!(get(addr, "h", "/").status(), 200);
+    assert_eq!(origin.connection_count(), 6, "a moved connection served it");
+}
