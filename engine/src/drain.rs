@@ -91,7 +91,6 @@ impl Drain {
         }
     }
 
-    /// The coarse clock: milliseconds since the worker started, as of the last tick.
     /// A polite drain (a binary upgrade hands the sockets to a successor): stop accepting, but
     /// let idle and new connections send their next request, answered with
     /// `connection: close` (HTTP/2: GOAWAY), until [`Drain::start`] closes what is left.
@@ -134,6 +133,7 @@ impl Drain {
         self.close_idle.get()
     }
 
+    /// The coarse clock: milliseconds since the worker started, as of the last tick.
     pub fn now_ms(&self) -> u64 {
         self.now_ms.get()
     }
