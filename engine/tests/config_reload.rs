@@ -52,8 +52,10 @@ struct Tally {
     failed: Mutex<Vec<String>>,
 }
 
+/// A new connection per request, one request at a time, until `stop`.
 fn closing_client(addr: SocketAddr, stop: Arc<AtomicBool>, t: Arc<Tally>) {
     while !stop.load(Ordering::SeqCst) {
+        let started = std::time::Instant::now();
         let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
             Ok(s) => s,
             Err(e) => {
@@ -73,7 +75,11 @@ fn closing_client(addr: SocketAddr, stop: Arc<AtomicBool>, t: Arc<Tally>) {
                 .lock()
                 .unwrap()
                 .push(format!("answer: {:?}", String::from_utf8_lossy(&got))),
-            Err(e) => t.failed.lock().unwrap().push(format!("read: {e}")),
+            Err(e) => t
+                .failed
+                .lock()
+                .unwrap()
+                .push(format!("read after {:?}: {e}", started.elapsed())),
         }
     }
 }
@@ -301,24 +307,40 @@ fn watch_reloads_on_an_edit_in_place_and_on_a_rename_once_per_burst() {
     assert_eq!(stat(admin_addr, "config.reload_success"), 2);
 }
 
-/// A config with one health-checked cluster of `a` and `b`: a host that failed its checks
-/// needs 1,000 passes to come back, so only a kept health state keeps it out after a reload.
-/// `v` changes a direct response only.
-fn health_config(v: usize, a: SocketAddr, b: SocketAddr, endpoints: &[SocketAddr]) -> String {
-    let _ = (a, b);
-    ConfigBuilder::new()
-        .top("workers: 2")
+/// Version `v` of a config where only `/v`'s answer (`v<v>`) changes: `/` goes to cluster
+/// `name` over `endpoints`, with the cluster keys `extra`, on `workers` workers.
+fn versioned(
+    v: usize,
+    workers: usize,
+    name: &str,
+    endpoints: &[SocketAddr],
+    extra: &str,
+) -> String {
+    let mut b = ConfigBuilder::new()
+        .top(&format!("workers: {workers}"))
         .admin()
         .route(
             "prefix: /v",
             &format!("direct_response: {{ status: 200, body: v{v} }}"),
         )
-        .route_prefix("/", "checked")
-        .cluster("checked", endpoints)
-        .cluster_extra(
-            "health_checks:\n  - timeout: 1s\n    interval: 100ms\n    no_traffic_interval: 100ms\n    unhealthy_threshold: 1\n    healthy_threshold: 1000\n    http_health_check: {path: /healthz}",
-        )
-        .yaml()
+        .route_prefix("/", name)
+        .cluster(name, endpoints);
+    if !extra.is_empty() {
+        b = b.cluster_extra(extra);
+    }
+    b.yaml()
+}
+
+/// Version `v` with one health-checked cluster over `endpoints`: a host that failed its checks
+/// needs 1,000 passes to come back, so only a kept health state keeps it out after a reload.
+fn health_config(v: usize, endpoints: &[SocketAddr]) -> String {
+    versioned(
+        v,
+        2,
+        "checked",
+        endpoints,
+        "health_checks:\n  - timeout: 1s\n    interval: 100ms\n    no_traffic_interval: 100ms\n    unhealthy_threshold: 1\n    healthy_threshold: 1000\n    http_health_check: {path: /healthz}",
+    )
 }
 
 #[test]
@@ -326,8 +348,7 @@ fn a_reload_keeps_the_health_of_unchanged_clusters_and_checks_changed_ones_afres
     let a = SwitchOrigin::start("a");
     let b = SwitchOrigin::start("b");
     let both = [a.addr, b.addr];
-    let (proxy, admin_addr) =
-        Proxy::start_with_admin(&health_config(0, a.addr, b.addr, &both), &[]);
+    let (proxy, admin_addr) = Proxy::start_with_admin(&health_config(0, &both), &[]);
     let healthy = || stat(admin_addr, "cluster.checked.health_check.healthy");
     eventually("both hosts healthy", || healthy() == 2);
     // `a` fails one check: out. Then its checks pass again, but 1,000 are needed.
@@ -341,7 +362,7 @@ fn a_reload_keeps_the_health_of_unchanged_clusters_and_checks_changed_ones_afres
     assert_eq!(healthy(), 1);
     // A reload that changes a route only: the cluster is the same, and so is what its checks
     // found (a fresh start would let `a` back in on its first passing check).
-    std::fs::write(&proxy.config_path, health_config(1, a.addr, b.addr, &both)).expect("write");
+    std::fs::write(&proxy.config_path, health_config(1, &both)).expect("write");
     let (status, body) = reload_by_post(admin_addr);
     assert_eq!(status, 200, "{body}");
     assert_eq!(get(proxy.addr, "h", "/v").body_str(), "v1");
@@ -359,11 +380,7 @@ fn a_reload_keeps_the_health_of_unchanged_clusters_and_checks_changed_ones_afres
         .log()
         .contains("unchanged clusters keep their endpoints' health"));
     // Its endpoints changed (b first): checked afresh, and `a` passes its first check.
-    std::fs::write(
-        &proxy.config_path,
-        health_config(2, a.addr, b.addr, &[b.addr, a.addr]),
-    )
-    .expect("write");
+    std::fs::write(&proxy.config_path, health_config(2, &[b.addr, a.addr])).expect("write");
     let (status, body) = reload_by_post(admin_addr);
     assert_eq!(status, 200, "{body}");
     assert_eq!(healthy(), 2);
@@ -390,34 +407,10 @@ fn a_lone_client_is_answered_across_forty_reloads() {
     let (proxy, admin_addr) = Proxy::start_with_admin(&config(1, a.addr, b.addr), &[]);
     let addr = proxy.addr;
     let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
     let lone = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            let (mut ok, mut failed) = (0usize, Vec::new());
-            while !stop.load(Ordering::SeqCst) {
-                let started = std::time::Instant::now();
-                let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        failed.push(format!("connect: {e}"));
-                        continue;
-                    }
-                };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                let _ = s.write_all(b"GET /v HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
-                let mut got = Vec::new();
-                match s.read_to_end(&mut got) {
-                    Ok(_) if got.starts_with(b"HTTP/1.1 200") => ok += 1,
-                    other => failed.push(format!(
-                        "after {:?}: {:?} {:?}",
-                        started.elapsed(),
-                        other.map(|_| ()),
-                        String::from_utf8_lossy(&got)
-                    )),
-                }
-            }
-            (ok, failed)
-        })
+        let (s, t) = (Arc::clone(&stop), Arc::clone(&tally));
+        thread::spawn(move || closing_client(addr, s, t))
     };
     for v in 2..=41 {
         std::fs::write(&proxy.config_path, config(v, a.addr, b.addr)).expect("write config");
@@ -426,7 +419,11 @@ fn a_lone_client_is_answered_across_forty_reloads() {
         thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::SeqCst);
-    let (ok, failed) = lone.join().expect("client");
+    lone.join().expect("client");
+    let (ok, failed) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.failed.lock().unwrap().clone(),
+    );
     assert!(
         failed.is_empty(),
         "{} of {} requests failed across 40 reloads: {failed:?}",
@@ -439,17 +436,13 @@ fn a_lone_client_is_answered_across_forty_reloads() {
 
 /// Version `v` of a config whose cluster `pool` has outlier detection over `endpoints`.
 fn outlier_config(v: usize, endpoints: &[SocketAddr]) -> String {
-    ConfigBuilder::new()
-        .top("workers: 2")
-        .admin()
-        .route(
-            "prefix: /v",
-            &format!("direct_response: {{ status: 200, body: v{v} }}"),
-        )
-        .route_prefix("/", "pool")
-        .cluster("pool", endpoints)
-        .cluster_extra("outlier_detection: {consecutive_5xx: 2, base_ejection_time: 30s}\n")
-        .yaml()
+    versioned(
+        v,
+        2,
+        "pool",
+        endpoints,
+        "outlier_detection: {consecutive_5xx: 2, base_ejection_time: 30s}\n",
+    )
 }
 
 /// `/clusters?format=json`: the health flags of `addr` in cluster `pool`.
@@ -508,16 +501,7 @@ fn a_reload_keeps_the_outlier_ejections_of_unchanged_clusters() {
 
 /// Version `v` with cluster `name` at `a` (one worker, so the pool is one pool).
 fn pool_config(v: usize, name: &str, a: SocketAddr) -> String {
-    ConfigBuilder::new()
-        .top("workers: 1")
-        .admin()
-        .route(
-            "prefix: /v",
-            &format!("direct_response: {{ status: 200, body: v{v} }}"),
-        )
-        .route_prefix("/", name)
-        .cluster(name, &[a])
-        .yaml()
+    versioned(v, 1, name, &[a], "")
 }
 
 #[test]

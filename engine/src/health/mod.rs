@@ -58,8 +58,14 @@ impl Running {
 /// process configures its rings).
 pub type MakeRuntime = Box<dyn FnOnce() -> Result<compio::runtime::Runtime, String> + Send>;
 
-/// Build the board and start the thread; `None` when no cluster is health-checked. Returns once
-/// the first round of active checks is done (or its time is up).
+/// The cluster called `name` in the previous config, with its index there.
+fn same_name<'a>(old: &'a Config, name: &str) -> Option<(usize, &'a crate::config::Cluster)> {
+    old.clusters
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.name == name)
+}
+
 /// The clusters of `cfg` whose active health state a reload keeps from `previous` (the config
 /// and board of the generation it replaces): same name, same endpoints in the same order, same
 /// health check. By index in `cfg`, the index of the same cluster in the previous config.
@@ -72,11 +78,7 @@ fn carried(
         .map(|c| {
             let (old_cfg, old_board) = previous?;
             let hc = c.health_check.as_ref()?;
-            let (j, old) = old_cfg
-                .clusters
-                .iter()
-                .enumerate()
-                .find(|(_, o)| o.name == c.name)?;
+            let (j, old) = same_name(old_cfg, &c.name)?;
             let same = old.endpoints == c.endpoints
                 && old.health_check.as_ref().is_some_and(|o| **o == **hc);
             let h = old_board.get(j)?.as_ref()?;
@@ -95,12 +97,7 @@ fn carry_ejections(cfg: &Config, board: &Board, previous: Option<(&Config, &Boar
     let mut n = 0;
     for (i, c) in cfg.clusters.iter().enumerate() {
         let Some(outlier) = &c.outlier else { continue };
-        let Some((j, old)) = old_cfg
-            .clusters
-            .iter()
-            .enumerate()
-            .find(|(_, o)| o.name == c.name)
-        else {
+        let Some((j, old)) = same_name(old_cfg, &c.name) else {
             continue;
         };
         if old.endpoints != c.endpoints || old.outlier.as_ref() != Some(outlier) {
@@ -141,6 +138,8 @@ fn carry_ejections(cfg: &Config, board: &Board, previous: Option<(&Config, &Boar
     n
 }
 
+/// Build the board and start the thread; `None` when no cluster is health-checked. Returns once
+/// the first round of active checks is done (or its time is up).
 pub fn start(
     cfg: &Arc<Config>,
     workers: Vec<Arc<WorkerStats>>,

@@ -165,12 +165,7 @@ async fn serve(start: Start) {
         // Connections another worker handed here as both stopped: to the next generation
         // when there is one, otherwise closed with the worker (a shutdown).
         for h in rx.try_iter() {
-            if let Some(b) = &worker.balance {
-                b.release(worker.id);
-            }
-            if worker.can_hand_over(h.listener) {
-                let _ = worker.hand_over(h.stream, h.peer, h.listener);
-            }
+            pass_on(&worker, h);
         }
     }
 }
@@ -315,6 +310,17 @@ fn hand_over_pools(worker: &WorkerCtx, s: &crate::control::Successor) {
     .detach();
 }
 
+/// A connection another worker handed here, moved on to the next generation (this worker
+/// drains); with none it closes. Its count here is given back.
+fn pass_on(worker: &WorkerCtx, h: balance::Handoff) {
+    if let Some(b) = &worker.balance {
+        b.release(worker.id);
+    }
+    if worker.can_hand_over(h.listener) {
+        let _ = worker.hand_over(h.stream, h.peer, h.listener);
+    }
+}
+
 /// Serve the connections other workers hand over (exact balance).
 fn serve_handoffs(worker: &Rc<WorkerCtx>, rx: flume::Receiver<balance::Handoff>, ctxs: Vec<Serve>) {
     let w = Rc::clone(worker);
@@ -322,10 +328,7 @@ fn serve_handoffs(worker: &Rc<WorkerCtx>, rx: flume::Receiver<balance::Handoff>,
         while let Ok(h) = rx.recv_async().await {
             // Draining with a next generation: it serves the connection.
             if w.drain.is_draining() && w.can_hand_over(h.listener) {
-                if let Some(b) = &w.balance {
-                    b.release(w.id);
-                }
-                let _ = w.hand_over(h.stream, h.peer, h.listener);
+                pass_on(&w, h);
                 continue;
             }
             let ctx = ctxs.get(h.listener).cloned();

@@ -223,12 +223,10 @@ pub(super) fn cluster(
             defaults::MAX_IDLE_PER_ENDPOINT,
         ),
         idle_timeout,
-        enable_trailers: problems.or(
-            c.http_protocol_options
-                .as_ref()
-                .and_then(|o| o.enable_trailers),
-            &path.key("http_protocol_options").key("enable_trailers"),
-            false,
+        enable_trailers: super::http::enable_trailers(
+            c.http_protocol_options.as_ref(),
+            path,
+            problems,
         ),
         upstream_proxy_protocol: c.upstream_proxy_protocol.as_ref().map(|p| match p.version {
             // Envoy's default (`V1` is the enum's zero).

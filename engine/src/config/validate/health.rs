@@ -415,6 +415,12 @@ pub(super) fn outlier(
         "consecutive_local_origin_failure",
         5,
     );
+    // A key left out takes Envoy's default (`d`), recorded for `/config_dump`.
+    macro_rules! or_default {
+        ($key:ident) => {
+            problems.or(o.$key, &at.key(stringify!($key)), d.$key)
+        };
+    }
     Some(OutlierDetection {
         consecutive_5xx,
         interval,
@@ -423,48 +429,22 @@ pub(super) fn outlier(
         max_ejection_percent,
         enforcing_consecutive_5xx,
         enforcing_success_rate,
-        success_rate_minimum_hosts: problems.or(
-            o.success_rate_minimum_hosts,
-            &at.key("success_rate_minimum_hosts"),
-            d.success_rate_minimum_hosts,
-        ),
-        success_rate_request_volume: problems.or(
-            o.success_rate_request_volume,
-            &at.key("success_rate_request_volume"),
-            d.success_rate_request_volume,
-        ),
-        success_rate_stdev_factor: problems.or(
-            o.success_rate_stdev_factor,
-            &at.key("success_rate_stdev_factor"),
-            d.success_rate_stdev_factor,
-        ),
+        success_rate_minimum_hosts: or_default!(success_rate_minimum_hosts),
+        success_rate_request_volume: or_default!(success_rate_request_volume),
+        success_rate_stdev_factor: or_default!(success_rate_stdev_factor),
         consecutive_gateway_failure,
         enforcing_consecutive_gateway_failure,
-        split_external_local_origin_errors: problems.or(
-            o.split_external_local_origin_errors,
-            &at.key("split_external_local_origin_errors"),
-            false,
-        ),
+        split_external_local_origin_errors: or_default!(split_external_local_origin_errors),
         consecutive_local_origin_failure,
         enforcing_consecutive_local_origin_failure,
         enforcing_local_origin_success_rate,
         failure_percentage_threshold,
         enforcing_failure_percentage,
         enforcing_failure_percentage_local_origin,
-        failure_percentage_minimum_hosts: problems.or(
-            o.failure_percentage_minimum_hosts,
-            &at.key("failure_percentage_minimum_hosts"),
-            d.failure_percentage_minimum_hosts,
-        ),
-        failure_percentage_request_volume: problems.or(
-            o.failure_percentage_request_volume,
-            &at.key("failure_percentage_request_volume"),
-            d.failure_percentage_request_volume,
-        ),
-        successful_active_health_check_uneject_host: problems.or(
-            o.successful_active_health_check_uneject_host,
-            &at.key("successful_active_health_check_uneject_host"),
-            true,
+        failure_percentage_minimum_hosts: or_default!(failure_percentage_minimum_hosts),
+        failure_percentage_request_volume: or_default!(failure_percentage_request_volume),
+        successful_active_health_check_uneject_host: or_default!(
+            successful_active_health_check_uneject_host
         ),
     })
 }

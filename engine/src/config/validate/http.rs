@@ -148,13 +148,7 @@ pub(super) fn conn_manager(
             problems,
         ),
         http_filters,
-        enable_trailers: problems.or(
-            hcm.http_protocol_options
-                .as_ref()
-                .and_then(|o| o.enable_trailers),
-            &path.key("http_protocol_options").key("enable_trailers"),
-            false,
-        ),
+        enable_trailers: enable_trailers(hcm.http_protocol_options.as_ref(), path, problems),
         xfcc: xfcc(hcm, path, problems),
         codec: codec_type(hcm, path, problems),
         http2: {
@@ -166,6 +160,20 @@ pub(super) fn conn_manager(
             )
         },
     }
+}
+
+/// `http_protocol_options.enable_trailers` of a connection manager or a cluster at `path`
+/// (default false).
+pub(super) fn enable_trailers(
+    options: Option<&crate::config::schema::Http1OptionsSpec>,
+    path: &DocPath,
+    problems: &mut Problems,
+) -> bool {
+    problems.or(
+        options.and_then(|o| o.enable_trailers),
+        &path.key("http_protocol_options").key("enable_trailers"),
+        false,
+    )
 }
 
 /// `connection_keepalive`: an interval is required (more than zero); the timeout defaults to 5s.
