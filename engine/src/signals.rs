@@ -37,6 +37,8 @@ impl Signals {
             libc::sigaddset(&mut set, libc::SIGHUP);
             // Internal: the DNS thread's "endpoints changed" (`crate::dns`).
             libc::sigaddset(&mut set, libc::SIGUSR2);
+            // Internal: the xDS thread has an update to apply (`crate::xds`).
+            libc::sigaddset(&mut set, libc::SIGUSR1);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             Signals { set }
         }

@@ -520,6 +520,21 @@ fn config_dump(req: &Request, s: &Shared) -> Response {
         "defaults": if as_written { "as written" } else { "filled in" },
         "config": config.cloned().unwrap_or(serde_json::Value::Null),
     });
+    // With a control plane: what came from it (by type: version and names) and what waits.
+    let mut doc = doc;
+    if let (Some(x), Some(m)) = (s.process.xds(), doc.as_object_mut()) {
+        let mut status = x.status();
+        if let Some(st) = status.as_object_mut() {
+            st.insert(
+                "warming".into(),
+                serde_json::json!({
+                    "clusters": c.config.warming.clusters,
+                    "listeners": c.config.warming.listeners,
+                }),
+            );
+        }
+        m.insert("xds".into(), status);
+    }
     Response::json(200, serde_json::to_string_pretty(&doc).unwrap_or_default())
 }
 

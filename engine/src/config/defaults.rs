@@ -97,3 +97,5 @@ pub const LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Most filter chains on one listener (chain selection keeps its candidates in a 64-bit set).
 pub const MAX_FILTER_CHAINS: usize = 64;
+/// `xds.initial_fetch_timeout`: Envoy's.
+pub const XDS_INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);

@@ -22,8 +22,10 @@
 //! capped, alias expansion is budgeted and durations use checked integer arithmetic.
 //! Not on the hot path: this runs once per load or reload, on the control thread.
 
+pub mod compose;
 pub mod cpus;
 pub mod defaults;
+pub mod envoy;
 pub mod json_schema;
 pub mod model;
 pub mod schema;
@@ -31,6 +33,7 @@ pub mod schema;
 mod decode;
 mod dump;
 mod duration;
+pub mod emit;
 mod error;
 mod json;
 mod path;
@@ -48,7 +51,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 
 use error::Problems;
-use path::Lines;
+pub use path::Lines;
 
 /// Largest config file read, bytes (a typo guard: real files are a few KiB).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -73,9 +76,54 @@ impl Format {
     }
 }
 
+/// Which language a config document is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// An Envoy v3 bootstrap when it has Envoy's top-level keys (`static_resources`,
+    /// `dynamic_resources`, `node`), ringway's own format otherwise.
+    #[default]
+    Auto,
+    /// ringway's own format.
+    Ringway,
+    /// An Envoy v3 bootstrap, translated ([`envoy`]).
+    Envoy,
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Dialect::Auto),
+            "ringway" => Ok(Dialect::Ringway),
+            "envoy" => Ok(Dialect::Envoy),
+            _ => Err(format!(
+                "unknown format {s:?}: expected auto, ringway or envoy"
+            )),
+        }
+    }
+}
+
+/// How a file is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub dialect: Dialect,
+    /// Envoy fields ringway does not support are left out with a warning instead of refused.
+    pub allow_unsupported: bool,
+}
+
 /// Reads, parses and validates a config file; the format comes from the extension (`.yaml`,
 /// `.yml` or `.json`). Every problem found is returned, not just the first.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with the dialect and the treatment of unsupported Envoy fields chosen.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let (text, format, source) = read(path)?;
+    load_str_with(&text, format, &source, opts)
+}
+
+fn read(path: &Path) -> Result<(String, Format, String), ConfigErrors> {
     let source = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| {
         ConfigErrors::whole_file(
@@ -93,11 +141,63 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors::whole_file(&source, format!("cannot read config file {source}: {e}"))
     })?;
-    load_str(&text, format, &source)
+    Ok((text, format, source))
 }
 
 /// Parses and validates config text; `source` names it in messages (usually the file path).
 pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, ConfigErrors> {
+    load_str_with(text, format, source, &LoadOptions::default())
+}
+
+/// [`load_str`] with [`LoadOptions`].
+pub fn load_str_with(
+    text: &str,
+    format: Format,
+    source: &str,
+    opts: &LoadOptions,
+) -> Result<Config, ConfigErrors> {
+    let translated = translate_str(text, format, source, opts)?;
+    for w in &translated.warnings.errors {
+        tracing::warn!("{source}: {w} (left out: --allow-unsupported)");
+    }
+    load_document(translated.document, source, &translated.lines).map_err(|mut e| {
+        if translated.from_envoy {
+            e.errors.push(ConfigError {
+                path: String::new(),
+                message: "(the paths above are in the config translated from Envoy's format: \
+                          `ringway convert -c FILE` prints it)"
+                    .to_owned(),
+                line: None,
+            });
+        }
+        e
+    })
+}
+
+/// A config document in ringway's format, read from a file in either dialect.
+#[derive(Debug)]
+pub struct Translated {
+    pub document: serde_json::Value,
+    /// The file was an Envoy bootstrap.
+    pub from_envoy: bool,
+    /// Unsupported Envoy fields left out (`--allow-unsupported`).
+    pub warnings: ConfigErrors,
+    lines: Lines,
+}
+
+/// The file at `path` as a ringway document (an Envoy bootstrap translated): `ringway convert`.
+pub fn translate(path: &Path, opts: &LoadOptions) -> Result<Translated, ConfigErrors> {
+    let (text, format, source) = read(path)?;
+    translate_str(&text, format, &source, opts)
+}
+
+/// Parses `text` and, when it is an Envoy bootstrap, translates it.
+pub fn translate_str(
+    text: &str,
+    format: Format,
+    source: &str,
+    opts: &LoadOptions,
+) -> Result<Translated, ConfigErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let parsed = match format {
         Format::Yaml => yaml::parse(text),
@@ -111,7 +211,71 @@ pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, Conf
             return Err(problems.into_errors(source, &Lines::default()));
         }
     };
+    let envoy = match opts.dialect {
+        Dialect::Auto => envoy::is_bootstrap(&value),
+        Dialect::Ringway => false,
+        Dialect::Envoy => true,
+    };
+    if !envoy {
+        return Ok(Translated {
+            document: value,
+            from_envoy: false,
+            warnings: Problems::default().into_errors(source, &lines),
+            lines,
+        });
+    }
+    let mut tr = envoy::Tr::default();
+    let document = envoy::bootstrap(&value, &mut tr);
+    let found = tr.problems.into_errors(source, &lines);
+    let unsupported_only = found.errors.iter().all(|e| e.message == envoy::UNSUPPORTED);
+    let tolerated = found.errors.is_empty() || opts.allow_unsupported && unsupported_only;
+    if !tolerated {
+        return Err(found);
+    }
+    Ok(Translated {
+        document,
+        from_envoy: true,
+        warnings: found,
+        lines: Lines::default(),
+    })
+}
 
+/// Decodes and validates a document in ringway's format (a parsed file, a translated Envoy
+/// bootstrap, or the file's document with the xDS resources composed in). `lines` places
+/// errors in the file, where the document is the file's own.
+pub fn load_document(
+    value: serde_json::Value,
+    source: &str,
+    lines: &Lines,
+) -> Result<Config, ConfigErrors> {
+    load_composed(
+        std::sync::Arc::new(value),
+        &compose::Dynamic::default(),
+        source,
+        lines,
+    )
+}
+
+/// The file's document with a control plane's resources composed in ([`compose`]), decoded and
+/// validated; the config keeps the file's own document for the next composition.
+pub fn load_composed(
+    file: std::sync::Arc<serde_json::Value>,
+    dynamic: &compose::Dynamic,
+    source: &str,
+    lines: &Lines,
+) -> Result<Config, ConfigErrors> {
+    let (value, warming) = compose::compose(&file, dynamic);
+    let mut config = validated(value, source, lines)?;
+    config.file_document = Some(file);
+    config.warming = warming;
+    Ok(config)
+}
+
+fn validated(
+    value: serde_json::Value,
+    source: &str,
+    lines: &Lines,
+) -> Result<Config, ConfigErrors> {
     let mut problems = Problems::default();
     let document = std::sync::Arc::new(value.clone());
     let spec = decode::decode::<schema::ConfigSpec>(value);
@@ -135,7 +299,7 @@ pub fn load_str(text: &str, format: Format, source: &str) -> Result<Config, Conf
                     "the configuration could not be read",
                 );
             }
-            Err(problems.into_errors(source, &lines))
+            Err(problems.into_errors(source, lines))
         }
     }
 }

@@ -39,6 +39,38 @@ pub struct Config {
     pub effective: Option<std::sync::Arc<serde_json::Value>>,
     /// Distributed tracing, if configured.
     pub tracing: Option<Tracing>,
+    /// The file's own document (before a control plane's resources were composed in).
+    pub file_document: Option<std::sync::Arc<serde_json::Value>>,
+    /// What the composition left out, waiting for resources from the control plane.
+    pub warming: super::compose::Warming,
+    /// How this proxy names itself to a control plane.
+    pub node: Node,
+    /// The xDS control plane, if configured.
+    pub xds: Option<Xds>,
+}
+
+/// `node`: the id and cluster sent to a control plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub cluster: String,
+}
+
+/// `xds`: where listeners, routes, clusters and endpoints come from besides the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xds {
+    /// The control plane's cluster (an index into `Config::clusters`).
+    pub cluster: ClusterId,
+    /// The control plane's cluster by name.
+    pub cluster_name: String,
+    /// Incremental (`DELTA_GRPC`) rather than state of the world (`GRPC`).
+    pub delta: bool,
+    /// Listeners (LDS, and RDS for their routes) from the control plane.
+    pub lds: bool,
+    /// Clusters (CDS, and EDS for their endpoints) from the control plane.
+    pub cds: bool,
+    /// How long the start waits for the first config.
+    pub initial_fetch_timeout: Duration,
 }
 
 /// `io_driver`: the kernel interface every worker's runtime uses for socket I/O.

@@ -107,7 +107,7 @@ fn is_word(key: &str) -> bool {
 
 /// 1-based line numbers of the values and keys of one document.
 #[derive(Debug, Default)]
-pub(crate) struct Lines {
+pub struct Lines {
     value: HashMap<DocPath, usize>,
     key: HashMap<DocPath, usize>,
 }

@@ -43,8 +43,8 @@ pub struct ConfigSpec {
     /// its task and receive are freed and the worker waits on its socket's readiness instead
     /// (default `2s`; `0s`: never park).
     pub park_idle_after: Option<Dur>,
-    /// The listeners; at least one.
-    #[schemars(length(min = 1))]
+    /// The listeners; at least one, unless `xds` brings them.
+    #[serde(default)]
     pub listeners: Vec<Item<ListenerSpec>>,
     /// The upstream clusters routes may name (default none).
     #[serde(default)]
@@ -64,6 +64,40 @@ pub struct ConfigSpec {
     /// `epoll` (for where io_uring is refused, such as container runtimes' default seccomp
     /// profiles; costs CPU per request). Read at start; a reload does not change it.
     pub io_driver: Option<super::model::IoDriverMode>,
+    /// How this proxy names itself to an xDS control plane (Envoy's `Node`).
+    pub node: Option<NodeSpec>,
+    /// Take listeners, routes, clusters and endpoints from an xDS control plane (Envoy's
+    /// `dynamic_resources` with an ADS `ads_config`); the file's own listeners and clusters
+    /// stay, beside them. Off unless configured.
+    pub xds: Option<XdsSpec>,
+}
+
+/// `node: {id, cluster}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a node map")]
+pub struct NodeSpec {
+    /// This proxy's id (default: the host name).
+    pub id: Option<String>,
+    /// The service cluster this proxy belongs to (default empty).
+    pub cluster: Option<String>,
+}
+
+/// `xds: {cluster: xds_cluster}`: an aggregated discovery service (ADS) stream over gRPC.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "an xds map")]
+pub struct XdsSpec {
+    /// The static cluster (under `clusters`) of the control plane; spoken to over gRPC
+    /// (HTTP/2, or HTTP/2 over TLS when the cluster has `tls`). Its endpoints are tried in turn.
+    pub cluster: String,
+    /// `GRPC` (state of the world; the default) or `DELTA_GRPC` (incremental).
+    pub api_type: Option<String>,
+    /// Take listeners from the control plane (LDS; default true).
+    pub lds: Option<bool>,
+    /// Take clusters from the control plane (CDS; default true).
+    pub cds: Option<bool>,
+    /// How long the start waits for the control plane's first listeners and clusters before
+    /// serving the file's own (default `15s`, Envoy's `initial_fetch_timeout`; `0s`: no wait).
+    pub initial_fetch_timeout: Option<Dur>,
 }
 
 /// `tracing: {collector: {cluster: otel}, sample_rate: 0.1}`.

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub log_reload: Option<crate::admin::LogReload>,
     /// The config file, read again for certificate reloads (SIGHUP, `POST /certs/reload`).
     pub config_path: Option<std::path::PathBuf>,
+    /// How the config file is read (its dialect), at start and at every reload.
+    pub load: crate::config::LoadOptions,
     /// `--upgrade-from PATH`: take the listening sockets of the ringway serving there, then
     /// tell it to drain ([`crate::upgrade`]).
     pub upgrade_from: Option<std::path::PathBuf>,
@@ -453,6 +455,13 @@ fn file_hash(path: &std::path::Path) -> u64 {
     std::fs::read(path).map_or(0, |b| crate::upstream::hash::xxhash64(&b, 0))
 }
 
+/// The hash of a composed config's document (a control plane's update has no file of its own).
+fn document_hash(cfg: &Config) -> u64 {
+    cfg.document.as_ref().map_or(0, |d| {
+        crate::upstream::hash::xxhash64(d.to_string().as_bytes(), 0)
+    })
+}
+
 /// Run the proxy until SIGINT/SIGTERM. `on_bound` is told each listener's bound address (tests
 /// and scripts read it from stdout; port 0 picks a free port).
 ///
@@ -580,6 +589,27 @@ pub fn run(
         Arc::clone(&process),
     ));
     current.aggregator.set_process(Some(Arc::clone(&process)));
+    // `xds:`: the control plane's client, on its own thread; its updates come back as SIGUSR1.
+    let xds = match &cfg.xds {
+        Some(_) => {
+            let file = cfg
+                .file_document
+                .clone()
+                .unwrap_or_else(|| Arc::new(serde_json::Value::Null));
+            let shared = Arc::new(crate::xds::Shared::new(
+                file,
+                cfg.source.clone(),
+                opts.load.allow_unsupported,
+            ));
+            if let Err(e) = crate::xds::start(&cfg, Arc::clone(&shared)) {
+                current.stop(false, None);
+                return Err(RunError::Options(e));
+            }
+            process.set_xds(Arc::clone(&shared));
+            Some(shared)
+        }
+        None => None,
+    };
     if let Some(l) = &admin_listener {
         match l.try_clone() {
             Ok(l) => admin::start(l, Arc::clone(&admin)),
@@ -660,14 +690,25 @@ pub fn run(
         // A signal that arrived while starting was kept pending: it is taken now. Any further
         // one during the drain stays pending (every thread blocks it) and changes nothing.
         let sig = signals.wait();
-        if sig == libc::SIGHUP || sig == libc::SIGUSR2 {
+        if sig == libc::SIGHUP || sig == libc::SIGUSR2 || sig == libc::SIGUSR1 {
             // SIGHUP and `POST /config/reload` (which queues its reply and raises SIGHUP);
-            // SIGUSR2: the DNS thread saw new addresses.
+            // SIGUSR2: the DNS thread saw new addresses; SIGUSR1: the xDS client has an update.
             let from_file = sig == libc::SIGHUP;
-            let waiting = if from_file {
+            let mut waiting = if from_file {
                 admin.take_reload_requests()
             } else {
                 Vec::new()
+            };
+            let from = match sig {
+                libc::SIGHUP => From::File,
+                libc::SIGUSR2 => From::Dns,
+                _ => match xds.as_ref().and_then(|x| x.take_update()) {
+                    Some(u) => {
+                        waiting.push(u.reply);
+                        From::Xds(u.config)
+                    }
+                    None => continue,
+                },
             };
             let result = reload(
                 &mut current,
@@ -677,7 +718,8 @@ pub fn run(
                 &mut version,
                 &dns,
                 &mut base,
-                from_file,
+                from,
+                xds.as_deref(),
             );
             if dns.any() && !dns_started {
                 dns_started = dns_start(&dns);
@@ -745,8 +787,16 @@ pub fn run(
 /// Load the config file again and, when it is valid and its new listeners bind, start its
 /// generation on the same sockets. Returns what to log and the generation to retire; on any
 /// error the running generation stays as it is.
-/// `from_file`: SIGHUP or `POST /config/reload`; otherwise the DNS clusters' addresses changed
-/// and the config in force (`base`, as loaded) is applied again with them.
+/// What a reload puts in force.
+enum From {
+    /// The config file, read again (SIGHUP or `POST /config/reload`).
+    File,
+    /// The config in force (`base`, as loaded) with the DNS clusters' new addresses.
+    Dns,
+    /// The control plane's resources composed with the file (`crate::xds`).
+    Xds(Arc<Config>),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn reload(
     current: &mut Generation,
@@ -756,9 +806,11 @@ fn reload(
     version: &mut u64,
     dns: &crate::dns::Dns,
     base: &mut Arc<Config>,
-    from_file: bool,
+    from: From,
+    xds: Option<&crate::xds::Shared>,
 ) -> Result<(String, Generation), String> {
     let started = std::time::Instant::now();
+    let from_file = matches!(from, From::File);
     let refused = |e: String| {
         if from_file {
             process.reload_failed();
@@ -768,16 +820,30 @@ fn reload(
     let Some(path) = &opts.config_path else {
         return Err(refused("no config file to reload".into()));
     };
-    let loaded = if from_file {
-        let loaded = crate::config::load(path)
-            .map(Arc::new)
-            .map_err(|e| refused(format!("{}:\n{e}", path.display())))?;
-        dns.configure(&loaded);
-        dns.resolve_all();
-        loaded
-    } else {
-        Arc::clone(base)
+    let loaded = match from {
+        From::File => {
+            let loaded = crate::config::load_with(path, &opts.load)
+                .map_err(|e| refused(format!("{}:\n{e}", path.display())))?;
+            // The control plane's resources stay: composed with the new file.
+            let loaded = match xds {
+                Some(x) => x
+                    .recompose(&loaded)
+                    .map_err(|e| refused(format!("{}:\n{e}", path.display())))?,
+                None => loaded,
+            };
+            let loaded = Arc::new(loaded);
+            dns.configure(&loaded);
+            dns.resolve_all();
+            loaded
+        }
+        From::Dns => Arc::clone(base),
+        From::Xds(cfg) => {
+            dns.configure(&cfg);
+            dns.resolve_all();
+            cfg
+        }
     };
+    let changes_base = !matches!(&loaded, l if Arc::ptr_eq(l, base));
     let cfg = Arc::new(dns.apply(&loaded));
     let affinity = opts.cpu_affinity.as_ref().unwrap_or(&cfg.cpu_affinity);
     let n = worker_count(&cfg, affinity, opts);
@@ -823,10 +889,14 @@ fn reload(
     let removed = current.held().len().saturating_sub(kept);
     let next = Generation::start(Arc::clone(&cfg), opts, groups, bound_addrs, Some(current))
         .map_err(|e| refused(e.to_string()))?;
-    let hash = if from_file {
+    let hash = if changes_base {
         *version += 1;
-        let hash = file_hash(path);
-        process.reload_success();
+        let hash = if from_file {
+            process.reload_success();
+            file_hash(path)
+        } else {
+            document_hash(&loaded)
+        };
         process.set_version(*version, hash);
         *base = loaded;
         hash
@@ -839,7 +909,11 @@ fn reload(
     let msg = format!(
         "version {version} ({hash:016x}) in force after {:?}{}: {} listener(s) kept, {added} added, {removed} removed, {} cluster(s)",
         started.elapsed(),
-        if from_file { "" } else { " with new DNS answers" },
+        match (from_file, changes_base) {
+            (true, _) => "",
+            (false, true) => " from the control plane",
+            (false, false) => " with new DNS answers",
+        },
         kept,
         cfg.clusters.len()
     );

@@ -212,6 +212,8 @@ pub struct ProcessStats {
     hash: std::sync::atomic::AtomicU64,
     /// DNS clusters' lookup counters.
     dns: Mutex<Option<Arc<crate::dns::Dns>>>,
+    /// The xDS client's counters.
+    xds: Mutex<Option<Arc<crate::xds::Shared>>>,
     /// Earlier generations still draining (their counters are read live).
     retiring: Mutex<Vec<Arc<Aggregator>>>,
     /// The final counters of generations gone, by name.
@@ -227,6 +229,7 @@ impl Default for ProcessStats {
             version: Default::default(),
             hash: Default::default(),
             dns: Mutex::new(None),
+            xds: Mutex::new(None),
             retiring: Mutex::new(Vec::new()),
             retired: Mutex::new(BTreeMap::new()),
         }
@@ -241,6 +244,14 @@ impl ProcessStats {
     pub fn reload_failed(&self) {
         self.reload_failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// The xDS client whose counters are `config.xds.*`.
+    pub fn set_xds(&self, xds: Arc<crate::xds::Shared>) {
+        *self.xds.lock().unwrap_or_else(|e| e.into_inner()) = Some(xds);
+    }
+    /// The xDS client, if one runs.
+    pub fn xds(&self) -> Option<Arc<crate::xds::Shared>> {
+        self.xds.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     /// The config in force: its version (1 at start) and the hash of its file.
     pub fn set_version(&self, version: u64, hash: u64) {
@@ -817,6 +828,22 @@ impl Aggregator {
                     Value::Counter(load(&p.reload_failed)),
                 );
                 put(Scope::Config, "", "version", Value::Gauge(load(&p.version)));
+                if let Some(x) = p.xds() {
+                    let st = &x.stats;
+                    put(
+                        Scope::Config,
+                        "",
+                        "xds.connected_state",
+                        Value::Gauge(load(&st.connected)),
+                    );
+                    for (metric, c) in [
+                        ("xds.connect_fail", &st.connect_fail),
+                        ("xds.update_success", &st.update_success),
+                        ("xds.update_rejected", &st.update_rejected),
+                    ] {
+                        put(Scope::Config, "", metric, Value::Counter(load(c)));
+                    }
+                }
                 let dns = p.dns.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 if let Some(dns) = dns {
                     let stats = dns.stats.lock().unwrap_or_else(|e| e.into_inner());

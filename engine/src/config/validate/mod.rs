@@ -35,6 +35,7 @@ use super::{
     error::Problems,
     model::{
         Admin, ChainSelect, ClusterId, Config, CpuAffinity, FilterChain, Listener, NetworkFilter,
+        Node, Xds,
     },
     path::DocPath,
     schema::{ConfigSpec, CpuAffinitySpec, FilterChainSpec, FilterSpec, ListenerSpec, WorkersSpec},
@@ -172,8 +173,24 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
             .clamp(0.0, 1.0)
     });
 
+    let node = Node {
+        id: spec
+            .node
+            .as_ref()
+            .and_then(|n| n.id.clone())
+            .unwrap_or_else(host_name),
+        cluster: spec
+            .node
+            .as_ref()
+            .and_then(|n| n.cluster.clone())
+            .unwrap_or_default(),
+    };
+    let xds = spec
+        .xds
+        .as_ref()
+        .and_then(|x| xds(x, &root.key("xds"), &names, problems));
     let listeners_path = root.key("listeners");
-    if spec.listeners.is_empty() {
+    if spec.listeners.is_empty() && !xds.as_ref().is_some_and(|x| x.lds) {
         problems.value(&listeners_path, "at least one listener is required");
     }
     let mut listeners = Vec::new();
@@ -225,6 +242,10 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         source: source.to_owned(),
         stats_flush_interval,
         admin,
+        node,
+        xds,
+        file_document: None,
+        warming: Default::default(),
         document: None,
         effective: None,
         tracing,
@@ -587,4 +608,71 @@ pub(super) fn socket_addr(text: &str) -> Result<SocketAddr, String> {
 /// printable ASCII, no space.
 pub(super) fn wire_safe(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// This machine's host name (the default `node.id`).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "ringway".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `xds:`: the control plane's cluster must be one of the file's own.
+fn xds(
+    x: &super::schema::XdsSpec,
+    at: &DocPath,
+    names: &ClusterNames,
+    problems: &mut Problems,
+) -> Option<Xds> {
+    let delta = match x.api_type.as_deref() {
+        None => {
+            problems.filled(&at.key("api_type"), &"GRPC");
+            false
+        }
+        Some("GRPC" | "grpc") => false,
+        Some("DELTA_GRPC" | "delta_grpc") => true,
+        Some(other) => {
+            problems.value(
+                &at.key("api_type"),
+                format!("unknown api_type {other:?}: expected GRPC or DELTA_GRPC"),
+            );
+            false
+        }
+    };
+    let lds = problems.or(x.lds, &at.key("lds"), true);
+    let cds = problems.or(x.cds, &at.key("cds"), true);
+    let initial_fetch_timeout = problems.or(
+        x.initial_fetch_timeout.map(|d| d.0),
+        &at.key("initial_fetch_timeout"),
+        defaults::XDS_INITIAL_FETCH_TIMEOUT,
+    );
+    let cluster = match names.ids.get(&x.cluster) {
+        Some(&id) => id,
+        None => {
+            if !names.broken.contains(&x.cluster) {
+                problems.value(
+                    &at.key("cluster"),
+                    format!(
+                        "unknown cluster {:?}: the control plane's cluster must be defined under \
+                         `clusters` in the file",
+                        x.cluster
+                    ),
+                );
+            }
+            return None;
+        }
+    };
+    Some(Xds {
+        cluster,
+        cluster_name: x.cluster.clone(),
+        delta,
+        lds,
+        cds,
+        initial_fetch_timeout,
+    })
 }

@@ -1,0 +1,562 @@
+//! The xDS client: one aggregated discovery service (ADS) stream to a control plane, over gRPC,
+//! on a thread of its own (`ringway-xds`, a tokio current-thread runtime: never on a worker's
+//! ring). It subscribes to clusters (CDS) and listeners (LDS), then to the endpoints (EDS) and
+//! route configurations (RDS) those name, as Envoy does.
+//!
+//! ```text
+//! control plane ─DiscoveryResponse─▶ decode (prost-reflect: protobuf -> Envoy's JSON form)
+//!   ─▶ config::envoy (translate) ─▶ candidate Dynamic ─▶ config::load_composed (validate)
+//!   ├─ invalid: NACK with the errors, the last good resources stay
+//!   ├─ warming (EDS/RDS not there yet): ACK, kept; applied when complete, or at
+//!   │  `initial_fetch_timeout` without what is missing
+//!   └─ complete: Update ─▶ control thread (SIGUSR1) ─▶ new generation of workers, the same swap
+//!      as a file reload ─▶ ACK (or NACK when the control thread could not apply it)
+//! ```
+//!
+//! State of the world only (`api_type: GRPC`); `DELTA_GRPC` is refused at start with a message.
+//! A lost stream is reconnected with jittered exponential back-off (0.5 s doubling to 30 s);
+//! the config in force keeps serving meanwhile. What the control plane sent last (by type:
+//! version, resource names) is in [`Shared::status`], which `/config_dump` shows.
+//!
+//! Resources whose embedded types (`typed_config`) are outside the descriptor set of the
+//! `xds-api` crate (tcp_proxy, TLS transport sockets, access loggers, the HTTP filters other than
+//! the router) cannot be decoded here yet and are refused by NACK with that reason.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::Duration,
+};
+
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use serde_json::{json, Value};
+use xds_api::pb::{
+    envoy::{
+        config::core::v3::Node as PbNode,
+        service::discovery::v3::{
+            aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
+            DiscoveryRequest, DiscoveryResponse,
+        },
+    },
+    google::{protobuf::Any, rpc::Status},
+};
+
+use crate::config::{self, compose::Dynamic, envoy, Config, ConfigErrors, Lines};
+
+pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// Back-off between connection attempts: doubling from this...
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// ...up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long the control thread may take to apply an update.
+const APPLY_WAIT: Duration = Duration::from_secs(60);
+
+/// A config for the control thread to put in force; the answer goes back on `reply`.
+#[derive(Debug)]
+pub struct Update {
+    pub config: Arc<Config>,
+    pub reply: flume::Sender<Result<String, String>>,
+}
+
+/// Counters (`config.xds.*` in the stats).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// 1 while the stream is up (Envoy's `control_plane.connected_state`).
+    pub connected: AtomicU64,
+    pub connect_fail: AtomicU64,
+    pub update_success: AtomicU64,
+    pub update_rejected: AtomicU64,
+}
+
+/// Shared by the xDS thread and the control thread.
+#[derive(Debug)]
+pub struct Shared {
+    /// The resources accepted (ACKed) last.
+    dynamic: Mutex<Dynamic>,
+    /// Per type URL: the version and names accepted last.
+    status: Mutex<BTreeMap<&'static str, Value>>,
+    /// The file's own document, to compose with.
+    file: Mutex<(Arc<Value>, String)>,
+    updates_tx: flume::Sender<Update>,
+    updates_rx: flume::Receiver<Update>,
+    pub stats: Stats,
+    allow_unsupported: bool,
+}
+
+impl Shared {
+    pub fn new(file: Arc<Value>, source: String, allow_unsupported: bool) -> Shared {
+        let (updates_tx, updates_rx) = flume::unbounded();
+        Shared {
+            dynamic: Mutex::new(Dynamic::default()),
+            status: Mutex::new(BTreeMap::new()),
+            file: Mutex::new((file, source)),
+            updates_tx,
+            updates_rx,
+            stats: Stats::default(),
+            allow_unsupported,
+        }
+    }
+
+    /// The next update the xDS thread asks to apply (control thread, on SIGUSR1).
+    pub fn take_update(&self) -> Option<Update> {
+        self.updates_rx.try_recv().ok()
+    }
+
+    /// A file reload: `loaded` (the file composed with nothing) composed again with the
+    /// resources in force; the file's document is the one composed with from now on.
+    pub fn recompose(&self, loaded: &Config) -> Result<Config, ConfigErrors> {
+        let file = loaded
+            .file_document
+            .clone()
+            .unwrap_or_else(|| Arc::new(Value::Null));
+        *lock(&self.file) = (Arc::clone(&file), loaded.source.clone());
+        let dynamic = lock(&self.dynamic).clone();
+        config::load_composed(file, &dynamic, &loaded.source, &Lines::default())
+    }
+
+    /// What came from the control plane: by type, the version and the resource names.
+    pub fn status(&self) -> Value {
+        let status = lock(&self.status);
+        json!({
+            "connected": self.stats.connected.load(Ordering::Relaxed) == 1,
+            "resources": status.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the client for `cfg.xds` on its own thread.
+pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
+    let Some(x) = &cfg.xds else {
+        return Ok(());
+    };
+    if x.delta {
+        return Err(
+            "xds.api_type DELTA_GRPC (incremental xDS) is not there yet: use GRPC".to_owned(),
+        );
+    }
+    let cluster = &cfg.clusters[x.cluster];
+    if cluster.tls.is_some() {
+        return Err(format!(
+            "xds.cluster {:?} has tls: TLS to the control plane is not there yet",
+            x.cluster_name
+        ));
+    }
+    let client = Client {
+        shared,
+        node: PbNode {
+            id: cfg.node.id.clone(),
+            cluster: cfg.node.cluster.clone(),
+            user_agent_name: "ringway".to_owned(),
+            ..Default::default()
+        },
+        endpoints: cluster.endpoints.iter().map(|e| e.address).collect(),
+        connect_timeout: cluster.connect_timeout,
+        lds: x.lds,
+        cds: x.cds,
+        fetch_timeout: x.initial_fetch_timeout,
+        types: BTreeMap::new(),
+    };
+    crate::background::spawn_background("ringway-xds", move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "xds: cannot start the client's runtime");
+                return;
+            }
+        };
+        rt.block_on(client.run());
+    })
+    .map(|_| ())
+    .map_err(|e| format!("cannot start the xds thread: {e}"))
+}
+
+/// Per type URL: what is subscribed, accepted and answered.
+#[derive(Debug, Default, Clone)]
+struct TypeState {
+    /// Resource names asked for (empty: all, for listeners and clusters).
+    names: BTreeSet<String>,
+    /// The version accepted last.
+    version: String,
+    /// The nonce of the last response.
+    nonce: String,
+}
+
+struct Client {
+    shared: Arc<Shared>,
+    node: PbNode,
+    endpoints: Vec<std::net::SocketAddr>,
+    connect_timeout: Duration,
+    lds: bool,
+    cds: bool,
+    fetch_timeout: Duration,
+    types: BTreeMap<&'static str, TypeState>,
+}
+
+type Sender = tokio::sync::mpsc::UnboundedSender<DiscoveryRequest>;
+
+impl Client {
+    async fn run(mut self) {
+        let mut failures: u32 = 0;
+        let mut next = 0usize;
+        let seed = u64::from(std::process::id()) ^ now_nanos();
+        let rng = crate::rng::Rng::new(seed);
+        loop {
+            let addr = self.endpoints[next % self.endpoints.len().max(1)];
+            next += 1;
+            match self.session(addr).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    self.shared
+                        .stats
+                        .connect_fail
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(control_plane = %addr, error = %e, "xds: stream to the control plane lost; the config in force keeps serving");
+                }
+            }
+            self.shared.stats.connected.store(0, Ordering::Relaxed);
+            failures = failures.saturating_add(1);
+            let cap = BACKOFF_BASE
+                .saturating_mul(1 << failures.min(16))
+                .min(BACKOFF_MAX);
+            // Full jitter over the upper half: many proxies do not come back in step.
+            let half = cap.as_millis() as u64 / 2;
+            let wait = Duration::from_millis(half + rng.below(half.max(1)));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One stream: connect, subscribe, answer responses until it ends. `Ok` when the stream
+    /// had served (the back-off starts over).
+    async fn session(&mut self, addr: std::net::SocketAddr) -> Result<(), String> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DiscoveryRequest>();
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
+        // The first requests go out with the stream: every type subscribed, with the versions
+        // accepted before (a reconnect resumes where it was).
+        if self.cds {
+            self.types.entry(CLUSTER).or_default();
+        }
+        if self.lds {
+            self.types.entry(LISTENER).or_default();
+        }
+        for ty in [CLUSTER, ENDPOINT, LISTENER, ROUTE] {
+            if let Some(st) = self.types.get_mut(ty) {
+                st.nonce.clear();
+                let st = st.clone();
+                let _ = tx.send(self.request(ty, &st, None));
+            }
+        }
+        let mut inbound = client
+            .stream_aggregated_resources(outbound)
+            .await
+            .map_err(|e| format!("stream: {e}"))?
+            .into_inner();
+        self.shared.stats.connected.store(1, Ordering::Relaxed);
+        tracing::info!(control_plane = %addr, "xds: stream to the control plane up");
+        let mut served = false;
+        // A warming composition waits at most `initial_fetch_timeout`.
+        let mut apply_at: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = apply_at;
+            let msg = tokio::select! {
+                m = inbound.message() => m,
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    apply_at = None;
+                    let dynamic = lock(&self.shared.dynamic).clone();
+                    if let Err(e) = self.compose_and_apply(&dynamic, true).await {
+                        tracing::error!("xds: applying without the resources still missing failed: {e}");
+                    }
+                    continue;
+                }
+            };
+            let resp = match msg {
+                Ok(Some(r)) => r,
+                Ok(None) if served => return Ok(()),
+                Ok(None) => return Err("the control plane closed the stream".to_owned()),
+                Err(status) if served => {
+                    tracing::warn!(status = %status, "xds: stream ended");
+                    return Ok(());
+                }
+                Err(status) => return Err(status.to_string()),
+            };
+            served = true;
+            if let Some(wait) = self.handle(resp, &tx).await {
+                if apply_at.is_none() {
+                    apply_at = Some(tokio::time::Instant::now() + wait);
+                }
+            } else if self.complete() {
+                apply_at = None;
+            }
+        }
+    }
+
+    fn request(&self, ty: &str, st: &TypeState, error: Option<String>) -> DiscoveryRequest {
+        DiscoveryRequest {
+            version_info: st.version.clone(),
+            node: Some(self.node.clone()),
+            resource_names: st.names.iter().cloned().collect(),
+            type_url: ty.to_owned(),
+            response_nonce: st.nonce.clone(),
+            error_detail: error.map(|message| Status {
+                // INVALID_ARGUMENT, as Envoy's NACKs.
+                code: 3,
+                message,
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Whether nothing the resources name is missing.
+    fn complete(&self) -> bool {
+        let d = lock(&self.shared.dynamic);
+        d.eds_names().iter().all(|n| d.endpoints.contains_key(n))
+            && d.rds_names().iter().all(|n| d.routes.contains_key(n))
+    }
+
+    /// One response: ACK or NACK it; returns how long to wait before applying a warming
+    /// composition (`None`: applied, refused, or nothing to apply).
+    async fn handle(&mut self, resp: DiscoveryResponse, tx: &Sender) -> Option<Duration> {
+        let Some(ty) = [LISTENER, ROUTE, CLUSTER, ENDPOINT]
+            .into_iter()
+            .find(|t| *t == resp.type_url)
+        else {
+            tracing::warn!(type_url = %resp.type_url, "xds: a response of a type not asked for, ignored");
+            return None;
+        };
+        let st = self.types.entry(ty).or_default();
+        st.nonce = resp.nonce.clone();
+        let decoded = decode_all(ty, &resp.resources, self.shared.allow_unsupported);
+        let mut candidate = lock(&self.shared.dynamic).clone();
+        let outcome = match decoded {
+            Err(e) => Err(e),
+            Ok(resources) => {
+                let map = match ty {
+                    LISTENER => &mut candidate.listeners,
+                    ROUTE => &mut candidate.routes,
+                    CLUSTER => &mut candidate.clusters,
+                    _ => &mut candidate.endpoints,
+                };
+                // Listeners and clusters: each response is the whole set (one missing is
+                // removed). Routes and endpoints: the response holds those it names.
+                if ty == LISTENER || ty == CLUSTER {
+                    map.clear();
+                }
+                let names: Vec<String> = resources.iter().map(|(n, _)| n.clone()).collect();
+                map.extend(resources);
+                let warming_ok = self.compose_and_apply(&candidate, false).await;
+                warming_ok.map(|w| (w, names))
+            }
+        };
+        let st = self.types.entry(ty).or_default();
+        match outcome {
+            Err(e) => {
+                self.shared
+                    .stats
+                    .update_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(type_url = ty, version = %resp.version_info, "xds: update refused (NACK); the last good config stays:\n{e}");
+                let st = st.clone();
+                let _ = tx.send(self.request(ty, &st, Some(e)));
+                None
+            }
+            Ok((warming, names)) => {
+                st.version = resp.version_info.clone();
+                let st = st.clone();
+                self.shared
+                    .stats
+                    .update_success
+                    .fetch_add(1, Ordering::Relaxed);
+                lock(&self.shared.status).insert(
+                    ty,
+                    json!({ "version_info": resp.version_info, "names": names }),
+                );
+                *lock(&self.shared.dynamic) = candidate.clone();
+                let _ = tx.send(self.request(ty, &st, None));
+                // The endpoints and routes the new resources name.
+                self.resubscribe(ENDPOINT, candidate.eds_names(), tx);
+                self.resubscribe(ROUTE, candidate.rds_names(), tx);
+                warming.then_some(self.fetch_timeout)
+            }
+        }
+    }
+
+    fn resubscribe(&mut self, ty: &'static str, names: BTreeSet<String>, tx: &Sender) {
+        let st = self.types.entry(ty).or_default();
+        if st.names == names {
+            return;
+        }
+        st.names = names;
+        let st = st.clone();
+        let _ = tx.send(self.request(ty, &st, None));
+    }
+
+    /// Validates `dynamic` composed with the file; when nothing is warming (or `force`), has
+    /// the control thread put it in force. `Ok(true)`: valid but warming, not applied yet.
+    async fn compose_and_apply(&self, dynamic: &Dynamic, force: bool) -> Result<bool, String> {
+        let (file, source) = lock(&self.shared.file).clone();
+        let cfg = config::load_composed(file, dynamic, &source, &Lines::default())
+            .map_err(|e| e.to_string())?;
+        let warming = cfg.warming.clone();
+        if !force && (!warming.clusters.is_empty() || !warming.listeners.is_empty()) {
+            tracing::info!(clusters = ?warming.clusters, listeners = ?warming.listeners, "xds: waiting for endpoints and routes before applying");
+            return Ok(true);
+        }
+        let (reply, answer) = flume::bounded(1);
+        self.shared
+            .updates_tx
+            .send(Update {
+                config: Arc::new(cfg),
+                reply,
+            })
+            .map_err(|_| "the control thread is gone".to_owned())?;
+        // SAFETY: kill(2) on our own pid; only the control thread takes SIGUSR1.
+        unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+        match tokio::time::timeout(APPLY_WAIT, answer.recv_async()).await {
+            Ok(Ok(Ok(msg))) => {
+                tracing::info!("xds: {msg}");
+                Ok(false)
+            }
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err("the control thread dropped the update".to_owned()),
+            Err(_) => Err(format!(
+                "the control thread did not apply the update within {APPLY_WAIT:?}"
+            )),
+        }
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn pool() -> Option<&'static DescriptorPool> {
+    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(xds_api::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()
+}
+
+/// A resource in Envoy's JSON form (proto field names, enums by name, `Any`s expanded).
+pub fn to_json(any: &Any) -> Result<Value, String> {
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let pool = pool().ok_or("the xDS descriptor set did not load")?;
+    let desc = pool
+        .get_message_by_name(name)
+        .ok_or_else(|| format!("unknown type {name}"))?;
+    let msg = DynamicMessage::decode(desc, any.value.as_slice()).map_err(|e| e.to_string())?;
+    let opts = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(true);
+    msg.serialize_with_options(serde_json::value::Serializer, &opts)
+        .map_err(|e| {
+            let e = e.to_string();
+            if e.contains("message") && e.contains("not found") || e.contains("unknown") {
+                format!("{e}: an embedded type ringway's xDS client cannot decode yet")
+            } else {
+                e
+            }
+        })
+}
+
+/// Decodes and translates every resource of a response: `(name, ringway value)`, or every
+/// problem found, one per line.
+fn decode_all(
+    ty: &str,
+    resources: &[Any],
+    allow_unsupported: bool,
+) -> Result<Vec<(String, Value)>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, any) in resources.iter().enumerate() {
+        if any.type_url != ty {
+            errors.push(format!(
+                "resources[{i}]: a {} in a response of {ty}",
+                any.type_url
+            ));
+            continue;
+        }
+        let json = match to_json(any) {
+            Ok(j) => j,
+            Err(e) => {
+                errors.push(format!("resources[{i}]: {e}"));
+                continue;
+            }
+        };
+        let name_key = if ty == ENDPOINT {
+            "cluster_name"
+        } else {
+            "name"
+        };
+        let name = json
+            .get(name_key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let label = format!("{} {name:?}", short(ty));
+        let (value, problems) = envoy::translate_resource(ty, &json, &label);
+        match problems {
+            Some(p)
+                if !(allow_unsupported
+                    && p.errors.iter().all(|e| e.message == envoy::UNSUPPORTED)) =>
+            {
+                for e in &p.errors {
+                    errors.push(format!("{label}: {e}"));
+                }
+            }
+            Some(p) => {
+                for e in &p.errors {
+                    tracing::warn!("xds: {label}: {e} (left out: --allow-unsupported)");
+                }
+                out.push((name, value));
+            }
+            None => out.push((name, value)),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(out),
+        false => Err(errors.join("\n")),
+    }
+}
+
+fn short(ty: &str) -> &'static str {
+    match ty {
+        LISTENER => "listener",
+        ROUTE => "route configuration",
+        CLUSTER => "cluster",
+        _ => "cluster load assignment",
+    }
+}

@@ -1,0 +1,157 @@
+"""A real xDS control plane for the tests: Envoy's aggregated discovery service (ADS, state of
+the world) over gRPC, built from Envoy's own protos (PyPI's xds-protos, grpcio).
+
+Usage: python3 xds_server.py SNAPSHOT_FILE LOG_FILE
+  Prints "xds listening on PORT" once serving on 127.0.0.1.
+  SNAPSHOT_FILE: JSON {"version": "1", "clusters": [...], "endpoints": [...], "listeners": [...],
+  "routes": [...]}, each resource in Envoy's JSON form (as in an Envoy YAML file; "@type" on
+  typed_config). The file is read again whenever it changes (write it to a temporary name and
+  rename it over): every open stream gets the new version of each type it subscribed to.
+  LOG_FILE: one JSON line per request received: type_url, version_info, response_nonce,
+  resource_names, error_detail (the NACK's message, or null), node_id.
+"""
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from google.protobuf import any_pb2, json_format
+
+# Every type a resource may embed must be imported for json_format to resolve "@type".
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
+    http_connection_manager_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+TYPES = {
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster": ("clusters", cluster_pb2.Cluster, "name"),
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": (
+        "endpoints",
+        endpoint_pb2.ClusterLoadAssignment,
+        "cluster_name",
+    ),
+    "type.googleapis.com/envoy.config.listener.v3.Listener": ("listeners", listener_pb2.Listener, "name"),
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": (
+        "routes",
+        route_pb2.RouteConfiguration,
+        "name",
+    ),
+}
+
+SNAPSHOT, LOG = sys.argv[1], sys.argv[2]
+log_lock = threading.Lock()
+
+
+def load():
+    while True:
+        try:
+            with open(SNAPSHOT) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            time.sleep(0.02)
+
+
+def log(entry):
+    with log_lock:
+        with open(LOG, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def StreamAggregatedResources(self, request_iterator, context):
+        events = queue.Queue()
+
+        def reader():
+            try:
+                for req in request_iterator:
+                    events.put(req)
+            except Exception:  # the stream ended
+                pass
+            events.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        subscribed = {}  # type_url -> resource names (empty: all)
+        sent = {}  # type_url -> (version, names) last sent
+        nonce = [0]
+        snap = load()
+        mtime = os.stat(SNAPSHOT).st_mtime_ns
+
+        def response(type_url):
+            key, cls, name_key = TYPES[type_url]
+            names = subscribed[type_url]
+            resources = []
+            for r in snap.get(key, []):
+                if names and r.get(name_key) not in names:
+                    continue
+                msg = json_format.ParseDict(r, cls())
+                a = any_pb2.Any()
+                a.Pack(msg)
+                resources.append(a)
+            nonce[0] += 1
+            sent[type_url] = (snap["version"], tuple(sorted(names)))
+            return discovery_pb2.DiscoveryResponse(
+                version_info=snap["version"],
+                resources=resources,
+                type_url=type_url,
+                nonce=str(nonce[0]),
+            )
+
+        while context.is_active():
+            try:
+                req = events.get(timeout=0.05)
+            except queue.Empty:
+                req = False
+            if req is None:
+                return
+            if req:
+                log(
+                    {
+                        "type_url": req.type_url,
+                        "version_info": req.version_info,
+                        "response_nonce": req.response_nonce,
+                        "resource_names": list(req.resource_names),
+                        "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
+                        "node_id": req.node.id,
+                    }
+                )
+                if req.type_url in TYPES:
+                    subscribed[req.type_url] = list(req.resource_names)
+                    want = (snap["version"], tuple(sorted(req.resource_names)))
+                    if sent.get(req.type_url) != want:
+                        yield response(req.type_url)
+            try:
+                m = os.stat(SNAPSHOT).st_mtime_ns
+            except OSError:
+                continue
+            if m != mtime:
+                mtime = m
+                new = load()
+                if new.get("version") != snap.get("version"):
+                    snap = new
+                    for t in TYPES:
+                        if t in subscribed:
+                            yield response(t)
+
+
+def main():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(Ads(), server)
+    port = server.add_insecure_port(os.environ.get("XDS_LISTEN", "127.0.0.1:0"))
+    server.start()
+    print(f"xds listening on {port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()

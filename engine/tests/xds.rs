@@ -1,0 +1,468 @@
+//! The xDS client against a real control plane (`support/xds_server.py`: Envoy's ADS service
+//! from Envoy's own protos, Python grpcio): listeners, routes, clusters and endpoints pushed,
+//! changed and removed while traffic flows; a NACK for a bad resource with the old version
+//! still serving; the control plane killed and restarted; static and dynamic mixed.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use support::*;
+
+const SERVER: &str = include_str!("support/xds_server.py");
+
+/// The control plane process; stopped when dropped.
+struct ControlPlane {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl ControlPlane {
+    fn start(dir: &std::path::Path, snapshot: &Value, port: u16) -> ControlPlane {
+        let script = dir.join("xds_server.py");
+        std::fs::write(&script, SERVER).expect("write server");
+        let cp = ControlPlane {
+            child: Command::new("true").spawn().expect("spawn"),
+            port,
+            dir: dir.to_path_buf(),
+        };
+        cp.push(snapshot);
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(dir.join("snapshot.json"))
+            .arg(dir.join("requests.log"))
+            .env("XDS_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with grpcio and xds-protos (run scripts/test.sh)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the control plane printed its port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("xds listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("control plane said {line:?}"));
+        let mut cp = cp;
+        cp.child = child;
+        cp.port = port;
+        cp
+    }
+
+    /// Replaces the snapshot (written aside, renamed over: the server never reads half).
+    fn push(&self, snapshot: &Value) {
+        let tmp = self.dir.join("snapshot.json.tmp");
+        std::fs::write(&tmp, snapshot.to_string()).expect("write snapshot");
+        std::fs::rename(&tmp, self.dir.join("snapshot.json")).expect("rename snapshot");
+    }
+
+    /// Every request the proxy sent, in order.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn sock(addr: SocketAddr) -> Value {
+    json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
+}
+
+fn cla(name: &str, addrs: &[SocketAddr]) -> Value {
+    json!({"cluster_name": name, "endpoints": [{"lb_endpoints":
+        addrs.iter().map(|a| json!({"endpoint": {"address": sock(*a)}})).collect::<Vec<_>>()}]})
+}
+
+fn eds_cluster(name: &str) -> Value {
+    json!({"name": name, "type": "EDS", "connect_timeout": "1s",
+           "eds_cluster_config": {"eds_config": {"ads": {}}}})
+}
+
+fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({"name": name, "type": "STATIC", "connect_timeout": "1s", "load_assignment": cla(name, &[addr])})
+}
+
+fn listener(name: &str, port: u16, rds: &str) -> Value {
+    json!({"name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "rds": {"route_config_name": rds, "config_source": {"ads": {}}},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]})
+}
+
+fn routes(name: &str, to: &[(&str, &str)]) -> Value {
+    json!({"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes":
+        to.iter().map(|(prefix, cluster)| json!({"match": {"prefix": prefix}, "route": {"cluster": cluster}}))
+            .collect::<Vec<_>>()}]})
+}
+
+/// The proxy's own config: a control plane, a static listener routing `/static` to a dynamic
+/// cluster `a`, the admin API.
+fn proxy_config(cp_port: u16) -> String {
+    format!(
+        r#"
+admin: {{ address: 127.0.0.1:0 }}
+node: {{ id: test-node, cluster: test }}
+xds: {{ cluster: xds, initial_fetch_timeout: 5s }}
+clusters:
+  - name: xds
+    connect_timeout: 1s
+    endpoints: ["127.0.0.1:{cp_port}"]
+listeners:
+  - name: static
+    address: 127.0.0.1:0
+    filter_chains:
+      - filters:
+          - http_connection_manager:
+              virtual_hosts:
+                - name: all
+                  domains: ["*"]
+                  routes:
+                    - match: {{ prefix: / }}
+                      route: {{ cluster: a }}
+"#
+    )
+}
+
+/// The body of `GET path` at `addr`, or what went wrong.
+fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let resp = std::panic::catch_unwind(|| get(addr, "example.com", path))
+        .map_err(|_| "no response".to_owned())?;
+    Ok((
+        resp.status(),
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    ))
+}
+
+fn eventually_body(addr: SocketAddr, path: &str, want: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = fetch(addr, path);
+        if matches!(&got, Ok((200, b)) if b == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "GET {path} at {addr}: wanted {want:?}, still {got:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Requests in a loop until stopped, each on a new connection; counts failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, path: &'static str, accept: &'static [&'static str]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, o, f) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        let handle = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match fetch(addr, path) {
+                    Ok((200, b)) if accept.contains(&b.as_str()) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => f.lock().unwrap().push(format!("{other:?}")),
+                }
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("load thread");
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+}
+
+/// The last request of `type_url` the proxy sent.
+fn last_of(cp: &ControlPlane, type_url: &str) -> Option<Value> {
+    cp.requests()
+        .into_iter()
+        .rev()
+        .find(|r| r["type_url"] == type_url)
+}
+
+const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+fn acked(cp: &ControlPlane, type_url: &str, version: &str) -> bool {
+    last_of(cp, type_url)
+        .is_some_and(|r| r["version_info"] == version && r["error_detail"].is_null())
+}
+
+#[test]
+fn resources_pushed_changed_and_removed_while_traffic_flows_lose_no_request() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let (b, _) = RawOrigin::counting("b", Duration::ZERO);
+    let dir = scratch_dir();
+    let dyn_port = free_port();
+    let v1 = json!({"version": "1",
+        "clusters": [eds_cluster("a")],
+        "endpoints": [cla("a", &[a.addr])],
+        "listeners": [listener("dyn", dyn_port, "r1")],
+        "routes": [routes("r1", &[("/", "a")])]});
+    let cp = ControlPlane::start(&dir, &v1, 0);
+    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(cp.port), &["--workers", "2"]);
+    let dynamic: SocketAddr = format!("127.0.0.1:{dyn_port}").parse().unwrap();
+
+    // The dynamic listener, its routes, the EDS cluster: all there, and the static listener's
+    // route to the dynamic cluster works too.
+    eventually_body(dynamic, "/x", "a");
+    eventually_body(proxy.addr, "/x", "a");
+    eventually("every type ACKed at version 1", || {
+        [LDS, CDS, EDS, RDS].iter().all(|t| acked(&cp, t, "1"))
+    });
+    let first = &cp.requests()[0];
+    assert_eq!(first["node_id"], "test-node");
+    assert_eq!(last_of(&cp, EDS).unwrap()["resource_names"], json!(["a"]));
+    assert_eq!(last_of(&cp, RDS).unwrap()["resource_names"], json!(["r1"]));
+
+    // v2: a new static cluster b; the routes move to b. v3: cluster a and its endpoints gone.
+    let load = Load::start(dynamic, "/x", &["a", "b"]);
+    let load_static = Load::start(proxy.addr, "/y", &["a", "b"]);
+    thread::sleep(Duration::from_millis(300));
+    let v2 = json!({"version": "2",
+        "clusters": [eds_cluster("a"), static_cluster("b", b.addr)],
+        "endpoints": [cla("a", &[a.addr])],
+        "listeners": [listener("dyn", dyn_port, "r1")],
+        "routes": [routes("r1", &[("/", "b")])]});
+    cp.push(&v2);
+    eventually_body(dynamic, "/x", "b");
+    eventually("version 2 ACKed", || {
+        acked(&cp, RDS, "2") && acked(&cp, CDS, "2")
+    });
+    let v3 = json!({"version": "3",
+        "clusters": [static_cluster("b", b.addr)],
+        "endpoints": [],
+        "listeners": [listener("dyn", dyn_port, "r1")],
+        "routes": [routes("r1", &[("/", "b")])]});
+    cp.push(&v3);
+    eventually("version 3 ACKed", || acked(&cp, CDS, "3"));
+    // The static listener's cluster `a` is gone: Envoy's answer for a missing cluster, 503.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if fetch(proxy.addr, "/y").is_ok_and(|(s, _)| s == 503) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the static route to a removed cluster still answers"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, failed) = load.finish();
+    assert!(ok > 20, "only {ok} requests made it through the switches");
+    assert!(
+        failed.is_empty(),
+        "{} of {ok} requests failed at a switch: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let (ok_static, failed_static) = load_static.finish();
+    assert!(ok_static > 20, "{ok_static}");
+    // The static listener's requests failed only once `a` was removed (503s), never otherwise.
+    assert!(
+        failed_static.iter().all(|f| f.contains("503")),
+        "{:?}",
+        &failed_static[..failed_static.len().min(5)]
+    );
+
+    // v4: the dynamic listener removed: its port closes.
+    let v4 = json!({"version": "4", "clusters": [static_cluster("b", b.addr)], "endpoints": [],
+        "listeners": [], "routes": []});
+    cp.push(&v4);
+    eventually("the dynamic listener closed", || {
+        std::net::TcpStream::connect_timeout(&dynamic, Duration::from_millis(200)).is_err()
+    });
+    let stats = admin_stats(admin_addr);
+    assert_eq!(
+        stats.get("config.xds.connected_state"),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .get("config.xds.update_success")
+            .is_some_and(|&n| n >= 8),
+        "{stats:?}"
+    );
+    let dump = admin_json_at(admin_addr, "/config_dump");
+    assert_eq!(dump["xds"]["resources"][CDS]["version_info"], "4", "{dump}");
+    assert_eq!(
+        dump["xds"]["resources"][CDS]["names"],
+        json!(["b"]),
+        "{dump}"
+    );
+    drop(proxy);
+}
+
+fn admin_json_at(addr: SocketAddr, path: &str) -> Value {
+    let resp = admin(addr, "GET", path);
+    serde_json::from_slice(&resp.body).expect("json")
+}
+
+#[test]
+fn a_bad_resource_is_nacked_with_the_validation_message_and_the_old_version_serves() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let dir = scratch_dir();
+    let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": []});
+    let cp = ControlPlane::start(&dir, &v1, 0);
+    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(cp.port), &[]);
+    eventually_body(proxy.addr, "/", "a");
+    eventually("v1 ACKed", || acked(&cp, CDS, "1"));
+
+    // A zero connect timeout: what `ringway validate` refuses.
+    let mut bad = static_cluster("a", a.addr);
+    bad["connect_timeout"] = json!("0s");
+    cp.push(&json!({"version": "2", "clusters": [bad], "listeners": []}));
+    eventually("v2 NACKed", || {
+        last_of(&cp, CDS).is_some_and(|r| !r["error_detail"].is_null())
+    });
+    let nack = last_of(&cp, CDS).unwrap();
+    assert_eq!(
+        nack["version_info"], "1",
+        "a NACK names the version still in force: {nack}"
+    );
+    let detail = nack["error_detail"].as_str().unwrap();
+    assert!(
+        detail.contains("connect_timeout") && detail.contains("more than zero"),
+        "{detail}"
+    );
+    // An unsupported field: refused with its path.
+    let mut odd = static_cluster("a", a.addr);
+    odd["per_connection_buffer_limit_bytes"] = json!(1024);
+    cp.push(&json!({"version": "3", "clusters": [odd], "listeners": []}));
+    eventually("v3 NACKed", || {
+        last_of(&cp, CDS).is_some_and(|r| {
+            r["error_detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("per_connection_buffer_limit_bytes"))
+        })
+    });
+    // Still serving version 1.
+    let (status, body) = fetch(proxy.addr, "/").expect("served");
+    assert_eq!((status, body.as_str()), (200, "a"));
+    let stats = admin_stats(admin_addr);
+    assert!(
+        stats
+            .get("config.xds.update_rejected")
+            .is_some_and(|&n| n >= 2),
+        "{stats:?}"
+    );
+
+    // A good version after the bad ones is taken.
+    let (b, _) = RawOrigin::counting("b", Duration::ZERO);
+    cp.push(&json!({"version": "4", "clusters": [static_cluster("a", b.addr)], "listeners": []}));
+    eventually_body(proxy.addr, "/", "b");
+    eventually("v4 ACKed", || acked(&cp, CDS, "4"));
+}
+
+#[test]
+fn the_config_in_force_keeps_serving_while_the_control_plane_is_down() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let (b, _) = RawOrigin::counting("b", Duration::ZERO);
+    let dir = scratch_dir();
+    let port = free_port();
+    let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": []});
+    let mut cp = ControlPlane::start(&dir, &v1, port);
+    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(port), &[]);
+    eventually_body(proxy.addr, "/", "a");
+
+    cp.stop();
+    eventually("the stream is seen down", || {
+        admin_stats(admin_addr).get("config.xds.connected_state") == Some(&0)
+    });
+    for _ in 0..20 {
+        assert_eq!(fetch(proxy.addr, "/").expect("served").1, "a");
+    }
+    eventually("reconnects are tried and counted", || {
+        admin_stats(admin_addr)
+            .get("config.xds.connect_fail")
+            .is_some_and(|&n| n >= 2)
+    });
+    assert!(
+        proxy.log().contains("stream to the control plane lost"),
+        "{}",
+        proxy.log()
+    );
+
+    // Back, with a new version: the proxy reconnects (back-off at most 30 s) and takes it.
+    let v2 = json!({"version": "2", "clusters": [static_cluster("a", b.addr)], "listeners": []});
+    let cp2 = ControlPlane::start(&scratch_dir(), &v2, port);
+    let until = Instant::now() + Duration::from_secs(45);
+    while fetch(proxy.addr, "/").map(|r| r.1).ok().as_deref() != Some("b") {
+        assert!(Instant::now() < until, "not reconnected: {}", proxy.log());
+        thread::sleep(Duration::from_millis(100));
+    }
+    // On reconnect the proxy said which version it had.
+    let resumed = cp2
+        .requests()
+        .into_iter()
+        .filter(|r| r["type_url"] == CDS)
+        .find(|r| r["response_nonce"] == "");
+    assert_eq!(resumed.map(|r| r["version_info"].clone()), Some(json!("1")));
+}
