@@ -144,11 +144,15 @@ fn routes(name: &str, to: &[(&str, &str)]) -> Value {
 /// The proxy's own config: a control plane, a static listener routing `/static` to a dynamic
 /// cluster `a`, the admin API.
 fn proxy_config(cp_port: u16) -> String {
+    proxy_config_api(cp_port, "GRPC")
+}
+
+fn proxy_config_api(cp_port: u16, api_type: &str) -> String {
     format!(
         r#"
 admin: {{ address: 127.0.0.1:0 }}
 node: {{ id: test-node, cluster: test }}
-xds: {{ cluster: xds, initial_fetch_timeout: 5s }}
+xds: {{ cluster: xds, initial_fetch_timeout: 5s, api_type: {api_type} }}
 clusters:
   - name: xds
     connect_timeout: 1s
@@ -254,8 +258,22 @@ fn acked(cp: &ControlPlane, type_url: &str, version: &str) -> bool {
         .is_some_and(|r| r["version_info"] == version && r["error_detail"].is_null())
 }
 
+/// The version of `type_url` in force, as `/config_dump` says.
+fn in_force(admin_addr: SocketAddr, type_url: &str) -> Value {
+    admin_json_at(admin_addr, "/config_dump")["xds"]["resources"][type_url]["version_info"].clone()
+}
+
 #[test]
 fn resources_pushed_changed_and_removed_while_traffic_flows_lose_no_request() {
+    push_change_remove(false);
+}
+
+#[test]
+fn incremental_xds_pushes_changes_and_removals_losing_no_request() {
+    push_change_remove(true);
+}
+
+fn push_change_remove(delta: bool) {
     let (a, _) = RawOrigin::counting("a", Duration::ZERO);
     let (b, _) = RawOrigin::counting("b", Duration::ZERO);
     let dir = scratch_dir();
@@ -266,7 +284,12 @@ fn resources_pushed_changed_and_removed_while_traffic_flows_lose_no_request() {
         "listeners": [listener("dyn", dyn_port, "r1")],
         "routes": [routes("r1", &[("/", "a")])]});
     let cp = ControlPlane::start(&dir, &v1, 0);
-    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(cp.port), &["--workers", "2"]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let (proxy, admin_addr) =
+        Proxy::start_with_admin(&proxy_config_api(cp.port, api), &["--workers", "2"]);
+    let acked = |cp: &ControlPlane, t: &str, v: &str| {
+        in_force(admin_addr, t) == v && (delta || acked(cp, t, v))
+    };
     let dynamic: SocketAddr = format!("127.0.0.1:{dyn_port}").parse().unwrap();
 
     // The dynamic listener, its routes, the EDS cluster: all there, and the static listener's
@@ -278,8 +301,14 @@ fn resources_pushed_changed_and_removed_while_traffic_flows_lose_no_request() {
     });
     let first = &cp.requests()[0];
     assert_eq!(first["node_id"], "test-node");
-    assert_eq!(last_of(&cp, EDS).unwrap()["resource_names"], json!(["a"]));
-    assert_eq!(last_of(&cp, RDS).unwrap()["resource_names"], json!(["r1"]));
+    let subscribed = |t: &str| {
+        cp.requests()
+            .into_iter()
+            .find(|r| r["type_url"] == t)
+            .map(|r| r["resource_names"].clone())
+    };
+    assert_eq!(subscribed(EDS), Some(json!(["a"])));
+    assert_eq!(subscribed(RDS), Some(json!(["r1"])));
 
     // v2: a new static cluster b; the routes move to b. v3: cluster a and its endpoints gone.
     let load = Load::start(dynamic, "/x", &["a", "b"]);
@@ -351,7 +380,16 @@ fn resources_pushed_changed_and_removed_while_traffic_flows_lose_no_request() {
         "{stats:?}"
     );
     let dump = admin_json_at(admin_addr, "/config_dump");
-    assert_eq!(dump["xds"]["resources"][CDS]["version_info"], "4", "{dump}");
+    // Incremental: clusters did not change in version 4, so no cluster response came with it.
+    let changed = if delta { LDS } else { CDS };
+    assert_eq!(
+        dump["xds"]["resources"][changed]["version_info"], "4",
+        "{dump}"
+    );
+    if delta {
+        // Incremental: the removals came as names; nothing was NACKed.
+        assert!(cp.requests().iter().all(|r| r["error_detail"].is_null()));
+    }
     assert_eq!(
         dump["xds"]["resources"][CDS]["names"],
         json!(["b"]),
@@ -367,12 +405,25 @@ fn admin_json_at(addr: SocketAddr, path: &str) -> Value {
 
 #[test]
 fn a_bad_resource_is_nacked_with_the_validation_message_and_the_old_version_serves() {
+    nack(false);
+}
+
+#[test]
+fn incremental_xds_nacks_a_bad_resource_too() {
+    nack(true);
+}
+
+fn nack(delta: bool) {
     let (a, _) = RawOrigin::counting("a", Duration::ZERO);
     let dir = scratch_dir();
     let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": []});
     let cp = ControlPlane::start(&dir, &v1, 0);
-    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(cp.port), &[]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let (proxy, admin_addr) = Proxy::start_with_admin(&proxy_config_api(cp.port, api), &[]);
     eventually_body(proxy.addr, "/", "a");
+    let acked = |cp: &ControlPlane, t: &str, v: &str| {
+        in_force(admin_addr, t) == v && (delta || acked(cp, t, v))
+    };
     eventually("v1 ACKed", || acked(&cp, CDS, "1"));
 
     // A zero connect timeout: what `ringway validate` refuses.
@@ -383,13 +434,21 @@ fn a_bad_resource_is_nacked_with_the_validation_message_and_the_old_version_serv
         last_of(&cp, CDS).is_some_and(|r| !r["error_detail"].is_null())
     });
     let nack = last_of(&cp, CDS).unwrap();
-    assert_eq!(
-        nack["version_info"], "1",
-        "a NACK names the version still in force: {nack}"
+    if !delta {
+        assert_eq!(
+            nack["version_info"], "1",
+            "a NACK names the version still in force: {nack}"
+        );
+    }
+    assert_ne!(
+        nack["response_nonce"], "",
+        "a NACK names the response: {nack}"
     );
     let detail = nack["error_detail"].as_str().unwrap();
+    // The message `ringway validate` prints, with the resource named.
     assert!(
-        detail.contains("connect_timeout") && detail.contains("more than zero"),
+        detail.starts_with("cluster \"a\": ")
+            && detail.contains("connect_timeout must be more than zero"),
         "{detail}"
     );
     // An unsupported field: refused with its path.

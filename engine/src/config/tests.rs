@@ -164,7 +164,7 @@ fn unknown_keys_are_rejected_with_path_and_line() {
         &text,
         "overload_manager: unknown key, expected one of `workers`, `cpu_affinity`, \
          `drain_timeout`, `park_idle_after`, `listeners`, `clusters`, `stats_flush_interval`, \
-         `admin`, `tracing`, `watch`, `io_driver` (line 1)",
+         `admin`, `tracing`, `watch`, `io_driver`, `node`, `xds` (line 1)",
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),
@@ -248,7 +248,7 @@ fn missing_keys_carry_path_and_the_enclosing_line() {
     );
     assert_error(
         "clusters: []\n",
-        "listeners: required key is missing (line 1)",
+        "listeners: at least one listener is required (line 1)",
     );
 }
 

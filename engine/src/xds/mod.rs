@@ -13,8 +13,9 @@
 //!      as a file reload ─▶ ACK (or NACK when the control thread could not apply it)
 //! ```
 //!
-//! State of the world only (`api_type: GRPC`); `DELTA_GRPC` is refused at start with a message.
-//! A lost stream is reconnected with jittered exponential back-off (0.5 s doubling to 30 s);
+//! Both variants: state of the world (`api_type: GRPC`, each listener or cluster response is the
+//! whole set) and incremental (`DELTA_GRPC`: what changed and what was removed, each resource
+//! with its version, which a reconnect sends back as `initial_resource_versions`). A lost stream is reconnected with jittered exponential back-off (0.5 s doubling to 30 s);
 //! the config in force keeps serving meanwhile. What the control plane sent last (by type:
 //! version, resource names) is in [`Shared::status`], which `/config_dump` shows.
 //!
@@ -38,7 +39,7 @@ use xds_api::pb::{
         config::core::v3::Node as PbNode,
         service::discovery::v3::{
             aggregated_discovery_service_client::AggregatedDiscoveryServiceClient,
-            DiscoveryRequest, DiscoveryResponse,
+            DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
         },
     },
     google::{protobuf::Any, rpc::Status},
@@ -140,11 +141,6 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
     let Some(x) = &cfg.xds else {
         return Ok(());
     };
-    if x.delta {
-        return Err(
-            "xds.api_type DELTA_GRPC (incremental xDS) is not there yet: use GRPC".to_owned(),
-        );
-    }
     let cluster = &cfg.clusters[x.cluster];
     if cluster.tls.is_some() {
         return Err(format!(
@@ -164,6 +160,7 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
         connect_timeout: cluster.connect_timeout,
         lds: x.lds,
         cds: x.cds,
+        delta: x.delta,
         fetch_timeout: x.initial_fetch_timeout,
         types: BTreeMap::new(),
     };
@@ -189,10 +186,13 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
 struct TypeState {
     /// Resource names asked for (empty: all, for listeners and clusters).
     names: BTreeSet<String>,
-    /// The version accepted last.
+    /// The version accepted last (state of the world: the response's; incremental: the
+    /// response's `system_version_info`, for the status only).
     version: String,
     /// The nonce of the last response.
     nonce: String,
+    /// Incremental: the version of each resource held (sent again after a reconnect).
+    versions: BTreeMap<String, String>,
 }
 
 struct Client {
@@ -202,11 +202,34 @@ struct Client {
     connect_timeout: Duration,
     lds: bool,
     cds: bool,
+    delta: bool,
     fetch_timeout: Duration,
     types: BTreeMap<&'static str, TypeState>,
 }
 
-type Sender = tokio::sync::mpsc::UnboundedSender<DiscoveryRequest>;
+/// The request side of a stream, either variant.
+enum Tx {
+    Sotw(tokio::sync::mpsc::UnboundedSender<DiscoveryRequest>),
+    Delta(tokio::sync::mpsc::UnboundedSender<DeltaDiscoveryRequest>),
+}
+
+/// A response of either variant, in one shape.
+struct Response {
+    ty: &'static str,
+    /// `version_info` (state of the world) or `system_version_info` (incremental).
+    version: String,
+    nonce: String,
+    /// The resources, with their names and versions where the variant gives them.
+    resources: Vec<(Option<String>, Option<String>, Any)>,
+    /// Incremental: names removed.
+    removed: Vec<String>,
+}
+
+fn type_of(url: &str) -> Option<&'static str> {
+    [LISTENER, ROUTE, CLUSTER, ENDPOINT]
+        .into_iter()
+        .find(|t| *t == url)
+}
 
 impl Client {
     async fn run(mut self) {
@@ -232,7 +255,7 @@ impl Client {
             let cap = BACKOFF_BASE
                 .saturating_mul(1 << failures.min(16))
                 .min(BACKOFF_MAX);
-            // Full jitter over the upper half: many proxies do not come back in step.
+            // Jittered over the upper half: many proxies do not come back in step.
             let half = cap.as_millis() as u64 / 2;
             let wait = Duration::from_millis(half + rng.below(half.max(1)));
             tokio::time::sleep(wait).await;
@@ -251,41 +274,85 @@ impl Client {
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DiscoveryRequest>();
-        let outbound =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-            );
-        // The first requests go out with the stream: every type subscribed, with the versions
-        // accepted before (a reconnect resumes where it was).
         if self.cds {
             self.types.entry(CLUSTER).or_default();
         }
         if self.lds {
             self.types.entry(LISTENER).or_default();
         }
-        for ty in [CLUSTER, ENDPOINT, LISTENER, ROUTE] {
-            if let Some(st) = self.types.get_mut(ty) {
-                st.nonce.clear();
-                let st = st.clone();
-                let _ = tx.send(self.request(ty, &st, None));
-            }
+        for st in self.types.values_mut() {
+            st.nonce.clear();
         }
-        let mut inbound = client
-            .stream_aggregated_resources(outbound)
-            .await
-            .map_err(|e| format!("stream: {e}"))?
-            .into_inner();
+        // The first requests go out with the stream: every type subscribed, with the versions
+        // accepted before (a reconnect resumes where it was).
+        let first: Vec<&'static str> = [CLUSTER, ENDPOINT, LISTENER, ROUTE]
+            .into_iter()
+            .filter(|t| self.types.contains_key(t))
+            .collect();
+        let (tx, mut inbound_sotw, mut inbound_delta);
+        if self.delta {
+            let (t, rx) = tokio::sync::mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
+            for ty in &first {
+                let st = &self.types[ty];
+                let _ = t.send(DeltaDiscoveryRequest {
+                    node: Some(self.node.clone()),
+                    type_url: (*ty).to_owned(),
+                    resource_names_subscribe: st.names.iter().cloned().collect(),
+                    initial_resource_versions: st
+                        .versions
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    ..Default::default()
+                });
+            }
+            let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
+            inbound_delta = Some(
+                client
+                    .delta_aggregated_resources(outbound)
+                    .await
+                    .map_err(|e| format!("stream: {e}"))?
+                    .into_inner(),
+            );
+            inbound_sotw = None;
+            tx = Tx::Delta(t);
+        } else {
+            let (t, rx) = tokio::sync::mpsc::unbounded_channel::<DiscoveryRequest>();
+            for ty in &first {
+                let st = self.types[ty].clone();
+                let _ = t.send(self.request(ty, &st, None));
+            }
+            let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|r| (r, rx))
+            });
+            inbound_sotw = Some(
+                client
+                    .stream_aggregated_resources(outbound)
+                    .await
+                    .map_err(|e| format!("stream: {e}"))?
+                    .into_inner(),
+            );
+            inbound_delta = None;
+            tx = Tx::Sotw(t);
+        }
         self.shared.stats.connected.store(1, Ordering::Relaxed);
-        tracing::info!(control_plane = %addr, "xds: stream to the control plane up");
+        tracing::info!(control_plane = %addr, delta = self.delta, "xds: stream to the control plane up");
         let mut served = false;
         // A warming composition waits at most `initial_fetch_timeout`.
         let mut apply_at: Option<tokio::time::Instant> = None;
         loop {
             let deadline = apply_at;
+            let next = async {
+                match (&mut inbound_sotw, &mut inbound_delta) {
+                    (Some(s), _) => s.message().await.map(|m| m.map(sotw_response)),
+                    (_, Some(d)) => d.message().await.map(|m| m.map(delta_response)),
+                    _ => Ok(None),
+                }
+            };
             let msg = tokio::select! {
-                m = inbound.message() => m,
+                m = next => m,
                 () = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -301,7 +368,8 @@ impl Client {
                 }
             };
             let resp = match msg {
-                Ok(Some(r)) => r,
+                Ok(Some(Some(r))) => r,
+                Ok(Some(None)) => continue,
                 Ok(None) if served => return Ok(()),
                 Ok(None) => return Err("the control plane closed the stream".to_owned()),
                 Err(status) if served => {
@@ -328,13 +396,26 @@ impl Client {
             resource_names: st.names.iter().cloned().collect(),
             type_url: ty.to_owned(),
             response_nonce: st.nonce.clone(),
-            error_detail: error.map(|message| Status {
-                // INVALID_ARGUMENT, as Envoy's NACKs.
-                code: 3,
-                message,
-                details: Vec::new(),
-            }),
+            error_detail: error.map(status),
             ..Default::default()
+        }
+    }
+
+    /// ACK (no error) or NACK the last response of `ty`.
+    fn answer(&self, ty: &'static str, tx: &Tx, error: Option<String>) {
+        let st = self.types.get(ty).cloned().unwrap_or_default();
+        match tx {
+            Tx::Sotw(t) => {
+                let _ = t.send(self.request(ty, &st, error));
+            }
+            Tx::Delta(t) => {
+                let _ = t.send(DeltaDiscoveryRequest {
+                    type_url: ty.to_owned(),
+                    response_nonce: st.nonce.clone(),
+                    error_detail: error.map(status),
+                    ..Default::default()
+                });
+            }
         }
     }
 
@@ -347,17 +428,12 @@ impl Client {
 
     /// One response: ACK or NACK it; returns how long to wait before applying a warming
     /// composition (`None`: applied, refused, or nothing to apply).
-    async fn handle(&mut self, resp: DiscoveryResponse, tx: &Sender) -> Option<Duration> {
-        let Some(ty) = [LISTENER, ROUTE, CLUSTER, ENDPOINT]
-            .into_iter()
-            .find(|t| *t == resp.type_url)
-        else {
-            tracing::warn!(type_url = %resp.type_url, "xds: a response of a type not asked for, ignored");
-            return None;
-        };
-        let st = self.types.entry(ty).or_default();
-        st.nonce = resp.nonce.clone();
-        let decoded = decode_all(ty, &resp.resources, self.shared.allow_unsupported);
+    async fn handle(&mut self, resp: Response, tx: &Tx) -> Option<Duration> {
+        let ty = resp.ty;
+        self.types.entry(ty).or_default().nonce = resp.nonce.clone();
+        let delta = self.delta;
+        let anys: Vec<Any> = resp.resources.iter().map(|(_, _, a)| a.clone()).collect();
+        let decoded = decode_all(ty, &anys, self.shared.allow_unsupported);
         let mut candidate = lock(&self.shared.dynamic).clone();
         let outcome = match decoded {
             Err(e) => Err(e),
@@ -368,66 +444,109 @@ impl Client {
                     CLUSTER => &mut candidate.clusters,
                     _ => &mut candidate.endpoints,
                 };
-                // Listeners and clusters: each response is the whole set (one missing is
-                // removed). Routes and endpoints: the response holds those it names.
-                if ty == LISTENER || ty == CLUSTER {
+                // State of the world: a listener or cluster response is the whole set (one
+                // missing is removed); route and endpoint responses hold those they name.
+                // Incremental: what changed, and the names removed.
+                if !delta && (ty == LISTENER || ty == CLUSTER) {
                     map.clear();
                 }
-                let names: Vec<String> = resources.iter().map(|(n, _)| n.clone()).collect();
-                map.extend(resources);
-                let warming_ok = self.compose_and_apply(&candidate, false).await;
-                warming_ok.map(|w| (w, names))
+                for name in &resp.removed {
+                    map.remove(name);
+                }
+                let mut names = Vec::new();
+                for ((name, value), (given, _, _)) in resources.into_iter().zip(&resp.resources) {
+                    let name = given.clone().filter(|g| !g.is_empty()).unwrap_or(name);
+                    names.push(name.clone());
+                    map.insert(name, value);
+                }
+                // Endpoints and routes no longer named by anything are dropped.
+                let (eds, rds) = (candidate.eds_names(), candidate.rds_names());
+                candidate.endpoints.retain(|k, _| eds.contains(k));
+                candidate.routes.retain(|k, _| rds.contains(k));
+                self.compose_and_apply(&candidate, false)
+                    .await
+                    .map(|w| (w, names))
             }
         };
-        let st = self.types.entry(ty).or_default();
         match outcome {
             Err(e) => {
                 self.shared
                     .stats
                     .update_rejected
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(type_url = ty, version = %resp.version_info, "xds: update refused (NACK); the last good config stays:\n{e}");
-                let st = st.clone();
-                let _ = tx.send(self.request(ty, &st, Some(e)));
+                tracing::error!(type_url = ty, version = %resp.version, "xds: update refused (NACK); the last good config stays:\n{e}");
+                self.answer(ty, tx, Some(e));
                 None
             }
-            Ok((warming, names)) => {
-                st.version = resp.version_info.clone();
-                let st = st.clone();
+            Ok((warming, _)) => {
+                let st = self.types.entry(ty).or_default();
+                st.version = resp.version.clone();
+                for name in &resp.removed {
+                    st.versions.remove(name);
+                }
+                for (name, version, _) in &resp.resources {
+                    if let (Some(n), Some(v)) = (name, version) {
+                        st.versions.insert(n.clone(), v.clone());
+                    }
+                }
                 self.shared
                     .stats
                     .update_success
                     .fetch_add(1, Ordering::Relaxed);
-                lock(&self.shared.status).insert(
-                    ty,
-                    json!({ "version_info": resp.version_info, "names": names }),
-                );
-                *lock(&self.shared.dynamic) = candidate.clone();
-                let _ = tx.send(self.request(ty, &st, None));
+                let held = match ty {
+                    LISTENER => candidate.listeners.keys(),
+                    ROUTE => candidate.routes.keys(),
+                    CLUSTER => candidate.clusters.keys(),
+                    _ => candidate.endpoints.keys(),
+                }
+                .cloned()
+                .collect::<Vec<_>>();
+                lock(&self.shared.status)
+                    .insert(ty, json!({ "version_info": resp.version, "names": held }));
+                let (eds, rds) = (candidate.eds_names(), candidate.rds_names());
+                *lock(&self.shared.dynamic) = candidate;
+                self.answer(ty, tx, None);
                 // The endpoints and routes the new resources name.
-                self.resubscribe(ENDPOINT, candidate.eds_names(), tx);
-                self.resubscribe(ROUTE, candidate.rds_names(), tx);
+                self.resubscribe(ENDPOINT, eds, tx);
+                self.resubscribe(ROUTE, rds, tx);
                 warming.then_some(self.fetch_timeout)
             }
         }
     }
 
-    fn resubscribe(&mut self, ty: &'static str, names: BTreeSet<String>, tx: &Sender) {
+    fn resubscribe(&mut self, ty: &'static str, names: BTreeSet<String>, tx: &Tx) {
         let st = self.types.entry(ty).or_default();
         if st.names == names {
             return;
         }
+        let added: Vec<String> = names.difference(&st.names).cloned().collect();
+        let removed: Vec<String> = st.names.difference(&names).cloned().collect();
         st.names = names;
-        let st = st.clone();
-        let _ = tx.send(self.request(ty, &st, None));
+        for r in &removed {
+            st.versions.remove(r);
+        }
+        match tx {
+            Tx::Sotw(t) => {
+                let st = st.clone();
+                let _ = t.send(self.request(ty, &st, None));
+            }
+            Tx::Delta(t) => {
+                let _ = t.send(DeltaDiscoveryRequest {
+                    type_url: ty.to_owned(),
+                    resource_names_subscribe: added,
+                    resource_names_unsubscribe: removed,
+                    ..Default::default()
+                });
+            }
+        }
     }
 
     /// Validates `dynamic` composed with the file; when nothing is warming (or `force`), has
     /// the control thread put it in force. `Ok(true)`: valid but warming, not applied yet.
     async fn compose_and_apply(&self, dynamic: &Dynamic, force: bool) -> Result<bool, String> {
         let (file, source) = lock(&self.shared.file).clone();
-        let cfg = config::load_composed(file, dynamic, &source, &Lines::default())
-            .map_err(|e| e.to_string())?;
+        let cfg = config::load_composed(Arc::clone(&file), dynamic, &source, &Lines::default())
+            .map_err(|e| named(&e, &config::compose::compose(&file, dynamic).0))?;
         let warming = cfg.warming.clone();
         if !force && (!warming.clusters.is_empty() || !warming.listeners.is_empty()) {
             tracing::info!(clusters = ?warming.clusters, listeners = ?warming.listeners, "xds: waiting for endpoints and routes before applying");
@@ -455,6 +574,80 @@ impl Client {
             )),
         }
     }
+}
+
+/// The errors of a composed document, one per line, each under the name of the listener or
+/// cluster it is in (`cluster "a": connect_timeout must be more than zero`) rather than its
+/// index in the composition.
+fn named(errors: &ConfigErrors, doc: &Value) -> String {
+    errors
+        .errors
+        .iter()
+        .map(|e| {
+            for (list, what) in [("listeners", "listener"), ("clusters", "cluster")] {
+                let Some(rest) = e.path.strip_prefix(list).and_then(|r| r.strip_prefix('[')) else {
+                    continue;
+                };
+                let Some((index, tail)) = rest.split_once(']') else {
+                    continue;
+                };
+                let name = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| doc.get(list)?.get(i)?.get("name")?.as_str());
+                if let Some(name) = name {
+                    let tail = tail.trim_start_matches('.');
+                    return match tail.is_empty() {
+                        true => format!("{what} {name:?}: {}", e.message),
+                        false => format!("{what} {name:?}: {tail}: {}", e.message),
+                    };
+                }
+            }
+            e.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A NACK's detail: INVALID_ARGUMENT, as Envoy's.
+fn status(message: String) -> Status {
+    Status {
+        code: 3,
+        message,
+        details: Vec::new(),
+    }
+}
+
+fn sotw_response(r: DiscoveryResponse) -> Option<Response> {
+    let Some(ty) = type_of(&r.type_url) else {
+        tracing::warn!(type_url = %r.type_url, "xds: a response of a type not asked for, ignored");
+        return None;
+    };
+    Some(Response {
+        ty,
+        version: r.version_info,
+        nonce: r.nonce,
+        resources: r.resources.into_iter().map(|a| (None, None, a)).collect(),
+        removed: Vec::new(),
+    })
+}
+
+fn delta_response(r: DeltaDiscoveryResponse) -> Option<Response> {
+    let Some(ty) = type_of(&r.type_url) else {
+        tracing::warn!(type_url = %r.type_url, "xds: a response of a type not asked for, ignored");
+        return None;
+    };
+    Some(Response {
+        ty,
+        version: r.system_version_info,
+        nonce: r.nonce,
+        resources: r
+            .resources
+            .into_iter()
+            .filter_map(|res| res.resource.map(|a| (Some(res.name), Some(res.version), a)))
+            .collect(),
+        removed: r.removed_resources,
+    })
 }
 
 fn now_nanos() -> u64 {

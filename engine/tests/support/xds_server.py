@@ -11,6 +11,7 @@ Usage: python3 xds_server.py SNAPSHOT_FILE LOG_FILE
   resource_names, error_detail (the NACK's message, or null), node_id.
 """
 
+import hashlib
 import json
 import os
 import queue
@@ -142,6 +143,111 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     for t in TYPES:
                         if t in subscribed:
                             yield response(t)
+
+
+    def DeltaAggregatedResources(self, request_iterator, context):
+        events = queue.Queue()
+
+        def reader():
+            try:
+                for req in request_iterator:
+                    events.put(req)
+            except Exception:  # the stream ended
+                pass
+            events.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        subs = {}  # type_url -> set of names, or None (all)
+        have = {}  # type_url -> {name: version} the client holds
+        nonce = [0]
+        snap = load()
+        mtime = os.stat(SNAPSHOT).st_mtime_ns
+
+        def changes(t):
+            key, cls, name_key = TYPES[t]
+            want = subs[t]
+            current = {
+                r.get(name_key): r for r in snap.get(key, []) if want is None or r.get(name_key) in want
+            }
+            versions = {
+                n: hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
+                for n, r in current.items()
+            }
+            held = have[t]
+            updated = [n for n in current if held.get(n) != versions[n]]
+            removed = [n for n in held if n not in current]
+            if not updated and not removed:
+                return None
+            resources = []
+            for n in updated:
+                a = any_pb2.Any()
+                a.Pack(json_format.ParseDict(current[n], cls()))
+                resources.append(discovery_pb2.Resource(name=n, version=versions[n], resource=a))
+                held[n] = versions[n]
+            for n in removed:
+                del held[n]
+            nonce[0] += 1
+            return discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info=snap["version"],
+                resources=resources,
+                type_url=t,
+                removed_resources=removed,
+                nonce=str(nonce[0]),
+            )
+
+        while context.is_active():
+            try:
+                req = events.get(timeout=0.05)
+            except queue.Empty:
+                req = False
+            if req is None:
+                return
+            if req:
+                t = req.type_url
+                log(
+                    {
+                        "type_url": t,
+                        "version_info": None,
+                        "response_nonce": req.response_nonce,
+                        "resource_names": list(req.resource_names_subscribe),
+                        "unsubscribe": list(req.resource_names_unsubscribe),
+                        "initial_resource_versions": dict(req.initial_resource_versions),
+                        "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
+                        "node_id": req.node.id,
+                    }
+                )
+                if t in TYPES:
+                    changed = False
+                    if t not in subs:
+                        names = set(req.resource_names_subscribe)
+                        wildcard = t.endswith(("Listener", "Cluster")) and (not names or "*" in names)
+                        subs[t] = None if wildcard else names
+                        have[t] = dict(req.initial_resource_versions)
+                        changed = True
+                    elif req.resource_names_subscribe or req.resource_names_unsubscribe:
+                        if subs[t] is not None:
+                            subs[t] |= set(req.resource_names_subscribe)
+                            subs[t] -= set(req.resource_names_unsubscribe)
+                        for n in req.resource_names_unsubscribe:
+                            have[t].pop(n, None)
+                        changed = True
+                    if changed:
+                        resp = changes(t)
+                        if resp is not None:
+                            yield resp
+            try:
+                m = os.stat(SNAPSHOT).st_mtime_ns
+            except OSError:
+                continue
+            if m != mtime:
+                mtime = m
+                new = load()
+                if new.get("version") != snap.get("version"):
+                    snap = new
+                    for t in list(subs):
+                        resp = changes(t)
+                        if resp is not None:
+                            yield resp
 
 
 def main():
