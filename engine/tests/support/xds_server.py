@@ -69,6 +69,15 @@ def log(entry):
             f.write(json.dumps(entry) + "\n")
 
 
+def for_node(snap, key, r, node):
+    """A listener gets the port `listener_ports` names for this node (two proxies on one host)."""
+    ports = snap.get("listener_ports") or {}
+    if key == "listeners" and node in ports:
+        r = json.loads(json.dumps(r))
+        r["address"]["socket_address"]["port_value"] = ports[node]
+    return r
+
+
 class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def StreamAggregatedResources(self, request_iterator, context):
         events = queue.Queue()
@@ -85,6 +94,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         subscribed = {}  # type_url -> resource names (empty: all)
         sent = {}  # type_url -> (version, names) last sent
         nonce = [0]
+        node = [""]
         snap = load()
         mtime = os.stat(SNAPSHOT).st_mtime_ns
 
@@ -95,7 +105,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             for r in snap.get(key, []):
                 if names and r.get(name_key) not in names:
                     continue
-                msg = json_format.ParseDict(r, cls())
+                msg = json_format.ParseDict(for_node(snap, key, r, node[0]), cls())
                 a = any_pb2.Any()
                 a.Pack(msg)
                 resources.append(a)
@@ -116,6 +126,8 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             if req is None:
                 return
             if req:
+                if req.node.id:
+                    node[0] = req.node.id
                 log(
                     {
                         "type_url": req.type_url,
@@ -160,6 +172,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         subs = {}  # type_url -> set of names, or None (all)
         have = {}  # type_url -> {name: version} the client holds
         nonce = [0]
+        node = [""]
         snap = load()
         mtime = os.stat(SNAPSHOT).st_mtime_ns
 
@@ -167,7 +180,9 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             key, cls, name_key = TYPES[t]
             want = subs[t]
             current = {
-                r.get(name_key): r for r in snap.get(key, []) if want is None or r.get(name_key) in want
+                r.get(name_key): for_node(snap, key, r, node[0])
+                for r in snap.get(key, [])
+                if want is None or r.get(name_key) in want
             }
             versions = {
                 n: hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
@@ -203,6 +218,8 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             if req is None:
                 return
             if req:
+                if req.node.id:
+                    node[0] = req.node.id
                 t = req.type_url
                 log(
                     {
