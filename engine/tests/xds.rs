@@ -252,6 +252,7 @@ const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const SDS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 fn acked(cp: &ControlPlane, type_url: &str, version: &str) -> bool {
     last_of(cp, type_url)
@@ -524,4 +525,65 @@ fn the_config_in_force_keeps_serving_while_the_control_plane_is_down() {
         .filter(|r| r["type_url"] == CDS)
         .find(|r| r["response_nonce"] == "");
     assert_eq!(resumed.map(|r| r["version_info"].clone()), Some(json!("1")));
+}
+
+#[test]
+fn certificates_come_from_the_control_plane_and_rotate() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let certs = scratch_dir();
+    gen_certs(&certs);
+    let pem = |name: &str| std::fs::read_to_string(certs.join(name)).expect("cert");
+    let secret = |host: &str| {
+        json!({"name": "edge-cert", "tls_certificate": {
+            "certificate_chain": {"inline_string": pem(&format!("{host}.crt"))},
+            "private_key": {"inline_string": pem(&format!("{host}.key"))}}})
+    };
+    let dir = scratch_dir();
+    let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": [],
+        "secrets": [secret("a.example.test")]});
+    let cp = ControlPlane::start(&dir, &v1, 0);
+    let tls_port = free_port();
+    // The file's own TLS listener takes its certificate from the control plane (SDS).
+    let yaml = format!(
+        "{}  - name: tls\n    address: 127.0.0.1:{tls_port}\n    filter_chains:\n      - tls:\n          common_tls_context:\n            tls_certificate_sds_secret_configs: [{{name: edge-cert, sds_config: {{ads: {{}}}}}}]\n        filters:\n          - http_connection_manager:\n              virtual_hosts: [{{name: all, domains: [\"*\"], routes: [{{match: {{prefix: /}}, route: {{cluster: a}}}}]}}]\n",
+        proxy_config(cp.port)
+    );
+    let (_proxy, _admin) = Proxy::start_with_admin(&yaml, &[]);
+    let curl = |host: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert"])
+            .arg(certs.join("ca.crt"))
+            .args(["--resolve", &format!("{host}:{tls_port}:127.0.0.1")])
+            .arg(format!("https://{host}:{tls_port}/"))
+            .output()
+            .expect("curl (run scripts/test.sh)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while curl("a.example.test") != "a" {
+        assert!(
+            Instant::now() < until,
+            "the TLS listener never served with the SDS certificate"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        last_of(&cp, SDS).unwrap()["resource_names"],
+        json!(["edge-cert"])
+    );
+    // A new version of the secret: the listener serves the new certificate.
+    assert_eq!(
+        curl("b.example.test"),
+        "",
+        "b's name is not on a's certificate"
+    );
+    cp.push(
+        &json!({"version": "2", "clusters": [static_cluster("a", a.addr)], "listeners": [],
+        "secrets": [secret("b.example.test")]}),
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while curl("b.example.test") != "a" {
+        assert!(Instant::now() < until, "the certificate did not rotate");
+        thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -31,6 +31,8 @@ pub struct Dynamic {
     pub clusters: BTreeMap<String, Value>,
     /// Load assignments (EDS): the endpoints list, by service name.
     pub endpoints: BTreeMap<String, Value>,
+    /// Secrets (SDS): a `tls_certificates` entry (`{certificate_chain, private_key}`), by name.
+    pub secrets: BTreeMap<String, Value>,
 }
 
 /// What a composition left out, waiting for resources (for the log and the xDS client).
@@ -50,6 +52,34 @@ impl Dynamic {
             .filter_map(|c| c.get("eds").and_then(Value::as_str))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The secret names the listeners need: the file's own (`file`) and the control plane's.
+    pub fn sds_names(&self, file: &Value) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let own = file
+            .get("listeners")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for l in own.chain(self.listeners.values()) {
+            for_each_tls(l, &mut |tls| {
+                for holder in [Some(tls), tls.get("common_tls_context")]
+                    .into_iter()
+                    .flatten()
+                {
+                    let list = holder
+                        .get("tls_certificate_sds_secret_configs")
+                        .and_then(Value::as_array);
+                    for s in list.into_iter().flatten() {
+                        if let Some(n) = s.get("name").and_then(Value::as_str) {
+                            names.insert(n.to_owned());
+                        }
+                    }
+                }
+            });
+        }
+        names
     }
 
     /// The route configuration names the listeners need.
@@ -86,6 +116,69 @@ fn for_each_hcm(listener: &Value, f: &mut dyn FnMut(&Value)) {
             }
         }
     }
+}
+
+/// Calls `f` on the `tls` of every filter chain of a listener.
+fn for_each_tls(listener: &Value, f: &mut dyn FnMut(&Value)) {
+    let chains = listener
+        .get("filter_chains")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(listener.get("default_filter_chain"));
+    for chain in chains {
+        if let Some(tls) = chain.get("tls") {
+            f(tls);
+        }
+    }
+}
+
+/// Puts the secrets a listener's chains name in as `tls_certificates`; false (the listener
+/// waits) when one has not arrived.
+fn fill_secrets(listener: &mut Value, secrets: &BTreeMap<String, Value>) -> bool {
+    let mut ready = true;
+    let Some(m) = listener.as_object_mut() else {
+        return true;
+    };
+    for key in ["filter_chains", "default_filter_chain"] {
+        let Some(v) = m.get_mut(key) else { continue };
+        let chains: Vec<&mut Value> = match v {
+            Value::Array(a) => a.iter_mut().collect(),
+            other => vec![other],
+        };
+        for chain in chains {
+            let Some(tls) = chain.get_mut("tls").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            // The secrets sit beside the certificates: in `common_tls_context` or on `tls`.
+            let holder = match tls.contains_key("common_tls_context") {
+                true => tls
+                    .get_mut("common_tls_context")
+                    .and_then(Value::as_object_mut),
+                false => Some(tls),
+            };
+            let Some(holder) = holder else { continue };
+            let Some(Value::Array(wanted)) = holder.remove("tls_certificate_sds_secret_configs")
+            else {
+                continue;
+            };
+            let mut certs = Vec::new();
+            for w in &wanted {
+                let name = w.get("name").and_then(Value::as_str).unwrap_or_default();
+                match secrets.get(name) {
+                    Some(c) => certs.push(c.clone()),
+                    None => ready = false,
+                }
+            }
+            let list = holder
+                .entry("tls_certificates")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(l) = list {
+                l.extend(certs);
+            }
+        }
+    }
+    ready
 }
 
 /// Whether the document asks for a control plane, and whether it takes clusters from it.
@@ -144,17 +237,23 @@ pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming) {
         clusters.push(c);
     }
 
-    let mut listeners: Vec<Value> = root
-        .get("listeners")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut listeners = Vec::new();
+    let own = root.get("listeners").and_then(Value::as_array).cloned();
+    for mut l in own.unwrap_or_default() {
+        // The file's own listeners wait for their secrets too.
+        if fill_secrets(&mut l, &dynamic.secrets) {
+            listeners.push(l);
+        } else {
+            let name = l.get("name").and_then(Value::as_str).unwrap_or_default();
+            warming.listeners.push(name.to_owned());
+        }
+    }
     for (name, l) in &dynamic.listeners {
         if static_listeners.contains(name) {
             continue;
         }
         let mut l = l.clone();
-        if fill_listener(&mut l, dynamic, &known) {
+        if fill_listener(&mut l, dynamic, &known) && fill_secrets(&mut l, &dynamic.secrets) {
             listeners.push(l);
         } else {
             warming.listeners.push(name.clone());

@@ -317,6 +317,7 @@ pub fn translate_resource(
         Some("Listener") => listener(json, &root, &mut tr),
         Some("RouteConfiguration") => route_configuration(json, &root, &mut tr),
         Some("Cluster") => cluster(json, &root, &mut tr),
+        Some("Secret") => secret(json, &root, &mut tr),
         _ => load_assignment(json, &root, &mut tr),
     };
     let problems =
@@ -1420,6 +1421,50 @@ pub(crate) fn load_assignment(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
     }
     o.done(tr);
     Value::Array(eps)
+}
+
+/// An Envoy `Secret` holding a `tls_certificate` -> that certificate as a `tls_certificates`
+/// entry (`inline_bytes`, base64, become `inline_string`).
+pub(crate) fn secret(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
+    let mut o = Obj::new(v, at, tr);
+    o.ignore(&["@type", "name"]);
+    let out = match o.get("tls_certificate") {
+        Some(c) => {
+            let at = o.at("tls_certificate");
+            let c = bytes_as_strings(c, &at, tr);
+            fit(&c, &schema_def("TlsCertificateSpec"), &at, tr)
+        }
+        None => {
+            tr.bad(at, "only secrets holding a tls_certificate are supported");
+            Value::Null
+        }
+    };
+    o.done(tr);
+    out
+}
+
+/// Envoy's `DataSource.inline_bytes` (base64 in JSON) as `inline_string` (PEM is text).
+fn bytes_as_strings(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    if k == "inline_bytes" {
+                        let text = x
+                            .as_str()
+                            .and_then(|b| ringway_filters::base64::decode(b.as_bytes()))
+                            .and_then(|b| String::from_utf8(b).ok());
+                        match text {
+                            Some(t) => return ("inline_string".to_owned(), json!(t)),
+                            None => tr.bad(&at.key(k), "inline_bytes: not base64 of UTF-8 text"),
+                        }
+                    }
+                    (k.clone(), bytes_as_strings(x, &at.key(k), tr))
+                })
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -435,6 +435,19 @@ pub struct TlsSpec {
     pub require_client_certificate: Option<bool>,
     /// Turn off session tickets (default false: tickets on, keys rotated by rustls).
     pub disable_stateless_session_resumption: Option<bool>,
+    /// Certificates from the control plane's secret discovery (SDS, over `xds`), by name:
+    /// `[{name: edge-cert, sds_config: {ads: {}}}]`; the chain serves once they have arrived.
+    pub tls_certificate_sds_secret_configs: Option<Vec<SdsSecretSpec>>,
+}
+
+/// One secret taken from the control plane (Envoy's `SdsSecretConfig`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a {name, sds_config} map")]
+pub struct SdsSecretSpec {
+    /// The secret's name.
+    pub name: String,
+    /// Where it comes from: `{ads: {}}` (the only source there is).
+    pub sds_config: Option<serde_json::Value>,
 }
 
 /// Envoy's `CommonTlsContext`.
@@ -442,6 +455,8 @@ pub struct TlsSpec {
 #[serde(deny_unknown_fields, expecting = "a common_tls_context map")]
 pub struct CommonTlsSpec {
     pub tls_certificates: Option<Vec<TlsCertificateSpec>>,
+    /// Certificates from the control plane (SDS), as on `tls`.
+    pub tls_certificate_sds_secret_configs: Option<Vec<SdsSecretSpec>>,
     pub alpn_protocols: Option<Vec<String>>,
     pub tls_params: Option<TlsParamsSpec>,
     pub validation_context: Option<ValidationContextSpec>,

@@ -51,6 +51,7 @@ pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listene
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// Back-off between connection attempts: doubling from this...
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -226,7 +227,7 @@ struct Response {
 }
 
 fn type_of(url: &str) -> Option<&'static str> {
-    [LISTENER, ROUTE, CLUSTER, ENDPOINT]
+    [LISTENER, ROUTE, CLUSTER, ENDPOINT, SECRET]
         .into_iter()
         .find(|t| *t == url)
 }
@@ -280,12 +281,19 @@ impl Client {
         if self.lds {
             self.types.entry(LISTENER).or_default();
         }
+        {
+            let file = Arc::clone(&lock(&self.shared.file).0);
+            let names = lock(&self.shared.dynamic).sds_names(&file);
+            if !names.is_empty() {
+                self.types.entry(SECRET).or_default().names = names;
+            }
+        }
         for st in self.types.values_mut() {
             st.nonce.clear();
         }
         // The first requests go out with the stream: every type subscribed, with the versions
         // accepted before (a reconnect resumes where it was).
-        let first: Vec<&'static str> = [CLUSTER, ENDPOINT, LISTENER, ROUTE]
+        let first: Vec<&'static str> = [CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET]
             .into_iter()
             .filter(|t| self.types.contains_key(t))
             .collect();
@@ -422,8 +430,10 @@ impl Client {
     /// Whether nothing the resources name is missing.
     fn complete(&self) -> bool {
         let d = lock(&self.shared.dynamic);
+        let file = Arc::clone(&lock(&self.shared.file).0);
         d.eds_names().iter().all(|n| d.endpoints.contains_key(n))
             && d.rds_names().iter().all(|n| d.routes.contains_key(n))
+            && d.sds_names(&file).iter().all(|n| d.secrets.contains_key(n))
     }
 
     /// One response: ACK or NACK it; returns how long to wait before applying a warming
@@ -442,6 +452,7 @@ impl Client {
                     LISTENER => &mut candidate.listeners,
                     ROUTE => &mut candidate.routes,
                     CLUSTER => &mut candidate.clusters,
+                    SECRET => &mut candidate.secrets,
                     _ => &mut candidate.endpoints,
                 };
                 // State of the world: a listener or cluster response is the whole set (one
@@ -459,10 +470,13 @@ impl Client {
                     names.push(name.clone());
                     map.insert(name, value);
                 }
-                // Endpoints and routes no longer named by anything are dropped.
+                // Endpoints, routes and secrets no longer named by anything are dropped.
+                let file = Arc::clone(&lock(&self.shared.file).0);
                 let (eds, rds) = (candidate.eds_names(), candidate.rds_names());
+                let sds = candidate.sds_names(&file);
                 candidate.endpoints.retain(|k, _| eds.contains(k));
                 candidate.routes.retain(|k, _| rds.contains(k));
+                candidate.secrets.retain(|k, _| sds.contains(k));
                 self.compose_and_apply(&candidate, false)
                     .await
                     .map(|w| (w, names))
@@ -497,6 +511,7 @@ impl Client {
                     LISTENER => candidate.listeners.keys(),
                     ROUTE => candidate.routes.keys(),
                     CLUSTER => candidate.clusters.keys(),
+                    SECRET => candidate.secrets.keys(),
                     _ => candidate.endpoints.keys(),
                 }
                 .cloned()
@@ -504,11 +519,13 @@ impl Client {
                 lock(&self.shared.status)
                     .insert(ty, json!({ "version_info": resp.version, "names": held }));
                 let (eds, rds) = (candidate.eds_names(), candidate.rds_names());
+                let sds = candidate.sds_names(&lock(&self.shared.file).0);
                 *lock(&self.shared.dynamic) = candidate;
                 self.answer(ty, tx, None);
-                // The endpoints and routes the new resources name.
+                // The endpoints, routes and secrets the new resources name.
                 self.resubscribe(ENDPOINT, eds, tx);
                 self.resubscribe(ROUTE, rds, tx);
+                self.resubscribe(SECRET, sds, tx);
                 warming.then_some(self.fetch_timeout)
             }
         }
@@ -750,6 +767,7 @@ fn short(ty: &str) -> &'static str {
         LISTENER => "listener",
         ROUTE => "route configuration",
         CLUSTER => "cluster",
+        SECRET => "secret",
         _ => "cluster load assignment",
     }
 }

@@ -4,7 +4,7 @@ the world) over gRPC, built from Envoy's own protos (PyPI's xds-protos, grpcio).
 Usage: python3 xds_server.py SNAPSHOT_FILE LOG_FILE
   Prints "xds listening on PORT" once serving on 127.0.0.1.
   SNAPSHOT_FILE: JSON {"version": "1", "clusters": [...], "endpoints": [...], "listeners": [...],
-  "routes": [...]}, each resource in Envoy's JSON form (as in an Envoy YAML file; "@type" on
+  "routes": [...], "secrets": [...]}, each resource in Envoy's JSON form (as in an Envoy YAML file; "@type" on
   typed_config). The file is read again whenever it changes (write it to a temporary name and
   rename it over): every open stream gets the new version of each type it subscribed to.
   LOG_FILE: one JSON line per request received: type_url, version_info, response_nonce,
@@ -33,6 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noq
     http_connection_manager_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 TYPES = {
@@ -46,6 +47,11 @@ TYPES = {
     "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": (
         "routes",
         route_pb2.RouteConfiguration,
+        "name",
+    ),
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": (
+        "secrets",
+        secret_pb2.Secret,
         "name",
     ),
 }

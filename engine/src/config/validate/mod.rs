@@ -190,7 +190,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         .as_ref()
         .and_then(|x| xds(x, &root.key("xds"), &names, problems));
     let listeners_path = root.key("listeners");
-    if spec.listeners.is_empty() && !xds.as_ref().is_some_and(|x| x.lds) {
+    if spec.listeners.is_empty() && xds.is_none() {
         problems.value(&listeners_path, "at least one listener is required");
     }
     let mut listeners = Vec::new();

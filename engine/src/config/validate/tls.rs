@@ -73,6 +73,22 @@ pub(super) fn downstream(
             path.clone(),
         ),
     };
+    // What compose left here has not come from the control plane.
+    let sds = match common {
+        Some(c) => c.tls_certificate_sds_secret_configs.as_ref(),
+        None => spec.tls_certificate_sds_secret_configs.as_ref(),
+    };
+    if let Some(list) = sds {
+        let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+        problems.value(
+            &at.key("tls_certificate_sds_secret_configs"),
+            format!(
+                "secret(s) {names:?} not received: certificates by SDS come from the control \
+                 plane (`xds`)"
+            ),
+        );
+        return None;
+    }
     let keys = certificates(certs, &at.key("tls_certificates"), dir, problems);
     let provider = provider(params, &at.key("tls_params"), problems);
     let versions = versions(params, &at.key("tls_params"), problems);
