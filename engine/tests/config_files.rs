@@ -113,3 +113,46 @@ fn example_json_is_example_full_yaml() {
         );
     }
 }
+
+/// The Envoy v3 bootstraps in `config/envoy/` load as they are, and `ringway convert` prints
+/// each as a ringway config that loads to the same listeners and clusters.
+#[test]
+fn every_envoy_example_loads_and_converts_to_the_same_config() {
+    certs_for_examples();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/envoy");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for path in &files {
+        let envoy = ringway_engine::config::load(path)
+            .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let out = run_ringway(
+            &["convert", "-c", path.to_str().unwrap()],
+            std::time::Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "{}: {}", path.display(), out.stderr);
+        // The converted file sits where the original is, so relative file names still hold.
+        let converted = path.with_extension("converted.yaml");
+        std::fs::write(&converted, &out.stdout).expect("write");
+        let back = ringway_engine::config::load(&converted);
+        let _ = std::fs::remove_file(&converted);
+        let back =
+            back.unwrap_or_else(|e| panic!("{} converted:\n{e}\n{}", path.display(), out.stdout));
+        assert_eq!(
+            format!("{:?}", back.listeners),
+            format!("{:?}", envoy.listeners),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            format!("{:?}", back.clusters),
+            format!("{:?}", envoy.clusters),
+            "{}",
+            path.display()
+        );
+    }
+}

@@ -380,6 +380,10 @@ fn push_change_remove(delta: bool) {
             .is_some_and(|&n| n >= 8),
         "{stats:?}"
     );
+    // `/clusters` says which clusters came from the control plane (Envoy's `added_via_api`).
+    let text = admin(admin_addr, "GET", "/clusters").body_str();
+    assert!(text.contains("b::added_via_api::true\n"), "{text}");
+    assert!(text.contains("xds::added_via_api::false\n"), "{text}");
     let dump = admin_json_at(admin_addr, "/config_dump");
     // Incremental: clusters did not change in version 4, so no cluster response came with it.
     let changed = if delta { LDS } else { CDS };

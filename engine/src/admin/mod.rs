@@ -420,12 +420,15 @@ fn stats(req: &Request, s: &Shared, format: Option<&str>) -> Response {
 fn clusters(req: &Request, s: &Shared) -> Response {
     let c = s.current();
     let cs = c.agg.clusters();
+    // Envoy's `added_via_api`: the cluster came from the control plane (xDS).
+    let added = &c.config.added_via_api.clusters;
     if req.query("format") == Some("json") {
         let doc: Vec<serde_json::Value> = cs
             .iter()
             .map(|c| {
                 serde_json::json!({
                     "name": c.name,
+                    "added_via_api": added.contains(&c.name),
                     "endpoints": c.endpoints.iter().map(|e| {
                         serde_json::json!({
                             "address": e.address.to_string(),
@@ -453,6 +456,12 @@ fn clusters(req: &Request, s: &Shared) -> Response {
     }
     let mut out = String::new();
     for c in &cs {
+        let _ = writeln!(
+            out,
+            "{}::added_via_api::{}",
+            c.name,
+            added.contains(&c.name)
+        );
         for e in &c.endpoints {
             let p = format!("{}::{}", c.name, e.address);
             let _ = writeln!(out, "{p}::health_flags::{}", e.health_flags);

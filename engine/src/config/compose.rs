@@ -44,6 +44,13 @@ pub struct Warming {
     pub listeners: Vec<String>,
 }
 
+/// What a composition took from the control plane (Envoy's `added_via_api`), by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Added {
+    pub clusters: BTreeSet<String>,
+    pub listeners: BTreeSet<String>,
+}
+
 impl Dynamic {
     /// The EDS service names the clusters need.
     pub fn eds_names(&self) -> BTreeSet<String> {
@@ -189,14 +196,15 @@ fn xds_section(doc: &Value) -> Option<bool> {
 
 /// The file's document with `dynamic` composed in (see the module doc). Documents without an
 /// `xds:` section come back unchanged.
-pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming) {
+pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming, Added) {
     let mut warming = Warming::default();
+    let mut added = Added::default();
     let Some(cds) = xds_section(file) else {
-        return (file.clone(), warming);
+        return (file.clone(), warming, added);
     };
     let mut doc = file.clone();
     let Some(root) = doc.as_object_mut() else {
-        return (doc, warming);
+        return (doc, warming, added);
     };
     let names = |v: Option<&Value>| -> BTreeSet<String> {
         v.and_then(Value::as_array)
@@ -234,6 +242,7 @@ pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming) {
             }
         }
         known.insert(name.clone());
+        added.clusters.insert(name.clone());
         clusters.push(c);
     }
 
@@ -254,6 +263,7 @@ pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming) {
         }
         let mut l = l.clone();
         if fill_listener(&mut l, dynamic, &known) && fill_secrets(&mut l, &dynamic.secrets) {
+            added.listeners.insert(name.clone());
             listeners.push(l);
         } else {
             warming.listeners.push(name.clone());
@@ -267,7 +277,7 @@ pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming) {
     }
     root.insert("clusters".into(), Value::Array(clusters));
     root.insert("listeners".into(), Value::Array(listeners));
-    (doc, warming)
+    (doc, warming, added)
 }
 
 /// Fills a dynamic listener's `rds` in; false when it must wait (routes or a `tcp_proxy`
@@ -415,8 +425,9 @@ mod tests {
             json!({"name": "l", "address": "127.0.0.1:0", "filter_chains": [{"filters": [
                 {"http_connection_manager": {"rds": "r"}}]}]}),
         );
-        let (doc, warming) = compose(&file(), &d);
+        let (doc, warming, added) = compose(&file(), &d);
         assert_eq!(warming.clusters, ["a"]);
+        assert_eq!(added, Added::default());
         assert_eq!(warming.listeners, ["l"]);
         assert_eq!(doc["clusters"].as_array().map(Vec::len), Some(1));
         assert_eq!(d.eds_names().into_iter().collect::<Vec<_>>(), ["a"]);
@@ -429,8 +440,10 @@ mod tests {
                 {"match": {"prefix": "/a"}, "route": {"cluster": "a"}},
                 {"match": {"prefix": "/"}, "route": {"cluster": "gone"}}]}]}),
         );
-        let (doc, warming) = compose(&file(), &d);
+        let (doc, warming, added) = compose(&file(), &d);
         assert_eq!(warming, Warming::default());
+        assert_eq!(added.clusters.into_iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(added.listeners.into_iter().collect::<Vec<_>>(), ["l"]);
         assert_eq!(doc["clusters"][1]["endpoints"], json!(["127.0.0.1:2"]));
         let routes = &doc["listeners"][0]["filter_chains"][0]["filters"][0]
             ["http_connection_manager"]["virtual_hosts"][0]["routes"];

@@ -264,10 +264,11 @@ pub fn load_composed(
     source: &str,
     lines: &Lines,
 ) -> Result<Config, ConfigErrors> {
-    let (value, warming) = compose::compose(&file, dynamic);
+    let (value, warming, added) = compose::compose(&file, dynamic);
     let mut config = validated(value, source, lines)?;
     config.file_document = Some(file);
     config.warming = warming;
+    config.added_via_api = added;
     Ok(config)
 }
 

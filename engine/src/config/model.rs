@@ -43,6 +43,8 @@ pub struct Config {
     pub file_document: Option<std::sync::Arc<serde_json::Value>>,
     /// What the composition left out, waiting for resources from the control plane.
     pub warming: super::compose::Warming,
+    /// The listeners and clusters that came from the control plane.
+    pub added_via_api: super::compose::Added,
     /// How this proxy names itself to a control plane.
     pub node: Node,
     /// The xDS control plane, if configured.

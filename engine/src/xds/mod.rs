@@ -439,6 +439,7 @@ impl Client {
     /// One response: ACK or NACK it; returns how long to wait before applying a warming
     /// composition (`None`: applied, refused, or nothing to apply).
     async fn handle(&mut self, resp: Response, tx: &Tx) -> Option<Duration> {
+        let started = std::time::Instant::now();
         let ty = resp.ty;
         self.types.entry(ty).or_default().nonce = resp.nonce.clone();
         let delta = self.delta;
@@ -507,6 +508,14 @@ impl Client {
                     .stats
                     .update_success
                     .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    type_url = ty,
+                    version = %resp.version,
+                    resources = resp.resources.len(),
+                    warming,
+                    took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "xds: update accepted (ACK)"
+                );
                 let held = match ty {
                     LISTENER => candidate.listeners.keys(),
                     ROUTE => candidate.routes.keys(),

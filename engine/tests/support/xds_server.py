@@ -57,6 +57,8 @@ TYPES = {
 }
 
 SNAPSHOT, LOG = sys.argv[1], sys.argv[2]
+# How often each stream looks at the snapshot file (scripts/xds-bench.py sets it lower).
+POLL = float(os.environ.get("XDS_POLL", "0.05"))
 log_lock = threading.Lock()
 
 
@@ -126,7 +128,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         while context.is_active():
             try:
-                req = events.get(timeout=0.05)
+                req = events.get(timeout=POLL)
             except queue.Empty:
                 req = False
             if req is None:
@@ -218,7 +220,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         while context.is_active():
             try:
-                req = events.get(timeout=0.05)
+                req = events.get(timeout=POLL)
             except queue.Empty:
                 req = False
             if req is None:

@@ -246,6 +246,7 @@ pub(crate) fn validate(spec: ConfigSpec, source: &str, problems: &mut Problems) 
         xds,
         file_document: None,
         warming: Default::default(),
+        added_via_api: Default::default(),
         document: None,
         effective: None,
         tracing,
