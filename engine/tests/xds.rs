@@ -32,6 +32,15 @@ struct ControlPlane {
 
 impl ControlPlane {
     fn start(dir: &std::path::Path, snapshot: &Value, port: u16) -> ControlPlane {
+        ControlPlane::start_env(dir, snapshot, port, &[])
+    }
+
+    fn start_env(
+        dir: &std::path::Path,
+        snapshot: &Value,
+        port: u16,
+        env: &[(&str, PathBuf)],
+    ) -> ControlPlane {
         let script = dir.join("xds_server.py");
         std::fs::write(&script, SERVER).expect("write server");
         let cp = ControlPlane {
@@ -45,6 +54,7 @@ impl ControlPlane {
             .arg(dir.join("snapshot.json"))
             .arg(dir.join("requests.log"))
             .env("XDS_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -590,4 +600,38 @@ fn certificates_come_from_the_control_plane_and_rotate() {
         assert!(Instant::now() < until, "the certificate did not rotate");
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn the_control_plane_is_reached_over_tls() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let certs = scratch_dir();
+    gen_certs(&certs);
+    let dir = scratch_dir();
+    let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": []});
+    let cp = ControlPlane::start_env(
+        &dir,
+        &v1,
+        0,
+        &[
+            ("XDS_TLS_CERT", certs.join("a.example.test.crt")),
+            ("XDS_TLS_KEY", certs.join("a.example.test.key")),
+        ],
+    );
+    // The control plane's cluster verifies its certificate against the test CA, by name.
+    let yaml = proxy_config(cp.port).replace(
+        "    connect_timeout: 1s\n    endpoints:",
+        &format!(
+            "    connect_timeout: 1s\n    tls: {{ sni: a.example.test, verify: {{ ca: {{ filename: {} }} }} }}\n    endpoints:",
+            certs.join("ca.crt").display()
+        ),
+    );
+    assert!(yaml.contains("sni: a.example.test"), "{yaml}");
+    let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &[]);
+    eventually_body(proxy.addr, "/", "a");
+    assert_eq!(
+        admin_stats(admin_addr).get("config.xds.connected_state"),
+        Some(&1)
+    );
+    assert!(acked(&cp, CDS, "1"));
 }

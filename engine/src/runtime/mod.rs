@@ -606,6 +606,7 @@ pub fn run(
                 return Err(RunError::Options(e));
             }
             process.set_xds(Arc::clone(&shared));
+            shared.set_in_force(&current.cfg);
             Some(shared)
         }
         None => None,
@@ -726,6 +727,9 @@ pub fn run(
             }
             let reply = match result {
                 Ok((msg, old)) => {
+                    if let Some(x) = &xds {
+                        x.set_in_force(&current.cfg);
+                    }
                     if let Some(u) = &upgrade {
                         u.update(handover(&current));
                     }

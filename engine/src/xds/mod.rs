@@ -33,6 +33,7 @@ use std::{
 };
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use xds_api::pb::{
     envoy::{
@@ -86,6 +87,9 @@ pub struct Shared {
     status: Mutex<BTreeMap<&'static str, Value>>,
     /// The file's own document, to compose with.
     file: Mutex<(Arc<Value>, String)>,
+    /// The composed document in force (set by the control thread after every switch): an
+    /// update that composes to the same document is ACKed without a new generation.
+    in_force: Mutex<Option<Arc<Value>>>,
     updates_tx: flume::Sender<Update>,
     updates_rx: flume::Receiver<Update>,
     pub stats: Stats,
@@ -99,11 +103,17 @@ impl Shared {
             dynamic: Mutex::new(Dynamic::default()),
             status: Mutex::new(BTreeMap::new()),
             file: Mutex::new((file, source)),
+            in_force: Mutex::new(None),
             updates_tx,
             updates_rx,
             stats: Stats::default(),
             allow_unsupported,
         }
+    }
+
+    /// The config now in force (control thread, at start and after every switch).
+    pub fn set_in_force(&self, cfg: &Config) {
+        *lock(&self.in_force) = cfg.document.clone();
     }
 
     /// The next update the xDS thread asks to apply (control thread, on SIGUSR1).
@@ -143,12 +153,12 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
         return Ok(());
     };
     let cluster = &cfg.clusters[x.cluster];
-    if cluster.tls.is_some() {
-        return Err(format!(
-            "xds.cluster {:?} has tls: TLS to the control plane is not there yet",
-            x.cluster_name
-        ));
-    }
+    // TLS to the control plane: the cluster's own client config, offering only `h2`.
+    let tls = cluster.tls.as_ref().map(|t| {
+        let mut client = (*t.client).clone();
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        (Arc::new(client), t.sni.clone())
+    });
     let client = Client {
         shared,
         node: PbNode {
@@ -159,6 +169,7 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
         },
         endpoints: cluster.endpoints.iter().map(|e| e.address).collect(),
         connect_timeout: cluster.connect_timeout,
+        tls,
         lds: x.lds,
         cds: x.cds,
         delta: x.delta,
@@ -201,6 +212,8 @@ struct Client {
     node: PbNode,
     endpoints: Vec<std::net::SocketAddr>,
     connect_timeout: Duration,
+    /// TLS to the control plane: the client config and the server name (`None`: its address).
+    tls: Option<TlsSettings>,
     lds: bool,
     cds: bool,
     delta: bool,
@@ -270,10 +283,22 @@ impl Client {
             .map_err(|e| e.to_string())?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let channel = match &self.tls {
+            None => endpoint.connect().await,
+            Some((config, sni)) => {
+                let name = sni
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                endpoint
+                    .connect_with_connector(TlsConnect {
+                        addr,
+                        config: Arc::clone(config),
+                        name,
+                    })
+                    .await
+            }
+        }
+        .map_err(|e| format!("connect: {e}"))?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel);
         if self.cds {
             self.types.entry(CLUSTER).or_default();
@@ -578,6 +603,11 @@ impl Client {
             tracing::info!(clusters = ?warming.clusters, listeners = ?warming.listeners, "xds: waiting for endpoints and routes before applying");
             return Ok(true);
         }
+        // Nothing changed (a new version of the same resources, or a type whose resources
+        // compose to what runs): no new generation.
+        if cfg.document.is_some() && *lock(&self.shared.in_force) == cfg.document {
+            return Ok(false);
+        }
         let (reply, answer) = flume::bounded(1);
         self.shared
             .updates_tx
@@ -633,6 +663,45 @@ fn named(errors: &ConfigErrors, doc: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+type TlsSettings = (Arc<rustls::ClientConfig>, Option<ServerName<'static>>);
+
+/// tonic's connector for TLS to the control plane: TCP, then the cluster's rustls client
+/// config (tokio-rustls), HTTP/2 by ALPN.
+#[derive(Clone)]
+struct TlsConnect {
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for TlsConnect {
+    type Response = TlsIo;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<TlsIo, std::io::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(me.addr).await?;
+            tcp.set_nodelay(true)?;
+            let tls = tokio_rustls::TlsConnector::from(me.config)
+                .connect(me.name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
 }
 
 /// A NACK's detail: INVALID_ARGUMENT, as Envoy's.

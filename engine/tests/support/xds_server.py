@@ -2,7 +2,8 @@
 the world) over gRPC, built from Envoy's own protos (PyPI's xds-protos, grpcio).
 
 Usage: python3 xds_server.py SNAPSHOT_FILE LOG_FILE
-  Prints "xds listening on PORT" once serving on 127.0.0.1.
+  Prints "xds listening on PORT" once serving on 127.0.0.1 (XDS_LISTEN=ADDR to choose; with
+  XDS_TLS_CERT and XDS_TLS_KEY, PEM files, over TLS).
   SNAPSHOT_FILE: JSON {"version": "1", "clusters": [...], "endpoints": [...], "listeners": [...],
   "routes": [...], "secrets": [...]}, each resource in Envoy's JSON form (as in an Envoy YAML file; "@type" on
   typed_config). The file is read again whenever it changes (write it to a temporary name and
@@ -278,7 +279,14 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(Ads(), server)
-    port = server.add_insecure_port(os.environ.get("XDS_LISTEN", "127.0.0.1:0"))
+    listen = os.environ.get("XDS_LISTEN", "127.0.0.1:0")
+    if os.environ.get("XDS_TLS_CERT"):
+        # gRPC over TLS: XDS_TLS_CERT and XDS_TLS_KEY, PEM files.
+        with open(os.environ["XDS_TLS_CERT"], "rb") as c, open(os.environ["XDS_TLS_KEY"], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port(listen, creds)
+    else:
+        port = server.add_insecure_port(listen)
     server.start()
     print(f"xds listening on {port}", flush=True)
     server.wait_for_termination()
