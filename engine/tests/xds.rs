@@ -635,3 +635,48 @@ fn the_control_plane_is_reached_over_tls() {
     );
     assert!(acked(&cp, CDS, "1"));
 }
+
+#[test]
+fn nothing_serves_before_the_control_planes_first_config_unless_it_is_late() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let dir = scratch_dir();
+    let dyn_port = free_port();
+    let v1 = json!({"version": "1",
+        "clusters": [eds_cluster("a")],
+        "endpoints": [cla("a", &[a.addr])],
+        "listeners": [listener("dyn", dyn_port, "r1")],
+        "routes": [routes("r1", &[("/", "a")])]});
+    let cp = ControlPlane::start(&dir, &v1, 0);
+    // As Envoy's initialisation: once ringway says it serves, the control plane's listener,
+    // routes, clusters and endpoints are all in force; no 503 window on the static route.
+    let (proxy, _admin) = Proxy::start_with_admin(&proxy_config(cp.port), &[]);
+    let dynamic: SocketAddr = format!("127.0.0.1:{dyn_port}").parse().unwrap();
+    assert_eq!(
+        fetch(proxy.addr, "/").expect("static listener"),
+        (200, "a".to_owned())
+    );
+    assert_eq!(
+        fetch(dynamic, "/").expect("dynamic listener"),
+        (200, "a".to_owned())
+    );
+    assert!(proxy.log().contains("in force at start"), "{}", proxy.log());
+
+    // No control plane at all: after initial_fetch_timeout the file's own listeners serve
+    // (here a route to a cluster that is not there yet: 503).
+    let yaml = proxy_config(closed_port().port())
+        .replace("initial_fetch_timeout: 5s", "initial_fetch_timeout: 1s");
+    let started = Instant::now();
+    let (late, _admin) = Proxy::start_with_admin(&yaml, &[]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fetch(late.addr, "/").expect("served").0, 503);
+    assert!(
+        late.log()
+            .contains("no config from the control plane in time"),
+        "{}",
+        late.log()
+    );
+}

@@ -501,6 +501,31 @@ pub fn run(
         driver == ring::IoDriver::IoUring
             && std::env::var_os("RINGWAY_RECV_MULTISHOT").is_none_or(|v| v != "0"),
     );
+    // `xds:`: the control plane's client starts first and, as Envoy's initialisation does,
+    // nothing serves until its first listeners and clusters are in (at most
+    // `initial_fetch_timeout`; then the file's own serve and the rest comes when it answers).
+    let (cfg, xds, first_reply) = match &cfg.xds {
+        Some(x) => {
+            let file = cfg
+                .file_document
+                .clone()
+                .unwrap_or_else(|| Arc::new(serde_json::Value::Null));
+            let shared = Arc::new(crate::xds::Shared::new(
+                file,
+                cfg.source.clone(),
+                opts.load.allow_unsupported,
+            ));
+            crate::xds::start(&cfg, Arc::clone(&shared)).map_err(RunError::Options)?;
+            match shared.wait_update(x.initial_fetch_timeout) {
+                Some(u) => (u.config, Some(shared), Some(u.reply)),
+                None => {
+                    tracing::warn!(initial_fetch_timeout = ?x.initial_fetch_timeout, "xds: no config from the control plane in time: serving the file's own until it answers");
+                    (cfg, Some(shared), None)
+                }
+            }
+        }
+        None => (cfg, None, None),
+    };
     let affinity = opts
         .cpu_affinity
         .as_ref()
@@ -589,28 +614,17 @@ pub fn run(
         Arc::clone(&process),
     ));
     current.aggregator.set_process(Some(Arc::clone(&process)));
-    // `xds:`: the control plane's client, on its own thread; its updates come back as SIGUSR1.
-    let xds = match &cfg.xds {
-        Some(_) => {
-            let file = cfg
-                .file_document
-                .clone()
-                .unwrap_or_else(|| Arc::new(serde_json::Value::Null));
-            let shared = Arc::new(crate::xds::Shared::new(
-                file,
-                cfg.source.clone(),
-                opts.load.allow_unsupported,
-            ));
-            if let Err(e) = crate::xds::start(&cfg, Arc::clone(&shared)) {
-                current.stop(false, None);
-                return Err(RunError::Options(e));
-            }
-            process.set_xds(Arc::clone(&shared));
-            shared.set_in_force(&current.cfg);
-            Some(shared)
-        }
-        None => None,
-    };
+    // The xDS client's later updates come back as SIGUSR1.
+    if let Some(x) = &xds {
+        process.set_xds(Arc::clone(x));
+        x.set_in_force(&current.cfg);
+    }
+    if let Some(reply) = first_reply {
+        let _ = reply.send(Ok(format!(
+            "version {version} in force at start: {}",
+            current.cfg.summary()
+        )));
+    }
     if let Some(l) = &admin_listener {
         match l.try_clone() {
             Ok(l) => admin::start(l, Arc::clone(&admin)),

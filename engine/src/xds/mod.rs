@@ -116,6 +116,11 @@ impl Shared {
         *lock(&self.in_force) = cfg.document.clone();
     }
 
+    /// The first update, waited for at start (at most `timeout`).
+    pub fn wait_update(&self, timeout: Duration) -> Option<Update> {
+        self.updates_rx.recv_timeout(timeout).ok()
+    }
+
     /// The next update the xDS thread asks to apply (control thread, on SIGUSR1).
     pub fn take_update(&self) -> Option<Update> {
         self.updates_rx.try_recv().ok()
@@ -175,6 +180,7 @@ pub fn start(cfg: &Config, shared: Arc<Shared>) -> Result<(), String> {
         delta: x.delta,
         fetch_timeout: x.initial_fetch_timeout,
         types: BTreeMap::new(),
+        initial: std::cell::Cell::new(true),
     };
     crate::background::spawn_background("ringway-xds", move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -219,6 +225,9 @@ struct Client {
     delta: bool,
     fetch_timeout: Duration,
     types: BTreeMap<&'static str, TypeState>,
+    /// Until the first update is in force, it waits for a response of every type subscribed
+    /// to by wildcard (clusters and listeners), as Envoy's initialisation does.
+    initial: std::cell::Cell<bool>,
 }
 
 /// The request side of a stream, either variant.
@@ -599,6 +608,12 @@ impl Client {
         let cfg = config::load_composed(Arc::clone(&file), dynamic, &source, &Lines::default())
             .map_err(|e| named(&e, &config::compose::compose(&file, dynamic).0))?;
         let warming = cfg.warming.clone();
+        let answered = |ty| self.types.get(ty).is_some_and(|st| !st.nonce.is_empty());
+        let first_pending = self.initial.get()
+            && ((self.cds && !answered(CLUSTER)) || (self.lds && !answered(LISTENER)));
+        if !force && first_pending {
+            return Ok(true);
+        }
         if !force && (!warming.clusters.is_empty() || !warming.listeners.is_empty()) {
             tracing::info!(clusters = ?warming.clusters, listeners = ?warming.listeners, "xds: waiting for endpoints and routes before applying");
             return Ok(true);
@@ -621,6 +636,7 @@ impl Client {
         match tokio::time::timeout(APPLY_WAIT, answer.recv_async()).await {
             Ok(Ok(Ok(msg))) => {
                 tracing::info!("xds: {msg}");
+                self.initial.set(false);
                 Ok(false)
             }
             Ok(Ok(Err(e))) => Err(e),

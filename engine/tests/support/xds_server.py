@@ -185,7 +185,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         snap = load()
         mtime = os.stat(SNAPSHOT).st_mtime_ns
 
-        def changes(t):
+        def changes(t, first=False):
             key, cls, name_key = TYPES[t]
             want = subs[t]
             current = {
@@ -200,7 +200,9 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             held = have[t]
             updated = [n for n in current if held.get(n) != versions[n]]
             removed = [n for n in held if n not in current]
-            if not updated and not removed:
+            # A first subscription is always answered, empty or not: the client's start waits
+            # for one response of each type it asked for.
+            if not updated and not removed and not first:
                 return None
             resources = []
             for n in updated:
@@ -244,6 +246,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 )
                 if t in TYPES:
                     changed = False
+                    first = t not in subs
                     if t not in subs:
                         names = set(req.resource_names_subscribe)
                         wildcard = t.endswith(("Listener", "Cluster")) and (not names or "*" in names)
@@ -258,7 +261,7 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                             have[t].pop(n, None)
                         changed = True
                     if changed:
-                        resp = changes(t)
+                        resp = changes(t, first)
                         if resp is not None:
                             yield resp
             try:
