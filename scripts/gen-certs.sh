@@ -26,6 +26,11 @@ command -v openssl >/dev/null 2>&1 || { echo "gen-certs: openssl is not installe
 mkdir -p "$dir"
 cd "$dir"
 umask 077
+# One run at a time per directory (tests and scripts may ask for the same one at once).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$dir/.lock"
+  flock -w 120 9 || { echo "gen-certs: $dir is locked by another run for 120 s" >&2; exit 1; }
+fi
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 

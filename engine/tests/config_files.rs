@@ -22,9 +22,11 @@ fn config_files() -> Vec<PathBuf> {
 }
 
 /// The throwaway certificates `config/edge-tls.yaml` names (scripts/gen-certs.sh, into the
-/// repository's `target/certs`; kept when already there).
+/// repository's `target/certs`; kept when already there). Once per process: tests run in
+/// parallel and two scripts writing the same files at once would see each other's halves.
 fn certs_for_examples() {
-    gen_certs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/certs"));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| gen_certs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/certs")));
 }
 
 #[test]

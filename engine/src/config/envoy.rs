@@ -100,6 +100,18 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// An extension's `{name, typed_config}`: its short name (from `name` without `prefix`,
+    /// or from the `@type`) and its config.
+    fn extension(&mut self, prefix: &str, tr: &mut Tr) -> (String, Option<&'a Value>) {
+        let name = self.str("name", tr).unwrap_or("");
+        let config = self.get("typed_config");
+        let ty = config
+            .and_then(|c| c.get("@type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        (short_name(name, ty, prefix), config)
+    }
+
     /// Marks keys as read that change nothing here (`@type`, names Envoy only logs).
     fn ignore(&mut self, keys: &[&str]) {
         for k in keys {
@@ -531,13 +543,7 @@ pub(crate) fn listener(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
 
 fn listener_filter(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
     let mut o = Obj::new(v, at, tr);
-    let name = o.str("name", tr).unwrap_or("");
-    let config = o.get("typed_config");
-    let ty = config
-        .and_then(|c| c.get("@type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let short = short_name(name, ty, "envoy.filters.listener.");
+    let (short, config) = o.extension("envoy.filters.listener.", tr);
     let out = match short.as_str() {
         "tls_inspector" => {
             if let Some(c) = config {
@@ -620,15 +626,9 @@ fn filter_chain(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
 /// typed_config: {...}}`; `None` (reported) for other transport sockets.
 fn transport_socket<'a>(v: &'a Value, at: &DocPath, tr: &mut Tr) -> Option<&'a Value> {
     let mut o = Obj::new(v, at, tr);
-    let name = o.str("name", tr).unwrap_or("");
-    let config = o.get("typed_config");
-    let ty = config
-        .and_then(|c| c.get("@type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let tls = name == "envoy.transport_sockets.tls"
-        || name == "tls"
-        || ty.ends_with("TlsContext") && ty.contains(".tls.");
+    // `envoy.transport_sockets.tls`, or any name with a `...tls.v3.*TlsContext` type.
+    let (short, config) = o.extension("envoy.transport_sockets.", tr);
+    let tls = short == "tls";
     o.done(tr);
     if !tls {
         tr.unsupported(at);
@@ -639,13 +639,7 @@ fn transport_socket<'a>(v: &'a Value, at: &DocPath, tr: &mut Tr) -> Option<&'a V
 
 fn network_filter(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
     let mut o = Obj::new(v, at, tr);
-    let name = o.str("name", tr).unwrap_or("");
-    let config = o.get("typed_config");
-    let ty = config
-        .and_then(|c| c.get("@type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let short = short_name(name, ty, "envoy.filters.network.");
+    let (short, config) = o.extension("envoy.filters.network.", tr);
     let cat = o.at("typed_config");
     let empty = json!({});
     let config = config.unwrap_or(&empty);
@@ -686,13 +680,7 @@ fn tcp_proxy(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
 /// Envoy's `AccessLog` (file, stdout, stderr loggers) -> `{path, format | json_format}`.
 fn access_log(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
     let mut o = Obj::new(v, at, tr);
-    let name = o.str("name", tr).unwrap_or("");
-    let config = o.get("typed_config");
-    let ty = config
-        .and_then(|c| c.get("@type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = short_name(name, ty, "envoy.access_loggers.");
+    let (kind, config) = o.extension("envoy.access_loggers.", tr);
     let mut out = Map::new();
     let cat = o.at("typed_config");
     let empty = json!({});
@@ -828,13 +816,7 @@ fn http_connection_manager(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
 
 fn http_filter(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
     let mut o = Obj::new(v, at, tr);
-    let name = o.str("name", tr).unwrap_or("");
-    let config = o.get("typed_config");
-    let ty = config
-        .and_then(|c| c.get("@type"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let short = short_name(name, ty, "envoy.filters.http.");
+    let (short, config) = o.extension("envoy.filters.http.", tr);
     o.ignore(&["is_optional"]);
     let disabled = o.get("disabled").cloned();
     o.done(tr);
@@ -848,7 +830,8 @@ fn http_filter(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
         }
         return None;
     }
-    if ty.ends_with("TypedStruct") {
+    let ty = config.and_then(|c| c.get("@type")).and_then(Value::as_str);
+    if ty.is_some_and(|t| t.ends_with("TypedStruct")) {
         tr.unsupported(&at.key("typed_config"));
         return None;
     }
