@@ -680,3 +680,108 @@ fn nothing_serves_before_the_control_planes_first_config_unless_it_is_late() {
         late.log()
     );
 }
+
+/// A listener from the control plane whose one chain is TLS, with its certificate from SDS,
+/// a header_mutation filter and a file access log; and a tcp_proxy listener. Then a listener
+/// embedding a filter ringway lacks (lua): NACKed naming the type, the others keep serving.
+#[test]
+fn dynamic_listeners_carry_tls_from_sds_tcp_proxy_filters_and_access_logs() {
+    let (a, _) = RawOrigin::counting("a", Duration::ZERO);
+    let certs = scratch_dir();
+    gen_certs(&certs);
+    let pem = |name: &str| std::fs::read_to_string(certs.join(name)).expect("cert");
+    let dir = scratch_dir();
+    let log = dir.join("access.log");
+    let (tls_port, tcp_port) = (free_port(), free_port());
+    let hcm = |name: &str, filters: Value| {
+        json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "route_config": routes("local", &[("/", "a")]),
+            "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": log.to_str().unwrap(),
+                "log_format": {"text_format_source": {"inline_string": "%RESPONSE_CODE% %UPSTREAM_CLUSTER%\n"}}}}],
+            "http_filters": filters}})
+    };
+    let router = json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
+    let mutation = json!({"name": "envoy.filters.http.header_mutation", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        "mutations": {"response_mutations": [{"append": {"header": {"key": "x-from", "value": "xds"}}}]}}});
+    let tls = json!({"name": "tls",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": tls_port}},
+        "filter_chains": [{
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {"tls_certificate_sds_secret_configs": [
+                    {"name": "edge-cert", "sds_config": {"ads": {}}}]}}},
+            "filters": [hcm("tls", json!([mutation, router]))]}]});
+    let tcp = json!({"name": "tcp",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": tcp_port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": "tcp", "cluster": "a"}}]}]});
+    let secret = json!({"name": "edge-cert", "tls_certificate": {
+        "certificate_chain": {"inline_string": pem("a.example.test.crt")},
+        "private_key": {"inline_string": pem("a.example.test.key")}}});
+    let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)],
+        "listeners": [tls, tcp], "secrets": [secret]});
+    let cp = ControlPlane::start(&dir, &v1, 0);
+    let (_proxy, admin_addr) = Proxy::start_with_admin(&proxy_config(cp.port), &[]);
+
+    let https = || {
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "5", "--cacert"])
+            .arg(certs.join("ca.crt"))
+            .args(["--resolve", &format!("a.example.test:{tls_port}:127.0.0.1")])
+            .arg(format!("https://a.example.test:{tls_port}/"))
+            .output()
+            .expect("curl (run scripts/test.sh)");
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut got = https();
+    while !got.ends_with("\n\na") {
+        assert!(
+            Instant::now() < until,
+            "the TLS listener from LDS never served: {got:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+        got = https();
+    }
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.to_lowercase().contains("\nx-from: xds\n"), "{got}");
+    eventually("the access log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.lines().any(|l| l == "200 a"))
+    });
+    // tcp_proxy: the origin's answer comes back through the L4 listener.
+    let tcp_addr: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    eventually_body(tcp_addr, "/", "a");
+    assert!(acked(&cp, LDS, "1"));
+
+    // A listener with an HTTP filter ringway does not have: refused, naming it.
+    let lua = json!({"name": "envoy.filters.http.lua", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+        "default_source_code": {"inline_string": "function envoy_on_request(h) end"}}});
+    let odd = json!({"name": "odd",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}},
+        "filter_chains": [{"filters": [hcm("odd", json!([lua, router]))]}]});
+    let mut v2 = v1.clone();
+    v2["version"] = json!("2");
+    v2["listeners"].as_array_mut().unwrap().push(odd);
+    cp.push(&v2);
+    eventually("v2 NACKed", || {
+        last_of(&cp, LDS).is_some_and(|r| !r["error_detail"].is_null())
+    });
+    let detail = last_of(&cp, LDS).unwrap()["error_detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .is_some_and(|d| d.contains("envoy.extensions.filters.http.lua.v3.Lua")),
+        "{detail}"
+    );
+    assert_eq!(in_force(admin_addr, LDS), "1");
+    assert!(https().ends_with("\n\na"));
+    eventually_body(tcp_addr, "/", "a");
+}

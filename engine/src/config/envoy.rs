@@ -686,13 +686,16 @@ fn access_log(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
     let empty = json!({});
     let mut c = Obj::new(config.unwrap_or(&empty), &cat, tr);
     c.ignore(&["@type"]);
+    // `stream` is the package of both Stdout- and StderrAccessLog.
+    let ty = config.and_then(|c| c.get("@type")).and_then(Value::as_str);
+    let stderr = kind == "stderr" || ty.is_some_and(|t| t.ends_with("StderrAccessLog"));
     match kind.as_str() {
         "file" => copy(&mut c, &mut out, "path", "path"),
+        _ if stderr => {
+            out.insert("path".into(), json!("/dev/stderr"));
+        }
         "stdout" | "stream" => {
             out.insert("path".into(), json!("stdout"));
-        }
-        "stderr" => {
-            out.insert("path".into(), json!("/dev/stderr"));
         }
         _ => {
             tr.unsupported(at);

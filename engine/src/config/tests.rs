@@ -7,6 +7,7 @@ use std::time::Duration;
 mod clusters;
 mod cpu_affinity;
 mod dump;
+mod envoy;
 mod json_schema;
 mod listener_filters;
 mod listeners;

@@ -19,9 +19,12 @@
 //! the config in force keeps serving meanwhile. What the control plane sent last (by type:
 //! version, resource names) is in [`Shared::status`], which `/config_dump` shows.
 //!
-//! Resources whose embedded types (`typed_config`) are outside the descriptor set of the
-//! `xds-api` crate (tcp_proxy, TLS transport sockets, access loggers, the HTTP filters other than
-//! the router) cannot be decoded here yet and are refused by NACK with that reason.
+//! Decoding needs the descriptor of every type a resource embeds (`typed_config`): the set in
+//! `envoy-types.binpb` holds the five resource types and every extension the translator knows
+//! (TLS transport sockets, tcp_proxy, the access loggers, ringway's HTTP filters, upstream HTTP
+//! protocol options), Envoy's own descriptors from PyPI's `xds-protos`
+//! (`scripts/xds-descriptors.py` writes it). A resource embedding any other type is refused by
+//! NACK naming the type.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -768,9 +771,12 @@ fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
+/// Envoy's descriptors of the resources and the extensions ringway translates (module docs).
+static ENVOY_TYPES: &[u8] = include_bytes!("envoy-types.binpb");
+
 fn pool() -> Option<&'static DescriptorPool> {
     static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(xds_api::FILE_DESCRIPTOR_SET).ok())
+    POOL.get_or_init(|| DescriptorPool::decode(ENVOY_TYPES).ok())
         .as_ref()
 }
 
@@ -789,7 +795,7 @@ pub fn to_json(any: &Any) -> Result<Value, String> {
         .map_err(|e| {
             let e = e.to_string();
             if e.contains("message") && e.contains("not found") || e.contains("unknown") {
-                format!("{e}: an embedded type ringway's xDS client cannot decode yet")
+                format!("{e}: an embedded type ringway does not translate")
             } else {
                 e
             }
@@ -863,5 +869,71 @@ fn short(ty: &str) -> &'static str {
         CLUSTER => "cluster",
         SECRET => "secret",
         _ => "cluster load assignment",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use xds_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+
+    use super::*;
+
+    /// A listener whose one network filter embeds `typed`.
+    fn listener_with(typed: Any) -> Any {
+        let l = Listener {
+            name: "l".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "f".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(typed)),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Any {
+            type_url: LISTENER.into(),
+            value: l.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn embedded_extensions_decode_to_envoys_json() {
+        // TcpProxy { stat_prefix: "t" (1), cluster: "c" (2) }, encoded by hand: the crate has
+        // no type for it, which is why the descriptors are Envoy's own.
+        let tcp = Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+                .into(),
+            value: vec![0x0a, 1, b't', 0x12, 1, b'c'],
+        };
+        let json = to_json(&listener_with(tcp)).unwrap();
+        assert_eq!(
+            json["filter_chains"][0]["filters"][0]["typed_config"],
+            json!({"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                   "stat_prefix": "t", "cluster": "c"})
+        );
+    }
+
+    #[test]
+    fn an_unknown_embedded_type_is_named() {
+        let lua = Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua".into(),
+            value: Vec::new(),
+        };
+        let e = to_json(&listener_with(lua)).unwrap_err();
+        assert!(
+            e.contains("envoy.extensions.filters.http.lua.v3.Lua")
+                && e.contains("an embedded type ringway does not translate"),
+            "{e}"
+        );
+        let top = Any {
+            type_url: "type.googleapis.com/envoy.config.listener.v3.Nope".into(),
+            value: Vec::new(),
+        };
+        assert_eq!(
+            to_json(&top).unwrap_err(),
+            "unknown type envoy.config.listener.v3.Nope"
+        );
     }
 }

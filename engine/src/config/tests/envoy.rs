@@ -1,0 +1,95 @@
+//! Envoy v3 bootstrap translation: the access loggers by name and by type, and a field ringway
+//! does not support refused with its Envoy path and line (left out with `allow_unsupported`).
+
+use serde_json::{json, Value};
+
+use crate::config::{translate_str, Dialect, Format, LoadOptions};
+
+/// A bootstrap whose one listener's connection manager has `access_log` (YAML, 2-space
+/// indented under the key).
+fn with_access_log(entries: &str) -> String {
+    format!(
+        "static_resources:
+  listeners:
+    - name: web
+      address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: web
+                route_config: {{virtual_hosts: [{{name: all, domains: [\"*\"], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+                http_filters: [{{name: envoy.filters.http.router}}]
+                access_log:
+{entries}"
+    )
+}
+
+fn translate(text: &str, allow_unsupported: bool) -> Result<Value, Vec<String>> {
+    let opts = LoadOptions {
+        dialect: Dialect::Auto,
+        allow_unsupported,
+    };
+    translate_str(text, Format::Yaml, "envoy.yaml", &opts)
+        .map(|t| t.document)
+        .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
+}
+
+fn access_logs(doc: &Value) -> Value {
+    doc["listeners"][0]["filter_chains"][0]["filters"][0]["http_connection_manager"]["access_log"]
+        .clone()
+}
+
+#[test]
+fn access_loggers_are_known_by_name_or_by_type() {
+    let doc = translate(
+        &with_access_log(
+            "                  - name: envoy.access_loggers.stdout
+                  - name: to-stderr
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog
+                  - name: to-stdout
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                  - name: envoy.access_loggers.file
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: /tmp/access.log
+                      log_format: {text_format_source: {inline_string: \"%RESPONSE_CODE%\\n\"}}
+",
+        ),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        access_logs(&doc),
+        json!([
+            {"path": "stdout"},
+            {"path": "/dev/stderr"},
+            {"path": "stdout"},
+            {"path": "/tmp/access.log", "format": "%RESPONSE_CODE%\n"},
+        ])
+    );
+}
+
+#[test]
+fn an_unsupported_field_is_named_by_its_envoy_path_and_line() {
+    let text = with_access_log(
+        "                  - name: envoy.access_loggers.file
+                    filter: {status_code_filter: {comparison: {op: GE, value: {default_value: 500, runtime_key: k}}}}
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+                      path: /tmp/access.log
+",
+    );
+    let errors = translate(&text, false).unwrap_err();
+    assert_eq!(
+        errors,
+        ["static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log[0].filter: \
+          not supported by ringway (--allow-unsupported leaves it out) (line 15)"]
+    );
+    // Allowed: the logger stays, without its filter.
+    let doc = translate(&text, true).unwrap();
+    assert_eq!(access_logs(&doc), json!([{"path": "/tmp/access.log"}]));
+}
