@@ -26,9 +26,10 @@ command -v openssl >/dev/null 2>&1 || { echo "gen-certs: openssl is not installe
 mkdir -p "$dir"
 cd "$dir"
 umask 077
-# One run at a time per directory (tests and scripts may ask for the same one at once).
+# One run at a time per directory (tests and scripts may ask for the same one at once): the
+# lock is on the directory itself, so it leaves no file behind.
 if command -v flock >/dev/null 2>&1; then
-  exec 9>"$dir/.lock"
+  exec 9<"$dir"
   flock -w 120 9 || { echo "gen-certs: $dir is locked by another run for 120 s" >&2; exit 1; }
 fi
 scratch="$(mktemp -d)"

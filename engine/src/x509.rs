@@ -49,6 +49,31 @@ impl PeerCert {
     }
 }
 
+/// A certificate's SubjectPublicKeyInfo (the whole DER element), found by walking the
+/// certificate of any version. webpki reads X.509 v3 only; v1 certificates (which OpenSSL
+/// still makes, and Envoy serves) are matched to their private key with this.
+pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = tlv(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // [0] version: absent in v1.
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = tlv(rest)?.2;
+    }
+    let (0x30, _, after) = tlv(rest)? else {
+        return None;
+    };
+    Some(&rest[..rest.len() - after.len()])
+}
+
 fn strip_sign(serial: &[u8]) -> &[u8] {
     match serial {
         [0, rest @ ..] if !rest.is_empty() => rest,

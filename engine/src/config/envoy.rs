@@ -391,10 +391,62 @@ pub(crate) fn bootstrap(doc: &Value, tr: &mut Tr) -> Value {
         let at = o.at("dynamic_resources");
         out.insert("xds".into(), dynamic_resources(dr, &at, tr));
     }
+    if let Some(rt) = o.get("layered_runtime") {
+        let named: Vec<&str> = doc
+            .pointer("/static_resources/listeners")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.get("name").and_then(Value::as_str))
+            .collect();
+        layered_runtime(rt, &o.at("layered_runtime"), &named, tr);
+    }
     o.done(tr);
     out.insert("listeners".into(), Value::Array(listeners));
     out.insert("clusters".into(), Value::Array(clusters));
     Value::Object(out)
+}
+
+/// Envoy's runtime: ringway has none, so every key a static layer sets is unsupported (at its
+/// path), but for one no code would read: a listener's connection limit naming a listener the
+/// file does not have (Envoy's front-proxy example sets one), which changes nothing in Envoy
+/// either. Other layer kinds (disk, admin, RTDS) are unsupported.
+fn layered_runtime(v: &Value, at: &DocPath, listeners: &[&str], tr: &mut Tr) {
+    let mut o = Obj::new(v, at, tr);
+    if let Some(layers) = o.get("layers").and_then(Value::as_array) {
+        let at = o.at("layers");
+        for (i, layer) in layers.iter().enumerate() {
+            let at = at.index(i);
+            let mut l = Obj::new(layer, &at, tr);
+            l.ignore(&["name"]);
+            if let Some(s) = l.get("static_layer") {
+                runtime_keys(s, &l.at("static_layer"), "", listeners, tr);
+            }
+            l.done(tr);
+        }
+    }
+    o.done(tr);
+}
+
+/// Each leaf of a static runtime layer (`prefix`: the dotted key so far).
+fn runtime_keys(v: &Value, at: &DocPath, prefix: &str, listeners: &[&str], tr: &mut Tr) {
+    let Some(map) = v.as_object() else {
+        let unread = prefix
+            .strip_prefix("envoy.resource_limits.listener.")
+            .and_then(|rest| rest.strip_suffix(".connection_limit"))
+            .is_some_and(|name| !listeners.contains(&name));
+        if !unread {
+            tr.unsupported(at);
+        }
+        return;
+    };
+    for (k, v) in map {
+        let key = match prefix {
+            "" => k.clone(),
+            p => format!("{p}.{k}"),
+        };
+        runtime_keys(v, &at.key(k), &key, listeners, tr);
+    }
 }
 
 /// `dynamic_resources: {ads_config: {api_type, grpc_services: [{envoy_grpc: {cluster_name}}]},
@@ -499,6 +551,11 @@ pub(crate) fn listener(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
     copy(&mut o, &mut out, "name", "name");
     if let Some(a) = o.get("address") {
         if let Some(s) = address(a, &o.at("address"), tr) {
+            // Envoy names a listener left unnamed itself; its stats say the address, so
+            // ringway names it by the address, as in Envoy's stats (`0.0.0.0_8080`).
+            if !out.contains_key("name") {
+                out.insert("name".into(), json!(s.replace(':', "_")));
+            }
             out.insert("address".into(), json!(s));
         }
     }

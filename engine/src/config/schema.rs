@@ -503,6 +503,20 @@ pub struct TlsParamsSpec {
 #[serde(deny_unknown_fields, expecting = "a validation_context map")]
 pub struct ValidationContextSpec {
     pub trusted_ca: DataSourceSpec,
+    /// The client certificate must also carry a subject alternative name one of these matches
+    /// (Envoy's key; any one suffices). None: every certificate the CA signed.
+    #[serde(default)]
+    pub match_typed_subject_alt_names: Option<Vec<SanMatcherSpec>>,
+}
+
+/// One `match_typed_subject_alt_names` entry: which kind of SAN, and Envoy's `StringMatcher`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a {san_type, matcher} map")]
+pub struct SanMatcherSpec {
+    /// `DNS` or `URI` (`EMAIL`, `IP_ADDRESS` and `OTHER_NAME` are not supported yet).
+    pub san_type: String,
+    /// `exact`, `prefix`, `suffix`, `contains` or `safe_regex`, with `ignore_case`.
+    pub matcher: ringway_filters::http::cors::StringMatcherSpec,
 }
 
 /// One network filter: a map with a single key, the filter's name, holding its config.

@@ -93,3 +93,62 @@ fn an_unsupported_field_is_named_by_its_envoy_path_and_line() {
     let doc = translate(&text, true).unwrap();
     assert_eq!(access_logs(&doc), json!([{"path": "/tmp/access.log"}]));
 }
+
+/// Two listeners, the first unnamed, and `runtime` as the bootstrap's `layered_runtime`.
+fn with_runtime(runtime: &str) -> String {
+    format!(
+        "static_resources:
+  listeners:
+    - address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}
+      filter_chains: [{{filters: [{{name: envoy.filters.network.tcp_proxy, typed_config: {{stat_prefix: t, cluster: c}}}}]}}]
+    - name: named
+      address: {{socket_address: {{address: 127.0.0.1, port_value: 8081}}}}
+      filter_chains: [{{filters: [{{name: envoy.filters.network.tcp_proxy, typed_config: {{stat_prefix: t, cluster: c}}}}]}}]
+  clusters:
+    - name: c
+      load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9000}}}}}}}}]}}]}}
+layered_runtime:
+{runtime}"
+    )
+}
+
+#[test]
+fn an_unnamed_listener_is_named_by_its_address() {
+    let doc = translate(&with_runtime("  layers: []\n"), false).unwrap();
+    assert_eq!(doc["listeners"][0]["name"], "127.0.0.1_8080");
+    assert_eq!(doc["listeners"][1]["name"], "named");
+}
+
+#[test]
+fn runtime_keys_are_unsupported_but_for_a_limit_no_listener_reads() {
+    // Envoy's front-proxy example: a connection limit for a listener that is not there.
+    let unread = "  layers:
+    - name: static_layer_0
+      static_layer:
+        envoy: {resource_limits: {listener: {example_listener_name: {connection_limit: 10000}}}}
+";
+    assert!(translate(&with_runtime(unread), false).is_ok());
+    // One a listener would read, a flag, another kind of layer: each refused at its path.
+    let read = "  layers:
+    - name: static_layer_0
+      static_layer:
+        envoy.resource_limits.listener.named.connection_limit: 10
+        envoy: {reloadable_features: {some_flag: false}}
+    - name: disk
+      disk_layer: {symlink_root: /srv/runtime/current}
+";
+    let errors = translate(&with_runtime(read), false).unwrap_err();
+    let paths: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "layered_runtime.layers[0].static_layer[\"envoy.resource_limits.listener.named.connection_limit\"]",
+            "layered_runtime.layers[0].static_layer.envoy.reloadable_features.some_flag",
+            "layered_runtime.layers[1].disk_layer",
+        ],
+        "{errors:?}"
+    );
+}

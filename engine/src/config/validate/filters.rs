@@ -22,7 +22,8 @@ fn is_router(name: &str) -> bool {
     name == "router" || name == "envoy.filters.http.router"
 }
 
-fn report(problems: &mut Problems, at: &DocPath, found: Vec<ConfigProblem>) {
+/// A filter crate's problems, placed under `at`.
+pub(super) fn report(problems: &mut Problems, at: &DocPath, found: Vec<ConfigProblem>) {
     for p in found {
         let mut path = at.clone();
         for s in p.path {

@@ -15,12 +15,18 @@ use std::{
     time::Duration,
 };
 
+use ringway_filters::http::cors::StringMatcher;
 use rustls::{
+    client::danger::HandshakeSignatureValid,
     crypto::{aws_lc_rs, CryptoProvider},
-    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName},
-    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    server::{
+        danger::{ClientCertVerified, ClientCertVerifier},
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+    },
     sign::CertifiedKey,
-    RootCertStore, SupportedCipherSuite,
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+    SupportedCipherSuite,
 };
 
 use super::Problems;
@@ -238,7 +244,7 @@ pub(super) fn certificate(
             .map(|o| data(o, dir, &at.key("ocsp_staple"), problems));
         let (chain, key) = (chain?, key?);
         let mut ck = CertifiedKey::new(chain, key);
-        if let Err(e) = ck.keys_match() {
+        if let Err(e) = ck.keys_match().or_else(|e| v1_keys_match(&ck).ok_or(e)) {
             problems.value(
                 &kpath,
                 format!("the private key does not match the certificate: {e}"),
@@ -407,7 +413,7 @@ fn client_verifier(
     provider: &Arc<CryptoProvider>,
     dir: Option<&Path>,
     problems: &mut Problems,
-) -> Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+) -> Option<Arc<dyn ClientCertVerifier>> {
     let capath = path.key("trusted_ca");
     let pem = data(&v.trusted_ca, dir, &capath, problems)?;
     let mut roots = RootCertStore::empty();
@@ -435,12 +441,117 @@ fn client_verifier(
     } else {
         b.allow_unauthenticated()
     };
-    match b.build() {
-        Ok(v) => Some(v),
+    let sans = v
+        .match_typed_subject_alt_names
+        .as_deref()
+        .unwrap_or_default();
+    let sans_path = path.key("match_typed_subject_alt_names");
+    let mut matchers = Vec::with_capacity(sans.len());
+    for (i, san) in sans.iter().enumerate() {
+        let at = sans_path.index(i);
+        let dns = match san.san_type.as_str() {
+            "DNS" => true,
+            "URI" => false,
+            "EMAIL" | "IP_ADDRESS" | "OTHER_NAME" => {
+                problems.value(
+                    &at.key("san_type"),
+                    format!("{} SANs are not matched yet: use DNS or URI", san.san_type),
+                );
+                continue;
+            }
+            other => {
+                problems.value(
+                    &at.key("san_type"),
+                    format!("unknown san_type {other:?}: DNS or URI"),
+                );
+                continue;
+            }
+        };
+        match StringMatcher::new(&san.matcher, "") {
+            Ok(m) => matchers.push((dns, m)),
+            Err(p) => super::filters::report(problems, &at.key("matcher"), vec![p]),
+        }
+    }
+    let inner = match b.build() {
+        Ok(v) => v,
         Err(e) => {
             problems.value(&capath, format!("cannot verify clients with it: {e}"));
-            None
+            return None;
         }
+    };
+    if sans.is_empty() {
+        return Some(inner);
+    }
+    (matchers.len() == sans.len())
+        .then(|| Arc::new(SanMatching { inner, matchers }) as Arc<dyn ClientCertVerifier>)
+}
+
+/// A client certificate verified by webpki whose DNS or URI SANs must also match one of
+/// `matchers` (`(dns, matcher)`; Envoy's `match_typed_subject_alt_names`). The certificate is
+/// parsed once more per handshake that presents one, after the chain checks out.
+#[derive(Debug)]
+struct SanMatching {
+    inner: Arc<dyn ClientCertVerifier>,
+    matchers: Vec<(bool, StringMatcher)>,
+}
+
+impl ClientCertVerifier for SanMatching {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = crate::x509::PeerCert::parse(end_entity);
+        let matched = cert.is_some_and(|c| {
+            self.matchers.iter().any(|(dns, m)| {
+                let sans = if *dns { &c.dns_sans } else { &c.uri_sans };
+                sans.iter().any(|s| m.matches(s.as_bytes()))
+            })
+        });
+        match matched {
+            true => Ok(verified),
+            false => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -467,6 +578,15 @@ impl ResolvesServerCert for Resolver {
             .or(pool.first())
             .map(|k| Arc::clone(k))
     }
+}
+
+/// `Some` when the end-entity certificate is one webpki cannot read (an X.509 v1 certificate)
+/// whose public key is the private key's own: served as Envoy serves it (it names no host, so
+/// it serves every name, as a listener's only certificate does).
+fn v1_keys_match(ck: &CertifiedKey) -> Option<()> {
+    let cert = ck.end_entity_cert().ok()?;
+    let key = ck.key.public_key()?;
+    (crate::x509::spki(cert)? == key.as_ref()).then_some(())
 }
 
 /// Whether a certificate's names cover `name` (its SANs, `*.` wildcards included).

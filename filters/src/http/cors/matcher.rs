@@ -6,6 +6,7 @@
 //! in the pattern instead). A `safe_regex` must match the whole value (RE2's full match, as
 //! Envoy does): the pattern is anchored at load.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::registry::ConfigProblem;
@@ -15,7 +16,7 @@ use crate::registry::ConfigProblem;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// One string matcher as written in the file: exactly one of the match keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StringMatcherSpec {
     /// The value equals this.
@@ -39,7 +40,7 @@ pub struct StringMatcherSpec {
 }
 
 /// Envoy's `RegexMatcher`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexMatcherSpec {
     /// The pattern (the regex crate's syntax, close to RE2's).
