@@ -143,9 +143,28 @@ fn for_each_tls(listener: &Value, f: &mut dyn FnMut(&Value)) {
 /// Puts the secrets a listener's chains name in as `tls_certificates`; false (the listener
 /// waits) when one has not arrived.
 fn fill_secrets(listener: &mut Value, secrets: &BTreeMap<String, Value>) -> bool {
-    let mut ready = true;
+    fill_secrets_where(listener, secrets, |_| true).is_empty()
+}
+
+/// An Envoy bootstrap's static secrets (`static_resources.secrets`) put in for the references
+/// without an `sds_config` (those with one are the control plane's); the names not found.
+pub(crate) fn fill_static_secrets(
+    listener: &mut Value,
+    secrets: &BTreeMap<String, Value>,
+) -> Vec<String> {
+    fill_secrets_where(listener, secrets, |w| w.get("sds_config").is_none())
+}
+
+/// The references `take` picks are replaced by their secrets; the others stay. Returns the
+/// names taken but not in `secrets`.
+fn fill_secrets_where(
+    listener: &mut Value,
+    secrets: &BTreeMap<String, Value>,
+    take: impl Fn(&Value) -> bool,
+) -> Vec<String> {
+    let mut missing = Vec::new();
     let Some(m) = listener.as_object_mut() else {
-        return true;
+        return missing;
     };
     for key in ["filter_chains", "default_filter_chain"] {
         let Some(v) = m.get_mut(key) else { continue };
@@ -165,17 +184,27 @@ fn fill_secrets(listener: &mut Value, secrets: &BTreeMap<String, Value>) -> bool
                 false => Some(tls),
             };
             let Some(holder) = holder else { continue };
-            let Some(Value::Array(wanted)) = holder.remove("tls_certificate_sds_secret_configs")
+            let Some(Value::Array(refs)) = holder.remove("tls_certificate_sds_secret_configs")
             else {
                 continue;
             };
+            let (wanted, left): (Vec<Value>, Vec<Value>) = refs.into_iter().partition(&take);
+            if !left.is_empty() {
+                holder.insert(
+                    "tls_certificate_sds_secret_configs".into(),
+                    Value::Array(left),
+                );
+            }
             let mut certs = Vec::new();
             for w in &wanted {
                 let name = w.get("name").and_then(Value::as_str).unwrap_or_default();
                 match secrets.get(name) {
                     Some(c) => certs.push(c.clone()),
-                    None => ready = false,
+                    None => missing.push(name.to_owned()),
                 }
+            }
+            if wanted.is_empty() {
+                continue;
             }
             let list = holder
                 .entry("tls_certificates")
@@ -185,7 +214,7 @@ fn fill_secrets(listener: &mut Value, secrets: &BTreeMap<String, Value>) -> bool
             }
         }
     }
-    ready
+    missing
 }
 
 /// Whether the document asks for a control plane, and whether it takes clusters from it.

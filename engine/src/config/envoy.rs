@@ -385,6 +385,10 @@ pub(crate) fn bootstrap(doc: &Value, tr: &mut Tr) -> Value {
         .unwrap_or_default();
         clusters =
             list(&mut s, "clusters", tr, |v, at, tr| Some(cluster(v, at, tr))).unwrap_or_default();
+        if let Some(Value::Array(list)) = s.get("secrets") {
+            let at = s.at("secrets");
+            static_secrets(list, &at, &mut listeners, tr);
+        }
         s.done(tr);
     }
     if let Some(dr) = o.get("dynamic_resources") {
@@ -405,6 +409,32 @@ pub(crate) fn bootstrap(doc: &Value, tr: &mut Tr) -> Value {
     out.insert("listeners".into(), Value::Array(listeners));
     out.insert("clusters".into(), Value::Array(clusters));
     Value::Object(out)
+}
+
+/// `static_resources.secrets` put into the listeners whose TLS contexts name them without an
+/// `sds_config` (Envoy's static secrets); a name no secret has is an error at the listener.
+fn static_secrets(list: &[Value], at: &DocPath, listeners: &mut [Value], tr: &mut Tr) {
+    let mut secrets = std::collections::BTreeMap::new();
+    for (i, v) in list.iter().enumerate() {
+        let at = at.index(i);
+        match v.get("name").and_then(Value::as_str) {
+            Some(name) => {
+                secrets.insert(name.to_owned(), secret(v, &at, tr));
+            }
+            None => tr.bad(&at.key("name"), "a static secret needs a name"),
+        }
+    }
+    for (i, l) in listeners.iter_mut().enumerate() {
+        for name in super::compose::fill_static_secrets(l, &secrets) {
+            tr.bad(
+                &DocPath::root()
+                    .key("static_resources")
+                    .key("listeners")
+                    .index(i),
+                format!("names the secret {name:?}, which static_resources.secrets does not have"),
+            );
+        }
+    }
 }
 
 /// Envoy's runtime: ringway has none, so every key a static layer sets is unsupported (at its
@@ -1381,10 +1411,16 @@ fn upstream_tls(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
             if let Some(Value::Array(sans)) = vc.get("match_typed_subject_alt_names") {
                 let at = vc.at("match_typed_subject_alt_names");
                 let mut names = Vec::new();
+                // An upstream's names are DNS names matched exactly (`verify.subject_alt_names`).
                 for (i, san) in sans.iter().enumerate() {
-                    match san.pointer("/matcher/exact") {
-                        Some(n) => names.push(n.clone()),
-                        None => tr.unsupported(&at.index(i)),
+                    let dns = san.get("san_type").and_then(Value::as_str) == Some("DNS");
+                    let matcher = san.get("matcher").and_then(Value::as_object);
+                    let exact = matcher
+                        .filter(|m| m.len() == 1)
+                        .and_then(|m| m.get("exact"));
+                    match exact {
+                        Some(n) if dns => names.push(n.clone()),
+                        _ => tr.unsupported(&at.index(i)),
                     }
                 }
                 verify.insert("subject_alt_names".into(), Value::Array(names));

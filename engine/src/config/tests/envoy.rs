@@ -152,3 +152,100 @@ fn runtime_keys_are_unsupported_but_for_a_limit_no_listener_reads() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn static_secrets_fill_the_tls_contexts_that_name_them() {
+    let text = |names: &str| {
+        format!(
+            "static_resources:
+  secrets:
+    - name: edge
+      tls_certificate:
+        certificate_chain: {{filename: /etc/edge.crt}}
+        private_key: {{filename: /etc/edge.key}}
+  listeners:
+    - name: tls
+      address: {{socket_address: {{address: 127.0.0.1, port_value: 8443}}}}
+      filter_chains:
+        - transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+              common_tls_context:
+                tls_certificate_sds_secret_configs: [{names}]
+          filters: [{{name: envoy.filters.network.tcp_proxy, typed_config: {{stat_prefix: t, cluster: c}}}}]
+  clusters:
+    - name: c
+      load_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9000}}}}}}}}]}}]}}
+"
+        )
+    };
+    // A reference without sds_config is a static secret; one with it stays for the control plane.
+    let doc = translate(
+        &text("{name: edge}, {name: dyn, sds_config: {ads: {}}}"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        doc["listeners"][0]["filter_chains"][0]["tls"]["common_tls_context"],
+        json!({
+            "tls_certificates": [{"certificate_chain": {"filename": "/etc/edge.crt"},
+                                  "private_key": {"filename": "/etc/edge.key"}}],
+            "tls_certificate_sds_secret_configs": [{"name": "dyn", "sds_config": {"ads": {}}}],
+        })
+    );
+    let errors = translate(&text("{name: nope}"), false).unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            "static_resources.listeners[0]: names the secret \"nope\", which \
+          static_resources.secrets does not have (line 8)"
+        ]
+    );
+}
+
+#[test]
+fn an_upstreams_san_matchers_must_be_exact_dns_names() {
+    let text = |san: &str| {
+        format!(
+            "static_resources:
+  clusters:
+    - name: backend
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: backend.example.com
+          common_tls_context:
+            validation_context:
+              trusted_ca: {{filename: /etc/ca.crt}}
+              match_typed_subject_alt_names: [{san}]
+      load_assignment: {{cluster_name: backend, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 9443}}}}}}}}]}}]}}
+"
+        )
+    };
+    let doc = translate(
+        &text("{san_type: DNS, matcher: {exact: backend.example.com}}"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        doc["clusters"][0]["tls"]["verify"],
+        json!({"ca": {"filename": "/etc/ca.crt"}, "subject_alt_names": ["backend.example.com"]})
+    );
+    for other in [
+        "{san_type: URI, matcher: {exact: \"spiffe://x/y\"}}",
+        "{san_type: DNS, matcher: {suffix: .example.com}}",
+    ] {
+        let errors = translate(&text(other), false).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.\
+              validation_context.match_typed_subject_alt_names[0]: not supported by ringway \
+              (--allow-unsupported leaves it out) (line 12)"
+            ],
+            "{other}"
+        );
+    }
+}
