@@ -541,17 +541,20 @@ fn the_config_in_force_keeps_serving_while_the_control_plane_is_down() {
     assert_eq!(resumed.map(|r| r["version_info"].clone()), Some(json!("1")));
 }
 
+/// The SDS secret `edge-cert`: gen-certs' certificate and key for `host`, inline.
+fn edge_cert(certs: &std::path::Path, host: &str) -> Value {
+    let pem = |name: String| std::fs::read_to_string(certs.join(name)).expect("cert");
+    json!({"name": "edge-cert", "tls_certificate": {
+        "certificate_chain": {"inline_string": pem(format!("{host}.crt"))},
+        "private_key": {"inline_string": pem(format!("{host}.key"))}}})
+}
+
 #[test]
 fn certificates_come_from_the_control_plane_and_rotate() {
     let (a, _) = RawOrigin::counting("a", Duration::ZERO);
     let certs = scratch_dir();
     gen_certs(&certs);
-    let pem = |name: &str| std::fs::read_to_string(certs.join(name)).expect("cert");
-    let secret = |host: &str| {
-        json!({"name": "edge-cert", "tls_certificate": {
-            "certificate_chain": {"inline_string": pem(&format!("{host}.crt"))},
-            "private_key": {"inline_string": pem(&format!("{host}.key"))}}})
-    };
+    let secret = |host: &str| edge_cert(&certs, host);
     let dir = scratch_dir();
     let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)], "listeners": [],
         "secrets": [secret("a.example.test")]});
@@ -689,7 +692,6 @@ fn dynamic_listeners_carry_tls_from_sds_tcp_proxy_filters_and_access_logs() {
     let (a, _) = RawOrigin::counting("a", Duration::ZERO);
     let certs = scratch_dir();
     gen_certs(&certs);
-    let pem = |name: &str| std::fs::read_to_string(certs.join(name)).expect("cert");
     let dir = scratch_dir();
     let log = dir.join("access.log");
     let (tls_port, tcp_port) = (free_port(), free_port());
@@ -722,9 +724,7 @@ fn dynamic_listeners_carry_tls_from_sds_tcp_proxy_filters_and_access_logs() {
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             "stat_prefix": "tcp", "cluster": "a"}}]}]});
-    let secret = json!({"name": "edge-cert", "tls_certificate": {
-        "certificate_chain": {"inline_string": pem("a.example.test.crt")},
-        "private_key": {"inline_string": pem("a.example.test.key")}}});
+    let secret = edge_cert(&certs, "a.example.test");
     let v1 = json!({"version": "1", "clusters": [static_cluster("a", a.addr)],
         "listeners": [tls, tcp], "secrets": [secret]});
     let cp = ControlPlane::start(&dir, &v1, 0);
