@@ -5,7 +5,9 @@
 //!
 //! rustls-webpki parses the certificate (SANs, serial, the subject's raw bytes); the subject's
 //! DER walk here is small and bounded: every length is checked against what is left, and a
-//! malformed name yields `None`, never a panic.
+//! malformed name yields `None`, never a panic. The same walk finds a certificate's public key
+//! info ([`spki`]) for the certificates webpki refuses to read (X.509 v1), when a listener's
+//! key is checked against its certificate at load.
 
 use crate::text::hex;
 
@@ -255,6 +257,46 @@ mod tests {
         let mut set = vec![0x31, body.len() as u8];
         set.extend(body);
         set
+    }
+
+    fn tlv_of(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag, body.len() as u8];
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// A certificate's outline: `version` (v3's `[0]`, or none for v1), five fields, the key
+    /// info, then the signature parts.
+    fn cert(version: bool, spki: &[u8]) -> Vec<u8> {
+        let mut tbs = Vec::new();
+        if version {
+            tbs.extend(tlv_of(0xa0, &tlv_of(0x02, &[2])));
+        }
+        tbs.extend(tlv_of(0x02, &[7])); // serialNumber
+        tbs.extend(tlv_of(0x30, &tlv_of(0x06, &[0x2a, 0x86]))); // signature
+        tbs.extend(rdn(&[attr(&[0x55, 4, 3], 0x0c, b"ca")])); // issuer (a SET here: any TLV)
+        tbs.extend(tlv_of(0x30, &[])); // validity
+        tbs.extend(tlv_of(0x30, &[])); // subject
+        tbs.extend_from_slice(spki);
+        let mut body = tlv_of(0x30, &tbs);
+        body.extend(tlv_of(0x30, &tlv_of(0x06, &[0x2a, 0x86])));
+        body.extend(tlv_of(0x03, &[0, 1, 2]));
+        tlv_of(0x30, &body)
+    }
+
+    #[test]
+    fn the_public_key_info_is_found_in_v1_and_v3_certificates() {
+        let spki_tlv = tlv_of(0x30, &[0x30, 0x00, 0x03, 0x02, 0x00, 0x04]);
+        for version in [true, false] {
+            let c = cert(version, &spki_tlv);
+            assert_eq!(spki(&c), Some(spki_tlv.as_slice()), "version {version}");
+            // Cut anywhere: never a panic, and no key info from half a certificate.
+            for n in 0..c.len() {
+                assert_eq!(spki(&c[..n]), None, "cut at {n}");
+            }
+        }
+        // Not a SEQUENCE where the key info belongs.
+        assert_eq!(spki(&cert(true, &tlv_of(0x04, &[1]))), None);
     }
 
     #[test]

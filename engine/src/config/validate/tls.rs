@@ -7,7 +7,12 @@
 //! Certificate choice ([`Resolver`]): among the chain's certificates, those valid for the
 //! client's SNI name (all of them when none is, or when the client sent no name), and of those
 //! the first whose key type the client can verify (so an ECDSA and an RSA certificate for the
-//! same name serve each client the one it supports).
+//! same name serve each client the one it supports). An X.509 v1 certificate, which webpki
+//! cannot read, is matched to its key by [`crate::x509::spki`] and names no host.
+//!
+//! Client certificates (mTLS): webpki's verifier against `trusted_ca`, wrapped by
+//! [`SanMatching`] when `match_typed_subject_alt_names` is set (the leaf's DNS or URI SANs must
+//! match one entry; checked once per handshake that presents a certificate).
 
 use std::{
     path::{Path, PathBuf},
