@@ -170,8 +170,8 @@ pub struct Shared {
     pub target: Target,
     /// The complete HTTP/1.1 request (head + body).
     pub request_h1: Bytes,
-    /// The HTTP/2 request template.
-    pub request_h2: http::Request<()>,
+    /// The HTTP/2 request's header block (HPACK, stateless: see [`h2::hpack`]).
+    pub request_h2: Vec<u8>,
     /// The HTTP/2 request body.
     pub body: Option<Bytes>,
     /// The method is HEAD (responses have no body).
@@ -386,9 +386,7 @@ fn build_shared(cfg: &LoadConfig, target: Target) -> anyhow::Result<Shared> {
         h1.extend_from_slice(b);
     }
     let scheme = if target.tls { "https" } else { "http" };
-    let mut req = http::Request::builder()
-        .method(method.as_str())
-        .uri(format!("{scheme}://{authority}{}", target.path));
+    let mut h2_headers = Vec::new();
     for (k, v) in &cfg.headers {
         let lk = k.to_ascii_lowercase();
         // Connection-specific headers are illegal in HTTP/2; Host becomes :authority.
@@ -398,9 +396,14 @@ fn build_shared(cfg: &LoadConfig, target: Target) -> anyhow::Result<Shared> {
         ) {
             continue;
         }
-        req = req.header(lk, v.as_str());
+        if !lk.bytes().all(|b| b.is_ascii_graphic()) || v.bytes().any(|b| b == b'\r' || b == b'\n')
+        {
+            bail!("bad header '{k}: {v}'");
+        }
+        h2_headers.push((lk, v.clone()));
     }
-    let request_h2 = req.body(()).context("build HTTP/2 request")?;
+    let request_h2 =
+        h2::hpack::encode_request(&method, scheme, &authority, &target.path, &h2_headers);
     let tls = if target.tls {
         let alpn: &[&[u8]] = match cfg.protocol {
             Protocol::Http1 => &[b"http/1.1"],

@@ -43,6 +43,17 @@ pub enum Pace {
     },
 }
 
+/// What [`Pace::due`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Send now; the request was intended at this time.
+    Now(Instant),
+    /// Nothing before this time.
+    At(Instant),
+    /// The run is over for this slot.
+    Over,
+}
+
 impl Pace {
     /// The pace of slot `slot` out of `slots` sharing `rate` requests/s (`None`: closed loop).
     pub fn new(rate: Option<f64>, slot: usize, slots: usize, start: Instant) -> Self {
@@ -81,6 +92,28 @@ impl Pace {
                     compio::time::sleep_until(t).await;
                 }
                 Some(t)
+            }
+        }
+    }
+
+    /// The same decision as [`Pace::next`] without waiting, for callers that run their own
+    /// timers: send now (with the intended time, which this consumes), wait until a time, or
+    /// stop.
+    pub fn due(&mut self, now: Instant, w: &Window) -> Due {
+        match self {
+            Pace::Closed if now < w.start => Due::At(w.start),
+            Pace::Closed if now < w.end => Due::Now(now),
+            Pace::Closed => Due::Over,
+            Pace::Open { next, interval } => {
+                let t = *next;
+                if t >= w.end {
+                    Due::Over
+                } else if t <= now {
+                    *next += *interval;
+                    Due::Now(t)
+                } else {
+                    Due::At(t)
+                }
             }
         }
     }
