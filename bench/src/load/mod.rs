@@ -190,9 +190,6 @@ pub struct Watch {
     fired: Cell<bool>,
     /// The slot's current socket (-1: none).
     pub fd: Cell<RawFd>,
-    /// An HTTP/2 stream slot's task, woken when its deadline passes (a stream cannot be cut off
-    /// by shutting a socket down: the connection carries others).
-    waker: RefCell<Option<std::task::Waker>>,
 }
 
 impl Watch {
@@ -209,26 +206,6 @@ impl Watch {
         self.deadline.set(None);
         self.fired.get()
     }
-
-    /// Run `fut` until it completes or the deadline armed for it passes (`None`), without a
-    /// runtime timer per request: the watchdog wakes the task.
-    pub async fn bound<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(v));
-            }
-            if self.fired.get() {
-                return std::task::Poll::Ready(None);
-            }
-            let mut w = self.waker.borrow_mut();
-            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *w = Some(cx.waker().clone());
-            }
-            std::task::Poll::Pending
-        })
-        .await
-    }
 }
 
 /// Every `period`, shuts down the sockets of exchanges past their deadline.
@@ -237,16 +214,11 @@ async fn watchdog(watches: Rc<RefCell<Vec<Rc<Watch>>>>, period: Duration) {
         compio::time::sleep(period).await;
         let now = Instant::now();
         for w in watches.borrow().iter() {
-            if w.deadline.get().is_some_and(|d| d <= now) && !w.fired.get() {
-                if w.fd.get() >= 0 {
-                    w.fired.set(true);
-                    // SAFETY: the fd belongs to a live connection of this thread (cleared before
-                    // close).
-                    unsafe { libc::shutdown(w.fd.get(), libc::SHUT_RDWR) };
-                } else if let Some(waker) = w.waker.borrow_mut().take() {
-                    w.fired.set(true);
-                    waker.wake();
-                }
+            if w.deadline.get().is_some_and(|d| d <= now) && !w.fired.get() && w.fd.get() >= 0 {
+                w.fired.set(true);
+                // SAFETY: the fd belongs to a live connection of this thread (cleared before
+                // close).
+                unsafe { libc::shutdown(w.fd.get(), libc::SHUT_RDWR) };
             }
         }
     }
@@ -262,7 +234,7 @@ pub struct WorkerCtx {
     pub stats: RefCell<Stats>,
     /// This worker's progress word.
     pub progress: Arc<Progress>,
-    /// The slots' deadlines (HTTP/1.1 and HTTP/2).
+    /// The HTTP/1.1 slots' deadlines (HTTP/2 connections keep their own timers).
     watches: Rc<RefCell<Vec<Rc<Watch>>>>,
 }
 
@@ -273,7 +245,6 @@ impl WorkerCtx {
             deadline: Cell::new(None),
             fired: Cell::new(false),
             fd: Cell::new(-1),
-            waker: RefCell::new(None),
         });
         self.watches.borrow_mut().push(w.clone());
         w
