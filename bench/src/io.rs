@@ -1,7 +1,8 @@
 //! The poll-style socket seam: one type, [`PollIo`], that turns compio's completion-based,
-//! owned-buffer TCP stream into the poll traits `h2` wants (tokio's `AsyncRead`/`AsyncWrite`,
-//! the traits only: no tokio runtime runs) and that carries TLS (rustls) for both the load
-//! generator and the origin.
+//! owned-buffer TCP stream into poll-style reads and writes: the ones the load generator's HTTP/2
+//! client calls directly ([`PollIo::poll_read_slice`], [`PollIo::poll_write_slice`]), and the
+//! traits the origin's `h2` wants (tokio's `AsyncRead`/`AsyncWrite`, the traits only: no tokio
+//! runtime runs). It carries TLS (rustls) for both the load generator and the origin.
 //!
 //! Data flow: reads land in one owned buffer (`rbuf`, 16 KiB) filled by a compio receive that
 //! owns it while in flight; plaintext is copied out of it (or, with TLS, fed to rustls and

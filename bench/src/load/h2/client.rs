@@ -1,6 +1,6 @@
 //! One HTTP/2 client connection of the load generator, as one state machine in one task.
 //!
-//! Data flow: [`Client::poll`] drives three sources in turn until none makes progress: the
+//! Data flow: `Client::poll` drives three sources in turn until none makes progress: the
 //! timer (per-stream deadlines, open-loop send times), the output buffer (every frame the
 //! connection sends is appended to `out`, then staged on the socket in one write and sent
 //! while the next batch collects), and the input (read into `rbuf`, cut into frames, each
