@@ -404,13 +404,7 @@ fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Str, H
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::load::h2::hex;
 
     fn fields(d: &mut Decoder, block: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();

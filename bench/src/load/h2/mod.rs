@@ -71,3 +71,13 @@ async fn backoff(ctx: &WorkerCtx) {
     let until = (Instant::now() + Duration::from_millis(50)).min(ctx.window.end);
     compio::time::sleep_until(until).await;
 }
+
+/// Bytes from hex digits with any whitespace between (the RFC 7541 examples' notation).
+#[cfg(test)]
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
