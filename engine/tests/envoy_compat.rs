@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
 
 /// The Envoy binary: `ENVOY_BIN`, else `envoy` on the PATH, else the meters' copy.
@@ -71,13 +71,6 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Waits until `addr` accepts connections.
@@ -275,50 +268,6 @@ fn the_tcp_proxy_example_answers_as_envoy_does() {
 // ---------------------------------------------------------------------------------------------
 // One control plane, two proxies.
 
-const SERVER: &str = include_str!("support/xds_server.py");
-
-struct ControlPlane {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn control_plane(dir: &Path, snapshot: &Value) -> ControlPlane {
-    let script = dir.join("xds_server.py");
-    std::fs::write(&script, SERVER).expect("write server");
-    std::fs::write(dir.join("snapshot.json"), snapshot.to_string()).expect("snapshot");
-    let mut child = Command::new("python3")
-        .arg(&script)
-        .arg(dir.join("snapshot.json"))
-        .arg(dir.join("requests.log"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 with grpcio and xds-protos (run scripts/test.sh)");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the control plane printed its port");
-    let port = line
-        .trim()
-        .strip_prefix("xds listening on ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("control plane said {line:?}"));
-    ControlPlane { child, port }
-}
-
 /// An Envoy v3 bootstrap whose listeners and clusters come from the control plane at
 /// `cp_port` over ADS; both proxies load this same file.
 fn ads_bootstrap(node: &str, cp_port: u16) -> String {
@@ -389,7 +338,7 @@ fn one_control_plane_drives_envoy_and_ringway_to_the_same_routes() {
                 {"match": {"path": "/health"}, "direct_response": {"status": 200, "body": {"inline_string": "healthy"}}},
                 {"match": {"prefix": "/"}, "route": {"cluster": "a"}}]}]}]});
     let cp_dir = scratch_dir();
-    let cp = control_plane(&cp_dir, &snapshot);
+    let cp = ControlPlane::start(&cp_dir, &snapshot, 0);
     let envoy_dir = scratch_dir();
     let envoy = Envoy::start(&ads_bootstrap("envoy-node", cp.port), &envoy_dir);
     let dir = scratch_dir();

@@ -6,10 +6,8 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
+    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -20,100 +18,6 @@ use std::{
 
 use serde_json::{json, Value};
 use support::*;
-
-const SERVER: &str = include_str!("support/xds_server.py");
-
-/// The control plane process; stopped when dropped.
-struct ControlPlane {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl ControlPlane {
-    fn start(dir: &std::path::Path, snapshot: &Value, port: u16) -> ControlPlane {
-        ControlPlane::start_env(dir, snapshot, port, &[])
-    }
-
-    fn start_env(
-        dir: &std::path::Path,
-        snapshot: &Value,
-        port: u16,
-        env: &[(&str, PathBuf)],
-    ) -> ControlPlane {
-        let script = dir.join("xds_server.py");
-        std::fs::write(&script, SERVER).expect("write server");
-        let cp = ControlPlane {
-            child: Command::new("true").spawn().expect("spawn"),
-            port,
-            dir: dir.to_path_buf(),
-        };
-        cp.push(snapshot);
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(dir.join("snapshot.json"))
-            .arg(dir.join("requests.log"))
-            .env("XDS_LISTEN", format!("127.0.0.1:{port}"))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 with grpcio and xds-protos (run scripts/test.sh)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the control plane printed its port");
-        let port: u16 = line
-            .trim()
-            .strip_prefix("xds listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("control plane said {line:?}"));
-        let mut cp = cp;
-        cp.child = child;
-        cp.port = port;
-        cp
-    }
-
-    /// Replaces the snapshot (written aside, renamed over: the server never reads half).
-    fn push(&self, snapshot: &Value) {
-        let tmp = self.dir.join("snapshot.json.tmp");
-        std::fs::write(&tmp, snapshot.to_string()).expect("write snapshot");
-        std::fs::rename(&tmp, self.dir.join("snapshot.json")).expect("rename snapshot");
-    }
-
-    /// Every request the proxy sent, in order.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join("requests.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn sock(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
@@ -411,11 +315,6 @@ fn push_change_remove(delta: bool) {
         "{dump}"
     );
     drop(proxy);
-}
-
-fn admin_json_at(addr: SocketAddr, path: &str) -> Value {
-    let resp = admin(addr, "GET", path);
-    serde_json::from_slice(&resp.body).expect("json")
 }
 
 #[test]

@@ -103,15 +103,35 @@ impl Dynamic {
     }
 }
 
-/// Calls `f` on every `http_connection_manager` of a listener (all chains, default chain).
-fn for_each_hcm(listener: &Value, f: &mut dyn FnMut(&Value)) {
-    let chains = listener
+/// A listener's filter chains, the default chain last.
+fn chains(listener: &Value) -> impl Iterator<Item = &Value> {
+    listener
         .get("filter_chains")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .chain(listener.get("default_filter_chain"));
-    for chain in chains {
+        .chain(listener.get("default_filter_chain"))
+}
+
+/// The same, to change them.
+fn chains_mut(listener: &mut Value) -> Vec<&mut Value> {
+    let Some(m) = listener.as_object_mut() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, v) in m.iter_mut() {
+        match (key.as_str(), v) {
+            ("filter_chains", Value::Array(list)) => out.extend(list.iter_mut()),
+            ("default_filter_chain", chain) => out.push(chain),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Calls `f` on every `http_connection_manager` of a listener (all chains, default chain).
+fn for_each_hcm(listener: &Value, f: &mut dyn FnMut(&Value)) {
+    for chain in chains(listener) {
         for filter in chain
             .get("filters")
             .and_then(Value::as_array)
@@ -127,13 +147,7 @@ fn for_each_hcm(listener: &Value, f: &mut dyn FnMut(&Value)) {
 
 /// Calls `f` on the `tls` of every filter chain of a listener.
 fn for_each_tls(listener: &Value, f: &mut dyn FnMut(&Value)) {
-    let chains = listener
-        .get("filter_chains")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(listener.get("default_filter_chain"));
-    for chain in chains {
+    for chain in chains(listener) {
         if let Some(tls) = chain.get("tls") {
             f(tls);
         }
@@ -163,55 +177,44 @@ fn fill_secrets_where(
     take: impl Fn(&Value) -> bool,
 ) -> Vec<String> {
     let mut missing = Vec::new();
-    let Some(m) = listener.as_object_mut() else {
-        return missing;
-    };
-    for key in ["filter_chains", "default_filter_chain"] {
-        let Some(v) = m.get_mut(key) else { continue };
-        let chains: Vec<&mut Value> = match v {
-            Value::Array(a) => a.iter_mut().collect(),
-            other => vec![other],
+    for chain in chains_mut(listener) {
+        let Some(tls) = chain.get_mut("tls").and_then(Value::as_object_mut) else {
+            continue;
         };
-        for chain in chains {
-            let Some(tls) = chain.get_mut("tls").and_then(Value::as_object_mut) else {
-                continue;
-            };
-            // The secrets sit beside the certificates: in `common_tls_context` or on `tls`.
-            let holder = match tls.contains_key("common_tls_context") {
-                true => tls
-                    .get_mut("common_tls_context")
-                    .and_then(Value::as_object_mut),
-                false => Some(tls),
-            };
-            let Some(holder) = holder else { continue };
-            let Some(Value::Array(refs)) = holder.remove("tls_certificate_sds_secret_configs")
-            else {
-                continue;
-            };
-            let (wanted, left): (Vec<Value>, Vec<Value>) = refs.into_iter().partition(&take);
-            if !left.is_empty() {
-                holder.insert(
-                    "tls_certificate_sds_secret_configs".into(),
-                    Value::Array(left),
-                );
+        // The secrets sit beside the certificates: in `common_tls_context` or on `tls`.
+        let holder = match tls.contains_key("common_tls_context") {
+            true => tls
+                .get_mut("common_tls_context")
+                .and_then(Value::as_object_mut),
+            false => Some(tls),
+        };
+        let Some(holder) = holder else { continue };
+        let Some(Value::Array(refs)) = holder.remove("tls_certificate_sds_secret_configs") else {
+            continue;
+        };
+        let (wanted, left): (Vec<Value>, Vec<Value>) = refs.into_iter().partition(&take);
+        if !left.is_empty() {
+            holder.insert(
+                "tls_certificate_sds_secret_configs".into(),
+                Value::Array(left),
+            );
+        }
+        let mut certs = Vec::new();
+        for w in &wanted {
+            let name = w.get("name").and_then(Value::as_str).unwrap_or_default();
+            match secrets.get(name) {
+                Some(c) => certs.push(c.clone()),
+                None => missing.push(name.to_owned()),
             }
-            let mut certs = Vec::new();
-            for w in &wanted {
-                let name = w.get("name").and_then(Value::as_str).unwrap_or_default();
-                match secrets.get(name) {
-                    Some(c) => certs.push(c.clone()),
-                    None => missing.push(name.to_owned()),
-                }
-            }
-            if wanted.is_empty() {
-                continue;
-            }
-            let list = holder
-                .entry("tls_certificates")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(l) = list {
-                l.extend(certs);
-            }
+        }
+        if wanted.is_empty() {
+            continue;
+        }
+        let list = holder
+            .entry("tls_certificates")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(l) = list {
+            l.extend(certs);
         }
     }
     missing
@@ -312,21 +315,11 @@ pub fn compose(file: &Value, dynamic: &Dynamic) -> (Value, Warming, Added) {
 /// Fills a dynamic listener's `rds` in; false when it must wait (routes or a `tcp_proxy`
 /// cluster not there).
 fn fill_listener(l: &mut Value, dynamic: &Dynamic, known: &BTreeSet<String>) -> bool {
-    let mut ready = true;
-    let mut chains: Vec<&mut Value> = Vec::new();
-    let Some(m) = l.as_object_mut() else {
+    if !l.is_object() {
         return false;
-    };
-    // Both chain keys are taken out of the map, filled, and put back.
-    let mut taken_fc = m.remove("filter_chains");
-    let mut taken_dc = m.remove("default_filter_chain");
-    if let Some(Value::Array(list)) = taken_fc.as_mut() {
-        chains.extend(list.iter_mut());
     }
-    if let Some(d) = taken_dc.as_mut() {
-        chains.push(d);
-    }
-    for chain in chains {
+    let mut ready = true;
+    for chain in chains_mut(l) {
         let Some(filters) = chain.get_mut("filters").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -355,43 +348,29 @@ fn fill_listener(l: &mut Value, dynamic: &Dynamic, known: &BTreeSet<String>) -> 
             }
         }
     }
-    if let Some(v) = taken_fc {
-        m.insert("filter_chains".into(), v);
-    }
-    if let Some(v) = taken_dc {
-        m.insert("default_filter_chain".into(), v);
-    }
     ready
 }
 
 /// Calls `f` on every route of every connection manager of a listener.
 fn each_route(l: &mut Value, f: &mut dyn FnMut(&mut Map<String, Value>)) {
-    let Some(m) = l.as_object_mut() else { return };
-    for key in ["filter_chains", "default_filter_chain"] {
-        let Some(v) = m.get_mut(key) else { continue };
-        let chains: Vec<&mut Value> = match v {
-            Value::Array(a) => a.iter_mut().collect(),
-            other => vec![other],
+    for chain in chains_mut(l) {
+        let Some(filters) = chain.get_mut("filters").and_then(Value::as_array_mut) else {
+            continue;
         };
-        for chain in chains {
-            let Some(filters) = chain.get_mut("filters").and_then(Value::as_array_mut) else {
+        for filter in filters {
+            let Some(hosts) = filter
+                .pointer_mut("/http_connection_manager/virtual_hosts")
+                .and_then(Value::as_array_mut)
+            else {
                 continue;
             };
-            for filter in filters {
-                let Some(hosts) = filter
-                    .pointer_mut("/http_connection_manager/virtual_hosts")
-                    .and_then(Value::as_array_mut)
-                else {
+            for host in hosts {
+                let Some(routes) = host.get_mut("routes").and_then(Value::as_array_mut) else {
                     continue;
                 };
-                for host in hosts {
-                    let Some(routes) = host.get_mut("routes").and_then(Value::as_array_mut) else {
-                        continue;
-                    };
-                    for r in routes {
-                        if let Some(r) = r.as_object_mut() {
-                            f(r);
-                        }
+                for r in routes {
+                    if let Some(r) = r.as_object_mut() {
+                        f(r);
                     }
                 }
             }

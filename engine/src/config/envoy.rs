@@ -112,6 +112,13 @@ impl<'a> Obj<'a> {
         (short_name(name, ty, prefix), config)
     }
 
+    /// A key ringway reads only at one value (its own fixed behaviour): any other is reported.
+    fn only(&mut self, key: &str, value: Value, tr: &mut Tr) {
+        if self.get(key).is_some_and(|v| *v != value) {
+            tr.unsupported(&self.at(key));
+        }
+    }
+
     /// Marks keys as read that change nothing here (`@type`, names Envoy only logs).
     fn ignore(&mut self, keys: &[&str]) {
         for k in keys {
@@ -366,11 +373,7 @@ pub(crate) fn bootstrap(doc: &Value, tr: &mut Tr) -> Value {
             }
         }
         // Envoy's admin access log: ringway's admin logs nothing per request.
-        if let Some(p) = a.get("access_log_path") {
-            if p != "/dev/null" {
-                tr.unsupported(&a.at("access_log_path"));
-            }
-        }
+        a.only("access_log_path", json!("/dev/null"), tr);
         a.done(tr);
         out.insert("admin".into(), Value::Object(m));
     }
@@ -617,11 +620,7 @@ pub(crate) fn listener(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
         out.insert("access_log".into(), Value::Array(logs));
     }
     // Envoy's default, and ringway's only behaviour: one listening socket per worker.
-    if let Some(r) = o.get("enable_reuse_port") {
-        if r == false {
-            tr.unsupported(&o.at("enable_reuse_port"));
-        }
-    }
+    o.only("enable_reuse_port", json!(true), tr);
     // Names and stats only.
     o.ignore(&["stat_prefix", "traffic_direction"]);
     o.done(tr);
@@ -895,11 +894,7 @@ fn http_connection_manager(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
     }
     // What ringway does anyway: the client address it appends to x-forwarded-for is the peer
     // of the connection, and `x-forwarded-proto` says how the client connected.
-    if let Some(u) = o.get("use_remote_address") {
-        if u == false {
-            tr.unsupported(&o.at("use_remote_address"));
-        }
-    }
+    o.only("use_remote_address", json!(true), tr);
     o.done(tr);
     Value::Object(out)
 }
@@ -1123,11 +1118,7 @@ fn route_match(v: &Value, at: &DocPath, tr: &mut Tr) -> Value {
     if !methods.is_empty() {
         out.insert("methods".into(), Value::Array(methods));
     }
-    if let Some(c) = o.get("case_sensitive") {
-        if c == false {
-            tr.unsupported(&o.at("case_sensitive"));
-        }
-    }
+    o.only("case_sensitive", json!(true), tr);
     o.done(tr);
     Value::Object(out)
 }
@@ -1155,11 +1146,7 @@ fn header_matcher(v: &Value, at: &DocPath, tr: &mut Tr) -> Option<Value> {
                 out.insert("regex".into(), r);
             }
         }
-        if let Some(c) = s.get("ignore_case") {
-            if c == true {
-                tr.unsupported(&s.at("ignore_case"));
-            }
-        }
+        s.only("ignore_case", json!(false), tr);
         s.done(tr);
     }
     o.done(tr);

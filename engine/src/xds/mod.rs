@@ -732,11 +732,17 @@ fn status(message: String) -> Status {
     }
 }
 
+/// A response's type, or `None` (logged) for one the client did not ask for.
+fn response_type(url: &str) -> Option<&'static str> {
+    let ty = type_of(url);
+    if ty.is_none() {
+        tracing::warn!(type_url = %url, "xds: a response of a type not asked for, ignored");
+    }
+    ty
+}
+
 fn sotw_response(r: DiscoveryResponse) -> Option<Response> {
-    let Some(ty) = type_of(&r.type_url) else {
-        tracing::warn!(type_url = %r.type_url, "xds: a response of a type not asked for, ignored");
-        return None;
-    };
+    let ty = response_type(&r.type_url)?;
     Some(Response {
         ty,
         version: r.version_info,
@@ -747,10 +753,7 @@ fn sotw_response(r: DiscoveryResponse) -> Option<Response> {
 }
 
 fn delta_response(r: DeltaDiscoveryResponse) -> Option<Response> {
-    let Some(ty) = type_of(&r.type_url) else {
-        tracing::warn!(type_url = %r.type_url, "xds: a response of a type not asked for, ignored");
-        return None;
-    };
+    let ty = response_type(&r.type_url)?;
     Some(Response {
         ty,
         version: r.system_version_info,

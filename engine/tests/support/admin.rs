@@ -29,10 +29,15 @@ pub fn admin_stats(addr: SocketAddr) -> HashMap<String, u64> {
 
 /// The admin `/stats?format=json` document.
 pub fn admin_json(addr: SocketAddr) -> serde_json::Value {
-    let r = admin(addr, "GET", "/stats?format=json");
+    admin_json_at(addr, "/stats?format=json")
+}
+
+/// The JSON document `GET path` answers on the admin server (`/config_dump`, ...).
+pub fn admin_json_at(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let r = admin(addr, "GET", path);
     assert_eq!(r.status(), 200, "{}", r.body_str());
     serde_json::from_slice(&r.body)
-        .unwrap_or_else(|e| panic!("/stats?format=json is not JSON ({e}): {}", r.body_str()))
+        .unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {}", r.body_str()))
 }
 
 /// A counter or gauge of an [`admin_json`] document, by name.

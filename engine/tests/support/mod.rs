@@ -11,6 +11,7 @@
 //! - [`admin`]: the admin server's endpoints and stats;
 //! - [`config`]: config text;
 //! - [`seccomp`]: a child process that may not use io_uring;
+//! - [`control_plane`]: the xDS control plane (`xds_server.py`), [`free_port`];
 //! - here: what they all share (scratch directories, bounded waits, child processes).
 //!
 //! A binary uses only part of this, hence `dead_code` (and unused re-exports) are allowed.
@@ -19,13 +20,14 @@
 mod admin;
 mod clients;
 mod config;
+mod control_plane;
 mod origins;
 mod proxy;
 mod seccomp;
 
 // Every name, for `use support::*`; a binary that uses none of a module's is not at fault.
 #[allow(unused_imports)]
-pub use {admin::*, clients::*, config::*, origins::*, proxy::*, seccomp::*};
+pub use {admin::*, clients::*, config::*, control_plane::*, origins::*, proxy::*, seccomp::*};
 
 use std::{
     io::{BufRead, BufReader, Read},
