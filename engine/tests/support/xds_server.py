@@ -90,25 +90,50 @@ def for_node(snap, key, r, node):
     return r
 
 
+def stream_events(request_iterator, context, snap):
+    """One stream's requests as they arrive and, between them, every new version of the snapshot
+    file (a dict); ends with the stream. `snap` is the version the stream started with."""
+    events = queue.Queue()
+
+    def reader():
+        try:
+            for req in request_iterator:
+                events.put(req)
+        except Exception:  # the stream ended
+            pass
+        events.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    version = snap.get("version")
+    mtime = os.stat(SNAPSHOT).st_mtime_ns
+    while context.is_active():
+        try:
+            req = events.get(timeout=POLL)
+        except queue.Empty:
+            req = False
+        if req is None:
+            return
+        if req:
+            yield req
+        try:
+            m = os.stat(SNAPSHOT).st_mtime_ns
+        except OSError:
+            continue
+        if m != mtime:
+            mtime = m
+            new = load()
+            if new.get("version") != version:
+                version = new.get("version")
+                yield new
+
+
 class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def StreamAggregatedResources(self, request_iterator, context):
-        events = queue.Queue()
-
-        def reader():
-            try:
-                for req in request_iterator:
-                    events.put(req)
-            except Exception:  # the stream ended
-                pass
-            events.put(None)
-
-        threading.Thread(target=reader, daemon=True).start()
         subscribed = {}  # type_url -> resource names (empty: all)
         sent = {}  # type_url -> (version, names) last sent
         nonce = [0]
         node = [""]
         snap = load()
-        mtime = os.stat(SNAPSHOT).st_mtime_ns
 
         def response(type_url):
             key, cls, name_key = TYPES[type_url]
@@ -130,63 +155,38 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 nonce=str(nonce[0]),
             )
 
-        while context.is_active():
-            try:
-                req = events.get(timeout=POLL)
-            except queue.Empty:
-                req = False
-            if req is None:
-                return
-            if req:
-                if req.node.id:
-                    node[0] = req.node.id
-                log(
-                    {
-                        "type_url": req.type_url,
-                        "version_info": req.version_info,
-                        "response_nonce": req.response_nonce,
-                        "resource_names": list(req.resource_names),
-                        "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
-                        "node_id": req.node.id,
-                    }
-                )
-                if req.type_url in TYPES:
-                    subscribed[req.type_url] = list(req.resource_names)
-                    want = (snap["version"], tuple(sorted(req.resource_names)))
-                    if sent.get(req.type_url) != want:
-                        yield response(req.type_url)
-            try:
-                m = os.stat(SNAPSHOT).st_mtime_ns
-            except OSError:
+        for req in stream_events(request_iterator, context, snap):
+            if isinstance(req, dict):  # a new version of the snapshot
+                snap = req
+                for t in TYPES:
+                    if t in subscribed:
+                        yield response(t)
                 continue
-            if m != mtime:
-                mtime = m
-                new = load()
-                if new.get("version") != snap.get("version"):
-                    snap = new
-                    for t in TYPES:
-                        if t in subscribed:
-                            yield response(t)
+            if req.node.id:
+                node[0] = req.node.id
+            log(
+                {
+                    "type_url": req.type_url,
+                    "version_info": req.version_info,
+                    "response_nonce": req.response_nonce,
+                    "resource_names": list(req.resource_names),
+                    "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
+                    "node_id": req.node.id,
+                }
+            )
+            if req.type_url in TYPES:
+                subscribed[req.type_url] = list(req.resource_names)
+                want = (snap["version"], tuple(sorted(req.resource_names)))
+                if sent.get(req.type_url) != want:
+                    yield response(req.type_url)
 
 
     def DeltaAggregatedResources(self, request_iterator, context):
-        events = queue.Queue()
-
-        def reader():
-            try:
-                for req in request_iterator:
-                    events.put(req)
-            except Exception:  # the stream ended
-                pass
-            events.put(None)
-
-        threading.Thread(target=reader, daemon=True).start()
         subs = {}  # type_url -> set of names, or None (all)
         have = {}  # type_url -> {name: version} the client holds
         nonce = [0]
         node = [""]
         snap = load()
-        mtime = os.stat(SNAPSHOT).st_mtime_ns
 
         def changes(t, first=False):
             key, cls, name_key = TYPES[t]
@@ -224,62 +224,49 @@ class Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 nonce=str(nonce[0]),
             )
 
-        while context.is_active():
-            try:
-                req = events.get(timeout=POLL)
-            except queue.Empty:
-                req = False
-            if req is None:
-                return
-            if req:
-                if req.node.id:
-                    node[0] = req.node.id
-                t = req.type_url
-                log(
-                    {
-                        "type_url": t,
-                        "version_info": None,
-                        "response_nonce": req.response_nonce,
-                        "resource_names": list(req.resource_names_subscribe),
-                        "unsubscribe": list(req.resource_names_unsubscribe),
-                        "initial_resource_versions": dict(req.initial_resource_versions),
-                        "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
-                        "node_id": req.node.id,
-                    }
-                )
-                if t in TYPES:
-                    changed = False
-                    first = t not in subs
-                    if t not in subs:
-                        names = set(req.resource_names_subscribe)
-                        wildcard = t.endswith(("Listener", "Cluster")) and (not names or "*" in names)
-                        subs[t] = None if wildcard else names
-                        have[t] = dict(req.initial_resource_versions)
-                        changed = True
-                    elif req.resource_names_subscribe or req.resource_names_unsubscribe:
-                        if subs[t] is not None:
-                            subs[t] |= set(req.resource_names_subscribe)
-                            subs[t] -= set(req.resource_names_unsubscribe)
-                        for n in req.resource_names_unsubscribe:
-                            have[t].pop(n, None)
-                        changed = True
-                    if changed:
-                        resp = changes(t, first)
-                        if resp is not None:
-                            yield resp
-            try:
-                m = os.stat(SNAPSHOT).st_mtime_ns
-            except OSError:
+        for req in stream_events(request_iterator, context, snap):
+            if isinstance(req, dict):  # a new version of the snapshot
+                snap = req
+                for t in list(subs):
+                    resp = changes(t)
+                    if resp is not None:
+                        yield resp
                 continue
-            if m != mtime:
-                mtime = m
-                new = load()
-                if new.get("version") != snap.get("version"):
-                    snap = new
-                    for t in list(subs):
-                        resp = changes(t)
-                        if resp is not None:
-                            yield resp
+            if req.node.id:
+                node[0] = req.node.id
+            t = req.type_url
+            log(
+                {
+                    "type_url": t,
+                    "version_info": None,
+                    "response_nonce": req.response_nonce,
+                    "resource_names": list(req.resource_names_subscribe),
+                    "unsubscribe": list(req.resource_names_unsubscribe),
+                    "initial_resource_versions": dict(req.initial_resource_versions),
+                    "error_detail": req.error_detail.message if req.HasField("error_detail") else None,
+                    "node_id": req.node.id,
+                }
+            )
+            if t in TYPES:
+                changed = False
+                first = t not in subs
+                if t not in subs:
+                    names = set(req.resource_names_subscribe)
+                    wildcard = t.endswith(("Listener", "Cluster")) and (not names or "*" in names)
+                    subs[t] = None if wildcard else names
+                    have[t] = dict(req.initial_resource_versions)
+                    changed = True
+                elif req.resource_names_subscribe or req.resource_names_unsubscribe:
+                    if subs[t] is not None:
+                        subs[t] |= set(req.resource_names_subscribe)
+                        subs[t] -= set(req.resource_names_unsubscribe)
+                    for n in req.resource_names_unsubscribe:
+                        have[t].pop(n, None)
+                    changed = True
+                if changed:
+                    resp = changes(t, first)
+                    if resp is not None:
+                        yield resp
 
 
 def main():
