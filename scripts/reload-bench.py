@@ -22,13 +22,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+
+from benchutil import free_port, proc_cpu, wait_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,32 +67,6 @@ def config(version, origin_port, admin_port, port, routes=1000, clusters=100):
     return "\n".join(lines) + "\n"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def proc_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick
-
-
-def wait_line(proc, prefix, timeout=15):
-    end = time.time() + timeout
-    while time.time() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise SystemExit(f"did not see {prefix!r}")
-
-
 def load(bench, port, args, label, new_conns):
     cmd = ["taskset", "-c", "1", bench, "load", f"http://127.0.0.1:{port}/",
            "-R", str(args.rate), "-c", str(args.conns), "-d", f"{args.seconds}s",
@@ -108,6 +83,9 @@ def summary(path):
     with open(path) as f:
         j = json.load(f)
     return j
+
+
+WAIT_LINE = 15  # seconds a child may take to print what it is waited for
 
 
 def main():
@@ -128,12 +106,12 @@ def main():
         f.write(config(0, origin_port, admin_port, port))
     origin = subprocess.Popen(["taskset", "-c", "1", bench, "origin", "--listen", f"127.0.0.1:{origin_port}", "--workers", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    wait_line(origin, "origin listening")
+    wait_line(origin, "origin listening", WAIT_LINE)
     sock = os.path.join(work, "upgrade.sock")
     def start(extra):
         p = subprocess.Popen(["taskset", "-c", "0", ringway, "run", "-c", cfg, "--upgrade-socket", sock] + extra,
                              stdout=subprocess.PIPE, stderr=open(os.path.join(work, f"ringway-{time.time()}.log"), "w"), text=True)
-        wait_line(p, "ringway: admin bound")
+        wait_line(p, "ringway: admin bound", WAIT_LINE)
         return p
     proxy = start([])
     time.sleep(0.5)

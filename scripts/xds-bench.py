@@ -31,18 +31,12 @@ import subprocess
 import tempfile
 import time
 
+from benchutil import free_port, proc_cpu, wait_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "engine/tests/support/xds_server.py")
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def snapshot(version, origin_port, port, routes=1000, clusters=100):
@@ -96,21 +90,7 @@ def wait_version(port, version, timeout=30):
     return False
 
 
-def proc_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_line(proc, prefix, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(prefix):
-            return line
-    raise SystemExit(f"did not see {prefix!r}")
+WAIT_LINE = 30  # seconds a child may take to print what it is waited for
 
 
 def main():
@@ -132,11 +112,11 @@ def main():
     push(snap_path, snapshot(0, origin_port, port))
     origin = subprocess.Popen(["taskset", "-c", "1", bench, "origin", "--listen", f"127.0.0.1:{origin_port}", "--workers", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    wait_line(origin, "origin listening")
+    wait_line(origin, "origin listening", WAIT_LINE)
     cp = subprocess.Popen(["taskset", "-c", "1", "python3", SERVER, snap_path, os.path.join(work, "requests.log")],
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                           env=dict(os.environ, XDS_POLL="0.005"))
-    cp_port = int(wait_line(cp, "xds listening on").split()[-1])
+    cp_port = int(wait_line(cp, "xds listening on", WAIT_LINE).split()[-1])
     cfg = os.path.join(work, "ringway.yaml")
     with open(cfg, "w") as f:
         f.write(f"workers: {args.workers}\nadmin: {{ address: 127.0.0.1:{admin_port} }}\n"
