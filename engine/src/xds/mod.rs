@@ -239,6 +239,22 @@ enum Tx {
     Delta(tokio::sync::mpsc::UnboundedSender<DeltaDiscoveryRequest>),
 }
 
+/// The stream's responses, of the variant it speaks.
+enum Inbound {
+    Sotw(tonic::Streaming<DiscoveryResponse>),
+    Delta(tonic::Streaming<DeltaDiscoveryResponse>),
+}
+
+impl Inbound {
+    /// The next response (`Some(None)`: one of a type not asked for), or `None` at the end.
+    async fn next(&mut self) -> Result<Option<Option<Response>>, tonic::Status> {
+        match self {
+            Inbound::Sotw(s) => s.message().await.map(|m| m.map(sotw_response)),
+            Inbound::Delta(d) => d.message().await.map(|m| m.map(delta_response)),
+        }
+    }
+}
+
 /// A response of either variant, in one shape.
 struct Response {
     ty: &'static str,
@@ -334,8 +350,7 @@ impl Client {
             .into_iter()
             .filter(|t| self.types.contains_key(t))
             .collect();
-        let (tx, mut inbound_sotw, mut inbound_delta);
-        if self.delta {
+        let (tx, mut inbound) = if self.delta {
             let (t, rx) = tokio::sync::mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
             for ty in &first {
                 let st = &self.types[ty];
@@ -354,34 +369,27 @@ impl Client {
             let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|r| (r, rx))
             });
-            inbound_delta = Some(
-                client
-                    .delta_aggregated_resources(outbound)
-                    .await
-                    .map_err(|e| format!("stream: {e}"))?
-                    .into_inner(),
-            );
-            inbound_sotw = None;
-            tx = Tx::Delta(t);
+            let inbound = client
+                .delta_aggregated_resources(outbound)
+                .await
+                .map_err(|e| format!("stream: {e}"))?
+                .into_inner();
+            (Tx::Delta(t), Inbound::Delta(inbound))
         } else {
             let (t, rx) = tokio::sync::mpsc::unbounded_channel::<DiscoveryRequest>();
             for ty in &first {
-                let st = self.types[ty].clone();
-                let _ = t.send(self.request(ty, &st, None));
+                let _ = t.send(self.request(ty, &self.types[ty], None));
             }
             let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|r| (r, rx))
             });
-            inbound_sotw = Some(
-                client
-                    .stream_aggregated_resources(outbound)
-                    .await
-                    .map_err(|e| format!("stream: {e}"))?
-                    .into_inner(),
-            );
-            inbound_delta = None;
-            tx = Tx::Sotw(t);
-        }
+            let inbound = client
+                .stream_aggregated_resources(outbound)
+                .await
+                .map_err(|e| format!("stream: {e}"))?
+                .into_inner();
+            (Tx::Sotw(t), Inbound::Sotw(inbound))
+        };
         self.shared.stats.connected.store(1, Ordering::Relaxed);
         tracing::info!(control_plane = %addr, delta = self.delta, "xds: stream to the control plane up");
         let mut served = false;
@@ -389,15 +397,8 @@ impl Client {
         let mut apply_at: Option<tokio::time::Instant> = None;
         loop {
             let deadline = apply_at;
-            let next = async {
-                match (&mut inbound_sotw, &mut inbound_delta) {
-                    (Some(s), _) => s.message().await.map(|m| m.map(sotw_response)),
-                    (_, Some(d)) => d.message().await.map(|m| m.map(delta_response)),
-                    _ => Ok(None),
-                }
-            };
             let msg = tokio::select! {
-                m = next => m,
+                m = inbound.next() => m,
                 () = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
