@@ -87,9 +87,16 @@ impl Shared {
 
     /// A connection served by `worker` ended (or was never taken).
     pub fn release(&self, worker: usize) {
-        let _ = self.loads[worker]
-            .0
-            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        // A compare-exchange loop rather than `fetch_update` (deprecated from Rust 1.99 for
+        // `try_update`, which the toolchain we build with does not have yet).
+        let load = &self.loads[worker].0;
+        let mut v = load.load(Relaxed);
+        while v > 0 {
+            match load.compare_exchange_weak(v, v - 1, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
     }
 
     /// Hand an accepted connection to `to`. On failure (the worker is gone, or the descriptor

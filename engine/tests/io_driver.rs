@@ -114,6 +114,32 @@ fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
 }
 
 #[test]
+fn an_enosys_from_a_seccomp_filter_is_named_as_the_filter() {
+    // podman's default profile answers io_uring_setup with ENOSYS, which alone would read as
+    // a kernel without io_uring.
+    let origin = RawOrigin::ok();
+    let path = write_config(&ConfigBuilder::simple(origin.addr).yaml());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
+    cmd.args([
+        "run",
+        "-c",
+        path.to_str().expect("utf-8"),
+        "--io-driver",
+        "io_uring",
+    ]);
+    deny_io_uring_with(&mut cmd, libc::ENOSYS);
+    let out = run_bounded(&mut cmd, WAIT);
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("Function not implemented")
+            && stderr.contains("A seccomp filter refuses io_uring")
+            && !stderr.contains("This kernel has no io_uring"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn config_key_env_and_flag_choose_the_driver() {
     let origin = BenchOrigin::start(&[]);
     // The config alone (no flag, no variable).

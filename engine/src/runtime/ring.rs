@@ -68,6 +68,14 @@ pub struct RingError {
 
 fn hint_for(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
+        // Container runtimes' default seccomp profiles answer io_uring_setup with ENOSYS
+        // (podman's) or EPERM (Docker's): a filter in force says which ENOSYS this is.
+        Some(libc::ENOSYS) if seccomp_filtered() => {
+            "A seccomp filter refuses io_uring (container runtimes' default profiles do): allow \
+             io_uring_setup/io_uring_enter/io_uring_register (for Docker or podman: \
+             `--security-opt seccomp=unconfined`, or a profile allowing them), or set \
+             `io_driver: auto` (or `epoll`) to run on epoll there."
+        }
         Some(libc::ENOSYS) => "This kernel has no io_uring (Linux 6.1 or newer is needed).",
         Some(libc::EPERM) | Some(libc::EACCES) => {
             "io_uring is forbidden here: check `sysctl kernel.io_uring_disabled` (must be 0) and \
@@ -82,6 +90,15 @@ fn hint_for(e: &io::Error) -> &'static str {
         Some(libc::EINVAL) => "The kernel rejected the ring flags (Linux 6.1 or newer is needed).",
         _ => "See docs/architecture.md (runtime) for the requirements.",
     }
+}
+
+/// Whether this process runs under a seccomp filter (`Seccomp: 2` in /proc/self/status).
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .is_some_and(|v| v.trim() == "2")
+    })
 }
 
 /// Raise the soft RLIMIT_MEMLOCK to the hard limit (and try unlimited), so rings and the buffer

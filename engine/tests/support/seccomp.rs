@@ -1,6 +1,7 @@
 //! A child process that may not use io_uring, as under a container runtime's default seccomp
 //! profile: a classic-BPF seccomp filter, installed between fork and exec, answers
-//! `io_uring_setup`, `io_uring_enter` and `io_uring_register` with `EPERM` and allows the rest.
+//! `io_uring_setup`, `io_uring_enter` and `io_uring_register` with `EPERM` (or another errno)
+//! and allows the rest.
 
 use std::{io, os::unix::process::CommandExt, process::Command};
 
@@ -36,12 +37,17 @@ const fn ins(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// Run `cmd`'s process under the filter.
+/// Run `cmd`'s process under the filter (answering EPERM, as Docker's default profile does).
 pub fn deny_io_uring(cmd: &mut Command) {
+    deny_io_uring_with(cmd, libc::EPERM);
+}
+
+/// [`deny_io_uring`] answering `errno` (podman's default profile answers ENOSYS).
+pub fn deny_io_uring_with(cmd: &mut Command, errno: i32) {
     // SAFETY: the closure runs in the child between fork and exec and only makes two prctl
     // calls (async-signal-safe) on data that lives in the closure.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let prog = [
                 ins(BPF_LD_W_ABS, 0, 0, OFF_ARCH),
                 // Another architecture's syscall numbers: allow (jump to the last one).
@@ -50,7 +56,7 @@ pub fn deny_io_uring(cmd: &mut Command) {
                 ins(BPF_JEQ_K, 2, 0, libc::SYS_io_uring_setup as u32),
                 ins(BPF_JEQ_K, 1, 0, libc::SYS_io_uring_enter as u32),
                 ins(BPF_JEQ_K, 0, 1, libc::SYS_io_uring_register as u32),
-                ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+                ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno as u32),
                 ins(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
             ];
             let fprog = SockFprog {
