@@ -7,7 +7,7 @@
 #     `systemd-analyze syscall-filter`), in a private network namespace where `origin` (the
 #     config's strict_dns upstream) is 127.0.0.1 with a Python origin behind it; then curl
 #     through it, SIGHUP (the unit's ExecReload) and SIGTERM (its KillSignal).
-# Not checked: Docker's own seccomp profile and the image build.
+# The image itself (build, run, a container engine's seccomp profile): scripts/docker/check.sh.
 # Usage (as root; needs python3-seccomp, util-linux, iproute2, curl):
 #   scripts/deploy-check.sh [path/to/ringway]      (default target/release/ringway)
 #   MEMLOCK=65536 scripts/deploy-check.sh          (memlock in bytes; default: this shell's;
