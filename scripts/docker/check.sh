@@ -42,8 +42,10 @@ if [ "$engine" = podman ]; then
   fi
   # crun refuses hosts with cgroup v1 and v2 mounted side by side; runc takes them.
   E=(podman --runtime runc)
+  NOPULL=(--pull=never)
 else
   E=(docker)
+  NOPULL=()
 fi
 say "engine: ${E[*]}"
 
@@ -98,7 +100,7 @@ fi
 if [ "${BUILD:-1}" = 1 ]; then
   say "building the image (scripts/docker/Dockerfile; log in $W/build.log)"
   t0=$(date +%s)
-  "${E[@]}" build --pull=never -f scripts/docker/Dockerfile -t ringway . > "$W/build.log" 2>&1 ||
+  "${E[@]}" build "${NOPULL[@]}" -f scripts/docker/Dockerfile -t ringway . > "$W/build.log" 2>&1 ||
     die "the image did not build (see $W/build.log)"
   say "built in $(($(date +%s) - t0)) s"
 fi
@@ -108,7 +110,7 @@ say "image size $((size / 1024 / 1024)) MiB"
 names=(ringway-check-origin ringway-check)
 cleanup() {
   "${E[@]}" rm -f "${names[@]}" > /dev/null 2>&1 || true
-  "${E[@]}" network rm -f "$NET" > /dev/null 2>&1 || true
+  "${E[@]}" network rm "$NET" > /dev/null 2>&1 || true
 }
 trap cleanup EXIT
 cleanup
