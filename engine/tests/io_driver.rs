@@ -87,8 +87,9 @@ fn auto_serves_on_epoll_where_seccomp_refuses_io_uring() {
     proxy.stop();
 }
 
-#[test]
-fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
+/// `ringway run --io-driver io_uring` under a seccomp filter answering the io_uring syscalls
+/// with `errno`: it must refuse to start (exit 2). Its stderr.
+fn refused_start(errno: i32) -> String {
     let origin = RawOrigin::ok();
     let path = write_config(&ConfigBuilder::simple(origin.addr).yaml());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
@@ -99,10 +100,16 @@ fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
         "--io-driver",
         "io_uring",
     ]);
-    deny_io_uring(&mut cmd);
+    deny_io_uring_with(&mut cmd, errno);
     let out = run_bounded(&mut cmd, WAIT);
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
+#[test]
+fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
+    let stderr = refused_start(libc::EPERM);
     assert!(
         stderr.contains("cannot set up io_uring") && stderr.contains("Operation not permitted"),
         "{stderr}"
@@ -117,20 +124,7 @@ fn io_uring_mode_refuses_to_start_where_seccomp_refuses_io_uring() {
 fn an_enosys_from_a_seccomp_filter_is_named_as_the_filter() {
     // podman's default profile answers io_uring_setup with ENOSYS, which alone would read as
     // a kernel without io_uring.
-    let origin = RawOrigin::ok();
-    let path = write_config(&ConfigBuilder::simple(origin.addr).yaml());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
-    cmd.args([
-        "run",
-        "-c",
-        path.to_str().expect("utf-8"),
-        "--io-driver",
-        "io_uring",
-    ]);
-    deny_io_uring_with(&mut cmd, libc::ENOSYS);
-    let out = run_bounded(&mut cmd, WAIT);
-    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_start(libc::ENOSYS);
     assert!(
         stderr.contains("Function not implemented")
             && stderr.contains("A seccomp filter refuses io_uring")
