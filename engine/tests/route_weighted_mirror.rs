@@ -158,6 +158,13 @@ fn mirror_gets_a_shadow_copy_with_the_body() {
     let p = Proxy::start_configured(&yaml);
     let mut c = Client::connect(p.addr);
     for i in 0..20 {
+        // Copies are fire and forget: the client's answer can come before the previous copy's.
+        // Send the next request once that copy's answer was read (counted just before its
+        // connection goes back to the pool), so the copies are sequential and can reuse it.
+        let until = Instant::now() + Duration::from_secs(5);
+        while stat(&p, "cluster.shadow.upstream_rq_5xx") < i && Instant::now() < until {
+            thread::sleep(Duration::from_millis(5));
+        }
         let body = format!("body-{i}");
         let req = format!(
             "POST /m/{i} HTTP/1.1\r\nHost: api.test:8080\r\ncontent-length: {}\r\n\r\n{body}",
