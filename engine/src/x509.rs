@@ -241,28 +241,18 @@ pub fn dn_string(name: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn attr(oid: &[u8], tag: u8, v: &[u8]) -> Vec<u8> {
-        let mut inner = vec![0x06, oid.len() as u8];
-        inner.extend_from_slice(oid);
-        inner.push(tag);
-        inner.push(v.len() as u8);
-        inner.extend_from_slice(v);
-        let mut seq = vec![0x30, inner.len() as u8];
-        seq.extend(inner);
-        seq
-    }
-
-    fn rdn(attrs: &[Vec<u8>]) -> Vec<u8> {
-        let body: Vec<u8> = attrs.concat();
-        let mut set = vec![0x31, body.len() as u8];
-        set.extend(body);
-        set
-    }
-
     fn tlv_of(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag, body.len() as u8];
         v.extend_from_slice(body);
         v
+    }
+
+    fn attr(oid: &[u8], tag: u8, v: &[u8]) -> Vec<u8> {
+        tlv_of(0x30, &[tlv_of(0x06, oid), tlv_of(tag, v)].concat())
+    }
+
+    fn rdn(attrs: &[Vec<u8>]) -> Vec<u8> {
+        tlv_of(0x31, &attrs.concat())
     }
 
     /// A certificate's outline: `version` (v3's `[0]`, or none for v1), five fields, the key

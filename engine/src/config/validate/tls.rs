@@ -22,7 +22,6 @@ use std::{
 
 use ringway_filters::http::cors::StringMatcher;
 use rustls::{
-    client::danger::HandshakeSignatureValid,
     crypto::{aws_lc_rs, CryptoProvider},
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime},
     server::{
@@ -30,8 +29,7 @@ use rustls::{
         ClientHello, ResolvesServerCert, WebPkiClientVerifier,
     },
     sign::CertifiedKey,
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
-    SupportedCipherSuite,
+    CertificateError, DistinguishedName, RootCertStore, SupportedCipherSuite,
 };
 
 use super::Problems;
@@ -491,6 +489,36 @@ fn client_verifier(
         .then(|| Arc::new(SanMatching { inner, matchers }) as Arc<dyn ClientCertVerifier>)
 }
 
+/// The handshake-signature checks of a certificate verifier that wraps another (`self.inner`),
+/// inside an `impl ServerCertVerifier` or `impl ClientCertVerifier` block: rustls has no common
+/// trait for the two.
+macro_rules! signatures_by_inner {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+pub(super) use signatures_by_inner;
+
 /// A client certificate verified by webpki whose DNS or URI SANs must also match one of
 /// `matchers` (`(dns, matcher)`; Envoy's `match_typed_subject_alt_names`). The certificate is
 /// parsed once more per handshake that presents one, after the chain checks out.
@@ -537,27 +565,7 @@ impl ClientCertVerifier for SanMatching {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_by_inner!();
 }
 
 /// Picks the certificate for a ClientHello (see the module docs).
