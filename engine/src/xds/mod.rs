@@ -366,9 +366,7 @@ impl Client {
                     ..Default::default()
                 });
             }
-            let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|r| (r, rx))
-            });
+            let outbound = outbound(rx);
             let inbound = client
                 .delta_aggregated_resources(outbound)
                 .await
@@ -380,9 +378,7 @@ impl Client {
             for ty in &first {
                 let _ = t.send(self.request(ty, &self.types[ty], None));
             }
-            let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|r| (r, rx))
-            });
+            let outbound = outbound(rx);
             let inbound = client
                 .stream_aggregated_resources(outbound)
                 .await
@@ -731,6 +727,11 @@ fn status(message: String) -> Status {
         message,
         details: Vec::new(),
     }
+}
+
+/// The requests a stream sends, as the stream tonic takes.
+fn outbound<T>(rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
 }
 
 /// A response's type, or `None` (logged) for one the client did not ask for.
