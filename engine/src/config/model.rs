@@ -172,6 +172,9 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Accept backlog (default 1024).
     pub backlog: u32,
+    /// `TCP_DEFER_ACCEPT` on the listening sockets: accepted once the client's first bytes are
+    /// in (`defer_accept`).
+    pub defer_accept: bool,
     /// Hand each new connection to the least loaded worker (`connection_balance: exact`, the
     /// default) instead of serving it where SO_REUSEPORT hashed it (`kernel`).
     pub exact_balance: bool,

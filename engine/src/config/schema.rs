@@ -233,6 +233,12 @@ pub struct ListenerSpec {
     pub address: String,
     /// Accept queue length (default 1024).
     pub backlog: Option<u32>,
+    /// Hand a connection to the proxy only once its first bytes have arrived (Linux
+    /// `TCP_DEFER_ACCEPT`, nginx's `deferred`, HAProxy's `defer-accept`): one wake-up instead of
+    /// two for a new connection. Default `true` when every filter chain is an
+    /// `http_connection_manager` (its clients speak first), `false` when any is a `tcp_proxy`
+    /// (a protocol where the server speaks first would wait).
+    pub defer_accept: Option<bool>,
     /// How new connections are spread over workers: `exact` (the least loaded worker serves
     /// it; the default) or `kernel` (the worker SO_REUSEPORT hashed it to).
     pub connection_balance: Option<String>,

@@ -23,6 +23,7 @@ use std::{
     future::Future,
     io,
     net::{SocketAddr, TcpListener as StdListener},
+    os::fd::AsRawFd,
     rc::Rc,
     time::Duration,
 };
@@ -248,6 +249,33 @@ pub fn bind_group(
         out.push(l);
     }
     Ok(out)
+}
+
+/// Set or clear `TCP_DEFER_ACCEPT` on every socket of a group (a listener's `defer_accept`):
+/// set, the kernel completes an accept only once the client's first bytes are in, so a new
+/// connection costs the worker one wake-up (accept and request together) instead of two. A
+/// client that connects and sends nothing is still accepted, about a second later (after one
+/// retransmitted SYN-ACK); its timeouts start then. Applied at every bind, take-over and
+/// reload, so a reload that changes the setting changes it on kept sockets too.
+pub fn set_defer_accept(name: &str, group: &[StdListener], on: bool) {
+    let secs: libc::c_int = on.into();
+    for s in group {
+        // SAFETY: setsockopt on a socket this group owns; the value outlives the call.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&secs as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            tracing::warn!(listener = %name, error = %e, "cannot set TCP_DEFER_ACCEPT (defer_accept)");
+            return;
+        }
+    }
 }
 
 /// A socket group taken over from an older process ([`crate::upgrade`]): with fewer sockets

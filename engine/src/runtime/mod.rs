@@ -557,6 +557,7 @@ pub fn run(
             }
             None => listener::bind_group(&l.name, l.address, l.backlog, n)?,
         };
+        listener::set_defer_accept(&l.name, &group, l.defer_accept);
         let mut bound = l.address;
         if let Some(first) = group.first() {
             if let Ok(addr) = first.local_addr() {
@@ -901,6 +902,7 @@ fn reload(
             }
         };
         drop(all);
+        listener::set_defer_accept(&l.name, &group, l.defer_accept);
         groups.push(group);
         bound_addrs.push(bound);
     }

@@ -452,6 +452,13 @@ fn listener(
         && !proxy_protocol
         && !tls_inspector
         && all_built;
+    // Clients of HTTP speak first; a TCP proxy's protocol may not.
+    let all_http = networks
+        .iter()
+        .map(|c| &c.network)
+        .chain(default.as_ref())
+        .all(|n| matches!(n, NetworkFilter::Http(_)));
+    let defer_accept = problems.or(l.defer_accept, &path.key("defer_accept"), all_http);
     // Validated on every listener; used where connections can close before a chain (`select`).
     let own_logs = access_log::access_logs(&l.access_log, &path.key("access_log"), problems);
     let select = (!plain).then(|| {
@@ -474,6 +481,7 @@ fn listener(
         name: l.name.clone(),
         address: address?,
         backlog,
+        defer_accept,
         exact_balance,
         network: network?,
         select,
