@@ -169,7 +169,7 @@ fn unknown_keys_are_rejected_with_path_and_line() {
     );
     assert_error(
         &edit("    address: 127.0.0.1:10000\n", "    address: 127.0.0.1:10000\n    port: 1\n"),
-        "listeners[0].port: unknown key, expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)",
+        "listeners[0].port: unknown key, expected one of `name`, `address`, `backlog`, `defer_accept`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)",
     );
     assert_error(
         &edit(
@@ -421,7 +421,7 @@ fn json_errors_carry_path_and_line() {
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "nme": 1,"#);
     assert_eq!(
         errors_in(&text, Format::Json),
-        ["listeners[0].nme: unknown key, did you mean `name`? expected one of `name`, `address`, `backlog`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)"]
+        ["listeners[0].nme: unknown key, did you mean `name`? expected one of `name`, `address`, `backlog`, `defer_accept`, `connection_balance`, `filter_chains`, `default_filter_chain`, `listener_filters`, `listener_filters_timeout`, `continue_on_listener_filters_timeout`, `access_log` (line 4)"]
     );
     let text = BASE_JSON.replace(r#""name": "main","#, r#""name": "main", "name": "again","#);
     assert_eq!(
