@@ -202,7 +202,10 @@ fn run(
                     return;
                 }
             }
-            let next = w.exchange_slots.run(exchange(&mut d, &l, &w, first)).await;
+            let next = w
+                .exchange_slots
+                .run_with(|| exchange(&mut d, &l, &w, first))
+                .await;
             if d.si.seen {
                 w.stream_done(&l, &d.si);
             }

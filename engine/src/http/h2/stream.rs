@@ -85,7 +85,7 @@ pub(crate) async fn serve(
     // it would be allocated, and moved, whole for every stream.
     let _ = w
         .h2_stream_slots
-        .run(stream::run(&mut d, &l, &w, begun))
+        .run_with(|| stream::run(&mut d, &l, &w, begun))
         .await;
     if d.si.downstream_reset {
         counts.resets.set(counts.resets.get() + 1);
