@@ -443,7 +443,7 @@ fn begin<'l>(
     w: &WorkerCtx,
     d: &mut Downstream<H1>,
 ) -> Result<Option<(Begun<'l>, usize)>, h1::ParseError> {
-    let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+    let mut headers = h1::header_slots();
     let si = &mut *d.si;
     let req = match h1::parse_request(src, &mut headers, &l.limits) {
         Ok(Some(r)) => r,

@@ -1043,7 +1043,7 @@ fn parse_head(
     info: &ReqInfo,
     resp: &mut ringway_filters::ResponseHead,
 ) -> Result<Option<Result<Parsed, usize>>, h1::ParseError> {
-    let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+    let mut headers = h1::header_slots();
     let Some(r) = h1::parse_response(src, &mut headers, info.is_head, MAX_RESPONSE_HEAD)? else {
         return Ok(None);
     };

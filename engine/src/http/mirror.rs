@@ -232,7 +232,7 @@ async fn exchange(w: &WorkerCtx, job: Job) {
     };
     // The response head (interim 1xx answers skipped).
     let (framing, keep_alive, status) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+        let mut headers = h1::header_slots();
         match h1::parse_response(&pend, &mut headers, job.is_head, MAX_HEAD) {
             Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
                 let n = r.head_len;

@@ -217,7 +217,7 @@ mod tests {
 
     /// Parse and decode the request in `buf` on a `scheme` connection.
     fn decode(buf: &[u8], scheme: &'static str) -> (RequestHead, Seen) {
-        let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+        let mut headers = h1::header_slots();
         let req = match h1::parse_request(buf, &mut headers, &LIMITS) {
             Ok(Some(req)) => req,
             other => panic!("{other:?}: {}", String::from_utf8_lossy(buf)),

@@ -276,7 +276,7 @@ impl Collector {
                 return Err("collector closed the connection".into());
             }
             buf.extend_from_slice(&chunk[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
+            let mut headers = h1::header_slots();
             let parsed = match h1::parse_response(&buf, &mut headers, false, 64 * 1024) {
                 Ok(Some(r)) => Some((r.status, r.head_len, r.framing, r.keep_alive)),
                 Ok(None) => None,

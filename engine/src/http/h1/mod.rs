@@ -75,6 +75,15 @@ mod tests;
 /// Headers parsed per message at most (more is a 431).
 pub const MAX_HEADERS: usize = 128;
 
+/// Room for a head's parsed headers, left uninitialized: httparse writes only the entries it
+/// fills. (An array of `httparse::EMPTY_HEADER` would be 4 KiB of stores per parse.)
+pub type HeaderSlots<'b> = [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Fresh [`HeaderSlots`], at no cost.
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// Protocol version of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -218,7 +227,7 @@ impl Request<'_, '_> {
 /// `Err(HeadersTooLarge)` (or `UriTooLong` if the request line alone is too long) instead.
 pub fn parse_request<'b, 'h>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
     limits: &Limits,
 ) -> Result<Option<Request<'b, 'h>>, ParseError> {
     parse::request(buf, headers, limits)
@@ -241,7 +250,7 @@ pub struct Response<'b, 'h> {
 /// Parse a response head at the front of `buf`. `request_was_head` decides the framing.
 pub fn parse_response<'b, 'h>(
     buf: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
     request_was_head: bool,
     max_head_bytes: usize,
 ) -> Result<Option<Response<'b, 'h>>, ParseError> {

@@ -7,18 +7,19 @@
 //! the request-target checks. Only error paths scan the buffer again, to say *why* httparse
 //! refused it (obs-fold, bare LF, a version it does not speak).
 
-use super::{BodyFraming, Limits, ParseError, Request, Response, Version, MAX_HEADERS};
+use super::{BodyFraming, HeaderSlots, Limits, ParseError, Request, Response, Version};
 use httparse::Header;
 
 /// Parse a request head; see [`super::parse_request`].
 pub(super) fn request<'b, 'h>(
     buf: &'b [u8],
-    headers: &'h mut [Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
     limits: &Limits,
 ) -> Result<Option<Request<'b, 'h>>, ParseError> {
-    let slots: &'h mut [Header<'b>] = headers;
-    let mut req = httparse::Request::new(slots);
-    let head_len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, headers)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if partial_target_len(buf, req.method, req.path) > limits.max_uri_bytes {
@@ -111,13 +112,14 @@ pub(super) fn request<'b, 'h>(
 /// Parse a response head; see [`super::parse_response`].
 pub(super) fn response<'b, 'h>(
     buf: &'b [u8],
-    headers: &'h mut [Header<'b>; MAX_HEADERS],
+    headers: &'h mut HeaderSlots<'b>,
     request_was_head: bool,
     max_head_bytes: usize,
 ) -> Result<Option<Response<'b, 'h>>, ParseError> {
-    let slots: &'h mut [Header<'b>] = headers;
-    let mut resp = httparse::Response::new(slots);
-    let head_len = match resp.parse(buf) {
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, headers)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_head_bytes {

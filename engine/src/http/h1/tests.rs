@@ -21,7 +21,7 @@ pub(super) fn with_request<R>(
     buf: &[u8],
     f: impl FnOnce(Result<Option<Request<'_, '_>>, ParseError>) -> R,
 ) -> R {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     f(parse_request(buf, &mut headers, &LIMITS))
 }
 
@@ -49,7 +49,7 @@ pub(super) fn request_err(buf: &[u8]) -> ParseError {
 
 /// Parse a complete response and run `f` on it.
 pub(super) fn response_ok<R>(buf: &[u8], head: bool, f: impl FnOnce(&Response<'_, '_>) -> R) -> R {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     match parse_response(buf, &mut headers, head, 8192) {
         Ok(Some(resp)) => f(&resp),
         other => panic!(
@@ -61,7 +61,7 @@ pub(super) fn response_ok<R>(buf: &[u8], head: bool, f: impl FnOnce(&Response<'_
 
 /// The error parsing `buf` as a response (to a GET) gives.
 pub(super) fn response_err(buf: &[u8]) -> ParseError {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     match parse_response(buf, &mut headers, false, 8192) {
         Err(e) => e,
         other => panic!(

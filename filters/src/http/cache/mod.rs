@@ -108,6 +108,10 @@ impl Worker {
         }
         let allowed = &self.settings.allowed_vary;
         store.find(key, |e| {
+            if e.vary_mask == 0 {
+                // No `Vary`: the one variant (its values are empty).
+                return true;
+            }
             policy::write_vary_values(&head.headers, allowed, e.vary_mask, vary);
             *e.vary_values == vary[..]
         })

@@ -566,7 +566,7 @@ fn mutated_requests_keep_the_invariants() {
             let mut out = BytesMut::new();
             encode_request(&decoded, upgrade, &mut out);
             let framing = req.framing;
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = header_slots();
             let lenient = Limits {
                 max_head_bytes: 1 << 20,
                 max_uri_bytes: 1 << 20,

@@ -20,7 +20,7 @@ fn simple_response() {
 fn every_prefix_is_incomplete() {
     let buf = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
     for end in 0..buf.len() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         let r = parse_response(&buf[..end], &mut headers, false, 8192);
         assert!(matches!(r, Ok(None)), "prefix {end}: {r:?}");
     }
@@ -234,13 +234,13 @@ fn status_line_details() {
 #[test]
 fn head_too_large() {
     let big = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(200));
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let r = parse_response(big.as_bytes(), &mut headers, false, 100);
     assert!(matches!(r, Err(ParseError::HeadersTooLarge)), "{r:?}");
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let r = parse_response(&big.as_bytes()[..101], &mut headers, false, 100);
     assert!(matches!(r, Err(ParseError::HeadersTooLarge)), "{r:?}");
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let r = parse_response(&big.as_bytes()[..100], &mut headers, false, 100);
     assert!(matches!(r, Ok(None)), "{r:?}");
 
