@@ -92,20 +92,13 @@ fn a_tcp_proxy_listener_does_not_defer_so_a_server_first_protocol_works() {
             thread::sleep(Duration::from_millis(50));
         }
     });
-    let cfg = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: tcp
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - tcp_proxy: {{ stat_prefix: db, cluster: backend }}
-clusters:
-  - name: backend
-    connect_timeout: 1s
-    endpoints: [\"{up}\"]
-"
-    );
+    let cfg = ConfigBuilder::new()
+        .admin()
+        .tcp_listener("tcp", "127.0.0.1:0")
+        .tcp_proxy("stat_prefix: db\ncluster: backend")
+        .cluster("backend", &[up])
+        .connect_timeout("1s")
+        .yaml();
     let (proxy, admin) = Proxy::start_with_admin(&cfg, &["--workers", "1"]);
     let mut c = TcpStream::connect(proxy.addr).expect("connect");
     assert!(

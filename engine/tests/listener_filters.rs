@@ -82,27 +82,15 @@ fn upstreams() -> Upstreams {
     }
 }
 
-fn tcp_chain(matcher: &str, cluster: &str) -> String {
-    format!(
-        "      - filter_chain_match: {matcher}
-        filters:
-          - tcp_proxy: {{ cluster: {cluster} }}
-"
-    )
-}
-
-fn clusters(u: &Upstreams) -> String {
-    format!(
-        "clusters:
-  - name: exact
-    endpoints: [\"{}\"]
-  - name: wild
-    endpoints: [\"{}\"]
-  - name: default
-    endpoints: [\"{}\"]
-",
-        u.exact, u.wild, u.default
-    )
+impl Upstreams {
+    /// A config whose clusters `exact`, `wild` and `default` are the three recorders; the
+    /// listeners (and any other cluster) are added to it.
+    fn config(&self) -> ConfigBuilder {
+        ConfigBuilder::new()
+            .cluster("exact", &[self.exact])
+            .cluster("wild", &[self.wild])
+            .cluster("default", &[self.default])
+    }
 }
 
 /// Connect, send `bytes` in `pieces` writes (a pause between them), and read the answer.
@@ -142,20 +130,17 @@ fn listener_stat(admin: SocketAddr, proxy: SocketAddr, name: &str) -> u64 {
 #[test]
 fn listener_sni_routes_passthrough_with_wildcard_precedence() {
     let u = upstreams();
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    listener_filters: [tls_inspector]
-    filter_chains:
-{}{}{}{}{}",
-        tcp_chain("{ server_names: [www.example.test] }", "exact"),
-        tcp_chain("{ server_names: [\"*.example.test\"] }", "wild"),
-        "",
-        "    default_filter_chain:\n      filters:\n        - tcp_proxy: { cluster: default }\n",
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .admin()
+        .tcp_listener("tls", "127.0.0.1:0")
+        .listener_extra("listener_filters: [tls_inspector]")
+        .listener_extra("default_filter_chain:\n  filters:\n    - tcp_proxy: { cluster: default }")
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("server_names: [www.example.test]")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("server_names: [\"*.example.test\"]")
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     for (sni, want) in [
         ("www.example.test", "exact"),
@@ -183,22 +168,17 @@ listeners:
 #[test]
 fn listener_client_hello_in_small_writes_and_alpn_match() {
     let u = upstreams();
-    let yaml = format!(
-        "listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    listener_filters: [{{ name: envoy.filters.listener.tls_inspector }}]
-    filter_chains:
-{}{}{}",
+    let yaml = u
+        .config()
+        .tcp_listener("tls", "127.0.0.1:0")
+        .listener_extra("listener_filters: [{ name: envoy.filters.listener.tls_inspector }]")
+        .tcp_proxy("cluster: exact")
         // transport_protocol is matched before ALPN: without `tls` here the `tls` chain below
         // would win every TLS connection before ALPN is looked at (Envoy's order).
-        tcp_chain(
-            "{ transport_protocol: tls, application_protocols: [h2] }",
-            "exact"
-        ),
-        tcp_chain("{ transport_protocol: tls }", "wild"),
-        clusters(&u)
-    );
+        .filter_chain_match("transport_protocol: tls, application_protocols: [h2]")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("transport_protocol: tls")
+        .yaml();
     let proxy = Proxy::start(&yaml);
     // A hello offering http/1.1 then h2: the h2 chain; one offering only http/1.1: TLS chain.
     let h = hello("x.test", &[b"http/1.1", b"h2"]);
@@ -222,7 +202,10 @@ listeners:
     address: 127.0.0.1:0
     listener_filters: [tls_inspector]
     filter_chains:
-{}      - filter_chain_match: {{ transport_protocol: raw_buffer }}
+      - filter_chain_match: {{ transport_protocol: tls }}
+        filters:
+          - tcp_proxy: {{ cluster: exact }}
+      - filter_chain_match: {{ transport_protocol: raw_buffer }}
         filters:
           - http_connection_manager:
               virtual_hosts:
@@ -231,12 +214,10 @@ listeners:
                   routes:
                     - match: {{ prefix: / }}
                       route: {{ cluster: web }}
-{}  - name: web
-    endpoints: [\"{}\"]
-",
-        tcp_chain("{ transport_protocol: tls }", "exact"),
-        clusters(&u),
-        origin.addr
+{}",
+        // Only the clusters come from the builder: it writes no listener with chains of both
+        // kinds (tcp_proxy and HTTP).
+        u.config().cluster("web", &[origin.addr]).yaml()
     );
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let r = get(proxy.addr, "mixed.test", "/echo");
@@ -256,17 +237,14 @@ listeners:
 #[test]
 fn listener_no_match_closes_and_counts() {
     let u = upstreams();
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    listener_filters: [tls_inspector]
-    filter_chains:
-{}{}",
-        tcp_chain("{ server_names: [only.test] }", "exact"),
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .admin()
+        .tcp_listener("tls", "127.0.0.1:0")
+        .listener_extra("listener_filters: [tls_inspector]")
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("server_names: [only.test]")
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let answer = send_in_pieces(proxy.addr, &hello("nope.test", &[]), 1);
     assert!(answer.is_empty(), "{answer:?}");
@@ -298,30 +276,16 @@ fn listener_proxy_protocol_v1_v2_feed_xff_and_access_log() {
     let origin = BenchOrigin::start(&[]);
     let dir = scratch_dir();
     let log = dir.join("access.log");
-    let yaml = format!(
-        "listeners:
-  - name: pp
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol: {{}}]
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              access_log:
-                - path: {}
-                  format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"
-              virtual_hosts:
-                - name: all
-                  domains: [\"*\"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: web }}
-clusters:
-  - name: web
-    endpoints: [\"{}\"]
-",
-        log.display(),
-        origin.addr
-    );
+    let yaml = ConfigBuilder::new()
+        .listener("pp", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol: {}]")
+        .hcm_extra(&format!(
+            "access_log:\n  - path: {}\n    format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"",
+            log.display()
+        ))
+        .route_prefix("/", "web")
+        .cluster("web", &[origin.addr])
+        .yaml();
     let proxy = Proxy::start(&yaml);
     let mut c = Client::connect(proxy.addr);
     c.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\nGET /echo HTTP/1.1\r\nHost: pp.test\r\n\r\n");
@@ -349,22 +313,14 @@ clusters:
 #[test]
 fn listener_malformed_proxy_header_and_silent_peer_are_closed_and_counted() {
     let origin = BenchOrigin::start(&[]);
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: pp
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol, tls_inspector]
-    listener_filters_timeout: 300ms
-    filter_chains:
-      - filters:
-          - tcp_proxy: {{ cluster: web }}
-clusters:
-  - name: web
-    endpoints: [\"{}\"]
-",
-        origin.addr
-    );
+    let yaml = ConfigBuilder::new()
+        .admin()
+        .tcp_listener("pp", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol, tls_inspector]")
+        .listener_extra("listener_filters_timeout: 300ms")
+        .tcp_proxy("cluster: web")
+        .cluster("web", &[origin.addr])
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let mut bad = TcpStream::connect(proxy.addr).expect("connect");
     bad.write_all(b"PROXY TCP4 not-an-address\r\n")
@@ -391,21 +347,17 @@ clusters:
 #[test]
 fn listener_source_prefix_ranges_and_destination_port_from_proxy_header() {
     let u = upstreams();
-    let yaml = format!(
-        "listeners:
-  - name: pp
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol]
-    filter_chains:
-{}{}{}{}",
-        tcp_chain("{ destination_port: 8443 }", "exact"),
-        tcp_chain(
-            "{ source_prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }] }",
-            "wild"
-        ),
-        tcp_chain("{ source_prefix_ranges: [\"10.1.0.0/16\"] }", "default"),
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .tcp_listener("pp", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol]")
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("destination_port: 8443")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("source_prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }]")
+        .tcp_proxy("cluster: default")
+        .filter_chain_match("source_prefix_ranges: [\"10.1.0.0/16\"]")
+        .yaml();
     let proxy = Proxy::start(&yaml);
     for (src, dst, want) in [
         ("10.9.9.9:1000", "192.0.2.1:80", "wild"),
@@ -467,20 +419,20 @@ clusters:
 #[test]
 fn listener_continue_on_timeout_serves_a_server_first_client_as_raw_buffer() {
     let u = upstreams();
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: smtp
-    address: 127.0.0.1:0
-    listener_filters: [tls_inspector]
-    listener_filters_timeout: 200ms
-    continue_on_listener_filters_timeout: true
-    filter_chains:
-{}{}{}",
-        tcp_chain("{ transport_protocol: tls }", "exact"),
-        tcp_chain("{ transport_protocol: raw_buffer }", "wild"),
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .admin()
+        .tcp_listener("smtp", "127.0.0.1:0")
+        .listener_extra(concat!(
+            "listener_filters: [tls_inspector]\n",
+            "listener_filters_timeout: 200ms\n",
+            "continue_on_listener_filters_timeout: true",
+        ))
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("transport_protocol: tls")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("transport_protocol: raw_buffer")
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     // The client says nothing (it waits for the server's greeting): after the timeout it is
     // matched as raw_buffer and joined to the upstream, which answers.
@@ -502,44 +454,26 @@ fn listener_proxy_protocol_optional_serves_plain_clients_and_strict_refuses_them
     let origin = BenchOrigin::start(&[]);
     let dir = scratch_dir();
     let log = dir.join("access.log");
-    let hcm = |name: &str| {
-        format!(
-            "      - filters:
-          - http_connection_manager:
-              stat_prefix: {name}
-              access_log:
-                - path: {}
-                  format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"
-              virtual_hosts:
-                - name: all
-                  domains: [\"*\"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: web }}
-",
-            log.display()
-        )
-    };
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: optional
-    address: 127.0.0.1:0
-    listener_filters:
-      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
-    filter_chains:
-{}  - name: strict
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol]
-    filter_chains:
-{}clusters:
-  - name: web
-    endpoints: [\"{}\"]
-",
-        hcm("optional"),
-        hcm("strict"),
-        origin.addr
+    let access_log = format!(
+        "access_log:\n  - path: {}\n    format: \"%DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"",
+        log.display()
     );
+    let yaml = ConfigBuilder::new()
+        .admin()
+        .listener("optional", "127.0.0.1:0")
+        .listener_extra(
+            "listener_filters:\n  - proxy_protocol: { allow_requests_without_proxy_protocol: true }",
+        )
+        .stat_prefix("optional")
+        .hcm_extra(&access_log)
+        .route_prefix("/", "web")
+        .listener("strict", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol]")
+        .stat_prefix("strict")
+        .hcm_extra(&access_log)
+        .route_prefix("/", "web")
+        .cluster("web", &[origin.addr])
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let optional = proxy.listeners["optional"];
     let strict = proxy.listeners["strict"];
@@ -584,33 +518,27 @@ fn listener_stage_closes_are_counted_logged_and_drained() {
     let u = upstreams();
     let dir = scratch_dir();
     let log = dir.join("listener.log");
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-drain_timeout: 20s
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol, tls_inspector]
-    listener_filters_timeout: 400ms
-    access_log:
-      - path: {}
-        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
-    filter_chains:
-{}  - name: patient
-    address: 127.0.0.1:0
-    listener_filters: [tls_inspector]
-    listener_filters_timeout: 0s
-    access_log:
-      - path: {}
-        format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"
-    filter_chains:
-{}{}",
-        log.display(),
-        tcp_chain("{ server_names: [only.test] }", "exact"),
-        log.display(),
-        tcp_chain("{ server_names: [only.test] }", "exact"),
-        clusters(&u)
+    let access_log = format!(
+        "access_log:\n  - path: {}\n    format: \"%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %DOWNSTREAM_REMOTE_ADDRESS% %BYTES_RECEIVED%\\n\"",
+        log.display()
     );
+    let yaml = u
+        .config()
+        .admin()
+        .top("drain_timeout: 20s")
+        .tcp_listener("edge", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol, tls_inspector]")
+        .listener_extra("listener_filters_timeout: 400ms")
+        .listener_extra(&access_log)
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("server_names: [only.test]")
+        .tcp_listener("patient", "127.0.0.1:0")
+        .listener_extra("listener_filters: [tls_inspector]")
+        .listener_extra("listener_filters_timeout: 0s")
+        .listener_extra(&access_log)
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("server_names: [only.test]")
+        .yaml();
     let (mut proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     let edge = proxy.listeners["edge"];
     let patient = proxy.listeners["patient"];
@@ -680,25 +608,21 @@ listeners:
 #[test]
 fn listener_destination_ranges_source_type_and_source_ports() {
     let u = upstreams();
-    let yaml = format!(
-        "listeners:
-  - name: dst
-    address: 127.0.0.1:0
-    listener_filters:
-      - proxy_protocol: {{ allow_requests_without_proxy_protocol: true }}
-    filter_chains:
-{}{}{}{}",
-        tcp_chain("{ prefix_ranges: [\"127.0.0.1/32\"] }", "exact"),
-        tcp_chain(
-            "{ prefix_ranges: [\"10.0.0.0/8\"], source_type: EXTERNAL }",
-            "wild"
-        ),
-        tcp_chain(
-            "{ prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }], source_ports: [1234] }",
-            "default"
-        ),
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .tcp_listener("dst", "127.0.0.1:0")
+        .listener_extra(
+            "listener_filters:\n  - proxy_protocol: { allow_requests_without_proxy_protocol: true }",
+        )
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("prefix_ranges: [\"127.0.0.1/32\"]")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("prefix_ranges: [\"10.0.0.0/8\"], source_type: EXTERNAL")
+        .tcp_proxy("cluster: default")
+        .filter_chain_match(
+            "prefix_ranges: [{ address_prefix: 10.0.0.0, prefix_len: 8 }], source_ports: [1234]",
+        )
+        .yaml();
     let proxy = Proxy::start(&yaml);
     // No header: the destination is the socket's (127.0.0.1).
     assert_eq!(send_in_pieces(proxy.addr, b"plain", 1), b"exact");
@@ -747,18 +671,16 @@ fn proxy_v2_with_tlvs(src: SocketAddr, dst: SocketAddr, tlvs: &[u8]) -> Vec<u8> 
 #[test]
 fn listener_proxy_v2_tlvs_are_consumed_whole_and_bad_framing_is_refused() {
     let u = upstreams();
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: pp
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol]
-    filter_chains:
-{}{}{}",
-        tcp_chain("{ source_prefix_ranges: [\"198.51.100.0/24\"] }", "exact"),
-        tcp_chain("{ source_prefix_ranges: [\"10.0.0.0/8\"] }", "wild"),
-        clusters(&u)
-    );
+    let yaml = u
+        .config()
+        .admin()
+        .tcp_listener("pp", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol]")
+        .tcp_proxy("cluster: exact")
+        .filter_chain_match("source_prefix_ranges: [\"198.51.100.0/24\"]")
+        .tcp_proxy("cluster: wild")
+        .filter_chain_match("source_prefix_ranges: [\"10.0.0.0/8\"]")
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     // What load balancers send: an AWS VPC endpoint id (0xEA), ALPN, authority, an SSL TLV
     // with sub-TLVs, a CRC32C and NOOP padding; over 1 KiB in all, sent in small pieces.
@@ -800,38 +722,32 @@ listeners:
 #[test]
 fn listener_each_chain_counts_under_its_own_stat_prefix() {
     let u = upstreams();
-    let chain = |range: &str, prefix: &str, cluster: &str| {
-        format!(
-            "      - filter_chain_match: {{ source_prefix_ranges: [\"{range}\"] }}
-        filters:
-          - tcp_proxy: {{ stat_prefix: {prefix}, cluster: {cluster} }}
-"
+    let yaml = u
+        .config()
+        .admin()
+        .tcp_listener("pp", "127.0.0.1:0")
+        .listener_extra("listener_filters: [proxy_protocol]")
+        .listener_extra(
+            "
+            default_filter_chain:
+              filters:
+                - http_connection_manager:
+                    stat_prefix: web
+                    virtual_hosts:
+                      - name: all
+                        domains: [\"*\"]
+                        routes:
+                          - match: { prefix: / }
+                            direct_response: { status: 204 }",
         )
-    };
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: pp
-    address: 127.0.0.1:0
-    listener_filters: [proxy_protocol]
-    filter_chains:
-{}{}{}    default_filter_chain:
-      filters:
-        - http_connection_manager:
-            stat_prefix: web
-            virtual_hosts:
-              - name: all
-                domains: [\"*\"]
-                routes:
-                  - match: {{ prefix: / }}
-                    direct_response: {{ status: 204 }}
-{}",
-        chain("10.0.0.0/8", "alpha", "exact"),
-        chain("10.1.0.0/16", "beta", "wild"),
+        .tcp_proxy("stat_prefix: alpha\ncluster: exact")
+        .filter_chain_match("source_prefix_ranges: [\"10.0.0.0/8\"]")
+        .tcp_proxy("stat_prefix: beta\ncluster: wild")
+        .filter_chain_match("source_prefix_ranges: [\"10.1.0.0/16\"]")
         // Same prefix as the first chain: the same counters.
-        chain("172.16.0.0/12", "alpha", "default"),
-        clusters(&u)
-    );
+        .tcp_proxy("stat_prefix: alpha\ncluster: default")
+        .filter_chain_match("source_prefix_ranges: [\"172.16.0.0/12\"]")
+        .yaml();
     let (proxy, admin_addr) = Proxy::start_with_admin(&yaml, &["--workers", "1"]);
     for (src, want) in [
         ("10.9.9.9:1", "exact"),

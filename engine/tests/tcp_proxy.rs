@@ -26,35 +26,24 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 /// that do not (`-` for them).
 const LOG_FORMAT: &str = "%START_TIME% dur=%DURATION% rx=%BYTES_RECEIVED% tx=%BYTES_SENT% up=%UPSTREAM_HOST% cluster=%UPSTREAM_CLUSTER% down=%DOWNSTREAM_REMOTE_ADDRESS% flags=%RESPONSE_FLAGS% code=%RESPONSE_CODE% details=%RESPONSE_CODE_DETAILS% proto=%PROTOCOL% path=%REQ(:PATH)%";
 
-/// A config with one `tcp_proxy` listener (stat prefix `db`) to `endpoints`, `extra` keys on the
-/// filter, an admin server and an access log at `log`.
+/// A config with one `tcp_proxy` listener `tcp` (stat prefix `db`) to cluster `backend`
+/// (`connect_timeout: 1s`, round robin over `endpoints`), `extra` keys on the filter, an admin
+/// server, `drain_timeout: 1s` and an access log at `log`.
 fn config(endpoints: &[String], extra: &str, log: &std::path::Path) -> String {
-    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-drain_timeout: 1s
-listeners:
-  - name: tcp
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - tcp_proxy:
-              stat_prefix: db
-              cluster: backend
-              access_log:
-                - path: {log}
-                  format: {fmt:?}
-{extra}
-clusters:
-  - name: backend
-    connect_timeout: 1s
-    lb_policy: round_robin
-    endpoints: [{eps}]
-",
-        log = log.display(),
-        fmt = LOG_FORMAT,
-        eps = eps.join(", "),
-    )
+    ConfigBuilder::new()
+        .admin()
+        .top("drain_timeout: 1s")
+        .tcp_listener("tcp", "127.0.0.1:0")
+        .tcp_proxy(&format!(
+            "stat_prefix: db\ncluster: backend\naccess_log:\n  - path: {}\n    format: {}",
+            log.display(),
+            yaml_str(LOG_FORMAT)
+        ))
+        .tcp_proxy_extra(extra)
+        .cluster("backend", endpoints)
+        .connect_timeout("1s")
+        .cluster_extra("lb_policy: round_robin")
+        .yaml()
 }
 
 /// An origin on a std socket running `handle` on each connection (one thread each).
@@ -215,31 +204,15 @@ fn tcp_proxy_on_two_workers_with_exact_balance() {
 #[test]
 fn tcp_proxy_and_http_listeners_side_by_side() {
     let up = origin(echo);
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: web
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - http_connection_manager:
-              stat_prefix: web
-              virtual_hosts:
-                - name: all
-                  domains: [\"*\"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      direct_response: {{ status: 200, body: web }}
-  - name: raw
-    address: 127.0.0.1:0
-    filter_chains:
-      - filters:
-          - tcp_proxy: {{ cluster: backend }}
-clusters:
-  - name: backend
-    endpoints: [\"{up}\"]
-"
-    );
+    let yaml = ConfigBuilder::new()
+        .admin()
+        .listener("web", "127.0.0.1:0")
+        .stat_prefix("web")
+        .direct_response("prefix: /", 200, "web")
+        .tcp_listener("raw", "127.0.0.1:0")
+        .tcp_proxy("cluster: backend")
+        .cluster("backend", &[up])
+        .yaml();
     let (proxy, admin) = start(&yaml);
     let r = get(proxy.listeners["web"], "h", "/");
     assert_eq!((r.status(), r.body_str()), (200, "web".to_string()));
@@ -477,7 +450,7 @@ fn tcp_proxy_max_connect_attempts_moves_to_another_endpoint() {
     let up = origin(echo);
     let log = scratch_dir().join("tcp.log");
     let eps = [dead.to_string(), up.to_string()];
-    let (proxy, admin) = start(&config(&eps, "              max_connect_attempts: 2", &log));
+    let (proxy, admin) = start(&config(&eps, "max_connect_attempts: 2", &log));
     for i in 0..4u8 {
         let mut c = connect(proxy.addr);
         c.write_all(&[i; 3]).expect("write");
@@ -551,7 +524,7 @@ fn tcp_proxy_connect_timeout_then_the_next_endpoint() {
     let up = origin(echo);
     let eps = [hole.to_string(), up.to_string()];
     let log = scratch_dir().join("tcp.log");
-    let yaml = config(&eps, "              max_connect_attempts: 2", &log)
+    let yaml = config(&eps, "max_connect_attempts: 2", &log)
         .replace("connect_timeout: 1s", "connect_timeout: 300ms");
     let (proxy, admin) = start(&yaml);
     // Two connections: with round robin, at least one tries the black hole first, waits out
@@ -612,11 +585,7 @@ fn tcp_proxy_idle_timeout_closes_both_sides_and_traffic_keeps_it_open() {
         }
     });
     let log = scratch_dir().join("tcp.log");
-    let (proxy, admin) = start(&config(
-        &[up.to_string()],
-        "              idle_timeout: 500ms",
-        &log,
-    ));
+    let (proxy, admin) = start(&config(&[up.to_string()], "idle_timeout: 500ms", &log));
 
     // Bytes every 150 ms for 1.5 s: never idle for 500 ms, so it stays open.
     let mut c = connect(proxy.addr);

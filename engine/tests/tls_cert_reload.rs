@@ -118,32 +118,20 @@ fn certificates_reload_under_load_without_a_failed_request() {
     let dir = certs();
     install(&dir, "a.example.test");
     let origin = BenchOrigin::start(&[]);
-    let yaml = format!(
-        "admin: {{ address: 127.0.0.1:0 }}
-listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    filter_chains:
-      - tls:
-          tls_certificates:
-            - certificate_chain: {{ filename: live.crt }}
-              private_key: {{ filename: live.key }}
-        filters:
-          - http_connection_manager:
-              stat_prefix: tls
-              virtual_hosts:
-                - name: all
-                  domains: [\"*\"]
-                  routes:
-                    - match: {{ prefix: / }}
-                      route: {{ cluster: origin }}
-clusters:
-  - name: origin
-    connect_timeout: 1s
-    endpoints: [\"{}\"]
-",
-        origin.addr
-    );
+    let yaml = ConfigBuilder::new()
+        .admin()
+        .listener("tls", "127.0.0.1:0")
+        .chain_extra(concat!(
+            "tls:\n",
+            "  tls_certificates:\n",
+            "    - certificate_chain: { filename: live.crt }\n",
+            "      private_key: { filename: live.key }",
+        ))
+        .stat_prefix("tls")
+        .route_prefix("/", "origin")
+        .cluster("origin", &[origin.addr])
+        .connect_timeout("1s")
+        .yaml();
     // The config sits beside the certificates: relative names are taken from its directory.
     let cfg_path = dir.join("ringway.yaml");
     std::fs::write(&cfg_path, yaml).unwrap();

@@ -4,14 +4,20 @@
 //! route nesting. [`simple_config`] and [`admin_config`] are its two most common shapes.
 //!
 //! The builder keeps a cursor: routes go to the last virtual host of the last listener, HCM
-//! keys to the last listener, cluster keys to the last cluster. What is needed and not declared
-//! yet is made on first use: a listener `main` on `127.0.0.1:0`, a virtual host `all` for
-//! `["*"]`. Everything the typed calls do not cover is a raw YAML fragment, written at any
-//! indentation (it is re-indented to its place), with or without a trailing newline.
+//! keys to the last listener, filter-chain keys to the last listener's last chain, cluster keys
+//! to the last cluster. What is needed and not declared yet is made on first use: a listener
+//! `main` on `127.0.0.1:0`, a virtual host `all` for `["*"]`. Everything the typed calls do not
+//! cover is a raw YAML fragment, written at any indentation (it is re-indented to its place),
+//! with or without a trailing newline.
+//!
+//! A listener is an HTTP one (one filter chain, its one filter the HTTP connection manager)
+//! unless started with [`ConfigBuilder::tcp_listener`]: then each [`ConfigBuilder::tcp_proxy`]
+//! adds a filter chain whose one filter is `tcp_proxy`, and the HCM and route calls refuse it.
 //!
 //! The text is laid out the way the tests wrote it by hand (top-level keys, `listeners`,
-//! `clusters`; HCM keys before `http_filters` and `virtual_hosts`), and [`simple_config`]'s is
-//! kept byte for byte: tests edit it with `str::replace`.
+//! `clusters`; listener keys before `filter_chains`; a chain's keys before its `filters`; HCM
+//! keys before `http_filters` and `virtual_hosts`), and [`simple_config`]'s is kept byte for
+//! byte: tests edit it with `str::replace`.
 
 use std::{fmt::Display, net::SocketAddr};
 
@@ -23,20 +29,35 @@ pub struct ConfigBuilder {
     clusters: Vec<Cluster>,
 }
 
-/// One listener with its HTTP connection manager. Every `Vec<String>` of these structs holds
-/// fragments already indented for their place, each ending in a newline.
+/// One listener with its HTTP connection manager, or with its `tcp_proxy` filter chains. Every
+/// `Vec<String>` of these structs holds fragments already indented for their place, each ending
+/// in a newline.
 #[derive(Debug, Clone)]
 struct Listener {
     name: String,
     address: String,
     /// Raw listener keys (before `filter_chains`).
     extra: Vec<String>,
+    /// `Some` for a listener from [`ConfigBuilder::tcp_listener`]: its filter chains, each with
+    /// one `tcp_proxy` filter. The fields below (the HTTP chain's) are then unused.
+    tcp_chains: Option<Vec<TcpChain>>,
+    /// Raw keys of the HTTP filter chain (`tls: ...`), before `filters`.
+    chain_extra: Vec<String>,
     stat_prefix: Option<String>,
     /// Raw HCM keys (after `stat_prefix`).
     hcm_extra: Vec<String>,
     /// Raw `http_filters` list items.
     http_filters: Vec<String>,
     virtual_hosts: Vec<VirtualHost>,
+}
+
+/// One filter chain of a `tcp_proxy` listener.
+#[derive(Debug, Clone)]
+struct TcpChain {
+    /// Raw chain keys (`filter_chain_match: ...`, `tls: ...`), before `filters`.
+    extra: Vec<String>,
+    /// Raw keys of its `tcp_proxy` filter.
+    keys: Vec<String>,
 }
 
 /// One virtual host, typed or raw.
@@ -112,23 +133,50 @@ impl ConfigBuilder {
         self
     }
 
+    /// `filter_chain_match: { MATCHER }` on the last listener's last filter chain, before its
+    /// `filters`; `matcher` is the inside of the braces (`server_names: [a.test]`,
+    /// `transport_protocol: tls, application_protocols: [h2]`).
+    pub fn filter_chain_match(self, matcher: &str) -> Self {
+        self.chain_extra(&format!("filter_chain_match: {{ {matcher} }}"))
+    }
+
+    /// Raw keys of the last listener's last filter chain (`tls: ...`), before its `filters`, in
+    /// the order given. The chain is then written `- KEY: ...` and `filters:` below its keys.
+    pub fn chain_extra(mut self, keys: &str) -> Self {
+        let keys = block(keys, 8);
+        let l = self.last_listener();
+        match &mut l.tcp_chains {
+            None => l.chain_extra.push(keys),
+            Some(chains) => match chains.last_mut() {
+                Some(chain) => chain.extra.push(keys),
+                None => panic!(
+                    "chain keys on tcp_proxy listener {} before any tcp_proxy",
+                    l.name
+                ),
+            },
+        }
+        self
+    }
+
     /// The HCM's `stat_prefix`.
     pub fn stat_prefix(mut self, prefix: &str) -> Self {
-        self.last_listener().stat_prefix = Some(prefix.to_string());
+        self.last_http_listener().stat_prefix = Some(prefix.to_string());
         self
     }
 
     /// Raw HCM keys (`idle_timeout: 1s`, `access_log: [...]`), after `stat_prefix`, before
     /// `http_filters` and `virtual_hosts`, in the order given.
     pub fn hcm_extra(mut self, keys: &str) -> Self {
-        self.last_listener().hcm_extra.push(block(keys, 14));
+        self.last_http_listener().hcm_extra.push(block(keys, 14));
         self
     }
 
     /// Raw items of the HCM's `http_filters` list, each starting with `- ` (for example
     /// `"- name: cors\n  allow_methods: GET"`); calls add to the list.
     pub fn http_filters(mut self, items: &str) -> Self {
-        self.last_listener().http_filters.push(block(items, 16));
+        self.last_http_listener()
+            .http_filters
+            .push(block(items, 16));
         self
     }
 
@@ -138,11 +186,47 @@ impl ConfigBuilder {
         self.http_filters(&item)
     }
 
+    // --- Listeners with `tcp_proxy` filter chains.
+
+    /// Start a listener whose filter chains each hold one `tcp_proxy` filter, added by
+    /// [`ConfigBuilder::tcp_proxy`]. Its listener keys ([`ConfigBuilder::listener_extra`]) and
+    /// chain keys ([`ConfigBuilder::filter_chain_match`], [`ConfigBuilder::chain_extra`]) are
+    /// written as an HTTP listener's; the HCM and route calls panic on it.
+    pub fn tcp_listener(mut self, name: &str, address: &str) -> Self {
+        let mut l = Listener::new(name, address);
+        l.tcp_chains = Some(Vec::new());
+        self.listeners.push(l);
+        self
+    }
+
+    /// Another filter chain on the last listener (from [`ConfigBuilder::tcp_listener`]):
+    /// `- filters: [tcp_proxy: {...}]` written as a block, with the raw keys `keys`
+    /// (`stat_prefix: db\ncluster: backend`) under `tcp_proxy:` (`tcp_proxy: {}` when empty).
+    pub fn tcp_proxy(mut self, keys: &str) -> Self {
+        let chain = TcpChain {
+            extra: Vec::new(),
+            keys: vec![block(keys, 14)],
+        };
+        self.last_tcp_listener().push(chain);
+        self
+    }
+
+    /// Raw keys added to the last chain's `tcp_proxy` (`max_connect_attempts: 2`), after those
+    /// given before.
+    pub fn tcp_proxy_extra(mut self, keys: &str) -> Self {
+        let keys = block(keys, 14);
+        match self.last_tcp_listener().last_mut() {
+            Some(chain) => chain.keys.push(keys),
+            None => panic!("tcp_proxy_extra before any tcp_proxy"),
+        }
+        self
+    }
+
     // --- Virtual hosts.
 
     /// Start a virtual host on the last listener.
     pub fn virtual_host(mut self, name: &str, domains: &[&str]) -> Self {
-        self.last_listener().virtual_hosts.push(VirtualHost {
+        self.last_http_listener().virtual_hosts.push(VirtualHost {
             raw: None,
             name: name.to_string(),
             domains: domains.iter().map(|d| d.to_string()).collect(),
@@ -161,7 +245,7 @@ impl ConfigBuilder {
     /// A whole virtual host, raw: its keys (`name: x\ndomains: [...]\nroutes: [...]`), without
     /// the leading `- `. Routes added after it start a new default virtual host.
     pub fn virtual_host_raw(mut self, item: &str) -> Self {
-        self.last_listener().virtual_hosts.push(VirtualHost {
+        self.last_http_listener().virtual_hosts.push(VirtualHost {
             raw: Some(list_item(item, 16)),
             name: String::new(),
             domains: Vec::new(),
@@ -299,8 +383,31 @@ impl ConfigBuilder {
         &mut self.listeners[last]
     }
 
-    fn last_vhost(&mut self) -> &mut VirtualHost {
+    /// The last listener, which must be an HTTP one.
+    fn last_http_listener(&mut self) -> &mut Listener {
         let l = self.last_listener();
+        if l.tcp_chains.is_some() {
+            panic!(
+                "HCM or route call on tcp_proxy listener {}: start an HTTP one with listener()",
+                l.name
+            );
+        }
+        l
+    }
+
+    /// The filter chains of the last listener, which must be a `tcp_proxy` one.
+    fn last_tcp_listener(&mut self) -> &mut Vec<TcpChain> {
+        match self.listeners.last_mut() {
+            Some(Listener {
+                tcp_chains: Some(chains),
+                ..
+            }) => chains,
+            _ => panic!("tcp_proxy on no listener or an HTTP one: start one with tcp_listener()"),
+        }
+    }
+
+    fn last_vhost(&mut self) -> &mut VirtualHost {
+        let l = self.last_http_listener();
         if l.virtual_hosts.last().is_none_or(|v| v.raw.is_some()) {
             l.virtual_hosts.push(VirtualHost {
                 raw: None,
@@ -327,6 +434,8 @@ impl Listener {
             name: name.to_string(),
             address: address.to_string(),
             extra: Vec::new(),
+            tcp_chains: None,
+            chain_extra: Vec::new(),
             stat_prefix: None,
             hcm_extra: Vec::new(),
             http_filters: Vec::new(),
@@ -342,9 +451,22 @@ impl Listener {
         for e in &self.extra {
             out.push_str(e);
         }
-        out.push_str(
-            "    filter_chains:\n      - filters:\n          - http_connection_manager:\n",
-        );
+        out.push_str("    filter_chains:\n");
+        if let Some(chains) = &self.tcp_chains {
+            for c in chains {
+                chain_head(&c.extra, out);
+                let keys = c.keys.concat();
+                if keys.is_empty() {
+                    out.push_str("          - tcp_proxy: {}\n");
+                } else {
+                    out.push_str("          - tcp_proxy:\n");
+                    out.push_str(&keys);
+                }
+            }
+            return;
+        }
+        chain_head(&self.chain_extra, out);
+        out.push_str("          - http_connection_manager:\n");
         if let Some(p) = &self.stat_prefix {
             out.push_str(&format!("              stat_prefix: {p}\n"));
         }
@@ -392,6 +514,19 @@ impl VirtualHost {
             out.push_str(r);
         }
     }
+}
+
+/// The start of one `filter_chains` item, up to its `filters:` line: `- filters:` alone, or
+/// the chain's keys `extra` (indented 8) as a list item and `filters:` under them.
+fn chain_head(extra: &[String], out: &mut String) {
+    let keys = extra.concat();
+    if keys.is_empty() {
+        out.push_str("      - filters:\n");
+        return;
+    }
+    out.push_str("      - ");
+    out.push_str(keys.trim_start_matches([' ', '\n']));
+    out.push_str("        filters:\n");
 }
 
 /// A minimal config: one listener on port 0, every path routed to `cluster_addr`.

@@ -4,7 +4,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use ringway_engine::config::{load_str, Config, ConfigErrors, Format, RouteAction};
+use ringway_engine::config::{
+    load_str, Config, ConfigErrors, Format, NetworkFilter, RouteAction, TransportProtocol,
+};
 
 use super::*;
 
@@ -262,4 +264,170 @@ fn config_builder_fragments_are_reindented_and_endpoints_quoted() {
     );
     let c = load(&yaml);
     assert_eq!(c.clusters[0].endpoints.len(), 2);
+}
+
+#[test]
+fn config_builder_tcp_proxy_listeners_text_and_load() {
+    let yaml = ConfigBuilder::new()
+        .admin()
+        .tcp_listener("db", "127.0.0.1:0")
+        .listener_extra("listener_filters: [tls_inspector]")
+        .tcp_proxy("stat_prefix: exact\ncluster: origin")
+        .filter_chain_match("server_names: [a.test]")
+        .tcp_proxy("cluster: origin")
+        .tcp_proxy_extra("max_connect_attempts: 2")
+        .filter_chain_match("transport_protocol: raw_buffer")
+        .cluster("origin", &[origin()])
+        .yaml();
+    let want = r#"admin:
+  address: 127.0.0.1:0
+listeners:
+  - name: db
+    address: 127.0.0.1:0
+    listener_filters: [tls_inspector]
+    filter_chains:
+      - filter_chain_match: { server_names: [a.test] }
+        filters:
+          - tcp_proxy:
+              stat_prefix: exact
+              cluster: origin
+      - filter_chain_match: { transport_protocol: raw_buffer }
+        filters:
+          - tcp_proxy:
+              cluster: origin
+              max_connect_attempts: 2
+clusters:
+  - name: origin
+    endpoints: ["127.0.0.1:9000"]
+"#;
+    assert_eq!(yaml, want);
+    let c = load(&yaml);
+    let db = &c.listeners[0];
+    assert!(db.http().is_none());
+    assert_eq!(db.stat_prefix(), "exact");
+    let select = db.select.as_ref().expect("chain matching");
+    assert!(select.tls_inspector);
+    assert_eq!(select.chains.len(), 2);
+    assert_eq!(select.chains[0].matcher.server_names, ["a.test"]);
+    assert_eq!(
+        select.chains[1].matcher.transport_protocol,
+        Some(TransportProtocol::RawBuffer)
+    );
+    match &select.chains[1].network {
+        NetworkFilter::TcpProxy(t) => {
+            assert_eq!(t.cluster_name, "origin");
+            assert_eq!(t.max_connect_attempts, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // One chain, no match, beside an HTTP listener: the HTTP one is written as ever.
+    let yaml = ConfigBuilder::new()
+        .tcp_listener("raw", "127.0.0.1:0")
+        .tcp_proxy("cluster: origin")
+        .listener("web", "127.0.0.1:0")
+        .route_prefix("/", "origin")
+        .cluster("origin", &[origin()])
+        .yaml();
+    assert!(
+        yaml.starts_with(concat!(
+            "listeners:\n",
+            "  - name: raw\n",
+            "    address: 127.0.0.1:0\n",
+            "    filter_chains:\n",
+            "      - filters:\n",
+            "          - tcp_proxy:\n",
+            "              cluster: origin\n",
+            "  - name: web\n",
+            "    address: 127.0.0.1:0\n",
+            "    filter_chains:\n",
+            "      - filters:\n",
+            "          - http_connection_manager:\n",
+            "              virtual_hosts:\n",
+        )),
+        "{yaml}"
+    );
+    let c = load(&yaml);
+    let raw = &c.listeners[0];
+    assert!(raw.select.is_none());
+    assert_eq!(raw.tcp_proxy().expect("tcp_proxy").stat_prefix, "raw");
+    assert!(c.listeners[1].http().is_some());
+    // No keys: an empty map, which the loader refuses (it has no cluster).
+    let yaml = ConfigBuilder::new()
+        .tcp_listener("t", "127.0.0.1:0")
+        .tcp_proxy("")
+        .yaml();
+    assert!(
+        yaml.ends_with("      - filters:\n          - tcp_proxy: {}\n"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn config_builder_chain_keys_are_placed_under_their_chain() {
+    const TCP: &str = "listeners[0].filter_chains[0]";
+    let tcp = || {
+        ConfigBuilder::new()
+            .tcp_listener("t", "127.0.0.1:0")
+            .tcp_proxy("cluster: origin")
+            .cluster("origin", &[origin()])
+    };
+    assert_only_unknown_key_at(
+        &tcp().tcp_proxy_extra("x_tcp: 1").yaml(),
+        &format!("{TCP}.filters[0].tcp_proxy.x_tcp"),
+    );
+    assert_only_unknown_key_at(
+        &tcp().chain_extra("x_chain: 1").yaml(),
+        &format!("{TCP}.x_chain"),
+    );
+    assert_only_unknown_key_at(
+        &tcp().listener_extra("x_listener: 1").yaml(),
+        "listeners[0].x_listener",
+    );
+    // On an HTTP listener, its one chain; the HCM below it stays where it was.
+    let yaml = ConfigBuilder::simple(origin())
+        .chain_extra("x_chain: 1")
+        .chain_extra("y_chain:\n  a: 1")
+        .yaml();
+    assert!(
+        yaml.contains(concat!(
+            "    filter_chains:\n",
+            "      - x_chain: 1\n",
+            "        y_chain:\n",
+            "          a: 1\n",
+            "        filters:\n",
+            "          - http_connection_manager:\n",
+            "              stat_prefix: main\n",
+        )),
+        "{yaml}"
+    );
+    let e = errors(&yaml);
+    let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [&format!("{TCP}.x_chain")[..], &format!("{TCP}.y_chain")[..]],
+        "{e}"
+    );
+    let c = load(
+        &ConfigBuilder::simple(origin())
+            .filter_chain_match("destination_port: 8080")
+            .yaml(),
+    );
+    let select = c.listeners[0].select.as_ref().expect("chain matching");
+    assert_eq!(select.chains[0].matcher.destination_port, Some(8080));
+}
+
+#[test]
+#[should_panic(expected = "tcp_proxy listener")]
+fn config_builder_routes_refuse_a_tcp_proxy_listener() {
+    ConfigBuilder::new()
+        .tcp_listener("t", "127.0.0.1:0")
+        .tcp_proxy("cluster: origin")
+        .route_prefix("/", "origin");
+}
+
+#[test]
+#[should_panic(expected = "tcp_listener()")]
+fn config_builder_tcp_proxy_refuses_an_http_listener() {
+    ConfigBuilder::simple(origin()).tcp_proxy("cluster: origin");
 }
