@@ -13,6 +13,9 @@
 //! lock-step, shared between many requests under real concurrency (0.6 per request with 10
 //! connections). The bound is those and nothing of ringway's own: its heads, records, filter
 //! instances, write buffers and posted reads are all recycled.
+//!
+//! The counter is process-wide: this binary holds this one test, and `support` holds none (any
+//! other test here would run beside the measured requests and count as the proxy's).
 
 mod support;
 

@@ -549,7 +549,7 @@ pub fn yaml_str(s: &str) -> String {
 
 /// `fragment` with its common indentation replaced by `indent` spaces, one line per line, each
 /// ending in a newline. Blank lines stay empty.
-fn block(fragment: &str, indent: usize) -> String {
+pub fn block(fragment: &str, indent: usize) -> String {
     let lines: Vec<&str> = fragment
         .trim_start_matches('\n')
         .trim_end()
@@ -574,10 +574,7 @@ fn block(fragment: &str, indent: usize) -> String {
 }
 
 /// `keys` (a map's keys, raw) as one item of a block list whose `- ` stands at `indent`.
-fn list_item(keys: &str, indent: usize) -> String {
+pub fn list_item(keys: &str, indent: usize) -> String {
     let body = block(keys, indent + 2);
     format!("{}- {}", " ".repeat(indent), &body[indent + 2..])
 }
-
-#[cfg(test)]
-mod tests;

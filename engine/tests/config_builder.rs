@@ -1,6 +1,12 @@
-//! The builder's text, read back by the real config loader: what each call writes lands where
-//! the loader expects it (a misplaced fragment is an unknown key at the wrong path).
-//! These run in every test binary that mounts `support`; they read no socket and spawn nothing.
+//! The tests' config builder (`support/config.rs`), its text read back by the real config
+//! loader: what each call writes lands where the loader expects it (a misplaced fragment is an
+//! unknown key at the wrong path). They read no socket and spawn nothing.
+//!
+//! A test binary of their own: inside `support` they ran again in every binary that mounts it,
+//! and beside `alloc_count`'s measured requests, whose counter is process-wide, they counted as
+//! the proxy's allocations.
+
+mod support;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -8,7 +14,7 @@ use ringway_engine::config::{
     load_str, Config, ConfigErrors, Format, NetworkFilter, RouteAction, TransportProtocol,
 };
 
-use super::*;
+use support::*;
 
 const ORIGIN: &str = "127.0.0.1:9000";
 
