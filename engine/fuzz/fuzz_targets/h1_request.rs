@@ -11,6 +11,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::http::h1::{
+    header_slots,
     model::{decode_request, encode_request, forwarded_upgrade},
     parse_request, BodyFraming, Chunk, ChunkedDecoder, Limits, ParseError, MAX_HEADERS,
 };
@@ -22,7 +23,7 @@ const LIMITS: Limits = Limits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = header_slots();
     let req = match parse_request(data, &mut headers, &LIMITS) {
         Ok(Some(req)) => req,
         Ok(None) => {
@@ -75,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
         BodyFraming::Length(0) => BodyFraming::None,
         f => f,
     };
-    let mut again_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut again_headers = header_slots();
     match parse_request(&out, &mut again_headers, &lenient) {
         Ok(Some(again)) => {
             assert_eq!(no_body(again.framing), no_body(req.framing));
