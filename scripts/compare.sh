@@ -14,7 +14,10 @@
 #              once, $TRANSFER_RUNS runs: GB/s (median run) and proxy CPU-seconds per GB;
 #   upload     $TRANSFER_SIZE POST to the origin (/upload, Content-Length), the same way;
 #   latency    open loop at $RATE_PCT% of the slowest peer's keep-alive max (or $RATE req/s;
-#              coordinated-omission corrected), $CONNS connections: p50/p99/p99.9;
+#              coordinated-omission corrected), $CONNS connections: p50/p99/p99.9, each the median
+#              of $LATENCY_ROUNDS rounds (the targets take turns, a different one first each round;
+#              the spread of p99.9 is in the notes: on a shared or virtual machine one run's tail
+#              says more about the machine than about the proxy);
 #   h2         HTTP/2 downstream (h2c, $H2_CONNS connections x $H2_STREAMS streams);
 #   tls        HTTPS keep-alive: as keepalive, over TLS (ECDSA P-256 certificate from
 #              scripts/gen-certs.sh, the same file for every proxy);
@@ -36,6 +39,9 @@
 #        WORKLOADS="keepalive newconn download upload latency h2 tls tlsnew" (a subset runs just those)
 #        TLSNEW_CONNS=20 TLSNEW_VERSION=1.3 (or 1.2)
 #        NEWCONN_CONNS=$CONNS TRANSFER_SIZE=1GiB TRANSFER_CONNS=1 TRANSFER_RUNS=3 TRANSFER_TIMEOUT=120s
+#        LATENCY_ROUNDS=5 (fixed-rate rounds; the table shows the median of each percentile)
+#        KEEP_AWAKE=1 keep the proxy CPUs from halting during the fixed-rate rounds (a SCHED_IDLE
+#                 busy loop on each): on a VM whose idle vCPUs halt, the wake-up is the tail
 #        RATE=N (the fixed rate; default RATE_PCT% of the slowest peer's keep-alive max, probed for
 #        2s when keepalive is not in WORKLOADS)
 #        ONLY="direct ringway nginx haproxy envoy" OUT=target/bench-results
@@ -66,6 +72,8 @@ TRANSFER_CONNS="${TRANSFER_CONNS:-1}"
 TRANSFER_RUNS="${TRANSFER_RUNS:-3}"
 TRANSFER_TIMEOUT="${TRANSFER_TIMEOUT:-120s}"
 RATE="${RATE:-}"
+LATENCY_ROUNDS="${LATENCY_ROUNDS:-5}"
+KEEP_AWAKE="${KEEP_AWAKE:-0}"
 ONLY="${ONLY:-direct ringway nginx haproxy envoy}"
 OUT="${OUT:-$ROOT/target/bench-results}"
 PEERS_DIR="${PEERS_DIR:-$HOME/.cache/ringway-bench}"
@@ -94,6 +102,8 @@ for w in $WORKLOADS; do
     *) die "unknown workload $w (known: keepalive newconn download upload latency h2 tls tlsnew)" ;;
   esac
 done
+[[ $KEEP_AWAKE == 0 || $KEEP_AWAKE == 1 ]] || die "KEEP_AWAKE must be 0 or 1 (got '$KEEP_AWAKE')"
+[[ $LATENCY_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "LATENCY_ROUNDS must be a whole number of rounds, at least 1 (got '$LATENCY_ROUNDS')"
 
 # ------------------------------------------------------------------ install what is missing
 need_apt=()
@@ -160,7 +170,11 @@ cleanup() {
   mkdir -p "$OUT/logs" && cp "$WORK"/*.log "$WORK"/*.err "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/*.yaml "$OUT/logs/" 2>/dev/null || true
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the script (and so runs cleanup once): a handler that only cleaned up would
+# let the script go on measuring servers it has just stopped.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 exec 9>"$LOCK"
 say "waiting for $LOCK"
@@ -497,10 +511,31 @@ print(int(min(peers) * pct / 100))
 PY
 )
   fi
-  for n in "${targets[@]}"; do
-    say "latency through $n at $RATE req/s (open loop, $CONNS connections)"
-    run_load "$n" fixed "${PORT[$n]}" --connections "$CONNS" --rate "$RATE" || echo "$n: fixed-rate run failed (see $OUT/fixed-$n.txt)"
+  # KEEP_AWAKE=1: a busy loop at the lowest priority (SCHED_IDLE) on each proxy CPU for these
+  # rounds, so that the CPU never halts between requests. Anything else that wants the CPU
+  # preempts it at once; it only takes away the idle CPU's wake-up time, which on a virtual
+  # machine that halts idle vCPUs is the tail (docs/benchmarks.md, "The fixed-rate tail").
+  awake=()
+  if [[ $KEEP_AWAKE == 1 ]]; then
+    for c in $(seq "${PROXY_CPU%-*}" "${PROXY_CPU#*-}"); do
+      chrt -i 0 taskset -c "$c" bash -c 'while :; do :; done' &
+      awake+=("$!")
+      pids+=("$!")
+    done
+    say "KEEP_AWAKE: a SCHED_IDLE busy loop on CPU $PROXY_CPU during the fixed-rate rounds"
+  fi
+  # Rounds, the targets taking turns (each round starts one further along), so that a slow
+  # spell of the machine does not land on one target's only run.
+  for ((r = 1; r <= LATENCY_ROUNDS; r++)); do
+    nt=${#targets[@]}
+    for ((k = 0; k < nt; k++)); do
+      n=${targets[$(((k + r - 1) % nt))]}
+      say "latency through $n at $RATE req/s (open loop, $CONNS connections), round $r of $LATENCY_ROUNDS"
+      run_load "$n" "fixed-r$r" "${PORT[$n]}" --connections "$CONNS" --rate "$RATE" ||
+        echo "$n: fixed-rate run failed (see $OUT/fixed-r$r-$n.txt)"
+    done
   done
+  for p in "${awake[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 fi
 
 # ------------------------------------------------------------------ h2: HTTP/2 downstream (h2c)
@@ -613,12 +648,12 @@ for n in "${targets[@]}"; do
     "${TLS_CPU_US[$n]:-nan}" "${TN_CPU_US[$n]:-nan}")
 done
 python3 - "$OUT" "${RATE:-0}" "$DURATION" "$WARMUP" "$CONNS" "$WORKLOADS" "$TRANSFER_SIZE" "$TRANSFER_RUNS" \
-  "$TRANSFER_CONNS" "$NEWCONN_CONNS" "${args[@]}" <<'PY'
+  "$TRANSFER_CONNS" "$NEWCONN_CONNS" "$LATENCY_ROUNDS" "${args[@]}" <<'PY'
 import json, os, platform, re, statistics, sys
-out, rate, duration, warmup, conns, workloads, tsize, truns, tconns, ncconns = sys.argv[1:11]
-rate, truns = int(rate), int(truns)
+out, rate, duration, warmup, conns, workloads, tsize, truns, tconns, ncconns, lrounds = sys.argv[1:12]
+rate, truns, lrounds = int(rate), int(truns), int(lrounds)
 wl = workloads.split()
-rest = sys.argv[11:]
+rest = sys.argv[12:]
 
 def load(p):
     try:
@@ -699,18 +734,32 @@ for i in range(0, len(rest), 8):
                   "bytes_per_run": runs[0]["bytes"], "cpu_s_per_gb": num(cpu_s)}
         cells[d] = [f"{statistics.median(rates):.2f}", cpu_s]
     if "latency" in wl:
-        fx = load(f"{out}/fixed-{n}.json")
-        if fx and fx["requests"] > 0:
-            l = fx["latency_us"]
-            res["fixed_rate"] = {"rate": rate, "achieved": fx["requests_per_sec"], "errors": fx["errors"]["total"],
-                                 "latency_us": l}
-            cells["latency"] = [lat(l["p50"]), lat(l["p99"]), lat(l["p999"])]
-            errors += fx["errors"]["total"]
-            if fx["requests_per_sec"] < 0.95 * rate:
-                notes.append(f"{n} fixed rate: achieved {fx['requests_per_sec']:.0f} of {rate} req/s")
+        rounds = [load(f"{out}/fixed-r{k}-{n}.json") for k in range(1, lrounds + 1)]
+        ok = [fx for fx in rounds if fx and fx["requests"] > 0]
+        if ok:
+            med = {p: statistics.median(fx["latency_us"][p] for fx in ok) for p in ("p50", "p99", "p999")}
+            p999s = [fx["latency_us"]["p999"] for fx in ok]
+            achieved = statistics.median(fx["requests_per_sec"] for fx in ok)
+            res["fixed_rate"] = {"rate": rate, "achieved": achieved,
+                                 "errors": sum(fx["errors"]["total"] for fx in ok),
+                                 "rounds": len(ok), "latency_us_median": med,
+                                 "p999_us_rounds": p999s,
+                                 "latency_us_rounds": [fx["latency_us"] for fx in ok]}
+            cells["latency"] = [lat(med["p50"]), lat(med["p99"]), lat(med["p999"])]
+            errors += res["fixed_rate"]["errors"]
+            notes.append(f"{n} fixed rate: p99.9 of {len(ok)} rounds " +
+                         " ".join(lat(v) for v in p999s) + f" (median {lat(med['p999'])})")
+            # The plot shows the round whose p99.9 is the median one.
+            mid = sorted(ok, key=lambda fx: fx["latency_us"]["p999"])[(len(ok) - 1) // 2]
+            json.dump(mid, open(f"{out}/fixed-{n}.json", "w"))
+            if achieved < 0.95 * rate:
+                notes.append(f"{n} fixed rate: achieved {achieved:.0f} of {rate} req/s")
+            if len(ok) < lrounds:
+                notes.append(f"{n} fixed rate: {lrounds - len(ok)} of {lrounds} rounds failed "
+                             f"(see {out}/fixed-r*-{n}.txt)")
         else:
             cells["latency"] = ["failed", "", ""]
-            notes.append(f"{n} fixed rate: see {out}/fixed-{n}.txt")
+            notes.append(f"{n} fixed rate: see {out}/fixed-r1-{n}.txt")
     if "h2" in wl:
         h2 = load(f"{out}/h2-{n}.json")
         h2ok = h2 and h2["requests"] > 0 and h2["errors"]["total"] <= h2["requests"] * 0.01

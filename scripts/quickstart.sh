@@ -15,7 +15,11 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the script (and so runs cleanup once): a handler that only cleaned up would
+# let the script go on measuring servers it has just stopped.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 port_busy() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 for a in "$ORIGIN" "$PROXY"; do
