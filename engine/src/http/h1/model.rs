@@ -185,24 +185,20 @@ pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut Byte
         len += 21 + 9 + u.len() + 2;
     }
     len += 2;
-    out.reserve(len);
-    let start = out.len();
-    put(
-        out,
-        &[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "],
-    );
-    put(out, &[head.authority(), b"\r\n"]);
+    let mut w = Writer::new(out, len);
+    w.put(&[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "]);
+    w.put(&[head.authority(), b"\r\n"]);
     for (n, v) in head.headers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
+        w.put(&[n, b": ", v, b"\r\n"]);
     }
     if !framing.is_empty() {
-        put(out, &[framing, length, b"\r\n"]);
+        w.put(&[framing, length, b"\r\n"]);
     }
     if let Some(u) = upgrade {
-        put(out, &[b"connection: upgrade\r\nupgrade: ", u, b"\r\n"]);
+        w.put(&[b"connection: upgrade\r\nupgrade: ", u, b"\r\n"]);
     }
-    out.extend_from_slice(b"\r\n");
-    debug_assert_eq!(out.len() - start, len);
+    w.put(&[b"\r\n"]);
+    w.finish();
 }
 
 /// Decode a parsed response into `head` (reused). A response without a body (HEAD, 304) keeps
@@ -283,7 +279,9 @@ pub fn encode_trailers(trailers: &HeaderMap, out: &mut BytesMut) {
     out.reserve(trailers.wire_len() + 5);
     out.extend_from_slice(b"0\r\n");
     for (n, v) in trailers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
+        for p in [n, b": ", v, b"\r\n"] {
+            out.extend_from_slice(p);
+        }
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -338,7 +336,18 @@ pub fn encode_response(
     out: &mut BytesMut,
 ) {
     let mut sbuf = [0u8; 20];
-    let status = decimal(u64::from(head.status), &mut sbuf);
+    let status = match head.status {
+        // Three digits, as every status on the wire: no division loop.
+        s @ 100..=999 => {
+            sbuf[..3].copy_from_slice(&[
+                b'0' + (s / 100) as u8,
+                b'0' + (s / 10 % 10) as u8,
+                b'0' + (s % 10) as u8,
+            ]);
+            &sbuf[..3]
+        }
+        s => decimal(u64::from(s), &mut sbuf),
+    };
     let phrase = canonical_reason(head.status).as_bytes();
     let mut num = [0u8; 20];
     let (fr, length): (&[u8], &[u8]) = match framing {
@@ -366,31 +375,53 @@ pub fn encode_response(
         len += 9 + u.len() + 2;
     }
     len += connection.len() + 2;
-    out.reserve(len);
-    let start = out.len();
-    put(
-        out,
-        &[version_bytes(version), b" ", status, b" ", phrase, b"\r\n"],
-    );
+    let mut w = Writer::new(out, len);
+    w.put(&[version_bytes(version), b" ", status, b" ", phrase, b"\r\n"]);
     for (n, v) in head.headers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
+        w.put(&[n, b": ", v, b"\r\n"]);
     }
     if !fr.is_empty() {
-        put(out, &[fr, length, b"\r\n"]);
+        w.put(&[fr, length, b"\r\n"]);
     }
     if let Some(r) = reason {
-        put(out, &[b"x-ringway-reason: ", r.as_bytes(), b"\r\n"]);
+        w.put(&[b"x-ringway-reason: ", r.as_bytes(), b"\r\n"]);
     }
     if let Some(u) = upgrade {
-        put(out, &[b"upgrade: ", u, b"\r\n"]);
+        w.put(&[b"upgrade: ", u, b"\r\n"]);
     }
-    put(out, &[connection, b"\r\n"]);
-    debug_assert_eq!(out.len() - start, len);
+    w.put(&[connection, b"\r\n"]);
+    w.finish();
 }
 
-fn put(out: &mut BytesMut, parts: &[&[u8]]) {
-    for p in parts {
-        out.extend_from_slice(p);
+/// Writes a head whose length was computed first: `out` grows once by that length and each
+/// part is copied into place, where `BytesMut::extend_from_slice` checked the capacity and moved
+/// the length for every part (a third of an encode's instructions).
+struct Writer<'a> {
+    out: &'a mut BytesMut,
+    at: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut BytesMut, len: usize) -> Writer<'a> {
+        let start = out.len();
+        out.resize(start + len, 0);
+        Writer { out, at: start }
+    }
+
+    #[inline]
+    fn put(&mut self, parts: &[&[u8]]) {
+        for p in parts {
+            let end = self.at + p.len();
+            self.out[self.at..end].copy_from_slice(p);
+            self.at = end;
+        }
+    }
+
+    /// The computed length must be what was written; should it ever be longer, the unwritten
+    /// tail is cut rather than sent.
+    fn finish(self) {
+        debug_assert_eq!(self.at, self.out.len(), "head length computed wrong");
+        self.out.truncate(self.at);
     }
 }
 

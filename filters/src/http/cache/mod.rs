@@ -56,7 +56,7 @@ use crate::{
 };
 
 use config::{Settings, BYTES, EVICTIONS, HITS, INSERTS, MISSES, REVALIDATIONS, UNCACHEABLE};
-use policy::{RequestCc, ResponseCc, Use};
+use policy::{Fields, RequestCc, ResponseCc, Use};
 use store::{Entry, EntryId, Store};
 
 /// The filter-state key the access log reads.
@@ -124,6 +124,7 @@ impl Worker {
         id: EntryId,
         e: &Entry,
         req: &RequestCc,
+        seen: Fields,
         h: &HeaderMap,
         cx: &mut Ctx<'_>,
     ) -> Option<LocalReply> {
@@ -137,7 +138,7 @@ impl Worker {
         self.stats.inc(HITS);
         cx.state.set(STATUS_KEY, status);
         Some(
-            if policy::has_conditionals(h) && policy::not_modified(h, &e.headers) {
+            if seen.has(Fields::CONDITIONALS) && policy::not_modified(h, &e.headers) {
                 not_modified_reply(e, age, cx.reply_headers())
             } else {
                 full_reply(e, age, cx.reply_headers())
@@ -148,7 +149,12 @@ impl Worker {
     /// What a GET that goes upstream keeps for its response: the key (from the lookup's
     /// buffer), the request's `Vary` values, and the variant it found, whose validators it adds
     /// to the request unless the client sent conditionals of its own.
-    fn fetch(&self, head: &mut RequestHead, found: Option<(EntryId, Rc<Entry>)>) -> Fetch {
+    fn fetch(
+        &self,
+        head: &mut RequestHead,
+        seen: Fields,
+        found: Option<(EntryId, Rc<Entry>)>,
+    ) -> Fetch {
         let mut sh = self.shared.borrow_mut();
         let Shared { key, vary, .. } = &mut *sh;
         let allowed = &self.settings.allowed_vary;
@@ -160,7 +166,7 @@ impl Worker {
         let mut fetch = Fetch {
             key_len: key.len(),
             key_vary,
-            authorization: head.headers.contains("authorization"),
+            authorization: seen.has(Fields::AUTHORIZATION),
             old: None,
             ours: false,
             client_matches: false,
@@ -169,7 +175,7 @@ impl Worker {
         let Some((id, e)) = found else {
             return fetch;
         };
-        if policy::has_conditionals(&head.headers) {
+        if seen.has(Fields::CONDITIONALS) {
             fetch.client_matches = policy::not_modified(&head.headers, &e.headers);
         } else if e.has_validators() {
             if let Some(tag) = e.headers.get_bytes("etag") {
@@ -307,16 +313,14 @@ impl HttpFilter for CacheFilter {
             }
             _ => return w.bypass(cx),
         }
-        let req = RequestCc::parse(&head.headers);
-        if req.no_store
-            || head.headers.contains("range")
-            || policy::has_origin_preconditions(&head.headers)
-        {
+        let seen = Fields::scan(&head.headers);
+        let req = RequestCc::parse_seen(&head.headers, seen);
+        if req.no_store || seen.has(Fields::RANGE | Fields::ORIGIN_PRECONDITIONS) {
             return w.bypass(cx);
         }
         let found = w.lookup(head);
         if let Some((id, e)) = &found {
-            if let Some(reply) = w.serve(*id, e, &req, &head.headers, cx) {
+            if let Some(reply) = w.serve(*id, e, &req, seen, &head.headers, cx) {
                 return HeadersStatus::LocalReply(reply);
             }
         }
@@ -333,7 +337,7 @@ impl HttpFilter for CacheFilter {
             // A HEAD response has no body to store; HEAD only reads what GET stored.
             return HeadersStatus::Continue;
         }
-        self.phase = Phase::Fetch(w.fetch(head, found));
+        self.phase = Phase::Fetch(w.fetch(head, seen, found));
         HeadersStatus::Continue
     }
 

@@ -5,7 +5,7 @@
 //! headers. Nothing here allocates but [`select_vary`]; the key and `Vary` values are written
 //! into the caller's buffers.
 
-use crate::stream::{HeaderMap, RequestHead};
+use crate::stream::{eq_name, HeaderMap, RequestHead};
 
 use super::{date, store::Entry};
 
@@ -27,7 +27,9 @@ pub fn write_key(head: &RequestHead, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(head.scheme.as_bytes());
     out.push(b' ');
-    out.extend(head.authority().iter().map(u8::to_ascii_lowercase));
+    let host = out.len();
+    out.extend_from_slice(head.authority());
+    out[host..].make_ascii_lowercase();
     out.push(b' ');
     out.extend_from_slice(head.path());
 }
@@ -120,9 +122,18 @@ pub struct RequestCc {
 }
 
 impl RequestCc {
+    #[cfg(test)]
     pub fn parse(h: &HeaderMap) -> RequestCc {
+        RequestCc::parse_seen(h, Fields::scan(h))
+    }
+
+    /// As [`RequestCc::parse`], with the request's [`Fields`] known.
+    pub fn parse_seen(h: &HeaderMap, seen: Fields) -> RequestCc {
         let mut cc = RequestCc::default();
-        if !h.contains("cache-control") {
+        if !seen.has(Fields::PRAGMA | Fields::CACHE_CONTROL) {
+            return cc;
+        }
+        if !seen.has(Fields::CACHE_CONTROL) {
             for_each_directive(h, "pragma", |n, _| {
                 cc.no_cache |= n.eq_ignore_ascii_case(b"no-cache");
             });
@@ -370,15 +381,53 @@ fn if_none_match(h: &HeaderMap, etag: Option<&[u8]>) -> bool {
     false
 }
 
-/// The client's own cache validation conditionals (`If-None-Match`, `If-Modified-Since`).
-pub fn has_conditionals(h: &HeaderMap) -> bool {
-    h.contains("if-none-match") || h.contains("if-modified-since")
+/// Which of the request fields the cache reads are present, found in one pass over the fields
+/// (a lookup for each cost a hit more than the pass).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fields(u16);
+
+impl Fields {
+    pub const CACHE_CONTROL: Fields = Fields(1);
+    pub const PRAGMA: Fields = Fields(1 << 1);
+    pub const RANGE: Fields = Fields(1 << 2);
+    pub const AUTHORIZATION: Fields = Fields(1 << 3);
+    /// `If-None-Match`, `If-Modified-Since`: the client's own conditionals.
+    pub const CONDITIONALS: Fields = Fields(1 << 4);
+    /// `If-Match`, `If-Unmodified-Since`, `If-Range`: preconditions meant for the origin, which
+    /// a cache leaves alone.
+    pub const ORIGIN_PRECONDITIONS: Fields = Fields(1 << 5);
+
+    pub fn scan(h: &HeaderMap) -> Fields {
+        let mut seen = 0;
+        for (n, _) in h.iter() {
+            let is = |want: &str| eq_name(n, want.as_bytes());
+            let f = match n.len() {
+                5 if is("range") => Fields::RANGE,
+                6 if is("pragma") => Fields::PRAGMA,
+                8 if is("if-match") || is("if-range") => Fields::ORIGIN_PRECONDITIONS,
+                13 if is("cache-control") => Fields::CACHE_CONTROL,
+                13 if is("authorization") => Fields::AUTHORIZATION,
+                13 if is("if-none-match") => Fields::CONDITIONALS,
+                17 if is("if-modified-since") => Fields::CONDITIONALS,
+                19 if is("if-unmodified-since") => Fields::ORIGIN_PRECONDITIONS,
+                _ => continue,
+            };
+            seen |= f.0;
+        }
+        Fields(seen)
+    }
+
+    /// Whether any of `f` is present.
+    pub fn has(self, f: Fields) -> bool {
+        self.0 & f.0 != 0
+    }
 }
 
-/// Preconditions meant for the origin (`If-Match`, `If-Unmodified-Since`, `If-Range`): a cache
-/// leaves such requests alone.
-pub fn has_origin_preconditions(h: &HeaderMap) -> bool {
-    h.contains("if-match") || h.contains("if-unmodified-since") || h.contains("if-range")
+impl std::ops::BitOr for Fields {
+    type Output = Fields;
+    fn bitor(self, o: Fields) -> Fields {
+        Fields(self.0 | o.0)
+    }
 }
 
 /// Whether the request's conditionals say the client already has `stored` (RFC 9110 §13.2.2):

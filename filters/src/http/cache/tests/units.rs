@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::super::{
     date,
-    policy::{self, RequestCc, ResponseCc, Use},
+    policy::{self, Fields, RequestCc, ResponseCc, Use},
     store::{Entry, Store, ENTRY_OVERHEAD},
 };
 use crate::{HeaderMap, RequestHead};
@@ -467,4 +467,45 @@ fn store_ids_go_stale_when_slots_are_reused() {
     assert_eq!(s.len(), 1);
     let (new, e) = s.find(b"b", |_| true).unwrap();
     assert!(Rc::ptr_eq(s.get(new).unwrap(), &e));
+}
+
+/// One pass finds every field the cache reads, whatever the case, and nothing else.
+#[test]
+fn fields_scan() {
+    let all = headers(&[
+        ("Cache-Control", "max-age=1"),
+        ("PRAGMA", "no-cache"),
+        ("range", "bytes=0-1"),
+        ("Authorization", "x"),
+        ("If-None-Match", "\"a\""),
+        ("if-range", "\"a\""),
+    ]);
+    let f = Fields::scan(&all);
+    for want in [
+        Fields::CACHE_CONTROL,
+        Fields::PRAGMA,
+        Fields::RANGE,
+        Fields::AUTHORIZATION,
+        Fields::CONDITIONALS,
+        Fields::ORIGIN_PRECONDITIONS,
+    ] {
+        assert!(f.has(want), "{want:?}");
+    }
+    for (name, want) in [
+        ("if-modified-since", Fields::CONDITIONALS),
+        ("If-Match", Fields::ORIGIN_PRECONDITIONS),
+        ("if-unmodified-since", Fields::ORIGIN_PRECONDITIONS),
+    ] {
+        assert_eq!(Fields::scan(&headers(&[(name, "x")])), want, "{name}");
+    }
+    let none = Fields::scan(&headers(&[
+        ("ranges", "x"),
+        ("x-cache-control", "x"),
+        ("if-none-matc", "x"),
+        ("content-type", "x"),
+    ]));
+    assert_eq!(none, Fields::default());
+    // Without `Cache-Control` or `Pragma` nothing is parsed: the defaults.
+    let cc = RequestCc::parse_seen(&all, Fields::default());
+    assert_eq!(cc, RequestCc::default());
 }
