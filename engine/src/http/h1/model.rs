@@ -336,18 +336,7 @@ pub fn encode_response(
     out: &mut BytesMut,
 ) {
     let mut sbuf = [0u8; 20];
-    let status = match head.status {
-        // Three digits, as every status on the wire: no division loop.
-        s @ 100..=999 => {
-            sbuf[..3].copy_from_slice(&[
-                b'0' + (s / 100) as u8,
-                b'0' + (s / 10 % 10) as u8,
-                b'0' + (s % 10) as u8,
-            ]);
-            &sbuf[..3]
-        }
-        s => decimal(u64::from(s), &mut sbuf),
-    };
+    let status = decimal(u64::from(head.status), &mut sbuf);
     let phrase = canonical_reason(head.status).as_bytes();
     let mut num = [0u8; 20];
     let (fr, length): (&[u8], &[u8]) = match framing {
