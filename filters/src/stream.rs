@@ -40,7 +40,7 @@ struct Entry {
 /// a header lookup compares a name of its own length with the one it looks for, and byte by
 /// byte that compare was most of a lookup's cost.
 #[inline]
-pub(crate) fn eq_name(a: &[u8], b: &[u8]) -> bool {
+pub fn eq_name(a: &[u8], b: &[u8]) -> bool {
     /// ASCII lower case of eight bytes at once: `A`..=`Z` gain 0x20, every other byte
     /// (non-ASCII ones included) stays as it is.
     #[inline]

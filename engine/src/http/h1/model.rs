@@ -14,7 +14,7 @@
 //! trailer may not carry are dropped) and encode after the last chunk.
 
 use bytes::BytesMut;
-use ringway_filters::{BodySize, HeaderMap, Method, RequestHead, ResponseHead};
+use ringway_filters::{stream::eq_name, BodySize, HeaderMap, Method, RequestHead, ResponseHead};
 
 use super::{encode::canonical_reason, BodyFraming, ParseError, Request, Response, Version};
 use crate::text::decimal;
@@ -34,7 +34,7 @@ pub(crate) enum Kind {
 }
 
 pub(crate) fn kind(name: &[u8]) -> Kind {
-    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    let is = |s: &[u8]| eq_name(name, s);
     match name.len() {
         2 if is(b"te") => Kind::Codec,
         4 if is(b"host") => Kind::Codec,
@@ -69,18 +69,15 @@ pub struct Seen {
 /// Tokens of every `Connection` line, beyond `close`, `keep-alive` and `upgrade`, are
 /// nominated hop-by-hop headers.
 fn nominated<'a>(headers: &'a [httparse::Header<'_>]) -> impl Fn(&[u8]) -> bool + 'a {
-    let any = connection_tokens(headers).any(|t| {
-        !(t.eq_ignore_ascii_case(b"close")
-            || t.eq_ignore_ascii_case(b"keep-alive")
-            || t.eq_ignore_ascii_case(b"upgrade"))
-    });
-    move |name: &[u8]| any && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name))
+    let any = connection_tokens(headers)
+        .any(|t| !(eq_name(t, b"close") || eq_name(t, b"keep-alive") || eq_name(t, b"upgrade")));
+    move |name: &[u8]| any && connection_tokens(headers).any(|t| eq_name(t, name))
 }
 
 fn connection_tokens<'a>(headers: &'a [httparse::Header<'_>]) -> impl Iterator<Item = &'a [u8]> {
     headers
         .iter()
-        .filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
+        .filter(|h| eq_name(h.name.as_bytes(), b"connection"))
         .flat_map(|h| super::parse::tokens(h.value))
 }
 
@@ -216,7 +213,7 @@ pub fn decode_response(resp: &Response<'_, '_>, head: &mut ResponseHead) {
     for h in resp.headers {
         let name = h.name.as_bytes();
         let keep = match kind(name) {
-            Kind::Codec => keep_length && name.eq_ignore_ascii_case(b"content-length"),
+            Kind::Codec => keep_length && eq_name(name, b"content-length"),
             _ => true,
         };
         if keep && !is_nominated(name) {

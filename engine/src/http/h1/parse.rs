@@ -3,12 +3,13 @@
 //!
 //! Data enters as the front of a read buffer and leaves as a [`Request`]/[`Response`] borrowing
 //! it. Hot path: httparse, [`check_crlf`] (two bytes in front of each header line, not a scan of
-//! the head), [`scan_headers`] (names dispatched on their length, then `eq_ignore_ascii_case`),
-//! the request-target checks. Only error paths scan the buffer again, to say *why* httparse
+//! the head), [`scan_headers`] (names dispatched on their length, then compared eight bytes at a
+//! time), the request-target checks. Only error paths scan the buffer again, to say *why* httparse
 //! refused it (obs-fold, bare LF, a version it does not speak).
 
 use super::{BodyFraming, HeaderSlots, Limits, ParseError, Request, Response, Version};
 use httparse::Header;
+use ringway_filters::stream::eq_name;
 
 /// Parse a request head; see [`super::parse_request`].
 pub(super) fn request<'b, 'h>(
@@ -242,31 +243,31 @@ fn scan_headers<'b>(headers: &[Header<'b>]) -> Result<HeadInfo<'b>, ParseError> 
     for h in headers {
         let name = h.name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            4 if eq_name(name, b"host") => {
                 info.host_count += 1;
                 info.host = Some(h.value);
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                info.expect_continue |= trim_ows(h.value).eq_ignore_ascii_case(b"100-continue");
+            6 if eq_name(name, b"expect") => {
+                info.expect_continue |= eq_name(trim_ows(h.value), b"100-continue");
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+            7 if eq_name(name, b"upgrade") => {
                 info.upgrade = info.upgrade.or(Some(h.value));
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if eq_name(name, b"connection") => {
                 for t in tokens(h.value) {
-                    if t.eq_ignore_ascii_case(b"close") {
+                    if eq_name(t, b"close") {
                         info.close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    } else if eq_name(t, b"keep-alive") {
                         info.keep_alive = true;
-                    } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    } else if eq_name(t, b"upgrade") {
                         info.conn_upgrade = true;
                     }
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if eq_name(name, b"content-length") => {
                 content_length(h.value, &mut info.content_length)?;
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => info.te.add(h.value),
+            17 if eq_name(name, b"transfer-encoding") => info.te.add(h.value),
             _ => {}
         }
     }
