@@ -18,6 +18,7 @@ With --bench PATH the load comes from ringway-bench instead of wrk (`ringway-ben
 on CPU 1), which is how the TLS rows are measured: --https targets https:// (certificates not
 checked, signatures still verified), --close opens a new connection (a full handshake unless
 --bench-args '--tls-resume') per request; --bench-args passes more flags (e.g. '--tls-version 1.2').
+--split also prints user and system CPU-us per request apart.
 
 Needs the meters' peers (../shared/meters/setup.sh: nginx, wrk); METERS=path overrides where
 run.py is."""
@@ -38,6 +39,8 @@ ap.add_argument("--close", action="store_true",
 ap.add_argument("--bench", help="ringway-bench binary: the load comes from it instead of wrk")
 ap.add_argument("--https", action="store_true", help="https:// targets (needs --bench)")
 ap.add_argument("--bench-args", default="", help="more ringway-bench load flags")
+ap.add_argument("--split", action="store_true",
+                help="also print each proxy's user and system CPU-us per request (medians, ranges)")
 ap.add_argument("--origin-h2c", action="store_true",
                 help="the origin is ringway-bench's own, speaking HTTP/1.1 and h2c (needs --bench): for "
                 "proxies configured with an HTTP/2 upstream")
@@ -92,6 +95,20 @@ elif a.close:
         return reqs / secs, reqs, (int(errs.group(1)) if errs else 0), "", {}
 
     m.wrk = wrk
+
+
+def split_ticks(pid):
+    """User and system ticks of the process tree at `pid` (the meters' cpu_ticks, split)."""
+    u = k = 0
+    for q in m.tree_pids(pid):
+        try:
+            f = open(f"/proc/{q}/stat").read().rsplit(")", 1)[1].split()
+            u, k = u + int(f[11]), k + int(f[12])
+        except OSError:
+            pass
+    return u, k
+
+
 cfg = os.path.join(os.path.dirname(m.__file__), "configs")
 # A leftover listener on the origin's port would take the origin's place (unpinned, and with
 # SO_REUSEPORT it could share the load): refuse, as the meters do.
@@ -119,15 +136,20 @@ try:
         if not a.transfer:
             m.wrk(procs[n][0], 2, a.conns, a.path)
     us = {n: [] for n in names}
+    user = {n: [] for n in names}
+    system = {n: [] for n in names}
     rps = {n: [] for n in names}
     for i in range(a.iters):
         order = names[i % len(names):] + names[:i % len(names)]
         for n in order:
             port, p = procs[n]
-            t0 = m.cpu_ticks(p.pid)
+            u0, s0 = split_ticks(p.pid)
             r, reqs, bad, sock, lat = m.wrk(port, a.secs, a.conns, a.path)
-            t1 = m.cpu_ticks(p.pid)
-            us[n].append((t1 - t0) / m.TICK * 1e6 / max(reqs, 1))
+            u1, s1 = split_ticks(p.pid)
+            per = m.TICK * max(reqs, 1) / 1e6
+            us[n].append((u1 - u0 + s1 - s0) / per)
+            user[n].append((u1 - u0) / per)
+            system[n].append((s1 - s0) / per)
             rps[n].append(r)
             if bad:
                 print(f"  {n}: {bad} non-2xx", file=sys.stderr)
@@ -143,6 +165,13 @@ try:
     print("|---|---|---|---|---|")
     for n in names:
         print(f"| {n} | {statistics.median(rps[n]):.{2 if a.transfer else 0}f} | {statistics.median(us[n]):.2f} | {min(us[n]):.2f} | {max(us[n]):.2f} |")
+    if a.split:
+        print("| proxy | user CPU-us/req (min-max) | system (min-max) |")
+        print("|---|---|---|")
+        for n in names:
+            u, k = user[n], system[n]
+            print(f"| {n} | {statistics.median(u):.3f} ({min(u):.3f}-{max(u):.3f}) "
+                  f"| {statistics.median(k):.3f} ({min(k):.3f}-{max(k):.3f}) |")
     for r in a.ratio:
         x, y = r.split("/")
         rs = sorted(u / v for u, v in zip(us[x], us[y]))

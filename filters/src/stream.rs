@@ -37,8 +37,8 @@ struct Entry {
 }
 
 /// `a` and `b` equal ignoring ASCII case (as `eq_ignore_ascii_case`), eight bytes at a time:
-/// a header lookup compares a name of its own length with the one it looks for, and byte by
-/// byte that compare was most of a lookup's cost.
+/// for header names and tokens (a header lookup compares a name of its own length with the one
+/// it looks for, and byte by byte that compare was most of a lookup's cost).
 #[inline]
 pub fn eq_name(a: &[u8], b: &[u8]) -> bool {
     /// ASCII lower case of eight bytes at once: `A`..=`Z` gain 0x20, every other byte
@@ -224,7 +224,7 @@ impl HeaderMap {
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |(n, _)| eq_name(n, name.as_bytes()))
             .map(|(_, v)| v)
     }
 

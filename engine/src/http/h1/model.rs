@@ -182,20 +182,24 @@ pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut Byte
         len += 21 + 9 + u.len() + 2;
     }
     len += 2;
-    let mut w = Writer::new(out, len);
-    w.put(&[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "]);
-    w.put(&[head.authority(), b"\r\n"]);
+    out.reserve(len);
+    let start = out.len();
+    put(
+        out,
+        &[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "],
+    );
+    put(out, &[head.authority(), b"\r\n"]);
     for (n, v) in head.headers.iter() {
-        w.put(&[n, b": ", v, b"\r\n"]);
+        put(out, &[n, b": ", v, b"\r\n"]);
     }
     if !framing.is_empty() {
-        w.put(&[framing, length, b"\r\n"]);
+        put(out, &[framing, length, b"\r\n"]);
     }
     if let Some(u) = upgrade {
-        w.put(&[b"connection: upgrade\r\nupgrade: ", u, b"\r\n"]);
+        put(out, &[b"connection: upgrade\r\nupgrade: ", u, b"\r\n"]);
     }
-    w.put(&[b"\r\n"]);
-    w.finish();
+    out.extend_from_slice(b"\r\n");
+    debug_assert_eq!(out.len() - start, len);
 }
 
 /// Decode a parsed response into `head` (reused). A response without a body (HEAD, 304) keeps
@@ -276,9 +280,7 @@ pub fn encode_trailers(trailers: &HeaderMap, out: &mut BytesMut) {
     out.reserve(trailers.wire_len() + 5);
     out.extend_from_slice(b"0\r\n");
     for (n, v) in trailers.iter() {
-        for p in [n, b": ", v, b"\r\n"] {
-            out.extend_from_slice(p);
-        }
+        put(out, &[n, b": ", v, b"\r\n"]);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -361,53 +363,31 @@ pub fn encode_response(
         len += 9 + u.len() + 2;
     }
     len += connection.len() + 2;
-    let mut w = Writer::new(out, len);
-    w.put(&[version_bytes(version), b" ", status, b" ", phrase, b"\r\n"]);
+    out.reserve(len);
+    let start = out.len();
+    put(
+        out,
+        &[version_bytes(version), b" ", status, b" ", phrase, b"\r\n"],
+    );
     for (n, v) in head.headers.iter() {
-        w.put(&[n, b": ", v, b"\r\n"]);
+        put(out, &[n, b": ", v, b"\r\n"]);
     }
     if !fr.is_empty() {
-        w.put(&[fr, length, b"\r\n"]);
+        put(out, &[fr, length, b"\r\n"]);
     }
     if let Some(r) = reason {
-        w.put(&[b"x-ringway-reason: ", r.as_bytes(), b"\r\n"]);
+        put(out, &[b"x-ringway-reason: ", r.as_bytes(), b"\r\n"]);
     }
     if let Some(u) = upgrade {
-        w.put(&[b"upgrade: ", u, b"\r\n"]);
+        put(out, &[b"upgrade: ", u, b"\r\n"]);
     }
-    w.put(&[connection, b"\r\n"]);
-    w.finish();
+    put(out, &[connection, b"\r\n"]);
+    debug_assert_eq!(out.len() - start, len);
 }
 
-/// Writes a head whose length was computed first: `out` grows once by that length and each
-/// part is copied into place, where `BytesMut::extend_from_slice` checked the capacity and moved
-/// the length for every part (a third of an encode's instructions).
-struct Writer<'a> {
-    out: &'a mut BytesMut,
-    at: usize,
-}
-
-impl<'a> Writer<'a> {
-    fn new(out: &'a mut BytesMut, len: usize) -> Writer<'a> {
-        let start = out.len();
-        out.resize(start + len, 0);
-        Writer { out, at: start }
-    }
-
-    #[inline]
-    fn put(&mut self, parts: &[&[u8]]) {
-        for p in parts {
-            let end = self.at + p.len();
-            self.out[self.at..end].copy_from_slice(p);
-            self.at = end;
-        }
-    }
-
-    /// The computed length must be what was written; should it ever be longer, the unwritten
-    /// tail is cut rather than sent.
-    fn finish(self) {
-        debug_assert_eq!(self.at, self.out.len(), "head length computed wrong");
-        self.out.truncate(self.at);
+fn put(out: &mut BytesMut, parts: &[&[u8]]) {
+    for p in parts {
+        out.extend_from_slice(p);
     }
 }
 
