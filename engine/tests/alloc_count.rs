@@ -17,6 +17,7 @@
 //! The counter is process-wide: this binary holds this one test, and `support` holds none (any
 //! other test here would run beside the measured requests and count as the proxy's).
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::{
