@@ -2,10 +2,9 @@
 //! the harness they share (the real proxy, real origins, real clients; see `support/mod.rs`).
 //!
 //! One binary rather than one per file: the harness and the dependencies are compiled and
-//! linked once instead of fifty-five times, which took the cold test build from five and a half
-//! minutes to under two on CI's two cores (`docs/architecture.md`, "Tests"). Tests run two at a
-//! time (`--test-threads=2`), as before when each file ran on its own. What must own the
-//! process stays outside: `../alloc_count.rs` counts every allocation in its process.
+//! linked once instead of fifty-five times (what that saves: `docs/architecture.md`, "Tests").
+//! Tests run two at a time (`--test-threads=2`), as when each file ran on its own. What must
+//! own its process stays outside: `../alloc_count.rs` counts every allocation in its process.
 //!
 //! Run one file's tests with its module name as the filter: `cargo test -p ringway-engine
 //! --test it http1_keepalive::`.
