@@ -190,7 +190,7 @@ clusters:
 """
 
 
-def nginx_conf(port, origin, work, workers=2, name="nginx"):
+def nginx_conf(port, origin, work, workers, name):
     # One worker: pinned to CPU 0, as ringway's 1-worker target (nginx's own cost of a second
     # worker, beside ringway's).
     pin = "worker_cpu_affinity 01;\n" if workers == 1 else ""
@@ -237,11 +237,11 @@ def targets(a, work):
         name, p + i, adm + i, "ringway",
         [a.ringway, "run", "-c", f"{work}/{name}.yaml", "--log-level", "warn"] + args,
         ringway_conf(p + i, adm + i, o, extra))
-    nginx = Target("nginx", p + 8, None, "nginx", ["nginx", "-p", work, "-e", f"{work}/nginx.err", "-c", f"{work}/nginx.conf"],
-                   nginx_conf(p + 8, o, work))
-    nginx1 = Target("nginx-1w", p + 7, None, "nginx",
-                    ["nginx", "-p", work, "-e", f"{work}/nginx-1w.err", "-c", f"{work}/nginx-1w.conf"],
-                    nginx_conf(p + 7, o, work, 1, "nginx-1w"))
+    ngx = lambda name, port, workers: Target(
+        name, port, None, "nginx",
+        ["nginx", "-p", work, "-e", f"{work}/{name}.err", "-c", f"{work}/{name}.conf"],
+        nginx_conf(port, o, work, workers, name))
+    nginx, nginx1 = ngx("nginx", p + 8, 2), ngx("nginx-1w", p + 7, 1)
     haproxy = Target("haproxy", p + 9, None, "haproxy", ["haproxy", "-db", "-f", f"{work}/haproxy.conf"],
                      haproxy_conf(p + 9, o))
     if a.mode == "placement":
