@@ -206,21 +206,83 @@ impl std::ops::DerefMut for SiSlot {
 }
 
 impl StreamInfo {
-    /// Forget the previous request, keeping the heads' allocations for the next one.
+    /// Forget the previous request, keeping the heads' allocations for the next one. Field by
+    /// field (every field is named, so a new one cannot be forgotten): rebuilding the record
+    /// from `Default` and moving it in cost ~180 instructions a request more.
     pub fn reset(&mut self) {
-        let mut req = std::mem::take(&mut self.req);
-        let mut resp = std::mem::take(&mut self.resp);
-        let mut fs = std::mem::take(&mut self.filter_state);
+        let StreamInfo {
+            seen,
+            start,
+            version,
+            status,
+            local_reason,
+            downstream_reset,
+            upstream_reset,
+            retried,
+            attempts,
+            retry_limit,
+            retry_overflow,
+            outcome_reported,
+            set_cookie,
+            cluster,
+            upstream,
+            endpoint,
+            upstream_reused,
+            bytes_received,
+            bytes_sent,
+            t_upstream_ready,
+            t_request_sent,
+            t_first_byte,
+            t_last_byte,
+            downstream_remote,
+            generated_request_id,
+            protocol_error,
+            trace,
+            http_route,
+            req,
+            resp,
+            filter_state,
+            upgraded,
+            filter_details,
+            upstream_transport_failure,
+            tls,
+        } = self;
+        *seen = false;
+        *start = None;
+        *version = None;
+        *status = 0;
+        *local_reason = None;
+        *downstream_reset = false;
+        *upstream_reset = false;
+        *retried = false;
+        *attempts = 0;
+        *retry_limit = false;
+        *retry_overflow = false;
+        *outcome_reported = Reported::No;
+        *set_cookie = None;
+        *cluster = None;
+        *upstream = None;
+        *endpoint = 0;
+        *upstream_reused = false;
+        *bytes_received = 0;
+        *bytes_sent = 0;
+        *t_upstream_ready = None;
+        *t_request_sent = None;
+        *t_first_byte = None;
+        *t_last_byte = None;
+        *downstream_remote = None;
+        *generated_request_id = None;
+        *protocol_error = None;
+        *trace = None;
+        *http_route = None;
         req.headers.clear();
         resp.headers.clear();
         resp.status = 0;
-        fs.clear();
-        *self = StreamInfo {
-            req,
-            resp,
-            filter_state: fs,
-            ..StreamInfo::default()
-        };
+        filter_state.clear();
+        *upgraded = false;
+        *filter_details = None;
+        *upstream_transport_failure = None;
+        *tls = None;
     }
 
     /// Total duration from the first request byte to the last response byte (or now).
@@ -281,4 +343,77 @@ pub fn response_flags(si: &StreamInfo) -> ([&'static str; 4], usize) {
         add("DC");
     }
     (flags, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with every field away from its default, reset, reads as the empty record
+    /// (the heads keep their allocations, so they are compared by what they hold).
+    #[test]
+    fn reset_forgets_every_field() {
+        let t = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut si = StreamInfo {
+            seen: true,
+            start: Some(t),
+            version: Some(Version::Http11),
+            status: 503,
+            local_reason: Some(LocalReason::NoRoute),
+            downstream_reset: true,
+            upstream_reset: true,
+            retried: true,
+            attempts: 2,
+            retry_limit: true,
+            retry_overflow: true,
+            outcome_reported: Reported::Done,
+            set_cookie: Some(b"c=1".to_vec().into_boxed_slice()),
+            cluster: Some(1),
+            upstream: Some(addr),
+            endpoint: 3,
+            upstream_reused: true,
+            bytes_received: 10,
+            bytes_sent: 20,
+            t_upstream_ready: Some(t),
+            t_request_sent: Some(t),
+            t_first_byte: Some(t),
+            t_last_byte: Some(t),
+            downstream_remote: Some(addr),
+            generated_request_id: Some([b'a'; 36]),
+            protocol_error: Some("bad_request"),
+            trace: Some(SpanCtx {
+                trace_id: [1; 16],
+                span_id: 2,
+                parent_id: 3,
+                sampled: true,
+                b3: B3Out::Multi,
+                b3_short: false,
+                keep_tracestate: true,
+            }),
+            http_route: Some("r".into()),
+            upgraded: true,
+            filter_details: Some("rate_limited"),
+            upstream_transport_failure: Some("x"),
+            tls: Some(std::sync::Arc::new(crate::io::tls::TlsDetails {
+                sni: None,
+                version: "TLSv1.3",
+                cipher: "x",
+                peer: None,
+                xfcc: Default::default(),
+            })),
+            ..StreamInfo::default()
+        };
+        si.req.headers.append("a", "b");
+        si.resp.headers.append("c", "d");
+        si.resp.status = 200;
+        si.filter_state.set("k", "v");
+        si.reset();
+        assert!(si.req.headers.is_empty() && si.resp.headers.is_empty());
+        assert_eq!(si.resp.status, 0);
+        assert_eq!(si.filter_state, ringway_filters::FilterState::default());
+        si.req = Default::default();
+        si.resp = Default::default();
+        assert_eq!(format!("{si:?}"), format!("{:?}", StreamInfo::default()));
+    }
 }

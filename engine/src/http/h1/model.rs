@@ -189,9 +189,7 @@ pub fn encode_request(head: &RequestHead, upgrade: Option<&[u8]>, out: &mut Byte
         &[method, b" ", path_prefix, path, b" HTTP/1.1\r\nhost: "],
     );
     put(out, &[head.authority(), b"\r\n"]);
-    for (n, v) in head.headers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
-    }
+    head.headers.write_h1(out);
     if !framing.is_empty() {
         put(out, &[framing, length, b"\r\n"]);
     }
@@ -279,9 +277,7 @@ pub fn decode_trailers(raw: &[u8], out: &mut HeaderMap) -> Result<(), ParseError
 pub fn encode_trailers(trailers: &HeaderMap, out: &mut BytesMut) {
     out.reserve(trailers.wire_len() + 5);
     out.extend_from_slice(b"0\r\n");
-    for (n, v) in trailers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
-    }
+    trailers.write_h1(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -369,9 +365,7 @@ pub fn encode_response(
         out,
         &[version_bytes(version), b" ", status, b" ", phrase, b"\r\n"],
     );
-    for (n, v) in head.headers.iter() {
-        put(out, &[n, b": ", v, b"\r\n"]);
-    }
+    head.headers.write_h1(out);
     if !fr.is_empty() {
         put(out, &[fr, length, b"\r\n"]);
     }
