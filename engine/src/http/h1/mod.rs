@@ -195,6 +195,9 @@ pub struct Request<'b, 'h> {
     pub upgrade: Option<&'b [u8]>,
     /// `Host` header (or the authority of an absolute-form target), port included as sent.
     pub host: Option<&'b [u8]>,
+    /// A `Connection` line names a header beyond `close`, `keep-alive` and `upgrade` (that
+    /// header stays on this hop).
+    pub nominates: bool,
 }
 
 impl Request<'_, '_> {
@@ -245,6 +248,8 @@ pub struct Response<'b, 'h> {
     pub framing: BodyFraming,
     /// Upstream connection may be reused after this response.
     pub keep_alive: bool,
+    /// As [`Request::nominates`].
+    pub nominates: bool,
 }
 
 /// Parse a response head at the front of `buf`. `request_was_head` decides the framing.

@@ -67,10 +67,9 @@ pub struct Seen {
 }
 
 /// Tokens of every `Connection` line, beyond `close`, `keep-alive` and `upgrade`, are
-/// nominated hop-by-hop headers.
-fn nominated<'a>(headers: &'a [httparse::Header<'_>]) -> impl Fn(&[u8]) -> bool + 'a {
-    let any = connection_tokens(headers)
-        .any(|t| !(eq_name(t, b"close") || eq_name(t, b"keep-alive") || eq_name(t, b"upgrade")));
+/// nominated hop-by-hop headers. `any`: the parser saw such a token (the head's `nominates`),
+/// so the common head, which has none, is not scanned again.
+fn nominated<'a>(any: bool, headers: &'a [httparse::Header<'_>]) -> impl Fn(&[u8]) -> bool + 'a {
     move |name: &[u8]| any && connection_tokens(headers).any(|t| eq_name(t, name))
 }
 
@@ -117,7 +116,7 @@ pub fn decode_request(req: &Request<'_, '_>, scheme: &'static str, head: &mut Re
         BodyFraming::Length(n) => BodySize::Known(n),
         BodyFraming::Chunked | BodyFraming::UntilClose => BodySize::Unknown,
     };
-    let is_nominated = nominated(req.headers);
+    let is_nominated = nominated(req.nominates, req.headers);
     let mut seen = Seen::default();
     for h in req.headers {
         let name = h.name.as_bytes();
@@ -211,7 +210,7 @@ pub fn decode_response(resp: &Response<'_, '_>, head: &mut ResponseHead) {
         BodyFraming::Chunked | BodyFraming::UntilClose => BodySize::Unknown,
     };
     let keep_length = resp.framing == BodyFraming::None;
-    let is_nominated = nominated(resp.headers);
+    let is_nominated = nominated(resp.nominates, resp.headers);
     for h in resp.headers {
         let name = h.name.as_bytes();
         let keep = match kind(name) {

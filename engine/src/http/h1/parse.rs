@@ -107,6 +107,7 @@ pub(super) fn request<'b, 'h>(
             None
         },
         host,
+        nominates: info.nominates,
     }))
 }
 
@@ -180,6 +181,7 @@ pub(super) fn response<'b, 'h>(
         head_len,
         framing,
         keep_alive,
+        nominates: info.nominates,
     }))
 }
 
@@ -191,6 +193,9 @@ struct HeadInfo<'b> {
     close: bool,
     keep_alive: bool,
     conn_upgrade: bool,
+    /// A `Connection` token other than `close`, `keep-alive` and `upgrade`: it names a
+    /// hop-by-hop header.
+    nominates: bool,
     expect_continue: bool,
     upgrade: Option<&'b [u8]>,
     host: Option<&'b [u8]>,
@@ -261,6 +266,8 @@ fn scan_headers<'b>(headers: &[Header<'b>]) -> Result<HeadInfo<'b>, ParseError> 
                         info.keep_alive = true;
                     } else if eq_name(t, b"upgrade") {
                         info.conn_upgrade = true;
+                    } else {
+                        info.nominates = true;
                     }
                 }
             }
