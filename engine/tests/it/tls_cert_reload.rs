@@ -75,14 +75,7 @@ fn get(tls: &mut Tls) -> std::io::Result<u16> {
     loop {
         if let Some(end) = find(&buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
+            let len = head_content_length(&head);
             if buf.len() >= end + 4 + len {
                 return Ok(head[9..12].parse().unwrap());
             }

@@ -203,14 +203,7 @@ fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>, seen: &Seen, key_updat
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
+        let len = head_content_length(&head);
         while buf.len() < head_end + len {
             match tls.read(&mut chunk) {
                 Ok(0) | Err(_) => return,

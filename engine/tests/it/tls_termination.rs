@@ -123,14 +123,7 @@ fn exchange(tls: &mut Tls, req: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
     let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
+    let len = head_content_length(&head);
     let mut body = buf[head_end..].to_vec();
     while body.len() < len {
         let n = tls.read(&mut chunk)?;

@@ -69,6 +69,18 @@ impl RawMessage {
 }
 
 /// Where `needle` first occurs in `hay`.
+/// The `Content-Length` of a raw HTTP/1 head (as text); 0 when it has none. Panics on a value
+/// that is not a number (a test's origin or proxy sent a broken head).
+pub fn head_content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().expect("content-length is a number"))
+        })
+        .unwrap_or(0)
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
