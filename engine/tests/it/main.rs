@@ -65,4 +65,5 @@ mod tls_origination;
 mod tls_termination;
 mod tracing;
 mod upgrade;
+mod upstream_chaos;
 mod xds;
