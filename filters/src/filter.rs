@@ -95,6 +95,8 @@ pub struct LocalReply {
     pub body: Bytes,
     /// `x-ringway-reason` value and the access log's `%RESPONSE_CODE_DETAILS%` (e.g.
     /// `rate_limited`); `None` for replies that are not errors (a cache hit, a CORS preflight).
+    /// An error's body without a `content-type` goes out as `text/plain`; a reply without a
+    /// reason goes out with exactly its own fields (and the framing the codec adds).
     pub reason: Option<&'static str>,
 }
 

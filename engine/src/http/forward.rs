@@ -1258,6 +1258,7 @@ async fn respond<S: Side>(
                 body,
                 tag: None,
                 why: None,
+                plain: false,
             };
             return stream::send_reply(d, w, Some(info), reply, None, false).await;
         }

@@ -97,6 +97,7 @@ pub fn local_reply(r: Reply) -> Reply {
         body: Bytes::new(),
         tag: r.tag,
         why: r.why,
+        plain: false,
     }
 }
 

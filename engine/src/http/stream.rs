@@ -63,6 +63,11 @@ pub struct Reply {
     pub tag: Option<&'static str>,
     /// Why, for the access log's response flags.
     pub why: Option<LocalReason>,
+    /// The body is the proxy's own text: it goes out as `content-type: text/plain` unless the
+    /// reply names a type. `false` for a response made whole elsewhere (a cache hit, a
+    /// response a filter replaced, a filter's reply without a reason), which goes out with
+    /// exactly its own fields.
+    pub plain: bool,
 }
 
 impl Reply {
@@ -75,14 +80,18 @@ impl Reply {
             body: Bytes::from_static(status_text(status).as_bytes()),
             tag: Some(tag),
             why: Some(reason),
+            plain: true,
         }
     }
 
+    /// A filter's reply: an error (it has a reason) gets the default type for its body; a
+    /// reply without one (a cache hit, a CORS preflight, a gRPC-Web answer) is sent as it is.
     pub(crate) fn from_filter(r: LocalReply) -> Reply {
         Reply {
             status: r.status,
             headers: r.headers,
             body: r.body,
+            plain: r.reason.is_some(),
             tag: r.reason,
             why: None,
         }
@@ -228,6 +237,7 @@ pub(crate) async fn run<S: Side>(
                 body: body.clone(),
                 tag: None,
                 why: None,
+                plain: true,
             };
             edit_reply(d, l, route, &info, &mut reply, filters.as_ref());
             send_reply(d, w, Some(&info), reply, filters.as_mut(), close).await
@@ -243,6 +253,7 @@ pub(crate) async fn run<S: Side>(
                 body: Bytes::new(),
                 tag: None,
                 why: None,
+                plain: true,
             };
             edit_reply(d, l, route, &info, &mut reply, filters.as_ref());
             send_reply(d, w, Some(&info), reply, filters.as_mut(), close).await
@@ -369,7 +380,11 @@ pub(crate) async fn send_reply<S: Side>(
     si.resp.status = reply.status;
     si.resp.headers = reply.headers;
     let bodiless = reply.status < 200 || reply.status == 204 || reply.status == 304;
-    if !bodiless && !reply.body.is_empty() && !si.resp.headers.contains("content-type") {
+    if reply.plain
+        && !bodiless
+        && !reply.body.is_empty()
+        && !si.resp.headers.contains("content-type")
+    {
         si.resp.headers.append("content-type", "text/plain");
     }
     si.resp.body = if reply.body.is_empty() {
@@ -433,6 +448,7 @@ pub(crate) async fn reply_parse_error<S: Side>(
         body: Bytes::from_static(status_text(status).as_bytes()),
         tag: Some(e.reason()),
         why: None,
+        plain: true,
     };
     send_reply(d, w, None, reply, None, true).await
 }

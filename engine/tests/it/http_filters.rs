@@ -457,6 +457,9 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
     assert_eq!(second.status(), 200);
     assert_eq!(second.body_str(), "cached");
     assert!(second.header("age").is_some(), "a hit carries age");
+    // The stored response's fields and nothing of the proxy's own: the origin sent no type, so
+    // neither does the hit.
+    assert_eq!(second.header("content-type"), None, "{second:?}");
     let head = {
         let mut c = Client::connect(p.addr);
         c.send(b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -477,6 +480,7 @@ fn cache_serves_hits_revalidates_and_logs_the_status() {
     let again = req(&p, "GET /stale HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(again.status(), 200);
     assert_eq!(again.body_str(), "stale");
+    assert_eq!(again.header("content-type"), None, "{again:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     let lines = wait_lines(&log, 5);
     assert_eq!(lines[0], "/a 200 miss");

@@ -9,6 +9,10 @@
 //! pooled connection: a 2xx a client receives is its own request's answer (its id, its body),
 //! never another's; a bad answer is a 502/503 local reply or a closed client connection, never a
 //! forged response; and the proxy keeps serving and never panics.
+//!
+//! The same with the `cache` filter, over a few cacheable paths that clients now and then ask to
+//! revalidate (`cache-control: no-cache`): what the cache serves is always a whole, proper answer
+//! for that path, never a truncated, broken or forged one that passed through it.
 use crate::support;
 use std::{net::SocketAddr, thread, time::Duration};
 
@@ -68,12 +72,12 @@ impl Act {
     }
 }
 
-/// Answer one request as `act` says; `false`: the origin closes the connection afterwards.
-fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
-    let body = format!("id={id}");
-    let ok = |extra: &str| {
+/// Answer one request as `act` says, with `body` and the fields in `extra` (each line with its
+/// CRLF) on a 200; `false`: the origin closes the connection afterwards.
+fn answer(c: &mut OriginConn, id: u64, body: &str, extra: &str, act: Act) -> bool {
+    let ok = |more: &str| {
         format!(
-            "HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: {}\r\n{extra}\r\n{body}",
+            "HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}content-length: {}\r\n{more}\r\n{body}",
             body.len()
         )
     };
@@ -81,8 +85,9 @@ fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
         Act::Length => c.write(ok("").as_bytes()),
         Act::Chunked => c.write(
             format!(
-                "HTTP/1.1 200 OK\r\nx-id: {id}\r\ntransfer-encoding: chunked\r\n\r\n\
-                 3\r\nid=\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}transfer-encoding: chunked\r\n\r\n\
+                 3\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+                &body[..3],
                 body.len() - 3,
                 &body[3..]
             )
@@ -91,7 +96,7 @@ fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
         Act::Continue100 => c.write(format!("HTTP/1.1 100 Continue\r\n\r\n{}", ok("")).as_bytes()),
         Act::CloseDelimited => {
             c.write(
-                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\nconnection: close\r\n\r\n{body}")
+                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}connection: close\r\n\r\n{body}")
                     .as_bytes(),
             );
             false
@@ -111,14 +116,15 @@ fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
         }
         Act::BrokenHeader => {
             c.write(
-                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\nbroken header line\r\n\r\n").as_bytes(),
+                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}broken header line\r\n\r\n")
+                    .as_bytes(),
             );
             false
         }
         Act::BothFramings => {
             c.write(
                 format!(
-                    "HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: {}\r\n\
+                    "HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}content-length: {}\r\n\
                      transfer-encoding: chunked\r\n\r\n{body}",
                     body.len()
                 )
@@ -129,7 +135,7 @@ fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
         Act::TwoLengths => {
             c.write(
                 format!(
-                    "HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: {}\r\ncontent-length: {}\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}content-length: {}\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len(),
                     body.len() + 1
                 )
@@ -138,15 +144,20 @@ fn answer(c: &mut OriginConn, id: u64, act: Act) -> bool {
             false
         }
         Act::Truncated => {
+            // Half the body, then the end: a cache that kept it would serve half.
             c.write(
-                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: 100\r\n\r\n{body}")
-                    .as_bytes(),
+                format!(
+                    "HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}content-length: {}\r\n\r\n{}",
+                    body.len(),
+                    &body[..body.len() / 2]
+                )
+                .as_bytes(),
             );
             false
         }
         Act::BadChunk => {
             c.write(
-                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{body}\r\n")
+                format!("HTTP/1.1 200 OK\r\nx-id: {id}\r\n{extra}transfer-encoding: chunked\r\n\r\nzz\r\n{body}\r\n")
                     .as_bytes(),
             );
             false
@@ -164,7 +175,17 @@ fn chaos_origin() -> RawOrigin {
                 .and_then(|v| v.parse::<usize>().ok())
                 .and_then(|i| ACTS.get(i).copied())
                 .unwrap_or(Act::Length);
-            if !answer(&mut c, id, act) {
+            // `/cached/K`: the same body for every request of the path, fresh for ten minutes.
+            let (body, extra) = match req
+                .start
+                .split(' ')
+                .nth(1)
+                .and_then(|p| p.strip_prefix("/cached/"))
+            {
+                Some(k) => (format!("path={k}"), "cache-control: max-age=600\r\n"),
+                None => (format!("id={id}"), ""),
+            };
+            if !answer(&mut c, id, &body, extra, act) {
                 return;
             }
         }
@@ -183,17 +204,38 @@ impl Rng {
     }
 }
 
-/// What one client saw: (act, id, what came back) for every request.
-type Outcomes = Vec<(Act, u64, Option<RawMessage>)>;
+/// One request and what came back: what the origin was asked to do, the request's id, the
+/// cached path's number (`None`: a path of its own), the response (`None`: the connection closed
+/// before a whole one).
+struct Outcome {
+    act: Act,
+    id: u64,
+    path: Option<u64>,
+    r: Option<RawMessage>,
+}
 
-fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64) -> Outcomes {
+/// `n` requests on one keep-alive connection (a new one after a close), each to a path of its
+/// own or, with `cached_paths`, to one of that many cacheable paths, a third of them asking the
+/// cache to revalidate.
+fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64, cached_paths: u64) -> Vec<Outcome> {
     let mut rng = Rng(seed);
     let mut c = Client::connect(proxy);
     let mut out = Vec::new();
     for id in first_id..first_id + n {
         let i = DRAW[rng.below(DRAW.len())];
+        let (path, target, extra) = match cached_paths {
+            0 => (None, format!("/chaos/{id}"), ""),
+            m => {
+                let k = rng.below(m as usize) as u64;
+                let extra = match rng.below(3) {
+                    0 => "cache-control: no-cache\r\n",
+                    _ => "",
+                };
+                (Some(k), format!("/cached/{k}"), extra)
+            }
+        };
         let req = format!(
-            "GET /chaos/{id} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n\r\n"
+            "GET {target} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n{extra}\r\n"
         );
         c.send(req.as_bytes());
         let r = c.try_response(false);
@@ -201,7 +243,12 @@ fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64) -> Outcomes {
             r.header("connection")
                 .is_some_and(|v| v.eq_ignore_ascii_case("close"))
         });
-        out.push((ACTS[i], id, r));
+        out.push(Outcome {
+            act: ACTS[i],
+            id,
+            path,
+            r,
+        });
         if closes {
             c = Client::connect(proxy);
         }
@@ -209,52 +256,79 @@ fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64) -> Outcomes {
     out
 }
 
-#[test]
-fn upstream_chaos_never_crosses_responses_between_requests() {
+/// What the clients got, by kind.
+#[derive(Debug, Default)]
+struct Tally {
+    /// A proper 2xx (its own answer, or the cache's whole copy of its path's).
+    proper: usize,
+    /// Of those, served by the cache (they carry `age`).
+    hits: usize,
+    /// A 502/503 local reply for a bad answer.
+    refused: usize,
+    /// The client connection closed mid-response, for a bad answer.
+    closed: usize,
+}
+
+/// Four clients of 150 requests each through one worker with `filters` (raw `http_filters`
+/// items, or none); every outcome checked; the proxy still serving afterwards.
+fn run_chaos(filters: &str, cached_paths: u64) -> Tally {
     let origin = chaos_origin();
-    let proxy = Proxy::start(&ConfigBuilder::simple(origin.addr).top("workers: 1").yaml());
+    let mut config = ConfigBuilder::simple(origin.addr).top("workers: 1");
+    if !filters.is_empty() {
+        config = config.http_filters(filters);
+    }
+    let proxy = Proxy::start(&config.yaml());
     let clients: Vec<_> = (0..4u64)
         .map(|k| {
             let addr = proxy.addr;
-            thread::spawn(move || client(addr, 0x9e37_79b9_7f4a_7c15 ^ (k + 1), k * 10_000, 150))
+            let seed = 0x9e37_79b9_7f4a_7c15 ^ (k + 1);
+            thread::spawn(move || client(addr, seed, k * 10_000, 150, cached_paths))
         })
         .collect();
-    let mut proper = 0;
-    let mut refused = 0;
-    let mut closed = 0;
+    let mut t = Tally::default();
     for h in clients {
-        for (act, id, r) in h.join().expect("client thread") {
-            let Some(r) = r else {
-                // The client connection closed before a whole response: only for a bad answer.
+        for o in h.join().expect("client thread") {
+            let (act, id) = (o.act, o.id);
+            let Some(r) = o.r else {
+                // The client connection closed before a whole response: only for a bad answer
+                // (a cache hit never goes to the origin, so it never fails).
                 assert!(
                     !act.proper(),
                     "{act:?} #{id}: no whole response\n{}",
                     proxy.log()
                 );
-                closed += 1;
+                t.closed += 1;
                 continue;
             };
             // The status line first, nothing before it (bytes left over from another answer).
             assert!(r.start.starts_with("HTTP/1.1 "), "{act:?} #{id}: {r:?}");
             assert_ne!(r.header("x-id"), Some("forged"), "{act:?} #{id}: {r:?}");
             if (200..300).contains(&r.status()) {
-                assert_eq!(
-                    r.header("x-id"),
-                    Some(id.to_string().as_str()),
+                // A 204 is never stored (no lifetime), so only the origin's own answer is one
+                // (a cache hit answers whatever the origin was asked to do).
+                let hit = r.header("age").is_some();
+                assert!(
+                    (r.status() == 204) == (act == Act::BodyOn204) || (hit && r.status() == 200),
                     "{act:?} #{id}: {r:?}"
                 );
-                let want = if r.status() == 204 {
-                    String::new()
-                } else {
-                    format!("id={id}")
+                // Exactly the origin's fields: nothing the origin did not send (a type).
+                assert_eq!(r.header("content-type"), None, "{act:?} #{id}: {r:?}");
+                let want = match (r.status(), o.path) {
+                    (204, _) => String::new(),
+                    (_, Some(k)) => format!("path={k}"),
+                    (_, None) => format!("id={id}"),
                 };
                 assert_eq!(r.body_str(), want, "{act:?} #{id}: {r:?}");
-                assert_eq!(
-                    r.status() == 204,
-                    act == Act::BodyOn204,
-                    "{act:?} #{id}: {r:?}"
-                );
-                proper += 1;
+                if hit {
+                    t.hits += 1;
+                } else {
+                    assert_eq!(
+                        r.header("x-id"),
+                        Some(id.to_string().as_str()),
+                        "{act:?} #{id}: {r:?}"
+                    );
+                }
+                t.proper += 1;
             } else {
                 assert!(
                     !act.proper() && matches!(r.status(), 502 | 503),
@@ -265,23 +339,32 @@ fn upstream_chaos_never_crosses_responses_between_requests() {
                     r.header("x-ringway-reason").is_some(),
                     "{act:?} #{id}: {r:?}"
                 );
-                refused += 1;
+                t.refused += 1;
             }
         }
     }
-    // Every proper answer arrived whole; every kind of bad one was met.
-    assert!(
-        proper > 300 && refused > 60 && proper + refused + closed == 600,
-        "proper {proper}, refused {refused}, closed {closed}"
-    );
+    assert_eq!(t.proper + t.refused + t.closed, 600, "{t:?}");
     // Upstream connections were reused across requests (and clients).
     assert!(
         origin.connection_count() < 450,
-        "{}",
+        "{} upstream connections, {t:?}",
         origin.connection_count()
     );
     let r = Client::connect(proxy.addr)
         .roundtrip(b"GET /after HTTP/1.1\r\nhost: chaos.test\r\nx-id: 1\r\nx-act: 0\r\n\r\n");
     assert_eq!((r.status(), r.body_str().as_str()), (200, "id=1"), "{r:?}");
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+    t
+}
+
+#[test]
+fn upstream_chaos_never_crosses_responses_between_requests() {
+    let t = run_chaos("", 0);
+    assert!(t.proper > 300 && t.refused > 60 && t.hits == 0, "{t:?}");
+}
+
+#[test]
+fn upstream_chaos_never_reaches_the_cache() {
+    let t = run_chaos("- name: cache\n", 12);
+    assert!(t.hits > 200 && t.refused > 20, "{t:?}");
 }
