@@ -27,6 +27,7 @@ mod config_reload;
 mod connection_balance;
 mod defects_routes;
 mod defects_signals;
+mod downstream_chaos;
 mod edge_tls_example;
 mod envoy_compat;
 mod errors_local_replies;

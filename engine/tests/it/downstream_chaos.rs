@@ -1,0 +1,191 @@
+//! Clients that misbehave at random beside clients that do not, through one worker whose pooled
+//! upstream connections every request shares.
+//!
+//! The misbehaving ones, each on a connection of its own: a request body cut short by a close
+//! or by a reset (the upstream has the head and part of the body), a chunked body cut short, a
+//! bad chunk (400), a head sent in pieces with pauses. The well-behaved ones keep one keep-alive
+//! connection each and send GETs, bodies with a length and chunked bodies of random sizes, now
+//! and then two requests in one write. What must hold: every well-behaved request gets its own
+//! answer (the origin echoes its id and the body length it received) in order, so no upstream
+//! connection carrying part of an abandoned request was ever used again; the proxy keeps serving
+//! and never panics.
+use crate::support;
+use std::{net::SocketAddr, thread, time::Duration};
+
+use support::*;
+
+/// An origin that answers every request with its id and the body length it received.
+fn echo_origin() -> RawOrigin {
+    RawOrigin::start(|mut c| {
+        while let Some(req) = c.read_request_framed() {
+            let id = req.header("x-id").unwrap_or("-").to_string();
+            let body = format!("id={id} len={}", req.body.len());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if !c.write(resp.as_bytes()) {
+                return;
+            }
+        }
+    })
+}
+
+/// A small deterministic generator (xorshift), one per client.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A well-behaved request with id `id` and a body of `len` bytes (none, with a length, or
+/// chunked in pieces, as `kind` says), and the answer it must get.
+fn good_request(id: u64, kind: u64, len: usize) -> (Vec<u8>, String) {
+    let head = |framing: &str| {
+        format!("POST /good HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\n{framing}\r\n")
+    };
+    let mut req = Vec::new();
+    let sent = match kind {
+        0 => {
+            req.extend_from_slice(
+                format!("GET /good HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\n\r\n").as_bytes(),
+            );
+            0
+        }
+        1 => {
+            req.extend_from_slice(head(&format!("content-length: {len}\r\n")).as_bytes());
+            req.extend(std::iter::repeat_n(b'b', len));
+            len
+        }
+        _ => {
+            req.extend_from_slice(head("transfer-encoding: chunked\r\n").as_bytes());
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(700);
+                req.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                req.extend(std::iter::repeat_n(b'c', n));
+                req.extend_from_slice(b"\r\n");
+                left -= n;
+            }
+            req.extend_from_slice(b"0\r\n\r\n");
+            len
+        }
+    };
+    (req, format!("id={id} len={sent}"))
+}
+
+/// One misbehaving client, on a connection of its own, as `kind` says.
+fn bad_client(proxy: SocketAddr, id: u64, kind: u64) {
+    let mut c = Client::connect(proxy);
+    let head = |framing: &str| {
+        format!("POST /bad HTTP/1.1\r\nhost: chaos.test\r\nx-id: bad{id}\r\n{framing}\r\n")
+    };
+    match kind {
+        // A body cut short by a close (FIN), then by a reset.
+        0 | 1 => {
+            c.send(head("content-length: 5000\r\n").as_bytes());
+            c.send(&[b'x'; 1200]);
+            if kind == 1 {
+                let s = socket2::SockRef::from(&c.stream);
+                s.set_linger(Some(Duration::ZERO)).expect("linger");
+            }
+            // Let the head and the first bytes reach the upstream first.
+            thread::sleep(Duration::from_millis(5));
+        }
+        // A chunked body cut short.
+        2 => {
+            c.send(head("transfer-encoding: chunked\r\n").as_bytes());
+            c.send(b"400\r\n");
+            c.send(&[b'y'; 300]);
+            thread::sleep(Duration::from_millis(5));
+        }
+        // A bad chunk after a good one: a 400, and the connection closes.
+        3 => {
+            c.send(head("transfer-encoding: chunked\r\n").as_bytes());
+            c.send(b"3\r\nabc\r\nzz\r\n");
+            let r = c.try_response(false);
+            assert!(
+                r.as_ref().is_none_or(|r| r.status() == 400),
+                "bad chunk: {r:?}"
+            );
+        }
+        // A head in pieces, with pauses: well-formed, so it is answered.
+        _ => {
+            let req = format!("GET /slow HTTP/1.1\r\nhost: chaos.test\r\nx-id: bad{id}\r\n\r\n");
+            for piece in req.as_bytes().chunks(9) {
+                c.send(piece);
+                thread::sleep(Duration::from_millis(2));
+            }
+            let r = c.try_response(false).expect("the slow head's answer");
+            assert_eq!(r.body_str(), format!("id=bad{id} len=0"), "{r:?}");
+        }
+    }
+}
+
+/// `n` rounds: a well-behaved request (now and then two in one write) on the client's keep-alive
+/// connection, and one time in three a misbehaving client beside it. Returns the well-behaved
+/// answers checked.
+fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64) -> usize {
+    let mut rng = Rng(seed);
+    let mut c = Client::connect(proxy);
+    let mut checked = 0;
+    for round in 0..n {
+        let id = first_id + 2 * round;
+        let (mut bytes, mut want) = (Vec::new(), Vec::new());
+        let pipelined = rng.below(5) == 0;
+        for k in 0..1 + u64::from(pipelined) {
+            let len = rng.below(3000) as usize;
+            let (req, answer) = good_request(id + k, rng.below(3), len);
+            bytes.extend_from_slice(&req);
+            want.push(answer);
+        }
+        c.send(&bytes);
+        if rng.below(3) == 0 {
+            bad_client(proxy, id, rng.below(5));
+        }
+        for w in want {
+            let r = c
+                .try_response(false)
+                .unwrap_or_else(|| panic!("no answer for {w}"));
+            assert!(r.start.starts_with("HTTP/1.1 200 "), "{w}: {r:?}");
+            assert_eq!(r.body_str(), w, "{r:?}");
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn misbehaving_clients_never_disturb_the_others() {
+    let origin = echo_origin();
+    let proxy = Proxy::start(&ConfigBuilder::simple(origin.addr).top("workers: 1").yaml());
+    let clients: Vec<_> = (0..4u64)
+        .map(|k| {
+            let addr = proxy.addr;
+            let seed = 0x2545_f491_4f6c_dd1d ^ (k + 1);
+            thread::spawn(move || client(addr, seed, k * 100_000, 120))
+        })
+        .collect();
+    let mut checked = 0;
+    for h in clients {
+        match h.join() {
+            Ok(n) => checked += n,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+    assert!(checked >= 480, "{checked} answers");
+    // And a request after it all.
+    let mut after = Client::connect(proxy.addr);
+    let (req, want) = good_request(1, 1, 10);
+    after.send(&req);
+    let r = after
+        .try_response(false)
+        .expect("an answer after the chaos");
+    assert_eq!(r.body_str(), want, "{r:?}");
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}
