@@ -8,7 +8,8 @@
 //! and then two requests in one write. What must hold: every well-behaved request gets its own
 //! answer (the origin echoes its id and the body length it received) in order, so no upstream
 //! connection carrying part of an abandoned request was ever used again; the proxy keeps serving
-//! and never panics.
+//! and never panics. The same for HTTP/2 streams reset in the middle of their bodies, beside
+//! well-behaved streams on the same connection and HTTP/1 clients on others.
 use crate::support;
 use std::{net::SocketAddr, thread, time::Duration};
 
@@ -187,5 +188,122 @@ fn misbehaving_clients_never_disturb_the_others() {
         .try_response(false)
         .expect("an answer after the chaos");
     assert_eq!(r.body_str(), want, "{r:?}");
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+}
+
+/// An HTTP/2 client (Python `h2`) on one connection: reads `{port, requests: [{id, len,
+/// reset}]}` on stdin and opens a stream for each, a POST with a body of `len` bytes, one after
+/// the other; a `reset` stream sends half its body, waits a moment (so the proxy has forwarded
+/// the head upstream) and resets (CANCEL). Prints `{id: {status, body, ended, reset}}` for the
+/// streams it did not reset, once each has ended (or after 10 s).
+const H2_CHAOS_CLIENT: &str = r#"
+import json, socket, sys, time
+import h2.connection, h2.config, h2.events
+spec = json.load(sys.stdin)
+s = socket.create_connection(("127.0.0.1", spec["port"]), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+c.initiate_connection()
+c.increment_flow_control_window(1 << 24)
+s.sendall(c.data_to_send())
+out, want = {}, {}
+for r in spec["requests"]:
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "chaos.test"),
+                         (":path", "/h2"), ("x-id", r["id"]), ("content-length", str(r["len"]))])
+    if r["reset"]:
+        c.send_data(sid, b"r" * (r["len"] // 2))
+        s.sendall(c.data_to_send())
+        time.sleep(0.003)
+        c.reset_stream(sid, error_code=8)
+    else:
+        c.send_data(sid, b"h" * r["len"], end_stream=True)
+        want[sid] = r["id"]
+        out[r["id"]] = {"status": None, "body": "", "ended": False, "reset": None}
+    s.sendall(c.data_to_send())
+deadline = time.time() + 10
+while time.time() < deadline and not all(v["ended"] or v["reset"] is not None for v in out.values()):
+    try:
+        data = s.recv(65536)
+    except socket.timeout:
+        break
+    if not data:
+        break
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.DataReceived):
+            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        o = out.get(want.get(getattr(ev, "stream_id", None)))
+        if o is None:
+            continue
+        if isinstance(ev, h2.events.ResponseReceived):
+            o["status"] = int(dict(ev.headers)[":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            o["body"] += ev.data.decode("latin-1")
+        elif isinstance(ev, h2.events.StreamEnded):
+            o["ended"] = True
+        elif isinstance(ev, h2.events.StreamReset):
+            o["reset"] = int(ev.error_code)
+    s.sendall(c.data_to_send())
+print(json.dumps(out))
+"#;
+
+#[test]
+fn http2_streams_reset_mid_body_never_disturb_the_others() {
+    let origin = echo_origin();
+    let proxy = Proxy::start(&ConfigBuilder::simple(origin.addr).top("workers: 1").yaml());
+    // HTTP/1 neighbours share the worker's upstream pool with the HTTP/2 streams.
+    let neighbours: Vec<_> = (0..2u64)
+        .map(|k| {
+            let addr = proxy.addr;
+            thread::spawn(move || {
+                let mut rng = Rng(0x51_7cc1_b727_220a ^ (k + 1));
+                let mut c = Client::connect(addr);
+                for round in 0..150 {
+                    let id = 500_000 + k * 1_000 + round;
+                    let (req, want) = good_request(id, rng.below(3), rng.below(3000) as usize);
+                    c.send(&req);
+                    let r = c
+                        .try_response(false)
+                        .unwrap_or_else(|| panic!("no answer for {want}"));
+                    assert_eq!(r.body_str(), want, "{r:?}");
+                }
+            })
+        })
+        .collect();
+    let mut rng = Rng(0x9e37_79b9);
+    let (mut good, mut reset) = (0, 0);
+    for conn in 0..3 {
+        let requests: Vec<serde_json::Value> = (0..30)
+            .map(|i| {
+                let r = rng.below(3) == 0;
+                reset += usize::from(r);
+                serde_json::json!({
+                    "id": format!("h2-{conn}-{i}"),
+                    "len": 200 + rng.below(3000),
+                    "reset": r,
+                })
+            })
+            .collect();
+        let spec = serde_json::json!({"port": proxy.addr.port(), "requests": requests});
+        let out = run_python(H2_CHAOS_CLIENT, spec.to_string().as_bytes(), WAIT + WAIT);
+        assert!(out.status.success(), "{}", out.stderr);
+        let streams: serde_json::Value = serde_json::from_str(&out.stdout).expect("client JSON");
+        for r in &requests {
+            if r["reset"].as_bool() == Some(true) {
+                continue;
+            }
+            let id = r["id"].as_str().expect("id");
+            let s = &streams[id];
+            assert_eq!(s["status"], 200, "{id}: {s}\n{}", proxy.log());
+            assert_eq!(s["ended"], true, "{id}: {s}");
+            assert_eq!(s["body"], format!("id={id} len={}", r["len"]), "{id}: {s}");
+            good += 1;
+        }
+    }
+    assert!(good > 45 && reset > 15, "good {good}, reset {reset}");
+    for h in neighbours {
+        if let Err(e) = h.join() {
+            std::panic::resume_unwind(e);
+        }
+    }
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
 }
