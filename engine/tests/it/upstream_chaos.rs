@@ -14,7 +14,7 @@
 //! revalidate (`cache-control: no-cache`): what the cache serves is always a whole, proper answer
 //! for that path, never a truncated, broken or forged one that passed through it.
 use crate::support;
-use std::{net::SocketAddr, thread, time::Duration};
+use std::{io::Read, net::SocketAddr, thread, time::Duration};
 
 use support::*;
 
@@ -175,21 +175,26 @@ fn chaos_origin() -> RawOrigin {
                 .and_then(|v| v.parse::<usize>().ok())
                 .and_then(|i| ACTS.get(i).copied())
                 .unwrap_or(Act::Length);
-            // `/cached/K`: the same body for every request of the path, fresh for ten minutes.
-            let (body, extra) = match req
-                .start
-                .split(' ')
-                .nth(1)
-                .and_then(|p| p.strip_prefix("/cached/"))
-            {
-                Some(k) => (format!("path={k}"), "cache-control: max-age=600\r\n"),
-                None => (format!("id={id}"), ""),
+            // `/cached/K`: the same body for every request of the path, fresh for ten minutes;
+            // `/long/N`: text long enough for the compressor.
+            let target = req.start.split(' ').nth(1).unwrap_or("");
+            let (body, extra) = if let Some(k) = target.strip_prefix("/cached/") {
+                (format!("path={k}"), "cache-control: max-age=600\r\n")
+            } else if target.starts_with("/long/") {
+                (long_body(id), "content-type: text/plain\r\n")
+            } else {
+                (format!("id={id}"), "")
             };
             if !answer(&mut c, id, &body, extra, act) {
                 return;
             }
         }
     })
+}
+
+/// The body of a `/long/` answer: text the compressor takes.
+fn long_body(id: u64) -> String {
+    format!("id={id} {}", "chaos ".repeat(20))
 }
 
 /// A small deterministic generator (xorshift), one per client.
@@ -214,16 +219,27 @@ struct Outcome {
     r: Option<RawMessage>,
 }
 
-/// `n` requests on one keep-alive connection (a new one after a close), each to a path of its
-/// own or, with `cached_paths`, to one of that many cacheable paths, a third of them asking the
-/// cache to revalidate.
-fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64, cached_paths: u64) -> Vec<Outcome> {
+/// What a chaos run puts between the clients and the origin.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    /// Raw `http_filters` items (empty: none).
+    filters: &'static str,
+    /// Clients ask for one of this many cacheable paths, a third of the time asking the cache
+    /// to revalidate (0: each request has a path of its own).
+    cached_paths: u64,
+    /// Clients accept gzip and ask for `/long/` answers.
+    gzip: bool,
+}
+
+/// `n` requests on one keep-alive connection (a new one after a close), as `setup` says.
+fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64, setup: Setup) -> Vec<Outcome> {
     let mut rng = Rng(seed);
     let mut c = Client::connect(proxy);
     let mut out = Vec::new();
     for id in first_id..first_id + n {
         let i = DRAW[rng.below(DRAW.len())];
-        let (path, target, extra) = match cached_paths {
+        let (path, target, extra) = match setup.cached_paths {
+            0 if setup.gzip => (None, format!("/long/{id}"), "accept-encoding: gzip\r\n"),
             0 => (None, format!("/chaos/{id}"), ""),
             m => {
                 let k = rng.below(m as usize) as u64;
@@ -267,22 +283,24 @@ struct Tally {
     refused: usize,
     /// The client connection closed mid-response, for a bad answer.
     closed: usize,
+    /// Proper answers that came gzipped (and decoded whole).
+    gzipped: usize,
 }
 
-/// Four clients of 150 requests each through one worker with `filters` (raw `http_filters`
-/// items, or none); every outcome checked; the proxy still serving afterwards.
-fn run_chaos(filters: &str, cached_paths: u64) -> Tally {
+/// Four clients of 150 requests each through one worker set up as `setup` says; every outcome
+/// checked; the proxy still serving afterwards.
+fn run_chaos(setup: Setup) -> Tally {
     let origin = chaos_origin();
     let mut config = ConfigBuilder::simple(origin.addr).top("workers: 1");
-    if !filters.is_empty() {
-        config = config.http_filters(filters);
+    if !setup.filters.is_empty() {
+        config = config.http_filters(setup.filters);
     }
     let proxy = Proxy::start(&config.yaml());
     let clients: Vec<_> = (0..4u64)
         .map(|k| {
             let addr = proxy.addr;
             let seed = 0x9e37_79b9_7f4a_7c15 ^ (k + 1);
-            thread::spawn(move || client(addr, seed, k * 10_000, 150, cached_paths))
+            thread::spawn(move || client(addr, seed, k * 10_000, 150, setup))
         })
         .collect();
     let mut t = Tally::default();
@@ -312,13 +330,30 @@ fn run_chaos(filters: &str, cached_paths: u64) -> Tally {
                     "{act:?} #{id}: {r:?}"
                 );
                 // Exactly the origin's fields: nothing the origin did not send (a type).
-                assert_eq!(r.header("content-type"), None, "{act:?} #{id}: {r:?}");
+                let typed = setup.gzip && r.status() == 200;
+                assert_eq!(
+                    r.header("content-type"),
+                    typed.then_some("text/plain"),
+                    "{act:?} #{id}: {r:?}"
+                );
                 let want = match (r.status(), o.path) {
                     (204, _) => String::new(),
                     (_, Some(k)) => format!("path={k}"),
+                    (_, None) if setup.gzip => long_body(id),
                     (_, None) => format!("id={id}"),
                 };
-                assert_eq!(r.body_str(), want, "{act:?} #{id}: {r:?}");
+                let body = match r.header("content-encoding") {
+                    Some("gzip") => {
+                        t.gzipped += 1;
+                        let mut out = String::new();
+                        flate2::read::GzDecoder::new(&r.body[..])
+                            .read_to_string(&mut out)
+                            .unwrap_or_else(|e| panic!("{act:?} #{id}: bad gzip ({e}): {r:?}"));
+                        out
+                    }
+                    _ => r.body_str(),
+                };
+                assert_eq!(body, want, "{act:?} #{id}: {r:?}");
                 if hit {
                     t.hits += 1;
                 } else {
@@ -359,12 +394,32 @@ fn run_chaos(filters: &str, cached_paths: u64) -> Tally {
 
 #[test]
 fn upstream_chaos_never_crosses_responses_between_requests() {
-    let t = run_chaos("", 0);
+    let t = run_chaos(Setup {
+        filters: "",
+        cached_paths: 0,
+        gzip: false,
+    });
     assert!(t.proper > 300 && t.refused > 60 && t.hits == 0, "{t:?}");
 }
 
 #[test]
 fn upstream_chaos_never_reaches_the_cache() {
-    let t = run_chaos("- name: cache\n", 12);
+    let t = run_chaos(Setup {
+        filters: "- name: cache\n",
+        cached_paths: 12,
+        gzip: false,
+    });
     assert!(t.hits > 200 && t.refused > 20, "{t:?}");
+}
+
+#[test]
+fn upstream_chaos_through_the_compressor_never_ends_a_cut_body() {
+    // A body the upstream cut short must not reach the client as a whole gzip stream (a proper
+    // end of the compressed data and the last chunk): the client sees the connection close.
+    let t = run_chaos(Setup {
+        filters: "- name: compressor\n  compressor_library: { name: gzip }\n",
+        cached_paths: 0,
+        gzip: true,
+    });
+    assert!(t.gzipped > 250 && t.refused > 60, "{t:?}");
 }
