@@ -286,8 +286,22 @@ pub(crate) async fn forward<S: Side>(
                 w.write_bufs.give(head);
                 // How this try ended, when it did not produce the response to send.
                 let (end, why, close) = match sent {
-                    Ok((up, first)) => match read_head(d, w, &info, &t, &up, first).await {
-                        Ok((p, rest)) => {
+                    Ok((up, first, whole)) => match read_head(d, w, &info, &t, &up, first).await {
+                        Ok((mut p, rest)) => {
+                            // An answer before the whole request went: the client's connection
+                            // closes after it (the rest of its request was not read), and so
+                            // does the upstream's.
+                            let cut;
+                            let info = if whole {
+                                &info
+                            } else {
+                                p.up_keep = false;
+                                cut = ReqInfo {
+                                    keep_alive: false,
+                                    ..info.clone()
+                                };
+                                &cut
+                            };
                             let status = d.si.resp.status;
                             let end = TryEnd::Status(status, grpc_status(&d.si.resp.headers));
                             let wanted = policy.is_some_and(|pol| retry::wants_retry(pol, end));
@@ -304,7 +318,7 @@ pub(crate) async fn forward<S: Side>(
                                 cluster.report(ep.index, Outcome::Status(status));
                                 d.si.outcome_reported = Reported::Status;
                                 let from = Upstream::H1 { up: &up, p, rest };
-                                return respond(d, l, w, &info, route, &t, from, filters).await;
+                                return respond(d, l, w, info, route, &t, from, filters).await;
                             }
                             // Retried: this response is dropped, and its connection closed.
                             cluster.report(ep.index, Outcome::Status(status));
@@ -677,8 +691,24 @@ async fn first_read(
     }
 }
 
+/// After a write of the request failed, wait at most this long for an answer the upstream sent
+/// first: a connection whose write failed was reset or closed, so its reads end at once.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// The upstream stopped taking the request (a write failed): its answer, when one is here. An
+/// upstream may answer before it has read the whole request (a 413 for an upload it will not
+/// take) and close; that answer is the response, as Envoy, nginx and HAProxy have it.
+async fn early_answer(w: &WorkerCtx, up: &Conn, posted: Option<PostedRead>) -> Option<ReadBuf> {
+    let deadline = Some(w.drain.deadline_in(EARLY_ANSWER_WAIT));
+    match first_read(w, up, posted, deadline).await {
+        FirstRead::Data(b) => Some(b),
+        _ => None,
+    }
+}
+
 /// Get a connection, send head and body, wait for the first response bytes. Returns the
-/// connection and those bytes with the route deadline.
+/// connection, those bytes with the route deadline, and whether the whole request went (`false`:
+/// the upstream answered before it took it all; neither connection may then be reused).
 #[allow(clippy::too_many_arguments)]
 async fn send<S: Side>(
     d: &mut Downstream<S>,
@@ -689,7 +719,7 @@ async fn send<S: Side>(
     head: &mut BytesMut,
     buffered: Option<Bytes>,
     mut filters: Option<&mut Filters<'_>>,
-) -> Result<(Rc<Conn>, (ReadBuf, Deadline)), Failed> {
+) -> Result<(Rc<Conn>, (ReadBuf, Deadline), bool), Failed> {
     let replayable = buffered.is_some() && info.idempotent && info.upgrade.is_none();
     let mut attempt = 0;
     loop {
@@ -819,6 +849,21 @@ async fn send<S: Side>(
             }
         };
         if !sent {
+            // A reused connection that a request which can be sent again finds closed is tried
+            // again on another (the upstream closed it while idle; what it said then, a 408 say,
+            // is not this request's answer). Otherwise an answer already here is the response.
+            let stale = reused && replayable && attempt == 1;
+            let early = if stale {
+                None
+            } else {
+                early_answer(w, &up, posted).await
+            };
+            if let Some(b) = early {
+                let now = Instant::now();
+                d.si.t_request_sent = Some(now);
+                d.si.t_first_byte = Some(now);
+                return Ok((up, (b, try_deadline(w, t)), false));
+            }
             if retry(d) {
                 continue;
             }
@@ -836,7 +881,7 @@ async fn send<S: Side>(
         match first_read(w, &up, posted, deadline).await {
             FirstRead::Data(b) => {
                 d.si.t_first_byte = Some(Instant::now());
-                return Ok((up, (b, deadline)));
+                return Ok((up, (b, deadline), true));
             }
             FirstRead::Tls(why) if !reused => {
                 if let Some(c) = t.cstats {

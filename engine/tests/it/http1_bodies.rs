@@ -339,3 +339,47 @@ fn http1_expect_100_continue_with_curl() {
     assert_eq!(e["body_length"], 2 * 1024 * 1024);
     assert!(e["headers"].get("expect").is_none(), "{e}");
 }
+
+/// An upstream that answers an upload before it has read it (a 413 for a body it will not
+/// take) and closes: the client gets that answer, not a 502, and both connections close (the
+/// rest of the upload was never read, so the client's connection cannot carry another request,
+/// and the upstream's is not reused). As Envoy, nginx and HAProxy do, and as curl sees straight
+/// from the origin.
+#[test]
+fn http1_an_answer_before_the_whole_upload_is_the_response() {
+    let origin = RawOrigin::start(|mut c| {
+        if c.read_request_head().is_some() {
+            c.write(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nx-from: origin\r\n\r\ntoo large",
+            );
+        }
+        // Dropped with the upload unread: the kernel resets the connection.
+    });
+    let proxy = Proxy::start(&simple_config(origin.addr));
+    for round in 0..3 {
+        let mut c = Client::connect(proxy.addr);
+        let n = 16 << 20;
+        c.send(format!("POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {n}\r\n\r\n").as_bytes());
+        // The upload goes on from another thread until the proxy stops reading it.
+        let mut up = c.stream.try_clone().expect("clone");
+        let writer = thread::spawn(move || {
+            let chunk = vec![b'u'; 64 * 1024];
+            let mut sent = 0;
+            while sent < n && up.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+        });
+        let r = c.try_response(false).expect("an answer");
+        assert_eq!(r.status(), 413, "round {round}: {r:?}\n{}", proxy.log());
+        assert_eq!(r.header("x-from"), Some("origin"), "{r:?}");
+        assert_eq!(r.body_str(), "too large");
+        assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+        assert!(c.closed(), "the client connection closes");
+        writer.join().expect("writer");
+    }
+    // Each upload had a connection of its own: none that carried part of one was reused.
+    assert_eq!(origin.connection_count(), 3);
+    let r = get(proxy.addr, "b", "/after");
+    assert_eq!(r.status(), 413, "{r:?}");
+    assert_eq!(origin.connection_count(), 4);
+}

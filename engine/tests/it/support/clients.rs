@@ -295,15 +295,19 @@ impl Client {
         &self.buf
     }
 
-    /// True if the proxy closed the connection (EOF) within [`WAIT`], with nothing more to read.
+    /// True if the proxy closed the connection (EOF, or a reset: a close with bytes of ours
+    /// unread) within [`WAIT`], with nothing more to read.
     pub fn closed(&mut self) -> bool {
         let until = Instant::now() + WAIT;
         let mut tmp = [0u8; 4096];
         let _ = self
             .stream
             .set_read_timeout(Some(until.saturating_duration_since(Instant::now())));
-        matches!(self.stream.read(&mut tmp), Ok(0))
-            || matches!(self.stream.read(&mut tmp), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        match self.stream.read(&mut tmp) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 
     pub fn shutdown_write(&self) {

@@ -219,6 +219,14 @@ impl OriginConn {
         Some(RawMessage::from_head(&head, body))
     }
 
+    /// Read one request head only, leaving its body (if any) unread. `None` on EOF.
+    pub fn read_request_head(&mut self) -> Option<RawMessage> {
+        let end = self.find_from(0, b"\r\n\r\n", Instant::now() + WAIT)? + 4;
+        let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+        self.buf.drain(..end);
+        Some(RawMessage::from_head(&head, Vec::new()))
+    }
+
     /// Like [`OriginConn::read_request`], but a chunked body is read too (and decoded into
     /// `body`). `None` on EOF.
     pub fn read_request_framed(&mut self) -> Option<RawMessage> {
