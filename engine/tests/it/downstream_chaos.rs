@@ -3,7 +3,8 @@
 //!
 //! The misbehaving ones, each on a connection of its own: a request body cut short by a close
 //! or by a reset (the upstream has the head and part of the body), a chunked body cut short, a
-//! bad chunk (400), a head sent in pieces with pauses. The well-behaved ones keep one keep-alive
+//! bad chunk (400), a head sent in pieces with pauses, a large answer abandoned after its head
+//! (by a close or a reset). The well-behaved ones keep one keep-alive
 //! connection each and send GETs, bodies with a length and chunked bodies of random sizes, now
 //! and then two requests in one write. What must hold: every well-behaved request gets its own
 //! answer (the origin echoes its id and the body length it received) in order, so no upstream
@@ -20,7 +21,12 @@ fn echo_origin() -> RawOrigin {
     RawOrigin::start(|mut c| {
         while let Some(req) = c.read_request_framed() {
             let id = req.header("x-id").unwrap_or("-").to_string();
-            let body = format!("id={id} len={}", req.body.len());
+            let mut body = format!("id={id} len={}", req.body.len());
+            if req.start.starts_with("GET /big ") {
+                // An answer larger than the sockets hold: a client that stops reading it
+                // leaves most of it in the upstream connection.
+                body.push_str(&"big ".repeat(1 << 20));
+            }
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nx-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
@@ -115,6 +121,20 @@ fn bad_client(proxy: SocketAddr, id: u64, kind: u64) {
                 "bad chunk: {r:?}"
             );
         }
+        // A large answer the client reads the start of, then goes away (a close, then a
+        // reset): the rest of it stays in the upstream connection, which must not be reused.
+        5 | 6 => {
+            c.send(
+                format!("GET /big HTTP/1.1\r\nhost: chaos.test\r\nx-id: bad{id}\r\n\r\n")
+                    .as_bytes(),
+            );
+            let head = c.read_head().expect("the large answer's head");
+            assert!(head.start.starts_with("HTTP/1.1 200 "), "{head:?}");
+            if kind == 6 {
+                let s = socket2::SockRef::from(&c.stream);
+                s.set_linger(Some(Duration::ZERO)).expect("linger");
+            }
+        }
         // A head in pieces, with pauses: well-formed, so it is answered.
         _ => {
             let req = format!("GET /slow HTTP/1.1\r\nhost: chaos.test\r\nx-id: bad{id}\r\n\r\n");
@@ -147,7 +167,7 @@ fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64) -> usize {
         }
         c.send(&bytes);
         if rng.below(3) == 0 {
-            bad_client(proxy, id, rng.below(5));
+            bad_client(proxy, id, rng.below(7));
         }
         for w in want {
             let r = c
