@@ -1,7 +1,8 @@
 //! Access logs (issue 12, point 3): every format command on real requests through the real
 //! proxy — a forwarded 200, and the proxy's own 404 NR, 503 UF, 504 UT, 502 UPE and 400 DPE —
 //! in text and JSON; stdout and file destinations; Envoy's default format; byte counts for an
-//! upload and a download; the timing breakdown; unknown commands as config errors.
+//! upload and a download; the timing breakdown; response headers (`%RESP(...)%`); unknown
+//! commands as config errors.
 use crate::support;
 use std::{collections::HashMap, net::SocketAddr, path::Path};
 
@@ -36,6 +37,9 @@ const JSON_ALL: &[(&str, &str)] = &[
     ("send", "%UPSTREAM_REQUEST_SEND_TIME%"),
     ("first_byte", "%UPSTREAM_FIRST_BYTE_TIME%"),
     ("reused", "%UPSTREAM_REUSED%"),
+    ("resp_type", "%RESP(CONTENT-TYPE)%"),
+    ("resp_alt", "%RESP(X-NOPE?CONTENT-TYPE):4%"),
+    ("resp_missing", "%RESP(X-NOPE)%"),
     (
         "mixed",
         "%RESPONSE_CODE%/%RESPONSE_FLAGS%/%UPSTREAM_CLUSTER%",
@@ -234,6 +238,11 @@ fn access_log_json_every_command_on_every_outcome() {
     assert!(num(&ok["resp_duration"]) <= duration);
     assert!(num(&ok["resp_tx_duration"]) <= duration);
     assert_eq!(ok["mixed"], "200/-/origin");
+    // Response headers as sent to the client: the origin's type, the fallback name, truncation.
+    let ctype = replies["ok"].header("content-type").expect("origin type");
+    assert_eq!(ok["resp_type"], ctype);
+    assert_eq!(ok["resp_alt"], ctype[..4]);
+    assert!(ok["resp_missing"].is_null(), "{ok}");
 
     // 404: no route.
     let nr = &by_tag["nr"];
@@ -252,6 +261,8 @@ fn access_log_json_every_command_on_every_outcome() {
         assert!(nr[k].is_null(), "{k} is null without an upstream: {nr}");
     }
     assert_eq!(nr["mixed"], "404/NR/-");
+    // A local reply's own head.
+    assert_eq!(nr["resp_type"], "text/plain");
     assert_eq!(num(&nr["tx"]) as usize, replies["nr"].body.len());
 
     // 503: connect failure.
