@@ -344,6 +344,9 @@ pub async fn pump(
                             }
                         }
                     }
+                    // Over TLS the end must be `close_notify` (RFC 9112 §9.8): a close without
+                    // it may be a truncation, and the body is not ended for the client.
+                    Ok(None) if src.tls_cut() => return Err(PumpError::SrcClosed),
                     // Connection close ends the body (a reset does too: nothing tells them apart
                     // reliably on the wire for close-delimited bodies).
                     Ok(None) | Err(PumpError::SrcRead(_)) => break,
@@ -427,6 +430,8 @@ impl Pieces {
                     }
                     match read_src(src, timeout).await {
                         Ok(Some(buf)) => return Ok(Some(Bytes::copy_from_slice(&buf))),
+                        // As in the pump: over TLS only `close_notify` ends the body.
+                        Ok(None) if src.tls_cut() => return Err(PumpError::SrcClosed),
                         Ok(None) | Err(PumpError::SrcRead(_)) => self.done = true,
                         Err(e) => return Err(e),
                     }

@@ -420,6 +420,12 @@ impl Conn {
         self.tls.is_some()
     }
 
+    /// A TLS connection that ended without the peer's `close_notify` (so a body delimited by
+    /// its end cannot be known whole). `false` for plain TCP.
+    pub fn tls_cut(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.cut())
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }

@@ -45,6 +45,8 @@ pub struct TlsState {
     out: Cell<Option<Vec<u8>>>,
     /// The peer sent `close_notify` or closed.
     eof: Cell<bool>,
+    /// The peer sent `close_notify` (an end without it may be a truncation: [`TlsState::cut`]).
+    notified: Cell<bool>,
     /// A server-side session's details, made once at the end of the handshake.
     details: Option<Arc<TlsDetails>>,
 }
@@ -120,6 +122,7 @@ impl TlsState {
             let st = s.process_new_packets().map_err(tls_err)?;
             if st.peer_has_closed() {
                 self.eof.set(true);
+                self.notified.set(true);
             }
         }
         Ok(self.eof.get())
@@ -247,6 +250,12 @@ impl TlsState {
         self.details.as_ref()
     }
 
+    /// The connection ended without the peer's `close_notify`: whatever was delimited by its
+    /// end may have been cut short by anyone on the path (RFC 9112 §9.8).
+    pub(super) fn cut(&self) -> bool {
+        self.eof.get() && !self.notified.get()
+    }
+
     /// Free the reused ciphertext buffer (a connection going idle: it may have grown to a
     /// 64 KiB piece, which an idle connection must not hold).
     pub(super) fn release_idle(&self) {
@@ -300,6 +309,7 @@ async fn handshake(
         session: RefCell::new(session),
         out: Cell::new(None),
         eof: Cell::new(false),
+        notified: Cell::new(false),
         details: None,
     };
     let closed = || {

@@ -130,7 +130,8 @@ struct Seen {
 }
 
 /// A TLS origin: HTTP/1.1 keep-alive; `GET /bytes/N` answers N bytes, `POST` answers
-/// `len=N` for the body it read, anything else `ok`. With `key_update`, 150 ms after each
+/// `len=N` for the body it read, `GET /until-close/{notify,cut}` a close-delimited body (see
+/// [`serve`]), anything else `ok`. With `key_update`, 150 ms after each
 /// response it sends a TLS 1.3 KeyUpdate (a post-handshake message) on the idle connection.
 struct TlsOrigin {
     addr: SocketAddr,
@@ -222,6 +223,17 @@ fn serve(sock: TcpStream, cfg: Arc<rustls::ServerConfig>, seen: &Seen, key_updat
             b"ok".to_vec()
         };
         buf.drain(..head_end + len);
+        // `/until-close/notify`, `/until-close/cut`: a body delimited by the end of the
+        // connection, ended with TLS's close_notify, or by closing the socket without it (what a
+        // truncation attack looks like).
+        if let Some(how) = path.strip_prefix("/until-close/") {
+            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\n\r\nthe whole body");
+            if how == "notify" {
+                tls.conn.send_close_notify();
+            }
+            let _ = tls.flush();
+            return;
+        }
         let mut out =
             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
         out.extend_from_slice(&body);
@@ -580,4 +592,29 @@ fn bad_upstream_tls_config_is_refused_with_the_field() {
         &base("tls_params: { tls_minimum_protocol_version: TLSv1_1 }"),
         &["tls_minimum_protocol_version", "not supported"],
     );
+}
+
+/// RFC 9112 §9.8: a body delimited by the end of a TLS connection is whole only if the
+/// connection ended with close_notify; a close without it may be an attacker's truncation. The
+/// client gets the first as a whole (chunked) response and the second cut short: the last chunk
+/// never comes and the connection closes.
+#[test]
+fn a_close_delimited_body_is_whole_only_with_close_notify() {
+    let origin = TlsOrigin::start("a.example.test", false, false);
+    let yaml = config(
+        origin.addr,
+        &format!("sni: a.example.test, verify: {{ {} }}", ca()),
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr);
+    let r = c.get("x", "/until-close/notify");
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert_eq!(r.body_str(), "the whole body");
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /until-close/cut HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        c.try_response(false).is_none(),
+        "a body cut without close_notify reached the client as whole"
+    );
+    assert!(proxy.stop().success());
 }
