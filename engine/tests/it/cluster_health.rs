@@ -10,9 +10,8 @@ use crate::support;
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
     sync::atomic::Ordering,
     thread,
     time::{Duration, Instant},
@@ -353,40 +352,12 @@ print(port, flush=True)
 s.wait_for_termination()
 "#;
 
-struct Py(Child);
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn grpc_checks_follow_the_standard_health_service() {
     let state = scratch_dir().join("grpc-health-state");
     std::fs::write(&state, "1").unwrap();
-    let mut child = Command::new("python3")
-        .args(["-c", GRPC_HEALTH_SERVER, state.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 with grpcio (run scripts/test.sh)");
-    let stdout = child.stdout.take().unwrap();
-    let server = Py(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let port: u16 = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the gRPC server printed its port")
-        .trim()
-        .parse()
-        .expect("a port");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let server = PyServer::start(GRPC_HEALTH_SERVER, &[state.to_str().unwrap()], "grpcio");
+    let addr = server.addr;
     let (_p, admin) = proxy(
         &[addr],
         "protocol: http2\nhealth_checks:\n  - timeout: 2s\n    interval: 200ms\n    no_traffic_interval: 200ms\n    grpc_health_check: {}\n",

@@ -7,12 +7,7 @@
 
 use crate::support;
 
-use std::{
-    io::{BufRead, BufReader},
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use serde_json::{json, Value};
 use support::*;
@@ -147,44 +142,9 @@ for name in spec["calls"]:
 print(json.dumps(out))
 "#;
 
-struct GrpcServer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl GrpcServer {
-    fn start() -> GrpcServer {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 with grpcio (run scripts/test.sh)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let port: u16 = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the gRPC server printed its port")
-            .trim()
-            .parse()
-            .expect("a port");
-        GrpcServer {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The gRPC server, killed when dropped.
+fn grpc_server() -> PyServer {
+    PyServer::start(SERVER, &[], "grpcio")
 }
 
 fn calls(p: &Proxy, names: &[&str]) -> Value {
@@ -213,7 +173,7 @@ fn grpc_config(server: SocketAddr, hcm_extra: &str) -> ConfigBuilder {
 
 #[test]
 fn the_four_kinds_of_call_with_metadata_trailers_and_large_messages() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let p = Proxy::start(&grpc_config(server.addr, "").yaml());
     let r = calls(
         &p,
@@ -240,7 +200,7 @@ fn the_four_kinds_of_call_with_metadata_trailers_and_large_messages() {
 
 #[test]
 fn errors_deadlines_and_cancellation() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let p = Proxy::start(&grpc_config(server.addr, "").yaml());
     let r = calls(&p, &["fail", "deadline", "cancel"]);
     assert_eq!(r["fail"]["code"], "NOT_FOUND", "{r}");
@@ -257,7 +217,7 @@ fn errors_deadlines_and_cancellation() {
 
 #[test]
 fn the_proxys_own_errors_are_grpc_statuses() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let p = Proxy::start(&grpc_config(server.addr, "").yaml());
     let r = calls(&p, &["no_route", "down"]);
     assert_eq!(r["no_route"]["code"], "UNIMPLEMENTED", "{r}");
@@ -279,7 +239,7 @@ fn the_proxys_own_errors_are_grpc_statuses() {
 /// HTTP/2 client: grpcio would cancel at its own deadline first).
 #[test]
 fn grpc_timeout_is_the_route_timeout_capped_by_max_grpc_timeout() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let raw = |p: &Proxy, timeout: &str| {
         let script = format!(
             r#"
@@ -433,7 +393,7 @@ fn message(m: &[u8]) -> Vec<u8> {
 
 #[test]
 fn grpc_web_binary_and_text_with_cors() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let yaml = grpc_config(server.addr, "")
         .http_filter(
             "cors",
@@ -514,7 +474,7 @@ fn grpc_web_binary_and_text_with_cors() {
 
 #[test]
 fn grpc_stats_count_calls_per_method_by_status() {
-    let server = GrpcServer::start();
+    let server = grpc_server();
     let yaml = grpc_config(server.addr, "")
         .admin()
         .http_filter("grpc_stats", "")

@@ -8,9 +8,8 @@
 use crate::support;
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -109,46 +108,9 @@ while True:
     threading.Thread(target=serve, args=(s, n), daemon=True).start()
 "#;
 
-/// The scripted server, killed when dropped.
-struct PyH2 {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl PyH2 {
-    fn start(opts: Value) -> PyH2 {
-        let mut child = Command::new("python3")
-            .args(["-c", H2_SERVER, &opts.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 (run scripts/test.sh, which installs Python h2)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let port: u16 = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the h2 server printed its port")
-            .trim()
-            .parse()
-            .expect("a port");
-        PyH2 {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Drop for PyH2 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The scripted server with `opts`, killed when dropped.
+fn py_h2(opts: Value) -> PyServer {
+    PyServer::start(H2_SERVER, &[&opts.to_string()], "Python h2")
 }
 
 fn config(origin: SocketAddr, cluster_extra: &str) -> String {
@@ -225,7 +187,7 @@ fn http1_and_http2_clients_through_a_multiplexed_upstream() {
 
 #[test]
 fn the_upstream_sees_an_http2_request_mapped_from_the_model() {
-    let origin = PyH2::start(json!({}));
+    let origin = py_h2(json!({}));
     let p = Proxy::start(&config(origin.addr, ""));
     let out = curl(&[
         "-s",
@@ -268,7 +230,7 @@ fn the_upstream_sees_an_http2_request_mapped_from_the_model() {
 
 #[test]
 fn bodies_without_length_and_trailers_cross_to_and_from_http2() {
-    let origin = PyH2::start(json!({"trailers": [["grpc-status", "0"], ["x-up", "t"]]}));
+    let origin = py_h2(json!({"trailers": [["grpc-status", "0"], ["x-up", "t"]]}));
     let yaml = ConfigBuilder::simple(origin.addr)
         .hcm_extra("http_protocol_options: { enable_trailers: true }")
         .cluster_extra("protocol: http2")
@@ -303,7 +265,7 @@ fn bodies_without_length_and_trailers_cross_to_and_from_http2() {
 
 #[test]
 fn goaway_after_a_few_requests_costs_no_failed_request() {
-    let origin = PyH2::start(json!({"goaway_after": 3}));
+    let origin = py_h2(json!({"goaway_after": 3}));
     let (p, admin) = Proxy::start_with_admin(&config(origin.addr, ""), &["--workers", "1"]);
     for i in 0..20 {
         let (status, v) = fetch(&p, &format!("/r{i}"));
@@ -320,7 +282,7 @@ fn goaway_after_a_few_requests_costs_no_failed_request() {
 
 #[test]
 fn refused_streams_are_retried_on_another_connection() {
-    let origin = PyH2::start(json!({"refuse_first": true}));
+    let origin = py_h2(json!({"refuse_first": true}));
     let (p, admin) = Proxy::start_with_admin(
         &config(origin.addr, "max_requests_per_connection: 2"),
         &["--workers", "1"],
@@ -335,7 +297,7 @@ fn refused_streams_are_retried_on_another_connection() {
 
 #[test]
 fn a_full_connection_opens_another() {
-    let origin = PyH2::start(json!({"max_streams": 2, "delay": 0.5}));
+    let origin = py_h2(json!({"max_streams": 2, "delay": 0.5}));
     let (p, admin) = Proxy::start_with_admin(&config(origin.addr, ""), &["--workers", "1"]);
     let addr = p.addr;
     let t0 = Instant::now();
@@ -358,7 +320,7 @@ fn a_full_connection_opens_another() {
 
 #[test]
 fn max_requests_per_connection_closes_connections() {
-    let origin = PyH2::start(json!({}));
+    let origin = py_h2(json!({}));
     let (p, admin) = Proxy::start_with_admin(
         &config(origin.addr, "max_requests_per_connection: 2"),
         &["--workers", "1"],
@@ -403,7 +365,7 @@ fn cluster_protocol_is_validated() {
 
 #[test]
 fn keepalive_pings_give_up_a_silent_connection_and_idle_ones_close() {
-    let origin = PyH2::start(json!({"freeze_after": 1}));
+    let origin = py_h2(json!({"freeze_after": 1}));
     let yaml = config(
         origin.addr,
         "http2_protocol_options: { connection_keepalive: { interval: 200ms, timeout: 300ms } }",
@@ -420,7 +382,7 @@ fn keepalive_pings_give_up_a_silent_connection_and_idle_ones_close() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     drop(p);
     // Idle: the cluster's idle_timeout closes a connection with no stream open.
-    let origin = PyH2::start(json!({}));
+    let origin = py_h2(json!({}));
     let p = Proxy::start(&config(origin.addr, "idle_timeout: 300ms"));
     assert_eq!(fetch(&p, "/a").1["conn"], 1);
     assert_eq!(fetch(&p, "/b").1["conn"], 1);

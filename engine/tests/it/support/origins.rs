@@ -423,3 +423,47 @@ impl SwitchOrigin {
         self.health.store(status, Ordering::SeqCst);
     }
 }
+
+/// A Python server (`python3 -c SCRIPT ARGS...`) that listens on 127.0.0.1 and prints its port
+/// as its first line: scripted HTTP/2 and gRPC servers. Killed when dropped.
+pub struct PyServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl PyServer {
+    /// Start `script` with `args`; `needs` names what the script imports, for the message when
+    /// python3 or its port does not come.
+    pub fn start(script: &str, args: &[&str], needs: &str) -> PyServer {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 with {needs} ({e}): run scripts/test.sh"));
+        let lines = line_reader(child.stdout.take().expect("stdout"));
+        let line = lines.recv_timeout(Duration::from_secs(20));
+        let port = line
+            .as_deref()
+            .ok()
+            .and_then(|l| l.trim().parse::<u16>().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the {needs} server printed no port: {line:?}");
+        };
+        PyServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
