@@ -13,6 +13,12 @@
 //! The same with the `cache` filter, over a few cacheable paths that clients now and then ask to
 //! revalidate (`cache-control: no-cache`): what the cache serves is always a whole, proper answer
 //! for that path, never a truncated, broken or forged one that passed through it.
+//!
+//! And an HTTP/2 upstream (a scripted Python `h2` server) that answers with or without a length,
+//! with trailers, late, then GOAWAY, or badly: a reset before or during the answer, a body short
+//! of its length, a malformed status, a connection that dies mid-answer. With one stream per
+//! connection every proper answer arrives whole; multiplexed, a stream may fail with the
+//! connection another stream killed, but no answer ever reaches the wrong client.
 use crate::support;
 use std::{io::Read, net::SocketAddr, thread, time::Duration};
 
@@ -422,4 +428,240 @@ fn upstream_chaos_through_the_compressor_never_ends_a_cut_body() {
         gzip: true,
     });
     assert!(t.gzipped > 250 && t.refused > 60, "{t:?}");
+}
+
+/// A scripted HTTP/2 upstream (Python `h2`) that answers each stream as its `x-act` says (an
+/// index into [`H2_ACTS`]) and echoes its `x-id`.
+const H2_CHAOS_SERVER: &str = r#"
+import socket, threading, time
+import h2.connection, h2.config, h2.events, h2.errors
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+ERR = h2.errors.ErrorCodes.INTERNAL_ERROR
+def serve(sock):
+    try:
+        answer(sock)
+    except Exception:
+        pass
+    sock.close()
+def answer(sock):
+    c = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8", validate_outbound_headers=False))
+    c.initiate_connection()
+    sock.sendall(c.data_to_send())
+    heads = {}
+    while True:
+        try:
+            data = sock.recv(65536)
+            events = c.receive_data(data) if data else None
+        except Exception:
+            return
+        if events is None:
+            return
+        closing = False
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                heads[ev.stream_id] = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in heads and not closing:
+                # (After a GOAWAY, later streams go unanswered: the proxy sends them again.)
+                h, sid = heads.pop(ev.stream_id), ev.stream_id
+                act, rid = int(h.get("x-act", "0")), h.get("x-id", "-")
+                body = ("id=" + rid).encode()
+                ok = [(":status", "200"), ("x-id", rid)]
+                if act == 0:
+                    c.send_headers(sid, ok + [("content-length", str(len(body)))])
+                    c.send_data(sid, body, end_stream=True)
+                elif act == 1:
+                    c.send_headers(sid, ok)
+                    c.send_data(sid, body[:3])
+                    c.send_data(sid, body[3:], end_stream=True)
+                elif act == 2:
+                    c.send_headers(sid, ok)
+                    c.send_data(sid, body)
+                    c.send_headers(sid, [("x-t", rid)], end_stream=True)
+                elif act == 3:
+                    time.sleep(0.01)
+                    c.send_headers(sid, ok)
+                    c.send_data(sid, body, end_stream=True)
+                elif act == 4:
+                    c.send_headers(sid, ok)
+                    c.send_data(sid, body, end_stream=True)
+                    c.close_connection(last_stream_id=sid)
+                    closing = True
+                elif act == 5:
+                    c.reset_stream(sid, ERR)
+                elif act == 6:
+                    c.send_headers(sid, ok + [("content-length", "100")])
+                    c.send_data(sid, body[:2])
+                    c.reset_stream(sid, ERR)
+                elif act == 7:
+                    c.send_headers(sid, ok + [("content-length", "100")])
+                    c.send_data(sid, body, end_stream=True)
+                elif act == 8:
+                    c.send_headers(sid, [(":status", "2x0"), ("x-id", rid)], end_stream=True)
+                else:
+                    c.send_headers(sid, ok + [("content-length", "100")])
+                    c.send_data(sid, body[:2])
+                    sock.sendall(c.data_to_send())
+                    return
+        try:
+            sock.sendall(c.data_to_send())
+        except OSError:
+            return
+        if closing:
+            time.sleep(0.02)
+            return
+while True:
+    s, _ = srv.accept()
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+"#;
+
+/// What [`H2_CHAOS_SERVER`] does for a stream, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum H2Act {
+    Length,
+    NoLength,
+    Trailers,
+    Late,
+    /// Answers, then GOAWAY naming this stream as the last, then closes.
+    GoawayAfter,
+    ResetBefore,
+    ResetMidBody,
+    ShortOfLength,
+    BadStatus,
+    /// Headers and part of the body, then the connection closes.
+    DiesMidBody,
+}
+
+const H2_ACTS: [H2Act; 10] = [
+    H2Act::Length,
+    H2Act::NoLength,
+    H2Act::Trailers,
+    H2Act::Late,
+    H2Act::GoawayAfter,
+    H2Act::ResetBefore,
+    H2Act::ResetMidBody,
+    H2Act::ShortOfLength,
+    H2Act::BadStatus,
+    H2Act::DiesMidBody,
+];
+
+/// Proper answers more often than bad ones.
+const H2_DRAW: [usize; 15] = [0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0];
+
+/// HTTP/1.1 clients through one worker to an HTTP/2 upstream that misbehaves at random. With
+/// one stream per connection (`streams: 1`) every stream stands alone, so every proper answer
+/// must arrive; multiplexed, a stream whose connection another stream's answer killed may fail
+/// with it (as through any proxy), but an answer is never another stream's.
+fn run_h2_chaos(streams: u32) -> (usize, usize) {
+    let origin = PyServer::start(H2_CHAOS_SERVER, &[], "Python h2");
+    let cluster =
+        format!("protocol: http2\nhttp2_protocol_options: {{ max_concurrent_streams: {streams} }}");
+    let proxy = Proxy::start(
+        &ConfigBuilder::simple(origin.addr)
+            .top("workers: 1")
+            .cluster_extra(&cluster)
+            .yaml(),
+    );
+    let clients: Vec<_> = (0..4u64)
+        .map(|k| {
+            let addr = proxy.addr;
+            thread::spawn(move || {
+                let mut rng = Rng(0xd1b5_4a32_d192_ed03 ^ (k + 1));
+                let mut c = Client::connect(addr);
+                let mut out = Vec::new();
+                for id in k * 10_000..k * 10_000 + 100 {
+                    let i = H2_DRAW[rng.below(H2_DRAW.len())];
+                    let req = format!(
+                        "GET /h2/{id} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n\r\n"
+                    );
+                    c.send(req.as_bytes());
+                    let r = c.try_response(false);
+                    let closes = r.as_ref().is_none_or(|r| {
+                        r.header("connection")
+                            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    });
+                    out.push((H2_ACTS[i], id, r));
+                    if closes {
+                        c = Client::connect(addr);
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    let (mut proper, mut failed) = (0, 0);
+    for h in clients {
+        for (act, id, r) in h.join().expect("client thread") {
+            let good = matches!(
+                act,
+                H2Act::Length
+                    | H2Act::NoLength
+                    | H2Act::Trailers
+                    | H2Act::Late
+                    | H2Act::GoawayAfter
+            );
+            match r {
+                Some(r) if r.status() == 200 => {
+                    assert!(r.start.starts_with("HTTP/1.1 200 "), "{act:?} #{id}: {r:?}");
+                    assert_eq!(
+                        r.header("x-id"),
+                        Some(id.to_string().as_str()),
+                        "{act:?} #{id}: {r:?}"
+                    );
+                    assert_eq!(r.body_str(), format!("id={id}"), "{act:?} #{id}: {r:?}");
+                    assert!(good, "{act:?} #{id} passed as whole: {r:?}");
+                    proper += 1;
+                }
+                Some(r) => {
+                    assert!(
+                        matches!(r.status(), 502 | 503) && r.header("x-ringway-reason").is_some(),
+                        "{act:?} #{id}: {r:?}"
+                    );
+                    assert!(
+                        !good || streams > 1,
+                        "{act:?} #{id}: {r:?}\n{}",
+                        proxy.log()
+                    );
+                    failed += 1;
+                }
+                None => {
+                    assert!(
+                        !good || streams > 1,
+                        "{act:?} #{id}: no whole answer\n{}",
+                        proxy.log()
+                    );
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let r = Client::connect(proxy.addr)
+        .roundtrip(b"GET /after HTTP/1.1\r\nhost: chaos.test\r\nx-id: 7\r\nx-act: 0\r\n\r\n");
+    assert_eq!((r.status(), r.body_str().as_str()), (200, "id=7"), "{r:?}");
+    assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
+    (proper, failed)
+}
+
+#[test]
+fn http2_upstream_chaos_one_stream_per_connection() {
+    let (proper, failed) = run_h2_chaos(1);
+    assert!(
+        proper > 200 && failed > 60,
+        "proper {proper}, failed {failed}"
+    );
+}
+
+#[test]
+fn http2_upstream_chaos_multiplexed_never_crosses_answers() {
+    let (proper, failed) = run_h2_chaos(100);
+    assert!(
+        proper > 150 && failed > 40,
+        "proper {proper}, failed {failed}"
+    );
 }
