@@ -994,6 +994,33 @@ async fn write_head(
     r.is_ok()
 }
 
+/// What a stalled request body waits past `request_body_timeout` before it is given up: a
+/// coarse-clock tick and more, so a client that stops sending is the pump's own timeout first.
+const STALL_MARGIN: Duration = Duration::from_millis(500);
+
+/// A request body's pump, given up (`None`) when nothing moved for `idle` (`moved`: the bytes
+/// read from the client and written upstream so far). The pump limits each read from the
+/// client itself; what this catches is an upstream that stopped taking the body (it answered
+/// early and waits, or it hangs), which would otherwise hold the client and the worker's
+/// connection until the upstream gives up.
+async fn unless_stalled<F: std::future::Future>(
+    w: &WorkerCtx,
+    idle: Duration,
+    moved: &Cell<u64>,
+    pump: F,
+) -> Option<F::Output> {
+    let mut pump = std::pin::pin!(pump);
+    let mut last = moved.get();
+    loop {
+        let deadline = w.drain.deadline_in(idle + STALL_MARGIN);
+        match w.drain.before(deadline, pump.as_mut()).await {
+            Some(out) => return Some(out),
+            None if moved.get() == last => return None,
+            None => last = moved.get(),
+        }
+    }
+}
+
 /// Send the head (after the PROXY header `pp`, in the same write), then stream the client's
 /// body (`100 Continue` first when the client asked), through the filters' request data and
 /// trailers hooks when `filters` has them. `Ok(false)`: the upstream write failed.
@@ -1034,11 +1061,13 @@ async fn stream_body<S: Side>(
     let timeout = Some((&w.drain, l.http.request_body_timeout));
     let received = Cell::new(0);
     let mut reply = None;
+    let idle = l.http.request_body_timeout;
     let pumped = match filters {
         None => {
-            d.side
-                .pump_request(up, r, timeout, &received, w.bulk(), None)
-                .await
+            let pump = d
+                .side
+                .pump_request(up, r, timeout, &received, w.bulk(), None);
+            unless_stalled(w, idle, &received, pump).await
         }
         Some(f) => {
             let vars = stream::vars(d.peer, info.version, f.route.as_ref());
@@ -1049,12 +1078,18 @@ async fn stream_body<S: Side>(
             let active = &mut f.active;
             let mut transform =
                 |ev: BodyEvent<'_>| active.request_event(ev, state, &parts, &mut reply);
-            d.side
-                .pump_request(up, r, timeout, &received, w.bulk(), Some(&mut transform))
-                .await
+            let pump =
+                d.side
+                    .pump_request(up, r, timeout, &received, w.bulk(), Some(&mut transform));
+            unless_stalled(w, idle, &received, pump).await
         }
     };
     d.si.bytes_received = received.get();
+    let Some(pumped) = pumped else {
+        // The upstream stopped taking the body: as a failed write (its answer, if it sent one
+        // first, is still read).
+        return Ok(false);
+    };
     match pumped {
         Ok(moved) => {
             d.si.bytes_received = moved;

@@ -383,3 +383,43 @@ fn http1_an_answer_before_the_whole_upload_is_the_response() {
     assert_eq!(r.status(), 413, "{r:?}");
     assert_eq!(origin.connection_count(), 4);
 }
+
+/// An upstream that answers an upload early and then neither reads the rest nor closes: once
+/// the body has not moved for `request_body_timeout`, the upload is given up and the answer the
+/// upstream sent goes to the client (both connections then close), instead of the client and
+/// the connection being held for as long as the upstream waits.
+#[test]
+fn http1_an_upstream_that_stops_taking_the_upload_still_has_its_answer_sent() {
+    let origin = RawOrigin::start(|mut c| {
+        if c.read_request_head().is_some() {
+            c.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large");
+            // Holds the connection open, reading nothing.
+            thread::sleep(Duration::from_secs(20));
+        }
+    });
+    let proxy = Proxy::start(
+        &ConfigBuilder::simple(origin.addr)
+            .hcm_extra("request_body_timeout: 1s")
+            .yaml(),
+    );
+    let mut c = Client::connect(proxy.addr);
+    let n = 64 << 20;
+    c.send(format!("POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {n}\r\n\r\n").as_bytes());
+    let mut up = c.stream.try_clone().expect("clone");
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'u'; 64 * 1024];
+        let mut sent = 0;
+        while sent < n && up.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+    });
+    let r = c.try_response(false).expect("an answer");
+    assert_eq!(
+        (r.status(), r.body_str().as_str()),
+        (413, "too large"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(c.closed(), "the client connection closes");
+    writer.join().expect("writer");
+}
