@@ -38,18 +38,6 @@ fn echo_origin() -> RawOrigin {
     })
 }
 
-/// A small deterministic generator (xorshift), one per client.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// A well-behaved request with id `id` and a body of `len` bytes (none, with a length, or
 /// chunked in pieces, as `kind` says), and the answer it must get.
 fn good_request(id: u64, kind: u64, len: usize) -> (Vec<u8>, String) {

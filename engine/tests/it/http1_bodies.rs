@@ -340,6 +340,20 @@ fn http1_expect_100_continue_with_curl() {
     assert!(e["headers"].get("expect").is_none(), "{e}");
 }
 
+/// Send a `POST /up` head for `n` bytes on `c`, then the body from another thread until the
+/// proxy stops reading it (the thread ends when the body is sent or a write fails).
+fn upload(c: &mut Client, n: usize) -> thread::JoinHandle<()> {
+    c.send(format!("POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {n}\r\n\r\n").as_bytes());
+    let mut up = c.stream.try_clone().expect("clone");
+    thread::spawn(move || {
+        let chunk = vec![b'u'; 64 * 1024];
+        let mut sent = 0;
+        while sent < n && up.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+    })
+}
+
 /// An upstream that answers an upload before it has read it (a 413 for a body it will not
 /// take) and closes: the client gets that answer, not a 502, and both connections close (the
 /// rest of the upload was never read, so the client's connection cannot carry another request,
@@ -358,17 +372,7 @@ fn http1_an_answer_before_the_whole_upload_is_the_response() {
     let proxy = Proxy::start(&simple_config(origin.addr));
     for round in 0..3 {
         let mut c = Client::connect(proxy.addr);
-        let n = 16 << 20;
-        c.send(format!("POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {n}\r\n\r\n").as_bytes());
-        // The upload goes on from another thread until the proxy stops reading it.
-        let mut up = c.stream.try_clone().expect("clone");
-        let writer = thread::spawn(move || {
-            let chunk = vec![b'u'; 64 * 1024];
-            let mut sent = 0;
-            while sent < n && up.write_all(&chunk).is_ok() {
-                sent += chunk.len();
-            }
-        });
+        let writer = upload(&mut c, 16 << 20);
         let r = c.try_response(false).expect("an answer");
         assert_eq!(r.status(), 413, "round {round}: {r:?}\n{}", proxy.log());
         assert_eq!(r.header("x-from"), Some("origin"), "{r:?}");
@@ -403,16 +407,7 @@ fn http1_an_upstream_that_stops_taking_the_upload_still_has_its_answer_sent() {
             .yaml(),
     );
     let mut c = Client::connect(proxy.addr);
-    let n = 64 << 20;
-    c.send(format!("POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {n}\r\n\r\n").as_bytes());
-    let mut up = c.stream.try_clone().expect("clone");
-    let writer = thread::spawn(move || {
-        let chunk = vec![b'u'; 64 * 1024];
-        let mut sent = 0;
-        while sent < n && up.write_all(&chunk).is_ok() {
-            sent += chunk.len();
-        }
-    });
+    let writer = upload(&mut c, 64 << 20);
     let r = c.try_response(false).expect("an answer");
     assert_eq!(
         (r.status(), r.body_str().as_str()),

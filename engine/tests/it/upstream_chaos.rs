@@ -203,18 +203,6 @@ fn long_body(id: u64) -> String {
     format!("id={id} {}", "chaos ".repeat(20))
 }
 
-/// A small deterministic generator (xorshift), one per client.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 /// One request and what came back: what the origin was asked to do, the request's id, the
 /// cached path's number (`None`: a path of its own), the response (`None`: the connection closed
 /// before a whole one).
@@ -243,12 +231,12 @@ fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64, setup: Setup) -> 
     let mut c = Client::connect(proxy);
     let mut out = Vec::new();
     for id in first_id..first_id + n {
-        let i = DRAW[rng.below(DRAW.len())];
+        let i = DRAW[rng.below(DRAW.len() as u64) as usize];
         let (path, target, extra) = match setup.cached_paths {
             0 if setup.gzip => (None, format!("/long/{id}"), "accept-encoding: gzip\r\n"),
             0 => (None, format!("/chaos/{id}"), ""),
             m => {
-                let k = rng.below(m as usize) as u64;
+                let k = rng.below(m);
                 let extra = match rng.below(3) {
                     0 => "cache-control: no-cache\r\n",
                     _ => "",
@@ -576,7 +564,7 @@ fn run_h2_chaos(streams: u32) -> (usize, usize) {
                 let mut c = Client::connect(addr);
                 let mut out = Vec::new();
                 for id in k * 10_000..k * 10_000 + 100 {
-                    let i = H2_DRAW[rng.below(H2_DRAW.len())];
+                    let i = H2_DRAW[rng.below(H2_DRAW.len() as u64) as usize];
                     let req = format!(
                         "GET /h2/{id} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n\r\n"
                     );
