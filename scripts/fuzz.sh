@@ -2,7 +2,8 @@
 # Fuzz ringway's parsers (cargo-fuzz project engine/fuzz): every target, one after the other.
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (SECONDS per target, default 10; all targets)
 #
-# Targets: h1_request (the HTTP/1 request parser and chunked decoder), proxy_protocol (PROXY
+# Targets: h1_request (the HTTP/1 request parser and chunked decoder), h1_response (an
+# upstream's response head: parser, model round trip, chunked decoder), proxy_protocol (PROXY
 # protocol v1/v2 parser and encoders), client_hello (the TLS ClientHello peek), h2_mapping
 # (HTTP/2 preface detection and the HTTP/2 head mapping to and from the stream model).
 #
@@ -21,7 +22,7 @@ case "$run_for" in
 esac
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(h1_request proxy_protocol client_hello h2_mapping)
+[ ${#targets[@]} -gt 0 ] || targets=(h1_request h1_response proxy_protocol client_hello h2_mapping)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"

@@ -13,9 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::http::h1::{
     header_slots,
     model::{decode_request, encode_request, forwarded_upgrade},
-    parse_request, BodyFraming, Chunk, ChunkedDecoder, Limits, ParseError, MAX_HEADERS,
+    parse_request, BodyFraming, Limits, ParseError, MAX_HEADERS,
 };
-use ringway_fuzz::RequestHead;
+use ringway_fuzz::{chunked_outcome, RequestHead};
 
 const LIMITS: Limits = Limits {
     max_head_bytes: 16 * 1024,
@@ -101,37 +101,7 @@ fuzz_target!(|data: &[u8]| {
     let cut = rest
         .first()
         .map_or(0, |&b| usize::from(b) % (rest.len() + 1));
-    let whole = decode(&[rest]);
-    let split = decode(&[&rest[..cut], &rest[cut..]]);
+    let whole = chunked_outcome(&[rest]);
+    let split = chunked_outcome(&[&rest[..cut], &rest[cut..]]);
     assert_eq!(whole, split, "split at {cut} changed the outcome");
 });
-
-/// Decode `parts` fed one after the other: (body, outcome) where the outcome is the error, or
-/// whether the end was reached and how many bytes were left unread.
-fn decode(parts: &[&[u8]]) -> (Vec<u8>, Result<Option<usize>, ParseError>) {
-    let mut dec = ChunkedDecoder::new();
-    let mut input = BytesMut::new();
-    let mut body = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        input.extend_from_slice(part);
-        loop {
-            match dec.decode(&mut input) {
-                Ok(Chunk::Data(d)) => {
-                    assert!(!d.is_empty());
-                    body.extend_from_slice(&d);
-                }
-                Ok(Chunk::NeedMore) => {
-                    assert!(input.is_empty());
-                    break;
-                }
-                Ok(Chunk::End) => {
-                    let unread: usize =
-                        input.len() + parts[i + 1..].iter().map(|p| p.len()).sum::<usize>();
-                    return (body, Ok(Some(unread)));
-                }
-                Err(e) => return (body, Err(e)),
-            }
-        }
-    }
-    (body, Ok(None))
-}

@@ -22,3 +22,35 @@ pub mod text;
 #[path = "../../../filters/src/stream.rs"]
 pub mod stream;
 pub use stream::{BodySize, HeaderMap, Method, RequestHead, ResponseHead};
+
+/// What the HTTP/1 chunked decoder makes of `parts` fed one after the other: the body, and the
+/// outcome (the error, or whether the end was reached and how many bytes were left unread). The
+/// targets check that splitting the input does not change it.
+pub fn chunked_outcome(parts: &[&[u8]]) -> (Vec<u8>, Result<Option<usize>, http::h1::ParseError>) {
+    use http::h1::{Chunk, ChunkedDecoder};
+    let mut dec = ChunkedDecoder::new();
+    let mut input = bytes::BytesMut::new();
+    let mut body = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        input.extend_from_slice(part);
+        loop {
+            match dec.decode(&mut input) {
+                Ok(Chunk::Data(d)) => {
+                    assert!(!d.is_empty());
+                    body.extend_from_slice(&d);
+                }
+                Ok(Chunk::NeedMore) => {
+                    assert!(input.is_empty());
+                    break;
+                }
+                Ok(Chunk::End) => {
+                    let unread: usize =
+                        input.len() + parts[i + 1..].iter().map(|p| p.len()).sum::<usize>();
+                    return (body, Ok(Some(unread)));
+                }
+                Err(e) => return (body, Err(e)),
+            }
+        }
+    }
+    (body, Ok(None))
+}
