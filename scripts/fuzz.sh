@@ -3,9 +3,11 @@
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (SECONDS per target, default 10; all targets)
 #
 # Targets: h1_request (the HTTP/1 request parser and chunked decoder), h1_response (an
-# upstream's response head: parser, model round trip, chunked decoder), proxy_protocol (PROXY
-# protocol v1/v2 parser and encoders), client_hello (the TLS ClientHello peek), h2_mapping
-# (HTTP/2 preface detection and the HTTP/2 head mapping to and from the stream model).
+# upstream's response head: parser, model round trip, chunked decoder), cache_policy (the HTTP
+# cache's rules over header values: Cache-Control, lifetimes, ages, Vary, validators, dates),
+# proxy_protocol (PROXY protocol v1/v2 parser and encoders), client_hello (the TLS ClientHello
+# peek), h2_mapping (HTTP/2 preface detection and the HTTP/2 head mapping to and from the stream
+# model).
 #
 # Installs cargo-fuzz when it is missing. Runs on a stable toolchain: RUSTC_BOOTSTRAP=1 lets
 # cargo-fuzz pass its nightly-only flags (-Zsanitizer=address, sancov passes). The checked-in
@@ -22,7 +24,7 @@ case "$run_for" in
 esac
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(h1_request h1_response proxy_protocol client_hello h2_mapping)
+[ ${#targets[@]} -gt 0 ] || targets=(h1_request h1_response cache_policy proxy_protocol client_hello h2_mapping)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "installing cargo-fuzz"

@@ -100,8 +100,8 @@ if [ "${EPOLL_SUITE:-1}" != 0 ]; then
   RINGWAY_IO_DRIVER=epoll cargo test -p ringway-engine --tests -- --test-threads=2
 fi
 
-# Seconds per fuzz target (every target of scripts/fuzz.sh: HTTP/1 requests and responses, PROXY
-# protocol, TLS ClientHello, the HTTP/2 head mapping).
+# Seconds per fuzz target (every target of scripts/fuzz.sh: HTTP/1 requests and responses, the
+# cache's rules, PROXY protocol, TLS ClientHello, the HTTP/2 head mapping).
 FUZZ_SECONDS="${FUZZ_SECONDS:-5}"
 if [ "$FUZZ_SECONDS" != 0 ] && [ -x scripts/fuzz.sh ]; then
   log "fuzz the parsers for ${FUZZ_SECONDS}s each"

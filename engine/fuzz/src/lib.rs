@@ -8,6 +8,9 @@
 //! here too, and this crate names itself `ringway_filters`, so the codec's `use
 //! ringway_filters::...` finds the model without the filters crate and its compressors.
 //!
+//! The cache filter's rules (`filters/src/http/cache/{policy,date,store}.rs`) are mounted as
+//! `cache`: they need only the stream model, `bytes` and `foldhash`.
+//!
 //! The listener-stage parsers (`l4proto`: PROXY protocol, TLS ClientHello peek) need only std,
 //! `bytes` and `thiserror`, and are mounted as they are.
 
@@ -21,6 +24,8 @@ pub mod text;
 
 #[path = "../../../filters/src/stream.rs"]
 pub mod stream;
+
+pub mod cache;
 pub use stream::{BodySize, HeaderMap, Method, RequestHead, ResponseHead};
 
 /// What the HTTP/1 chunked decoder makes of `parts` fed one after the other: the body, and the
