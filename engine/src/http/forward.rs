@@ -1493,6 +1493,7 @@ pub(crate) async fn respond_h1(
                 PumpError::Filter => {}
                 _ => d.si.upstream_reset = true,
             }
+            cut_short(d, framing, &e);
             Next::Close
         }
     }
@@ -1602,8 +1603,19 @@ pub(crate) async fn respond_h1_from_h2(
                 PumpError::Filter => {}
                 _ => d.si.upstream_reset = true,
             }
+            cut_short(d, framing, &e);
             Next::Close
         }
+    }
+}
+
+/// A response body that broke off (`e`) for a client whose body ends with the connection
+/// (`framing`: an HTTP/1.0 client, an unknown length): the close is made a reset, so the client
+/// does not take what it got for the whole body. Other framings show a cut by themselves (a
+/// short length, no last chunk).
+fn cut_short(d: &Downstream<H1>, framing: model::Framing, e: &PumpError) {
+    if framing == model::Framing::UntilClose && !matches!(e, PumpError::DstWrite(_)) {
+        d.side.conn.reset_on_close();
     }
 }
 

@@ -676,6 +676,26 @@ impl Conn {
         res
     }
 
+    /// Make the close of this connection a reset (`SO_LINGER` 0): for a response cut short whose
+    /// client could not tell a clean close from the end of the body (a body delimited by the
+    /// close), the reset says it was not.
+    pub fn reset_on_close(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: plain setsockopt on the socket this connection owns, with a valid `linger`.
+        unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+
     /// Half-close: no more bytes will be written.
     ///
     /// A direct `shutdown(2)`, not the ring's: io_uring always hands `IORING_OP_SHUTDOWN` to

@@ -418,3 +418,53 @@ fn http1_an_upstream_that_stops_taking_the_upload_still_has_its_answer_sent() {
     assert!(c.closed(), "the client connection closes");
     writer.join().expect("writer");
 }
+
+/// Read `c` to its end: `true` when it ended in a reset, `false` on a clean close (or after
+/// [`WAIT`]).
+fn ends_in_reset(c: &mut Client) -> bool {
+    use std::io::Read;
+    let _ = c.stream.set_read_timeout(Some(WAIT));
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// An HTTP/1.0 client gets a body of unknown length delimited by the close; when the upstream's
+/// body breaks off (here a bad chunk), a plain close would pass what came as the whole body, so
+/// the proxy resets the connection instead. A whole body still ends with a clean close.
+#[test]
+fn http1_a_cut_body_to_an_http10_client_ends_in_a_reset() {
+    let origin = RawOrigin::start(|mut c| {
+        if let Some(req) = c.read_request() {
+            let tail = if req.start.contains("/cut") {
+                "zz\r\n"
+            } else {
+                "0\r\n\r\n"
+            };
+            c.write(
+                format!(
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n{tail}"
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let proxy = Proxy::start(&simple_config(origin.addr));
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /whole HTTP/1.0\r\nHost: b\r\n\r\n");
+    assert!(
+        !ends_in_reset(&mut c),
+        "a whole body ends with a clean close"
+    );
+    let mut c = Client::connect(proxy.addr);
+    c.send(b"GET /cut HTTP/1.0\r\nHost: b\r\n\r\n");
+    assert!(
+        ends_in_reset(&mut c),
+        "a cut body must not end like a whole one"
+    );
+}
