@@ -9,8 +9,9 @@
 //! and then two requests in one write. What must hold: every well-behaved request gets its own
 //! answer (the origin echoes its id and the body length it received) in order, so no upstream
 //! connection carrying part of an abandoned request was ever used again; the proxy keeps serving
-//! and never panics. The same for HTTP/2 streams reset in the middle of their bodies, beside
-//! well-behaved streams on the same connection and HTTP/1 clients on others.
+//! and never panics. The same for HTTP/2 streams reset in the middle of their bodies or as soon
+//! as a large answer's head arrives, beside well-behaved streams on the same connection and
+//! HTTP/1 clients on others.
 use crate::support;
 use std::{net::SocketAddr, thread, time::Duration};
 
@@ -200,9 +201,10 @@ fn misbehaving_clients_never_disturb_the_others() {
 }
 
 /// An HTTP/2 client (Python `h2`) on one connection: reads `{port, requests: [{id, len,
-/// reset}]}` on stdin and opens a stream for each, a POST with a body of `len` bytes, one after
-/// the other; a `reset` stream sends half its body, waits a moment (so the proxy has forwarded
-/// the head upstream) and resets (CANCEL). Prints `{id: {status, body, ended, reset}}` for the
+/// reset, abandon}]}` on stdin and opens a stream for each, a POST with a body of `len` bytes,
+/// one after the other; a `reset` stream sends half its body, waits a moment (so the proxy has
+/// forwarded the head upstream) and resets (CANCEL); an `abandon` stream is a `GET /big` (a
+/// large answer) reset as soon as its head arrives. Prints `{id: {status, body, ended, reset}}` for the
 /// streams it did not reset, once each has ended (or after 10 s).
 const H2_CHAOS_CLIENT: &str = r#"
 import json, socket, sys, time
@@ -213,9 +215,15 @@ c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, heade
 c.initiate_connection()
 c.increment_flow_control_window(1 << 24)
 s.sendall(c.data_to_send())
-out, want = {}, {}
+out, want, abandon = {}, {}, set()
 for r in spec["requests"]:
     sid = c.get_next_available_stream_id()
+    if r.get("abandon"):
+        c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "chaos.test"),
+                             (":path", "/big"), ("x-id", r["id"])], end_stream=True)
+        abandon.add(sid)
+        s.sendall(c.data_to_send())
+        continue
     c.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":authority", "chaos.test"),
                          (":path", "/h2"), ("x-id", r["id"]), ("content-length", str(r["len"]))])
     if r["reset"]:
@@ -238,7 +246,13 @@ while time.time() < deadline and not all(v["ended"] or v["reset"] is not None fo
         break
     for ev in c.receive_data(data):
         if isinstance(ev, h2.events.DataReceived):
-            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            try:
+                c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            except Exception:
+                pass
+        if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id in abandon:
+            abandon.discard(ev.stream_id)
+            c.reset_stream(ev.stream_id, error_code=8)
         o = out.get(want.get(getattr(ev, "stream_id", None)))
         if o is None:
             continue
@@ -282,12 +296,13 @@ fn http2_streams_reset_mid_body_never_disturb_the_others() {
     for conn in 0..3 {
         let requests: Vec<serde_json::Value> = (0..30)
             .map(|i| {
-                let r = rng.below(3) == 0;
-                reset += usize::from(r);
+                let kind = rng.below(6);
+                reset += usize::from(kind < 3);
                 serde_json::json!({
                     "id": format!("h2-{conn}-{i}"),
                     "len": 200 + rng.below(3000),
-                    "reset": r,
+                    "reset": kind < 2,
+                    "abandon": kind == 2,
                 })
             })
             .collect();
@@ -296,7 +311,7 @@ fn http2_streams_reset_mid_body_never_disturb_the_others() {
         assert!(out.status.success(), "{}", out.stderr);
         let streams: serde_json::Value = serde_json::from_str(&out.stdout).expect("client JSON");
         for r in &requests {
-            if r["reset"].as_bool() == Some(true) {
+            if r["reset"].as_bool() == Some(true) || r["abandon"].as_bool() == Some(true) {
                 continue;
             }
             let id = r["id"].as_str().expect("id");
@@ -307,7 +322,7 @@ fn http2_streams_reset_mid_body_never_disturb_the_others() {
             good += 1;
         }
     }
-    assert!(good > 45 && reset > 15, "good {good}, reset {reset}");
+    assert!(good > 30 && reset > 30, "good {good}, reset {reset}");
     for h in neighbours {
         if let Err(e) = h.join() {
             std::panic::resume_unwind(e);
