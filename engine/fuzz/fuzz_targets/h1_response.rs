@@ -1,11 +1,16 @@
 //! Fuzz target: arbitrary bytes as what an upstream sends back (the first byte says whether the
-//! request was a HEAD).
+//! request was a HEAD, and where to split).
 //!
-//! Parses the rest as a response head; when that succeeds, checks what an accepted head must be
-//! (CRLF only, no obs-fold, framing consistent with the status, the request and the headers, a
-//! connection not kept when both framings came), decodes it into the stream model and encodes it
-//! for an HTTP/1.1 client as the proxy does, parses that back (same status, same model) and runs
-//! the chunked decoder over the bytes after the head, whole and split at a fuzzer-chosen point.
+//! Parses the rest as a response head. A refusal must be one of the errors a response can give
+//! (the proxy answers the client 502 for each). An accepted head must be what the codec
+//! documents: CRLF only, no obs-fold, a status in 100..=599, framing consistent with the status,
+//! the request and the headers (no body on HEAD, 1xx, 204, 304; exactly `chunked`; the one
+//! Content-Length value; else read until close), a connection not kept when its framing or
+//! `Connection` says so, and the same head read in two pieces (a strict prefix of a head is
+//! `Ok(None)`, never an error). It is decoded into the stream model (no hop-by-hop field left)
+//! and encoded for an HTTP/1.1 client as the proxy does, which must parse back to the same
+//! status, framing and model. The chunked decoder runs over the bytes after the head, whole and
+//! split at a fuzzer-chosen point, with the same outcome.
 
 #![no_main]
 
@@ -14,18 +19,44 @@ use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::http::h1::{
     header_slots,
     model::{decode_response, encode_response, Framing, Persist},
-    parse_response, BodyFraming, ParseError, Version, MAX_HEADERS,
+    parse_response, BodyFraming, ParseError, Response, Version, MAX_HEADERS,
 };
 use ringway_fuzz::{chunked_outcome, ResponseHead};
 
-/// The proxy's limit on an upstream's response head.
+/// The proxy's limit on an upstream's response head (engine/src/http/forward.rs).
 const MAX_HEAD: usize = 64 * 1024;
+
+/// Fields the model never carries (hop-by-hop, framing); `content-length` is kept on a
+/// response without a body.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+    "http2-settings",
+];
+
+/// Comma-list elements of every `name` line, whitespace trimmed, empty ones skipped.
+fn elements<'b>(resp: &Response<'b, '_>, name: &str) -> Vec<&'b [u8]> {
+    resp.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
 
 fuzz_target!(|input: &[u8]| {
     let Some((&flags, data)) = input.split_first() else {
         return;
     };
     let was_head = flags & 1 == 1;
+    let choice = usize::from(flags >> 1);
     let mut headers = header_slots();
     let resp = match parse_response(data, &mut headers, was_head, MAX_HEAD) {
         Ok(Some(r)) => r,
@@ -33,13 +64,30 @@ fuzz_target!(|input: &[u8]| {
             assert!(data.len() <= MAX_HEAD, "incomplete past the head limit");
             return;
         }
-        // Whatever the error, the proxy answers the client 502.
-        Err(_) => return,
+        // The upstream's fault, whatever it is: the proxy answers 502. A URI too long and CL
+        // with TE are request errors (a response with both is read as chunked).
+        Err(e) => {
+            assert!(
+                matches!(
+                    e,
+                    ParseError::Malformed(_)
+                        | ParseError::HeadersTooLarge
+                        | ParseError::ConflictingContentLength
+                        | ParseError::InvalidContentLength
+                        | ParseError::UnsupportedTransferEncoding
+                        | ParseError::ObsFold
+                        | ParseError::BareLf
+                        | ParseError::Version
+                ),
+                "{e:?}"
+            );
+            return;
+        }
     };
 
     // What an accepted head must be.
     assert!(resp.head_len <= data.len() && resp.head_len <= MAX_HEAD);
-    assert!((100..=999).contains(&resp.status), "status {}", resp.status);
+    assert!((100..=599).contains(&resp.status), "status {}", resp.status);
     let head = &data[..resp.head_len];
     for (i, &b) in head.iter().enumerate() {
         if b == b'\n' {
@@ -50,6 +98,8 @@ fuzz_target!(|input: &[u8]| {
             );
         }
     }
+    let te = elements(&resp, "transfer-encoding");
+    let cl = elements(&resp, "content-length");
     let has = |n: &str| resp.headers.iter().any(|h| h.name.eq_ignore_ascii_case(n));
     let bodiless = was_head || resp.status < 200 || resp.status == 204 || resp.status == 304;
     match resp.framing {
@@ -58,8 +108,25 @@ fuzz_target!(|input: &[u8]| {
             BodyFraming::None,
             "a body on a bodiless answer"
         ),
-        BodyFraming::Chunked => assert!(has("transfer-encoding")),
-        BodyFraming::Length(_) => assert!(has("content-length") && !has("transfer-encoding")),
+        BodyFraming::Chunked => {
+            assert!(
+                te.len() == 1 && te[0].eq_ignore_ascii_case(b"chunked"),
+                "chunked framing from {te:?}"
+            );
+            if has("content-length") || resp.version == Version::Http10 {
+                assert!(!resp.keep_alive, "kept after a doubtful chunked framing");
+            }
+        }
+        BodyFraming::Length(n) => {
+            assert!(!has("transfer-encoding"));
+            assert!(!cl.is_empty());
+            for v in &cl {
+                let parsed = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok());
+                assert_eq!(parsed, Some(n), "length {n} from {v:?}");
+            }
+        }
         BodyFraming::UntilClose => {
             assert!(!has("content-length") && !has("transfer-encoding"));
             assert!(
@@ -67,18 +134,61 @@ fuzz_target!(|input: &[u8]| {
                 "a close-delimited body on a kept connection"
             );
         }
-        BodyFraming::None => {}
+        BodyFraming::None => panic!("no body framing on a response that has a body"),
     }
-    if resp.framing == BodyFraming::Chunked && has("content-length") {
-        assert!(!resp.keep_alive, "both framings on a kept connection");
+    let connection = elements(&resp, "connection");
+    if connection.iter().any(|t| t.eq_ignore_ascii_case(b"close")) {
+        assert!(!resp.keep_alive, "kept despite connection: close");
+    }
+    if resp.version == Version::Http10
+        && !connection
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+    {
+        assert!(!resp.keep_alive, "HTTP/1.0 kept without keep-alive");
+    }
+
+    // The head read in two pieces: a strict prefix is incomplete, never an error (the proxy
+    // parses again as each read arrives). One cut near the start, one near the end.
+    for cut in [
+        choice % resp.head_len,
+        resp.head_len - 1 - choice % resp.head_len,
+    ] {
+        let mut part_headers = header_slots();
+        let part = parse_response(&data[..cut], &mut part_headers, was_head, MAX_HEAD);
+        assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");
     }
 
     // Decode into the model and encode for the client as the proxy does (interim answers and
-    // 101 take other paths); it must parse back to the same status and model.
+    // 101 take other paths); it must parse back to the same status, framing and model.
     if resp.status >= 200 {
         let mut model = ResponseHead::default();
         decode_response(&resp, &mut model);
+        for (name, _) in model.headers.iter() {
+            assert!(
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| h.as_bytes().eq_ignore_ascii_case(name)),
+                "hop-by-hop {name:?} in the model"
+            );
+            if name.eq_ignore_ascii_case(b"content-length") {
+                assert_eq!(resp.framing, BodyFraming::None, "content-length kept");
+            }
+        }
         let framing = Framing::for_client(model.body, Version::Http11, bodiless);
+        let sent = match framing {
+            Framing::None { length_zero: true } => BodyFraming::Length(0),
+            Framing::None { length_zero: false } => BodyFraming::None,
+            Framing::Length(n) => BodyFraming::Length(n),
+            Framing::Chunked => BodyFraming::Chunked,
+            Framing::UntilClose => panic!("close-delimited to an HTTP/1.1 client"),
+        };
+        match (resp.framing, sent) {
+            (BodyFraming::None, BodyFraming::None) => assert!(bodiless),
+            (BodyFraming::Length(a), BodyFraming::Length(b)) => assert_eq!(a, b),
+            (BodyFraming::Chunked | BodyFraming::UntilClose, BodyFraming::Chunked) => {}
+            (from, to) => panic!("{from:?} re-framed as {to:?}"),
+        }
         let mut out = BytesMut::new();
         encode_response(
             &model,
@@ -94,13 +204,13 @@ fuzz_target!(|input: &[u8]| {
             Ok(Some(again)) => {
                 assert_eq!(again.status, resp.status);
                 assert_eq!(again.head_len, out.len());
+                assert_eq!(again.framing, sent);
+                assert!(again.keep_alive && !again.nominates);
                 let mut twice = ResponseHead::default();
                 decode_response(&again, &mut twice);
                 assert_eq!(twice.status, model.status);
                 assert_eq!(twice.headers, model.headers);
-                if !bodiless {
-                    assert_eq!(twice.body, model.body);
-                }
+                assert_eq!(twice.body, model.body);
             }
             // The codec adds up to two header lines of its own (framing, connection).
             Err(ParseError::HeadersTooLarge) if model.headers.len() + 2 > MAX_HEADERS => {}
@@ -110,7 +220,7 @@ fuzz_target!(|input: &[u8]| {
 
     // The chunked decoder on the rest, whole and split, must agree.
     let rest = &data[resp.head_len..];
-    let cut = usize::from(flags >> 1) % (rest.len() + 1);
+    let cut = choice % (rest.len() + 1);
     let whole = chunked_outcome(&[rest]);
     let split = chunked_outcome(&[&rest[..cut], &rest[cut..]]);
     assert_eq!(whole, split, "split at {cut} changed the outcome");

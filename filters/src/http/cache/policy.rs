@@ -484,20 +484,19 @@ pub enum Use {
 }
 
 /// Whether `e`, `age` seconds old, may answer a request with directives `req`. Request
-/// `no-cache` and `max-age=0` always revalidate, as does a response `no-cache`.
+/// `no-cache` and `max-age=0` always revalidate, as does a response `no-cache`. `min-fresh`
+/// counts as age against `max-stale` too (as Squid and httpd read the pair), so an entry only
+/// gets less usable as it ages: fresh, then stale, then revalidate.
 pub fn usable(e: &Entry, age: u64, req: &RequestCc) -> Use {
     if e.no_cache || req.no_cache || req.max_age.is_some_and(|m| m == 0 || age > m) {
         return Use::Revalidate;
     }
-    if e.lifetime > age {
-        let left = e.lifetime - age;
-        return match req.min_fresh {
-            Some(m) if left < m => Use::Revalidate,
-            _ => Use::Fresh,
-        };
+    if e.lifetime > age && req.min_fresh.is_none_or(|m| e.lifetime - age >= m) {
+        return Use::Fresh;
     }
+    let wanted = age.saturating_add(req.min_fresh.unwrap_or(0));
     match req.max_stale {
-        Some(ms) if !e.no_stale && age - e.lifetime <= ms => Use::Stale,
+        Some(ms) if !e.no_stale && wanted.saturating_sub(e.lifetime) <= ms => Use::Stale,
         _ => Use::Revalidate,
     }
 }

@@ -385,6 +385,43 @@ fn usable_follows_request_directives() {
     assert_eq!(policy::usable(&strict, 0, &none), Use::Revalidate);
 }
 
+/// `min-fresh` with `max-stale` (found by the `cache_policy` fuzz target): `min-fresh` counts as
+/// age against `max-stale` too, so an entry only gets less usable as it ages. A 6 s lifetime
+/// was refetched while still fresh, yet served as stale once 2^64 - 1 s old.
+#[test]
+fn usable_min_fresh_with_max_stale_only_gets_staler() {
+    let e = entry(6, 0, Instant::now());
+    let cc = |v: &str| RequestCc::parse(&headers(&[("cache-control", v)]));
+    let both = cc("max-stale, min-fresh=66");
+    assert_eq!(policy::usable(&e, 0, &both), Use::Stale);
+    assert_eq!(policy::usable(&e, u64::MAX, &both), Use::Stale);
+    // 5 s past the lifetime plus 5 s wanted ahead: 10 s of staleness.
+    let e = entry(100, 0, Instant::now());
+    let bounded = cc("max-stale=10, min-fresh=5");
+    assert_eq!(policy::usable(&e, 95, &bounded), Use::Fresh);
+    assert_eq!(policy::usable(&e, 96, &bounded), Use::Stale);
+    assert_eq!(policy::usable(&e, 105, &bounded), Use::Stale);
+    assert_eq!(policy::usable(&e, 106, &bounded), Use::Revalidate);
+    let rank = |u| match u {
+        Use::Fresh => 0,
+        Use::Stale => 1,
+        Use::Revalidate => 2,
+    };
+    for (life, mf, ms) in [(6, 66, None), (100, 5, Some(10)), (0, 1, Some(0))] {
+        let e = entry(life, 0, Instant::now());
+        let req = RequestCc {
+            min_fresh: Some(mf),
+            max_stale: Some(ms.unwrap_or(u64::MAX)),
+            ..RequestCc::default()
+        };
+        let uses: Vec<u8> = (0..200)
+            .chain([u64::MAX])
+            .map(|age| rank(policy::usable(&e, age, &req)))
+            .collect();
+        assert!(uses.is_sorted(), "{life} {mf} {ms:?}: {uses:?}");
+    }
+}
+
 // ---- store ----
 
 fn sized(body: usize, vary: &[u8]) -> Rc<Entry> {
