@@ -15,7 +15,7 @@ use ringway_fuzz::http::h1::{
     model::{decode_request, encode_request, forwarded_upgrade},
     parse_request, BodyFraming, Limits, ParseError, MAX_HEADERS,
 };
-use ringway_fuzz::{chunked_outcome, RequestHead};
+use ringway_fuzz::{assert_crlf_only, chunked_outcome, RequestHead};
 
 const LIMITS: Limits = Limits {
     max_head_bytes: 16 * 1024,
@@ -43,15 +43,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(req.head_len <= data.len() && req.head_len <= LIMITS.max_head_bytes);
     assert!(req.target.len() <= LIMITS.max_uri_bytes);
     let head = &data[..req.head_len];
-    for (i, &b) in head.iter().enumerate() {
-        if b == b'\n' {
-            assert!(i > 0 && head[i - 1] == b'\r', "bare LF accepted");
-            assert!(
-                !matches!(head.get(i + 1), Some(b' ' | b'\t')),
-                "obs-fold accepted"
-            );
-        }
-    }
+    assert_crlf_only(head);
     let has = |n: &str| req.headers.iter().any(|h| h.name.eq_ignore_ascii_case(n));
     match req.framing {
         BodyFraming::Chunked => assert!(has("transfer-encoding") && !has("content-length")),

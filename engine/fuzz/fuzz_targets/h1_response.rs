@@ -21,7 +21,7 @@ use ringway_fuzz::http::h1::{
     model::{decode_response, encode_response, Framing, Persist},
     parse_response, BodyFraming, ParseError, Response, Version, MAX_HEADERS,
 };
-use ringway_fuzz::{chunked_outcome, ResponseHead};
+use ringway_fuzz::{assert_crlf_only, chunked_outcome, ResponseHead};
 
 /// The proxy's limit on an upstream's response head (engine/src/http/forward.rs).
 const MAX_HEAD: usize = 64 * 1024;
@@ -89,15 +89,7 @@ fuzz_target!(|input: &[u8]| {
     assert!(resp.head_len <= data.len() && resp.head_len <= MAX_HEAD);
     assert!((100..=599).contains(&resp.status), "status {}", resp.status);
     let head = &data[..resp.head_len];
-    for (i, &b) in head.iter().enumerate() {
-        if b == b'\n' {
-            assert!(i > 0 && head[i - 1] == b'\r', "bare LF accepted");
-            assert!(
-                !matches!(head.get(i + 1), Some(b' ' | b'\t')),
-                "obs-fold accepted"
-            );
-        }
-    }
+    assert_crlf_only(head);
     let te = elements(&resp, "transfer-encoding");
     let cl = elements(&resp, "content-length");
     let has = |n: &str| resp.headers.iter().any(|h| h.name.eq_ignore_ascii_case(n));

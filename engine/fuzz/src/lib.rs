@@ -59,3 +59,17 @@ pub fn chunked_outcome(parts: &[&[u8]]) -> (Vec<u8>, Result<Option<usize>, http:
     }
     (body, Ok(None))
 }
+
+/// An accepted HTTP/1 head has CRLF line ends only and no obs-fold (a line starting with SP or
+/// HTAB after a line end): what both head targets check of whatever the parser let through.
+pub fn assert_crlf_only(head: &[u8]) {
+    for (i, &b) in head.iter().enumerate() {
+        if b == b'\n' {
+            assert!(i > 0 && head[i - 1] == b'\r', "bare LF accepted");
+            assert!(
+                !matches!(head.get(i + 1), Some(b' ' | b'\t')),
+                "obs-fold accepted"
+            );
+        }
+    }
+}
