@@ -3,8 +3,10 @@
 //! Parses them as a request head; when that succeeds, checks what an accepted head must be (CRLF
 //! only, no obs-fold, framing consistent with its headers), decodes it into the stream model and
 //! encodes that upstream, parses what would be sent back (same framing, same upgrade) and decodes
-//! it again (same model), then runs the chunked decoder over the bytes after the head, whole and
-//! split at a fuzzer-chosen point, and checks both give the same body and the same outcome.
+//! it again (same model). The head read in pieces must give the same answer: a strict prefix is
+//! incomplete, never an error, wherever it is cut (after each CR too), and a prefix never holds a
+//! head the whole does not. Then it runs the chunked decoder over the bytes after the head, whole
+//! and split at a fuzzer-chosen point, and checks both give the same body and the same outcome.
 
 #![no_main]
 
@@ -22,7 +24,17 @@ const LIMITS: Limits = Limits {
     max_uri_bytes: 4 * 1024,
 };
 
+/// The head length `data` parses to (`Ok(None)`: incomplete).
+fn head_len(data: &[u8]) -> Result<Option<usize>, ParseError> {
+    let mut headers = header_slots();
+    parse_request(data, &mut headers, &LIMITS).map(|r| r.map(|r| r.head_len))
+}
+
 fuzz_target!(|data: &[u8]| {
+    // A cut the fuzzer moves by changing any byte.
+    let choice = data
+        .iter()
+        .fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
     let mut headers = header_slots();
     let req = match parse_request(data, &mut headers, &LIMITS) {
         Ok(Some(req)) => req,
@@ -31,10 +43,17 @@ fuzz_target!(|data: &[u8]| {
                 data.len() <= LIMITS.max_head_bytes,
                 "incomplete past the head limit"
             );
+            // What has not ended yet cannot have ended in a part of it.
+            let cut = choice % (data.len() + 1);
+            let part = head_len(&data[..cut]);
+            assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");
             return;
         }
         Err(e) => {
             assert!(matches!(e.status(), 400 | 414 | 431 | 501 | 505), "{e:?}");
+            let cut = choice % (data.len() + 1);
+            let part = head_len(&data[..cut]);
+            assert!(!matches!(part, Ok(Some(_))), "prefix of {cut} bytes: {part:?}");
             return;
         }
     };
@@ -51,6 +70,21 @@ fuzz_target!(|data: &[u8]| {
         BodyFraming::None => assert!(!has("content-length") && !has("transfer-encoding")),
         BodyFraming::UntilClose => panic!("UntilClose for a request"),
     }
+
+    // The head read in pieces: a strict prefix is incomplete, never an error (the proxy parses
+    // again as each read arrives, and a client's head may split anywhere, between a CR and its
+    // LF too), and the head with what follows it cut off parses to the same head.
+    let cuts = head
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\r')
+        .map(|(i, _)| i + 1)
+        .chain([choice % req.head_len, req.head_len - 1]);
+    for cut in cuts {
+        let part = head_len(&data[..cut]);
+        assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");
+    }
+    assert_eq!(head_len(head), Ok(Some(req.head_len)), "the head alone");
 
     // Decode into the model and encode upstream; what we send must parse back with the same
     // framing (no body: no framing, or `content-length: 0` for methods that expect a body) and
