@@ -32,9 +32,9 @@ fn head_len(data: &[u8]) -> Result<Option<usize>, ParseError> {
 
 fuzz_target!(|data: &[u8]| {
     // A cut the fuzzer moves by changing any byte.
-    let choice = data
-        .iter()
-        .fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let choice = data.iter().fold(0usize, |h, &b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
     let mut headers = header_slots();
     let req = match parse_request(data, &mut headers, &LIMITS) {
         Ok(Some(req)) => req,
@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(matches!(e.status(), 400 | 414 | 431 | 501 | 505), "{e:?}");
             let cut = choice % (data.len() + 1);
             let part = head_len(&data[..cut]);
-            assert!(!matches!(part, Ok(Some(_))), "prefix of {cut} bytes: {part:?}");
+            assert!(
+                !matches!(part, Ok(Some(_))),
+                "prefix of {cut} bytes: {part:?}"
+            );
             return;
         }
     };

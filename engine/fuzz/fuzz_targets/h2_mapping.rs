@@ -22,13 +22,19 @@ fuzz_target!(|data: &[u8]| {
     let n = data.len().min(PREFACE.len());
     assert_eq!(is_preface(data), n >= 6 && data[..n] == PREFACE[..n]);
 
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(rest);
     let mut lines = text.split('\n');
     let path = lines.next().unwrap_or("/");
     let mut b = http::Request::builder()
         .method(if sel & 1 == 0 { "GET" } else { "POST" })
-        .uri(if sel & 2 == 0 { format!("http://a.test{path}") } else { path.to_string() });
+        .uri(if sel & 2 == 0 {
+            format!("http://a.test{path}")
+        } else {
+            path.to_string()
+        });
     for l in lines {
         if let Some((n, v)) = l.split_once(':') {
             let (Ok(n), Ok(v)) = (
@@ -47,7 +53,11 @@ fuzz_target!(|data: &[u8]| {
     let (_seen, framing) = decode_request(&parts, "http", end, &mut head);
     let mut cookies = 0;
     for (name, _) in head.headers.iter() {
-        assert!(!connection_specific(name), "{:?}", String::from_utf8_lossy(name));
+        assert!(
+            !connection_specific(name),
+            "{:?}",
+            String::from_utf8_lossy(name)
+        );
         assert!(!name.eq_ignore_ascii_case(b"content-length"));
         cookies += usize::from(name.eq_ignore_ascii_case(b"cookie"));
     }
@@ -55,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
     match parts.uri.authority() {
         Some(a) => assert_eq!(head.authority(), a.as_str().as_bytes()),
         None => {
-            let host = parts.headers.get(http::header::HOST).map_or(&b""[..], |h| h.as_bytes());
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .map_or(&b""[..], |h| h.as_bytes());
             assert_eq!(head.authority(), host);
         }
     }

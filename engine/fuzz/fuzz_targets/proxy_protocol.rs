@@ -13,8 +13,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringway_fuzz::l4proto::proxy_protocol::{
-    encode_v1, encode_v2, encode_v2_tcp, parse, parse_with_limit, tlv, Addresses, Command,
-    Error, Header, Parsed, Version, V1_MAX_LEN, V2_DEFAULT_MAX_PAYLOAD, V2_HEADER_LEN,
+    encode_v1, encode_v2, encode_v2_tcp, parse, parse_with_limit, tlv, Addresses, Command, Error,
+    Header, Parsed, Version, V1_MAX_LEN, V2_DEFAULT_MAX_PAYLOAD, V2_HEADER_LEN,
 };
 
 fuzz_target!(|data: &[u8]| {
