@@ -824,9 +824,13 @@ async fn send<S: Side>(
             _ => None,
         };
         // The head comes back from each write, so a retry can send it again.
+        let wrote = |ok| match ok {
+            true => Sent::Whole,
+            false => Sent::WriteFailed,
+        };
         let sent = match &buffered {
-            Some(b) if b.is_empty() => write_head(w, &up, pp, head, None).await,
-            Some(b) => write_head(w, &up, pp, head, Some(b.clone())).await,
+            Some(b) if b.is_empty() => wrote(write_head(w, &up, pp, head, None).await),
+            Some(b) => wrote(write_head(w, &up, pp, head, Some(b.clone())).await),
             None => {
                 let body_hooks = filters.as_deref_mut().filter(|f| {
                     let h = f.active.hooks();
@@ -848,7 +852,7 @@ async fn send<S: Side>(
                 false
             }
         };
-        if !sent {
+        if sent != Sent::Whole {
             // A reused connection that a request which can be sent again finds closed is tried
             // again on another (the upstream closed it while idle; what it said then, a 408 say,
             // is not this request's answer). Otherwise an answer already here is the response.
@@ -866,6 +870,13 @@ async fn send<S: Side>(
             }
             if retry(d) {
                 continue;
+            }
+            if sent == Sent::Stalled {
+                // It stopped taking the body and did not answer: it timed out (nginx's and
+                // HAProxy's 504 too). Never retried, the streamed body being gone: the route's
+                // time is spent.
+                t.route_deadline.set(Some(Some(w.drain.now_ms())));
+                return Err(Failed::Reply(LocalReason::UpstreamTimeout, true));
             }
             return Err(Failed::Reply(
                 LocalReason::UpstreamReset,
@@ -1021,9 +1032,20 @@ async fn unless_stalled<F: std::future::Future>(
     }
 }
 
+/// How far the request went upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// All of it.
+    Whole,
+    /// A write failed (the upstream closed or reset).
+    WriteFailed,
+    /// The upstream stopped taking the body: no progress for `request_body_timeout`.
+    Stalled,
+}
+
 /// Send the head (after the PROXY header `pp`, in the same write), then stream the client's
 /// body (`100 Continue` first when the client asked), through the filters' request data and
-/// trailers hooks when `filters` has them. `Ok(false)`: the upstream write failed.
+/// trailers hooks when `filters` has them.
 #[allow(clippy::too_many_arguments)]
 async fn stream_body<S: Side>(
     d: &mut Downstream<S>,
@@ -1035,7 +1057,7 @@ async fn stream_body<S: Side>(
     pp: Option<BytesMut>,
     head: BytesMut,
     filters: Option<&mut Filters<'_>>,
-) -> Result<bool, Failed> {
+) -> Result<Sent, Failed> {
     if !d.side.continue_100(info).await {
         return Err(Failed::Next(Next::Close));
     }
@@ -1048,7 +1070,7 @@ async fn stream_body<S: Side>(
         }
     };
     if written.is_err() {
-        return Ok(false);
+        return Ok(Sent::WriteFailed);
     }
     // The head said chunked when the body's length is unknown (a filter may have made it so).
     let chunked_out = d.si.req.body == BodySize::Unknown;
@@ -1086,16 +1108,15 @@ async fn stream_body<S: Side>(
     };
     d.si.bytes_received = received.get();
     let Some(pumped) = pumped else {
-        // The upstream stopped taking the body: as a failed write (its answer, if it sent one
-        // first, is still read).
-        return Ok(false);
+        // As a failed write: its answer, if it sent one first, is still read.
+        return Ok(Sent::Stalled);
     };
     match pumped {
         Ok(moved) => {
             d.si.bytes_received = moved;
-            Ok(true)
+            Ok(Sent::Whole)
         }
-        Err(PumpError::DstWrite(_)) => Ok(false),
+        Err(PumpError::DstWrite(_)) => Ok(Sent::WriteFailed),
         Err(PumpError::Filter) => match reply {
             Some(r) => Err(Failed::Local(stream::Reply::from_filter(r))),
             None => Err(Failed::Next(Next::Close)),

@@ -419,6 +419,44 @@ fn http1_an_upstream_that_stops_taking_the_upload_still_has_its_answer_sent() {
     writer.join().expect("writer");
 }
 
+/// An upstream that stops taking an upload and never answers timed out, as nginx and HAProxy
+/// say it (504 `upstream_timeout`, `UT`), counted as an upstream timeout and nothing else, and
+/// both connections close.
+#[test]
+fn http1_an_upstream_that_stops_taking_the_upload_and_never_answers_is_a_504() {
+    let origin = RawOrigin::start(|mut c| {
+        if c.read_request_head().is_some() {
+            // Holds the connection open, reading nothing, saying nothing.
+            thread::sleep(Duration::from_secs(20));
+        }
+    });
+    let log = scratch_dir().join("stalled-upload.log");
+    let proxy = Proxy::start(
+        &ConfigBuilder::simple(origin.addr)
+            .admin()
+            .hcm_extra(&format!(
+                "request_body_timeout: 1s\naccess_log: [{{ path: {}, format: \"%RESPONSE_CODE% %RESPONSE_FLAGS%\\n\" }}]",
+                log.display()
+            ))
+            .yaml(),
+    );
+    let mut c = Client::connect(proxy.addr);
+    let writer = upload(&mut c, 64 << 20);
+    let r = c.try_response(false).expect("an answer");
+    assert_eq!(r.status(), 504, "{r:?}");
+    assert_eq!(r.header("x-ringway-reason"), Some("upstream_timeout"));
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(c.closed(), "the client connection closes");
+    writer.join().expect("writer");
+    let admin = proxy.admin_addr.expect("admin");
+    let s = admin_stats(admin);
+    let stat = |n: &str| s.get(n).copied().unwrap_or(0);
+    assert_eq!(stat("cluster.origin.upstream_rq_timeout"), 1, "{s:?}");
+    assert_eq!(stat("cluster.origin.upstream_rq_per_try_timeout"), 0);
+    assert_eq!(stat("cluster.origin.upstream_rq_retry"), 0);
+    assert_eq!(wait_lines(&log, 1), vec!["504 UT".to_string()]);
+}
+
 /// Read `c` to its end: `true` when it ended in a reset, `false` on a clean close (or after
 /// [`WAIT`]).
 fn ends_in_reset(c: &mut Client) -> bool {
