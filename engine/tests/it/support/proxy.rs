@@ -108,7 +108,9 @@ impl Proxy {
                     .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
                     .and_then(|n| n.parse::<usize>().ok())
                     .unwrap_or(1);
-                if first.is_some() && listeners.len() >= want {
+                // The admin address line, likewise, when there is an admin server.
+                let admin_pending = admin_addr.is_none() && log.contains("admin server listening");
+                if first.is_some() && listeners.len() >= want && !admin_pending {
                     break;
                 }
             }
