@@ -781,3 +781,40 @@ print(round(time.time() - t0, 2))
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "slow");
 }
+
+/// An HTTP/2 client's upload to an HTTP/1 upstream that stops taking it and never answers: the
+/// stream gets a 504 (`upstream_timeout`) after `request_body_timeout`, and a neighbour stream on
+/// the same connection is served meanwhile.
+#[test]
+fn an_upload_the_upstream_stops_taking_is_a_504_for_its_stream_only() {
+    let origin = RawOrigin::start(|mut c| {
+        while let Some(req) = c.read_request_head() {
+            if req.start.starts_with("POST") {
+                // Reads nothing more, says nothing.
+                std::thread::sleep(Duration::from_secs(20));
+                return;
+            }
+            if !c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok") {
+                return;
+            }
+        }
+    });
+    let p = proxy_with(origin.addr, "request_body_timeout: 1s", "");
+    // Far more than the socket buffers and windows between the client and the origin hold
+    // (the origin's receive window stays small while it reads nothing).
+    let upload = json!({
+        "headers": [[":method", "POST"], [":scheme", "http"], [":authority", "app.test"],
+                    [":path", "/up"]],
+        "body": "u".repeat(16 << 20),
+    });
+    let r = h2_client(json!({
+        "port": p.addr.port(),
+        "requests": [upload, get("/a")],
+        "timeout": 20,
+    }));
+    let up = &r["streams"]["1"];
+    assert_eq!(up["status"], 504, "{}", up["headers"]);
+    assert_eq!(header(up, "x-ringway-reason"), Some("upstream_timeout"));
+    assert_eq!(r["streams"]["3"]["status"], 200);
+    assert_eq!(r["streams"]["3"]["body"], "ok");
+}
