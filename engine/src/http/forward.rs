@@ -824,13 +824,8 @@ async fn send<S: Side>(
             _ => None,
         };
         // The head comes back from each write, so a retry can send it again.
-        let wrote = |ok| match ok {
-            true => Sent::Whole,
-            false => Sent::WriteFailed,
-        };
         let sent = match &buffered {
-            Some(b) if b.is_empty() => wrote(write_head(w, &up, pp, head, None).await),
-            Some(b) => wrote(write_head(w, &up, pp, head, Some(b.clone())).await),
+            Some(b) => write_head(w, &up, pp, head, (!b.is_empty()).then(|| b.clone())).await,
             None => {
                 let body_hooks = filters.as_deref_mut().filter(|f| {
                     let h = f.active.hooks();
@@ -968,14 +963,14 @@ pub(crate) async fn tls_connect(
 }
 
 /// Write `head` (kept in place for a retry), after the PROXY header `pp` and before a whole
-/// `body` when given, in one write. `false`: the write failed.
+/// `body` when given, in one write.
 async fn write_head(
     w: &WorkerCtx,
     up: &Conn,
     pp: Option<BytesMut>,
     head: &mut BytesMut,
     body: Option<Bytes>,
-) -> bool {
+) -> Sent {
     let h = std::mem::take(head);
     let (r, pp) = match (pp, body) {
         (None, None) => {
@@ -1002,7 +997,10 @@ async fn write_head(
     if let Some(p) = pp {
         w.write_bufs.give(p);
     }
-    r.is_ok()
+    match r {
+        Ok(_) => Sent::Whole,
+        Err(_) => Sent::WriteFailed,
+    }
 }
 
 /// What a stalled request body waits past `request_body_timeout` before it is given up: a
