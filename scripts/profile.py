@@ -16,7 +16,7 @@ CPU per request. Comparing two proxies this way shows which part of the differen
 
 Needs perf, nginx and wrk (../shared/meters/setup.sh installs them); METERS=path overrides where
 run.py is."""
-import argparse, collections, os, re, shlex, socket, subprocess, sys, tempfile, threading
+import argparse, collections, os, re, shlex, socket, subprocess, sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("METERS", os.path.join(HERE, "..", "..", "shared", "meters")))
@@ -54,7 +54,7 @@ KERNEL = [
      r"autoremove_wake|default_wake|pollwake|__smp_call|native_send_call|x2apic|"
      r"default_send_IPI|llist_|activate_task|reweight|place_entity|cpuacct|__cgroup_account|"
      r"cgroup_rstat|account_|prepare_task_switch|raw_spin_rq|_raw_spin_lock|_raw_spin_unlock|"
-     r"native_queued_spin|queued_spin|do_idle|cpuidle|mwait|default_idle|arch_cpu_idle)"),
+     r"native_queued_spin|queued_spin)"),
     ("slab and page memory", r"^(kmem_cache|kfree|__kmalloc|kmalloc|__slab|slab_|___slab|"
                              r"page_frag|__page_frag|__alloc_pages|free_unref|get_page_from|"
                              r"__free_pages|memcg_|mem_cgroup|refill_obj|obj_cgroup|mod_objcg)"),
@@ -63,6 +63,9 @@ KERNEL = [
                           r"__remove_hrtimer|get_nohz|calc_)"),
 ]
 KERNEL = [(n, re.compile(p)) for n, p in KERNEL]
+# The core waiting for work: not counted as busy.
+IDLE = re.compile(r"^(do_idle|cpuidle|mwait|default_idle|arch_cpu_idle|intel_idle|acpi_idle|"
+                  r"poll_idle|native_safe_halt|pv_native_safe_halt|cpu_idle_poll|__cpuidle)")
 
 
 def component(dso, sym, binary):
@@ -80,17 +83,6 @@ def component(dso, sym, binary):
     return "other user"
 
 
-def split_ticks(pid):
-    t = 0
-    for q in m.tree_pids(pid):
-        try:
-            f = open(f"/proc/{q}/stat").read().rsplit(")", 1)[1].split()
-            t += int(f[11]) + int(f[12])
-        except OSError:
-            pass
-    return t
-
-
 def profile(name, port, proc, binary, workdir):
     data = os.path.join(workdir, f"{name}.perf")
     result = {}
@@ -98,20 +90,20 @@ def profile(name, port, proc, binary, workdir):
     def load():
         result["wrk"] = m.wrk(port, a.secs + 1, a.conns)
 
-    t0 = split_ticks(proc.pid)
+    t0 = m.cpu_ticks(proc.pid)
     t = threading.Thread(target=load)
     t.start()
     # Start recording once the load runs; stop before it ends (wrk runs a second longer).
-    subprocess.run(["sleep", "0.5"])
+    time.sleep(0.5)
     subprocess.run(["perf", "record", "-q", "-C", "0", "-e", "cpu-clock", "-F", str(a.freq),
                     "-o", data, "--", "sleep", str(a.secs)],
                    check=True, capture_output=True, timeout=a.secs + 60)
     t.join(timeout=a.secs + 60)
-    t1 = split_ticks(proc.pid)
+    t1 = m.cpu_ticks(proc.pid)
     rps, reqs, errs, _, _ = result["wrk"]
     if not reqs or errs:
         sys.exit(f"{name}: {reqs} requests, {errs} errors")
-    cpu_us = (t1 - t0) * 1e6 / os.sysconf("SC_CLK_TCK") / reqs
+    cpu_us = (t1 - t0) * 1e6 / m.TICK / reqs
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-F",
                           "overhead,dso,sym", "--percent-limit", "0", "-t", "\t"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
@@ -126,9 +118,7 @@ def profile(name, port, proc, binary, workdir):
         pct = float(parts[0].strip().rstrip("%"))
         dso = parts[1].strip()
         sym = re.sub(r"^\[[.kgu]\]\s*", "", parts[2].strip())
-        if re.match(r"^(do_idle|cpuidle|mwait|default_idle|arch_cpu_idle|intel_idle|"
-                    r"acpi_idle|poll_idle|native_safe_halt|pv_native_safe_halt|"
-                    r"cpu_idle_poll|__cpuidle)", sym):
+        if IDLE.match(sym):
             idle += pct
             continue
         comps[component(dso, sym, binary)] += pct
