@@ -17,7 +17,7 @@ use ringway_fuzz::http::h1::{
     model::{decode_request, encode_request, forwarded_upgrade},
     parse_request, BodyFraming, Limits, ParseError, MAX_HEADERS,
 };
-use ringway_fuzz::{assert_crlf_only, chunked_outcome, RequestHead};
+use ringway_fuzz::{assert_crlf_only, chunked_outcome, head_cuts, RequestHead};
 
 const LIMITS: Limits = Limits {
     max_head_bytes: 16 * 1024,
@@ -35,6 +35,10 @@ fuzz_target!(|data: &[u8]| {
     let choice = data.iter().fold(0usize, |h, &b| {
         h.wrapping_mul(31).wrapping_add(usize::from(b))
     });
+    // A prefix holds a head only where the whole holds the same one; an incomplete whole has
+    // incomplete prefixes.
+    let cut = choice % (data.len() + 1);
+    let part = head_len(&data[..cut]);
     let mut headers = header_slots();
     let req = match parse_request(data, &mut headers, &LIMITS) {
         Ok(Some(req)) => req,
@@ -43,16 +47,11 @@ fuzz_target!(|data: &[u8]| {
                 data.len() <= LIMITS.max_head_bytes,
                 "incomplete past the head limit"
             );
-            // What has not ended yet cannot have ended in a part of it.
-            let cut = choice % (data.len() + 1);
-            let part = head_len(&data[..cut]);
             assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");
             return;
         }
         Err(e) => {
             assert!(matches!(e.status(), 400 | 414 | 431 | 501 | 505), "{e:?}");
-            let cut = choice % (data.len() + 1);
-            let part = head_len(&data[..cut]);
             assert!(
                 !matches!(part, Ok(Some(_))),
                 "prefix of {cut} bytes: {part:?}"
@@ -60,6 +59,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
+    if cut >= req.head_len {
+        assert_eq!(part, Ok(Some(req.head_len)), "prefix of {cut} bytes");
+    }
 
     // What an accepted head must be.
     assert!(req.head_len <= data.len() && req.head_len <= LIMITS.max_head_bytes);
@@ -77,13 +79,7 @@ fuzz_target!(|data: &[u8]| {
     // The head read in pieces: a strict prefix is incomplete, never an error (the proxy parses
     // again as each read arrives, and a client's head may split anywhere, between a CR and its
     // LF too), and the head with what follows it cut off parses to the same head.
-    let cuts = head
-        .iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == b'\r')
-        .map(|(i, _)| i + 1)
-        .chain([choice % req.head_len, req.head_len - 1]);
-    for cut in cuts {
+    for cut in head_cuts(head, choice) {
         let part = head_len(&data[..cut]);
         assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");
     }

@@ -6,8 +6,8 @@
 //! documents: CRLF only, no obs-fold, a status in 100..=599, framing consistent with the status,
 //! the request and the headers (no body on HEAD, 1xx, 204, 304; exactly `chunked`; the one
 //! Content-Length value; else read until close), a connection not kept when its framing or
-//! `Connection` says so, and the same head read in two pieces (a strict prefix of a head is
-//! `Ok(None)`, never an error). It is decoded into the stream model (no hop-by-hop field left)
+//! `Connection` says so, and the same head read in pieces (a strict prefix of a head is
+//! `Ok(None)`, never an error, cut after any CR too). It is decoded into the stream model (no hop-by-hop field left)
 //! and encoded for an HTTP/1.1 client as the proxy does, which must parse back to the same
 //! status, framing and model. The chunked decoder runs over the bytes after the head, whole and
 //! split at a fuzzer-chosen point, with the same outcome.
@@ -21,7 +21,7 @@ use ringway_fuzz::http::h1::{
     model::{decode_response, encode_response, Framing, Persist},
     parse_response, BodyFraming, ParseError, Response, Version, MAX_HEADERS,
 };
-use ringway_fuzz::{assert_crlf_only, chunked_outcome, ResponseHead};
+use ringway_fuzz::{assert_crlf_only, chunked_outcome, head_cuts, ResponseHead};
 
 /// The proxy's limit on an upstream's response head (engine/src/http/forward.rs).
 const MAX_HEAD: usize = 64 * 1024;
@@ -140,12 +140,9 @@ fuzz_target!(|input: &[u8]| {
         assert!(!resp.keep_alive, "HTTP/1.0 kept without keep-alive");
     }
 
-    // The head read in two pieces: a strict prefix is incomplete, never an error (the proxy
-    // parses again as each read arrives). One cut near the start, one near the end.
-    for cut in [
-        choice % resp.head_len,
-        resp.head_len - 1 - choice % resp.head_len,
-    ] {
+    // The head read in pieces: a strict prefix is incomplete, never an error (the proxy parses
+    // again as each read arrives), wherever the read ends (after a CR too).
+    for cut in head_cuts(head, choice) {
         let mut part_headers = header_slots();
         let part = parse_response(&data[..cut], &mut part_headers, was_head, MAX_HEAD);
         assert!(matches!(part, Ok(None)), "prefix of {cut} bytes: {part:?}");

@@ -73,3 +73,14 @@ pub fn assert_crlf_only(head: &[u8]) {
         }
     }
 }
+
+/// Where to cut an accepted head of `head_len` bytes (`head`) to check that each strict prefix
+/// reads as incomplete: after every CR (a read may end between a CR and its LF), one byte short,
+/// and a cut the input chooses (`choice`).
+pub fn head_cuts(head: &[u8], choice: usize) -> impl Iterator<Item = usize> + '_ {
+    head.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\r')
+        .map(|(i, _)| i + 1)
+        .chain([choice % head.len(), head.len() - 1])
+}
