@@ -247,23 +247,30 @@ fn client(proxy: SocketAddr, seed: u64, first_id: u64, n: u64, setup: Setup) -> 
         let req = format!(
             "GET {target} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n{extra}\r\n"
         );
-        c.send(req.as_bytes());
-        let r = c.try_response(false);
-        let closes = r.as_ref().is_none_or(|r| {
-            r.header("connection")
-                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-        });
+        let r = exchange(&mut c, proxy, &req);
         out.push(Outcome {
             act: ACTS[i],
             id,
             path,
             r,
         });
-        if closes {
-            c = Client::connect(proxy);
-        }
     }
     out
+}
+
+/// Send `req` on `c` and read its answer; a connection that gave none or that the answer
+/// closes is replaced with a new one to `proxy`.
+fn exchange(c: &mut Client, proxy: SocketAddr, req: &str) -> Option<RawMessage> {
+    c.send(req.as_bytes());
+    let r = c.try_response(false);
+    let closes = r.as_ref().is_none_or(|r| {
+        r.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    });
+    if closes {
+        *c = Client::connect(proxy);
+    }
+    r
 }
 
 /// What the clients got, by kind.
@@ -568,16 +575,7 @@ fn run_h2_chaos(streams: u32) -> (usize, usize) {
                     let req = format!(
                         "GET /h2/{id} HTTP/1.1\r\nhost: chaos.test\r\nx-id: {id}\r\nx-act: {i}\r\n\r\n"
                     );
-                    c.send(req.as_bytes());
-                    let r = c.try_response(false);
-                    let closes = r.as_ref().is_none_or(|r| {
-                        r.header("connection")
-                            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                    });
-                    out.push((H2_ACTS[i], id, r));
-                    if closes {
-                        c = Client::connect(addr);
-                    }
+                    out.push((H2_ACTS[i], id, exchange(&mut c, addr, &req)));
                 }
                 out
             })
