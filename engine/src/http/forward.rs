@@ -825,7 +825,8 @@ async fn send<S: Side>(
         };
         // The head comes back from each write, so a retry can send it again.
         let sent = match &buffered {
-            Some(b) => write_head(w, &up, pp, head, (!b.is_empty()).then(|| b.clone())).await,
+            Some(b) if b.is_empty() => write_head(w, &up, pp, head, None).await,
+            Some(b) => write_head(w, &up, pp, head, Some(b.clone())).await,
             None => {
                 let body_hooks = filters.as_deref_mut().filter(|f| {
                     let h = f.active.hooks();
